@@ -1,0 +1,1 @@
+"""Burgernet telephony gateway: alerts out by SMS and voice, tips back in."""

@@ -1,0 +1,71 @@
+"""All configuration in one place: every option, with its default, is listed in `.env.example`."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The one value that marks an unset secret. Allowed in development only.
+DEFAULT_SECRET = "change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    # Used as the HMAC key for stored API keys: a leaked database alone does not reveal keys.
+    secret_key: str = DEFAULT_SECRET
+
+    # Storage: an embedded SQLite file unless a server is configured.
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    # Queue: Redis Streams when set; otherwise an in-process substitute (single process only).
+    redis_url: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # Actions
+    max_radius_m: int = Field(50_000, gt=0)
+    action_expiry_minutes: int = Field(120, gt=0)
+    expiry_check_seconds: float = Field(30, gt=0)
+    # Messages left `queued` but never handed to the queue (a crash between commit and publish)
+    # are published again after this grace period.
+    reconcile_grace_seconds: float = Field(60, ge=0)
+    reconcile_interval_seconds: float = Field(30, gt=0)
+
+    # SMS
+    sms_sender: str = "Burgernet"
+    sms_max_parts: int = Field(6, ge=1, le=255)
+
+    # Telephony numbers shown in messages.
+    tip_line: str = "0800-0011"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> "Settings":
+        if self.environment == "production" and self.secret_key == DEFAULT_SECRET:
+            raise ValueError(
+                "SECRET_KEY still has its default value; set a long random SECRET_KEY "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "
+                "or run with ENVIRONMENT=development"
+            )
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The configured database, or the embedded SQLite file in `data_dir`."""
+        if self.database_url:
+            url = self.database_url
+            # Plain postgresql:// URLs get the psycopg 3 driver we ship.
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{self.data_dir / 'burgernet.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and `.env`."""
+    return Settings()

@@ -1,0 +1,392 @@
+"""The domain model as SQL tables. The database is the source of truth; queues only carry ids.
+
+Names follow the domain: a `Participant` registers `Address`es, a `Centralist` owns an
+`Action`, an action sends `Bulletin`s (the alert, each update, the closing message) and every
+bulletin reaches each phone number through exactly one `Message`. Calls and SMS replies that
+come back are `Tip`s.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime, timezone
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so that migrations can refer to them on every database.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use datetime.now(timezone.utc)")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # VARCHAR + CHECK rather than a native enum type: identical on PostgreSQL and SQLite and
+    # cheap to extend in a migration.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=24,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- enumerations -------------------------------------------------------------------------
+
+
+class Channel(str, enum.Enum):
+    sms = "sms"
+    voice = "voice"
+
+
+class Role(str, enum.Enum):
+    admin = "admin"
+    centralist = "centralist"
+    municipality = "municipality"
+
+
+class ActionType(str, enum.Enum):
+    missing_person = "missing_person"
+    burglary = "burglary"
+    robbery = "robbery"
+    hit_and_run = "hit_and_run"
+    shop_theft = "shop_theft"
+    other = "other"
+
+
+class ActionStatus(str, enum.Enum):
+    draft = "draft"
+    open = "open"
+    closed = "closed"
+
+
+class Outcome(str, enum.Enum):
+    direct = "direct"  # a participant's tip led directly to the arrest / finding
+    indirect = "indirect"  # tips helped, but did not decide it
+    none = "none"  # no success through Burgernet
+
+
+class BulletinKind(str, enum.Enum):
+    alert = "alert"
+    update = "update"
+    closing = "closing"
+
+
+class MessageStatus(str, enum.Enum):
+    queued = "queued"  # committed; waiting for a channel worker
+    sending = "sending"  # claimed by a worker, outcome not yet known
+    submitted = "submitted"  # SMS accepted by the SMSC
+    delivered = "delivered"  # SMS delivery receipt says delivered
+    answered = "answered"  # voice call answered (by a person or a voicemail)
+    failed = "failed"  # gave up; `detail` says why
+    cancelled = "cancelled"  # never sent because the action closed first
+
+
+# RULE: a number counts as "reached" (and so gets the closing message) once its alert or update
+# left our hands successfully.
+REACHED_STATUSES = (MessageStatus.submitted, MessageStatus.delivered, MessageStatus.answered)
+FINAL_STATUSES = (*REACHED_STATUSES, MessageStatus.failed, MessageStatus.cancelled)
+
+
+class TipChannel(str, enum.Enum):
+    call = "call"
+    sms = "sms"
+
+
+class MatchedBy(str, enum.Enum):
+    caller_id = "caller_id"
+    action_code = "action_code"
+    none = "none"
+
+
+# --- organisations and people ----------------------------------------------------------------
+
+
+class Municipality(Base):
+    __tablename__ = "municipality"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cbs_code: Mapped[str] = mapped_column(String(6), unique=True)  # e.g. GM0344
+    name: Mapped[str] = mapped_column(String(100))
+    region: Mapped[str] = mapped_column(String(100))  # police region / meldkamer area
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Participant(Base):
+    """A classic participant: one phone number, registered by one municipality."""
+
+    __tablename__ = "participant"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(16), index=True)  # E.164, e.g. +31612345678
+    language: Mapped[str] = mapped_column(String(2), default="nl")
+    # Holiday pause, inclusive local dates (Europe/Amsterdam).
+    pause_from: Mapped[date | None] = mapped_column(Date)
+    pause_until: Mapped[date | None] = mapped_column(Date)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    addresses: Mapped[list[Address]] = relationship(
+        back_populates="participant", cascade="all, delete-orphan", order_by="Address.id"
+    )
+
+    __table_args__ = (CheckConstraint("language IN ('nl','en','de','fr')", name="language"),)
+
+
+class Address(Base):
+    """Where a participant lives or works, with how and when to be alerted there."""
+
+    __tablename__ = "address"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participant.id", ondelete="CASCADE"), index=True
+    )
+    country: Mapped[str] = mapped_column(String(2), default="NL")
+    postcode: Mapped[str] = mapped_column(String(8))
+    house_number: Mapped[str] = mapped_column(String(10))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    # Spatial bucket for the radius search; see gateway.targeting.geo.tile_of.
+    tile: Mapped[int] = mapped_column(Integer, index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    # Receive window in local minutes since midnight; start > end crosses midnight;
+    # both NULL means always.
+    window_start: Mapped[int | None] = mapped_column(SmallInteger)
+    window_end: Mapped[int | None] = mapped_column(SmallInteger)
+
+    participant: Mapped[Participant] = relationship(back_populates="addresses")
+
+    __table_args__ = (
+        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="latlon"),
+        CheckConstraint(
+            "(window_start IS NULL AND window_end IS NULL) OR "
+            "(window_start BETWEEN 0 AND 1439 AND window_end BETWEEN 0 AND 1440)",
+            name="window",
+        ),
+    )
+
+
+class Centralist(Base):
+    """A control-room operator; tip calls for her actions ring `dial_string`."""
+
+    __tablename__ = "centralist"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    meldkamer: Mapped[str] = mapped_column(String(100))
+    dial_string: Mapped[str] = mapped_column(String(200))  # e.g. PJSIP/4021@meldkamer-mn
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Base):
+    """Someone (or some system) that calls the API, with one role."""
+
+    __tablename__ = "api_user"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"))
+    centralist_id: Mapped[int | None] = mapped_column(ForeignKey("centralist.id"))
+    # HMAC-SHA256 of the API key under SECRET_KEY; the key itself is shown once and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(12))  # shown in listings to tell keys apart
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(role != 'municipality' OR municipality_id IS NOT NULL) AND "
+            "(role != 'centralist' OR centralist_id IS NOT NULL)",
+            name="role_scope",
+        ),
+    )
+
+
+# --- actions and what they send -----------------------------------------------------------------
+
+
+class Action(Base):
+    """A Burgernetactie: what to look out for, where, and who owns it."""
+
+    __tablename__ = "action"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[ActionType] = mapped_column(_enum(ActionType, "action_type"))
+    description: Mapped[str] = mapped_column(Text)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    radius_m: Mapped[int] = mapped_column(Integer)
+    send_sms: Mapped[bool] = mapped_column(Boolean, default=True)
+    send_voice: Mapped[bool] = mapped_column(Boolean, default=True)
+    centralist_id: Mapped[int] = mapped_column(ForeignKey("centralist.id"), index=True)
+    action_code: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[ActionStatus] = mapped_column(
+        _enum(ActionStatus, "action_status"), default=ActionStatus.draft, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)  # closed by the clock
+    outcome: Mapped[Outcome | None] = mapped_column(_enum(Outcome, "outcome"))
+    outcome_detail: Mapped[str | None] = mapped_column(String(40))  # arrest, person_found, …
+    outcome_note: Mapped[str | None] = mapped_column(Text)
+
+    centralist: Mapped[Centralist] = relationship()
+    bulletins: Mapped[list[Bulletin]] = relationship(
+        back_populates="action", order_by="Bulletin.id"
+    )
+
+    __table_args__ = (
+        # RULE: an action code is unique among open actions (it is reused once closed).
+        Index(
+            "uq_action_open_code",
+            "action_code",
+            unique=True,
+            postgresql_where=text("status = 'open'"),
+            sqlite_where=text("status = 'open'"),
+        ),
+        CheckConstraint("radius_m > 0", name="radius"),
+        CheckConstraint("send_sms OR send_voice", name="channels"),
+    )
+
+    @property
+    def channels(self) -> list[Channel]:
+        return [c for c, on in ((Channel.sms, self.send_sms), (Channel.voice, self.send_voice)) if on]
+
+
+class Bulletin(Base):
+    """One text sent to many: an action's alert, an update, or its closing message."""
+
+    __tablename__ = "bulletin"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id"))
+    kind: Mapped[BulletinKind] = mapped_column(_enum(BulletinKind, "bulletin_kind"))
+    seq: Mapped[int] = mapped_column(Integer, default=0)  # 0 for alert/closing, 1.. for updates
+    sms_text: Mapped[str] = mapped_column(Text)
+    spoken_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    action: Mapped[Action] = relationship(back_populates="bulletins")
+
+    __table_args__ = (UniqueConstraint("action_id", "kind", "seq", name="uq_bulletin_action_kind_seq"),)
+
+
+class Message(Base):
+    """One bulletin on its way to one phone number."""
+
+    __tablename__ = "message"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletin.id"))
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id"), index=True)
+    phone: Mapped[str] = mapped_column(String(16))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id", ondelete="SET NULL")
+    )
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    status: Mapped[MessageStatus] = mapped_column(
+        _enum(MessageStatus, "message_status"), default=MessageStatus.queued
+    )
+    detail: Mapped[str | None] = mapped_column(String(200))  # failure reason, call outcome, …
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(64))  # SMSC message id / call id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set once the id is on the work queue; NULL + queued means a publish may have been lost.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    final_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # RULE: one message per phone number per bulletin — the database backs the targeting rule.
+        UniqueConstraint("bulletin_id", "phone", name="uq_message_bulletin_phone"),
+        Index("ix_message_status_enqueued", "status", "enqueued_at"),
+        Index("ix_message_phone", "phone"),
+    )
+
+
+class Tip(Base):
+    """A call to 0800-0011 or an SMS reply: the raw material of success counting."""
+
+    __tablename__ = "tip"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[TipChannel] = mapped_column(_enum(TipChannel, "tip_channel"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    caller_number: Mapped[str | None] = mapped_column(String(16))  # NULL when withheld
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participant.id", ondelete="SET NULL")
+    )
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("action.id"), index=True)
+    matched_by: Mapped[MatchedBy] = mapped_column(_enum(MatchedBy, "matched_by"), default=MatchedBy.none)
+    routed_to: Mapped[str | None] = mapped_column(String(200))
+    dial_status: Mapped[str | None] = mapped_column(String(20))  # ANSWER, BUSY, NOANSWER, …
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)
+    recording_path: Mapped[str | None] = mapped_column(String(300))
+    sms_text: Mapped[str | None] = mapped_column(Text)
+    call_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # Asterisk uniqueid
+    useful: Mapped[bool | None] = mapped_column(Boolean)
+    led_to_success: Mapped[bool | None] = mapped_column(Boolean)
+    marked_by: Mapped[int | None] = mapped_column(ForeignKey("api_user.id"))
+    marked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,120 @@
+"""Who gets an action: the pure core of targeting, with no database in sight.
+
+Input is every registration (participant × address) that the grid pre-selected; output is one
+`Recipient` per phone number. Everything here is plain data so that it can be tested exhaustively
+and stays fast at national scale (tens of thousands of rows per action).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from gateway.storage.models import Channel
+from gateway.targeting.geo import Circle
+
+LOCAL_TZ = ZoneInfo("Europe/Amsterdam")
+
+
+class Registration(NamedTuple):
+    """One address of one participant, as targeting sees it (column order matters: SQL rows too)."""
+
+    address_id: int
+    participant_id: int
+    phone: str
+    channel: Channel | str
+    lat: float
+    lon: float
+    window_start: int | None
+    window_end: int | None
+    pause_from: date | None
+    pause_until: date | None
+    unsubscribed: bool
+    language: str = "nl"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    phone: str
+    channel: Channel
+    participant_id: int
+    address_id: int
+    language: str
+
+
+def in_window(start: int | None, end: int | None, minute: int) -> bool:
+    """Whether local minute-of-day `minute` lies in [start, end); start > end crosses midnight."""
+    if start is None or end is None:
+        return True
+    if start <= end:
+        return start <= minute < end
+    return minute >= start or minute < end
+
+
+def is_paused(pause_from: date | None, pause_until: date | None, today: date) -> bool:
+    """A pause covers whole local days, both ends inclusive; an open end is open-ended."""
+    if pause_from is None and pause_until is None:
+        return False
+    return (pause_from is None or pause_from <= today) and (pause_until is None or today <= pause_until)
+
+
+def select_recipients(
+    registrations: Iterable[Registration],
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+) -> list[Recipient]:
+    """Registrations in the circle, reachable now on an allowed channel, one per phone number."""
+    return one_per_number(eligible(registrations, Circle(lat, lon, radius_m), channels, now))
+
+
+def eligible(
+    registrations: Iterable[Registration], circle: Circle, channels: Iterable[Channel], now: datetime
+) -> Iterator[tuple[float, Registration]]:
+    """(closeness, registration) for each registration that may be alerted at `now`.
+
+    Drops what lies outside the circle, is unsubscribed, paused, outside its receive window
+    (local time, so DST is handled by the zone database) or on a channel the action does not use.
+    """
+    local = now.astimezone(LOCAL_TZ)
+    minute, today = local.hour * 60 + local.minute, local.date()
+    allowed = {Channel(c).value for c in channels}
+    h_max, closeness = circle.h_max, circle.closeness
+    for reg in registrations:
+        (_aid, _pid, _phone, channel, rlat, rlon, wstart, wend, pfrom, puntil, unsub, _lang) = reg
+        if unsub or getattr(channel, "value", channel) not in allowed:
+            continue
+        h = closeness(rlat, rlon)
+        if h > h_max:
+            continue
+        if wstart is not None and not in_window(wstart, wend, minute):
+            continue
+        if (pfrom is not None or puntil is not None) and is_paused(pfrom, puntil, today):
+            continue
+        yield h, reg
+
+
+# When one number's eligible addresses ask for different channels, the address nearest to the
+# incident decides (it is the place the alert is about); at equal distance SMS wins (it does not
+# occupy the scarce voice trunk and can be read again), then the oldest address.
+_CHANNEL_RANK = {Channel.sms.value: 0, Channel.voice.value: 1}
+
+
+def one_per_number(candidates: Iterable[tuple[float, Registration]]) -> list[Recipient]:
+    """RULE: one message per phone number per action — pick one registration per number."""
+    best: dict[str, tuple[tuple[float, int, int], Registration]] = {}
+    for h, reg in candidates:
+        channel = getattr(reg[3], "value", reg[3])
+        key = (h, _CHANNEL_RANK[channel], reg[0])
+        held = best.get(reg[2])
+        if held is None or key < held[0]:
+            best[reg[2]] = (key, reg)
+    return [
+        Recipient(phone, Channel(getattr(reg[3], "value", reg[3])), reg[1], reg[0], reg[11])
+        for phone, (_key, reg) in best.items()
+    ]
