@@ -1,0 +1,58 @@
+# Burgernet gateway — the two everyday commands are `make demo` and `make test`.
+# `make` alone lists the targets.
+
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+PYTEST_ARGS ?=
+ARGS        ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv services test demo bench migrate serve clean
+
+help: ## List the targets
+	@echo "Burgernet gateway — make targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: PYTEST_ARGS (extra pytest arguments), ARGS (extra arguments for serve/migrate)"
+
+venv: $(STAMP) ## Create .venv and install the package with its test extras
+
+$(STAMP): pyproject.toml
+	@echo "==> creating $(VENV) and installing the package (pip -q: only errors are shown)"
+	@if ! out=$$($(PYTHON) -m venv $(VENV) 2>&1); then \
+		rm -rf $(VENV); \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "==> '$(PYTHON) -m venv' failed; installing python3-venv"; \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null || exit 1; \
+			$(PYTHON) -m venv $(VENV) || exit 1; \
+		else \
+			echo "$$out" >&2; \
+			echo "error: '$(PYTHON) -m venv' failed; install the venv module (Debian: apt-get install python3-venv)" >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+services: ## Make sure PostgreSQL and Redis are running on 127.0.0.1 (starts/installs them)
+	bash scripts/ensure-services.sh
+
+test: venv services ## Run the test suite against real PostgreSQL and Redis (PYTEST_ARGS=...)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
+	$(BIN)/burgernet demo
+
+bench: venv services ## Run the targeting benchmark
+	$(BIN)/python -m bench.targeting
+
+migrate: venv ## Apply database migrations to the configured database (ARGS=...)
+	$(BIN)/burgernet migrate $(ARGS)
+
+serve: venv ## Start the HTTP API (ARGS=...)
+	$(BIN)/burgernet serve $(ARGS)
+
+clean: ## Remove .venv, var/ and .cache/
+	rm -rf $(VENV) var .cache

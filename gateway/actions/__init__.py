@@ -1,0 +1,1 @@
+"""Actions (Burgernetacties): their lifecycle and the wording of what they send."""

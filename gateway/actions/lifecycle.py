@@ -1,0 +1,245 @@
+"""The action lifecycle: draft → open (launched) → closed, with the messages each step queues.
+
+Every function works inside the caller's session and never commits, so a route can combine
+steps in one transaction; the ids they return are handed to the work queue after the commit
+(see gateway.queue.publish_messages). State changes are guarded in SQL (`WHERE status = …`) so
+that two concurrent requests cannot both launch or both close an action.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.actions import wording
+from gateway.config import Settings
+from gateway.errors import Conflict, NotFound
+from gateway.sms.encoding import EncodedText, split_sms
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    Bulletin,
+    BulletinKind,
+    Channel,
+    Message,
+    MessageStatus,
+    Outcome,
+    REACHED_STATUSES,
+)
+from gateway.targeting import Recipient, find_recipients
+
+CODE_DIGITS = 4
+# A code looks like the example in every message ("actiecode 4821"): four digits, no leading 0.
+_CODE_LOW, _CODE_HIGH = 10 ** (CODE_DIGITS - 1), 10**CODE_DIGITS - 1
+_CODE_TRIES = 50
+# What a draft shows where the code will go: same length, so the same SMS size.
+CODE_PLACEHOLDER = "#" * CODE_DIGITS
+_INSERT_CHUNK = 5_000
+
+
+@dataclass
+class Queued:
+    """What one step put on its way: new message ids per channel, for the work queue."""
+
+    bulletin_id: int | None = None
+    ids_by_channel: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return sum(len(ids) for ids in self.ids_by_channel.values())
+
+
+@dataclass
+class Preview:
+    recipients: dict[str, int]
+    sms: EncodedText
+    sms_text: str
+    spoken_text: str
+
+
+def get_action(session: Session, action_id: int, *, for_update: bool = False, fresh: bool = False) -> Action:
+    """The action, or NotFound; `fresh` reloads it after a guarded UPDATE changed the row."""
+    stmt = select(Action).where(Action.id == action_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    if fresh or for_update:
+        stmt = stmt.execution_options(populate_existing=True)
+    action = session.scalars(stmt).one_or_none()
+    if action is None:
+        raise NotFound(f"action {action_id} does not exist", action_id=action_id)
+    return action
+
+
+def recipients(session: Session, action: Action, now: datetime) -> list[Recipient]:
+    return find_recipients(session, action.lat, action.lon, action.radius_m, action.channels, now)
+
+
+def preview(session: Session, action: Action, now: datetime, settings: Settings) -> Preview:
+    """What launching now would do: recipients per channel and the texts as they will go out."""
+    counts = {c.value: 0 for c in action.channels}
+    for r in recipients(session, action, now):
+        counts[r.channel.value] += 1
+    code = action.action_code or CODE_PLACEHOLDER
+    sms_text = wording.alert_sms(action.description, code, settings.tip_line)
+    return Preview(counts, split_sms(sms_text), sms_text, wording.alert_spoken(action.description, code))
+
+
+def launch(session: Session, action_id: int, now: datetime, settings: Settings) -> Queued:
+    """Open a draft: give it an action code, target it and queue one alert per phone number."""
+    code = _open_with_code(session, action_id, now, settings)
+    action = get_action(session, action_id, fresh=True)
+    bulletin = _bulletin(
+        session,
+        action,
+        BulletinKind.alert,
+        0,
+        wording.alert_sms(action.description, code, settings.tip_line),
+        wording.alert_spoken(action.description, code),
+    )
+    rows = [_row(bulletin, action, r.phone, r.participant_id, r.channel, now) for r in recipients(session, action, now)]
+    return _insert_messages(session, bulletin.id, rows)
+
+
+def _open_with_code(session: Session, action_id: int, now: datetime, settings: Settings) -> str:
+    """The draft → open transition, atomic, with a code unique among open actions."""
+    for _ in range(_CODE_TRIES):
+        code = str(_CODE_LOW + secrets.randbelow(_CODE_HIGH - _CODE_LOW + 1))
+        try:
+            with session.begin_nested():
+                changed = session.execute(
+                    update(Action)
+                    .where(Action.id == action_id, Action.status == ActionStatus.draft)
+                    .values(
+                        status=ActionStatus.open,
+                        action_code=code,
+                        launched_at=now,
+                        expires_at=now + timedelta(minutes=settings.action_expiry_minutes),
+                    )
+                ).rowcount
+        except IntegrityError:
+            continue  # RULE: action codes are unique among open actions — draw again
+        if changed == 1:
+            return code
+        action = get_action(session, action_id, fresh=True)
+        raise Conflict(f"action {action_id} is {action.status.value}, only a draft can be launched", status=action.status.value)
+    raise Conflict("no free action code; too many open actions")
+
+
+def send_update(session: Session, action_id: int, text: str, now: datetime, settings: Settings) -> Queued:
+    """A follow-up to everyone the alert went to, on the channel the alert used."""
+    action = get_action(session, action_id, for_update=True)
+    if action.status != ActionStatus.open:
+        raise Conflict(f"action {action_id} is {action.status.value}; updates go to open actions only")
+    seq = (
+        session.scalar(
+            select(func.max(Bulletin.seq)).where(Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.update)
+        )
+        or 0
+    ) + 1
+    code = action.action_code
+    bulletin = _bulletin(
+        session, action, BulletinKind.update, seq, wording.update_sms(text, code, settings.tip_line), wording.update_spoken(text, code)
+    )
+    alert = select(Message.phone, Message.participant_id, Message.channel).join(Bulletin).where(
+        Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert
+    )
+    rows = [_row(bulletin, action, phone, pid, channel, now) for phone, pid, channel in session.execute(alert)]
+    return _insert_messages(session, bulletin.id, rows)
+
+
+def close(
+    session: Session,
+    action_id: int,
+    now: datetime,
+    *,
+    outcome: Outcome | None,
+    outcome_detail: str | None = None,
+    note: str | None = None,
+    expired: bool = False,
+) -> Queued:
+    """Close an open action: stop what has not gone out, and queue one closing message per
+    number that was reached."""
+    changed = session.execute(
+        update(Action)
+        .where(Action.id == action_id, Action.status == ActionStatus.open)
+        .values(
+            status=ActionStatus.closed,
+            closed_at=now,
+            expired=expired,
+            outcome=outcome,
+            outcome_detail=outcome_detail,
+            outcome_note=note,
+        )
+    ).rowcount
+    action = get_action(session, action_id, fresh=True)
+    if changed != 1:
+        raise Conflict(f"action {action_id} is {action.status.value}; only an open action can be closed", status=action.status.value)
+    # Alerts still waiting are pointless (even harmful: people searching for a child who was
+    # found) once the action is closed.
+    session.execute(
+        update(Message)
+        .where(Message.action_id == action.id, Message.status == MessageStatus.queued)
+        .values(status=MessageStatus.cancelled, detail="action closed before sending", final_at=now)
+    )
+    body = wording.closing_body(outcome, outcome_detail, note)
+    bulletin = _bulletin(
+        session, action, BulletinKind.closing, 0, wording.closing_sms(action.action_code, body), wording.closing_spoken(body)
+    )
+    # RULE: the closing message goes once to every number reached. A message still `sending`
+    # is counted as reached: it was in flight when the action closed.
+    reached = (
+        select(Message.phone, func.min(Message.participant_id), func.min(Message.channel))
+        .where(
+            Message.action_id == action.id,
+            Message.bulletin_id != bulletin.id,
+            Message.status.in_([*REACHED_STATUSES, MessageStatus.sending]),
+        )
+        .group_by(Message.phone)
+    )
+    rows = [_row(bulletin, action, phone, pid, Channel(channel), now) for phone, pid, channel in session.execute(reached)]
+    return _insert_messages(session, bulletin.id, rows)
+
+
+def expire_due(session: Session, now: datetime) -> list[Queued]:
+    """Close, without an outcome, every open action whose time has run out."""
+    due = session.scalars(
+        select(Action.id).where(Action.status == ActionStatus.open, Action.expires_at <= now).order_by(Action.id)
+    ).all()
+    return [close(session, action_id, now, outcome=None, expired=True) for action_id in due]
+
+
+def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sms: str, spoken: str) -> Bulletin:
+    bulletin = Bulletin(action_id=action.id, kind=kind, seq=seq, sms_text=sms, spoken_text=spoken)
+    session.add(bulletin)
+    session.flush()
+    return bulletin
+
+
+def _row(bulletin: Bulletin, action: Action, phone: str, participant_id: int | None, channel: Channel, now: datetime) -> dict:
+    return {
+        "bulletin_id": bulletin.id,
+        "action_id": action.id,
+        "phone": phone,
+        "participant_id": participant_id,
+        "channel": channel,
+        "status": MessageStatus.queued,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
+def _insert_messages(session: Session, bulletin_id: int, rows: list[dict]) -> Queued:
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        session.execute(insert(Message), rows[start : start + _INSERT_CHUNK])
+    ids: dict[str, list[int]] = defaultdict(list)
+    for mid, channel in session.execute(
+        select(Message.id, Message.channel).where(Message.bulletin_id == bulletin_id).order_by(Message.id)
+    ):
+        ids[channel.value].append(mid)
+    return Queued(bulletin_id, dict(ids))

@@ -1,0 +1,68 @@
+"""What the messages say, in plain Dutch: the one home of every alert, update and closing text.
+
+Participants complained about cryptic abbreviations squeezed into 160 characters, so texts are
+written out in full and sent as concatenated SMS when needed. The spoken script follows the
+historic voice alert ("Hier volgt een oproep voor Burgernet …") and reads the action code digit by
+digit, so it can be typed on a keypad.
+"""
+
+from gateway.storage.models import Outcome
+
+# How the tip line is said aloud: "nul-achthonderd, nul-nul-elf" is how the Dutch say 0800-0011.
+SPOKEN_TIP_LINE = "nul-achthonderd, nul-nul-elf"
+
+# What happened, as said in the closing message (outcome_detail → sentence).
+OUTCOME_SENTENCES = {
+    "arrest": "Er is een verdachte aangehouden.",
+    "person_found": "De vermiste persoon is gevonden.",
+    "vehicle_found": "Het voertuig is gevonden.",
+    "goods_found": "De gezochte goederen zijn gevonden.",
+}
+OUTCOME_DETAILS = (*OUTCOME_SENTENCES, "other")
+
+
+def spoken_digits(code: str) -> str:
+    return ", ".join(code)
+
+
+def alert_sms(description: str, code: str, tip_line: str) -> str:
+    return f"Burgernet: {description.strip()} Ziet u iets? Bel gratis {tip_line}, actiecode {code}."
+
+
+def alert_spoken(description: str, code: str) -> str:
+    return (
+        f"Hier volgt een oproep voor Burgernet. {description.strip()} "
+        f"Heeft u iets gezien? Bel dan gratis terug naar {SPOKEN_TIP_LINE}, "
+        f"en noem actiecode {spoken_digits(code)}."
+    )
+
+
+def update_sms(text: str, code: str, tip_line: str) -> str:
+    return f"Burgernet, aanvulling op actie {code}: {text.strip()} Ziet u iets? Bel gratis {tip_line}."
+
+
+def update_spoken(text: str, code: str) -> str:
+    return (
+        f"Hier volgt een aanvulling op een oproep van Burgernet. {text.strip()} "
+        f"Heeft u iets gezien? Bel dan gratis terug naar {SPOKEN_TIP_LINE}, "
+        f"en noem actiecode {spoken_digits(code)}."
+    )
+
+
+def closing_body(outcome: Outcome | None, detail: str | None, note: str | None) -> str:
+    """The news of a closing message: the centralist's own words, else what happened."""
+    if note and note.strip():
+        return note.strip()
+    if outcome in (Outcome.direct, Outcome.indirect) and detail in OUTCOME_SENTENCES:
+        return OUTCOME_SENTENCES[detail]
+    return ""
+
+
+def closing_sms(code: str, body: str) -> str:
+    news = f" {body}" if body else ""
+    return f"Burgernet: de actie met actiecode {code} is beëindigd.{news} Bedankt voor het uitkijken."
+
+
+def closing_spoken(body: str) -> str:
+    news = f" {body}" if body else ""
+    return f"Hier volgt een bericht van Burgernet. De actie waarvoor wij u eerder belden is beëindigd.{news} Bedankt voor het uitkijken."

@@ -1,0 +1,62 @@
+"""Dependencies shared by the routes: the database session, the work queue, the caller."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from gateway import auth
+from gateway.config import Settings
+from gateway.queue import WorkQueue
+from gateway.storage.models import Role, User
+
+_bearer = HTTPBearer(auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users")
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session per request. Routes that change data commit explicitly, so that they can act
+    (publish to the queue) after the commit; anything uncommitted is rolled back at the end."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_queue(request: Request) -> WorkQueue:
+    return request.app.state.queue
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+QueueDep = Annotated[WorkQueue, Depends(get_queue)]
+
+
+def current_user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> User:
+    settings: Settings = request.app.state.settings
+    # A short session of its own: authentication must not hold the route's transaction.
+    with request.app.state.sessions() as session:
+        user = auth.authenticate(session, settings.secret_key, credentials.credentials if credentials else None)
+        session.expunge(user)
+    return user
+
+
+def role(*roles: Role):
+    """A dependency that lets only these roles in (401 without a key, 403 for other roles)."""
+
+    def check(user: Annotated[User, Depends(current_user)]) -> User:
+        auth.require_role(user, *roles)
+        return user
+
+    return check
+
+
+UserDep = Annotated[User, Depends(current_user)]
+AdminDep = Annotated[User, Depends(role(Role.admin))]
+CentralistDep = Annotated[User, Depends(role(Role.centralist, Role.admin))]
+MunicipalityDep = Annotated[User, Depends(role(Role.municipality, Role.admin))]

@@ -1,0 +1,178 @@
+"""Actions for centralists: create, preview, launch, update, close, follow progress."""
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from gateway.actions import lifecycle
+from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
+from gateway.api.schemas import (
+    ActionCreate,
+    ActionEdit,
+    ActionPublic,
+    CloseRequest,
+    PreviewPublic,
+    ProgressRow,
+    QueuedPublic,
+    SmsPreview,
+    UpdateCreate,
+)
+from gateway.config import Settings
+from gateway.actions import wording
+from gateway.errors import Conflict, Invalid
+from gateway.queue import publish_messages
+from gateway.sms.encoding import TextTooLong, check_parts
+from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role
+
+router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
+ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _check_action(settings: Settings, radius_m: int, description: str) -> None:
+    """Business limits that depend on configuration (the schema checks the rest)."""
+    if radius_m > settings.max_radius_m:
+        raise Invalid(f"radius_m {radius_m} is above the maximum of {settings.max_radius_m} m", field="radius_m")
+    try:
+        check_parts(wording.alert_sms(description, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
+    except TextTooLong as exc:
+        raise Invalid(f"description too long for SMS: {exc}", field="description") from None
+
+
+def _public(action: Action) -> ActionPublic:
+    return ActionPublic.model_validate(action)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ActionPublic)
+def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """Create a draft action; nothing is sent until it is launched."""
+    _check_action(settings, body.radius_m, body.description)
+    if user.role == Role.centralist:
+        if body.centralist_id not in (None, user.centralist_id):
+            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
+        owner = user.centralist_id
+    else:
+        if body.centralist_id is None:
+            raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
+        owner = body.centralist_id
+    if session.get(Centralist, owner) is None:
+        raise Invalid(f"centralist {owner} does not exist", field="centralist_id")
+    action = Action(
+        type=body.type,
+        description=body.description,
+        lat=body.lat,
+        lon=body.lon,
+        radius_m=body.radius_m,
+        send_sms="sms" in body.channels,
+        send_voice="voice" in body.channels,
+        centralist_id=owner,
+    )
+    session.add(action)
+    session.commit()
+    return _public(action)
+
+
+@router.get("", response_model=list[ActionPublic])
+def list_actions(
+    session: SessionDep,
+    user: CentralistDep,
+    status_: Annotated[ActionStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+):
+    """Actions, newest first."""
+    stmt = select(Action).order_by(Action.id.desc()).limit(limit).offset(offset)
+    if status_ is not None:
+        stmt = stmt.where(Action.status == status_)
+    return [_public(a) for a in session.scalars(stmt)]
+
+
+@router.get("/{action_id}", response_model=ActionPublic)
+def get_action(action_id: ActionId, session: SessionDep, user: CentralistDep):
+    return _public(lifecycle.get_action(session, action_id))
+
+
+@router.patch("/{action_id}", response_model=ActionPublic)
+def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """Change a draft (after launch, send an update instead)."""
+    action = lifecycle.get_action(session, action_id, for_update=True)
+    if action.status != ActionStatus.draft:
+        raise Conflict(f"action {action_id} is {action.status.value}; only drafts can be edited; send an update")
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    channels = changes.pop("channels", None)
+    for name, value in changes.items():
+        setattr(action, name, value)
+    if channels is not None:
+        action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
+    _check_action(settings, action.radius_m, action.description)
+    session.commit()
+    return _public(action)
+
+
+@router.get("/{action_id}/preview", response_model=PreviewPublic)
+def preview_action(action_id: ActionId, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """Who would be reached if launched now, and the texts as they will go out."""
+    action = lifecycle.get_action(session, action_id)
+    p = lifecycle.preview(session, action, _now(), settings)
+    return PreviewPublic(
+        recipients=p.recipients,
+        total=sum(p.recipients.values()),
+        sms=SmsPreview(text=p.sms_text, encoding=p.sms.encoding, part_count=p.sms.part_count, parts=p.sms.parts),
+        spoken_text=p.spoken_text,
+    )
+
+
+def _commit_and_queue(request: Request, session: Session, action_id: int, queued: lifecycle.Queued) -> QueuedPublic:
+    action = _public(lifecycle.get_action(session, action_id, fresh=True))
+    session.commit()
+    # Hand the ids to the workers only once they are committed; the reconciler covers a crash
+    # between the commit and the publish.
+    publish_messages(request.app.state.sessions, request.app.state.queue, queued.ids_by_channel)
+    return QueuedPublic(action=action, queued={k: len(v) for k, v in queued.ids_by_channel.items()})
+
+
+@router.post("/{action_id}/launch", response_model=QueuedPublic)
+def launch_action(action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """Give the action its code and queue one alert per phone number in the circle."""
+    return _commit_and_queue(request, session, action_id, lifecycle.launch(session, action_id, _now(), settings))
+
+
+@router.post("/{action_id}/updates", response_model=QueuedPublic, status_code=status.HTTP_201_CREATED)
+def update_action(
+    action_id: ActionId, body: UpdateCreate, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep
+):
+    """Send a follow-up (e.g. a corrected description) to everyone the alert went to."""
+    try:
+        check_parts(wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
+    except TextTooLong as exc:
+        raise Invalid(f"text too long for SMS: {exc}", field="text") from None
+    return _commit_and_queue(request, session, action_id, lifecycle.send_update(session, action_id, body.text, _now(), settings))
+
+
+@router.post("/{action_id}/close", response_model=QueuedPublic)
+def close_action(action_id: ActionId, body: CloseRequest, request: Request, session: SessionDep, user: CentralistDep):
+    """Record the outcome and queue the closing message to every number reached."""
+    queued = lifecycle.close(
+        session, action_id, _now(), outcome=body.outcome, outcome_detail=body.outcome_detail, note=body.note
+    )
+    return _commit_and_queue(request, session, action_id, queued)
+
+
+@router.get("/{action_id}/progress", response_model=list[ProgressRow])
+def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDep):
+    """Messages per bulletin, channel and status: how far the action has got."""
+    lifecycle.get_action(session, action_id)
+    rows = session.execute(
+        select(Bulletin.kind, Bulletin.seq, Message.channel, Message.status, func.count())
+        .join(Message, Message.bulletin_id == Bulletin.id)
+        .where(Bulletin.action_id == action_id)
+        .group_by(Bulletin.id, Bulletin.kind, Bulletin.seq, Message.channel, Message.status)
+        .order_by(Bulletin.id, Message.channel, Message.status)
+    )
+    return [ProgressRow(kind=k.value, seq=s, channel=c, status=st.value, count=n) for k, s, c, st, n in rows]

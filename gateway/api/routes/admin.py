@@ -1,0 +1,84 @@
+"""Administration: municipalities, centralists and API users."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from gateway import auth
+from gateway.api.deps import AdminDep, SessionDep, SettingsDep, UserDep
+from gateway.api.schemas import (
+    CentralistIn,
+    CentralistPublic,
+    MunicipalityIn,
+    MunicipalityPublic,
+    UserCreated,
+    UserIn,
+    UserPublic,
+)
+from gateway.errors import Conflict, Invalid
+from gateway.storage.models import Centralist, Municipality, Role, User
+
+router = APIRouter(prefix="/api/v1", tags=["administration"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/me", response_model=UserPublic)
+def me(user: UserDep):
+    """Who the API key belongs to."""
+    return UserPublic.model_validate(user)
+
+
+@router.post("/municipalities", status_code=status.HTTP_201_CREATED, response_model=MunicipalityPublic)
+def create_municipality(body: MunicipalityIn, session: SessionDep, _: AdminDep):
+    if session.scalar(select(Municipality.id).where(Municipality.cbs_code == body.cbs_code)):
+        raise Conflict(f"municipality {body.cbs_code} already exists", field="cbs_code")
+    m = Municipality(**body.model_dump())
+    session.add(m)
+    session.commit()
+    return MunicipalityPublic.model_validate(m)
+
+
+@router.get("/municipalities", response_model=list[MunicipalityPublic])
+def list_municipalities(session: SessionDep, _: AdminDep, limit: Limit = 500):
+    return [MunicipalityPublic.model_validate(m) for m in session.scalars(select(Municipality).order_by(Municipality.name).limit(limit))]
+
+
+@router.post("/centralists", status_code=status.HTTP_201_CREATED, response_model=CentralistPublic)
+def create_centralist(body: CentralistIn, session: SessionDep, _: AdminDep):
+    c = Centralist(**body.model_dump())
+    session.add(c)
+    session.commit()
+    return CentralistPublic.model_validate(c)
+
+
+@router.get("/centralists", response_model=list[CentralistPublic])
+def list_centralists(session: SessionDep, _: AdminDep, limit: Limit = 500):
+    return [CentralistPublic.model_validate(c) for c in session.scalars(select(Centralist).order_by(Centralist.name).limit(limit))]
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
+def create_user(body: UserIn, session: SessionDep, _: AdminDep, settings: SettingsDep):
+    """A new API user; the response carries its key, which is never shown again."""
+    if body.role == Role.municipality:
+        if body.municipality_id is None or session.get(Municipality, body.municipality_id) is None:
+            raise Invalid("a municipality user needs an existing municipality_id", field="municipality_id")
+    if body.role == Role.centralist:
+        if body.centralist_id is None or session.get(Centralist, body.centralist_id) is None:
+            raise Invalid("a centralist user needs an existing centralist_id", field="centralist_id")
+    try:
+        user, key = auth.create_user(
+            session, settings.secret_key, body.name, body.role,
+            municipality_id=body.municipality_id if body.role == Role.municipality else None,
+            centralist_id=body.centralist_id if body.role == Role.centralist else None,
+        )
+        session.commit()
+    except IntegrityError:
+        raise Conflict(f"a user named {body.name!r} already exists", field="name") from None
+    return UserCreated(**UserPublic.model_validate(user).model_dump(), api_key=key)
+
+
+@router.get("/users", response_model=list[UserPublic])
+def list_users(session: SessionDep, _: AdminDep, limit: Limit = 500):
+    return [UserPublic.model_validate(u) for u in session.scalars(select(User).order_by(User.id).limit(limit))]

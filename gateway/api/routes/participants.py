@@ -1,0 +1,112 @@
+"""Participants for municipalities: register, change, remove, import, unsubscribe."""
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, UploadFile, status
+
+from gateway import participants
+from gateway.api.deps import MunicipalityDep, SessionDep
+from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic
+from gateway.auth import require_municipality
+from gateway.errors import Invalid
+from gateway.storage.models import Municipality, Role, User
+
+router = APIRouter(prefix="/api/v1/participants", tags=["participants"])
+ParticipantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+MAX_CSV_BYTES = 20 * 1024 * 1024
+
+
+def _municipality_of(session, user: User, requested: int | None) -> int:
+    """The municipality a write goes to: her own for a municipality user, the named one for an admin."""
+    if user.role == Role.municipality:
+        if requested not in (None, user.municipality_id):
+            raise Invalid("a municipality registers its own participants; leave municipality_id out", field="municipality_id")
+        return user.municipality_id
+    if requested is None:
+        raise Invalid("an admin must name the municipality_id", field="municipality_id")
+    if session.get(Municipality, requested) is None:
+        raise Invalid(f"municipality {requested} does not exist", field="municipality_id")
+    return requested
+
+
+def _owned(session, user: User, participant_id: int):
+    p = participants.get(session, participant_id)
+    require_municipality(user, p.municipality_id)
+    return p
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ParticipantPublic)
+def create_participant(body: ParticipantIn, session: SessionDep, user: MunicipalityDep):
+    p = participants.create(session, _municipality_of(session, user, body.municipality_id), body)
+    session.commit()
+    return participants.public(p)
+
+
+@router.get("", response_model=list[ParticipantPublic])
+def list_participants(
+    session: SessionDep,
+    user: MunicipalityDep,
+    q: Annotated[str | None, Query(max_length=100, description="Name, or the last digits of the phone number")] = None,
+    municipality_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins only")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+):
+    """The municipality's own participants (admins: all, or one municipality's)."""
+    scope = user.municipality_id if user.role == Role.municipality else municipality_id
+    return [participants.public(p) for p in participants.search(session, scope, q, limit, offset)]
+
+
+@router.get("/{participant_id}", response_model=ParticipantPublic)
+def get_participant(participant_id: ParticipantId, session: SessionDep, user: MunicipalityDep):
+    return participants.public(_owned(session, user, participant_id))
+
+
+@router.put("/{participant_id}", response_model=ParticipantPublic)
+def replace_participant(participant_id: ParticipantId, body: ParticipantIn, session: SessionDep, user: MunicipalityDep):
+    """Overwrite a participant, addresses included."""
+    p = _owned(session, user, participant_id)
+    if body.municipality_id not in (None, p.municipality_id):
+        raise Invalid("a participant cannot move to another municipality; register anew there", field="municipality_id")
+    participants.replace(session, p, body)
+    session.commit()
+    return participants.public(p)
+
+
+@router.delete("/{participant_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_participant(participant_id: ParticipantId, session: SessionDep, user: MunicipalityDep):
+    """Remove a participant and her addresses (sent messages keep the number, not the person)."""
+    session.delete(_owned(session, user, participant_id))
+    session.commit()
+
+
+@router.post("/{participant_id}/unsubscribe", response_model=ParticipantPublic)
+def unsubscribe_participant(participant_id: ParticipantId, session: SessionDep, user: MunicipalityDep):
+    """Stop all alerts to this participant (kept for the records; delete to remove)."""
+    p = _owned(session, user, participant_id)
+    if p.unsubscribed_at is None:
+        p.unsubscribed_at = datetime.now(timezone.utc)
+    session.commit()
+    return participants.public(p)
+
+
+@router.post("/import", response_model=ImportReport)
+def import_participants(
+    file: UploadFile,
+    session: SessionDep,
+    user: MunicipalityDep,
+    municipality_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins only")] = None,
+):
+    """Create or update participants from a CSV file (UTF-8, header row; columns in the docs).
+    Good rows are imported; every bad row is reported by line and field."""
+    target = _municipality_of(session, user, municipality_id)
+    raw = file.file.read(MAX_CSV_BYTES + 1)
+    if len(raw) > MAX_CSV_BYTES:
+        raise Invalid(f"file larger than {MAX_CSV_BYTES // (1024 * 1024)} MB; split it", field="file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"file is not UTF-8 text (byte {exc.start})", field="file") from None
+    report = participants.import_csv(session, target, text)
+    session.commit()
+    return report

@@ -1,0 +1,294 @@
+"""What the HTTP API accepts and returns. Input types validate everything a user can get wrong."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from gateway.actions.wording import OUTCOME_DETAILS
+from gateway.phone import BadPhoneNumber, is_mobile, to_e164
+from gateway.storage.models import ActionStatus, ActionType, Channel, Outcome, Role
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    # NUL and other control characters break SMS and PostgreSQL text alike.
+    if _CONTROL.search(value):
+        raise ValueError("contains control characters")
+    return value
+
+
+def Text(max_length: int):  # noqa: N802 — reads like a type in the models below
+    """Non-empty printable text, trimmed."""
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        AfterValidator(_printable),
+    ]
+
+
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+# Postcodes of the countries our border regions touch.
+POSTCODE_FORMATS = {
+    "NL": (re.compile(r"^[1-9][0-9]{3} ?[A-Z]{2}$"), "four digits and two letters, like 3511 AB"),
+    "BE": (re.compile(r"^[1-9][0-9]{3}$"), "four digits, like 2000"),
+    "DE": (re.compile(r"^[0-9]{5}$"), "five digits, like 52062"),
+}
+_TIME = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def _minutes(hhmm: str | None) -> int | None:
+    if hhmm is None:
+        return None
+    match = _TIME.match(hhmm)
+    if not match:
+        raise ValueError("use 24-hour HH:MM, like 07:30")
+    return int(match[1]) * 60 + int(match[2])
+
+
+def hhmm(minutes: int | None) -> str | None:
+    return None if minutes is None else f"{minutes // 60 % 24:02d}:{minutes % 60:02d}"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+
+class ActionCreate(Strict):
+    type: ActionType
+    description: Text(1000) = Field(description="What to look out for, in plain language.")
+    lat: Latitude
+    lon: Longitude
+    radius_m: int = Field(gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")
+    channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
+    centralist_id: Id | None = Field(None, description="Owner; admins must give it, centralists own their actions.")
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return sorted(set(value), key=list(Channel).index)
+
+
+class ActionEdit(Strict):
+    """Changes to a draft; fields left out stay as they are."""
+
+    type: ActionType | None = None
+    description: Text(1000) | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    radius_m: int | None = Field(None, gt=0, le=1_000_000)
+    channels: list[Channel] | None = Field(None, min_length=1, max_length=2)
+
+
+class ActionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    type: ActionType
+    description: str
+    lat: float
+    lon: float
+    radius_m: int
+    channels: list[Channel]
+    centralist_id: int
+    action_code: str | None
+    status: ActionStatus
+    created_at: datetime
+    launched_at: datetime | None
+    expires_at: datetime | None
+    closed_at: datetime | None
+    expired: bool
+    outcome: Outcome | None
+    outcome_detail: str | None
+    outcome_note: str | None
+
+
+class SmsPreview(BaseModel):
+    text: str
+    encoding: Literal["gsm7", "ucs2"]
+    part_count: int
+    parts: list[str]
+
+
+class PreviewPublic(BaseModel):
+    recipients: dict[str, int] = Field(description="Phone numbers reached per channel, if launched now.")
+    total: int
+    sms: SmsPreview
+    spoken_text: str
+
+
+class UpdateCreate(Strict):
+    text: Text(1000)
+
+
+class CloseRequest(Strict):
+    outcome: Outcome
+    outcome_detail: Literal[OUTCOME_DETAILS] | None = Field(None, description="What happened.")
+    note: Text(500) | None = Field(None, description="Told to participants instead of the standard sentence.")
+
+
+class QueuedPublic(BaseModel):
+    action: ActionPublic
+    queued: dict[str, int] = Field(description="Messages queued per channel by this step.")
+
+
+class ProgressRow(BaseModel):
+    kind: str
+    seq: int
+    channel: Channel
+    status: str
+    count: int
+
+
+# --- participants ---------------------------------------------------------------------------
+
+
+class AddressIn(Strict):
+    country: Literal["NL", "BE", "DE"] = "NL"
+    postcode: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, max_length=8)]
+    house_number: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[1-9][0-9]{0,4}( ?[A-Za-z0-9-]{1,4})?$")]
+    lat: Latitude
+    lon: Longitude
+    channel: Channel = Channel.sms
+    window_start: str | None = Field(None, description="Receive from HH:MM local time (with window_end).")
+    window_end: str | None = Field(None, description="Receive until HH:MM; earlier than the start crosses midnight.")
+
+    @model_validator(mode="after")
+    def _check(self) -> AddressIn:
+        pattern, example = POSTCODE_FORMATS[self.country]
+        if not pattern.match(self.postcode):
+            raise ValueError(f"postcode {self.postcode!r} is not a {self.country} postcode ({example})")
+        if self.country == "NL":  # one spelling, so that re-imports recognise the address
+            self.postcode = f"{self.postcode[:4]} {self.postcode[-2:]}"
+        start, end = _minutes(self.window_start), _minutes(self.window_end)
+        if (start is None) != (end is None):
+            raise ValueError("give both window_start and window_end, or neither")
+        if start is not None and start == end:
+            raise ValueError("window_start and window_end are equal; leave both out to receive always")
+        return self
+
+    def window(self) -> tuple[int | None, int | None]:
+        return _minutes(self.window_start), _minutes(self.window_end)
+
+
+class ParticipantIn(Strict):
+    name: Text(200)
+    phone: str = Field(description="06…, +316…, 00316… or a foreign number with its country code.", max_length=32)
+    language: Literal["nl", "en", "de", "fr"] = "nl"
+    pause_from: date | None = None
+    pause_until: date | None = None
+    addresses: list[AddressIn] = Field(min_length=1, max_length=10)
+    municipality_id: Id | None = Field(None, description="Admins only; a municipality registers for itself.")
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        try:
+            return to_e164(value)
+        except BadPhoneNumber as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _check(self) -> ParticipantIn:
+        if self.pause_from and self.pause_until and self.pause_from > self.pause_until:
+            raise ValueError("pause_from is after pause_until")
+        if not is_mobile(self.phone) and any(a.channel == Channel.sms for a in self.addresses):
+            raise ValueError("this phone number cannot receive SMS (a landline); choose channel voice")
+        return self
+
+
+class AddressPublic(BaseModel):
+    id: int
+    country: str
+    postcode: str
+    house_number: str
+    lat: float
+    lon: float
+    channel: Channel
+    window_start: str | None
+    window_end: str | None
+
+
+class ParticipantPublic(BaseModel):
+    id: int
+    municipality_id: int
+    name: str
+    phone: str
+    language: str
+    pause_from: date | None
+    pause_until: date | None
+    unsubscribed_at: datetime | None
+    addresses: list[AddressPublic]
+
+
+class ImportRowError(BaseModel):
+    row: int = Field(description="Line number in the file, the header being line 1.")
+    field: str | None
+    message: str
+
+
+class ImportReport(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    errors: list[ImportRowError]
+
+
+# --- administration -------------------------------------------------------------------------
+
+
+class MunicipalityIn(Strict):
+    cbs_code: Annotated[str, StringConstraints(pattern=r"^GM[0-9]{4}$")]
+    name: Text(100)
+    region: Text(100)
+
+
+class MunicipalityPublic(MunicipalityIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+
+
+class CentralistIn(Strict):
+    name: Text(200)
+    meldkamer: Text(100)
+    dial_string: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/@._:+-]{3,200}$")] = Field(
+        description="Where tip calls ring, e.g. PJSIP/4021@meldkamer"
+    )
+
+
+class CentralistPublic(CentralistIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+
+
+class UserIn(Strict):
+    name: Text(200)
+    role: Role
+    municipality_id: Id | None = None
+    centralist_id: Id | None = None
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+    municipality_id: int | None
+    centralist_id: int | None
+    key_prefix: str
+    active: bool
+
+
+class UserCreated(UserPublic):
+    api_key: str = Field(description="Shown once; store it now.")

@@ -1,0 +1,77 @@
+"""API keys and roles. Keys are random, shown once, and stored only as an HMAC under SECRET_KEY."""
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.storage.models import Role, User
+
+KEY_PREFIX = "bn_"
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: str  # give to the user once; never stored or logged
+    prefix: str
+    key_hash: str
+
+
+def hash_key(secret: str, key: str) -> str:
+    return hmac.new(secret.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def new_key(secret: str) -> NewKey:
+    """A fresh API key (256 bits of randomness) and what the database keeps of it."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return NewKey(key, key[:10], hash_key(secret, key))
+
+
+def create_user(
+    session: Session,
+    secret: str,
+    name: str,
+    role: Role,
+    *,
+    municipality_id: int | None = None,
+    centralist_id: int | None = None,
+) -> tuple[User, str]:
+    """A new API user and its key (returned once)."""
+    key = new_key(secret)
+    user = User(
+        name=name,
+        role=role,
+        municipality_id=municipality_id,
+        centralist_id=centralist_id,
+        key_hash=key.key_hash,
+        key_prefix=key.prefix,
+    )
+    session.add(user)
+    session.flush()
+    return user, key.key
+
+
+def authenticate(session: Session, secret: str, key: str | None) -> User:
+    """The active user that owns `key`, or Unauthenticated."""
+    if not key:
+        raise Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
+    user = session.scalars(select(User).where(User.key_hash == hash_key(secret, key))).one_or_none()
+    if user is None or not user.active:
+        raise Unauthenticated("invalid or revoked API key")
+    return user
+
+
+def require_role(user: User, *roles: Role) -> None:
+    if user.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Forbidden(f"this needs the role {allowed}; you are {user.role.value}", role=user.role.value)
+
+
+def require_municipality(user: User, municipality_id: int) -> None:
+    """RULE: a municipality sees and changes only its own participants."""
+    if user.role == Role.municipality and user.municipality_id != municipality_id:
+        raise Forbidden("this belongs to another municipality")

@@ -1,0 +1,124 @@
+"""The `burgernet` command: serve the API, migrate, make the first admin, import, seed, demo."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from gateway.config import get_settings
+
+app = typer.Typer(help="Burgernet telephony gateway.", no_args_is_help=True, add_completion=False)
+
+
+def _sessions():
+    from gateway.storage.db import make_engine, session_factory
+
+    return session_factory(make_engine(get_settings().sqlalchemy_url))
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from gateway.storage.migrate import upgrade
+
+    url = get_settings().sqlalchemy_url
+    upgrade(url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Listen address (default API_HOST)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default API_PORT)")] = None,
+) -> None:
+    """Serve the HTTP API (and, without Redis, the in-process queue and housekeeping)."""
+    import uvicorn
+
+    from gateway.api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+
+
+@app.command("create-admin")
+def create_admin(name: Annotated[str, typer.Argument(help="A name for the key's owner")] = "admin") -> None:
+    """Make an admin API user and print its key (shown once)."""
+    from gateway import auth
+    from gateway.storage.models import Role
+
+    with _sessions()() as session:
+        _, key = auth.create_user(session, get_settings().secret_key, name, Role.admin)
+        session.commit()
+    typer.echo(f"admin {name!r} created; API key (store it now, it is not shown again):\n{key}")
+
+
+@app.command("import-participants")
+def import_participants(
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    municipality: Annotated[str, typer.Option(help="CBS code of the registering municipality, e.g. GM0344")],
+) -> None:
+    """Import participants from a CSV file, reporting every bad row."""
+    from sqlalchemy import select
+
+    from gateway import participants
+    from gateway.storage.models import Municipality
+
+    with _sessions()() as session:
+        mid = session.scalar(select(Municipality.id).where(Municipality.cbs_code == municipality))
+        if mid is None:
+            raise typer.BadParameter(f"no municipality with CBS code {municipality}", param_hint="--municipality")
+        report = participants.import_csv(session, mid, csv_file.read_text(encoding="utf-8-sig"))
+        session.commit()
+    for err in report.errors:
+        typer.echo(f"line {err.row}: {err.field or '-'}: {err.message}", err=True)
+    typer.echo(f"{report.rows} rows: {report.created} participants created, {report.updated} updated, {len(report.errors)} errors")
+    raise typer.Exit(1 if report.errors else 0)
+
+
+@app.command()
+def seed(
+    participants: Annotated[int, typer.Option(min=1, help="How many participants to generate")] = 10_000,
+    around: Annotated[Optional[str], typer.Option(help="Only near LAT,LON,RADIUS_KM, e.g. 52.09,5.12,25")] = None,
+    rng_seed: Annotated[int, typer.Option(help="Random seed (same seed, same population)")] = 2026,
+) -> None:
+    """Generate a synthetic participant population (for demos and benchmarks)."""
+    from gateway import seed as seeding
+    from gateway.storage.db import make_engine
+
+    where = None
+    if around:
+        try:
+            lat, lon, km = (float(x) for x in around.split(","))
+        except ValueError:
+            raise typer.BadParameter("use LAT,LON,RADIUS_KM", param_hint="--around") from None
+        where = (lat, lon, km)
+    engine = make_engine(get_settings().sqlalchemy_url)
+    summary = seeding.seed(
+        engine, participants, around=where, rng_seed=rng_seed, progress=lambda n: typer.echo(f"  {n:,} participants", err=True)
+    )
+    typer.echo(f"seeded {summary}")
+
+
+@app.command()
+def expire() -> None:
+    """Close open actions whose time has run out (the server also does this by itself)."""
+    from gateway.housekeeping import expire_actions
+    from gateway.queue import make_queue
+
+    count = expire_actions(_sessions(), make_queue(get_settings().redis_url))
+    typer.echo(f"expired {count} action(s)")
+
+
+@app.command()
+def demo(
+    participants: Annotated[int, typer.Option(min=100, help="Synthetic participants around Utrecht")] = 5_000,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Keep serving the API afterwards")] = True,
+) -> None:
+    """Run the demo: a synthetic region around Utrecht and one action from create to close."""
+    from gateway.demo import run_demo
+
+    run_demo(get_settings(), participants=participants, keep_serving=serve_after)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,166 @@
+"""`make demo`: the main job on one machine with nothing installed — SQLite, in-process queue.
+
+Seeds a synthetic region around Utrecht, starts the API on 127.0.0.1:8000, and plays one action
+through the API as a centralist would: create, preview, launch, update, close. Until the SMS and
+voice channels are configured, a dry-run outbox records messages as sent instead of sending them.
+"""
+
+import threading
+import time
+
+import httpx
+import uvicorn
+
+from gateway import auth
+from gateway.api.app import create_app
+from gateway.config import Settings
+from gateway.outbox import drain
+from gateway.phone import masked
+from gateway.queue import MemoryQueue
+from gateway.seed import seed
+from gateway.storage.db import make_engine, session_factory
+from gateway.storage.migrate import upgrade
+from gateway.storage.models import Centralist, Role
+
+UTRECHT_CENTRAAL = (52.0894, 5.1101)
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: bool = True) -> dict:
+    """Run the scripted action; returns what the API answered at each step (for tests)."""
+    db_file = settings.data_dir / "demo.db"
+    for leftover in db_file.parent.glob(db_file.name + "*"):
+        leftover.unlink()  # every demo starts from an empty database
+    url = settings.database_url or f"sqlite:///{db_file}"
+    settings = settings.model_copy(update={"database_url": url})
+    _say(f"database: {url}")
+    upgrade(url)
+
+    engine = make_engine(url)
+    summary = seed(engine, participants, around=(*UTRECHT_CENTRAAL, 20))
+    _say(
+        f"seeded {summary.participants:,} participants ({summary.addresses:,} addresses) in "
+        f"{summary.municipalities} municipalities around Utrecht; {summary.shared_numbers} numbers "
+        f"registered more than once, {summary.foreign_numbers} foreign numbers"
+    )
+    sessions = session_factory(engine)
+    with sessions() as session:
+        centralist = Centralist(name="Centralist Demo", meldkamer="Meldkamer Midden-Nederland", dial_string="PJSIP/4021@meldkamer")
+        session.add(centralist)
+        session.flush()
+        _, admin_key = auth.create_user(session, settings.secret_key, "demo-admin", Role.admin)
+        _, centralist_key = auth.create_user(
+            session, settings.secret_key, "demo-centralist", Role.centralist, centralist_id=centralist.id
+        )
+        session.commit()
+
+    queue = MemoryQueue()
+    app = create_app(settings, sessions=sessions, queue=queue)
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    _wait_until_up(base, server)
+    _say(f"API on {base} — OpenAPI docs at {base}/docs")
+
+    steps = _scripted_action(base, centralist_key, sessions, queue)
+
+    _say()
+    _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
+    if keep_serving:
+        _say("serving; press Ctrl-C to stop")
+        try:
+            while thread.is_alive():
+                thread.join(1)
+        except KeyboardInterrupt:
+            pass
+    server.should_exit = True
+    thread.join(10)
+    engine.dispose()
+    return steps
+
+
+def _wait_until_up(base: str, server: uvicorn.Server, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.started:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the API did not come up on {base} (is the port taken?)")
+
+
+def _scripted_action(base: str, key: str, sessions, queue) -> dict:
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    def call(method: str, path: str, **kw) -> dict:
+        r = api.request(method, path, **kw)
+        if r.status_code >= 400:
+            raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text}")
+        return r.json()
+
+    def outbox() -> int:
+        return sum(drain(sessions, queue, channel) for channel in ("sms", "voice"))
+
+    steps: dict = {}
+    _say("\n1. create — a missing child near Utrecht Centraal, 2 km, SMS and voice")
+    action = steps["create"] = call(
+        "POST",
+        "/api/v1/actions",
+        json={
+            "type": "missing_person",
+            "description": "Vermist: Sanne, 6 jaar, blond haar, roze jas en blauwe laarsjes. "
+            "Zij is voor het laatst gezien bij de ingang van Hoog Catharijne.",
+            "lat": UTRECHT_CENTRAAL[0],
+            "lon": UTRECHT_CENTRAAL[1],
+            "radius_m": 2000,
+            "channels": ["sms", "voice"],
+        },
+    )
+    aid = action["id"]
+    _say(f"   action {aid} is a {action['status']}")
+
+    _say("2. preview")
+    preview = steps["preview"] = call("GET", f"/api/v1/actions/{aid}/preview")
+    _say(f"   would reach {preview['total']:,} numbers: {preview['recipients']}")
+    _say(f"   SMS: {preview['sms']['encoding']}, {preview['sms']['part_count']} part(s): {preview['sms']['text']}")
+    _say(f"   spoken: {preview['spoken_text']}")
+
+    _say("3. launch")
+    launched = steps["launch"] = call("POST", f"/api/v1/actions/{aid}/launch")
+    code = launched["action"]["action_code"]
+    _say(f"   action code {code}; queued {launched['queued']}")
+    with sessions() as session:
+        from sqlalchemy import select
+
+        from gateway.storage.models import Bulletin, Message
+
+        alert = session.scalars(select(Bulletin).where(Bulletin.action_id == aid)).first()
+        sample = session.scalars(select(Message.phone).where(Message.bulletin_id == alert.id).limit(3)).all()
+    _say(f"   queued SMS text: {alert.sms_text}")
+    _say(f"   e.g. to {', '.join(masked(p) for p in sample)} …")
+    _say(f"   dry-run outbox recorded {outbox():,} messages as sent")
+
+    _say("4. update")
+    updated = steps["update"] = call(
+        "POST", f"/api/v1/actions/{aid}/updates", json={"text": "Sanne heeft mogelijk een rood step bij zich."}
+    )
+    _say(f"   queued {updated['queued']}; dry-run outbox recorded {outbox():,}")
+
+    _say("5. close — Sanne was found thanks to a tip")
+    closed = steps["close"] = call(
+        "POST", f"/api/v1/actions/{aid}/close", json={"outcome": "direct", "outcome_detail": "person_found"}
+    )
+    _say(f"   closing message queued {closed['queued']}; dry-run outbox recorded {outbox():,}")
+
+    _say("6. progress (messages per bulletin, channel and status)")
+    steps["progress"] = call("GET", f"/api/v1/actions/{aid}/progress")
+    for row in steps["progress"]:
+        _say(f"   {row['kind']:<8} {row['seq']} {row['channel']:<6} {row['status']:<10} {row['count']:>6,}")
+    return steps

@@ -1,0 +1,47 @@
+"""Typed errors that carry their HTTP status and a stable `error_id`; one handler renders them."""
+
+from typing import Any
+
+
+class GatewayError(Exception):
+    """Base of every error the API reports on purpose."""
+
+    status_code = 400
+    error_id = "bad-request"
+
+    def __init__(self, message: str, **details: Any):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error_id": self.error_id, "message": self.message, "details": self.details}
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    error_id = "not-found"
+
+
+class Conflict(GatewayError):
+    """The request is valid but the resource is in the wrong state for it."""
+
+    status_code = 409
+    error_id = "conflict"
+
+
+class Invalid(GatewayError):
+    """Input that passed the schema but breaks a business rule (names the field in details)."""
+
+    status_code = 422
+    error_id = "invalid"
+
+
+class Unauthenticated(GatewayError):
+    status_code = 401
+    error_id = "unauthenticated"
+
+
+class Forbidden(GatewayError):
+    status_code = 403
+    error_id = "forbidden"

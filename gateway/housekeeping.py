@@ -1,0 +1,44 @@
+"""Periodic jobs that keep the system honest: expire forgotten actions, repair lost publishes."""
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.actions import lifecycle
+from gateway.config import Settings
+from gateway.queue import MemoryQueue, WorkQueue, publish_messages, reconcile
+
+log = logging.getLogger(__name__)
+
+
+def expire_actions(sessions: sessionmaker[Session], queue: WorkQueue, now: datetime | None = None) -> int:
+    """Close every open action past its expiry time and queue its closing messages."""
+    now = now or datetime.now(timezone.utc)
+    with sessions() as session:
+        closed = lifecycle.expire_due(session, now)
+        session.commit()
+    for queued in closed:
+        publish_messages(sessions, queue, queued.ids_by_channel)
+    if closed:
+        log.info("expired %d action(s)", len(closed))
+    return len(closed)
+
+
+def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings) -> int:
+    """At start-up: an in-process queue starts empty, so everything still queued goes back on it."""
+    count = reconcile(sessions, queue, settings.reconcile_grace_seconds, republish_all=isinstance(queue, MemoryQueue))
+    if count:
+        log.info("re-queued %d message(s) left queued by an earlier run", count)
+    return count
+
+
+async def run_periodically(name: str, interval: float, job) -> None:
+    """Run `job` (blocking) every `interval` seconds until cancelled; an error is logged, not fatal."""
+    while True:
+        try:
+            await asyncio.to_thread(job)
+        except Exception:  # a database hiccup must not end housekeeping for good
+            log.exception("%s failed; retrying in %.0f s", name, interval)
+        await asyncio.sleep(interval)

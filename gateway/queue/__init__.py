@@ -1,0 +1,36 @@
+"""The work queue: message ids from the database to the channel workers ("sms", "voice").
+
+Delivery guarantee: the queue is at-least-once — an entry stays pending until acked and is
+re-delivered to another consumer once unacked for `claim_idle_ms`, so an id may arrive twice.
+Sending is exactly-once through the database: a worker sends only the ids `claim()` returns,
+i.e. rows it moved from `queued` to `sending` itself; a second claim of the same id gets nothing.
+The database is the source of truth, the queue only a hint: `reconcile()` publishes again the
+`queued` messages whose publish was lost (crash between commit and publish: `enqueued_at` NULL),
+or every `queued` one when the queue's content itself was lost (in-memory queue, Redis reset).
+"""
+
+from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
+from .memory import MemoryQueue
+from .reconcile import claim, publish_messages, reconcile
+from .streams import RedisStreamQueue
+
+
+def make_queue(redis_url: str, prefix: str = DEFAULT_PREFIX) -> WorkQueue:
+    """Redis Streams when `redis_url` is set, else the in-process `MemoryQueue`."""
+    if redis_url:
+        return RedisStreamQueue(redis_url, prefix=prefix)
+    return MemoryQueue()
+
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "DEFAULT_PREFIX",
+    "Delivery",
+    "MemoryQueue",
+    "RedisStreamQueue",
+    "WorkQueue",
+    "claim",
+    "make_queue",
+    "publish_messages",
+    "reconcile",
+]

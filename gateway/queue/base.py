@@ -1,0 +1,58 @@
+"""The work-queue interface shared by the Redis Streams queue and its in-process substitute."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+DEFAULT_PREFIX = "burgernet:"
+DEFAULT_GROUP = "workers"
+DEFAULT_CLAIM_IDLE_MS = 60_000
+# Ids per Redis pipeline / per SQL IN list.
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One queue entry handed to a consumer: ack `entry_id` once `message_id` is dealt with."""
+
+    entry_id: str
+    message_id: int
+
+
+@runtime_checkable
+class WorkQueue(Protocol):
+    """Per-channel queues of message ids with at-least-once delivery. Synchronous: callers in
+    asyncio wrap calls in `asyncio.to_thread`."""
+
+    def publish(self, channel: str, message_ids: Sequence[int]) -> None:
+        """Append the ids, in order, to the channel's queue."""
+
+    def consume(
+        self, channel: str, consumer: str, count: int = 100, block_ms: int = 1000
+    ) -> list[Delivery]:
+        """Up to `count` entries for `consumer`: first entries another consumer left unacked for
+        longer than `claim_idle_ms`, then new ones. Waits up to `block_ms` (0: do not wait) when
+        there is nothing; returns [] then."""
+
+    def ack(self, channel: str, entry_ids: Sequence[str]) -> None:
+        """Done with these entries: they are removed and never delivered again."""
+
+    def pending(self, channel: str) -> int:
+        """Entries delivered to some consumer but not acked yet."""
+
+    def backlog(self, channel: str) -> int:
+        """Entries not acked yet: not yet delivered plus pending."""
+
+    def close(self) -> None:
+        """Release connections; the queue is unusable afterwards."""
+
+
+def channel_name(channel: str) -> str:
+    """'sms' for both 'sms' and Channel.sms (whose str() is 'Channel.sms')."""
+    name = channel.value if isinstance(channel, enum.Enum) else channel
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"invalid channel {channel!r}")
+    return name

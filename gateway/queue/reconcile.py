@@ -1,0 +1,109 @@
+"""Between the database and the queue: publishing, repairing lost publishes, claiming."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.storage.models import Message, MessageStatus, utcnow
+
+from .base import CHUNK, WorkQueue, channel_name
+
+
+def _chunks(ids: Sequence[int]):
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start : start + CHUNK]
+
+
+def publish_messages(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    message_ids_by_channel: Mapping[str, Sequence[int]],
+) -> int:
+    """Put committed messages on the queue, then mark them `enqueued_at`; returns how many.
+
+    The only place that sets `Message.enqueued_at`. Publish first: a crash before the UPDATE
+    leaves the mark unset and the reconciler publishes again, which a duplicate entry survives.
+    """
+    published: list[int] = []
+    for channel, ids in message_ids_by_channel.items():
+        ids = list(ids)
+        if ids:
+            queue.publish(channel_name(channel), ids)
+            published.extend(ids)
+    if not published:
+        return 0
+    now = utcnow()
+    with sessions() as session, session.begin():
+        for chunk in _chunks(published):
+            session.execute(
+                update(Message)
+                .where(Message.id.in_(chunk))
+                .values(enqueued_at=now)
+                .execution_options(synchronize_session=False)
+            )
+    return len(published)
+
+
+def reconcile(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    grace_seconds: float,
+    now: datetime | None = None,
+    *,
+    republish_all: bool = False,
+) -> int:
+    """Publish again the `queued` messages whose publish was lost; returns how many.
+
+    Lost means `enqueued_at` is NULL and the message is older than `grace_seconds` (younger ones
+    may still be on their way to `publish_messages`). With `republish_all` every `queued`
+    message is published: at start-up with the in-memory queue, or after Redis lost its data.
+    """
+    cutoff = (now or utcnow()) - timedelta(seconds=grace_seconds)
+    condition = Message.status == MessageStatus.queued
+    if not republish_all:
+        condition = condition & Message.enqueued_at.is_(None) & (Message.created_at < cutoff)
+    total = 0
+    last_id = 0
+    while True:
+        with sessions() as session:
+            rows = session.execute(
+                select(Message.id, Message.channel)
+                .where(condition, Message.id > last_id)
+                .order_by(Message.id)
+                .limit(CHUNK)
+            ).all()
+        if not rows:
+            return total
+        by_channel: dict[str, list[int]] = defaultdict(list)
+        for message_id, channel in rows:
+            by_channel[channel_name(channel)].append(message_id)
+        total += publish_messages(sessions, queue, by_channel)
+        last_id = rows[-1][0]
+        if len(rows) < CHUNK:
+            return total
+
+
+def claim(session: Session, message_ids: Sequence[int]) -> list[int]:
+    """Move `queued` messages to `sending`; returns the ids this caller now owns, sorted.
+
+    Only these may be sent: a duplicated queue entry, or a message cancelled meanwhile, claims
+    nothing. Increments `attempts`. The caller commits before sending, so no one else can claim
+    them (on PostgreSQL a concurrent claim waits for that commit and then finds no `queued` row).
+    """
+    ids = sorted({int(i) for i in message_ids})
+    owned: list[int] = []
+    for chunk in _chunks(ids):
+        result = session.execute(
+            update(Message)
+            .where(Message.id.in_(chunk), Message.status == MessageStatus.queued)
+            .values(status=MessageStatus.sending, attempts=Message.attempts + 1)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        )
+        owned.extend(result.scalars())
+    return sorted(owned)

@@ -1,0 +1,1 @@
+"""SMS over SMPP: encoding now; binds, routing and workers later."""

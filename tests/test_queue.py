@@ -1,0 +1,331 @@
+"""The work queue: the WorkQueue contract on Redis Streams and on the in-memory substitute,
+and the database side (publish_messages, reconcile, claim) on PostgreSQL and SQLite."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from sqlalchemy import insert, select
+
+from gateway.queue import (
+    Delivery,
+    MemoryQueue,
+    RedisStreamQueue,
+    WorkQueue,
+    claim,
+    make_queue,
+    publish_messages,
+    reconcile,
+)
+from gateway.storage.models import (
+    Action,
+    ActionType,
+    Bulletin,
+    BulletinKind,
+    Centralist,
+    Channel,
+    Message,
+    MessageStatus,
+    utcnow,
+)
+
+# --- the WorkQueue contract, on both implementations ------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_q(request):
+    """Builds queues of one implementation; `make_q(claim_idle_ms=...)`."""
+    made: list[WorkQueue] = []
+
+    def make(claim_idle_ms: int = 60_000) -> WorkQueue:
+        if request.param == "memory":
+            q = MemoryQueue(claim_idle_ms=claim_idle_ms)
+        else:
+            url = request.getfixturevalue("redis_url")
+            prefix = request.getfixturevalue("key_prefix")
+            q = RedisStreamQueue(url, prefix=prefix, claim_idle_ms=claim_idle_ms)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
+
+
+def drain(q: WorkQueue, channel: str, consumer: str = "w1", count: int = 1000) -> list[Delivery]:
+    """Consume and ack until nothing is left."""
+    got: list[Delivery] = []
+    while batch := q.consume(channel, consumer, count=count, block_ms=20):
+        got.extend(batch)
+        q.ack(channel, [d.entry_id for d in batch])
+    return got
+
+
+def test_round_trip_keeps_order_per_channel(make_q):
+    q = make_q()
+    assert isinstance(q, WorkQueue)
+    q.publish("sms", [5, 3, 9, 1])
+    q.publish(Channel.voice, [7])  # the enum works as a channel name too
+    assert q.backlog("sms") == 4 and q.pending("sms") == 0
+
+    batch = q.consume("sms", "w1", count=100, block_ms=100)
+    assert [d.message_id for d in batch] == [5, 3, 9, 1]
+    assert len({d.entry_id for d in batch}) == 4
+    assert all(isinstance(d.entry_id, str) for d in batch)
+    assert q.pending("sms") == 4 and q.backlog("sms") == 4
+
+    q.ack("sms", [d.entry_id for d in batch])
+    assert q.pending("sms") == 0 and q.backlog("sms") == 0
+    assert [d.message_id for d in q.consume("voice", "w1", block_ms=100)] == [7]
+
+
+def test_count_limits_a_batch(make_q):
+    q = make_q()
+    q.publish("sms", list(range(1, 11)))
+    first = q.consume("sms", "w1", count=4, block_ms=50)
+    second = q.consume("sms", "w1", count=100, block_ms=50)
+    assert [d.message_id for d in first] == [1, 2, 3, 4]
+    assert [d.message_id for d in second] == list(range(5, 11))
+
+
+def test_unacked_entries_stay_with_their_consumer_until_idle(make_q):
+    q = make_q(claim_idle_ms=60_000)
+    q.publish("sms", [1, 2])
+    assert len(q.consume("sms", "a", block_ms=50)) == 2
+    assert q.consume("sms", "b", block_ms=50) == []
+    assert q.pending("sms") == 2
+
+
+def test_unacked_entries_are_redelivered_after_claim_idle(make_q):
+    q = make_q(claim_idle_ms=50)
+    q.publish("sms", [1, 2, 3])
+    first = q.consume("sms", "a", block_ms=100)
+    assert [d.message_id for d in first] == [1, 2, 3]
+    # "a" dies without acking; "b" gets the same entries once they have been idle long enough.
+    again: list[Delivery] = []
+    deadline = time.monotonic() + 5
+    while len(again) < 3 and time.monotonic() < deadline:
+        again += q.consume("sms", "b", block_ms=20)
+    assert sorted(again, key=lambda d: d.message_id) == first
+    q.ack("sms", [d.entry_id for d in again])
+    assert q.pending("sms") == 0 and q.backlog("sms") == 0
+    time.sleep(0.1)  # past claim_idle_ms: acked entries do not come back
+    assert q.consume("sms", "c", block_ms=20) == []
+
+
+def test_ack_removes_only_the_acked(make_q):
+    q = make_q()
+    q.publish("sms", [1, 2, 3])
+    batch = q.consume("sms", "w1", block_ms=50)
+    q.ack("sms", [batch[0].entry_id, batch[2].entry_id])
+    assert q.pending("sms") == 1 and q.backlog("sms") == 1
+    q.ack("sms", [batch[1].entry_id, batch[1].entry_id])  # acking twice is harmless
+    assert q.pending("sms") == 0 and q.backlog("sms") == 0
+    q.ack("sms", [])
+
+
+def test_consume_with_nothing_returns_empty_after_block(make_q):
+    q = make_q()
+    started = time.monotonic()
+    assert q.consume("sms", "w1", block_ms=100) == []
+    elapsed = time.monotonic() - started
+    assert 0.08 <= elapsed < 2
+    assert q.consume("voice", "w1", block_ms=0) == []  # 0: do not wait
+    assert q.pending("voice") == 0 and q.backlog("voice") == 0
+
+
+def test_blocked_consume_wakes_up_on_publish(make_q):
+    q = make_q()
+    q.consume("sms", "w1", block_ms=0)  # the stream and group exist before the wait
+    timer = threading.Timer(0.1, q.publish, args=("sms", [42]))
+    timer.start()
+    try:
+        started = time.monotonic()
+        batch = q.consume("sms", "w1", block_ms=5000)
+        assert [d.message_id for d in batch] == [42]
+        assert time.monotonic() - started < 3
+    finally:
+        timer.join()
+
+
+def test_ten_thousand_ids_each_exactly_once(make_q):
+    q = make_q()
+    ids = list(range(1, 10_001))
+    q.publish("sms", ids)
+    assert q.backlog("sms") == 10_000
+    got = drain(q, "sms")
+    assert [d.message_id for d in got] == ids
+    assert len({d.entry_id for d in got}) == 10_000
+    assert q.pending("sms") == 0 and q.backlog("sms") == 0
+
+
+def test_make_queue(redis_url, key_prefix):
+    assert isinstance(make_queue(""), MemoryQueue)
+    q = make_queue(redis_url, prefix=key_prefix)
+    try:
+        assert isinstance(q, RedisStreamQueue)
+        assert q.key("sms") == f"{key_prefix}queue:sms" and q.group == "workers"
+    finally:
+        q.close()
+
+
+def test_redis_entries_are_plain_ids_and_survive_a_lost_group(redis_url, key_prefix):
+    q = RedisStreamQueue(redis_url, prefix=key_prefix)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        q.publish("sms", [12])
+        key = f"{key_prefix}queue:sms"
+        [(_, fields)] = client.xrange(key)
+        assert fields == {"message_id": "12"}
+        assert [g["name"] for g in client.xinfo_groups(key)] == ["workers"]
+        # The group vanishes (e.g. Redis restored without it): consume recreates it from "0".
+        client.xgroup_destroy(key, "workers")
+        assert [d.message_id for d in q.consume("sms", "w1", block_ms=50)] == [12]
+        # The whole stream vanishes (Redis lost its data): nothing to consume, no error.
+        client.delete(key)
+        assert q.consume("sms", "w1", block_ms=20) == []
+        assert q.pending("sms") == 0 and q.backlog("sms") == 0
+    finally:
+        client.close()
+        q.close()
+
+
+# --- the database side, on PostgreSQL and SQLite --------------------------------------------------
+
+
+@pytest.fixture
+def bulletin_id(sessions):
+    with sessions() as s, s.begin():
+        centralist = Centralist(name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
+        action = Action(
+            type=ActionType.burglary,
+            description="Man, rode jas",
+            lat=52.09,
+            lon=5.12,
+            radius_m=1000,
+            centralist=centralist,
+        )
+        bulletin = Bulletin(action=action, kind=BulletinKind.alert, seq=0, sms_text="x", spoken_text="x")
+        s.add(bulletin)
+        s.flush()
+        return bulletin.id
+
+
+def add_messages(sessions, bulletin_id, n, channel="sms", age_s=0.0, **values) -> list[int]:
+    """`n` messages created `age_s` seconds ago; their ids, ascending."""
+    created = utcnow() - timedelta(seconds=age_s)
+    with sessions() as s, s.begin():
+        action_id = s.get(Bulletin, bulletin_id).action_id
+        start = s.scalar(select(Message.id).order_by(Message.id.desc()).limit(1)) or 0
+        rows = [
+            dict(
+                bulletin_id=bulletin_id,
+                action_id=action_id,
+                phone=f"+316{start + i:08d}",
+                channel=Channel(channel),
+                created_at=created,
+                **values,
+            )
+            for i in range(1, n + 1)
+        ]
+        s.execute(insert(Message), rows)
+        return list(
+            s.scalars(select(Message.id).where(Message.id > start).order_by(Message.id))
+        )
+
+
+def queued_ids(q: WorkQueue, channel: str) -> list[int]:
+    return [d.message_id for d in drain(q, channel)]
+
+
+def test_publish_messages_sets_enqueued_at(sessions, bulletin_id):
+    sms = add_messages(sessions, bulletin_id, 3, "sms")
+    voice = add_messages(sessions, bulletin_id, 2, "voice")
+    q = MemoryQueue()
+    before = utcnow()
+    assert publish_messages(sessions, q, {"sms": sms, Channel.voice: voice, "sms2": []}) == 5
+    assert queued_ids(q, "sms") == sms and queued_ids(q, "voice") == voice
+    with sessions() as s:
+        marks = s.scalars(select(Message.enqueued_at)).all()
+    assert len(marks) == 5 and all(m is not None and m >= before for m in marks)
+    assert publish_messages(sessions, q, {}) == 0
+
+
+def test_reconcile_republishes_lost_publishes_only(sessions, bulletin_id):
+    lost_sms = add_messages(sessions, bulletin_id, 2, "sms", age_s=600)
+    lost_voice = add_messages(sessions, bulletin_id, 1, "voice", age_s=600)
+    fresh = add_messages(sessions, bulletin_id, 2, "sms")  # may still be on its way to publish
+    published = add_messages(sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow())
+    add_messages(sessions, bulletin_id, 1, "sms", age_s=600, status=MessageStatus.cancelled)
+    add_messages(sessions, bulletin_id, 1, "sms", age_s=600, status=MessageStatus.sending)
+    q = MemoryQueue()
+
+    assert reconcile(sessions, q, grace_seconds=60) == 3
+    assert queued_ids(q, "sms") == lost_sms and queued_ids(q, "voice") == lost_voice
+    with sessions() as s:
+        unmarked = s.scalars(
+            select(Message.id).where(
+                Message.status == MessageStatus.queued, Message.enqueued_at.is_(None)
+            )
+        ).all()
+    assert sorted(unmarked) == fresh
+    # Repaired: nothing more to do until the fresh ones pass the grace period.
+    assert reconcile(sessions, q, grace_seconds=60) == 0
+    later = utcnow() + timedelta(seconds=120)
+    assert reconcile(sessions, q, grace_seconds=60, now=later) == 2
+    assert queued_ids(q, "sms") == fresh
+    assert published  # never republished: they already have enqueued_at
+
+
+def test_reconcile_republish_all(sessions, bulletin_id):
+    lost = add_messages(sessions, bulletin_id, 1, "sms", age_s=600)
+    fresh = add_messages(sessions, bulletin_id, 1, "voice")
+    published = add_messages(sessions, bulletin_id, 2, "sms", enqueued_at=utcnow())
+    add_messages(sessions, bulletin_id, 1, "sms", status=MessageStatus.cancelled)
+    add_messages(sessions, bulletin_id, 1, "voice", status=MessageStatus.answered)
+    q = MemoryQueue()  # a new process: the old in-memory content is gone
+
+    assert reconcile(sessions, q, grace_seconds=60, republish_all=True) == 4
+    assert queued_ids(q, "sms") == lost + published
+    assert queued_ids(q, "voice") == fresh
+
+
+def test_reconcile_pages_through_many(sessions, bulletin_id):
+    sms = add_messages(sessions, bulletin_id, 1500, "sms", age_s=600)
+    voice = add_messages(sessions, bulletin_id, 700, "voice", age_s=600)
+    q = MemoryQueue()
+    assert reconcile(sessions, q, grace_seconds=60) == 2200
+    assert queued_ids(q, "sms") == sms and queued_ids(q, "voice") == voice
+    assert reconcile(sessions, q, grace_seconds=60) == 0
+
+
+def test_claim_owns_each_message_once(sessions, bulletin_id):
+    ids = add_messages(sessions, bulletin_id, 3, "sms")
+    [cancelled] = add_messages(sessions, bulletin_id, 1, "sms", status=MessageStatus.cancelled)
+
+    with sessions() as s, s.begin():
+        assert claim(s, [ids[1], ids[0], ids[0], cancelled]) == [ids[0], ids[1]]
+    # A duplicated queue entry for the same message: nothing to send the second time.
+    with sessions() as s, s.begin():
+        assert claim(s, [ids[0], ids[2]]) == [ids[2]]
+        assert claim(s, [ids[0]]) == []
+        assert claim(s, []) == []
+
+    with sessions() as s:
+        rows = {m.id: m for m in s.scalars(select(Message))}
+    assert all(rows[i].status == MessageStatus.sending and rows[i].attempts == 1 for i in ids)
+    assert rows[cancelled].status == MessageStatus.cancelled and rows[cancelled].attempts == 0
+
+
+def test_duplicate_queue_entries_lead_to_one_send(sessions, bulletin_id):
+    ids = add_messages(sessions, bulletin_id, 2, "sms", age_s=600)
+    q = MemoryQueue()
+    publish_messages(sessions, q, {"sms": ids})
+    reconcile(sessions, q, grace_seconds=60, republish_all=True)  # every id twice now
+    sent: list[int] = []
+    for d in drain(q, "sms"):
+        with sessions() as s, s.begin():
+            sent += claim(s, [d.message_id])
+    assert sent == ids
