@@ -57,6 +57,17 @@ def sqlite_url(tmp_path_factory):
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
+def empty_db(request, tmp_path):
+    """A database with no schema at all, on each backend (for migration tests)."""
+    if request.param == "postgresql":
+        url = _pg_create()
+        yield url
+        _pg_drop(url)
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
 def db_url(request):
     """Each database test runs once per backend; tables are empty at the start."""
     url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
@@ -115,3 +126,60 @@ def key_prefix(redis_url):
     for key in client.scan_iter(f"{prefix}*"):
         client.delete(key)
     client.close()
+
+
+# --- the API against a real database ------------------------------------------------------------
+
+
+class ApiWorld:
+    """An API client plus the people a test needs, each with a real API key."""
+
+    def __init__(self, client, sessions, queue, settings):
+        self.client, self.sessions, self.queue, self.settings = client, sessions, queue, settings
+        from gateway import auth
+        from gateway.storage.models import Centralist, Municipality, Role
+
+        with sessions() as s:
+            self.utrecht = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
+            self.zeist = Municipality(cbs_code="GM0355", name="Zeist", region="Midden-Nederland")
+            self.centralist = Centralist(name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
+            s.add_all([self.utrecht, self.zeist, self.centralist])
+            s.flush()
+            secret = settings.secret_key
+            self.keys = {
+                "admin": auth.create_user(s, secret, "admin", Role.admin)[1],
+                "centralist": auth.create_user(s, secret, "centralist", Role.centralist, centralist_id=self.centralist.id)[1],
+                "utrecht": auth.create_user(s, secret, "utrecht", Role.municipality, municipality_id=self.utrecht.id)[1],
+                "zeist": auth.create_user(s, secret, "zeist", Role.municipality, municipality_id=self.zeist.id)[1],
+            }
+            s.commit()
+
+    def as_(self, who: str) -> dict:
+        """Headers that authenticate as `who` (admin, centralist, utrecht, zeist)."""
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    def call(self, who: str, method: str, path: str, expect: int = 200, **kw):
+        r = self.client.request(method, path, headers=self.as_(who), **kw)
+        assert r.status_code == expect, f"{method} {path} as {who}: {r.status_code} {r.text}"
+        return r.json() if r.content else None
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from gateway.config import Settings
+
+    return Settings(environment="test", secret_key="test-secret-" + uuid.uuid4().hex, data_dir=tmp_path)
+
+
+@pytest.fixture
+def api(sessions, settings):
+    """The real app on the test database (both backends) with an in-process queue."""
+    from fastapi.testclient import TestClient
+
+    from gateway.api.app import create_app
+    from gateway.queue import MemoryQueue
+
+    queue = MemoryQueue()
+    app = create_app(settings, sessions=sessions, queue=queue, housekeeping_jobs=False)
+    with TestClient(app) as client:
+        yield ApiWorld(client, sessions, queue, settings)

@@ -1,0 +1,241 @@
+"""The action lifecycle through the API, on PostgreSQL and SQLite: create → launch → update → close."""
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.actions import lifecycle
+from gateway.housekeeping import expire_actions
+from gateway.outbox import drain
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    Address,
+    Bulletin,
+    BulletinKind,
+    Message,
+    MessageStatus,
+    Participant,
+)
+from gateway.targeting.geo import destination, tile_of
+
+UTRECHT = (52.0907, 5.1214)
+
+
+def populate(api, n=12):
+    """n participants inside 2 km of Utrecht (every third by voice), one sharing a number, one far away."""
+    with api.sessions() as s:
+        for i in range(n):
+            lat, lon = destination(*UTRECHT, i * 30, 100 + i * 100)
+            p = Participant(municipality_id=api.utrecht.id, name=f"P{i}", phone=f"+316000000{i:02d}")
+            p.addresses = [
+                Address(postcode="3511 AB", house_number=str(i + 1), lat=lat, lon=lon, tile=tile_of(lat, lon),
+                        channel="voice" if i % 3 == 0 else "sms")
+            ]
+            s.add(p)
+        twin = Participant(municipality_id=api.zeist.id, name="Twin", phone="+31600000001")
+        twin.addresses = [Address(postcode="3701 AA", house_number="1", lat=UTRECHT[0], lon=UTRECHT[1],
+                                  tile=tile_of(*UTRECHT), channel="sms")]
+        far = Participant(municipality_id=api.utrecht.id, name="Far", phone="+31699999999")
+        far.addresses = [Address(postcode="1012 AB", house_number="1", lat=52.37, lon=4.89, tile=tile_of(52.37, 4.89), channel="sms")]
+        s.add_all([twin, far])
+        s.commit()
+    return n  # distinct numbers inside the circle
+
+
+def new_action(api, **overrides):
+    body = {"type": "burglary", "description": "Man in donkere kleding, rende richting het station.",
+            "lat": UTRECHT[0], "lon": UTRECHT[1], "radius_m": 2000, "channels": ["sms", "voice"], **overrides}
+    return api.call("centralist", "POST", "/api/v1/actions", expect=201, json=body)
+
+
+def messages(api, action_id, kind=None):
+    with api.sessions() as s:
+        stmt = select(Message.phone, Message.channel, Message.status).where(Message.action_id == action_id)
+        if kind:
+            stmt = stmt.join(Bulletin).where(Bulletin.kind == kind)
+        return s.execute(stmt).all()
+
+
+def test_preview_counts_what_launch_queues(api):
+    inside = populate(api)
+    action = new_action(api)
+    preview = api.call("centralist", "GET", f"/api/v1/actions/{action['id']}/preview")
+    assert preview["total"] == inside
+    assert preview["recipients"] == {"sms": 8, "voice": 4}
+    assert preview["sms"]["encoding"] == "gsm7" and preview["sms"]["part_count"] == 1
+    assert preview["spoken_text"].startswith("Hier volgt een oproep voor Burgernet.")
+
+    launched = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    assert launched["queued"] == preview["recipients"]
+    assert launched["action"]["status"] == "open"
+    code = launched["action"]["action_code"]
+    assert code.isdigit() and len(code) == 4
+    sent = messages(api, action["id"])
+    assert len(sent) == len({phone for phone, _, _ in sent}) == inside
+    # Every queued id is on the channel's queue, once.
+    assert api.queue.backlog("sms") == 8 and api.queue.backlog("voice") == 4
+    with api.sessions() as s:
+        alert = s.scalars(select(Bulletin).where(Bulletin.action_id == action["id"])).one()
+        assert f"actiecode {code}" in alert.sms_text
+        assert ", ".join(code) in alert.spoken_text  # digits spoken one by one
+
+
+def test_launching_twice_does_not_queue_twice(api):
+    populate(api)
+    action = new_action(api)
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    again = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch", expect=409)
+    assert again["error_id"] == "conflict"
+    assert len(messages(api, action["id"])) == 12
+    assert api.queue.backlog("sms") + api.queue.backlog("voice") == 12
+
+
+def test_concurrent_launches_open_the_action_once(api):
+    populate(api)
+    action = new_action(api)
+    results, barrier = [], threading.Barrier(4)
+
+    def attempt():
+        barrier.wait()
+        with api.sessions() as s:
+            try:
+                lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+                s.commit()
+                results.append("launched")
+            except Exception as exc:  # noqa: BLE001 — the test counts the kinds of failure
+                s.rollback()
+                results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("launched") == 1, results
+    assert len(messages(api, action["id"])) == 12
+
+
+def test_an_update_goes_to_the_same_numbers_on_the_same_channels(api):
+    populate(api)
+    action = new_action(api)
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    for seq in (1, 2):
+        r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=201,
+                     json={"text": f"Aanvulling {seq}: hij draagt een rode pet."})
+        assert r["queued"] == {"sms": 8, "voice": 4}
+    alert = sorted((p, c) for p, c, _ in messages(api, action["id"], BulletinKind.alert))
+    updates = sorted((p, c) for p, c, _ in messages(api, action["id"], BulletinKind.update))
+    assert updates == sorted(alert * 2)
+
+
+def test_closing_reaches_every_number_reached_exactly_once_and_cancels_the_rest(api):
+    populate(api)
+    action = new_action(api)
+    aid = action["id"]
+    api.call("centralist", "POST", f"/api/v1/actions/{aid}/launch")
+    drain(api.sessions, api.queue, "sms")  # the SMS went out; the voice calls are still queued
+    api.call("centralist", "POST", f"/api/v1/actions/{aid}/updates", expect=201, json={"text": "Hij heeft een fiets."})
+    drain(api.sessions, api.queue, "sms")
+    with api.sessions() as s:  # one SMS failed for good: that number was not reached
+        s.execute(update(Message).where(Message.action_id == aid, Message.phone == "+31600000001")
+                  .values(status=MessageStatus.failed))
+        s.commit()
+
+    closed = api.call("centralist", "POST", f"/api/v1/actions/{aid}/close",
+                      json={"outcome": "direct", "outcome_detail": "arrest"})
+    assert closed["action"]["status"] == "closed" and closed["action"]["outcome"] == "direct"
+    closing = messages(api, aid, BulletinKind.closing)
+    reached = {p for p, c, st in messages(api, aid, BulletinKind.alert) if c == "sms"} - {"+31600000001"}
+    assert sorted(p for p, _, _ in closing) == sorted(reached)  # once per number, SMS only
+    # The voice alerts and updates that had not gone out are cancelled, not sent after the close.
+    voice = [st for _, c, st in messages(api, aid) if c == "voice"]
+    assert voice and set(voice) == {MessageStatus.cancelled}
+    with api.sessions() as s:
+        text = s.scalar(select(Bulletin.sms_text).where(Bulletin.action_id == aid, Bulletin.kind == BulletinKind.closing))
+    assert "aangehouden" in text
+
+    again = api.call("centralist", "POST", f"/api/v1/actions/{aid}/close", expect=409, json={"outcome": "none"})
+    assert again["error_id"] == "conflict"
+    assert len(messages(api, aid, BulletinKind.closing)) == len(closing)
+    api.call("centralist", "POST", f"/api/v1/actions/{aid}/updates", expect=409, json={"text": "te laat"})
+
+
+def test_action_codes_are_unique_among_open_actions(api):
+    codes = []
+    for _ in range(25):
+        a = new_action(api)
+        codes.append(api.call("centralist", "POST", f"/api/v1/actions/{a['id']}/launch")["action"]["action_code"])
+    assert len(set(codes)) == len(codes)
+
+    # The database enforces it too, and lets a closed action keep a code an open one uses.
+    with api.sessions() as s:
+        template = s.get(Action, 1)
+        twin = dict(type=template.type, description="x", lat=0.0, lon=0.0, radius_m=1, centralist_id=template.centralist_id,
+                    action_code=codes[0])
+        s.add(Action(**twin, status=ActionStatus.closed))
+        s.commit()
+        s.add(Action(**twin, status=ActionStatus.open))
+        with pytest.raises(IntegrityError):
+            s.commit()
+
+
+def test_forgotten_open_actions_expire_with_a_closing_message(api):
+    populate(api)
+    action = new_action(api)
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    drain(api.sessions, api.queue, "sms")
+    drain(api.sessions, api.queue, "voice")
+    later = datetime.now(timezone.utc) + timedelta(minutes=api.settings.action_expiry_minutes, seconds=1)
+    assert expire_actions(api.sessions, api.queue, later) == 1
+    assert expire_actions(api.sessions, api.queue, later) == 0
+    got = api.call("centralist", "GET", f"/api/v1/actions/{action['id']}")
+    assert got["status"] == "closed" and got["expired"] is True and got["outcome"] is None
+    assert len(messages(api, action["id"], BulletinKind.closing)) == 12
+
+
+def test_a_launch_with_nobody_in_range_opens_the_action_and_queues_nothing(api):
+    action = new_action(api, lat=53.4, lon=6.2, radius_m=100)  # Wadden Sea
+    launched = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    assert launched["queued"] == {} and launched["action"]["status"] == "open"
+    closed = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
+    assert closed["queued"] == {}
+
+
+def test_only_drafts_can_be_edited(api):
+    action = new_action(api)
+    edited = api.call("centralist", "PATCH", f"/api/v1/actions/{action['id']}", json={"radius_m": 3000, "channels": ["sms"]})
+    assert edited["radius_m"] == 3000 and edited["channels"] == ["sms"]
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    api.call("centralist", "PATCH", f"/api/v1/actions/{action['id']}", expect=409, json={"radius_m": 1000})
+
+
+def test_progress_counts_messages_by_status(api):
+    populate(api)
+    action = new_action(api)
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    drain(api.sessions, api.queue, "sms")
+    rows = api.call("centralist", "GET", f"/api/v1/actions/{action['id']}/progress")
+    assert {(r["channel"], r["status"]): r["count"] for r in rows} == {("sms", "submitted"): 8, ("voice", "queued"): 4}
+
+
+def test_a_lost_publish_is_repaired_by_the_reconciler(api):
+    """A crash between committing the messages and publishing them leaves them queued but not on
+    the queue; the reconciler puts them back, and the claim makes duplicates harmless."""
+    from gateway.queue import MemoryQueue, reconcile
+
+    populate(api)
+    action = new_action(api)
+    with api.sessions() as s:
+        lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        s.commit()  # … and the process dies before publish_messages
+    fresh = MemoryQueue()
+    assert reconcile(api.sessions, fresh, grace_seconds=0) == 12
+    assert reconcile(api.sessions, fresh, grace_seconds=0) == 0  # now marked as enqueued
+    fresh.publish("sms", [m for m, in api.sessions().execute(select(Message.id).where(Message.channel == "sms"))])
+    assert drain(api.sessions, fresh, "sms") == 8  # each SMS once, although queued twice
+    with api.sessions() as s:
+        assert s.scalar(select(func.max(Message.attempts))) == 1
