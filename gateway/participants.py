@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.api.schemas import (
@@ -116,7 +116,7 @@ def search(session: Session, municipality_id: int | None, q: str | None, limit: 
         if digits.isdigit():
             stmt = stmt.where(Participant.phone.endswith(digits))
         else:
-            stmt = stmt.where(Participant.name.ilike(f"%{q.strip()}%"))
+            stmt = stmt.where(func.lower(Participant.name).contains(q.strip().lower(), autoescape=True))
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
@@ -133,7 +133,10 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
     """Rows grouped into participants (with the line of their first row), every bad row, and
     the number of data rows."""
     reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in reader.fieldnames or []]
+    try:
+        header = [h.strip().lower() for h in reader.fieldnames or []]
+    except csv.Error as exc:
+        return [], [ImportRowError(row=1, field=None, message=f"unreadable CSV header: {exc}")], 0
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
         return [], [ImportRowError(row=1, field=None, message=f"header lacks column(s): {', '.join(missing)}")], 0
@@ -141,7 +144,7 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
     groups: dict[tuple[str, str], tuple[int, dict, list[dict]]] = {}
     errors: list[ImportRowError] = []
     rows = 0
-    for line, row in enumerate(reader, start=2):
+    for line, row in _rows(reader, errors):
         rows += 1
         if line - 1 > MAX_IMPORT_ROWS:
             errors.append(ImportRowError(row=line, field=None, message=f"more than {MAX_IMPORT_ROWS} rows; split the file"))
@@ -170,6 +173,18 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
         except ValidationError as exc:
             errors.extend(_row_errors(line, exc))
     return participants, errors, rows
+
+
+def _rows(reader: csv.DictReader, errors: list[ImportRowError]) -> Iterable[tuple[int, dict]]:
+    """(line, row) pairs; a file the csv module cannot read further ends with one error row
+    (an unbalanced quote, for example, swallows the rest of the file)."""
+    line = 1
+    try:
+        for row in reader:
+            line += 1
+            yield line, row
+    except csv.Error as exc:
+        errors.append(ImportRowError(row=line + 1, field=None, message=f"unreadable CSV from here on: {exc}"))
 
 
 def _row_errors(line: int, exc: ValidationError) -> Iterable[ImportRowError]:

@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
 from gateway.api.routes import actions, admin, participants
 from gateway.config import Settings, get_settings
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, Unauthenticated
 from gateway.queue import WorkQueue, make_queue, reconcile
 from gateway.storage.db import make_engine, session_factory
 
@@ -73,15 +74,23 @@ def create_app(
     async def _gateway_error(_: Request, exc: GatewayError):
         return JSONResponse(exc.to_json(), status_code=exc.status_code)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException):
+        # The framework's own errors (unknown path, wrong method, unreadable body) in our shape.
+        if exc.status_code == 400:  # a body that could not be parsed at all
+            return _invalid([{"field": "body", "message": str(exc.detail)}])
+        error_id = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        body = {"error_id": error_id, "message": str(exc.detail), "details": {}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError):
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "", "message": "invalid request"}
-        body = {"error_id": "invalid", "message": f"{first['field']}: {first['message']}", "details": {"errors": errors}}
-        return JSONResponse(body, status_code=422)
+        return _invalid(
+            [
+                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+                for e in exc.errors()
+            ]
+        )
 
     @app.get("/health", tags=["health"])
     def health():
@@ -92,4 +101,33 @@ def create_app(
 
     for module in (actions, participants, admin):
         app.include_router(module.router)
+    app.add_middleware(RequireCredentials)
     return app
+
+
+def _invalid(errors: list[dict]) -> JSONResponse:
+    """422 in the error shape, naming every field that is wrong (the first in the message)."""
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    body = {"error_id": "invalid", "message": f"{first['field']}: {first['message']}", "details": {"errors": errors}}
+    return JSONResponse(body, status_code=422)
+
+
+class RequireCredentials:
+    """401 for API requests that carry no key at all, before anything reads their body.
+
+    FastAPI parses a request body before it runs dependencies, so without this an anonymous
+    caller would reach the JSON and multipart parsers. The key itself is checked by the route's
+    dependency (gateway.api.deps.current_user).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            headers = dict(scope["headers"])
+            if not headers.get(b"authorization", b"").lower().startswith(b"bearer "):
+                body = Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
+                await JSONResponse(body.to_json(), status_code=401)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

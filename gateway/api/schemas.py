@@ -6,7 +6,16 @@ import re
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.actions.wording import OUTCOME_DETAILS
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
@@ -163,13 +172,24 @@ class AddressIn(Strict):
     window_start: str | None = Field(None, description="Receive from HH:MM local time (with window_end).")
     window_end: str | None = Field(None, description="Receive until HH:MM; earlier than the start crosses midnight.")
 
+    @field_validator("postcode")
+    @classmethod
+    def _postcode(cls, value: str, info: ValidationInfo) -> str:
+        country = info.data.get("country", "NL")
+        pattern, example = POSTCODE_FORMATS[country]
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not a {country} postcode ({example})")
+        # One spelling, so that a re-import recognises the address.
+        return f"{value[:4]} {value[-2:]}" if country == "NL" else value
+
+    @field_validator("window_start", "window_end")
+    @classmethod
+    def _hhmm(cls, value: str | None) -> str | None:
+        _minutes(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> AddressIn:
-        pattern, example = POSTCODE_FORMATS[self.country]
-        if not pattern.match(self.postcode):
-            raise ValueError(f"postcode {self.postcode!r} is not a {self.country} postcode ({example})")
-        if self.country == "NL":  # one spelling, so that re-imports recognise the address
-            self.postcode = f"{self.postcode[:4]} {self.postcode[-2:]}"
         start, end = _minutes(self.window_start), _minutes(self.window_end)
         if (start is None) != (end is None):
             raise ValueError("give both window_start and window_end, or neither")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, UploadFile, status
 
 from gateway import participants
 from gateway.api.deps import MunicipalityDep, SessionDep
-from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic
+from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text
 from gateway.auth import require_municipality
 from gateway.errors import Invalid
 from gateway.storage.models import Municipality, Role, User
@@ -15,6 +15,7 @@ from gateway.storage.models import Municipality, Role, User
 router = APIRouter(prefix="/api/v1/participants", tags=["participants"])
 ParticipantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 MAX_CSV_BYTES = 20 * 1024 * 1024
+SearchText = Text(100)
 
 
 def _municipality_of(session, user: User, requested: int | None) -> int:
@@ -47,7 +48,7 @@ def create_participant(body: ParticipantIn, session: SessionDep, user: Municipal
 def list_participants(
     session: SessionDep,
     user: MunicipalityDep,
-    q: Annotated[str | None, Query(max_length=100, description="Name, or the last digits of the phone number")] = None,
+    q: Annotated[SearchText | None, Query(description="Name, or the last digits of the phone number")] = None,
     municipality_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins only")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
