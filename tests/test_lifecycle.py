@@ -239,3 +239,28 @@ def test_a_lost_publish_is_repaired_by_the_reconciler(api):
     assert drain(api.sessions, fresh, "sms") == 8  # each SMS once, although queued twice
     with api.sessions() as s:
         assert s.scalar(select(func.max(Message.attempts))) == 1
+
+
+def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, key_prefix):
+    """Redis restarted without persistence: the stream is gone but the database still says
+    `queued`. Once the channel's queue is empty, the reconciler publishes them again."""
+    import redis
+
+    from gateway.queue import RedisStreamQueue, publish_messages, reconcile
+
+    populate(api)
+    queue = RedisStreamQueue(redis_url, prefix=key_prefix)
+    action = new_action(api)
+    with api.sessions() as s:
+        queued = lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        s.commit()
+    publish_messages(api.sessions, queue, queued.ids_by_channel)
+    later = datetime.now(timezone.utc) + timedelta(seconds=61)
+    assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0  # all still on the queue
+
+    redis.Redis.from_url(redis_url).delete(f"{key_prefix}queue:sms")  # the data loss
+    assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 8  # the SMS, not the calls
+    assert drain(api.sessions, queue, "sms") == 8
+    assert drain(api.sessions, queue, "voice") == 4
+    assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0
+    queue.close()

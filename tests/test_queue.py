@@ -274,9 +274,27 @@ def test_reconcile_republishes_lost_publishes_only(sessions, bulletin_id):
     # Repaired: nothing more to do until the fresh ones pass the grace period.
     assert reconcile(sessions, q, grace_seconds=60) == 0
     later = utcnow() + timedelta(seconds=120)
+    # While entries wait on both queues, published messages are taken to be among them.
+    q.publish("sms", lost_sms)
+    q.publish("voice", lost_voice)
     assert reconcile(sessions, q, grace_seconds=60, now=later) == 2
-    assert queued_ids(q, "sms") == fresh
-    assert published  # never republished: they already have enqueued_at
+    assert queued_ids(q, "sms") == lost_sms + fresh
+    assert published  # not republished: they have enqueued_at and the queue was not empty
+
+
+def test_reconcile_republishes_what_an_emptied_queue_lost(sessions, bulletin_id):
+    """Workers ack only after claiming, so `queued` messages with an empty queue lost their
+    entries (Redis restarted without persistence): they are published again."""
+    published = add_messages(sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600))
+    recent = add_messages(sessions, bulletin_id, 1, "sms", age_s=600, enqueued_at=utcnow())
+    waiting = add_messages(sessions, bulletin_id, 1, "voice", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600))
+    q = MemoryQueue()
+    q.publish("voice", waiting)  # the voice entry is still there; the SMS entries were lost
+
+    assert reconcile(sessions, q, grace_seconds=60) == 2
+    assert queued_ids(q, "sms") == published
+    assert queued_ids(q, "voice") == waiting
+    assert recent  # published within the grace period: possibly still on its way
 
 
 def test_reconcile_republish_all(sessions, bulletin_id):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.storage.models import Message, MessageStatus, utcnow
+from gateway.storage.models import Channel, Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
 
@@ -57,16 +57,23 @@ def reconcile(
     *,
     republish_all: bool = False,
 ) -> int:
-    """Publish again the `queued` messages whose publish was lost; returns how many.
+    """Publish again the `queued` messages whose queue entry was lost; returns how many.
 
-    Lost means `enqueued_at` is NULL and the message is older than `grace_seconds` (younger ones
-    may still be on their way to `publish_messages`). With `republish_all` every `queued`
-    message is published: at start-up with the in-memory queue, or after Redis lost its data.
+    Lost means, for a message older than `grace_seconds` (younger ones may still be on their way):
+    - its publish never happened (`enqueued_at` NULL: a crash between commit and publish), or
+    - it was published but its channel's queue is now empty: workers ack an entry only after
+      claiming its message in SQL, so a `queued` message with no entry left lost it (Redis
+      restarted without persistence, or its stream was deleted).
+    With `republish_all` every `queued` message is published (start-up with the in-memory queue).
     """
     cutoff = (now or utcnow()) - timedelta(seconds=grace_seconds)
     condition = Message.status == MessageStatus.queued
     if not republish_all:
-        condition = condition & Message.enqueued_at.is_(None) & (Message.created_at < cutoff)
+        emptied = [c.value for c in Channel if queue.backlog(c.value) == 0]
+        condition = condition & (
+            (Message.enqueued_at.is_(None) & (Message.created_at < cutoff))
+            | (Message.channel.in_(emptied) & (Message.enqueued_at < cutoff))
+        )
     total = 0
     last_id = 0
     while True:
