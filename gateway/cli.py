@@ -4,10 +4,23 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 
 from gateway.config import get_settings
 
 app = typer.Typer(help="Burgernet telephony gateway.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _check_configuration() -> None:
+    """Refuse to do anything with a configuration that is wrong (e.g. a default secret in production)."""
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]).upper() or "configuration"
+            typer.echo(f"configuration error: {where}: {err['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _sessions():

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
-        if self.environment == "production" and self.secret_key == DEFAULT_SECRET:
+        if self.environment != "development" and self.secret_key == DEFAULT_SECRET:
             raise ValueError(
                 "SECRET_KEY still has its default value; set a long random SECRET_KEY "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`) "

@@ -59,12 +59,13 @@ def test_env_example_values_load():
     assert settings == _settings()
 
 
-def test_production_refuses_default_secret():
+@pytest.mark.parametrize("environment", ["production", "test"])
+def test_outside_development_the_default_secret_is_refused(environment):
     with pytest.raises(ValidationError) as exc_info:
-        _settings(environment="production")
+        _settings(environment=environment)
     assert "SECRET_KEY" in str(exc_info.value)
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        _settings(environment="production", secret_key=DEFAULT_SECRET)
+        _settings(environment=environment, secret_key=DEFAULT_SECRET)
 
 
 def test_production_accepts_a_real_secret():
@@ -80,9 +81,8 @@ def test_production_secret_from_environment(monkeypatch):
     assert _settings().secret_key == "from-the-environment"
 
 
-@pytest.mark.parametrize("environment", ["development", "test"])
-def test_other_environments_accept_default_secret(environment):
-    assert _settings(environment=environment).secret_key == DEFAULT_SECRET
+def test_development_accepts_the_default_secret():
+    assert _settings(environment="development").secret_key == DEFAULT_SECRET
 
 
 def test_sqlalchemy_url_defaults_to_sqlite_file_in_data_dir(tmp_path):
