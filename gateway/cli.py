@@ -113,6 +113,21 @@ def seed(
 
 
 @app.command()
+def ivr(
+    host: Annotated[Optional[str], typer.Option(help="Listen address (default IVR_HOST)")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default IVR_PORT)")] = None,
+) -> None:
+    """Serve the FastAGI server for the tip line (Asterisk: AGI(agi://host:port/tipline))."""
+    import logging
+
+    from ivr.main import serve_ivr
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    serve_ivr(settings, host or settings.ivr_host, port or settings.ivr_port)
+
+
+@app.command()
 def expire() -> None:
     """Close open actions whose time has run out (the server also does this by itself)."""
     from gateway.housekeeping import expire_actions

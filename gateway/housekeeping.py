@@ -9,18 +9,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.actions import lifecycle
 from gateway.config import Settings
 from gateway.queue import MemoryQueue, WorkQueue, publish_messages, reconcile
+from gateway.tipline.lookup import RouteCache, sync_action
 
 log = logging.getLogger(__name__)
 
 
-def expire_actions(sessions: sessionmaker[Session], queue: WorkQueue, now: datetime | None = None) -> int:
+def expire_actions(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    now: datetime | None = None,
+    *,
+    route_cache: RouteCache | None = None,
+) -> int:
     """Close every open action past its expiry time and queue its closing messages."""
     now = now or datetime.now(timezone.utc)
     with sessions() as session:
         closed = lifecycle.expire_due(session, now)
         session.commit()
-    for queued in closed:
-        publish_messages(sessions, queue, queued.ids_by_channel)
+        for queued in closed:
+            publish_messages(sessions, queue, queued.ids_by_channel)
+            sync_action(route_cache, session, queued.action_id)
     if closed:
         log.info("expired %d action(s)", len(closed))
     return len(closed)

@@ -47,6 +47,7 @@ _INSERT_CHUNK = 5_000
 class Queued:
     """What one step put on its way: new message ids per channel, for the work queue."""
 
+    action_id: int
     bulletin_id: int | None = None
     ids_by_channel: dict[str, list[int]] = field(default_factory=dict)
 
@@ -103,7 +104,7 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
         wording.alert_spoken(action.description, code),
     )
     rows = [_row(bulletin, action, r.phone, r.participant_id, r.channel, now) for r in recipients(session, action, now)]
-    return _insert_messages(session, bulletin.id, rows)
+    return _insert_messages(session, action.id, bulletin.id, rows)
 
 
 def _open_with_code(session: Session, action_id: int, now: datetime, settings: Settings) -> str:
@@ -150,7 +151,7 @@ def send_update(session: Session, action_id: int, text: str, now: datetime, sett
         Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert
     )
     rows = [_row(bulletin, action, phone, pid, channel, now) for phone, pid, channel in session.execute(alert)]
-    return _insert_messages(session, bulletin.id, rows)
+    return _insert_messages(session, action.id, bulletin.id, rows)
 
 
 def close(
@@ -203,7 +204,7 @@ def close(
         .group_by(Message.phone)
     )
     rows = [_row(bulletin, action, phone, pid, Channel(channel), now) for phone, pid, channel in session.execute(reached)]
-    return _insert_messages(session, bulletin.id, rows)
+    return _insert_messages(session, action.id, bulletin.id, rows)
 
 
 def expire_due(session: Session, now: datetime) -> list[Queued]:
@@ -234,7 +235,7 @@ def _row(bulletin: Bulletin, action: Action, phone: str, participant_id: int | N
     }
 
 
-def _insert_messages(session: Session, bulletin_id: int, rows: list[dict]) -> Queued:
+def _insert_messages(session: Session, action_id: int, bulletin_id: int, rows: list[dict]) -> Queued:
     for start in range(0, len(rows), _INSERT_CHUNK):
         session.execute(insert(Message), rows[start : start + _INSERT_CHUNK])
     ids: dict[str, list[int]] = defaultdict(list)
@@ -242,4 +243,4 @@ def _insert_messages(session: Session, bulletin_id: int, rows: list[dict]) -> Qu
         select(Message.id, Message.channel).where(Message.bulletin_id == bulletin_id).order_by(Message.id)
     ):
         ids[channel.value].append(mid)
-    return Queued(bulletin_id, dict(ids))
+    return Queued(action_id, bulletin_id, dict(ids))

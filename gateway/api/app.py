@@ -18,6 +18,7 @@ from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.queue import WorkQueue, make_queue, reconcile
 from gateway.storage.db import make_engine, session_factory
+from gateway.tipline.lookup import RouteCache
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,15 @@ def create_app(
     *,
     sessions: sessionmaker[Session] | None = None,
     queue: WorkQueue | None = None,
+    route_cache: RouteCache | None = None,
     housekeeping_jobs: bool = True,
 ) -> FastAPI:
-    """The API; tests pass their own sessions and queue and switch the periodic jobs off."""
+    """The API; tests pass their own sessions, queue and cache and switch the periodic jobs off."""
     settings = settings or get_settings()
     sessions = sessions or session_factory(make_engine(settings.sqlalchemy_url))
     queue = queue or make_queue(settings.redis_url)
+    if route_cache is None and settings.redis_url:
+        route_cache = RouteCache(settings.redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -42,7 +46,9 @@ def create_app(
             tasks = [
                 asyncio.create_task(
                     housekeeping.run_periodically(
-                        "expiry", settings.expiry_check_seconds, lambda: housekeeping.expire_actions(sessions, queue)
+                        "expiry",
+                        settings.expiry_check_seconds,
+                        lambda: housekeeping.expire_actions(sessions, queue, route_cache=route_cache),
                     )
                 ),
                 asyncio.create_task(
@@ -69,6 +75,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings, app.state.sessions, app.state.queue = settings, sessions, queue
+    app.state.route_cache = route_cache
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError):

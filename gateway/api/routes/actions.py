@@ -26,6 +26,7 @@ from gateway.errors import Conflict, Invalid
 from gateway.queue import publish_messages
 from gateway.sms.encoding import TextTooLong, check_parts
 from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role
+from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -134,6 +135,8 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
     # Hand the ids to the workers only once they are committed; the reconciler covers a crash
     # between the commit and the publish.
     publish_messages(request.app.state.sessions, request.app.state.queue, queued.ids_by_channel)
+    # The tip line must know at once which numbers now lead to this action (or no longer do).
+    sync_action(request.app.state.route_cache, session, action_id)
     return QueuedPublic(action=action, queued={k: len(v) for k, v in queued.ids_by_channel.items()})
 
 

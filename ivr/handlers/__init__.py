@@ -1,0 +1,16 @@
+"""The IVR's handlers, one per file, each named as in the dialplan's AGI(agi://…/<name>)."""
+
+from __future__ import annotations
+
+from ivr.context import IvrContext
+from ivr.handlers.tipline import tipline
+from ivr.handlers.tipline_hangup import tipline_hangup
+from ivr.server import Handler
+
+
+def registry(ctx: IvrContext) -> dict[str, Handler]:
+    """Every handler the server answers to, bound to its context (explicit: no import magic)."""
+    return {
+        "tipline": lambda agi: tipline(agi, ctx),
+        "tipline_hangup": lambda agi: tipline_hangup(agi, ctx),
+    }

@@ -1,0 +1,72 @@
+"""`tipline`: a call to 0800-0011 arrives — decide where it goes and open its tip record.
+
+Sets BN_DIAL (first), BN_DIAL_TIMEOUT, BN_MELDKAMER, BN_ACTION_ID and BN_RECORDING; the dialplan
+dials, falls back to the meldkamer, and records a voice tip when nobody answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from gateway.tipline import tips
+from gateway.tipline.routing import CODE_TRIES, Route, Step, caller_number, route_by_caller, route_by_code, route_by_menu
+from ivr import variables as var
+from ivr.agi import AGISession
+from ivr.context import IvrContext
+
+CODE_DIGITS_MAX = 8
+DTMF_TIMEOUT_MS = 6000
+
+
+def tipline(agi: AGISession, ctx: IvrContext) -> None:
+    received = datetime.now(timezone.utc)
+    caller = caller_number(agi.env.get("agi_callerid"), agi.env.get("agi_callingpres"))
+    call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
+
+    alerts = ctx.alerts_for(caller)
+    route = route_by_caller(caller, alerts, any_open=bool(alerts) or bool(ctx.open_by_code()))
+    if route.step in (Step.menu, Step.ask_code):
+        # RULE: every call is a tip record — logged before asking, in case the caller hangs up.
+        _log(ctx, call_id, caller, route, None, received)
+        if route.step is Step.menu:
+            route = route_by_menu(route, _ask(agi, ctx.prompt("tipline-menu"), 1))
+        else:
+            route = _ask_code(agi, ctx)
+
+    dial = route.alert.dial_string if route.alert else ctx.meldkamer_dial
+    # The decision goes out first: the caller should hear ringing before we write anything.
+    agi.set_variable(var.DIAL, dial)
+    agi.set_variable(var.DIAL_TIMEOUT, str(ctx.ring_seconds))
+    agi.set_variable(var.MELDKAMER, ctx.meldkamer_dial)
+    agi.set_variable(var.ACTION_ID, str(route.alert.action_id) if route.alert else "")
+    agi.set_variable(var.RECORDING, f"{ctx.recordings_dir.rstrip('/')}/tip-{_safe(call_id)}")
+    _log(ctx, call_id, caller, route, dial, received)
+
+
+def _log(ctx: IvrContext, call_id: str, caller: str | None, route: Route, dial: str | None, received: datetime) -> None:
+    with ctx.sessions() as session:
+        tips.open_call(session, call_id, caller, route, dial, received)
+        session.commit()
+
+
+def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:
+    """Play `prompt` and collect up to `max_digits` keys ('' when none, '#' ends early)."""
+    result = agi.get_data(prompt, DTMF_TIMEOUT_MS, max_digits)
+    return result if isinstance(result, str) else ""
+
+
+def _ask_code(agi: AGISession, ctx: IvrContext) -> Route:
+    """Up to three tries to key an open action's code; then the meldkamer."""
+    for attempt in range(CODE_TRIES):
+        digits = _ask(agi, ctx.prompt("tipline-enter-code"), CODE_DIGITS_MAX)
+        route = route_by_code(digits, ctx.open_by_code())
+        if route is not None:
+            return route
+        if attempt < CODE_TRIES - 1:
+            agi.stream_file(ctx.prompt("tipline-wrong-code"))
+    return Route(Step.meldkamer)
+
+
+def _safe(call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in call_id)[:60]

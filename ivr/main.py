@@ -1,0 +1,51 @@
+"""Running the IVR: wire settings to a context, keep the route cache complete, serve."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from gateway.config import Settings
+from gateway.storage.db import make_engine, session_factory
+from gateway.tipline.lookup import RouteCache
+from ivr.context import IvrContext
+from ivr.handlers import registry
+from ivr.server import FastAGIServer
+
+log = logging.getLogger(__name__)
+CACHE_CHECK_SECONDS = 30
+
+
+def make_context(settings: Settings) -> IvrContext:
+    return IvrContext(
+        sessions=session_factory(make_engine(settings.sqlalchemy_url)),
+        cache=RouteCache(settings.redis_url) if settings.redis_url else None,
+        meldkamer_dial=settings.meldkamer_dial,
+        ring_seconds=settings.ring_seconds,
+        recordings_dir=settings.recordings_dir,
+        prompts_dir=settings.prompts_dir,
+    )
+
+
+def keep_cache_complete(ctx: IvrContext, stop: threading.Event, every: float = CACHE_CHECK_SECONDS) -> None:
+    """Rebuild the route cache from SQL whenever it is incomplete (first start, Redis restart)."""
+    while ctx.cache is not None and not stop.is_set():
+        if not ctx.cache.is_complete():
+            try:
+                with ctx.sessions() as session:
+                    log.info("route cache rebuilt: %d numbers", ctx.cache.rebuild(session))
+            except Exception:  # the database may be restarting; lookups use SQL meanwhile
+                log.exception("route cache rebuild failed; retrying in %.0f s", every)
+        stop.wait(every)
+
+
+def serve_ivr(settings: Settings, host: str, port: int) -> None:
+    ctx = make_context(settings)
+    stop = threading.Event()
+    threading.Thread(target=keep_cache_complete, args=(ctx, stop), name="route-cache", daemon=True).start()
+    with FastAGIServer((host, port), registry(ctx)) as server:
+        log.info("FastAGI server on %s:%d: %s", host, port, ", ".join(sorted(server.handlers)))
+        try:
+            server.serve_forever()
+        finally:
+            stop.set()

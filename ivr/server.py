@@ -1,0 +1,85 @@
+"""The FastAGI server: one thread per call, handlers looked up by name in an explicit registry.
+
+Threads, not asyncio: pyst2's command layer is blocking, and a call spends nearly all its time
+waiting on Asterisk, so hundreds of mostly idle threads are cheap. Whatever a handler does wrong,
+the caller is never left in silence: the dialplan sends a call whose handler failed to the
+`[agi_fail]` context (it checks the variables the handler should have set).
+"""
+
+from __future__ import annotations
+
+import logging
+import socketserver
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asterisk.agi import AGIException
+
+from ivr.agi import AGISession
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AGISession], None]
+
+
+@dataclass
+class ServerStats:
+    calls: int = 0
+    failures: int = 0
+    hangups: int = 0
+
+
+class _Connection(socketserver.StreamRequestHandler):
+    server: FastAGIServer
+
+    def handle(self) -> None:
+        self.connection.settimeout(self.server.command_timeout)
+        wfile = self.connection.makefile("w", encoding="utf-8", newline="\n")
+        self.server.count("calls")
+        try:
+            agi = AGISession(self.rfile, wfile)
+            handler = self.server.handlers.get(agi.script)
+            if handler is None:
+                log.warning("no handler %r; known: %s", agi.script, ", ".join(sorted(self.server.handlers)))
+                agi.verbose(f"burgernet: no FastAGI handler named {agi.script!r}", 1)
+                return
+            handler(agi)
+        except AGIException as exc:  # hangups (the caller went away) and AGI-level errors
+            self.server.count("hangups" if "hangup" in type(exc).__name__.lower() else "failures")
+            log.info("AGI session ended: %s", type(exc).__name__)
+        except OSError as exc:  # the socket broke or timed out
+            self.server.count("failures")
+            log.info("AGI connection lost: %s", exc)
+        except Exception:  # a bug in a handler must not take the server down
+            self.server.count("failures")
+            log.exception("handler %r failed; the dialplan falls back to [agi_fail]", getattr(locals().get("agi"), "script", "?"))
+        finally:
+            try:
+                wfile.close()
+            except OSError:
+                pass
+
+
+class FastAGIServer(socketserver.ThreadingTCPServer):
+    """Serves `handlers` (name → function of an AGISession) on host:port."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 512  # bursts of hundreds of calls arriving at once
+
+    def __init__(self, address: tuple[str, int], handlers: dict[str, Handler], command_timeout: float = 300):
+        self.handlers = dict(handlers)
+        self.command_timeout = command_timeout
+        self.stats = ServerStats()
+        self._lock = threading.Lock()
+        super().__init__(address, _Connection)
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self.stats, what, getattr(self.stats, what) + 1)
+
+    def start_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve_forever, name="fastagi", daemon=True)
+        thread.start()
+        return thread

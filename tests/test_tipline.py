@@ -1,0 +1,290 @@
+"""The tip line: routing rules (pure), the route cache (real Redis), and the FastAGI server with its
+handlers over a real socket, Asterisk's side played from the recorded transcripts' shapes."""
+
+import socket
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+import agi_client
+from gateway.storage.models import Address, MatchedBy, Participant, Tip
+from gateway.targeting.geo import tile_of
+from gateway.tipline.lookup import RouteCache, sync_action
+from gateway.tipline.routing import (
+    OpenAlert,
+    Route,
+    Step,
+    caller_number,
+    route_by_caller,
+    route_by_code,
+    route_by_menu,
+)
+from ivr.context import IvrContext
+from ivr.handlers import registry
+from ivr.server import FastAGIServer
+
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+A = OpenAlert(1, "4821", "PJSIP/4021@mk", T0)
+B = OpenAlert(2, "3317", "PJSIP/4022@mk", T0 + timedelta(minutes=5))
+MELDKAMER = "PJSIP/meldkamer@mk"
+
+
+# --- routing, pure ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, pres, expected",
+    [
+        ("0612345678", "0", "+31612345678"),
+        ("+31612345678", None, "+31612345678"),
+        ("0031612345678", "0", "+31612345678"),
+        ("+32470123456", "0", "+32470123456"),
+        ("004915112345678", "0", "+4915112345678"),
+        ('"0612345678"', "0", "+31612345678"),
+        ("anonymous", "0", None),
+        ("", "0", None),
+        ("unknown", None, None),
+        ("0612345678", "32", None),  # presentation restricted: treat as withheld
+        ("0612345678", "67", None),
+        ("12", "0", None),
+        ("\x00garbage", "x", None),
+    ],
+)
+def test_caller_numbers_are_normalised_to_e164(raw, pres, expected):
+    assert caller_number(raw, pres) == expected
+
+
+def test_a_caller_reached_by_one_open_action_goes_to_its_centralist():
+    route = route_by_caller("+31612345678", [A], any_open=True)
+    assert (route.step, route.matched_by, route.alert) == (Step.centralist, MatchedBy.caller_id, A)
+
+
+def test_a_caller_reached_by_several_gets_a_menu_most_recent_first():
+    route = route_by_caller("+31612345678", [A, B], any_open=True)
+    assert route.step is Step.menu and route.choices == (B, A) and route.alert == B
+    assert route_by_menu(route, "2").alert == A
+    assert route_by_menu(route, "1").alert == B
+    assert route_by_menu(route, "").alert == B  # no key: the most recent
+    assert route_by_menu(route, "7").alert == B
+
+
+def test_unknown_and_withheld_callers_are_asked_for_the_code_only_when_an_action_is_open():
+    assert route_by_caller(None, [], any_open=True).step is Step.ask_code
+    assert route_by_caller("+31699999999", [], any_open=True).step is Step.ask_code
+    assert route_by_caller(None, [], any_open=False).step is Step.meldkamer
+
+
+def test_codes():
+    codes = {"4821": A, "3317": B}
+    assert route_by_code("4821#", codes) == Route(Step.centralist, MatchedBy.action_code, A)
+    assert route_by_code("1234", codes) is None
+    assert route_by_code("", codes) is None
+
+
+# --- the route cache on a real Redis ---------------------------------------------------------------
+
+
+def test_the_route_cache_remembers_forgets_and_says_when_it_cannot_tell(redis_url, key_prefix):
+    cache = RouteCache(redis_url, prefix=key_prefix)
+    assert cache.alerts_for("+31612345678") is None  # never filled: ask SQL
+    cache.remember(A, ["+31612345678", "+31600000001"], T0 + timedelta(hours=2))
+    cache.remember(B, ["+31612345678"], T0 + timedelta(hours=2))
+    cache.redis.set(f"{key_prefix}route:complete", "1")
+    assert sorted(a.action_id for a in cache.alerts_for("+31612345678")) == [1, 2]
+    assert cache.alerts_for("+31699999999") == []  # complete: a miss means no alert
+    assert cache.open_by_code() == {"4821": A, "3317": B}
+    cache.forget(A, ["+31612345678", "+31600000001"])
+    assert cache.alerts_for("+31612345678") == [B]
+    assert cache.alerts_for("+31600000001") == []
+    cache.close()
+
+
+def test_a_cache_that_cannot_reach_redis_falls_back():
+    cache = RouteCache("redis://127.0.0.1:1/0")  # nothing listens there
+    cache.remember(A, ["+31612345678"], T0)  # logged, not raised
+    assert cache.alerts_for("+31612345678") is None and cache.open_by_code() is None
+
+
+# --- the FastAGI server with real handlers ---------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(params=["cache", "sql"])
+def ivr(request, api, redis_url, key_prefix):
+    """The FastAGI server on a free port, over the api fixture's database; with the Redis route
+    cache, or with SQL lookups only."""
+    cache = RouteCache(redis_url, prefix=key_prefix) if request.param == "cache" else None
+    ctx = IvrContext(api.sessions, cache, MELDKAMER, 20, "/var/spool/asterisk/recording/burgernet", "/var/lib/burgernet/prompts")
+    server = FastAGIServer(("127.0.0.1", free_port()), registry(ctx))
+    server.start_in_background()
+    api.ivr_port, api.ivr_ctx, api.ivr_server = server.server_address[1], ctx, server
+    yield api
+    server.shutdown()
+    server.server_close()
+    if cache:
+        cache.close()
+
+
+def register(api, phone: str, lat=52.0907, lon=5.1214):
+    with api.sessions() as s:
+        p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
+        p.addresses = [Address(postcode="3511 AB", house_number="1", lat=lat, lon=lon, tile=tile_of(lat, lon), channel="sms")]
+        s.add(p)
+        s.commit()
+
+
+def launch(api, description="Man met rode jas.", lat=52.0907, lon=5.1214) -> dict:
+    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
+        "type": "robbery", "description": description, "lat": lat, "lon": lon, "radius_m": 1000, "channels": ["sms"]})
+    opened = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+    if api.ivr_ctx.cache is not None:  # what the API does after a launch when Redis is configured
+        with api.sessions() as s:
+            sync_action(api.ivr_ctx.cache, s, opened["id"])
+            api.ivr_ctx.cache.rebuild(s)
+    return opened
+
+
+def tip(api, call_id: str) -> Tip:
+    with api.sessions() as s:
+        return s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
+
+
+def hangup(api, call_id: str, *args: str) -> None:
+    env = agi_client.env_block("tipline_hangup", uniqueid=call_id)
+    env.update({f"agi_arg_{i}": a for i, a in enumerate(args, 1)})
+    agi_client.call(api.ivr_port, env)
+
+
+def test_a_participant_who_received_the_action_reaches_its_centralist(ivr):
+    register(ivr, "+31612345678")
+    action = launch(ivr)
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="0612345678", uniqueid="c1.1"))
+    got = agi_client.variables(commands)
+    assert got["BN_DIAL"] == "PJSIP/4021@mk"
+    assert commands[0].startswith('SET VARIABLE "BN_DIAL"')  # the decision before anything else
+    assert got["BN_ACTION_ID"] == str(action["id"]) and got["BN_MELDKAMER"] == MELDKAMER
+    t = tip(ivr, "c1.1")
+    assert (t.matched_by, t.action_id, t.caller_number, t.routed_to) == (MatchedBy.caller_id, action["id"], "+31612345678", "PJSIP/4021@mk")
+    assert t.participant_id is not None and t.ended_at is None
+
+    hangup(ivr, "c1.1", "ANSWER", "42", "PJSIP/4021@mk", "", "")
+    t = tip(ivr, "c1.1")
+    assert (t.dial_status, t.talk_seconds, t.recording_path) == ("ANSWER", 42, None) and t.ended_at
+
+
+def test_a_withheld_caller_keys_the_code(ivr):
+    action = launch(ivr)
+    answer = agi_client.keys("9999", action["action_code"])
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="anonymous", uniqueid="c2.1"), answer)
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
+    assert sum(c.startswith("GET DATA") for c in commands) == 2
+    assert any("tipline-wrong-code" in c for c in commands)
+    t = tip(ivr, "c2.1")
+    assert (t.matched_by, t.action_id, t.caller_number) == (MatchedBy.action_code, action["id"], None)
+
+
+def test_three_wrong_codes_go_to_the_meldkamer(ivr):
+    launch(ivr)
+    answer = agi_client.keys("1", "22", "333")
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="", uniqueid="c3.1"), answer)
+    assert sum(c.startswith("GET DATA") for c in commands) == 3
+    assert agi_client.variables(commands)["BN_DIAL"] == MELDKAMER
+    t = tip(ivr, "c3.1")
+    assert (t.matched_by, t.action_id, t.routed_to) == (MatchedBy.none, None, MELDKAMER)
+
+
+def test_a_caller_reached_by_two_open_actions_chooses_from_the_menu(ivr):
+    register(ivr, "+31612345678")
+    first = launch(ivr, "Eerste actie.")
+    launch(ivr, "Tweede actie.")
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c4.1"), agi_client.keys("2"))
+    assert any("tipline-menu" in c for c in commands)
+    got = agi_client.variables(commands)
+    assert got["BN_ACTION_ID"] == str(first["id"])  # 2 = the one before the most recent
+    assert tip(ivr, "c4.1").matched_by is MatchedBy.caller_id
+
+
+def test_after_the_close_the_same_caller_goes_to_the_meldkamer(ivr):
+    register(ivr, "+31612345678")
+    action = launch(ivr)
+    ivr.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
+    if ivr.ivr_ctx.cache is not None:
+        with ivr.sessions() as s:
+            sync_action(ivr.ivr_ctx.cache, s, action["id"])
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c5.1"))
+    assert agi_client.variables(commands)["BN_DIAL"] == MELDKAMER
+    assert not any(c.startswith("GET DATA") for c in commands)  # no open action: nothing to ask
+    assert tip(ivr, "c5.1").action_id is None
+
+
+def test_nobody_answered_the_recording_is_attached(ivr):
+    register(ivr, "+31612345678")
+    launch(ivr)
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c6.1"))
+    recording = agi_client.variables(commands)["BN_RECORDING"]
+    hangup(ivr, "c6.1", "NOANSWER", "", MELDKAMER, "HANGUP", recording)
+    t = tip(ivr, "c6.1")
+    assert (t.dial_status, t.routed_to, t.recording_path) == ("NOANSWER", MELDKAMER, recording + ".wav")
+
+
+def test_the_server_survives_garbage_hangups_and_511(ivr):
+    register(ivr, "+31612345678")
+    launch(ivr)
+    port = ivr.ivr_port
+    # Garbage environment lines, bytes that are not UTF-8, no script name at all.
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"garbage\n\xff\xfe: \x00\nagi_network_script: no-such-handler\n\n")
+        s.settimeout(5)
+        assert s.recv(1000).startswith(b"VERBOSE")
+    # The caller hangs up before the environment is complete.
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"agi_network: yes\nagi_network_script: tipline\n")
+    # A bare HANGUP notice, then 511 for every command: the channel is dead.
+    agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.1"), lambda c: ["HANGUP", "511 Command Not Permitted on a dead channel or intercept routine"])
+    # A GET DATA the caller hangs up on (result=-1) while being asked for a code.
+    agi_client.call(port, agi_client.env_block("tipline", callerid="anonymous", uniqueid="c7.2"),
+                    lambda c: "200 result=-1" if c.startswith("GET DATA") else "200 result=1")
+    # Asterisk goes away in the middle of the session.
+    agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.3"), lambda c: None)
+    # … and the server still routes the next call.
+    commands = agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.4"))
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
+    assert tip(ivr, "c7.2").matched_by is MatchedBy.none  # logged although the caller hung up
+    assert ivr.ivr_server.stats.calls >= 6
+
+
+def test_many_simultaneous_calls_are_all_routed_and_logged(ivr):
+    register(ivr, "+31612345678")
+    launch(ivr)
+    results, barrier = {}, threading.Barrier(50)
+
+    def one(n):
+        barrier.wait()
+        commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid=f"m{n}"))
+        results[n] = agi_client.variables(commands).get("BN_DIAL")
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(results.values()) == {"PJSIP/4021@mk"} and len(results) == 50
+    with ivr.sessions() as s:
+        assert len(s.scalars(select(Tip.id).where(Tip.call_id.like("m%"))).all()) == 50
+
+
+def test_the_cache_answers_without_sql(ivr):
+    if ivr.ivr_ctx.cache is None:
+        pytest.skip("SQL-only variant")
+    # An entry only in Redis (no such action in SQL): the IVR must route by it.
+    ivr.ivr_ctx.cache.remember(OpenAlert(999, "5555", "PJSIP/cache-only@mk", T0), ["+31612345678"], T0 + timedelta(hours=2))
+    ivr.ivr_ctx.cache.redis.set(f"{ivr.ivr_ctx.cache.prefix}route:complete", "1")
+    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c8.1"))
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/cache-only@mk"
