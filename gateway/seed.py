@@ -176,6 +176,9 @@ def seed(
 
         gen = _Generator(cities, [muni_ids[c.cbs] for c in cities], rng_seed, now,
                          first_pid, first_aid, engine.dialect)
+        if not pg:  # a bigger page cache while the indexes grow; the pooled connection gets its own back
+            cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MB
         write = _pg_writer(conn) if pg else _sqlite_writer(conn)
         for people, places in gen.chunks(participants):
             write(people, places)
@@ -185,6 +188,8 @@ def seed(
             for table in ("participant", "address"):
                 conn.execute(text(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"))
+        if not pg:
+            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
     return SeedSummary(len(cities), gen.participants, gen.addresses, gen.shared, gen.foreign)
 
 
@@ -226,7 +231,6 @@ def _pg_writer(conn):
 
 def _sqlite_writer(conn):
     """executemany straight to the driver; values are pre-rendered by SQLAlchemy's own processors."""
-    conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MB while the indexes grow
 
     def sql(table, cols):
         return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
@@ -416,7 +420,7 @@ class _Generator:
                 self._registrations(pid, ci, home, kind, places)
                 # ~1% bring a housemate who registers the same number (mostly the landline)
                 # separately: ~2% of participants share their number.
-                if self.participants < n and rng.random() < (0.1 if kind == "landline" else 0.005):
+                if self.participants < end and rng.random() < (0.1 if kind == "landline" else 0.005):
                     pid = self.pid
                     self._person(ci, phone, kind, last if rng.random() < 0.7 else None, people)
                     self._registrations(pid, ci, home, kind, places)

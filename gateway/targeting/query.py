@@ -2,20 +2,22 @@
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import chain
 
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, String, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
 from gateway.targeting.geo import tile_ranges
 from gateway.targeting.select import Recipient, select_recipients
 
-# Column order is Registration's.
+# Column order is Registration's. The channel comes back as its plain string value ('sms'), which
+# compares equal to the Channel member: skipping the Enum conversion per row saves ~1 µs a row.
 _REGISTRATION_COLUMNS = (
     Address.id,
     Address.participant_id,
     Participant.phone,
-    Address.channel,
+    type_coerce(Address.channel, String).label("channel"),
     Address.lat,
     Address.lon,
     Address.window_start,
@@ -25,16 +27,38 @@ _REGISTRATION_COLUMNS = (
     Participant.unsubscribed_at.is_not(None),
     Participant.language,
 )
+_BATCH = 2000
+_MAX_UNION = 200  # grid rows: a radius of ~110 km
+
+
+def _registrations():
+    return select(*_REGISTRATION_COLUMNS).join(Participant, Participant.id == Address.participant_id)
 
 
 def registrations_in_tiles(lat: float, lon: float, radius_m: float):
     """SELECT of every registration whose address tile may overlap the circle."""
     ranges = tile_ranges(lat, lon, radius_m)
-    return (
-        select(*_REGISTRATION_COLUMNS)
-        .join(Participant, Participant.id == Address.participant_id)
-        .where(or_(*(Address.tile.between(lo, hi) for lo, hi in ranges)))
-    )
+    return _registrations().where(or_(*(Address.tile.between(lo, hi) for lo, hi in ranges)))
+
+
+def _registrations_in_tiles_union(lat: float, lon: float, radius_m: float):
+    """The same rows as `registrations_in_tiles`, as a UNION ALL of one range scan per grid row.
+
+    SQLite runs the OR form as a MULTI-INDEX OR that collects and de-duplicates rowids first; the
+    ranges never overlap, so UNION ALL can stream them straight from ix_address_tile (~20% faster
+    at 5 km). PostgreSQL prefers the OR (one BitmapOr, one heap pass), so it keeps that form.
+    """
+    ranges = tile_ranges(lat, lon, radius_m)
+    if len(ranges) > _MAX_UNION:  # SQLite allows 500 terms in a compound SELECT
+        return registrations_in_tiles(lat, lon, radius_m)
+    return union_all(*(_registrations().where(Address.tile.between(lo, hi)) for lo, hi in ranges))
+
+
+def _tile_query(dialect_name: str, lat: float, lon: float, radius_m: float):
+    """The form of the tile query that `find_recipients` runs on this database."""
+    if dialect_name == "sqlite":
+        return _registrations_in_tiles_union(lat, lon, radius_m)
+    return registrations_in_tiles(lat, lon, radius_m)
 
 
 def find_recipients(
@@ -46,5 +70,17 @@ def find_recipients(
     now: datetime,
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
-    rows = db.execute(registrations_in_tiles(lat, lon, radius_m))
+    # A Core statement on the session's own connection (same transaction): the ORM's result
+    # machinery would add ~3 µs a row for nothing, since these are plain columns. Flush first,
+    # as the session would have (autoflush), so pending registrations are seen.
+    if isinstance(db, Connection):
+        conn = db
+    else:
+        if db.autoflush:
+            db.flush()
+        conn = db.connection(bind_arguments={"mapper": Address})
+    stmt = _tile_query(conn.dialect.name, lat, lon, radius_m)
+    # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
+    # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
+    rows = chain.from_iterable(conn.execute(stmt).partitions(_BATCH))
     return select_recipients(rows, lat, lon, radius_m, channels, now)
