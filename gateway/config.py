@@ -46,13 +46,8 @@ class Settings(BaseSettings):
     # The tip line's IVR (FastAGI server `burgernet ivr`).
     ivr_host: str = "127.0.0.1"
     ivr_port: int = Field(4573, gt=0, lt=65536)
-    # Where tip calls go when no action matches, or the centralist does not answer.
-    meldkamer_dial: str = "PJSIP/meldkamer@meldkamer"
-    # Seconds a centralist's (then the meldkamer's) phone rings before the next fallback.
-    ring_seconds: int = Field(20, gt=0, le=300)
-    # Where Asterisk stores voice tips, and where it finds our prompts (paths as Asterisk sees them).
-    recordings_dir: str = "/var/spool/asterisk/recording/burgernet"
-    prompts_dir: str = "/var/lib/burgernet/prompts"
+    # The meldkamer's number, ring times, recording and prompt paths are Asterisk's side:
+    # dialplans/globals.conf (they reach the IVR as AGI arguments).
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":

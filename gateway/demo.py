@@ -1,8 +1,9 @@
 """`make demo`: the main job on one machine with nothing installed — SQLite, in-process queue.
 
 Seeds a synthetic region around Utrecht, starts the API on 127.0.0.1:8000, and plays one action
-through the API as a centralist would: create, preview, launch, update, close. Until the SMS and
-voice channels are configured, a dry-run outbox records messages as sent instead of sending them.
+through the API as a centralist would: create, preview, launch, update, close. Two tip calls go
+through the real FastAGI server (Asterisk's side simulated). Until the SMS and voice channels are
+configured, a dry-run outbox records messages as sent instead of sending them.
 """
 
 import threading
@@ -21,6 +22,10 @@ from gateway.seed import seed
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Centralist, Role
+from ivr import simulator
+from ivr.context import IvrContext
+from ivr.handlers import registry
+from ivr.server import FastAGIServer
 
 UTRECHT_CENTRAAL = (52.0894, 5.1101)
 
@@ -66,7 +71,11 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     _wait_until_up(base, server)
     _say(f"API on {base} — OpenAPI docs at {base}/docs")
 
-    steps = _scripted_action(base, centralist_key, sessions, queue)
+    ivr = FastAGIServer(("127.0.0.1", 0), registry(IvrContext(sessions, cache=None)))
+    ivr.start_in_background()
+    steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1])
+    ivr.shutdown()
+    ivr.server_close()
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
@@ -96,7 +105,28 @@ def _wait_until_up(base: str, server: uvicorn.Server, timeout: float = 30) -> No
     raise RuntimeError(f"the API did not come up on {base} (is the port taken?)")
 
 
-def _scripted_action(base: str, key: str, sessions, queue) -> dict:
+def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
+    """Two calls to 0800-0011 through the real FastAGI server, Asterisk's side simulated."""
+    meldkamer = "PJSIP/meldkamer@meldkamer"
+    args = {"agi_arg_1": meldkamer, "agi_arg_2": "/var/lib/burgernet/prompts"}
+    for n, (who, callerid, answer) in enumerate(
+        [
+            ("a participant who got the alert", caller, simulator.default_answer),
+            ("a withheld number, keying the action code", "anonymous", simulator.keys(code + "#")),
+        ],
+        1,
+    ):
+        call_id = f"demo-{n}"
+        env = simulator.env_block("tipline", callerid=callerid, uniqueid=call_id, **args)
+        routed = simulator.variables(simulator.call(ivr_port, env, answer)).get("BN_DIAL")
+        _say(f"   call from {who}: put through to {routed}")
+        # Asterisk's hangup handler: the centralist answered and they talked for a while.
+        hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
+        hangup.update({"agi_arg_1": "ANSWER", "agi_arg_2": str(30 + 15 * n), "agi_arg_3": routed or ""})
+        simulator.call(ivr_port, hangup)
+
+
+def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -147,19 +177,25 @@ def _scripted_action(base: str, key: str, sessions, queue) -> dict:
     _say(f"   e.g. to {', '.join(masked(p) for p in sample)} …")
     _say(f"   dry-run outbox recorded {outbox():,} messages as sent")
 
-    _say("4. update")
+    _say("4. tips — calls to 0800-0011 through the FastAGI server")
+    _tip_calls(ivr_port, sample[0], code)
+    steps["tips"] = call("GET", f"/api/v1/actions/{aid}/tips")
+    for t in steps["tips"]:
+        _say(f"   tip {t['id']}: matched by {t['matched_by']}, {t['dial_status']}, {t['talk_seconds']} s talk")
+
+    _say("5. update")
     updated = steps["update"] = call(
         "POST", f"/api/v1/actions/{aid}/updates", json={"text": "Sanne heeft mogelijk een rood step bij zich."}
     )
     _say(f"   queued {updated['queued']}; dry-run outbox recorded {outbox():,}")
 
-    _say("5. close — Sanne was found thanks to a tip")
+    _say("6. close — Sanne was found thanks to a tip")
     closed = steps["close"] = call(
         "POST", f"/api/v1/actions/{aid}/close", json={"outcome": "direct", "outcome_detail": "person_found"}
     )
     _say(f"   closing message queued {closed['queued']}; dry-run outbox recorded {outbox():,}")
 
-    _say("6. progress (messages per bulletin, channel and status)")
+    _say("7. progress (messages per bulletin, channel and status)")
     steps["progress"] = call("GET", f"/api/v1/actions/{aid}/progress")
     for row in steps["progress"]:
         _say(f"   {row['kind']:<8} {row['seq']} {row['channel']:<6} {row['status']:<10} {row['count']:>6,}")

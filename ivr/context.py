@@ -15,14 +15,6 @@ from gateway.tipline.routing import OpenAlert
 class IvrContext:
     sessions: sessionmaker[Session]
     cache: RouteCache | None  # None without Redis: every lookup goes to SQL
-    meldkamer_dial: str
-    ring_seconds: int
-    recordings_dir: str
-    prompts_dir: str
-
-    def prompt(self, prompt_id: str) -> str:
-        """A prompt as Asterisk plays it: an absolute path without extension."""
-        return f"{self.prompts_dir.rstrip('/')}/{prompt_id}"
 
     def alerts_for(self, phone: str | None) -> list[OpenAlert]:
         """The open actions that alerted `phone`: from the cache, else from SQL."""

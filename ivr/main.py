@@ -20,10 +20,6 @@ def make_context(settings: Settings) -> IvrContext:
     return IvrContext(
         sessions=session_factory(make_engine(settings.sqlalchemy_url)),
         cache=RouteCache(settings.redis_url) if settings.redis_url else None,
-        meldkamer_dial=settings.meldkamer_dial,
-        ring_seconds=settings.ring_seconds,
-        recordings_dir=settings.recordings_dir,
-        prompts_dir=settings.prompts_dir,
     )
 
 

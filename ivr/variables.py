@@ -1,11 +1,6 @@
 """Every channel variable the IVR sets or reads: the contract with the dialplans in dialplans/."""
 
-# Set by the `tipline` handler.
-DIAL = "BN_DIAL"  # where to put the caller through first (a centralist, or the meldkamer)
-DIAL_TIMEOUT = "BN_DIAL_TIMEOUT"  # seconds to let it ring before falling back
-MELDKAMER = "BN_MELDKAMER"  # the fallback when the first dial is not answered
-ACTION_ID = "BN_ACTION_ID"  # the action the tip belongs to ("" when unknown)
-RECORDING = "BN_RECORDING"  # where a voice tip is recorded when nobody answers (no extension)
-
-# Set by the dialplan, read by `tipline_hangup` (passed as AGI arguments).
-ROUTED_TO = "BN_ROUTED_TO"  # the dial string of the last Dial()
+# Set by the `tipline` handler: the decision. The dialplan owns the rest of the call (ring
+# times, the meldkamer fallback, the voice-tip recording; see dialplans/tipline.conf).
+DIAL = "BN_DIAL"  # where to put the caller through: an action's centralist, or the meldkamer
+ACTION_ID = "BN_ACTION_ID"  # the action the tip is about ("" when none)

@@ -26,6 +26,9 @@ def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
         counts[(r["kind"], r["status"])] += r["count"]
     # Every number got the alert, the update and the closing message: once each.
     assert counts == {("alert", "submitted"): reached, ("update", "submitted"): reached, ("closing", "submitted"): reached}
+    # Two tip calls through the FastAGI server: by caller ID, and a withheld caller by code.
+    assert sorted(t["matched_by"] for t in steps["tips"]) == ["action_code", "caller_id"]
+    assert {t["dial_status"] for t in steps["tips"]} == {"ANSWER"}
     out = capsys.readouterr().out
     assert f"action code {steps['launch']['action']['action_code']}" in out
     assert "******" in out and not re.search(r"\+\d{8,}", out)  # numbers are masked in what the demo prints

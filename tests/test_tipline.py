@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-import agi_client
+from ivr import simulator as agi_client
 from gateway.storage.models import Address, MatchedBy, Participant, Tip
 from gateway.targeting.geo import tile_of
 from gateway.tipline.lookup import RouteCache, sync_action
@@ -121,7 +121,7 @@ def ivr(request, api, redis_url, key_prefix):
     """The FastAGI server on a free port, over the api fixture's database; with the Redis route
     cache, or with SQL lookups only."""
     cache = RouteCache(redis_url, prefix=key_prefix) if request.param == "cache" else None
-    ctx = IvrContext(api.sessions, cache, MELDKAMER, 20, "/var/spool/asterisk/recording/burgernet", "/var/lib/burgernet/prompts")
+    ctx = IvrContext(api.sessions, cache)
     server = FastAGIServer(("127.0.0.1", free_port()), registry(ctx))
     server.start_in_background()
     api.ivr_port, api.ivr_ctx, api.ivr_server = server.server_address[1], ctx, server
@@ -162,14 +162,19 @@ def hangup(api, call_id: str, *args: str) -> None:
     agi_client.call(api.ivr_port, env)
 
 
+def tipline(**kw) -> dict:
+    """The environment of a call to the tip line, with the dialplan's AGI arguments."""
+    return agi_client.env_block("tipline", agi_arg_1=MELDKAMER, agi_arg_2="/var/lib/burgernet/prompts", **kw)
+
+
 def test_a_participant_who_received_the_action_reaches_its_centralist(ivr):
     register(ivr, "+31612345678")
     action = launch(ivr)
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="0612345678", uniqueid="c1.1"))
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c1.1"))
     got = agi_client.variables(commands)
     assert got["BN_DIAL"] == "PJSIP/4021@mk"
     assert commands[0].startswith('SET VARIABLE "BN_DIAL"')  # the decision before anything else
-    assert got["BN_ACTION_ID"] == str(action["id"]) and got["BN_MELDKAMER"] == MELDKAMER
+    assert got["BN_ACTION_ID"] == str(action["id"])
     t = tip(ivr, "c1.1")
     assert (t.matched_by, t.action_id, t.caller_number, t.routed_to) == (MatchedBy.caller_id, action["id"], "+31612345678", "PJSIP/4021@mk")
     assert t.participant_id is not None and t.ended_at is None
@@ -182,7 +187,7 @@ def test_a_participant_who_received_the_action_reaches_its_centralist(ivr):
 def test_a_withheld_caller_keys_the_code(ivr):
     action = launch(ivr)
     answer = agi_client.keys("9999", action["action_code"])
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="anonymous", uniqueid="c2.1"), answer)
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="anonymous", uniqueid="c2.1"), answer)
     assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
     assert sum(c.startswith("GET DATA") for c in commands) == 2
     assert any("tipline-wrong-code" in c for c in commands)
@@ -193,7 +198,7 @@ def test_a_withheld_caller_keys_the_code(ivr):
 def test_three_wrong_codes_go_to_the_meldkamer(ivr):
     launch(ivr)
     answer = agi_client.keys("1", "22", "333")
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", callerid="", uniqueid="c3.1"), answer)
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="", uniqueid="c3.1"), answer)
     assert sum(c.startswith("GET DATA") for c in commands) == 3
     assert agi_client.variables(commands)["BN_DIAL"] == MELDKAMER
     t = tip(ivr, "c3.1")
@@ -204,7 +209,7 @@ def test_a_caller_reached_by_two_open_actions_chooses_from_the_menu(ivr):
     register(ivr, "+31612345678")
     first = launch(ivr, "Eerste actie.")
     launch(ivr, "Tweede actie.")
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c4.1"), agi_client.keys("2"))
+    commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c4.1"), agi_client.keys("2"))
     assert any("tipline-menu" in c for c in commands)
     got = agi_client.variables(commands)
     assert got["BN_ACTION_ID"] == str(first["id"])  # 2 = the one before the most recent
@@ -218,7 +223,7 @@ def test_after_the_close_the_same_caller_goes_to_the_meldkamer(ivr):
     if ivr.ivr_ctx.cache is not None:
         with ivr.sessions() as s:
             sync_action(ivr.ivr_ctx.cache, s, action["id"])
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c5.1"))
+    commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c5.1"))
     assert agi_client.variables(commands)["BN_DIAL"] == MELDKAMER
     assert not any(c.startswith("GET DATA") for c in commands)  # no open action: nothing to ask
     assert tip(ivr, "c5.1").action_id is None
@@ -227,8 +232,8 @@ def test_after_the_close_the_same_caller_goes_to_the_meldkamer(ivr):
 def test_nobody_answered_the_recording_is_attached(ivr):
     register(ivr, "+31612345678")
     launch(ivr)
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c6.1"))
-    recording = agi_client.variables(commands)["BN_RECORDING"]
+    agi_client.call(ivr.ivr_port, tipline(uniqueid="c6.1"))
+    recording = "/var/spool/asterisk/recording/burgernet/tip-c6.1"
     hangup(ivr, "c6.1", "NOANSWER", "", MELDKAMER, "HANGUP", recording)
     t = tip(ivr, "c6.1")
     assert (t.dial_status, t.routed_to, t.recording_path) == ("NOANSWER", MELDKAMER, recording + ".wav")
@@ -247,14 +252,14 @@ def test_the_server_survives_garbage_hangups_and_511(ivr):
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"agi_network: yes\nagi_network_script: tipline\n")
     # A bare HANGUP notice, then 511 for every command: the channel is dead.
-    agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.1"), lambda c: ["HANGUP", "511 Command Not Permitted on a dead channel or intercept routine"])
+    agi_client.call(port, tipline(uniqueid="c7.1"), lambda c: ["HANGUP", "511 Command Not Permitted on a dead channel or intercept routine"])
     # A GET DATA the caller hangs up on (result=-1) while being asked for a code.
-    agi_client.call(port, agi_client.env_block("tipline", callerid="anonymous", uniqueid="c7.2"),
+    agi_client.call(port, tipline(callerid="anonymous", uniqueid="c7.2"),
                     lambda c: "200 result=-1" if c.startswith("GET DATA") else "200 result=1")
     # Asterisk goes away in the middle of the session.
-    agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.3"), lambda c: None)
+    agi_client.call(port, tipline(uniqueid="c7.3"), lambda c: None)
     # … and the server still routes the next call.
-    commands = agi_client.call(port, agi_client.env_block("tipline", uniqueid="c7.4"))
+    commands = agi_client.call(port, tipline(uniqueid="c7.4"))
     assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
     assert tip(ivr, "c7.2").matched_by is MatchedBy.none  # logged although the caller hung up
     assert ivr.ivr_server.stats.calls >= 6
@@ -267,7 +272,7 @@ def test_many_simultaneous_calls_are_all_routed_and_logged(ivr):
 
     def one(n):
         barrier.wait()
-        commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid=f"m{n}"))
+        commands = agi_client.call(ivr.ivr_port, tipline(uniqueid=f"m{n}"))
         results[n] = agi_client.variables(commands).get("BN_DIAL")
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(50)]
@@ -286,5 +291,5 @@ def test_the_cache_answers_without_sql(ivr):
     # An entry only in Redis (no such action in SQL): the IVR must route by it.
     ivr.ivr_ctx.cache.remember(OpenAlert(999, "5555", "PJSIP/cache-only@mk", T0), ["+31612345678"], T0 + timedelta(hours=2))
     ivr.ivr_ctx.cache.redis.set(f"{ivr.ivr_ctx.cache.prefix}route:complete", "1")
-    commands = agi_client.call(ivr.ivr_port, agi_client.env_block("tipline", uniqueid="c8.1"))
+    commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c8.1"))
     assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/cache-only@mk"

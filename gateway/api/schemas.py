@@ -19,7 +19,7 @@ from pydantic import (
 
 from gateway.actions.wording import OUTCOME_DETAILS
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
-from gateway.storage.models import ActionStatus, ActionType, Channel, Outcome, Role
+from gateway.storage.models import ActionStatus, ActionType, Channel, MatchedBy, Outcome, Role, TipChannel
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -157,6 +157,26 @@ class ProgressRow(BaseModel):
     channel: Channel
     status: str
     count: int
+
+
+class TipPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    channel: TipChannel
+    received_at: datetime
+    ended_at: datetime | None
+    caller_number: str | None
+    participant_id: int | None
+    action_id: int | None
+    matched_by: MatchedBy
+    routed_to: str | None
+    dial_status: str | None
+    talk_seconds: int | None
+    recording_path: str | None
+    sms_text: str | None
+    useful: bool | None
+    led_to_success: bool | None
 
 
 # --- participants ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`tipline`: a call to 0800-0011 arrives — decide where it goes and open its tip record.
 
-Sets BN_DIAL (first), BN_DIAL_TIMEOUT, BN_MELDKAMER, BN_ACTION_ID and BN_RECORDING; the dialplan
-dials, falls back to the meldkamer, and records a voice tip when nobody answers.
+AGI arguments: the meldkamer's dial string, the prompts directory (dialplans/globals.conf).
+Sets BN_DIAL (first: the decision) and BN_ACTION_ID; the dialplan dials, falls back to the
+meldkamer, and records a voice tip when nobody answers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ DTMF_TIMEOUT_MS = 6000
 
 def tipline(agi: AGISession, ctx: IvrContext) -> None:
     received = datetime.now(timezone.utc)
+    meldkamer, prompts = (agi.args() + ["", ""])[:2]
     caller = caller_number(agi.env.get("agi_callerid"), agi.env.get("agi_callingpres"))
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
 
@@ -30,17 +32,14 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
         # RULE: every call is a tip record — logged before asking, in case the caller hangs up.
         _log(ctx, call_id, caller, route, None, received)
         if route.step is Step.menu:
-            route = route_by_menu(route, _ask(agi, ctx.prompt("tipline-menu"), 1))
+            route = route_by_menu(route, _ask(agi, _prompt(prompts, "tipline-menu"), 1))
         else:
-            route = _ask_code(agi, ctx)
+            route = _ask_code(agi, ctx, prompts)
 
-    dial = route.alert.dial_string if route.alert else ctx.meldkamer_dial
+    dial = route.alert.dial_string if route.alert else meldkamer
     # The decision goes out first: the caller should hear ringing before we write anything.
     agi.set_variable(var.DIAL, dial)
-    agi.set_variable(var.DIAL_TIMEOUT, str(ctx.ring_seconds))
-    agi.set_variable(var.MELDKAMER, ctx.meldkamer_dial)
     agi.set_variable(var.ACTION_ID, str(route.alert.action_id) if route.alert else "")
-    agi.set_variable(var.RECORDING, f"{ctx.recordings_dir.rstrip('/')}/tip-{_safe(call_id)}")
     _log(ctx, call_id, caller, route, dial, received)
 
 
@@ -56,17 +55,18 @@ def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:
     return result if isinstance(result, str) else ""
 
 
-def _ask_code(agi: AGISession, ctx: IvrContext) -> Route:
+def _ask_code(agi: AGISession, ctx: IvrContext, prompts: str) -> Route:
     """Up to three tries to key an open action's code; then the meldkamer."""
     for attempt in range(CODE_TRIES):
-        digits = _ask(agi, ctx.prompt("tipline-enter-code"), CODE_DIGITS_MAX)
+        digits = _ask(agi, _prompt(prompts, "tipline-enter-code"), CODE_DIGITS_MAX)
         route = route_by_code(digits, ctx.open_by_code())
         if route is not None:
             return route
         if attempt < CODE_TRIES - 1:
-            agi.stream_file(ctx.prompt("tipline-wrong-code"))
+            agi.stream_file(_prompt(prompts, "tipline-wrong-code"))
     return Route(Step.meldkamer)
 
 
-def _safe(call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in call_id)[:60]
+def _prompt(prompts_dir: str, prompt_id: str) -> str:
+    """A prompt as Asterisk plays it: a path without extension."""
+    return f"{prompts_dir.rstrip('/')}/{prompt_id}" if prompts_dir else prompt_id

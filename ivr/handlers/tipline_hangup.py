@@ -1,7 +1,8 @@
 """`tipline_hangup`: the tip call ended — finish its record.
 
-Called from the tip line's hangup handler with AGI arguments:
-DIALSTATUS, ANSWEREDTIME, BN_ROUTED_TO, RECORD_STATUS, BN_RECORDING.
+Called from the tip line's hangup handler with AGI arguments: the last DIALSTATUS, its
+ANSWEREDTIME, the dial string it rang (BN_ROUTED_TO), RECORD_STATUS and the recording's path
+without extension (BN_RECORDING).
 """
 
 from __future__ import annotations

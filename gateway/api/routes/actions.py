@@ -18,6 +18,7 @@ from gateway.api.schemas import (
     ProgressRow,
     QueuedPublic,
     SmsPreview,
+    TipPublic,
     UpdateCreate,
 )
 from gateway.config import Settings
@@ -25,7 +26,7 @@ from gateway.actions import wording
 from gateway.errors import Conflict, Invalid
 from gateway.queue import publish_messages
 from gateway.sms.encoding import TextTooLong, check_parts
-from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role
+from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role, Tip
 from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -179,3 +180,11 @@ def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDe
         .order_by(Bulletin.id, Message.channel, Message.status)
     )
     return [ProgressRow(kind=k.value, seq=s, channel=c, status=st.value, count=n) for k, s, c, st, n in rows]
+
+
+@router.get("/{action_id}/tips", response_model=list[TipPublic])
+def action_tips(action_id: ActionId, session: SessionDep, user: CentralistDep):
+    """The tips about this action (calls to the tip line and SMS replies), newest first."""
+    lifecycle.get_action(session, action_id)
+    tips = session.scalars(select(Tip).where(Tip.action_id == action_id).order_by(Tip.received_at.desc(), Tip.id.desc()))
+    return [TipPublic.model_validate(t) for t in tips]

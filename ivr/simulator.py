@@ -1,5 +1,5 @@
-"""Asterisk's side of a FastAGI session, for tests and benchmarks: send the environment, answer
-commands as Asterisk 22 does (see ../shared/fixtures/asterisk/)."""
+"""Asterisk's side of a FastAGI session, for the demo, tests and benchmarks: send the environment,
+answer commands as Asterisk 22 does (the recorded transcripts in the project's shared fixtures)."""
 
 from __future__ import annotations
 
