@@ -22,6 +22,10 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Targeting reads ~100k index-ordered rows per action: memory-mapped reads and a
+            # larger page cache cut that by ~10% (bench/targeting).
+            cur.execute("PRAGMA mmap_size=268435456")
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         return engine
