@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv services test demo bench migrate serve clean
+.PHONY: help venv system services test demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -36,23 +36,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+system: ## Install the Debian packages the tests need (espeak-ng, debootstrap) when missing
+	bash scripts/ensure-system-packages.sh
+
 services: ## Make sure PostgreSQL and Redis are running on 127.0.0.1 (starts/installs them)
 	bash scripts/ensure-services.sh
 
-test: venv services ## Run the test suite against real PostgreSQL and Redis (PYTEST_ARGS=...)
+test: venv system services ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
 	$(BIN)/burgernet demo
 
-bench: venv services ## Run the targeting benchmark
+bench: venv services ## Run the benchmarks (targeting, tip line)
 	$(BIN)/python -m bench.targeting
+	$(BIN)/python -m bench.tipline
 
 migrate: venv ## Apply database migrations to the configured database (ARGS=...)
 	$(BIN)/burgernet migrate $(ARGS)
 
 serve: venv ## Start the HTTP API (ARGS=...)
 	$(BIN)/burgernet serve $(ARGS)
+
+ivr: venv ## Start the tip line's FastAGI server (ARGS=...)
+	$(BIN)/burgernet ivr $(ARGS)
 
 clean: ## Remove .venv, var/ and .cache/
 	rm -rf $(VENV) var .cache

@@ -127,6 +127,22 @@ def ivr(
     serve_ivr(settings, host or settings.ivr_host, port or settings.ivr_port)
 
 
+prompts_app = typer.Typer(help="The static IVR prompts (prompts/prompts.toml).", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+
+
+@prompts_app.command("build")
+def prompts_build(
+    out: Annotated[Optional[Path], typer.Option(help="Where to write the audio (default prompts/sounds)")] = None,
+) -> None:
+    """Generate every prompt's audio (8 kHz WAV, espeak-ng) and check each has a real duration."""
+    from gateway import prompts
+
+    durations = prompts.build(out or prompts.SOUNDS_DIR)
+    for prompt_id, seconds in durations.items():
+        typer.echo(f"{prompt_id:<24} {seconds:5.1f} s")
+
+
 @app.command()
 def expire() -> None:
     """Close open actions whose time has run out (the server also does this by itself)."""

@@ -183,3 +183,27 @@ def api(sessions, settings):
     app = create_app(settings, sessions=sessions, queue=queue, housekeeping_jobs=False)
     with TestClient(app) as client:
         yield ApiWorld(client, sessions, queue, settings)
+
+
+# --- a real Asterisk 22 (Debian sid in a chroot; tests/asterisk_harness.py) ---------------------
+
+
+@pytest.fixture(scope="session")
+def asterisk():
+    """Asterisk with the project's asterisk/ and dialplans/ plus the test contexts, for the session.
+
+    Builds the chroot on first use (about a minute, needs root). `asterisk_harness` imports as a
+    top-level module because pytest puts tests/ (this conftest's directory) on sys.path.
+    """
+    from asterisk_harness import AsteriskServer, AsteriskUnavailable, ensure_chroot
+
+    missing = None
+    try:
+        server = AsteriskServer(ensure_chroot())
+        server.start()
+    except AsteriskUnavailable as exc:
+        missing = str(exc)
+    if missing:  # a failure, not a skip: the project tests against the real parts
+        pytest.fail(missing, pytrace=False)
+    yield server
+    server.stop()

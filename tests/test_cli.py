@@ -63,3 +63,17 @@ def test_the_default_secret_stops_a_production_start(cli_env, monkeypatch):
     get_settings.cache_clear()
     code, out = run("migrate")
     assert code == 2 and "SECRET_KEY" in out, out
+
+
+def test_prompts_build_writes_asterisk_ready_audio(cli_env):
+    import wave
+
+    from gateway import prompts
+
+    code, out = run("prompts", "build", "--out", str(cli_env / "sounds"))
+    assert code == 0, out
+    for prompt_id in prompts.texts():
+        with wave.open(str(cli_env / "sounds" / f"{prompt_id}.wav")) as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
+            assert w.getnframes() / 8000 >= prompts.MIN_SECONDS
+        assert prompt_id in out

@@ -1,0 +1,188 @@
+"""The tip line on a real Asterisk 22: calls to 0800-0011 enter our dialplans/tipline.conf from the
+trunk side, reach our FastAGI server on the host and ring the phones the IVR chose.
+
+Callers are AMI-originated Local channels whose far side ([test-caller]) keys DTMF and holds the
+line; centralists and the meldkamer are [test-endpoints] that answer, or never answer. PostgreSQL
+only: the SQLite paths of the same code are covered in test_tipline.py.
+"""
+
+import time
+
+import pytest
+from sqlalchemy import select, update
+
+from asterisk_harness import RawAMI
+from gateway import prompts
+from gateway.storage.models import Address, Centralist, MatchedBy, Participant, Tip
+from gateway.targeting.geo import tile_of
+from ivr.context import IvrContext
+from ivr.handlers import registry
+from ivr.server import FastAGIServer
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+ANSWERS = "Local/answer@test-endpoints"
+NEVER_ANSWERS = "Local/noanswer@test-endpoints"
+DID = "08000011"
+RECORDINGS = "/var/spool/asterisk/recording/burgernet"
+
+
+@pytest.fixture
+def tipline(api, asterisk):
+    """Asterisk's globals pointed at a FastAGI server on the host over the test database."""
+    root = asterisk.chroot
+    prompts.build(root / "var/lib/burgernet/prompts")
+    asterisk.run_in_chroot("install", "-d", "-o", "asterisk", "-g", "asterisk", RECORDINGS)
+    server = FastAGIServer(("127.0.0.1", 0), registry(IvrContext(api.sessions, cache=None)))
+    server.start_in_background()
+    ami = RawAMI(asterisk.ami_host, asterisk.ami_port, timeout=60)
+    assert ami.login(asterisk.ami_user, asterisk.ami_secret)["Response"] == "Success"
+    for name, value in {
+        "BN_IVR": f"agi://127.0.0.1:{server.server_address[1]}",
+        "BN_MELDKAMER_DIAL": ANSWERS,
+        "BN_RING_SECONDS": "3",
+    }.items():
+        assert ami.action("Setvar", ("Variable", name), ("Value", value))["Response"] == "Success"
+    api.ami, api.asterisk, api.fastagi = ami, asterisk, server
+    yield api
+    ami.action("Hangup", ("Channel", "/^Local/"))
+    ami.close()
+    server.shutdown()
+    server.server_close()
+
+
+def centralist_phone(api, dial: str) -> None:
+    with api.sessions() as s:
+        s.execute(update(Centralist).values(dial_string=dial))
+        s.commit()
+
+
+def register(api, phone: str) -> None:
+    with api.sessions() as s:
+        p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
+        p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.0907, lon=5.1214,
+                               tile=tile_of(52.0907, 5.1214), channel="sms")]
+        s.add(p)
+        s.commit()
+
+
+def launch(api, description="Man met rode jas.") -> dict:
+    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
+        "type": "robbery", "description": description, "lat": 52.0907, "lon": 5.1214, "radius_m": 1000, "channels": ["sms"]})
+    return api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+
+
+def dial_in(api, callerid: str, *, dtmf: str = "", hold: int = 6, delay: float = 1.5) -> None:
+    """A participant calls the tip line: the trunk delivers the DID to [tipline-inbound]."""
+    response = api.ami.action(
+        "Originate",
+        ("Channel", f"Local/{DID}@tipline-inbound"),
+        ("Context", "test-caller"), ("Exten", "s"), ("Priority", "1"),
+        ("CallerID", callerid),
+        ("Variable", f"DTMF={dtmf}"), ("Variable", f"HOLD={hold}"), ("Variable", f"DTMF_DELAY={delay}"),
+        ("Async", "true"),
+    )
+    assert response["Response"] == "Success", response
+
+
+def finished_tips(api, count: int, timeout: float = 90) -> list[Tip]:
+    """Wait until `count` tips are complete (their hangup was reported), and return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with api.sessions() as s:
+            done = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.id)).all()
+        if len(done) >= count or time.monotonic() > deadline:
+            assert len(done) == count, f"{len(done)} of {count} tips finished; Asterisk log:\n{api.asterisk._log_tail()}"
+            return done
+        time.sleep(0.2)
+
+
+def test_a_participant_who_received_the_action_is_put_through_to_its_centralist(tipline):
+    centralist_phone(tipline, ANSWERS)
+    register(tipline, "+31612345678")
+    action = launch(tipline)
+    dial_in(tipline, '"Jan" <0612345678>', hold=5)
+    [tip] = finished_tips(tipline, 1)
+    assert (tip.matched_by, tip.action_id, tip.caller_number) == (MatchedBy.caller_id, action["id"], "+31612345678")
+    assert (tip.routed_to, tip.dial_status) == (ANSWERS, "ANSWER")
+    assert tip.talk_seconds is not None and tip.talk_seconds >= 1
+    assert tip.participant_id is not None and tip.recording_path is None
+
+
+def test_a_withheld_caller_keys_the_code_and_wrong_codes_end_at_the_meldkamer(tipline):
+    centralist_phone(tipline, "Local/answer@test-endpoints/n")
+    action = launch(tipline)
+    dial_in(tipline, '"Anonymous" <anonymous>', dtmf=f"{action['action_code']}#", hold=4)
+    # Three wrong codes, each keyed during the code prompt, after the "unknown code" message.
+    dial_in(tipline, '"Anonymous" <anonymous>', dtmf="9#wwwwww8#wwwwww7#", hold=16)
+    by_code, wrong = finished_tips(tipline, 2, timeout=120)
+    if by_code.matched_by is MatchedBy.none:
+        by_code, wrong = wrong, by_code
+    assert (by_code.matched_by, by_code.action_id, by_code.routed_to) == (MatchedBy.action_code, action["id"], "Local/answer@test-endpoints/n")
+    assert (wrong.matched_by, wrong.action_id, wrong.routed_to) == (MatchedBy.none, None, ANSWERS)
+    assert by_code.dial_status == wrong.dial_status == "ANSWER"
+
+
+def test_a_caller_reached_by_two_open_actions_chooses_from_the_menu(tipline):
+    centralist_phone(tipline, ANSWERS)
+    register(tipline, "+31612345678")
+    first = launch(tipline, "Eerste actie.")
+    launch(tipline, "Tweede actie.")
+    dial_in(tipline, "<0612345678>", dtmf="2", hold=4)
+    [tip] = finished_tips(tipline, 1)
+    assert (tip.matched_by, tip.action_id) == (MatchedBy.caller_id, first["id"])
+
+
+def test_an_unanswered_centralist_falls_back_to_the_meldkamer_and_then_to_a_voice_tip(tipline):
+    register(tipline, "+31612345678")
+    centralist_phone(tipline, NEVER_ANSWERS)
+    action = launch(tipline)
+    dial_in(tipline, "<0612345678>", hold=12)
+    [tip] = finished_tips(tipline, 1)
+    assert (tip.action_id, tip.routed_to, tip.dial_status) == (action["id"], ANSWERS, "ANSWER")
+
+    # Now nobody answers: not the centralist, not the meldkamer. The caller leaves a voice tip.
+    tipline.ami.action("Setvar", ("Variable", "BN_MELDKAMER_DIAL"), ("Value", NEVER_ANSWERS))
+    try:
+        dial_in(tipline, "<0612345678>", hold=14)
+        second = finished_tips(tipline, 2)[1]
+    finally:
+        tipline.ami.action("Setvar", ("Variable", "BN_MELDKAMER_DIAL"), ("Value", ANSWERS))
+    assert (second.dial_status, second.routed_to, second.action_id) == ("NOANSWER", NEVER_ANSWERS, action["id"])
+    assert second.recording_path and second.recording_path.startswith(RECORDINGS)
+    assert (tipline.asterisk.chroot / second.recording_path.lstrip("/")).is_file()
+
+
+def test_after_the_close_the_same_caller_goes_to_the_meldkamer(tipline):
+    centralist_phone(tipline, "Local/answer@test-endpoints/n")
+    register(tipline, "+31612345678")
+    action = launch(tipline)
+    tipline.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
+    dial_in(tipline, "<0612345678>", hold=4)
+    [tip] = finished_tips(tipline, 1)
+    assert (tip.action_id, tip.routed_to, tip.dial_status) == (None, ANSWERS, "ANSWER")
+
+
+def test_fifty_simultaneous_calls_are_all_routed_and_logged(tipline):
+    centralist_phone(tipline, ANSWERS)
+    phones = [f"+316100000{n:02d}" for n in range(50)]
+    for phone in phones:
+        register(tipline, phone)
+    action = launch(tipline)
+    for phone in phones:
+        dial_in(tipline, f"<0{phone[3:]}>", hold=8)
+    tips = finished_tips(tipline, 50, timeout=120)
+    assert sorted(t.caller_number for t in tips) == phones
+    assert {(t.action_id, t.matched_by, t.dial_status) for t in tips} == {(action["id"], MatchedBy.caller_id, "ANSWER")}
+
+
+def test_when_the_ivr_is_down_the_caller_still_reaches_the_meldkamer(tipline):
+    events = RawAMI(tipline.asterisk.ami_host, tipline.asterisk.ami_port, timeout=30)
+    assert events.login(tipline.asterisk.ami_user, tipline.asterisk.ami_secret, "call,dialplan")["Response"] == "Success"
+    tipline.ami.action("Setvar", ("Variable", "BN_IVR"), ("Value", "agi://127.0.0.1:1"))  # nothing listens
+    try:
+        dial_in(tipline, "<0612345678>", hold=6)
+        events.wait_event("Newexten", Context="agi_fail", Application="Playback", AppData="im-sorry")
+        assert events.wait_event("DialEnd", DestChannel=ANSWERS)["DialStatus"] == "ANSWER"
+    finally:
+        events.close()
