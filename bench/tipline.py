@@ -161,21 +161,22 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
                               "lookup (alerts_for)": [], "lookup done→BN_DIAL sent": [],
                               "tip row (_log, after the decision)": []}
     local = threading.local()
+    accepted: dict[int, int] = {}  # id(socket) → when accepted (sockets take no attributes)
     srv = server_mod.FastAGIServer
 
     get_request = srv.get_request
     def _get_request(self):
         sock, addr = get_request(self)
-        sock._bench_accepted = time.perf_counter_ns()  # noqa: SLF001
+        accepted[id(sock)] = time.perf_counter_ns()
         return sock, addr
     srv.get_request = _get_request
 
     finish_request = srv.finish_request
     def _finish_request(self, request, client_address):
-        local.t = getattr(request, "_bench_accepted", None)
         now = time.perf_counter_ns()
-        if local.t is not None:
-            marks["accept→thread"].append(now - local.t)
+        t = accepted.pop(id(request), None)
+        if t is not None:
+            marks["accept→thread"].append(now - t)
         local.t = now
         return finish_request(self, request, client_address)
     srv.finish_request = _finish_request
@@ -227,7 +228,8 @@ def serve(kind: str, conn, profile: bool) -> None:
     from gateway.storage.db import make_engine, session_factory
     from ivr.handlers import registry
 
-    marks = _profiled(ivr.server, ivr.agi, ivr.context, ivr.handlers.tipline) if profile else {}
+    # sys.modules: the package ivr.handlers exports the function `tipline` under the module's name.
+    marks = _profiled(ivr.server, ivr.agi, ivr.context, sys.modules["ivr.handlers.tipline"]) if profile else {}
     if kind == "real":
         # As ivr.main.make_context builds it in production, with the bench's key prefix.
         engine = make_engine(PG_URL)
@@ -259,6 +261,8 @@ class ServerProcess:
             self.conn, child = multiprocessing.Pipe()
             self.proc = threading.Thread(target=serve, args=(kind, child, profile), name=f"fastagi-{kind}", daemon=True)
         self.proc.start()
+        if layout == "split":
+            child.close()  # so that a server that dies is an EOFError here, not a hang
         self.port = self.conn.recv()
 
     def reset(self):

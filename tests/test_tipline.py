@@ -293,3 +293,17 @@ def test_the_cache_answers_without_sql(ivr):
     ivr.ivr_ctx.cache.redis.set(f"{ivr.ivr_ctx.cache.prefix}route:complete", "1")
     commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c8.1"))
     assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/cache-only@mk"
+
+
+def test_tips_reach_the_centralist_live(ivr):
+    register(ivr, "+31612345678")
+    action = launch(ivr)
+    agi_client.call(ivr.ivr_port, tipline(uniqueid="live.1"))
+    with ivr.client.stream("GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        lines = r.iter_lines()
+        event = next(line for line in lines if line.startswith("event:"))
+        data = next(line for line in lines if line.startswith("data:"))
+    assert event == "event: tip" and '"matched_by":"caller_id"' in data
+    ivr.call("centralist", "GET", "/api/v1/actions/99999/tips/stream", expect=404)
+    ivr.call("utrecht", "GET", f"/api/v1/actions/{action['id']}/tips/stream", expect=403)

@@ -1,9 +1,11 @@
 """Actions for centralists: create, preview, launch, update, close, follow progress."""
 
+import asyncio
 from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -31,6 +33,7 @@ from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+TIP_POLL_SECONDS = 1.0  # how fresh the live tip stream is
 
 
 def _now() -> datetime:
@@ -182,9 +185,46 @@ def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDe
     return [ProgressRow(kind=k.value, seq=s, channel=c, status=st.value, count=n) for k, s, c, st, n in rows]
 
 
+def _tips(session: Session, action_id: int) -> list[TipPublic]:
+    tips = session.scalars(select(Tip).where(Tip.action_id == action_id).order_by(Tip.received_at.desc(), Tip.id.desc()))
+    return [TipPublic.model_validate(t) for t in tips]
+
+
 @router.get("/{action_id}/tips", response_model=list[TipPublic])
 def action_tips(action_id: ActionId, session: SessionDep, user: CentralistDep):
     """The tips about this action (calls to the tip line and SMS replies), newest first."""
     lifecycle.get_action(session, action_id)
-    tips = session.scalars(select(Tip).where(Tip.action_id == action_id).order_by(Tip.received_at.desc(), Tip.id.desc()))
-    return [TipPublic.model_validate(t) for t in tips]
+    return _tips(session, action_id)
+
+
+@router.get(
+    "/{action_id}/tips/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events, one `tip` event per new or changed tip."}},
+)
+async def action_tips_stream(action_id: ActionId, request: Request, user: CentralistDep):
+    """Tips as they arrive and as their calls end (server-sent events), for the centralist's screen."""
+    sessions = request.app.state.sessions
+
+    def snapshot() -> list[TipPublic]:
+        with sessions() as session:
+            lifecycle.get_action(session, action_id)
+            return _tips(session, action_id)
+
+    first = await asyncio.to_thread(snapshot)  # a 404 for an unknown action, before streaming starts
+
+    async def events():
+        seen: dict[int, TipPublic] = {}
+        tips = first
+        while True:
+            for tip in reversed(tips):  # oldest first
+                if seen.get(tip.id) != tip:
+                    seen[tip.id] = tip
+                    yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(TIP_POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            tips = await asyncio.to_thread(snapshot)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
