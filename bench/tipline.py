@@ -1,40 +1,46 @@
 """Tip-line benchmark: how long the real `tipline` handler takes to route a call, against a trivial one.
 
-    .venv/bin/python -m bench.tipline [--calls 20000] [--concurrency 200] [--layout split|single]
-                                      [--profile]
+    .venv/bin/python -m bench.tipline [--calls 20000] [--concurrency 200] [--rate CALLS_PER_S]
+                                      [--layout split|single] [--profile]
 
 Data: the seeded national population in PostgreSQL (`burgernet_bench`, prepared and reused as in
 bench.targeting) with three open actions (300 m around the centres of Utrecht, Amsterdam and
-Rotterdam: ~2,100 numbers alerted in total), launched once through gateway.actions.lifecycle and
-reused while they stay open for another quarter of an hour. A RouteCache with its own key prefix
-(`bench-tipline:`) is filled by `rebuild`.
+Rotterdam: ~2,100 numbers alerted in total, no number by two of them), launched through
+gateway.actions.lifecycle and reused while they stay open for another quarter of an hour (else
+closed and launched afresh). A RouteCache with its own key prefix (`bench-tipline:`) is emptied and
+filled by `rebuild`; the tip rows of earlier runs (call ids `bench-tipline-…`) are deleted.
 
-Servers: (a) the real FastAGIServer with the real handler registry over that database and cache;
-(b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns. Both are measured with
-the same client, one after the other: a pool keeping `--concurrency` FastAGI sessions in flight,
-playing Asterisk's side of a call to `tipline` (the dialplan's AGI arguments) and answering every
-command as Asterisk does (`200 result=1`; GET DATA: `200 result= (timeout)`). Per call it times
-from sending the environment block to receiving `SET VARIABLE "BN_DIAL" …` — the routing decision.
-90% of the calls come from numbers that received exactly one open alert (the main figure); 10% from
-unknown numbers, which the real handler asks for the action code three times (GET DATA) before it
-decides, so they are reported apart. Warm-up calls (the first 10%) and the last `--concurrency`
-calls (issued while the pool drains) are run but not counted: every counted call had the full
-concurrency around it.
+Servers: (a) the real FastAGIServer with the real handler registry over that database and cache,
+built as ivr.main does; (b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns.
+Both are measured with the same client, one after the other: by default a closed loop keeping
+`--concurrency` FastAGI sessions in flight (a session ends, the next starts at once); with `--rate`
+an open loop (calls start at that rate, at most `--concurrency` in flight). The client plays
+Asterisk's side of a call to `tipline` with the dialplan's AGI arguments and answers every command
+`200 result=1` (GET DATA: `200 result= (timeout)`). Per call it times from sending the environment
+block to receiving `SET VARIABLE "BN_DIAL" …` — the routing decision — and checks BN_DIAL (and
+BN_ACTION_ID) against the expected route. 90% of the calls come from numbers that received exactly
+one open alert: the main figure. 10% come from unknown numbers, which the real handler asks for
+the action code (three GET DATA) before it decides: reported apart, on the line before the last.
+Warm-up calls (the first 10%) and the last `--concurrency` calls (started while the pool drains)
+are run but not counted: every counted call had the full load around it.
 
-Layout (why the client is a separate process). The machine has 2 cores and CPython runs one
-thread at a time per process. With the client's event loop in the servers' process, the client and
-the server threads share one GIL: the client cannot read a decision while a handler thread runs,
-and the GIL switch interval (5 ms) shows up in every latency. So each server runs in its own
-subprocess (multiprocessing, spawn) and the client — one asyncio event loop, cheap per session —
-in the main process; the server that is not being measured sits idle in `select`. Measured on this
-machine (2 cores, 20,000 calls, 200 in flight; `--layout single` runs servers and client in one
-process): see bench/README.md for the figures of both layouts. PostgreSQL and Redis share the same
-two cores in either layout.
+Layout: each server in its own subprocess (multiprocessing, spawn), the client — one asyncio event
+loop — in the main process. CPython runs one thread at a time per process, and the machine has
+2 cores. With the client in the servers' process (`--layout single`), client and handler threads
+share one GIL: the client reads decisions and starts calls only when it gets the GIL, so it paces
+the load and part of every latency is the client's own waiting. Measured here (20,000 calls, 200 in
+flight): single — trivial 1,607 calls/s, p99 180 ms; real 280 calls/s, p99 344 ms (ratio 1.9, but
+the real server's sessions then queue after the decision, in the client: session p50 350 ms vs
+decision p50 108 ms); split — trivial 2,403 calls/s, p99 141 ms, client process at 56% of a core;
+real 352 calls/s, p99 712 ms (ratio 5.0). In the split layout the server process is the bottleneck
+(~85-90% of one core, PostgreSQL and Redis a few %) and the client has a core of its own, so the
+figure is the server's; in the single one it is partly the client's. Hence split.
 
-`--profile` wraps (in the real server's process only, never in the code under test on disk) the
-steps of a call — accept → handler thread running → environment read → route lookup (Redis) →
-BN_DIAL sent → tip row written — and prints where the time goes. The wrappers cost a little, so
-the main figure comes from a run without them.
+`--profile` wraps, in the real server's process only (the files under test are untouched), the
+steps of each call and stamps them with perf_counter_ns (CLOCK_MONOTONIC: the same clock as the
+client's), then prints where the decision time of the counted alerted calls goes: waiting to be
+accepted, thread start, environment, Redis lookup, BN_DIAL out, back to the client; and the tip row
+written after the decision. The wrappers cost a little: the main figure comes from a run without.
 """
 
 from __future__ import annotations
@@ -155,11 +161,16 @@ def _trivial(agi) -> None:
     agi.set_variable("BN_DIAL", TRIVIAL_DIAL)
 
 
+# The stamps the profile takes per call in the real server (perf_counter_ns: CLOCK_MONOTONIC, the
+# same clock in every process, so they line up with the client's).
+ACCEPTED, THREAD, ENV_READ, LOOKUP, LOOKED_UP, DIAL_SENT, TIP_ROW, CACHE = range(8)
+
+
 def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
-    """Time the steps of each call by wrapping them in this process (the files are untouched)."""
-    marks: dict[str, list] = {"accept→thread": [], "thread→env read": [], "env read→lookup done": [],
-                              "lookup (alerts_for)": [], "lookup done→BN_DIAL sent": [],
-                              "tip row (_log, after the decision)": []}
+    """Stamp the steps of each call by wrapping them in this process (the files are untouched):
+    agi_uniqueid → [accepted, thread running, env read, lookup start, lookup end, BN_DIAL sent,
+    tip row duration, (Redis answered?, its duration)]."""
+    per_call: dict[str, list] = {}
     local = threading.local()
     accepted: dict[int, int] = {}  # id(socket) → when accepted (sockets take no attributes)
     srv = server_mod.FastAGIServer
@@ -173,38 +184,37 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
 
     finish_request = srv.finish_request
     def _finish_request(self, request, client_address):
-        now = time.perf_counter_ns()
-        t = accepted.pop(id(request), None)
-        if t is not None:
-            marks["accept→thread"].append(now - t)
-        local.t = now
+        local.rec = [accepted.pop(id(request), None), time.perf_counter_ns(), None, None, None, None, None, None]
         return finish_request(self, request, client_address)
     srv.finish_request = _finish_request
 
     get_env = agi_mod.AGISession._get_agi_env
     def _get_env(self):
         get_env(self)
-        now = time.perf_counter_ns()
-        marks["thread→env read"].append(now - local.t)
-        local.t = now
+        local.rec[ENV_READ] = time.perf_counter_ns()
+        per_call[self.env.get("agi_uniqueid", "")] = local.rec
     agi_mod.AGISession._get_agi_env = _get_env
 
     alerts_for = context_mod.IvrContext.alerts_for
     def _alerts_for(self, phone):
-        start = time.perf_counter_ns()
+        local.rec[LOOKUP] = time.perf_counter_ns()
         out = alerts_for(self, phone)
-        now = time.perf_counter_ns()
-        marks["lookup (alerts_for)"].append(now - start)
-        marks["env read→lookup done"].append(now - local.t)
-        local.t = now
+        local.rec[LOOKED_UP] = time.perf_counter_ns()
         return out
     context_mod.IvrContext.alerts_for = _alerts_for
 
+    cached = RouteCache.alerts_for
+    def _cached(self, phone):  # None: Redis could not say (error, timeout), the lookup goes to SQL
+        start = time.perf_counter_ns()
+        out = cached(self, phone)
+        local.rec[CACHE] = (out is not None, time.perf_counter_ns() - start)
+        return out
+    RouteCache.alerts_for = _cached
+
     set_variable = agi_mod.AGISession.set_variable
     def _set_variable(self, name, value):
-        if name == "BN_DIAL" and getattr(local, "t", None) is not None:
-            marks["lookup done→BN_DIAL sent"].append(time.perf_counter_ns() - local.t)
-            local.t = None
+        if name == "BN_DIAL":
+            local.rec[DIAL_SENT] = time.perf_counter_ns()  # set_variable writes before it waits
         return set_variable(self, name, value)
     agi_mod.AGISession.set_variable = _set_variable
 
@@ -214,9 +224,10 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
         try:
             return log(*a, **kw)
         finally:
-            marks["tip row (_log, after the decision)"].append(time.perf_counter_ns() - start)
+            if local.rec[DIAL_SENT] is not None:  # the row written after the decision
+                local.rec[TIP_ROW] = time.perf_counter_ns() - start
     handler_mod._log = _log
-    return marks
+    return per_call
 
 
 def serve(kind: str, conn, profile: bool) -> None:
@@ -240,12 +251,9 @@ def serve(kind: str, conn, profile: bool) -> None:
     server = ivr.server.FastAGIServer(("127.0.0.1", 0), handlers)
     server.start_in_background()
     conn.send(server.server_address[1])
-    while (msg := conn.recv()) != "stop":
-        if msg == "reset":
-            for v in marks.values():
-                v.clear()
-            conn.send(os.times())
-    conn.send((asdict(server.stats), os.times(), marks))
+    while conn.recv() != "stop":  # "times": the process's CPU times so far
+        conn.send(os.times())
+    conn.send((asdict(server.stats), marks))
     server.shutdown()
     server.server_close()
 
@@ -265,8 +273,9 @@ class ServerProcess:
             child.close()  # so that a server that dies is an EOFError here, not a hang
         self.port = self.conn.recv()
 
-    def reset(self):
-        self.conn.send("reset")
+    def times(self):
+        """The server process's os.times()."""
+        self.conn.send("times")
         return self.conn.recv()
 
     def stop(self):
@@ -282,6 +291,8 @@ class ServerProcess:
 @dataclass
 class Call:
     kind: str  # "alerted" or "unknown"
+    uniqueid: str = ""
+    sent_ns: int = 0  # perf_counter_ns when the environment went out
     decision_ns: int | None = None
     session_ns: int = 0
     dial: str | None = None
@@ -303,7 +314,7 @@ _ACTION = b'SET VARIABLE "BN_ACTION_ID" '
 async def one_call(port: int, env: bytes, call: Call) -> Call:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        start = time.perf_counter_ns()
+        start = call.sent_ns = time.perf_counter_ns()
         writer.write(env)
         while line := await reader.readline():
             if call.decision_ns is None and line.startswith(_DIAL):
@@ -335,8 +346,9 @@ class Run:
 
 
 async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int, concurrency: int,
-                seed: int, token: str) -> Run:
-    """Keep `concurrency` sessions in flight; count calls [warmup, warmup + calls)."""
+                seed: int, token: str, rate: float | None = None) -> Run:
+    """Keep `concurrency` sessions in flight (or, with `rate`, start calls at that rate with at most
+    `concurrency` in flight); count calls [warmup, warmup + calls)."""
     rng = random.Random(seed)
     singles = sorted(pop.single)
     total = warmup + calls + concurrency
@@ -348,45 +360,62 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
             phone, kind = rng.choice(singles), "alerted"
         plan.append((kind, phone, env_bytes(asterisk_callerid(phone), f"{token}-{server.kind}-{i}")))
     run = Run(server.kind)
-    next_i = 0
-    t_first = cpu_first = None
-    srv_cpu_first = None
+    window: dict[str, object] = {}
     counted_done = 0
 
-    async def worker():
-        nonlocal next_i, t_first, cpu_first, srv_cpu_first, counted_done
-        while next_i < total:
-            i = next_i
-            next_i += 1
-            if i == warmup:  # the measured window opens when the first counted call starts
-                t_first, cpu_first = time.perf_counter(), time.process_time()
-                srv_cpu_first = server.reset() if server.kind else None
-            kind, phone, env = plan[i]
-            call = Call(kind)
-            try:
-                await asyncio.wait_for(one_call(server.port, env, call), CALL_TIMEOUT_S)
-            except (OSError, asyncio.TimeoutError) as exc:
-                run.errors.append(f"call {i}: {type(exc).__name__} {exc}")
-                continue
-            if warmup <= i < warmup + calls:
-                run.counted.append(call)
-                expect = MELDKAMER if kind == "unknown" else pop.single[phone][1]
-                if server.kind == "trivial":
-                    expect = TRIVIAL_DIAL
-                if call.decision_ns is None or call.dial != expect:
-                    run.errors.append(f"call {i} ({kind} {phone}): BN_DIAL {call.dial!r}, expected {expect!r}")
-                elif server.kind == "real" and kind == "alerted" and call.action_id != str(pop.single[phone][0]):
-                    run.errors.append(f"call {i}: BN_ACTION_ID {call.action_id!r}, expected {pop.single[phone][0]}")
-                counted_done += 1
-                if counted_done == calls:  # the window closes with the last counted call
-                    run.wall_s = time.perf_counter() - t_first
-                    run.client_cpu_s = time.process_time() - cpu_first
+    async def one(i: int) -> None:
+        nonlocal counted_done
+        if i == warmup:  # the measured window opens when the first counted call starts
+            window["cpu"], window["srv"] = time.process_time(), server.times()
+            window["t"] = time.perf_counter()
+        kind, phone, env = plan[i]
+        call = Call(kind, f"{token}-{server.kind}-{i}")
+        try:
+            await asyncio.wait_for(one_call(server.port, env, call), CALL_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError) as exc:
+            run.errors.append(f"call {i}: {type(exc).__name__} {exc}")
+            call.decision_ns = None
+        if not warmup <= i < warmup + calls:
+            return
+        run.counted.append(call)
+        expect = TRIVIAL_DIAL if server.kind == "trivial" else MELDKAMER if kind == "unknown" else pop.single[phone][1]
+        if call.decision_ns is None or call.dial != expect:
+            run.errors.append(f"call {i} ({kind} {phone}): BN_DIAL {call.dial!r}, expected {expect!r}")
+        elif server.kind == "real" and kind == "alerted" and call.action_id != str(pop.single[phone][0]):
+            run.errors.append(f"call {i}: BN_ACTION_ID {call.action_id!r}, expected {pop.single[phone][0]}")
+        counted_done += 1
+        if counted_done == calls:  # the window closes with the last counted call
+            run.wall_s = time.perf_counter() - window["t"]
+            run.client_cpu_s = time.process_time() - window["cpu"]
+            end = server.times()
+            run.server_cpu_s = (end.user + end.system) - (window["srv"].user + window["srv"].system)
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    run.stats, end_times, run.marks = server.stop()
-    # CPU of the server process over the whole run (warm-up included) per call: the user+system
-    # times at the window's start are known; the end is approximated by the stop.
-    run.server_cpu_s = (end_times.user + end_times.system) - (srv_cpu_first.user + srv_cpu_first.system)
+    if rate is None:  # closed loop: each of `concurrency` workers starts its next call at once
+        next_i = 0
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < total:
+                next_i += 1
+                await one(next_i - 1)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    else:  # open loop: arrivals at a fixed rate, whatever the server does
+        loop, slots, tasks = asyncio.get_running_loop(), asyncio.Semaphore(concurrency), []
+        t0 = loop.time()
+
+        async def limited(i: int) -> None:
+            try:
+                await one(i)
+            finally:
+                slots.release()
+
+        for i in range(total):
+            await asyncio.sleep(max(0.0, t0 + i / rate - loop.time()))
+            await slots.acquire()
+            tasks.append(asyncio.create_task(limited(i)))
+        await asyncio.gather(*tasks)
+    run.stats, run.marks = server.stop()
     return run
 
 
@@ -404,6 +433,39 @@ def summary(ns: list[int]) -> tuple[int, float, float, float]:
     return len(s), pct(s, 50), pct(s, 99), s[-1] / 1e6
 
 
+def print_profile(run: Run) -> None:
+    """Where the decision time of the counted alerted calls goes, from the real server's stamps."""
+    steps: dict[str, list[int]] = {
+        "waiting to be accepted (backlog)": [], "accept → handler thread running": [],
+        "thread running → environment read": [], "environment read → lookup starts": [],
+        "route lookup (IvrContext.alerts_for)": [], "lookup done → BN_DIAL written": [],
+        "BN_DIAL written → read by the client": [], "tip row after the decision (_log)": [],
+    }
+    cache: dict[bool, list[int]] = {True: [], False: []}  # RouteCache.alerts_for answered or not
+    for call in run.counted:
+        rec = run.marks.get(call.uniqueid)
+        if call.kind != "alerted" or rec is None or call.decision_ns is None or None in rec[:DIAL_SENT + 1]:
+            continue
+        # Stamps before the environment was sent (an early accept) count from the send.
+        t = [call.sent_ns] + [max(x, call.sent_ns) for x in rec[:DIAL_SENT + 1]] + [call.sent_ns + call.decision_ns]
+        for name, a, b in zip(steps, t, t[1:]):
+            steps[name].append(b - a)
+        if rec[TIP_ROW] is not None:
+            steps["tip row after the decision (_log)"].append(rec[TIP_ROW])
+        if rec[CACHE] is not None:
+            cache[rec[CACHE][0]].append(rec[CACHE][1])
+    print("real server, where the decision time goes (counted alerted calls; the steps add up to it):")
+    for name, ns in steps.items():
+        if ns:
+            n, p50, p99, mx = summary(ns)
+            print(f"  {name:<38} mean {sum(ns) / n / 1e6:7.2f} ms  p50 {p50:7.2f}  p99 {p99:7.2f}  max {mx:7.1f}")
+    for answered, ns in cache.items():
+        if ns:
+            n, p50, p99, mx = summary(ns)
+            what = "Redis answered" if answered else "Redis gave up (timeout/error) → SQL fallback"
+            print(f"  route cache: {what:<44} {n:>6,} calls, Redis part p50 {p50:.2f} p99 {p99:.2f} max {mx:.1f} ms")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tipline", description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000, help="counted calls per server")
@@ -411,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layout", choices=("split", "single"), default="split",
                         help="split: servers in subprocesses, client in this process (default); "
                              "single: all in this process")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="open loop: start calls at this rate (calls/s), at most --concurrency in flight")
     parser.add_argument("--profile", action="store_true", help="time the steps of a call in the real server")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -434,15 +498,19 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("trivial", "real"):
         server = ServerProcess(kind, args.profile and kind == "real", args.layout)
         t = time.perf_counter()
-        runs[kind] = asyncio.run(drive(server, pop, args.calls, warmup, args.concurrency, args.seed, token))
+        runs[kind] = asyncio.run(drive(server, pop, args.calls, warmup, args.concurrency, args.seed, token,
+                                          args.rate))
         print(f"{kind}: {warmup + args.calls + args.concurrency:,} sessions in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)
 
     print(f"tip-line benchmark: {args.calls:,} counted calls per server ({warmup:,} warm-up), "
-          f"{args.concurrency} sessions in flight, layout {args.layout}, "
+          + (f"arrivals at {args.rate:g}/s, at most {args.concurrency} in flight" if args.rate else
+             f"{args.concurrency} sessions in flight") + f", layout {args.layout}, "
           f"{len(pop.single):,} alerted callers + unknown callers ({UNKNOWN_SHARE:.0%})")
     header = (f"{'server':<8} {'callers':<8} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
               f"{'session p50':>11} {'calls/s':>8} {'srv CPU/call':>12} {'client CPU':>10}")
+    if args.layout == "single":
+        header += "  (single: CPU of the one process, client included)"
     print(header)
     print("-" * len(header))
     figures = {}
@@ -455,17 +523,13 @@ def main(argv: list[str] | None = None) -> int:
             session_p50 = summary([c.session_ns for c in calls])[1]
             figures[(kind, who)] = (p50, p99, mx)
             print(f"{kind:<8} {who:<8} {n:>6,} {p50:>8.2f} {p99:>8.2f} {mx:>8.1f} {session_p50:>11.2f} "
-                  f"{args.calls / run.wall_s:>8,.0f} {run.server_cpu_s / (warmup + args.calls) * 1000:>9.2f} ms "
+                  f"{args.calls / run.wall_s:>8,.0f} {run.server_cpu_s / args.calls * 1000:>9.2f} ms "
                   f"{run.client_cpu_s / run.wall_s:>9.0%}")
     for kind, run in runs.items():
         print(f"{kind}: server stats {run.stats}; {len(run.errors)} errors"
               + (f", first: {run.errors[0]}" if run.errors else ""))
-    if args.profile and runs["real"].marks:
-        print("real server, steps of a call (all calls incl. warm-up; alerted and unknown):")
-        for step, ns in runs["real"].marks.items():
-            if ns:
-                n, p50, p99, mx = summary(ns)
-                print(f"  {step:<36} n={n:>6,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  max {mx:7.1f} ms")
+    if args.profile:
+        print_profile(runs["real"])
     total_errors = sum(len(r.errors) for r in runs.values())
 
     triv = figures[("trivial", "alerted")]
