@@ -1,4 +1,5 @@
-# Production image of the Burgernet gateway. Used by docker-compose.yml (`gateway` and `migrate`).
+# Image of the Burgernet gateway: the API (`burgernet serve`), the tip line's FastAGI server
+# (`burgernet ivr`), migrations and the prompt builder. Used by docker-compose.yml.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -6,17 +7,23 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only what the package needs: no .venv, .git or local data from the build context.
-WORKDIR /src
+# espeak-ng: the offline voice for the IVR prompts and, as fallback, the spoken alerts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends espeak-ng \
+    && rm -rf /var/lib/apt/lists/*
+
+# The source stays in /app (installed in place): prompts/prompts.toml is read from beside the
+# package. Only what the package needs: no .venv, .git or local data from the build context.
+WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY ivr ./ivr
-RUN pip install . && rm -rf /src/build
+COPY prompts/prompts.toml ./prompts/prompts.toml
+RUN pip install -e .
 
-RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home burgernet
-WORKDIR /app
+RUN useradd --system --uid 10001 --user-group --home-dir /home/burgernet --create-home burgernet
 USER burgernet
 
-EXPOSE 8000
+EXPOSE 8000 4573
 # Listen on all interfaces inside the container; publish the port to choose who can reach it.
 CMD ["burgernet", "serve", "--host", "0.0.0.0"]
