@@ -25,16 +25,17 @@ def spoken_digits(code: str) -> str:
     return ", ".join(code)
 
 
+def _call_back(code: str) -> str:
+    """How every spoken alert ends (the historic script: "… gratis terugbellen naar 0800-0011")."""
+    return f"Heeft u iets gezien? Bel dan gratis terug naar {SPOKEN_TIP_LINE}, en noem actiecode {spoken_digits(code)}."
+
+
 def alert_sms(description: str, code: str, tip_line: str) -> str:
     return f"Burgernet: {description.strip()} Ziet u iets? Bel gratis {tip_line}, actiecode {code}."
 
 
 def alert_spoken(description: str, code: str) -> str:
-    return (
-        f"Hier volgt een oproep voor Burgernet. {description.strip()} "
-        f"Heeft u iets gezien? Bel dan gratis terug naar {SPOKEN_TIP_LINE}, "
-        f"en noem actiecode {spoken_digits(code)}."
-    )
+    return f"Hier volgt een oproep voor Burgernet. {description.strip()} {_call_back(code)}"
 
 
 def update_sms(text: str, code: str, tip_line: str) -> str:
@@ -42,11 +43,7 @@ def update_sms(text: str, code: str, tip_line: str) -> str:
 
 
 def update_spoken(text: str, code: str) -> str:
-    return (
-        f"Hier volgt een aanvulling op een oproep van Burgernet. {text.strip()} "
-        f"Heeft u iets gezien? Bel dan gratis terug naar {SPOKEN_TIP_LINE}, "
-        f"en noem actiecode {spoken_digits(code)}."
-    )
+    return f"Hier volgt een aanvulling op een oproep van Burgernet. {text.strip()} {_call_back(code)}"
 
 
 def closing_body(outcome: Outcome | None, detail: str | None, note: str | None) -> str:
