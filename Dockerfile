@@ -7,9 +7,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# espeak-ng: the offline voice for the IVR prompts and, as fallback, the spoken alerts.
+# espeak-ng: the offline voice for the IVR prompts and, as fallback, the spoken alerts;
+# ffmpeg: decodes gTTS's MP3.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends espeak-ng \
+    && apt-get install -y --no-install-recommends espeak-ng ffmpeg \
     && rm -rf /var/lib/apt/lists/*
 
 # The source stays in /app (installed in place): prompts/prompts.toml is read from beside the

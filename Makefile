@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-system: ## Install the Debian packages the tests need (espeak-ng, debootstrap) when missing
+system: ## Install the Debian packages the tests need (espeak-ng, ffmpeg, debootstrap) when missing
 	bash scripts/ensure-system-packages.sh
 
 services: ## Make sure PostgreSQL and Redis are running on 127.0.0.1 (starts/installs them)

@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # The meldkamer's number, ring times, recording and prompt paths are Asterisk's side:
     # dialplans/globals.conf (they reach the IVR as AGI arguments).
 
+    # Spoken alerts (gateway/tts): engines in the order tried, each falling back to the next.
+    tts_engines: str = "gtts,espeak"
+    # gTTS's timeout per request, in seconds: an unreachable server hands over to the next engine fast.
+    tts_timeout_seconds: float = Field(0.8, gt=0)
+    # Where each action version's audio is written (8 kHz mono WAV); Asterisk must be able to read it.
+    audio_dir: Path = Path("var/audio")
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
         if self.environment != "development" and self.secret_key == DEFAULT_SECRET:

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the tests need on the host, installed when missing (as root, via apt):
 #   espeak-ng                      offline text to speech (IVR prompts, spoken alerts)
+#   ffmpeg                         decodes gTTS's MP3 for pydub
 #   debootstrap, debian-archive-keyring
 #                                  to build the Debian sid chroot that runs the real Asterisk 22
 set -euo pipefail
 
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 
