@@ -1,39 +1,45 @@
-"""The tip log: one row per call to the tip line (opened on arrival, finished at hangup) or SMS."""
+"""The tip log: one row per call to the tip line (opened on arrival, finished at hangup) or SMS.
+
+Each write is one SQL statement: the tip line writes on every call, right after routing it, and
+the IVR's capacity is set by the CPU these writes take.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Participant, Tip, TipChannel
 from gateway.tipline.routing import Route
 
-
-def participant_of(session: Session, phone: str | None) -> int | None:
-    """The participant a number belongs to (the oldest registration), if any."""
-    if phone is None:
-        return None
-    return session.scalar(select(Participant.id).where(Participant.phone == phone).order_by(Participant.id).limit(1))
+_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def open_call(session: Session, call_id: str, caller: str | None, route: Route, routed_to: str | None, now: datetime) -> Tip:
-    """A call arrived: log it at once, so that a call that dies early is still counted."""
-    tip = session.scalar(select(Tip).where(Tip.call_id == call_id))
-    if tip is None:
-        tip = Tip(channel=TipChannel.call, call_id=call_id, received_at=now, caller_number=caller,
-                  participant_id=participant_of(session, caller))
-        session.add(tip)
-    record_route(tip, route, routed_to)
-    session.flush()
-    return tip
+def participant_of(phone: str):
+    """The participant a number belongs to (the oldest registration), as a scalar subquery."""
+    return select(Participant.id).where(Participant.phone == phone).order_by(Participant.id).limit(1).scalar_subquery()
 
 
-def record_route(tip: Tip, route: Route, routed_to: str | None) -> None:
-    tip.matched_by = route.matched_by
-    tip.action_id = route.alert.action_id if route.alert else None
-    tip.routed_to = routed_to
+def open_call(session: Session, call_id: str, caller: str | None, route: Route, routed_to: str | None, now: datetime) -> None:
+    """A call arrived (or its route was decided): log it at once, so that a call that dies early
+    is still counted. Called again for the same call, it updates the route."""
+    route_fields = {
+        "matched_by": route.matched_by,
+        "action_id": route.alert.action_id if route.alert else None,
+        "routed_to": routed_to,
+    }
+    insert = _UPSERT[session.get_bind().dialect.name](Tip).values(
+        channel=TipChannel.call,
+        call_id=call_id,
+        received_at=now,
+        caller_number=caller,
+        participant_id=participant_of(caller) if caller else None,
+        **route_fields,
+    )
+    session.execute(insert.on_conflict_do_update(index_elements=[Tip.call_id], set_=route_fields))
 
 
 def finish_call(
@@ -45,15 +51,8 @@ def finish_call(
     talk_seconds: int | None,
     routed_to: str | None = None,
     recording_path: str | None = None,
-) -> Tip | None:
-    """The call hung up: what became of it. Returns None for a call that was never opened."""
-    tip = session.scalar(select(Tip).where(Tip.call_id == call_id))
-    if tip is None:
-        return None
-    tip.ended_at = now
-    tip.dial_status = dial_status or tip.dial_status
-    tip.talk_seconds = talk_seconds if talk_seconds is not None else tip.talk_seconds
-    tip.routed_to = routed_to or tip.routed_to
-    tip.recording_path = recording_path or tip.recording_path
-    session.flush()
-    return tip
+) -> bool:
+    """The call hung up: what became of it. False for a call that was never opened."""
+    given = {"dial_status": dial_status, "talk_seconds": talk_seconds, "routed_to": routed_to, "recording_path": recording_path}
+    changes = {"ended_at": now, **{k: v for k, v in given.items() if v is not None}}
+    return session.execute(update(Tip).where(Tip.call_id == call_id).values(**changes)).rowcount == 1
