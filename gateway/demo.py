@@ -71,11 +71,13 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     _wait_until_up(base, server)
     _say(f"API on {base} — OpenAPI docs at {base}/docs")
 
-    ivr = FastAGIServer(("127.0.0.1", 0), registry(IvrContext(sessions, cache=None)))
+    ivr_ctx = IvrContext(sessions, cache=None)
+    ivr = FastAGIServer(("127.0.0.1", 0), registry(ivr_ctx))
     ivr.start_in_background()
-    steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1])
+    steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush)
     ivr.shutdown()
     ivr.server_close()
+    ivr_ctx.tips.close()
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
@@ -126,7 +128,7 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
         simulator.call(ivr_port, hangup)
 
 
-def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int) -> dict:
+def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -179,6 +181,7 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int) -> dic
 
     _say("4. tips — calls to 0800-0011 through the FastAGI server")
     _tip_calls(ivr_port, sample[0], code)
+    tips_written()
     steps["tips"] = call("GET", f"/api/v1/actions/{aid}/tips")
     for t in steps["tips"]:
         _say(f"   tip {t['id']}: matched by {t['matched_by']}, {t['dial_status']}, {t['talk_seconds']} s talk")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.tipline import lookup
 from gateway.tipline.lookup import RouteCache
 from gateway.tipline.routing import OpenAlert
+from ivr.tiplog import TipWriter
 
 
 @dataclass
 class IvrContext:
     sessions: sessionmaker[Session]
     cache: RouteCache | None  # None without Redis: every lookup goes to SQL
+    tips: TipWriter = field(default=None)  # type: ignore[assignment]  # made from `sessions` when not given
+
+    def __post_init__(self) -> None:
+        if self.tips is None:
+            self.tips = TipWriter(self.sessions)
 
     def alerts_for(self, phone: str | None) -> list[OpenAlert]:
         """The open actions that alerted `phone`: from the cache, else from SQL."""

@@ -45,3 +45,4 @@ def serve_ivr(settings: Settings, host: str, port: int) -> None:
             server.serve_forever()
         finally:
             stop.set()
+            ctx.tips.close()  # what is queued is written before the process ends

@@ -128,6 +128,7 @@ def ivr(request, api, redis_url, key_prefix):
     yield api
     server.shutdown()
     server.server_close()
+    ctx.tips.close()
     if cache:
         cache.close()
 
@@ -152,6 +153,7 @@ def launch(api, description="Man met rode jas.", lat=52.0907, lon=5.1214) -> dic
 
 
 def tip(api, call_id: str) -> Tip:
+    api.ivr_ctx.tips.flush()
     with api.sessions() as s:
         return s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
 
@@ -281,6 +283,7 @@ def test_many_simultaneous_calls_are_all_routed_and_logged(ivr):
     for t in threads:
         t.join()
     assert set(results.values()) == {"PJSIP/4021@mk"} and len(results) == 50
+    ivr.ivr_ctx.tips.flush()
     with ivr.sessions() as s:
         assert len(s.scalars(select(Tip.id).where(Tip.call_id.like("m%"))).all()) == 50
 
@@ -299,6 +302,7 @@ def test_tips_reach_the_centralist_live(ivr):
     register(ivr, "+31612345678")
     action = launch(ivr)
     agi_client.call(ivr.ivr_port, tipline(uniqueid="live.1"))
+    ivr.ivr_ctx.tips.flush()
     with ivr.client.stream("GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = r.iter_lines()

@@ -33,7 +33,8 @@ def tipline(api, asterisk):
     root = asterisk.chroot
     prompts.build(root / "var/lib/burgernet/prompts")
     asterisk.run_in_chroot("install", "-d", "-o", "asterisk", "-g", "asterisk", RECORDINGS)
-    server = FastAGIServer(("127.0.0.1", 0), registry(IvrContext(api.sessions, cache=None)))
+    ctx = IvrContext(api.sessions, cache=None)
+    server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
     server.start_in_background()
     ami = RawAMI(asterisk.ami_host, asterisk.ami_port, timeout=60)
     assert ami.login(asterisk.ami_user, asterisk.ami_secret)["Response"] == "Success"
@@ -49,6 +50,7 @@ def tipline(api, asterisk):
     ami.close()
     server.shutdown()
     server.server_close()
+    ctx.tips.close()
 
 
 def centralist_phone(api, dial: str) -> None:

@@ -19,15 +19,15 @@ _RECORDED = {"SUCCESS", "HANGUP", "DTMF", "TIMEOUT"}
 
 def tipline_hangup(agi: AGISession, ctx: IvrContext) -> None:
     dial_status, answered, routed_to, record_status, recording = (agi.args() + [""] * 5)[:5]
-    call_id = agi.env.get("agi_uniqueid", "")
-    with ctx.sessions() as session:
-        tips.finish_call(
+    call_id, ended = agi.env.get("agi_uniqueid", ""), datetime.now(timezone.utc)
+    ctx.tips.submit(
+        lambda session: tips.finish_call(
             session,
             call_id,
-            datetime.now(timezone.utc),
+            ended,
             dial_status=dial_status or None,
             talk_seconds=int(answered) if answered.isdigit() else None,
             routed_to=routed_to or None,
             recording_path=f"{recording}.wav" if record_status in _RECORDED and recording else None,
         )
-        session.commit()
+    )

@@ -1,0 +1,76 @@
+"""Tip records written off the call's path: one writer thread, in order, a transaction per batch.
+
+Asterisk's AGI() waits until the handler is done, so every millisecond a handler spends writing
+SQL after its decision is a millisecond before the caller hears the phone ring — and the writes
+are most of the IVR's CPU per call. Handlers therefore hand their writes to this writer: a single
+thread applies them in arrival order (a call's opening before its end), many per commit.
+
+The price: writes still in the queue when the process is killed are lost (at most the last few
+milliseconds of calls); a normal shutdown flushes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+
+Write = Callable[[Session], object]
+_STOP = object()
+
+
+class TipWriter:
+    def __init__(self, sessions: sessionmaker[Session], *, max_batch: int = 200, max_queue: int = 100_000):
+        self.sessions, self.max_batch = sessions, max_batch
+        self._queue: queue.Queue = queue.Queue(max_queue)
+        self._thread = threading.Thread(target=self._run, name="tip-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, write: Write) -> None:
+        """Apply `write(session)` soon, after every write submitted before it."""
+        self._queue.put(write)
+
+    def flush(self) -> None:
+        """Return once everything submitted so far is committed (tests, shutdown)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            writes = [w for w in batch if w is not _STOP]
+            try:
+                self._apply(writes)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if len(writes) < len(batch):
+                return
+
+    def _apply(self, writes: list[Write]) -> None:
+        try:
+            with self.sessions() as session, session.begin():
+                for write in writes:
+                    write(session)
+        except Exception:
+            # One bad write must not cost the others their record: apply them one by one.
+            log.exception("tip batch of %d failed; retrying one by one", len(writes))
+            for write in writes:
+                try:
+                    with self.sessions() as session, session.begin():
+                        write(session)
+                except Exception:
+                    log.exception("tip write dropped")
