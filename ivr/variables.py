@@ -4,3 +4,11 @@
 # times, the meldkamer fallback, the voice-tip recording; see dialplans/tipline.conf).
 DIAL = "BN_DIAL"  # where to put the caller through: an action's centralist, or the meldkamer
 ACTION_ID = "BN_ACTION_ID"  # the action the tip is about ("" when none)
+
+# Set by the voice worker's AMI Originate for an alert call (dialplans/alert.conf), read by the
+# `alert_call` handler.
+MESSAGE_ID = "BN_MESSAGE_ID"  # the Message row this call delivers
+AUDIO = "BN_AUDIO"  # the bulletin's audio: a path without extension, as Asterisk plays it
+# Set by the `alert_call` handler, last: how the call ended ("" = the IVR failed, see alert.conf).
+# BN_DIAL (above) is set as well when the participant asked to be put through.
+ALERT_RESULT = "BN_ALERT_RESULT"  # listened | dial | audio-missing | unknown-message
