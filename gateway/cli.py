@@ -164,5 +164,34 @@ def demo(
     run_demo(get_settings(), participants=participants, keep_serving=serve_after)
 
 
+
+worker_app = typer.Typer(help="The channel workers (one process each).", no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+
+
+@worker_app.command("voice")
+def worker_voice() -> None:
+    """Place the spoken alert calls through Asterisk (AMI_HOST…; VOICE_* settings) until stopped."""
+    import asyncio
+    import logging
+
+    from gateway.voice.worker import run_voice_worker
+
+    settings = get_settings()
+    if not settings.ami_secret:
+        typer.echo("configuration error: AMI_SECRET is empty; set the secret of the AMI user "
+                   f"{settings.ami_user!r} (asterisk/manager_users.conf)", err=True)
+        raise typer.Exit(2)
+    if not settings.redis_url:
+        typer.echo("configuration error: REDIS_URL is empty; the voice worker runs in its own process "
+                   "and needs the Redis queue", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_voice_worker(settings))
+    except KeyboardInterrupt:
+        pass
+
+
 if __name__ == "__main__":
     app()

@@ -56,6 +56,27 @@ class Settings(BaseSettings):
     # Where each action version's audio is written (8 kHz mono WAV); Asterisk must be able to read it.
     audio_dir: Path = Path("var/audio")
 
+    # Spoken alert calls: the voice worker (`burgernet worker voice`) and its AMI connection.
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, gt=0, lt=65536)
+    ami_user: str = "burgernet"
+    # The AMI user's secret (asterisk/manager_users.conf); the worker refuses to start without one.
+    ami_secret: str = ""
+    # How a participant is dialled; {number} is the E.164 number (+31612345678).
+    voice_dial_template: str = "PJSIP/{number}@trunk"
+    # The caller ID alert calls show: deliberately not the tip line 0800-0011 (that is the number
+    # the message asks people to call; this one only identifies the alert call).
+    voice_caller_id: str = "Burgernet <0880000000>"
+    # Simultaneous alert calls at most (trunk capacity); a call holds its place until it ended.
+    voice_max_calls: int = Field(20, ge=1)
+    # How long a participant's phone rings before the attempt counts as "no answer".
+    voice_ring_seconds: int = Field(30, gt=0)
+    # Extra attempts after busy, no answer or congestion (only while the action is open).
+    voice_retries: int = Field(2, ge=0)
+    voice_retry_delay_seconds: float = Field(60, ge=0)
+    # AUDIO_DIR as Asterisk sees it when that differs (container, chroot); empty: the same path.
+    voice_asterisk_audio_dir: str = ""
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
         if self.environment != "development" and self.secret_key == DEFAULT_SECRET:

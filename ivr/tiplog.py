@@ -18,9 +18,11 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.tipline.tips import CallOpened, record_openings
+
 log = logging.getLogger(__name__)
 
-Write = Callable[[Session], object]
+Write = Callable[[Session], object] | CallOpened
 _STOP = object()
 
 
@@ -32,7 +34,8 @@ class TipWriter:
         self._thread.start()
 
     def submit(self, write: Write) -> None:
-        """Apply `write(session)` soon, after every write submitted before it."""
+        """Apply `write` soon: a call's opening, or any `write(session)` — after every opening
+        submitted before it (openings of one batch go first, together, in one statement)."""
         self._queue.put(write)
 
     def flush(self) -> None:
@@ -63,14 +66,22 @@ class TipWriter:
     def _apply(self, writes: list[Write]) -> None:
         try:
             with self.sessions() as session, session.begin():
-                for write in writes:
-                    write(session)
+                _write_all(session, writes)
         except Exception:
             # One bad write must not cost the others their record: apply them one by one.
             log.exception("tip batch of %d failed; retrying one by one", len(writes))
             for write in writes:
                 try:
                     with self.sessions() as session, session.begin():
-                        write(session)
+                        _write_all(session, [write])
                 except Exception:
                     log.exception("tip write dropped")
+
+
+def _write_all(session: Session, writes: list[Write]) -> None:
+    openings = [w for w in writes if isinstance(w, CallOpened)]
+    if openings:
+        record_openings(session, openings)
+    for write in writes:
+        if not isinstance(write, CallOpened):
+            write(session)

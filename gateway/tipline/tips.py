@@ -1,14 +1,16 @@
 """The tip log: one row per call to the tip line (opened on arrival, finished at hangup) or SMS.
 
-Each write is one SQL statement: the tip line writes on every call, right after routing it, and
-the IVR's capacity is set by the CPU these writes take.
+The tip line writes on every call, right after routing it, and these writes are most of the
+IVR's CPU per call: openings are therefore written many calls to one statement (ivr/tiplog.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,28 +20,41 @@ from gateway.tipline.routing import Route
 _UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def participant_of(phone: str):
-    """The participant a number belongs to (the oldest registration), as a scalar subquery."""
-    return select(Participant.id).where(Participant.phone == phone).order_by(Participant.id).limit(1).scalar_subquery()
+@dataclass(frozen=True, slots=True)
+class CallOpened:
+    """A call arrived, or its route was decided: what the tip record starts with."""
+
+    call_id: str
+    caller: str | None
+    route: Route
+    routed_to: str | None
+    received_at: datetime
 
 
-def open_call(session: Session, call_id: str, caller: str | None, route: Route, routed_to: str | None, now: datetime) -> None:
-    """A call arrived (or its route was decided): log it at once, so that a call that dies early
-    is still counted. Called again for the same call, it updates the route."""
-    route_fields = {
-        "matched_by": route.matched_by,
-        "action_id": route.alert.action_id if route.alert else None,
-        "routed_to": routed_to,
-    }
-    insert = _UPSERT[session.get_bind().dialect.name](Tip).values(
-        channel=TipChannel.call,
-        call_id=call_id,
-        received_at=now,
-        caller_number=caller,
-        participant_id=participant_of(caller) if caller else None,
-        **route_fields,
-    )
-    session.execute(insert.on_conflict_do_update(index_elements=[Tip.call_id], set_=route_fields))
+_ROUTE_FIELDS = ("matched_by", "action_id", "routed_to")
+
+
+def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
+    """Open (or re-route) the tip records of many calls in one statement.
+
+    A call logged twice (before a menu or code prompt, then with its decision) keeps the first
+    arrival time and the last route.
+    """
+    latest: dict[str, dict] = {}
+    for o in openings:
+        row = latest.setdefault(o.call_id, {"channel": TipChannel.call, "call_id": o.call_id, "received_at": o.received_at, "caller_number": o.caller})
+        row.update(matched_by=o.route.matched_by, action_id=o.route.alert.action_id if o.route.alert else None, routed_to=o.routed_to)
+    phones = {row["caller_number"] for row in latest.values() if row["caller_number"]}
+    # A number's participant is its oldest registration.
+    owners = {
+        phone: pid
+        for phone, pid in session.execute(
+            select(Participant.phone, func.min(Participant.id)).where(Participant.phone.in_(phones)).group_by(Participant.phone)
+        )
+    } if phones else {}
+    rows = [{**row, "participant_id": owners.get(row["caller_number"])} for row in latest.values()]
+    insert = _UPSERT[session.get_bind().dialect.name](Tip)
+    session.execute(insert.on_conflict_do_update(index_elements=[Tip.call_id], set_={f: insert.excluded[f] for f in _ROUTE_FIELDS}), rows)
 
 
 def finish_call(

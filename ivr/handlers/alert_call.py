@@ -207,4 +207,4 @@ def _open_tip(ctx: IvrContext, call_id: str, alert: _Alert, dial: str) -> None:
     """Pressing 2 is a tip about this action (PRODUCT §4.3); matched by the number we called."""
     now = datetime.now(timezone.utc)
     route = Route(Step.centralist, MatchedBy.caller_id, OpenAlert(alert.action_id, alert.action_code, dial, alert.launched_at or now))
-    ctx.tips.submit(lambda session: tips.open_call(session, call_id, alert.phone, route, dial, now))
+    ctx.tips.submit(tips.CallOpened(call_id, alert.phone, route, dial, now))

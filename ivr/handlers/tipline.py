@@ -44,7 +44,7 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
 
 
 def _log(ctx: IvrContext, call_id: str, caller: str | None, route: Route, dial: str | None, received: datetime) -> None:
-    ctx.tips.submit(lambda session: tips.open_call(session, call_id, caller, route, dial, received))
+    ctx.tips.submit(tips.CallOpened(call_id, caller, route, dial, received))
 
 
 def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:

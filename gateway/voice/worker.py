@@ -1,0 +1,483 @@
+"""The voice channel worker: spoken alerts as AMI Originates into dialplans/alert.conf [alert-call].
+
+The worker protocol is gateway/outbox.py's: consume message ids from the "voice" queue, `claim()`
+them in SQL (queued → sending, attempts + 1 — the only way to own a message, so a duplicated queue
+entry never rings anybody twice), commit, ack the entries, then call. At most `2 × max_calls`
+messages are claimed and not yet finished at any time, so a crash strands few of them `sending`.
+
+Per message:
+
+1. Audio: the bulletin's `spoken_text` in the participant's language through `AudioCache.ensure`,
+   run in a thread once per (bulletin, language) per process; every later call of that bulletin
+   reuses the result without touching the disk. No audio → failed "audio unavailable: …".
+2. A call slot (an asyncio.Semaphore of `max_calls`) is taken right before the Originate and given
+   back once the call has ended. How the end is known: every channel Asterisk creates for the
+   Originate carries BN_MESSAGE_ID, so its `VarSet` event (class `dialplan`) names the channel's
+   Uniqueid; the call has ended when each of those channels had its `Hangup` event. An answered
+   call's OriginateResponse Uniqueid is tracked too (should VarSet not be readable), and a safety
+   timeout (`call_timeout`, `failed_channel_grace` after a failure) bounds the wait. A failed
+   Originate is reported before its channel is gone (seen on 22.10.1), hence the wait after
+   failures as well: the cap counts channels, not outcomes.
+3. Originate: Channel `dial_string(call)` (default: VOICE_DIAL_TEMPLATE with {number} = the E.164
+   number), Context alert-call, Exten s, CallerID VOICE_CALLER_ID, Timeout VOICE_RING_SECONDS,
+   channel variables BN_MESSAGE_ID and BN_AUDIO (the audio path as Asterisk sees it).
+4. Outcome (OriginateResponse Reason): 4 answered → status answered, detail "answered", final_at,
+   provider_id = the Uniqueid; the IVR ([alert-call], `alert_call`) then refines detail ("listened
+   to the end", …). Every write of the worker is guarded by `status = 'sending' AND final_at IS
+   NULL`, so it never overwrites what the IVR already recorded. 5 busy, 3 no answer, 8 congestion
+   → retried (below); anything else → failed "call failed: <reason> (reason n)".
+
+Retries: the worker keeps the message `sending` and calls again itself after
+VOICE_RETRY_DELAY_SECONDS (the slot is free meanwhile), at most VOICE_RETRIES more times. Each
+retry first increments `attempts` in one guarded UPDATE that also requires the action to be still
+open and not past `expires_at` — so no retry is ever placed after the action closed — unless the
+message is the closing bulletin itself (its action is closed by definition). Requeueing was not
+chosen: `claim()` would count the attempt too, and a queued message is cancelled by a close,
+losing the "busy" outcome. The final detail says what happened: "busy after 3 attempts", "no
+answer after 2 attempts; not retried: the action closed". `attempts` counts the Originates.
+
+Asterisk restarts: the AMI client reconnects by itself. Calls not yet placed wait for the
+connection and are placed after the reconnect. An Originate whose outcome was lost with the
+connection (sent, no OriginateResponse yet) is recorded as failed "outcome unknown (Asterisk
+restarted)" and never placed again; one that Asterisk failed without making any channel (reason
+0, no VarSet: a stopping Asterisk refuses new channels) rang nobody and is placed again after the
+reconnect. The bound is *at most one call per attempt*, at the price
+that such a participant may get no call at all. (A clean shutdown reports ringing calls first,
+as failures with reason 0.) After a reconnect, calls whose channels no longer exist are treated
+as ended, so their slots come back.
+
+Stopping (`stop` set): nothing new is claimed; calls and retry waits already under way finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.queue import WorkQueue, claim
+from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
+from gateway.tts import AudioCache, AudioResult
+from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "voice"
+CONTEXT = "alert-call"
+RETRY_REASONS = {5: "busy", 3: "no answer", 8: "congestion"}
+OUTCOME_UNKNOWN = "outcome unknown (Asterisk restarted)"
+DEFAULT_CALL_TIMEOUT = 3600.0  # an answered call may be put through to the centralist (a tip)
+FAILED_CHANNEL_GRACE = 10.0
+
+
+@dataclass(frozen=True)
+class VoiceCall:
+    """A claimed voice message, with what calling it needs."""
+
+    message_id: int
+    phone: str  # E.164
+    action_id: int
+    bulletin_id: int
+    text: str
+    language: str
+
+
+@dataclass
+class _Attempt:
+    """One Originate: the channels Asterisk made for it that have not hung up yet."""
+
+    message_id: int
+    channels: set[str] = field(default_factory=set)
+    first: str | None = None
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def track(self, uniqueid: str) -> None:
+        self.first = self.first or uniqueid
+        self.channels.add(uniqueid)
+        self.ended.clear()
+
+    def gone(self, uniqueid: str) -> None:
+        self.channels.discard(uniqueid)
+        if not self.channels:
+            self.ended.set()
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # "answered", "retry", "failed"
+    detail: str
+    uniqueid: str | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class VoiceWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        queue: WorkQueue,
+        ami: AMIClient,
+        audio: AudioCache,
+        *,
+        dial_template: str = "PJSIP/{number}@trunk",
+        dial_string: Callable[[VoiceCall], str] | None = None,
+        caller_id: str | None = "Burgernet <0880000000>",
+        max_calls: int = 20,
+        ring_seconds: int = 30,
+        retries: int = 2,
+        retry_delay: float = 60.0,
+        asterisk_audio_dir: str = "",
+        consumer: str = "voice-worker",
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        failed_channel_grace: float = FAILED_CHANNEL_GRACE,
+    ) -> None:
+        if max_calls < 1 or retries < 0 or retry_delay < 0 or ring_seconds <= 0:
+            raise ValueError("max_calls >= 1, retries >= 0, retry_delay >= 0 and ring_seconds > 0 please")
+        self.sessions, self.queue, self.ami, self.audio = sessions, queue, ami, audio
+        self.dial_template = dial_template
+        self.dial_string = dial_string or (lambda call: self.dial_template.format(number=call.phone))
+        self.caller_id, self.max_calls, self.ring_seconds = caller_id or None, max_calls, ring_seconds
+        self.retries, self.retry_delay = retries, retry_delay
+        self.asterisk_audio_dir = asterisk_audio_dir.rstrip("/")
+        self.consumer, self.call_timeout, self.failed_channel_grace = consumer, call_timeout, failed_channel_grace
+        self.stats: Counter[str] = Counter()  # originates, answered, retries, failed, unknown
+        self._slots = asyncio.Semaphore(max_calls)
+        self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
+        self._attempts: dict[int, _Attempt] = {}  # message id → its Originate in flight
+        self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → that Originate
+        self._hungup: deque[str] = deque(maxlen=4096)
+        self._shutdown_seen = False  # Asterisk announced a shutdown; cleared on reconnect  # recent Hangups, for the answered Uniqueid
+        # Chain onto the client's hooks: ours see VarSet/Hangup synchronously, in wire order.
+        previous_event, previous_reconnect = ami.on_event, ami.on_reconnect
+        ami.on_event = self._chain(self._on_event, previous_event)
+        ami.on_reconnect = self._chain(self._on_reconnect, previous_reconnect)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, sessions: sessionmaker[Session], queue: WorkQueue, ami: AMIClient, audio: AudioCache, **kw
+    ) -> VoiceWorker:
+        options = dict(
+            dial_template=settings.voice_dial_template,
+            caller_id=settings.voice_caller_id,
+            max_calls=settings.voice_max_calls,
+            ring_seconds=settings.voice_ring_seconds,
+            retries=settings.voice_retries,
+            retry_delay=settings.voice_retry_delay_seconds,
+            asterisk_audio_dir=settings.voice_asterisk_audio_dir,
+        )
+        options.update(kw)
+        return cls(sessions, queue, ami, audio, **options)
+
+    @staticmethod
+    def _chain(first: Callable, second: Callable | None) -> Callable:
+        if second is None:
+            return first
+
+        def both(*args):
+            first(*args)
+            return second(*args)
+
+        return both
+
+    # -- the loop --
+
+    async def run(self, stop: asyncio.Event | None = None, poll_ms: int = 500) -> None:
+        """Consume, claim and call until `stop` is set; then let what is under way finish."""
+        stop = stop or asyncio.Event()
+        tasks: set[asyncio.Task] = set()
+        room = 2 * self.max_calls
+        while not stop.is_set():
+            free = room - len(tasks)
+            if free <= 0:
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                continue
+            deliveries = await asyncio.to_thread(self.queue.consume, CHANNEL, self.consumer, free, poll_ms)
+            if not deliveries:
+                continue
+            calls = await asyncio.to_thread(self._claim, [d.message_id for d in deliveries])
+            await asyncio.to_thread(self.queue.ack, CHANNEL, [d.entry_id for d in deliveries])
+            for call in calls:
+                task = asyncio.create_task(self._deliver(call), name=f"voice-message-{call.message_id}")
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _claim(self, message_ids: list[int]) -> list[VoiceCall]:
+        with self.sessions() as session:
+            owned = claim(session, message_ids)
+            session.commit()
+            if not owned:
+                return []
+            rows = session.execute(
+                select(Message.id, Message.phone, Message.action_id, Message.bulletin_id, Bulletin.spoken_text, Participant.language)
+                .join(Bulletin, Bulletin.id == Message.bulletin_id)
+                .outerjoin(Participant, Participant.id == Message.participant_id)
+                .where(Message.id.in_(owned))
+                .order_by(Message.id)
+            ).all()
+        return [VoiceCall(mid, phone, aid, bid, text, language or "nl") for mid, phone, aid, bid, text, language in rows]
+
+    # -- one message --
+
+    async def _deliver(self, call: VoiceCall) -> None:
+        try:
+            await self._deliver_unguarded(call)
+        except Exception:  # a bug must not take the other calls down; the message stays `sending`
+            log.exception("voice message %d: unexpected error", call.message_id)
+
+    async def _deliver_unguarded(self, call: VoiceCall) -> None:
+        try:
+            audio = await self._audio_for(call)
+        except Exception as exc:  # noqa: BLE001 — every TTS failure ends the same way
+            await self._write(self._finish, call.message_id, MessageStatus.failed, f"audio unavailable: {exc}", None)
+            self.stats["failed"] += 1
+            return
+        tries = 0
+        while True:
+            tries += 1
+            outcome = await self._call_once(call, audio)
+            if outcome.kind == "again":  # nobody was called: place it once Asterisk is back
+                tries -= 1
+                continue
+            if outcome.kind == "answered":
+                self.stats["answered"] += 1
+                return  # recorded inside the slot, as soon as it was known
+            if outcome.kind == "failed":
+                self.stats["unknown" if outcome.detail == OUTCOME_UNKNOWN else "failed"] += 1
+                await self._write(self._finish, call.message_id, MessageStatus.failed, outcome.detail, outcome.uniqueid)
+                return
+            done = f"{outcome.detail} after {tries} attempt{'s' if tries > 1 else ''}"
+            if tries > self.retries:
+                self.stats["failed"] += 1
+                await self._write(self._finish, call.message_id, MessageStatus.failed, done, outcome.uniqueid)
+                return
+            await self._write(self._note, call.message_id, f"{outcome.detail} (attempt {tries}); retrying", outcome.uniqueid)
+            await asyncio.sleep(self.retry_delay)
+            allowed = await self._write(self._begin_retry, call.message_id)
+            if allowed is None:  # no longer ours (finished or cancelled elsewhere)
+                return
+            if not allowed:
+                self.stats["failed"] += 1
+                await self._write(self._finish, call.message_id, MessageStatus.failed, f"{done}; not retried: the action closed", None)
+                return
+            self.stats["retries"] += 1
+
+    async def _audio_for(self, call: VoiceCall) -> str:
+        key = (call.bulletin_id, call.language)
+        future = self._audio.get(key)
+        if future is None:
+            future = self._audio[key] = asyncio.ensure_future(
+                asyncio.to_thread(self.audio.ensure, call.bulletin_id, call.text, call.language)
+            )
+        try:
+            result = await asyncio.shield(future)
+        except Exception:
+            if self._audio.get(key) is future:
+                del self._audio[key]  # the next message of this bulletin tries again
+            raise
+        if self.asterisk_audio_dir:
+            return str(PurePosixPath(self.asterisk_audio_dir) / result.path.stem)
+        return result.playback_name
+
+    async def _call_once(self, call: VoiceCall, audio: str) -> _Outcome:
+        """One Originate, holding a call slot until every channel it made has hung up."""
+        async with self._slots:
+            await self.ami.wait_connected()  # not placed while Asterisk is away: placed after the reconnect
+            attempt = self._attempts[call.message_id] = _Attempt(call.message_id)
+            try:
+                return await self._originate(call, audio, attempt)
+            finally:
+                self._attempts.pop(call.message_id, None)
+                for uniqueid in attempt.channels:
+                    self._owner.pop(uniqueid, None)
+
+    async def _originate(self, call: VoiceCall, audio: str, attempt: _Attempt) -> _Outcome:
+        try:
+            self.stats["originates"] += 1
+            action_id = await self.ami.originate(
+                self.dial_string(call),
+                context=CONTEXT,
+                exten="s",
+                caller_id=self.caller_id,
+                variables={"BN_MESSAGE_ID": call.message_id, "BN_AUDIO": audio},
+                timeout_ms=self.ring_seconds * 1000,
+            )
+            result = await self.ami.wait_originate(action_id, timeout=self.ring_seconds + 60)
+        except AMIActionError as exc:  # refused outright: no channel, nobody called
+            await asyncio.sleep(1)
+            if self._shutdown_seen or not self.ami.connected:
+                return _Outcome("again", "Asterisk is shutting down")
+            return _Outcome("failed", f"Originate refused: {exc.response.get('Message', 'no reason')}"[:200])
+        except (AMIConnectionLost, TimeoutError):
+            log.warning("voice message %d: Originate outcome lost; not calling again", call.message_id)
+            return _Outcome("failed", OUTCOME_UNKNOWN, attempt.first)
+        uniqueid = result.uniqueid or attempt.first
+        if attempt.first or result.success:
+            self.stats["placed"] += 1
+        if not result.success and result.reason == 0 and attempt.first is None:
+            # No channel was made, so no phone rang. A stopping Asterisk refuses every channel
+            # and then drops the connection: such a call is placed again after the reconnect.
+            await asyncio.sleep(1)
+            if self._shutdown_seen or not self.ami.connected:
+                return _Outcome("again", "Asterisk is shutting down")
+        if result.success:
+            if result.uniqueid and result.uniqueid not in attempt.channels and result.uniqueid not in self._hungup:
+                attempt.track(result.uniqueid)
+                self._owner[result.uniqueid] = attempt
+            await self._write(self._answered, call.message_id, uniqueid)
+            await self._until_ended(attempt, self.call_timeout)
+            return _Outcome("answered", "answered", uniqueid)
+        await self._until_ended(attempt, self.failed_channel_grace)
+        if result.reason in RETRY_REASONS:
+            return _Outcome("retry", RETRY_REASONS[result.reason], uniqueid)
+        return _Outcome("failed", f"call failed: {result.reason_text} (reason {result.reason})", uniqueid)
+
+    async def _until_ended(self, attempt: _Attempt, timeout: float) -> None:
+        if not attempt.channels:
+            return
+        try:
+            await asyncio.wait_for(attempt.ended.wait(), timeout)
+        except TimeoutError:
+            log.warning("voice message %d: no Hangup within %.0f s; freeing its call slot", attempt.message_id, timeout)
+
+    # -- AMI events --
+
+    def _on_event(self, event) -> None:
+        name = event.name
+        if name == "VarSet" and event.get("Variable") == "BN_MESSAGE_ID":
+            value, uniqueid = event.get("Value", ""), event.get("Uniqueid")
+            attempt = self._attempts.get(int(value)) if value.isdigit() else None
+            if attempt is not None and uniqueid and uniqueid not in self._hungup:
+                attempt.track(uniqueid)
+                self._owner[uniqueid] = attempt
+        elif name == "Shutdown":
+            self._shutdown_seen = True
+        elif name == "Hangup":
+            uniqueid = event.get("Uniqueid")
+            if uniqueid:
+                self._hungup.append(uniqueid)
+                attempt = self._owner.pop(uniqueid, None)
+                if attempt is not None:
+                    attempt.gone(uniqueid)
+
+    async def _on_reconnect(self) -> None:
+        """Events were lost with the connection: calls whose channels are gone have ended."""
+        self._shutdown_seen = False
+        if not self._owner:
+            return
+        try:
+            listing = await self.ami.action("CoreShowChannels")
+        except (AMIError, TimeoutError):
+            return  # the safety timeouts still free the slots
+        alive = {event.get("Uniqueid") for event in listing.events}
+        for uniqueid, attempt in list(self._owner.items()):
+            if uniqueid not in alive:
+                del self._owner[uniqueid]
+                attempt.gone(uniqueid)
+
+    # -- the database (each in a thread) --
+
+    async def _write(self, fn: Callable, *args):
+        return await asyncio.to_thread(fn, *args)
+
+    def _guarded(self, message_id: int):
+        return update(Message).where(
+            Message.id == message_id, Message.status == MessageStatus.sending, Message.final_at.is_(None)
+        )
+
+    def _answered(self, message_id: int, uniqueid: str | None) -> None:
+        now = _now()
+        with self.sessions() as session, session.begin():
+            session.execute(
+                update(Message)
+                .where(Message.id == message_id)
+                .values(provider_id=uniqueid, sent_at=func.coalesce(Message.sent_at, now))
+            )
+            session.execute(
+                self._guarded(message_id).values(status=MessageStatus.answered, detail="answered", final_at=now)
+            )
+
+    def _finish(self, message_id: int, status: MessageStatus, detail: str, uniqueid: str | None) -> None:
+        now = _now()
+        values = dict(status=status, detail=detail[:200], final_at=now, sent_at=func.coalesce(Message.sent_at, now))
+        if uniqueid:
+            values["provider_id"] = uniqueid
+        with self.sessions() as session, session.begin():
+            session.execute(self._guarded(message_id).values(**values))
+
+    def _note(self, message_id: int, detail: str, uniqueid: str | None) -> None:
+        now = _now()
+        values = dict(detail=detail[:200], sent_at=func.coalesce(Message.sent_at, now))
+        if uniqueid:
+            values["provider_id"] = uniqueid
+        with self.sessions() as session, session.begin():
+            session.execute(self._guarded(message_id).values(**values))
+
+    def _begin_retry(self, message_id: int) -> bool | None:
+        """Count the next attempt if a retry is allowed: True; the action closed: False; the
+        message is no longer ours to send: None."""
+        now = _now()
+        still_open = (
+            select(Action.id)
+            .where(
+                Action.id == Message.action_id,
+                Action.status == ActionStatus.open,
+                or_(Action.expires_at.is_(None), Action.expires_at > now),
+            )
+            .exists()
+        )
+        closing = select(Bulletin.id).where(Bulletin.id == Message.bulletin_id, Bulletin.kind == BulletinKind.closing).exists()
+        with self.sessions() as session, session.begin():
+            changed = session.execute(
+                self._guarded(message_id).where(or_(still_open, closing)).values(attempts=Message.attempts + 1)
+            ).rowcount
+            if changed:
+                return True
+            ours = session.scalar(
+                select(exists().where(Message.id == message_id, Message.status == MessageStatus.sending, Message.final_at.is_(None)))
+            )
+        return False if ours else None
+
+
+async def run_voice_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """`burgernet worker voice`: the worker on the configured database, Redis queue and Asterisk."""
+    from gateway.queue import make_queue
+    from gateway.storage.db import make_engine, session_factory
+
+    if not settings.ami_secret:
+        raise ValueError("AMI_SECRET is empty: set the secret of the AMI user AMI_USER (asterisk/manager_users.conf)")
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL is empty: the voice worker runs in its own process and needs the Redis queue")
+    engine = make_engine(settings.sqlalchemy_url)
+    queue = make_queue(settings.redis_url)
+    ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret)
+    worker = VoiceWorker.from_settings(settings, session_factory(engine), queue, ami, AudioCache.from_settings(settings))
+    if stop is None:  # SIGTERM/SIGINT: stop claiming, let the calls under way finish
+        import signal
+
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await ami.connect(retry=True)
+    try:
+        await worker.run(stop)
+    finally:
+        await ami.close()
+        queue.close()
+        engine.dispose()
