@@ -235,7 +235,8 @@ def test_a_lost_publish_is_repaired_by_the_reconciler(api):
     fresh = MemoryQueue()
     assert reconcile(api.sessions, fresh, grace_seconds=0) == 12
     assert reconcile(api.sessions, fresh, grace_seconds=0) == 0  # now marked as enqueued
-    fresh.publish("sms", [m for m, in api.sessions().execute(select(Message.id).where(Message.channel == "sms"))])
+    with api.sessions() as s:
+        fresh.publish("sms", s.scalars(select(Message.id).where(Message.channel == "sms")).all())
     assert drain(api.sessions, fresh, "sms") == 8  # each SMS once, although queued twice
     with api.sessions() as s:
         assert s.scalar(select(func.max(Message.attempts))) == 1
