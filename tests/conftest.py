@@ -79,6 +79,8 @@ def _empty_tables(url: str) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # A test that leaves a transaction open must fail here, not hang the whole run.
+            conn.execute(text("SET LOCAL lock_timeout = '20s'"))
             names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         else:

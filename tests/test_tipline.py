@@ -25,7 +25,8 @@ from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
 
-T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+# Relative to now: route-cache entries expire at the action's expiry (an hour after, at most).
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
 A = OpenAlert(1, "4821", "PJSIP/4021@mk", T0)
 B = OpenAlert(2, "3317", "PJSIP/4022@mk", T0 + timedelta(minutes=5))
 MELDKAMER = "PJSIP/meldkamer@mk"
