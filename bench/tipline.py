@@ -17,8 +17,8 @@ Both are measured with the same client, one after the other: by default a closed
 an open loop (calls start at that rate, at most `--concurrency` in flight). The client plays
 Asterisk's side of a call to `tipline` with the dialplan's AGI arguments and answers every command
 `200 result=1` (GET DATA: `200 result= (timeout)`). Per call it times from sending the environment
-block to receiving `SET VARIABLE "BN_DIAL" …` — the routing decision — and checks BN_DIAL (and
-BN_ACTION_ID) against the expected route. 90% of the calls come from numbers that received exactly
+block to receiving `SET VARIABLE "BN_DIAL" …` — the routing decision — and checks BN_DIAL
+against the expected route. 90% of the calls come from numbers that received exactly
 one open alert: the main figure. 10% come from unknown numbers, which the real handler asks for
 the action code (three GET DATA) before it decides: reported apart, on the line before the last.
 Warm-up calls (the first 10%) and the last `--concurrency` calls (started while the pool drains)
@@ -296,7 +296,6 @@ class Call:
     decision_ns: int | None = None
     session_ns: int = 0
     dial: str | None = None
-    action_id: str | None = None
     get_data: int = 0
 
 
@@ -308,7 +307,6 @@ def env_bytes(callerid: str, uniqueid: str) -> bytes:
 
 
 _DIAL = b'SET VARIABLE "BN_DIAL" '
-_ACTION = b'SET VARIABLE "BN_ACTION_ID" '
 
 
 async def one_call(port: int, env: bytes, call: Call) -> Call:
@@ -320,8 +318,6 @@ async def one_call(port: int, env: bytes, call: Call) -> Call:
             if call.decision_ns is None and line.startswith(_DIAL):
                 call.decision_ns = time.perf_counter_ns() - start
                 call.dial = line[len(_DIAL):].strip().strip(b'"').decode()
-            elif line.startswith(_ACTION):
-                call.action_id = line[len(_ACTION):].strip().strip(b'"').decode()
             if line.startswith(b"GET DATA"):
                 call.get_data += 1
                 writer.write(b"200 result= (timeout)\n")
@@ -381,8 +377,6 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
         expect = TRIVIAL_DIAL if server.kind == "trivial" else MELDKAMER if kind == "unknown" else pop.single[phone][1]
         if call.decision_ns is None or call.dial != expect:
             run.errors.append(f"call {i} ({kind} {phone}): BN_DIAL {call.dial!r}, expected {expect!r}")
-        elif server.kind == "real" and kind == "alerted" and call.action_id != str(pop.single[phone][0]):
-            run.errors.append(f"call {i}: BN_ACTION_ID {call.action_id!r}, expected {pop.single[phone][0]}")
         counted_done += 1
         if counted_done == calls:  # the window closes with the last counted call
             run.wall_s = time.perf_counter() - window["t"]

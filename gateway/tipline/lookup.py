@@ -9,6 +9,7 @@ missing (Redis restarted, never filled) lookups fall back to SQL and `rebuild` r
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -24,6 +25,7 @@ _PIPELINE_CHUNK = 1000
 # Entries outlive their action a little, so a clock skew never drops them early; closing
 # removes them explicitly anyway.
 _TTL_MARGIN = timedelta(hours=1)
+COMPLETE_CHECK_SECONDS = 1.0
 
 
 def _pack(a: OpenAlert) -> str:
@@ -44,6 +46,7 @@ class RouteCache:
         self.prefix = prefix
         self._complete = f"{prefix}route:complete"
         self._codes = f"{prefix}route:codes"
+        self._complete_checked = (-COMPLETE_CHECK_SECONDS, False)  # (monotonic time, answer)
 
     def _number(self, phone: str) -> str:
         return f"{self.prefix}route:{phone}"
@@ -80,27 +83,34 @@ class RouteCache:
 
     def alerts_for(self, phone: str) -> list[OpenAlert] | None:
         """The open alerts of a number, or None when the cache cannot say (use SQL)."""
-        try:
-            batch = self.redis.pipeline(transaction=False)
-            batch.exists(self._complete)
-            batch.hgetall(self._number(phone))
-            complete, entries = batch.execute()
-        except redis.RedisError:
+        if not self._known_complete():
             return None
-        if not complete:
+        try:
+            entries = self.redis.hgetall(self._number(phone))
+        except redis.RedisError:
             return None
         return [_unpack(k, v) for k, v in entries.items()]
 
+    def _known_complete(self) -> bool:
+        # Asked of Redis at most once a second, not per call: one round trip less on the tip
+        # line's hot path. After Redis lost its data, misses are trusted for up to that second.
+        checked_at, answer = self._complete_checked
+        now = time.monotonic()
+        if now - checked_at >= COMPLETE_CHECK_SECONDS:
+            try:
+                answer = bool(self.redis.exists(self._complete))
+            except redis.RedisError:
+                answer = False
+            self._complete_checked = (now, answer)
+        return answer
+
     def open_by_code(self) -> dict[str, OpenAlert] | None:
         """Open actions by code, or None when the cache cannot say."""
-        try:
-            batch = self.redis.pipeline(transaction=False)
-            batch.exists(self._complete)
-            batch.hgetall(self._codes)
-            complete, entries = batch.execute()
-        except redis.RedisError:
+        if not self._known_complete():
             return None
-        if not complete:
+        try:
+            entries = self.redis.hgetall(self._codes)
+        except redis.RedisError:
             return None
         out = {}
         for code, value in entries.items():
@@ -116,13 +126,19 @@ class RouteCache:
             phones = session.scalars(alert_phones(alert.action_id)).all()
             self.remember(alert, phones, expires_at)
             written += len(phones)
+        self.mark_complete()
+        return written
+
+    def mark_complete(self) -> None:
+        """From now on a miss means "no alert" (the cache holds every open action)."""
         try:
             self.redis.set(self._complete, "1")
         except redis.RedisError as exc:
             log.warning("route cache not marked complete: %s", exc)
-        return written
+        self._complete_checked = (-COMPLETE_CHECK_SECONDS, False)
 
     def is_complete(self) -> bool:
+        """Asked of Redis now (for the rebuilder), not from the once-a-second answer."""
         try:
             return bool(self.redis.exists(self._complete))
         except redis.RedisError:
@@ -131,6 +147,7 @@ class RouteCache:
     def _incomplete(self, why: str | None) -> None:
         if why:
             log.warning("route cache %s; lookups use SQL until it is rebuilt", why)
+        self._complete_checked = (time.monotonic(), False)
         try:
             self.redis.delete(self._complete)
         except redis.RedisError:

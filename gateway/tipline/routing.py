@@ -8,6 +8,7 @@ the centralist does not answer (meldkamer, then a recorded voice tip) is the dia
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,9 @@ class Route:
     choices: tuple[OpenAlert, ...] = field(default=())
 
 
+# 061–066 and 068 + 7 digits, in the three spellings: the number ranges that phonenumbers
+# accepts as Dutch mobile (tests/test_tipline.py checks the two agree).
+_DUTCH_MOBILE = re.compile(r"^(?:\+31|0031|0)6([1-68]\d{7})$")
 # What callers' phones and Asterisk put in the caller ID when there is no usable number.
 _NO_NUMBER = {"", "anonymous", "unknown", "withheld", "private", "restricted", "unavailable", "asterisk"}
 
@@ -63,6 +67,8 @@ def caller_number(raw: str | None, presentation: str | int | None = None) -> str
     text = (raw or "").strip().strip('"')
     if text.lower() in _NO_NUMBER:
         return None
+    if mobile := _DUTCH_MOBILE.match(text):  # most callers; phonenumbers costs ~0.1 ms a call
+        return "+316" + mobile[1]
     try:
         return to_e164(text)
     except BadPhoneNumber:

@@ -1,8 +1,8 @@
 """`tipline`: a call to 0800-0011 arrives — decide where it goes and open its tip record.
 
 AGI arguments: the meldkamer's dial string, the prompts directory (dialplans/globals.conf).
-Sets BN_DIAL (first: the decision) and BN_ACTION_ID; the dialplan dials, falls back to the
-meldkamer, and records a voice tip when nobody answers.
+Sets BN_DIAL, the decision; the dialplan dials, falls back to the meldkamer, and records a voice
+tip when nobody answers. Which action the call is about is in the tip record.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
     dial = route.alert.dial_string if route.alert else meldkamer
     # The decision goes out first: the caller should hear ringing before we write anything.
     agi.set_variable(var.DIAL, dial)
-    agi.set_variable(var.ACTION_ID, str(route.alert.action_id) if route.alert else "")
     _log(ctx, call_id, caller, route, dial, received)
 
 
