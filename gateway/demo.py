@@ -11,6 +11,7 @@ import time
 
 import httpx
 import uvicorn
+from sqlalchemy import select
 
 from gateway import auth
 from gateway.api.app import create_app
@@ -21,7 +22,7 @@ from gateway.queue import MemoryQueue
 from gateway.seed import seed
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
-from gateway.storage.models import Centralist, Role
+from gateway.storage.models import Bulletin, Centralist, Message, Role
 from ivr import simulator
 from ivr.context import IvrContext
 from ivr.handlers import registry
@@ -169,10 +170,6 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     code = launched["action"]["action_code"]
     _say(f"   action code {code}; queued {launched['queued']}")
     with sessions() as session:
-        from sqlalchemy import select
-
-        from gateway.storage.models import Bulletin, Message
-
         alert = session.scalars(select(Bulletin).where(Bulletin.action_id == aid)).first()
         sample = session.scalars(select(Message.phone).where(Message.bulletin_id == alert.id).limit(3)).all()
     _say(f"   queued SMS text: {alert.sms_text}")
