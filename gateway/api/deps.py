@@ -1,4 +1,4 @@
-"""Dependencies shared by the routes: the database session, the work queue, the caller."""
+"""Dependencies shared by the routes: the settings, the database session, the caller."""
 
 from collections.abc import Iterator
 from typing import Annotated
@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from gateway import auth
 from gateway.config import Settings
-from gateway.queue import WorkQueue
 from gateway.storage.models import Role, User
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users")
@@ -26,13 +25,8 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_queue(request: Request) -> WorkQueue:
-    return request.app.state.queue
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-QueueDep = Annotated[WorkQueue, Depends(get_queue)]
 
 
 def current_user(
