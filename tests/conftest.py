@@ -133,6 +133,9 @@ def key_prefix(redis_url):
 # --- the API against a real database ------------------------------------------------------------
 
 
+UTRECHT = (52.0907, 5.1214)
+
+
 class ApiWorld:
     """An API client plus the people a test needs, each with a real API key."""
 
@@ -164,6 +167,26 @@ class ApiWorld:
         r = self.client.request(method, path, headers=self.as_(who), **kw)
         assert r.status_code == expect, f"{method} {path} as {who}: {r.status_code} {r.text}"
         return r.json() if r.content else None
+
+    def register(self, *phones: str, channel: str = "sms", lat: float = UTRECHT[0], lon: float = UTRECHT[1]) -> None:
+        """Participants of Utrecht, one per number, each at one address at (lat, lon)."""
+        from gateway.storage.models import Address, Participant
+        from gateway.targeting.geo import tile_of
+
+        with self.sessions() as s:
+            for phone in phones:
+                p = Participant(municipality_id=self.utrecht.id, name="P", phone=phone)
+                p.addresses = [Address(postcode="3511 AB", house_number="1", lat=lat, lon=lon, tile=tile_of(lat, lon), channel=channel)]
+                s.add(p)
+            s.commit()
+
+    def launch(self, description: str = "Man met rode jas.", *, channels=("sms",), lat: float = UTRECHT[0],
+               lon: float = UTRECHT[1], radius_m: int = 1000) -> dict:
+        """A robbery action around (lat, lon), created and launched by the centralist: the open action."""
+        action = self.call("centralist", "POST", "/api/v1/actions", expect=201, json={
+            "type": "robbery", "description": description, "lat": lat, "lon": lon, "radius_m": radius_m,
+            "channels": list(channels)})
+        return self.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from gateway.storage.models import Address, Bulletin, Centralist, Channel, MatchedBy, Message, MessageStatus, Participant, Tip, TipChannel
-from gateway.targeting.geo import tile_of
+from gateway.storage.models import Bulletin, Centralist, Channel, MatchedBy, Message, MessageStatus, Tip, TipChannel
 from ivr import simulator as agi_client
 from ivr.context import IvrContext
 from ivr.handlers import registry
@@ -34,19 +33,12 @@ def key(digit: str, endpos: int | None = None) -> str:
 
 
 def register(api, phone: str = PHONE) -> None:
-    with api.sessions() as s:
-        p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
-        p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.0907, lon=5.1214,
-                               tile=tile_of(52.0907, 5.1214), channel="voice")]
-        s.add(p)
-        s.commit()
+    api.register(phone, channel="voice")
 
 
 def launch(api, description: str = "Man met rode jas.") -> tuple[dict, Message]:
     """An action with a voice alert to PHONE: the action and its Message row."""
-    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": description, "lat": 52.0907, "lon": 5.1214, "radius_m": 1000, "channels": ["voice"]})
-    opened = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+    opened = api.launch(description, channels=("voice",))
     with api.sessions() as s:
         message = s.scalars(select(Message).where(Message.action_id == opened["id"], Message.phone == PHONE)).one()
     assert message.channel is Channel.voice

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from ivr import simulator as agi_client
-from gateway.storage.models import Address, MatchedBy, Participant, Tip
-from gateway.targeting.geo import tile_of
+from gateway.storage.models import MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache, sync_action
 from gateway.tipline.routing import (
     OpenAlert,
@@ -134,18 +133,12 @@ def ivr(request, api, redis_url, key_prefix):
         cache.close()
 
 
-def register(api, phone: str, lat=52.0907, lon=5.1214):
-    with api.sessions() as s:
-        p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
-        p.addresses = [Address(postcode="3511 AB", house_number="1", lat=lat, lon=lon, tile=tile_of(lat, lon), channel="sms")]
-        s.add(p)
-        s.commit()
+def register(api, phone: str) -> None:
+    api.register(phone)
 
 
-def launch(api, description="Man met rode jas.", lat=52.0907, lon=5.1214) -> dict:
-    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": description, "lat": lat, "lon": lon, "radius_m": 1000, "channels": ["sms"]})
-    opened = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+def launch(api, description="Man met rode jas.") -> dict:
+    opened = api.launch(description)
     if api.ivr_ctx.cache is not None:  # what the API does after a launch when Redis is configured
         with api.sessions() as s:
             sync_action(api.ivr_ctx.cache, s, opened["id"])

@@ -13,8 +13,7 @@ from sqlalchemy import select, update
 
 from asterisk_harness import RawAMI
 from gateway import prompts
-from gateway.storage.models import Address, Centralist, MatchedBy, Participant, Tip
-from gateway.targeting.geo import tile_of
+from gateway.storage.models import Centralist, MatchedBy, Tip
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -60,18 +59,11 @@ def centralist_phone(api, dial: str) -> None:
 
 
 def register(api, phone: str) -> None:
-    with api.sessions() as s:
-        p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
-        p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.0907, lon=5.1214,
-                               tile=tile_of(52.0907, 5.1214), channel="sms")]
-        s.add(p)
-        s.commit()
+    api.register(phone)
 
 
 def launch(api, description="Man met rode jas.") -> dict:
-    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": description, "lat": 52.0907, "lon": 5.1214, "radius_m": 1000, "channels": ["sms"]})
-    return api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+    return api.launch(description)
 
 
 def dial_in(api, callerid: str, *, dtmf: str = "", hold: int = 6, delay: float = 1.5) -> None:

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from gateway.cli import app
 from gateway.config import get_settings
-from gateway.storage.models import Address, Message, MessageStatus, Participant
-from gateway.targeting.geo import tile_of
+from gateway.storage.models import Message, MessageStatus
 from gateway.tts import AudioCache, make_engines
 from gateway.voice.ami import AMIClient
 from gateway.voice.worker import VoiceWorker
@@ -40,19 +39,11 @@ class CountingCache(AudioCache):
 
 
 def register(api, phones: list[str]) -> None:
-    with api.sessions() as s:
-        for phone in phones:
-            p = Participant(municipality_id=api.utrecht.id, name="P", phone=phone)
-            p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.0907, lon=5.1214,
-                                   tile=tile_of(52.0907, 5.1214), channel="voice")]
-            s.add(p)
-        s.commit()
+    api.register(*phones, channel="voice")
 
 
 def launch(api) -> dict:
-    action = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": "Man.", "lat": 52.0907, "lon": 5.1214, "radius_m": 1000, "channels": ["voice"]})
-    return api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
+    return api.launch("Man.", channels=("voice",))
 
 
 def messages(api) -> dict[str, Message]:
