@@ -56,7 +56,8 @@ class RouteCache:
         until = int((expires_at + _TTL_MARGIN).timestamp())
         try:
             batch = self.redis.pipeline(transaction=False)
-            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{alert.launched_at.isoformat()}|{alert.dial_string}")
+            # By code the action id is not the field, so it leads the value.
+            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{_pack(alert)}")
             for n, phone in enumerate(phones, 1):
                 key = self._number(phone)
                 batch.hset(key, str(alert.action_id), _pack(alert))
@@ -112,11 +113,8 @@ class RouteCache:
             entries = self.redis.hgetall(self._codes)
         except redis.RedisError:
             return None
-        out = {}
-        for code, value in entries.items():
-            action_id, rest = value.decode().split("|", 1)
-            out[code.decode()] = _unpack(action_id, f"{code.decode()}|{rest}")
-        return out
+        alerts = (_unpack(*value.decode().split("|", 1)) for value in entries.values())
+        return {a.action_code: a for a in alerts}
 
     def rebuild(self, session: Session) -> int:
         """Fill the cache from SQL with every open action's recipients; returns the numbers written."""
