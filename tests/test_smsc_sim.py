@@ -556,3 +556,14 @@ def test_the_benchmark_reference_runs_against_the_simulator(smsc):
     stats = smsc.stats()
     assert stats["submits_accepted"] == 300 and stats["receipts_acked"] == 300
     assert len(stats["by_destination"]) == 300
+
+
+def test_two_simulators_are_independent(smsc, make_smsc):
+    other = make_smsc(system_id="operator-b", password="pw-b")
+    assert other.port != smsc.port
+    client = RawEsme(other.port)
+    assert client.bind(other) == ESME_ROK
+    client.submit("31612345678", gsm("x"), registered_delivery=0)
+    assert client.read_command(SUBMIT_SM | RESP).status == ESME_ROK
+    client.close()
+    assert other.stats()["submits_accepted"] == 1 and smsc.stats()["submits_accepted"] == 0
