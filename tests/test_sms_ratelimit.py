@@ -123,3 +123,23 @@ def test_window_for_rates():
         BindRateLimit(None, "x", -5)
     with pytest.raises(ValueError):
         asyncio.run(BindRateLimit(None, "x", 0).take(0))
+
+
+def test_set_rate_backs_off_and_recovers(redis_url, key_prefix):
+    import redis.asyncio as aredis
+
+    async def scenario():
+        client = aredis.Redis.from_url(redis_url)
+        limit = BindRateLimit(client, "operator-c", 200, prefix=key_prefix)
+        fast = [(await limit.take(100), limit.last_grant_at) for _ in range(3)]
+        limit.set_rate(20)  # the SMSC said ESME_RTHROTTLED
+        slow = [(await limit.take(100), limit.last_grant_at) for _ in range(3)]
+        limit.set_rate(0)
+        unlimited = await limit.take(100)
+        await client.aclose()
+        return fast, slow, unlimited
+
+    fast, slow, unlimited = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [n for n, _ in fast] == [10, 10, 10] and [n for n, _ in slow] == [1, 1, 1]
+    assert slow[2][1] - slow[1][1] == pytest.approx(1.01 / 20, abs=1e-5)
+    assert unlimited == 100

@@ -134,6 +134,19 @@ class BindRateLimit:
     def unlimited(self) -> bool:
         return self._window is None
 
+    def set_rate(self, rate_per_second: float, guard_s: float = GUARD_S) -> None:
+        """Change this process's rate (e.g. backing off after ESME_RTHROTTLED); 0 is unlimited.
+
+        The log and the next slot stay shared: a process at a lower rate spaces the slot after its
+        own batches further apart, and the window check holds each process to its own limit.
+        """
+        if rate_per_second < 0:
+            raise ValueError(f"rate must be 0 (unlimited) or positive, not {rate_per_second!r}")
+        self.rate = rate_per_second
+        self._window = window_for(rate_per_second, guard_s) if rate_per_second else None
+        if rate_per_second and self._script is None:
+            self._script = self._redis.register_script(_TAKE)
+
     async def take(self, wanted: int) -> int:
         """Wait until at least one send is allowed; return how many (1..wanted) may go now.
 
