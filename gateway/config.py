@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     # AUDIO_DIR as Asterisk sees it when that differs (container, chroot); empty: the same path.
     voice_asterisk_audio_dir: str = ""
 
+    # The browser console and dashboard (/console/, /dashboard/): how long a login lasts, in hours.
+    session_hours: float = Field(8, gt=0, le=24 * 7)
+    # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
+    # outline of NL/BE/DE only (no internet needed).
+    map_tiles_url: str = ""
+    # Where the gateway reads the tip line's voice recordings (Asterisk's BN_RECORDINGS_DIR, shared).
+    recordings_dir: Path = Path("/var/spool/asterisk/recording/burgernet")
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
         if self.environment != "development" and self.secret_key == DEFAULT_SECRET:

@@ -1,6 +1,7 @@
 """Actions for centralists: create, preview, launch, update, close, follow progress."""
 
 import asyncio
+import json
 from datetime import datetime, timezone
 from typing import Annotated
 
@@ -175,6 +176,10 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
 def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDep):
     """Messages per bulletin, channel and status: how far the action has got."""
     lifecycle.get_action(session, action_id)
+    return _progress(session, action_id)
+
+
+def _progress(session: Session, action_id: int) -> list[ProgressRow]:
     rows = session.execute(
         select(Bulletin.kind, Bulletin.seq, Message.channel, Message.status, func.count())
         .join(Message, Message.bulletin_id == Bulletin.id)
@@ -183,6 +188,40 @@ def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDe
         .order_by(Bulletin.id, Message.channel, Message.status)
     )
     return [ProgressRow(kind=k.value, seq=s, channel=c, status=st.value, count=n) for k, s, c, st, n in rows]
+
+
+@router.get(
+    "/{action_id}/progress/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` whenever the counts or the action change."}},
+)
+async def action_progress_stream(action_id: ActionId, request: Request, user: CentralistDep):
+    """The action and its message counts (as GET …/progress), pushed whenever they change."""
+    sessions = request.app.state.sessions
+
+    def snapshot() -> str:
+        with sessions() as session:
+            action = _public(lifecycle.get_action(session, action_id))
+            rows = _progress(session, action_id)
+        return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows]})
+
+    first = await asyncio.to_thread(snapshot)  # a 404 for an unknown action, before streaming starts
+    return StreamingResponse(_changes("progress", first, snapshot, request), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def _changes(event: str, first: str, snapshot, request: Request):
+    """One event each time `snapshot()` differs from the last one sent, polled every TIP_POLL_SECONDS."""
+    last = None
+    current = first
+    while True:
+        if current != last:
+            last = current
+            yield f"event: {event}\ndata: {current}\n\n"
+        yield ": keep-alive\n\n"
+        await asyncio.sleep(TIP_POLL_SECONDS)
+        if await request.is_disconnected():
+            return
+        current = await asyncio.to_thread(snapshot)
 
 
 def _tips(session: Session, action_id: int) -> list[TipPublic]:

@@ -1,0 +1,282 @@
+"""The console and the dashboard in a real browser (Debian's Chromium driven by Playwright) against
+the real server (uvicorn on a free loopback port, PostgreSQL).
+
+Messages move through the dry-run outbox (gateway/outbox.py) and tips arrive through the real
+FastAGI server (Asterisk's side simulated by ivr/simulator.py), as in the demo. Screenshots are
+kept under var/test-artifacts/ (the path is printed).
+"""
+
+import re
+import socket
+import threading
+import uuid
+import wave
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from playwright.sync_api import expect, sync_playwright
+from sqlalchemy import select  # noqa: E402
+
+from conftest import UTRECHT, ApiWorld, _empty_tables  # noqa: E402
+from gateway.api.app import create_app  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.outbox import drain  # noqa: E402
+from gateway.queue import MemoryQueue  # noqa: E402
+from gateway.storage.db import make_engine, session_factory  # noqa: E402
+from gateway.storage.models import Action, Outcome, Participant  # noqa: E402
+from ivr import simulator  # noqa: E402
+from ivr.context import IvrContext  # noqa: E402
+from ivr.handlers import registry  # noqa: E402
+from ivr.server import FastAGIServer  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+WAIT_MS = 15_000
+
+pytestmark = pytest.mark.slow
+
+
+class LiveServer:
+    """The gateway's app served by uvicorn on a free loopback port, with the people of ApiWorld."""
+
+    def __init__(self, url: str, tmp_path: Path):
+        self.engine = make_engine(url)
+        self.sessions = session_factory(self.engine)
+        self.settings = Settings(
+            environment="test",
+            secret_key="test-secret-" + uuid.uuid4().hex,
+            data_dir=tmp_path,
+            tts_engines="espeak",  # offline: the test must not depend on Google
+            audio_dir=tmp_path / "audio",
+            recordings_dir=tmp_path / "recordings",
+        )
+        self.queue = MemoryQueue()
+        app = create_app(self.settings, sessions=self.sessions, queue=self.queue, housekeeping_jobs=False)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        import httpx
+
+        self.client = httpx.Client(base_url=self.base, timeout=30)
+        _wait(lambda: self.server.started, "uvicorn did not start")
+        self.world = ApiWorld(self.client, self.sessions, self.queue, self.settings)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.client.close()
+        self.engine.dispose()
+
+
+def _wait(condition, message: str, timeout: float = 15.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message)
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def live(pg_url, tmp_path):
+    server = LiveServer(pg_url, tmp_path)
+    yield server
+    server.stop()
+    _empty_tables(pg_url)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make system` installs Debian's chromium", pytrace=False)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="nl-NL")
+    page = context.new_page()
+    problems: list[str] = []
+    # Script errors and failed requests, except the 401 that sends a visitor without a session to log in.
+    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource") and problems.append(m.text))
+    page.on("response", lambda r: r.status >= 400 and not (r.status == 401 and r.url.endswith("/api/v1/me"))
+            and problems.append(f"{r.status} {r.url}"))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: d.accept())
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    return path
+
+
+def log_in(page, live: LiveServer, who: str, lands_on: str):
+    page.goto(f"{live.base}/console/")
+    expect(page).to_have_url(re.compile(r"/login/"))  # no session yet: sent to log in
+    page.fill("#api-key", live.world.keys[who])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(lands_on))
+    expect(page.locator("body[data-ready='1']")).to_have_count(1, timeout=WAIT_MS)
+
+
+def _register_around_utrecht(world: ApiWorld) -> None:
+    """Five SMS numbers at the centre, two voice numbers there, three SMS numbers 1.5 km north."""
+    world.register(*[f"+3161000000{i}" for i in range(5)])
+    world.register("+31612000001", "+31612000002", channel="voice")
+    world.register(*[f"+3161300000{i}" for i in range(3)], lat=UTRECHT[0] + 0.0135, lon=UTRECHT[1])
+
+
+def _tip_call(sessions, caller: str, recordings: Path) -> None:
+    """A participant calls 0800-0011; nobody answers, so she leaves a voice tip (a real WAV)."""
+    ctx = IvrContext(sessions, cache=None)
+    ivr = FastAGIServer(("127.0.0.1", 0), registry(ctx))
+    ivr.start_in_background()
+    try:
+        call_id = "1795344376.77"
+        env = simulator.env_block("tipline", callerid=caller, uniqueid=call_id,
+                                  agi_arg_1="PJSIP/meldkamer@meldkamer", agi_arg_2="/var/lib/burgernet/prompts")
+        simulator.call(ivr.server_address[1], env)
+        asterisk_path = f"/var/spool/asterisk/recording/burgernet/tip-{call_id}"
+        recordings.mkdir(parents=True, exist_ok=True)
+        with wave.open(str(recordings / f"tip-{call_id}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+            w.writeframes(b"\x00\x10" * 8000)
+        hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
+        hangup.update({"agi_arg_1": "NOANSWER", "agi_arg_2": "0", "agi_arg_3": "PJSIP/4021@mk",
+                       "agi_arg_4": "SUCCESS", "agi_arg_5": asterisk_path})
+        simulator.call(ivr.server_address[1], hangup)
+        ctx.tips.flush()
+    finally:
+        ivr.shutdown()
+        ivr.server_close()
+        ctx.tips.close()
+
+
+def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
+    _register_around_utrecht(live.world)
+    log_in(page, live, "centralist", r"/console/$")
+    shot(page, "console-1-empty")
+
+    page.select_option("#type", "missing_person")
+    page.fill("#description", "Vermist: Sanne, 6 jaar, roze jas en blauwe laarsjes.")
+    page.evaluate("() => consoleMap.setView([52.0907, 5.1214], 13)")
+    point = page.evaluate("() => consoleMap.latLngToContainerPoint([52.0907, 5.1214])")
+    page.locator("#map").click(position={"x": point["x"], "y": point["y"]})
+    # The live number of recipients at the default 1 km: the seven numbers at the centre.
+    expect(page.locator("#recipients")).to_have_text("7", timeout=WAIT_MS)
+    expect(page.locator("#recipients-voice")).to_have_text("2")
+    page.locator("#radius").fill("2000")
+    expect(page.locator("#radius-label")).to_have_text("2,0 km")
+    expect(page.locator("#recipients")).to_have_text("10", timeout=WAIT_MS)  # the three 1.5 km north join
+    expect(page.locator("#sms-meta")).to_contain_text("GSM 7-bit")
+    expect(page.locator("#sms-text")).to_contain_text("Sanne")
+    with page.expect_response(lambda r: "/audio" in r.url) as audio:
+        page.click("#play")
+    assert audio.value.status in (200, 206) and audio.value.headers["content-type"] == "audio/wav"  # 206: a media range request
+    page.wait_for_function("document.querySelector('#audio').duration > 1", timeout=WAIT_MS)  # the browser decoded speech
+    shot(page, "console-2-draft")
+
+    with live.sessions() as s:
+        action = s.scalars(select(Action)).one()
+        assert (action.radius_m, action.status.value) == (2000, "draft")
+        assert abs(action.lat - 52.0907) < 0.001 and abs(action.lon - 5.1214) < 0.001
+
+    page.click("#launch")
+    expect(page.locator("#live-status")).to_have_text("Lopend", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "10", timeout=WAIT_MS)
+
+    # The dry-run outbox hands the SMS to "the SMSC": the console shows them sent, live.
+    assert drain(live.sessions, live.queue, "sms") == 8
+    expect(page.locator("[data-figure=sent]")).to_have_attribute("data-count", "8", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "2")
+
+    _tip_call(live.sessions, "0610000000", live.settings.recordings_dir)
+    tip = page.locator(".tip[data-channel=call]")
+    expect(tip).to_have_count(1, timeout=WAIT_MS)
+    expect(tip).to_contain_text("niet opgenomen")
+    recording = tip.locator("audio")
+    expect(recording).to_have_count(1)
+    src = recording.get_attribute("src")
+    response = page.request.get(live.base + src)  # the page's session cookie authenticates
+    assert response.status == 200 and response.body()[:4] == b"RIFF"
+    shot(page, "console-3-live")
+
+    page.fill("#update-text", "Sanne heeft mogelijk een rode step bij zich.")
+    page.click("#send-update")
+    expect(page.locator("#live-message")).to_contain_text("Update verstuurd naar 10", timeout=WAIT_MS)
+
+    page.select_option("#outcome", "direct")
+    page.select_option("#outcome-detail", "person_found")
+    page.click("#close-action")
+    expect(page.locator("#live-status")).to_have_text("Afgesloten", timeout=WAIT_MS)
+    expect(page.locator("#outcome-text")).to_contain_text("Direct succes — Persoon gevonden")
+    shot(page, "console-4-closed")
+    with live.sessions() as s:
+        action = s.scalars(select(Action)).one()
+        assert (action.status.value, action.outcome, action.outcome_detail) == ("closed", Outcome.direct, "person_found")
+    assert page.problems == [], page.problems
+
+
+BAD_CSV = (
+    "name,phone,postcode,house_number,lat,lon,channel\n"
+    "Anna de Vries,0612340001,3511 AB,1,52.09,5.12,sms\n"
+    "Bert Bakker,12345,3511 AB,2,52.09,5.12,sms\n"  # line 3: not a phone number
+    "Carla Smit,0612340003,3511 AC,3,52.09,5.12,sms\n"
+    "Dirk Jansen,0612340004,ABCD,4,52.09,5.12,sms\n"  # line 5: not a Dutch postcode
+)
+
+
+def test_municipality_imports_a_csv_and_is_told_which_rows_are_wrong_and_why(live, page):
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    expect(page.locator("#municipality-name")).to_have_text("Utrecht")
+    page.set_input_files("#csv-file", files=[{"name": "deelnemers.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}])
+    page.click("#import")
+    expect(page.locator("#import-message")).to_contain_text("4 regels: 2 nieuw, 0 bijgewerkt, 2 regels met fouten", timeout=WAIT_MS)
+    rows = page.locator("#import-errors tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_have_attribute("data-row", "3")
+    expect(rows.nth(0)).to_contain_text("phone")
+    expect(rows.nth(1)).to_have_attribute("data-row", "5")
+    expect(rows.nth(1)).to_contain_text("postcode")
+    expect(rows.nth(1)).to_contain_text("ABCD")
+    expect(page.locator("#participants tbody tr")).to_have_count(2)
+    expect(page.locator("#participants")).to_contain_text("Carla Smit")
+    shot(page, "dashboard-import")
+    assert page.problems == [], page.problems
+
+
+def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(live, page):
+    live.world.register("+31614000001")  # Utrecht's (ApiWorld registers for Utrecht)
+    with live.sessions() as s:
+        s.add(Participant(municipality_id=live.world.zeist.id, name="Zeister Zus", phone="+31614000002",
+                          addresses=[]))
+        s.commit()
+        zeister = s.scalars(select(Participant).where(Participant.name == "Zeister Zus")).one().id
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    expect(page.locator("#participants tbody tr")).to_have_count(1)
+    expect(page.locator("#participants")).not_to_contain_text("Zeister")
+    page.fill("#search", "Zeister")
+    expect(page.locator("#participants")).to_contain_text("Niemand gevonden.", timeout=WAIT_MS)
+    shot(page, "dashboard-isolation")
+    # The same session through the API: not listed, not readable, not changeable.
+    listed = page.request.get(f"{live.base}/api/v1/participants?q=Zeister").json()
+    assert listed == []
+    assert page.request.get(f"{live.base}/api/v1/participants/{zeister}").status == 403
+    assert page.request.delete(f"{live.base}/api/v1/participants/{zeister}", headers={"X-Burgernet-Request": "1"}).status == 403
+    with live.sessions() as s:
+        assert s.get(Participant, zeister) is not None
