@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
-from gateway.api.routes import actions, admin, participants
+from gateway.api.routes import actions, admin, participants, stats, tips
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.queue import WorkQueue, make_queue, reconcile
@@ -56,6 +56,13 @@ def create_app(
                         "reconcile",
                         settings.reconcile_interval_seconds,
                         lambda: reconcile(sessions, queue, settings.reconcile_grace_seconds),
+                    )
+                ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "stats-rollup",
+                        settings.stats_rollup_seconds,
+                        lambda: housekeeping.roll_up_statistics(sessions, settings),
                     )
                 ),
             ]
@@ -106,7 +113,7 @@ def create_app(
             session.execute(text("SELECT 1"))
         return {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}
 
-    for module in (actions, participants, admin):
+    for module in (actions, participants, admin, stats, tips):
         app.include_router(module.router)
     app.add_middleware(RequireCredentials)
     return app
