@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(60, ge=0)
     reconcile_interval_seconds: float = Field(30, gt=0)
 
+    # Statistics (gateway/stats): an action's messages are rolled up once it has been closed this
+    # long (closing messages sent, receipts in); before that they are counted one by one.
+    stats_settle_hours: float = Field(48, ge=0)
+    stats_rollup_seconds: float = Field(300, gt=0)
+
     # SMS
     sms_sender: str = "Burgernet"
     sms_max_parts: int = Field(6, ge=1, le=255)

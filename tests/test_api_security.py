@@ -26,7 +26,9 @@ from gateway.api.schemas import (
     CentralistIn,
     CloseRequest,
     MunicipalityIn,
+    OutcomeRequest,
     ParticipantIn,
+    TipMark,
     UpdateCreate,
     UserIn,
 )
@@ -37,10 +39,11 @@ PUBLIC_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi
 
 # Which roles each part of the API shuts out, by path prefix.
 ACTIONS = "/api/v1/actions"
+TIPS = "/api/v1/tips"  # marking: centralists and admins, like actions
 PARTICIPANTS = "/api/v1/participants"
 ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users")
 # Routes every authenticated role may use.
-ANY_ROLE = {"/api/v1/me"}
+ANY_ROLE = {"/api/v1/me", *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type"))}
 
 PARTICIPANT = {
     "name": "Jan Jansen",
@@ -56,6 +59,8 @@ BODY_BY_MODEL = {
     ActionEdit: {"description": "Man in blauwe jas"},
     UpdateCreate: {"text": "Hij draagt nu een pet"},
     CloseRequest: {"outcome": "none"},
+    OutcomeRequest: {"outcome": "direct", "outcome_detail": "arrest"},
+    TipMark: {"useful": True},
     ParticipantIn: PARTICIPANT,
     MunicipalityIn: {"cbs_code": "GM0307", "name": "Amersfoort", "region": "Midden-Nederland"},
     CentralistIn: {"name": "B. Eller", "meldkamer": "Midden-Nederland", "dial_string": "PJSIP/4022@mk"},
@@ -111,7 +116,7 @@ def _roles_refused(path: str) -> set[str]:
     """Who must get 403 on `path`, by prefix; every API path must fall in a known group."""
     if path.startswith(ADMIN_ONLY):
         return {"centralist", "utrecht"}
-    if path.startswith(ACTIONS):
+    if path.startswith((ACTIONS, TIPS)):
         return {"utrecht"}
     if path.startswith(PARTICIPANTS):
         return {"centralist"}

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
-from gateway.api.routes import actions, admin, media, participants, web
+from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.auth import SESSION_COOKIE
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
@@ -57,6 +57,13 @@ def create_app(
                         "reconcile",
                         settings.reconcile_interval_seconds,
                         lambda: reconcile(sessions, queue, settings.reconcile_grace_seconds),
+                    )
+                ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "stats-rollup",
+                        settings.stats_rollup_seconds,
+                        lambda: housekeeping.roll_up_statistics(sessions, settings),
                     )
                 ),
             ]
@@ -107,7 +114,7 @@ def create_app(
             session.execute(text("SELECT 1"))
         return {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}
 
-    for module in (actions, participants, admin, media):
+    for module in (actions, participants, admin, stats, tips, media):
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequireCredentials)

@@ -146,6 +146,27 @@ class CloseRequest(Strict):
     note: Text(500) | None = Field(None, description="Told to participants instead of the standard sentence.")
 
 
+class OutcomeRequest(Strict):
+    """The outcome of a closed action, set or corrected after the close."""
+
+    outcome: Outcome
+    outcome_detail: Literal[OUTCOME_DETAILS] | None = Field(None, description="What happened.")
+    note: Text(500) | None = Field(None, description="Replaces the stored note when given.")
+
+
+class TipMark(Strict):
+    """Fields left out stay as they are; null clears a mark."""
+
+    useful: bool | None = None
+    led_to_success: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TipMark:
+        if not self.model_fields_set:
+            raise ValueError("give useful and/or led_to_success")
+        return self
+
+
 class QueuedPublic(BaseModel):
     action: ActionPublic
     queued: dict[str, int] = Field(description="Messages queued per channel by this step.")
@@ -177,6 +198,8 @@ class TipPublic(BaseModel):
     sms_text: str | None
     useful: bool | None
     led_to_success: bool | None
+    marked_by: int | None = None
+    marked_at: datetime | None = None
 
 
 # --- participants ---------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from gateway.api.schemas import (
     ActionEdit,
     ActionPublic,
     CloseRequest,
+    OutcomeRequest,
     PreviewPublic,
     ProgressRow,
     QueuedPublic,
@@ -28,6 +29,7 @@ from gateway.config import Settings
 from gateway.actions import wording
 from gateway.errors import Conflict, Invalid
 from gateway.queue import publish_messages
+from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
 from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role, Tip
 from gateway.tipline.lookup import sync_action
@@ -170,6 +172,14 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
         session, action_id, _now(), outcome=body.outcome, outcome_detail=body.outcome_detail, note=body.note
     )
     return _commit_and_queue(request, session, action_id, queued)
+
+
+@router.post("/{action_id}/outcome", response_model=ActionPublic)
+def set_outcome(action_id: ActionId, body: OutcomeRequest, session: SessionDep, user: CentralistDep):
+    """Set or correct the outcome of a closed (or expired) action; nothing is sent again."""
+    action = marking.set_outcome(session, user, action_id, body.outcome, body.outcome_detail, body.note)
+    session.commit()
+    return _public(action)
 
 
 @router.get("/{action_id}/progress", response_model=list[ProgressRow])
