@@ -4,6 +4,7 @@
 #   ffmpeg                         decodes gTTS's MP3 for pydub
 #   debootstrap, debian-archive-keyring
 #                                  to build the Debian sid chroot that runs the real Asterisk 22
+#   chromium                       the browser the console's Playwright tests drive (no browser download)
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"
