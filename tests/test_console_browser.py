@@ -25,7 +25,7 @@ from gateway.config import Settings  # noqa: E402
 from gateway.outbox import drain  # noqa: E402
 from gateway.queue import MemoryQueue  # noqa: E402
 from gateway.storage.db import make_engine, session_factory  # noqa: E402
-from gateway.storage.models import Action, Outcome, Participant  # noqa: E402
+from gateway.storage.models import Action, Outcome, Participant, Tip  # noqa: E402
 from ivr import simulator  # noqa: E402
 from ivr.context import IvrContext  # noqa: E402
 from ivr.handlers import registry  # noqa: E402
@@ -214,6 +214,14 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     src = recording.get_attribute("src")
     response = page.request.get(live.base + src)  # the page's session cookie authenticates
     assert response.status == 200 and response.body()[:4] == b"RIFF"
+    # Marking the tip (the statistics count it): the buttons show the mark once it is stored.
+    tip.locator("[data-mark=useful]").click()
+    expect(tip.locator("[data-mark=useful]")).to_have_class(re.compile(r"\bon\b"), timeout=WAIT_MS)
+    tip.locator("[data-mark=led_to_success]").click()
+    expect(tip.locator("[data-mark=led_to_success]")).to_have_class(re.compile(r"\bon\b"), timeout=WAIT_MS)
+    with live.sessions() as s:
+        marked = s.scalars(select(Tip)).one()
+        assert (marked.useful, marked.led_to_success, marked.action_id) == (True, True, action.id)
     shot(page, "console-3-live")
 
     page.fill("#update-text", "Sanne heeft mogelijk een rode step bij zich.")
@@ -280,3 +288,25 @@ def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(l
     assert page.request.delete(f"{live.base}/api/v1/participants/{zeister}", headers={"X-Burgernet-Request": "1"}).status == 403
     with live.sessions() as s:
         assert s.get(Participant, zeister) is not None
+
+
+def test_the_dashboard_shows_the_municipalitys_figures_against_the_region(live, page):
+    world = live.world
+    world.register("+31615000001", "+31615000002")  # Utrecht's
+    action = world.launch("Overval op een juwelier; man met rode jas.")
+    drain(live.sessions, live.queue, "sms")
+    world.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "direct", "outcome_detail": "arrest"})
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    expect(page.locator("[data-figure=actions] .value")).to_have_text("1", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=direct] .value")).to_have_text("100,0\u00a0%")
+    rows = page.locator("#area-actions tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Overval")
+    expect(rows.first).to_contain_text("Direct succes")
+    # The charts are drawn from the statistics API: this month's sign-ups, and success side by side.
+    signups = page.evaluate("() => Chart.getChart('signups-chart').data.datasets.map(d => d.data.at(-1))")
+    assert signups == [2, 2, 0], signups  # total, new, unsubscribed (drawn below the axis)
+    success = page.evaluate("() => Chart.getChart('success-chart').data.datasets.map(d => [d.label, d.data[1]])")
+    assert success == [["Utrecht", 100], ["gemiddelde Midden-Nederland", 100], ["landelijk", 100]], success
+    shot(page, "dashboard-figures")
+    assert page.problems == [], page.problems

@@ -74,7 +74,7 @@ function showSignups(series) {
   });
 }
 
-function showComparison({ rows, region_average: region }) {
+function showComparison({ rows, region_average: region, national_average: national }) {
   const own = rows.find((r) => r.cbs_code === state.municipality?.cbs_code) || {};
   const keys = [["actions_with_tip_share", "acties met tip"], ["direct_success_rate", "direct succes"], ["indirect_success_rate", "indirect succes"]];
   const pct = (v) => (v === null || v === undefined ? null : +(v * 100).toFixed(1));
@@ -85,6 +85,7 @@ function showComparison({ rows, region_average: region }) {
       datasets: [
         { label: state.municipality?.name || "gemeente", data: keys.map(([k]) => pct(own[k])), backgroundColor: "#154273" },
         { label: `gemiddelde ${state.municipality?.region || "regio"}`, data: keys.map(([k]) => pct(region?.[k])), backgroundColor: "#e17000" },
+        { label: "landelijk", data: keys.map(([k]) => pct(national?.[k])), backgroundColor: "#9aa5b1" },
       ],
     },
     options: { scales: { y: { beginAtZero: true, suggestedMax: 100, title: { display: true, text: "%" } } } },
@@ -181,7 +182,7 @@ $("#participant-form").addEventListener("submit", async (event) => {
   try {
     await api(p ? `/api/v1/participants/${p.id}` : "/api/v1/participants", { method: p ? "PUT" : "POST", json: formBody() });
     $("#participant-dialog").close();
-    await loadParticipants();
+    await Promise.all([loadParticipants(), loadFigures()]);
   } catch (err) {
     say($("#participant-message"), errorText(err), "error");
   }
@@ -209,7 +210,7 @@ $("#import").addEventListener("click", async () => {
     } else {
       say(message, `${summary}. Geen fouten.`, "ok");
     }
-    await loadParticipants();
+    await Promise.all([loadParticipants(), loadFigures()]);
   } catch (err) {
     say(message, errorText(err), "error");
   }

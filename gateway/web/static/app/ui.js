@@ -20,7 +20,7 @@ export function h(tag, attrs = {}, ...children) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 export const number = (n) => (n === null || n === undefined ? "–" : new Intl.NumberFormat("nl-NL").format(n));
-export const percent = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1).replace(".", ",")} %`);
+export const percent = (r) => (r === null || r === undefined ? "–" : `${(r * 100).toFixed(1).replace(".", ",")}\u00a0%`);
 export const dateTime = (s) =>
   s ? new Date(s).toLocaleString("nl-NL", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }) : "–";
 export const time = (s) => (s ? new Date(s).toLocaleTimeString("nl-NL", { hour: "2-digit", minute: "2-digit", second: "2-digit" }) : "–");
