@@ -227,16 +227,25 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     page.fill("#update-text", "Sanne heeft mogelijk een rode step bij zich.")
     page.click("#send-update")
     expect(page.locator("#live-message")).to_contain_text("Update verstuurd naar 10", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "12", timeout=WAIT_MS)
 
     page.select_option("#outcome", "direct")
     page.select_option("#outcome-detail", "person_found")
     page.click("#close-action")
     expect(page.locator("#live-status")).to_have_text("Afgesloten", timeout=WAIT_MS)
     expect(page.locator("#outcome-text")).to_contain_text("Direct succes — Persoon gevonden")
+    # What had not gone out is cancelled; the eight numbers reached get the closing message.
+    expect(page.locator("[data-figure=cancelled]")).to_have_attribute("data-count", "12", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "0")
+    expect(page.locator("#closing-progress")).to_contain_text("8 SMS in wachtrij")
+    # A later correction of the outcome (nothing is sent again).
+    page.select_option("#outcome", "indirect")
+    page.click("#correct-outcome")
+    expect(page.locator("#outcome-text")).to_contain_text("Indirect succes — Persoon gevonden", timeout=WAIT_MS)
     shot(page, "console-4-closed")
     with live.sessions() as s:
         action = s.scalars(select(Action)).one()
-        assert (action.status.value, action.outcome, action.outcome_detail) == ("closed", Outcome.direct, "person_found")
+        assert (action.status.value, action.outcome, action.outcome_detail) == ("closed", Outcome.indirect, "person_found")
     assert page.problems == [], page.problems
 
 

@@ -21,6 +21,11 @@ async function drawBackground() {
   if (state.config.map_tiles_url) {
     L.tileLayer(state.config.map_tiles_url, { maxZoom: 19 }).addTo(map);
   }
+  else {
+    const hint = L.control({ position: "bottomleft" });
+    hint.onAdd = () => h("div", { class: "map-hint" }, "Kaart zonder ondergrond (MAP_TILES_URL niet ingesteld): alleen landsgrenzen.");
+    hint.addTo(map);
+  }
   // RULE: without a configured tile server the map is the bundled outline of NL, BE and DE.
   const outline = await (await fetch("/static/geo/nl-be-de.geojson")).json();
   L.geoJSON(outline, {
@@ -213,6 +218,9 @@ function follow(action) {
   $("#tip-count").textContent = "0";
   say($("#live-message"), "");
   showAction(action);
+  $("#outcome").value = action.outcome || "none";
+  $("#outcome-detail").value = action.outcome_detail || "";
+  $("#outcome-note").value = "";
   state.streams.push(stream(`/api/v1/actions/${action.id}/progress/stream`, "progress", (data) => {
     showAction(data.action);
     showProgress(data.rows);
@@ -229,6 +237,9 @@ function showAction(action) {
   const closed = action.status === "closed";
   $("#live-open").hidden = closed;
   $("#live-closed").hidden = !closed;
+  $("#close-action").hidden = closed;
+  $("#correct-outcome").hidden = !closed;
+  $("#outcome-note-label").textContent = closed ? "Notitie (optioneel)" : "Eigen slotzin voor deelnemers (optioneel)";
   if (closed) {
     const detail = action.outcome_detail ? ` — ${OUTCOME_DETAILS[action.outcome_detail] || action.outcome_detail}` : "";
     $("#outcome-text").textContent = action.outcome
@@ -237,6 +248,12 @@ function showAction(action) {
   }
   if (statusChanged) loadActions();
 }
+
+const CHANNELS = { sms: "SMS", voice: "spraak" };
+const MESSAGE_STATUS = {
+  queued: "in wachtrij", sending: "bezig", submitted: "verzonden", delivered: "afgeleverd", answered: "opgenomen",
+  failed: "mislukt", cancelled: "geannuleerd",
+};
 
 // RULE: what the centralist follows — alerts and updates; the closing message is counted apart.
 function showProgress(rows) {
@@ -261,7 +278,7 @@ function showProgress(rows) {
   );
   const closing = rows.filter((r) => r.kind === "closing");
   $("#closing-progress").textContent = closing.length
-    ? `Slotbericht: ${closing.map((r) => `${number(r.count)} ${r.channel} ${r.status}`).join(", ")}`
+    ? `Slotbericht: ${closing.map((r) => `${number(r.count)} ${CHANNELS[r.channel]} ${MESSAGE_STATUS[r.status]}`).join(", ")}`
     : "";
 }
 
@@ -321,10 +338,25 @@ $("#send-update").addEventListener("click", async () => {
   }
 });
 
-$("#close-action").addEventListener("click", async () => {
+function outcomeBody() {
   const body = { outcome: $("#outcome").value };
   if ($("#outcome-detail").value) body.outcome_detail = $("#outcome-detail").value;
   if ($("#outcome-note").value.trim()) body.note = $("#outcome-note").value.trim();
+  return body;
+}
+
+// A closed (or expired) action's outcome, set or corrected afterwards: nothing is sent again.
+$("#correct-outcome").addEventListener("click", async () => {
+  try {
+    showAction(await api(`/api/v1/actions/${state.action.id}/outcome`, { method: "POST", json: outcomeBody() }));
+    say($("#live-message"), "Resultaat opgeslagen.", "ok");
+  } catch (err) {
+    say($("#live-message"), errorText(err), "error");
+  }
+});
+
+$("#close-action").addEventListener("click", async () => {
+  const body = outcomeBody();
   if (!confirm("Actie afsluiten? Deelnemers krijgen een slotbericht.")) return;
   try {
     const result = await api(`/api/v1/actions/${state.action.id}/close`, { method: "POST", json: body });
