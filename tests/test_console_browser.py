@@ -277,6 +277,43 @@ def test_municipality_imports_a_csv_and_is_told_which_rows_are_wrong_and_why(liv
     assert page.problems == [], page.problems
 
 
+def test_municipality_adds_and_edits_a_participant(live, page):
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    page.click("#add-participant")
+    page.fill("#p-name", "Eva Visser")
+    page.fill("#p-phone", "12345")
+    address = page.locator("#p-addresses fieldset").first
+    address.locator("[name=postcode]").fill("3511 AB")
+    address.locator("[name=house_number]").fill("7")
+    address.locator("[name=lat]").fill("52,0907")  # a Dutch decimal comma is fine
+    address.locator("[name=lon]").fill("5.1214")
+    page.click("#p-save")
+    expect(page.locator("#participant-message")).to_contain_text("phone", timeout=WAIT_MS)  # told what is wrong
+    page.fill("#p-phone", "06 1234 0009")
+    page.click("#p-save")
+    row = page.locator("#participants tbody tr", has_text="Eva Visser")
+    expect(row).to_contain_text("+31612340009", timeout=WAIT_MS)
+    row.get_by_role("button", name="Wijzigen").click()
+    expect(page.locator("#p-name")).to_have_value("Eva Visser")
+    page.fill("#p-name", "Eva de Visser")
+    page.click("#p-add-address")
+    second = page.locator("#p-addresses fieldset").nth(1)
+    second.locator("[name=postcode]").fill("3512 CD")
+    second.locator("[name=house_number]").fill("9")
+    second.locator("[name=lat]").fill("52.09")
+    second.locator("[name=lon]").fill("5.12")
+    second.locator("[name=channel]").select_option("voice")
+    shot(page, "dashboard-participant-dialog")
+    page.click("#p-save")
+    row = page.locator("#participants tbody tr", has_text="Eva de Visser")
+    expect(row).to_contain_text("3511 AB 7; 3512 CD 9", timeout=WAIT_MS)
+    expect(row).to_contain_text("SMS, spraak")
+    with live.sessions() as s:
+        stored = s.scalars(select(Participant)).one()
+        assert (stored.name, stored.municipality_id, len(stored.addresses)) == ("Eva de Visser", live.world.utrecht.id, 2)
+    shot(page, "dashboard-participant")
+
+
 def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(live, page):
     live.world.register("+31614000001")  # Utrecht's (ApiWorld registers for Utrecht)
     with live.sessions() as s:

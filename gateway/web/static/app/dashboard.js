@@ -69,7 +69,10 @@ function showSignups(series) {
       ],
     },
     options: {
-      scales: { y: { title: { display: true, text: "per maand" } }, total: { position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "totaal" } } },
+      scales: {
+        y: { ticks: { precision: 0 }, title: { display: true, text: "per maand" } },
+        total: { position: "right", beginAtZero: true, ticks: { precision: 0 }, grid: { drawOnChartArea: false }, title: { display: true, text: "totaal" } },
+      },
     },
   });
 }
