@@ -215,23 +215,34 @@ async def action_progress_stream(action_id: ActionId, request: Request, user: Ce
             rows = _progress(session, action_id)
         return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows]})
 
-    first = await asyncio.to_thread(snapshot)  # a 404 for an unknown action, before streaming starts
-    return StreamingResponse(_changes("progress", first, snapshot, request), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    last: list[str | None] = [None]
+
+    def events_of(current: str):
+        if current != last[0]:
+            last[0] = current
+            yield f"event: progress\ndata: {current}\n\n"
+
+    return await _event_stream(request, snapshot, events_of)
 
 
-async def _changes(event: str, first: str, snapshot, request: Request):
-    """One event each time `snapshot()` differs from the last one sent, polled every TIP_POLL_SECONDS."""
-    last = None
-    current = first
-    while True:
-        if current != last:
-            last = current
-            yield f"event: {event}\ndata: {current}\n\n"
-        yield ": keep-alive\n\n"
-        await asyncio.sleep(TIP_POLL_SECONDS)
-        if await request.is_disconnected():
-            return
-        current = await asyncio.to_thread(snapshot)
+async def _event_stream(request: Request, snapshot, events_of) -> StreamingResponse:
+    """Server-sent events: `snapshot()` (run in a thread) polled every TIP_POLL_SECONDS, and the
+    events `events_of(snapshot)` finds in it. The first snapshot is taken before the response
+    starts, so that an unknown action is still a plain 404."""
+    first = await asyncio.to_thread(snapshot)
+
+    async def events():
+        current = first
+        while True:
+            for event in events_of(current):
+                yield event
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(TIP_POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            current = await asyncio.to_thread(snapshot)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 def _tips(session: Session, action_id: int) -> list[TipPublic]:
@@ -260,20 +271,12 @@ async def action_tips_stream(action_id: ActionId, request: Request, user: Centra
             lifecycle.get_action(session, action_id)
             return _tips(session, action_id)
 
-    first = await asyncio.to_thread(snapshot)  # a 404 for an unknown action, before streaming starts
+    seen: dict[int, TipPublic] = {}
 
-    async def events():
-        seen: dict[int, TipPublic] = {}
-        tips = first
-        while True:
-            for tip in reversed(tips):  # oldest first
-                if seen.get(tip.id) != tip:
-                    seen[tip.id] = tip
-                    yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
-            yield ": keep-alive\n\n"
-            await asyncio.sleep(TIP_POLL_SECONDS)
-            if await request.is_disconnected():
-                return
-            tips = await asyncio.to_thread(snapshot)
+    def events_of(tips: list[TipPublic]):
+        for tip in reversed(tips):  # oldest first
+            if seen.get(tip.id) != tip:
+                seen[tip.id] = tip
+                yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return await _event_stream(request, snapshot, events_of)
