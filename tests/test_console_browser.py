@@ -334,6 +334,13 @@ def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(l
     assert page.request.delete(f"{live.base}/api/v1/participants/{zeister}", headers={"X-Burgernet-Request": "1"}).status == 403
     with live.sessions() as s:
         assert s.get(Participant, zeister) is not None
+    # Logging out ends the session for the page and for the API.
+    page.click("#logout")
+    expect(page).to_have_url(re.compile(r"/login/$"))
+    assert page.request.get(f"{live.base}/api/v1/participants").status == 401
+    page.fill("#api-key", "bn_not_a_real_key")
+    page.click("button[type=submit]")
+    expect(page.locator("#login-message")).to_have_text("Deze sleutel is onbekend of ingetrokken.")
 
 
 def test_the_dashboard_shows_the_municipalitys_figures_against_the_region(live, page):
