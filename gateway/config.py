@@ -47,6 +47,8 @@ class Settings(BaseSettings):
 
     # Telephony numbers shown in messages.
     tip_line: str = "0800-0011"
+    # The sender of the CAP 1.2 alerts this gateway exports (GET /api/v1/actions/{id}/cap).
+    cap_sender: str = "burgernet@politie.nl"
 
     # The tip line's IVR (FastAGI server `burgernet ivr`).
     ivr_host: str = "127.0.0.1"

@@ -21,7 +21,6 @@ during the load and rebuilt (and the foreign keys validated) afterwards.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -234,16 +233,21 @@ def _messages(conn, cur, reach: list, say) -> int:
     _copy(cur, "reach_plan", ("action_id", "alert", "upd", "closing", "municipality_id", "n", "off", "size",
                               "launched", "closed"), [(*r[:8], _stamp(r[8]), _stamp(r[9])) for r in reach])
     conn.execute(text("ANALYZE ranked; ANALYZE reach_plan"))
-    # One row per recipient: the n participants from `off` on, wrapping round the municipality.
-    conn.execute(text("""
-        CREATE TEMP TABLE recipient ON COMMIT DROP AS
+    # One row per recipient: the n participants from `off` on, wrapping round the municipality
+    # (two plain range joins, each an index range scan; an OR of both would scan the municipality).
+    select = """
         SELECT rp.action_id, rp.alert, rp.upd, rp.closing, rp.launched, rp.closed, r.id AS participant_id, r.phone,
                CASE WHEN (r.id * 7 + rp.action_id) % 100 < 20 THEN 'voice' ELSE 'sms' END AS ch,
                ((r.id * 2654435761 + rp.action_id * 40503) % 1000) AS h
-        FROM reach_plan rp
-        JOIN ranked r ON r.municipality_id = rp.municipality_id
-         AND ((r.rn >= rp.off AND r.rn < rp.off + rp.n) OR (r.rn < rp.off + rp.n - rp.size))
-    """))
+        FROM reach_plan rp JOIN ranked r ON r.municipality_id = rp.municipality_id AND r.rn >= {lo} AND r.rn < {hi}
+    """
+    conn.execute(text(
+        "CREATE TEMP TABLE recipient ON COMMIT DROP AS "
+        + select.format(lo="rp.off", hi="rp.off + rp.n")
+        + " UNION ALL "
+        + select.format(lo="0", hi="rp.off + rp.n - rp.size")
+    ))
+    say("recipients chosen")
     written = 0
     columns = "bulletin_id, action_id, phone, participant_id, channel, status, attempts, created_at, enqueued_at, sent_at, final_at"
     for label, sql in (

@@ -344,3 +344,19 @@ def test_setting_the_outcome_after_the_close_changes_the_figures(world):
     api.call(_other_centralist(api), "POST", f"/api/v1/actions/{ids['A4']}/outcome", expect=403, json={"outcome": "none"})
     api.call("utrecht", "POST", f"/api/v1/actions/{ids['A4']}/outcome", expect=403, json={"outcome": "none"})
     assert api.call("admin", "POST", f"/api/v1/actions/{ids['A4']}/outcome", json={"outcome": "none"})["outcome"] == "none"
+
+
+# --- the pure definitions ------------------------------------------------------------------------
+
+
+def test_rates_and_buckets():
+    from datetime import date
+
+    from gateway.stats.definitions import Period, bucket_of, buckets, rate
+
+    assert (rate(1, 4), rate(0, 4), rate(0, 0)) == (0.25, 0.0, None)
+    assert bucket_of(date(2026, 1, 4), "week") == "2025-12-29"  # a Sunday belongs to the Monday before
+    assert bucket_of(date(2026, 1, 5), "week") == "2026-01-05"
+    assert buckets(Period(date(2025, 11, 30), date(2026, 2, 1)), "month") == ["2025-11", "2025-12", "2026-01", "2026-02"]
+    assert buckets(Period(date(2026, 1, 1), date(2026, 1, 1)), "week") == ["2025-12-29"]
+    assert Period(date(2026, 1, 1), date(2026, 1, 31)).upper == at("2026-02-01 00:00")

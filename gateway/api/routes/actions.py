@@ -5,11 +5,13 @@ import json
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway import cap
 from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
@@ -31,7 +33,7 @@ from gateway.errors import Conflict, Invalid
 from gateway.queue import publish_messages
 from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
-from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role, Tip
+from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip
 from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -57,20 +59,24 @@ def _public(action: Action) -> ActionPublic:
     return ActionPublic.model_validate(action)
 
 
+def _owner(session: Session, user, centralist_id: int | None) -> int:
+    """The centralist a new action belongs to: herself, or the one an admin names."""
+    if user.role == Role.centralist:
+        if centralist_id not in (None, user.centralist_id):
+            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
+        return user.centralist_id
+    if centralist_id is None:
+        raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
+    if session.get(Centralist, centralist_id) is None:
+        raise Invalid(f"centralist {centralist_id} does not exist", field="centralist_id")
+    return centralist_id
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ActionPublic)
 def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Create a draft action; nothing is sent until it is launched."""
     _check_action(settings, body.radius_m, body.description)
-    if user.role == Role.centralist:
-        if body.centralist_id not in (None, user.centralist_id):
-            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
-        owner = user.centralist_id
-    else:
-        if body.centralist_id is None:
-            raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
-        owner = body.centralist_id
-    if session.get(Centralist, owner) is None:
-        raise Invalid(f"centralist {owner} does not exist", field="centralist_id")
+    owner = _owner(session, user, body.centralist_id)
     action = Action(
         type=body.type,
         description=body.description,
@@ -280,3 +286,52 @@ async def action_tips_stream(action_id: ActionId, request: Request, user: Centra
                 yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
 
     return await _event_stream(request, snapshot, events_of)
+
+
+# --- CAP 1.2 ---------------------------------------------------------------------------------------
+
+
+async def _xml_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post(
+    "/import-cap",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ActionPublic,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}},
+)
+def import_cap(
+    user: CentralistDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    document: Annotated[bytes, Depends(_xml_body)],
+    centralist_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins: the owning centralist")] = None,
+):
+    """A draft action from an OASIS CAP 1.2 alert (XML body); nothing is sent until it is launched."""
+    alert = cap.parse(document)
+    try:
+        body = ActionCreate(type=alert.type, description=alert.description, lat=alert.lat, lon=alert.lon,
+                            radius_m=alert.radius_m, channels=alert.channels)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise Invalid(f"CAP: {field}: {first['msg']}", field=field) from None
+    _check_action(settings, body.radius_m, body.description)
+    action = Action(type=body.type, description=body.description, lat=body.lat, lon=body.lon, radius_m=body.radius_m,
+                    send_sms="sms" in body.channels, send_voice="voice" in body.channels,
+                    centralist_id=_owner(session, user, centralist_id))
+    session.add(action)
+    session.commit()
+    return _public(action)
+
+
+@router.get("/{action_id}/cap", response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "The action as a CAP 1.2 alert."}})
+def export_cap(action_id: ActionId, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """The action as an OASIS CAP 1.2 alert: Alert, Update after an update, Cancel once closed."""
+    action = lifecycle.get_action(session, action_id)
+    updates = session.scalar(select(func.count()).select_from(Bulletin).where(
+        Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.update))
+    outcome = wording.closing_body(action.outcome, action.outcome_detail, action.outcome_note) if action.closed_at else None
+    return Response(cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome), media_type="application/xml")
