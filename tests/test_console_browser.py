@@ -243,6 +243,8 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     page.click("#correct-outcome")
     expect(page.locator("#outcome-text")).to_contain_text("Indirect succes — Persoon gevonden", timeout=WAIT_MS)
     shot(page, "console-4-closed")
+    cap = page.request.get(live.base + page.locator("#cap-link").get_attribute("href"))
+    assert cap.status == 200 and b"<msgType>Cancel</msgType>" in cap.body()  # the closed action, for other systems
     with live.sessions() as s:
         action = s.scalars(select(Action)).one()
         assert (action.status.value, action.outcome, action.outcome_detail) == ("closed", Outcome.indirect, "person_found")

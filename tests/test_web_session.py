@@ -145,3 +145,16 @@ def test_pages_are_served_with_a_strict_content_security_policy(api):
     assert api.client.get("/static/geo/nl-be-de.geojson").json()["features"][0]["type"] == "Feature"
     for licence in ("leaflet/LICENSE", "chart.js/LICENSE.md", "world-atlas/LICENSE"):
         assert (STATIC_DIR / "vendor" / licence).is_file()
+
+
+def test_in_production_the_cookie_is_secure(api):
+    from fastapi.testclient import TestClient
+
+    from gateway.api.app import create_app
+    from gateway.queue import MemoryQueue
+
+    settings = api.settings.model_copy(update={"environment": "production"})
+    app = create_app(settings, sessions=api.sessions, queue=MemoryQueue(), housekeeping_jobs=False)
+    with TestClient(app, base_url="https://testserver") as client:
+        r = client.post("/auth/login", json={"api_key": api.keys["centralist"]}, headers=CSRF)
+    assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()

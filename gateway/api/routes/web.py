@@ -91,15 +91,14 @@ def dashboard_page(settings: SettingsDep) -> FileResponse:
 
 
 @router.post("/auth/login", response_model=LoginPublic)
-def login(body: LoginRequest, request: Request, response: Response, settings: SettingsDep):
+def login(body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep):
     """Exchange an API key for a session cookie (HttpOnly, SameSite=Strict) for the pages."""
     if auth.CSRF_HEADER not in request.headers:
         raise Forbidden(f"log in from the login page (the {auth.CSRF_HEADER} header is missing)", reason="csrf")
-    with request.app.state.sessions() as session:
-        user = auth.authenticate(session, settings.secret_key, body.api_key)
-        expires = int(time.time() + settings.session_hours * 3600)
-        token = auth.session_token(settings.secret_key, user, expires)
-        public = UserPublic.model_validate(user)
+    user = auth.authenticate(session, settings.secret_key, body.api_key)
+    expires = int(time.time() + settings.session_hours * 3600)
+    token = auth.session_token(settings.secret_key, user, expires)
+    public = UserPublic.model_validate(user)
     response.set_cookie(
         auth.SESSION_COOKIE,
         token,

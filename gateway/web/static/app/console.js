@@ -233,6 +233,8 @@ function showAction(action) {
   state.action = action;
   $("#live-title").textContent = `${action.action_code ? `Actie ${action.action_code}` : `Actie #${action.id}`} · ${ACTION_TYPES[action.type]}`;
   $("#live-title").append(" ", h("span", { class: `badge ${action.status}`, id: "live-status" }, STATUS[action.status]));
+  $("#cap-link").href = `/api/v1/actions/${action.id}/cap`;
+  $("#cap-link").setAttribute("download", `burgernet-actie-${action.action_code || action.id}.xml`);
   $("#live-description").textContent = `${action.description} — gestart ${dateTime(action.launched_at)}, straal ${number(action.radius_m)} m`;
   const closed = action.status === "closed";
   $("#live-open").hidden = closed;
