@@ -17,19 +17,19 @@ import pytest
 import uvicorn
 
 from playwright.sync_api import expect, sync_playwright
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import select
 
-from conftest import UTRECHT, ApiWorld, _empty_tables  # noqa: E402
-from gateway.api.app import create_app  # noqa: E402
-from gateway.config import Settings  # noqa: E402
-from gateway.outbox import drain  # noqa: E402
-from gateway.queue import MemoryQueue  # noqa: E402
-from gateway.storage.db import make_engine, session_factory  # noqa: E402
-from gateway.storage.models import Action, Outcome, Participant, Tip  # noqa: E402
-from ivr import simulator  # noqa: E402
-from ivr.context import IvrContext  # noqa: E402
-from ivr.handlers import registry  # noqa: E402
-from ivr.server import FastAGIServer  # noqa: E402
+from conftest import UTRECHT, ApiWorld, _empty_tables
+from gateway.api.app import create_app
+from gateway.config import Settings
+from gateway.outbox import drain
+from gateway.queue import MemoryQueue
+from gateway.storage.db import make_engine, session_factory
+from gateway.storage.models import Action, Channel, Message, MessageStatus, Outcome, Participant, Tip, TipChannel
+from ivr import simulator
+from ivr.context import IvrContext
+from ivr.handlers import registry
+from ivr.server import FastAGIServer
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
@@ -167,6 +167,17 @@ def _tip_call(sessions, caller: str, recordings: Path) -> None:
         ctx.tips.close()
 
 
+def _voice_messages(live) -> list[int]:
+    with live.sessions() as s:
+        return list(s.scalars(select(Message.id).where(Message.channel == Channel.voice).order_by(Message.id)))
+
+
+def _set_status(live, message_id: int, status: MessageStatus) -> None:
+    with live.sessions() as s:
+        s.get(Message, message_id).status = status
+        s.commit()
+
+
 def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     _register_around_utrecht(live.world)
     log_in(page, live, "centralist", r"/console/$")
@@ -188,7 +199,7 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     with page.expect_response(lambda r: "/audio" in r.url) as audio:
         page.click("#play")
     assert audio.value.status in (200, 206) and audio.value.headers["content-type"] == "audio/wav"  # 206: a media range request
-    page.wait_for_function("document.querySelector('#audio').duration > 1", timeout=WAIT_MS)  # the browser decoded speech
+    page.wait_for_function("() => document.querySelector('#audio').duration > 1", timeout=WAIT_MS)  # the browser decoded speech
     shot(page, "console-2-draft")
 
     with live.sessions() as s:
@@ -205,6 +216,18 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     expect(page.locator("[data-figure=sent]")).to_have_attribute("data-count", "8", timeout=WAIT_MS)
     expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "2")
 
+    # The voice worker's states, as it would write them: one call ringing, then one answered.
+    voice = _voice_messages(live)
+    _set_status(live, voice[0], MessageStatus.sending)
+    expect(page.locator("[data-figure=calling]")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+    _set_status(live, voice[0], MessageStatus.answered)
+    expect(page.locator("[data-figure=answered]")).to_have_attribute("data-count", "1", timeout=WAIT_MS)
+    expect(page.locator("[data-figure=calling]")).to_have_attribute("data-count", "0")
+
+    with live.sessions() as s:  # an SMS reply, as the SMS channel logs it
+        s.add(Tip(channel=TipChannel.sms, action_id=action.id, caller_number="+31610000001", sms_text="Ik zie haar bij de bakker"))
+        s.commit()
+    expect(page.locator(".tip[data-channel=sms]")).to_contain_text("Ik zie haar bij de bakker", timeout=WAIT_MS)
     _tip_call(live.sessions, "0610000000", live.settings.recordings_dir)
     tip = page.locator(".tip[data-channel=call]")
     expect(tip).to_have_count(1, timeout=WAIT_MS)
@@ -220,24 +243,25 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     tip.locator("[data-mark=led_to_success]").click()
     expect(tip.locator("[data-mark=led_to_success]")).to_have_class(re.compile(r"\bon\b"), timeout=WAIT_MS)
     with live.sessions() as s:
-        marked = s.scalars(select(Tip)).one()
+        marked = s.scalars(select(Tip).where(Tip.channel == TipChannel.call)).one()
         assert (marked.useful, marked.led_to_success, marked.action_id) == (True, True, action.id)
     shot(page, "console-3-live")
 
     page.fill("#update-text", "Sanne heeft mogelijk een rode step bij zich.")
     page.click("#send-update")
     expect(page.locator("#live-message")).to_contain_text("Update verstuurd naar 10", timeout=WAIT_MS)
-    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "12", timeout=WAIT_MS)
+    # The update goes to all ten; the second voice alert is still waiting: 11 queued.
+    expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "11", timeout=WAIT_MS)
 
     page.select_option("#outcome", "direct")
     page.select_option("#outcome-detail", "person_found")
     page.click("#close-action")
     expect(page.locator("#live-status")).to_have_text("Afgesloten", timeout=WAIT_MS)
     expect(page.locator("#outcome-text")).to_contain_text("Direct succes — Persoon gevonden")
-    # What had not gone out is cancelled; the eight numbers reached get the closing message.
-    expect(page.locator("[data-figure=cancelled]")).to_have_attribute("data-count", "12", timeout=WAIT_MS)
+    # What had not gone out is cancelled; the nine numbers reached (8 SMS, 1 answered call) get the closing message.
+    expect(page.locator("[data-figure=cancelled]")).to_have_attribute("data-count", "11", timeout=WAIT_MS)
     expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "0")
-    expect(page.locator("#closing-progress")).to_contain_text("8 SMS in wachtrij")
+    expect(page.locator("#closing-progress")).to_have_text("Slotbericht: 8 SMS in wachtrij, 1 spraak in wachtrij")
     # A later correction of the outcome (nothing is sent again).
     page.select_option("#outcome", "indirect")
     page.click("#correct-outcome")
