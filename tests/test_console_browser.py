@@ -367,6 +367,7 @@ def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(l
     page.fill("#api-key", "bn_not_a_real_key")
     page.click("button[type=submit]")
     expect(page.locator("#login-message")).to_have_text("Deze sleutel is onbekend of ingetrokken.")
+    shot(page, "login-refused")
 
 
 def test_the_dashboard_shows_the_municipalitys_figures_against_the_region(live, page):

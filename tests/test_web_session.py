@@ -158,3 +158,15 @@ def test_in_production_the_cookie_is_secure(api):
     with TestClient(app, base_url="https://testserver") as client:
         r = client.post("/auth/login", json={"api_key": api.keys["centralist"]}, headers=CSRF)
     assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+
+
+def test_the_bundled_packages_are_pinned_and_carry_no_download_addresses():
+    import json
+
+    web = STATIC_DIR.parent
+    pinned = json.loads((web / "package.json").read_text())["devDependencies"]
+    assert all(v[0].isdigit() for v in pinned.values()), pinned  # exact versions, no ranges
+    lock = json.loads((web / "package-lock.json").read_text())
+    assert not [p for p, entry in lock["packages"].items() if "resolved" in entry]
+    for name in pinned:
+        assert (STATIC_DIR / "vendor" / name.replace("@", "").replace("/", "-")).is_dir(), f"`make web` did not copy {name}"
