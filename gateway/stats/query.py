@@ -89,13 +89,14 @@ def reach(conn: Session | Connection, action_ids: Select):
 
     The unsettled actions (open or recently closed: a few dozen nationally) are looked up first,
     so that the usual case, a period without them, costs the plan nothing."""
-    unsettled = action_ids.where(~exists().where(_ru.c.action_id == _a.c.id))
-    ids = list(conn.scalars(unsettled.limit(_UNSETTLED_AS_VALUES + 1)))
+    not_rolled_up = ~exists().where(_ru.c.action_id == _a.c.id)
+    ids = list(conn.scalars(action_ids.where(not_rolled_up).limit(_UNSETTLED_AS_VALUES + 1)))
     settled = select(*(_r.c[name] for name in REACH_COLUMNS)).where(_r.c.action_id.in_(action_ids))
     if not ids:
         return settled.cte("reach")
-    if len(ids) <= _UNSETTLED_AS_VALUES:
-        unsettled = select(_a.c.id).where(_a.c.id.in_(ids))
+    # The condition is repeated: an action rolled up since the look-up must not count twice.
+    unsettled = (select(_a.c.id).where(_a.c.id.in_(ids), not_rolled_up) if len(ids) <= _UNSETTLED_AS_VALUES
+                 else action_ids.where(not_rolled_up))
     return union_all(settled, counted_reach(unsettled)).cte("reach")
 
 
