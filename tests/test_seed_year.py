@@ -43,3 +43,14 @@ def test_a_year_of_actions_at_the_products_rates(engine, sessions):
     assert rollup.roll_up_settled(sessions, NOW + timedelta(days=3), settle_hours=48) == 1_000
     with sessions() as s:
         assert query.summary_counts(s, period, Area(), None) == (counts, messages)
+
+
+def test_sign_ups_grow_over_the_years(engine):
+    """The population's sign-up dates make a trend: each recent year brings more than the one before."""
+    seed(engine, 4_000, now=NOW)
+    with engine.connect() as conn:
+        years = [conn.execute(text("SELECT count(*) FROM participant WHERE created_at >= :a AND created_at < :b"),
+                              {"a": NOW - timedelta(days=365 * (k + 1)), "b": NOW - timedelta(days=365 * k)}).scalar_one()
+                 for k in range(8)]
+    assert sum(years) >= 3_900  # all but those of the last few hours' rounding
+    assert years[0] > years[3] > years[7] > 0  # ~15/8 of the mean last year, ~1/8 eight years ago

@@ -220,6 +220,16 @@ def test_the_rollup_gives_the_same_figures(world):
     check_january(api)
 
 
+def test_the_housekeeping_job_rolls_up_what_has_settled(world):
+    from gateway import housekeeping
+
+    api, _ = world
+    # STATS_SETTLE_HOURS (48 by default) after 2026-01-20 14:00: A1–A4 and A7 have settled, A6 not yet.
+    assert housekeeping.roll_up_statistics(api.sessions, api.settings, at("2026-02-02 00:00")) == 5
+    assert housekeeping.roll_up_statistics(api.sessions, api.settings, at("2026-02-03 01:00")) == 1  # A6
+    check_january(api)
+
+
 def test_an_action_is_rolled_up_only_once_settled(world):
     api, ids = world
     # A6 closed 2026-02-01 01:00: not settled 47 hours later, settled 48 hours later.

@@ -9,15 +9,16 @@ all others are counted from their messages, so the figures are always current.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
-from sqlalchemy import String, and_, case, exists, func, or_, select, union_all
+from sqlalchemy import and_, case, exists, func, or_, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 
-from gateway.stats.definitions import ActionCounts, Area, MessageCounts, Period
+from gateway.stats.definitions import ActionCounts, Area, MessageCounts, Period, bucket_of
 from gateway.storage.models import (
     Action,
     ActionReach,
@@ -79,12 +80,24 @@ def counted_reach(action_ids: Select) -> Select:
     )
 
 
-def reach(action_ids: Select):
-    """`counted_reach` for these actions: rolled-up rows where there are, counted ones elsewhere."""
-    rolled = exists().where(_ru.c.action_id == _a.c.id)
+# Above this many unsettled actions their ids stay a subquery instead of a list of values.
+_UNSETTLED_AS_VALUES = 500
+
+
+def reach(conn: Session | Connection, action_ids: Select):
+    """`counted_reach` for these actions: rolled-up rows where there are, counted ones elsewhere.
+
+    The unsettled actions (open or recently closed: a few dozen nationally) are looked up first,
+    so that the usual case, a period without them, costs the plan nothing."""
+    not_rolled_up = ~exists().where(_ru.c.action_id == _a.c.id)
+    ids = list(conn.scalars(action_ids.where(not_rolled_up).limit(_UNSETTLED_AS_VALUES + 1)))
     settled = select(*(_r.c[name] for name in REACH_COLUMNS)).where(_r.c.action_id.in_(action_ids))
-    unsettled = counted_reach(action_ids.where(~rolled))
-    return union_all(settled, unsettled).cte("reach")
+    if not ids:
+        return settled.cte("reach")
+    # The condition is repeated: an action rolled up since the look-up must not count twice.
+    unsettled = (select(_a.c.id).where(_a.c.id.in_(ids), not_rolled_up) if len(ids) <= _UNSETTLED_AS_VALUES
+                 else action_ids.where(not_rolled_up))
+    return union_all(settled, counted_reach(unsettled)).cte("reach")
 
 
 def _actions_reaching(reach_rows, area: Area) -> Select:
@@ -96,13 +109,13 @@ def _actions_reaching(reach_rows, area: Area) -> Select:
     )
 
 
-def action_flags(action_ids: Select):
+def action_flags(action_ids: Select, period: Period):
     """Per action: type, closed, outcome flags and counted tips (RULE: tips while it was open)."""
     tips = (
         select(_t.c.action_id, func.count().label("tips"))
         .select_from(_t.join(_a, _a.c.id == _t.c.action_id))
         .where(
-            _t.c.action_id.in_(action_ids),
+            _t.c.received_at >= period.lower,  # a counted tip follows a launch in the period
             _t.c.received_at >= _a.c.launched_at,
             or_(_a.c.closed_at.is_(None), _t.c.received_at <= _a.c.closed_at),
         )
@@ -159,13 +172,13 @@ def summary_counts(
 ) -> tuple[ActionCounts, MessageCounts]:
     """Action-level and message-level counts for the summary."""
     scope = launched(period, action_type)
-    rows = reach(scope)
+    rows = reach(conn, scope)
     if area.municipality_ids is None:
         actions, mine = scope, rows
     else:
         actions = _actions_reaching(rows, area)
         mine = select(rows).where(rows.c.municipality_id.in_(area.municipality_ids)).subquery("mine")
-    flags = action_flags(actions)
+    flags = action_flags(actions, period)
     action_row = conn.execute(select(*_action_aggregates(flags))).one()
     message_row = conn.execute(_message_counts(mine)).one()
     return _counts(action_row), MessageCounts(**{k: int(v) for k, v in message_row._mapping.items()})
@@ -174,8 +187,8 @@ def summary_counts(
 def area_counts(conn: Session | Connection, period: Period, area: Area, action_type: ActionType | None) -> ActionCounts:
     """Action-level counts over every action that reached the area (the regional average)."""
     scope = launched(period, action_type)
-    actions = scope if area.municipality_ids is None else _actions_reaching(reach(scope), area)
-    return _counts(conn.execute(select(*_action_aggregates(action_flags(actions)))).one())
+    actions = scope if area.municipality_ids is None else _actions_reaching(reach(conn, scope), area)
+    return _counts(conn.execute(select(*_action_aggregates(action_flags(actions, period)))).one())
 
 
 def by_municipality(
@@ -184,7 +197,7 @@ def by_municipality(
     """Per municipality: action counts over the actions that reached it, and its recipients."""
     ids = list(municipality_ids)
     scope = launched(period, action_type)
-    rows = reach(scope)
+    rows = reach(conn, scope)
     pairs = (
         select(rows.c.municipality_id, rows.c.action_id, func.sum(rows.c.recipients).label("recipients"))
         .where(rows.c.municipality_id.in_(ids))
@@ -192,7 +205,7 @@ def by_municipality(
         .having(func.sum(rows.c.recipients) > 0)
         .subquery("pairs")
     )
-    flags = action_flags(scope)
+    flags = action_flags(scope, period)
     stmt = (
         select(pairs.c.municipality_id, _sum(pairs.c.recipients).label("recipients"), *_action_aggregates(flags))
         .select_from(pairs.join(flags, flags.c.action_id == pairs.c.action_id))
@@ -206,13 +219,13 @@ def by_type(
 ) -> dict[ActionType, tuple[ActionCounts, MessageCounts]]:
     """Per action type: action counts and message counts (within the area)."""
     scope = launched(period)
-    rows = reach(scope)
+    rows = reach(conn, scope)
     if area.municipality_ids is None:
         actions, mine = scope, rows
     else:
         actions = _actions_reaching(rows, area)
         mine = select(rows).where(rows.c.municipality_id.in_(area.municipality_ids)).subquery("mine")
-    flags = action_flags(actions)
+    flags = action_flags(actions, period)
     per_action = conn.execute(select(flags.c.type, *_action_aggregates(flags)).group_by(flags.c.type)).all()
     typed = select(mine, _a.c.type).join(_a, _a.c.id == mine.c.action_id).where(_a.c.id.in_(actions)).subquery("typed")
     messages = _message_counts(typed).add_columns(typed.c.type).group_by(typed.c.type)
@@ -227,24 +240,23 @@ def by_type(
 
 
 class month_of(FunctionElement):  # noqa: N801 — used like a SQL function
-    """'YYYY-MM' of a UTC timestamp."""
+    """The first day of a UTC timestamp's month (as a timestamp or text: read it with `first_day`)."""
 
-    type = String()
     inherit_cache = True
 
 
 class week_of(FunctionElement):  # noqa: N801
-    """The Monday 'YYYY-MM-DD' of a UTC timestamp's week."""
+    """The Monday of a UTC timestamp's week (as a timestamp or text: read it with `first_day`)."""
 
-    type = String()
     inherit_cache = True
 
 
+# PostgreSQL: date_trunc is ~3x cheaper per row than to_char, so the label is made in Python.
 # SQLite stores UTCDateTime as 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC.
 _BUCKET_SQL = {
-    (month_of, "postgresql"): "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM')",
-    (week_of, "postgresql"): "to_char(date_trunc('week', {} AT TIME ZONE 'UTC'), 'YYYY-MM-DD')",
-    (month_of, "sqlite"): "substr({}, 1, 7)",
+    (month_of, "postgresql"): "date_trunc('month', {} AT TIME ZONE 'UTC')",
+    (week_of, "postgresql"): "date_trunc('week', {} AT TIME ZONE 'UTC')",
+    (month_of, "sqlite"): "substr({}, 1, 7) || '-01'",
     (week_of, "sqlite"): "date({}, 'weekday 0', '-6 days')",
 }
 
@@ -257,6 +269,12 @@ def _register(function, dialect: str, template: str) -> None:
 
 for (_function, _dialect), _template in _BUCKET_SQL.items():
     _register(_function, _dialect, _template)
+
+
+def first_day(value) -> date:
+    """The bucket's first day from what either database returns (a timestamp or 'YYYY-MM-DD…')."""
+    return date.fromisoformat(str(value)[:10])
+
 
 BUCKET_FUNCTIONS = {"month": month_of, "week": week_of}
 
@@ -275,5 +293,5 @@ def signup_counts(
     for column in (_p.c.created_at, _p.c.unsubscribed_at):
         label = BUCKET_FUNCTIONS[bucket](column).label("period")
         q = scoped(select(label, func.count()).where(column >= period.lower, column < period.upper)).group_by(label)
-        counts.append({k: int(v) for k, v in conn.execute(q)})
+        counts.append({bucket_of(first_day(k), bucket): int(v) for k, v in conn.execute(q)})
     return int(before), counts[0], counts[1]

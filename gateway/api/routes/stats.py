@@ -1,13 +1,11 @@
 """Statistics for dashboards: success, reach and the sign-up trend (definitions: gateway.stats)."""
 
 from datetime import date, datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
-
 from gateway.api.deps import SessionDep, UserDep
-from gateway.api.schemas import Text
+from gateway.api.schemas import SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text
 from gateway.stats import report
 from gateway.stats.report import Filters
 from gateway.storage.models import ActionType
@@ -28,25 +26,18 @@ def filters(
 FiltersDep = Annotated[Filters, Depends(filters)]
 
 
-class Figures(BaseModel):
-    """A free-form answer; every field is described in the README's statistics section."""
-
-    model_config = {"extra": "allow"}
-    filters: dict[str, Any]
-
-
 def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-@router.get("/summary", response_model=Figures)
+@router.get("/summary", response_model=StatsSummary)
 def summary(f: FiltersDep, session: SessionDep, user: UserDep):
     """Actions, recipients, delivery and answer rates, tips and success rates for the filters."""
     report.allow(session, user, f)
     return report.summary(session, f, _today())
 
 
-@router.get("/signups", response_model=Figures)
+@router.get("/signups", response_model=SignupSeries)
 def signups(f: FiltersDep, session: SessionDep, user: UserDep,
             bucket: Annotated[Literal["month", "week"], Query()] = "month"):
     """Participants registered and unsubscribed per month or week, and the active total."""
@@ -54,14 +45,14 @@ def signups(f: FiltersDep, session: SessionDep, user: UserDep,
     return report.signups(session, f, bucket, _today())
 
 
-@router.get("/by-municipality", response_model=Figures)
+@router.get("/by-municipality", response_model=StatsByMunicipality)
 def by_municipality(f: FiltersDep, session: SessionDep, user: UserDep):
     """One row per municipality (a municipality user: her own), with regional and national averages."""
     report.allow(session, user, f)
     return report.by_municipality(session, user, f, _today())
 
 
-@router.get("/by-type", response_model=Figures)
+@router.get("/by-type", response_model=StatsByType)
 def by_type(f: FiltersDep, session: SessionDep, user: UserDep):
     """One row per action type, with the summary's figures."""
     report.allow(session, user, f)
