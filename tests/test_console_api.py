@@ -3,13 +3,14 @@ live progress stream, the actions in a municipality's area, the pages' configura
 
 import json
 import wave
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
 
 from conftest import UTRECHT
 from gateway.outbox import drain
+from gateway.stats import rollup
 from gateway.storage.models import Bulletin, Tip, TipChannel
 
 
@@ -98,6 +99,13 @@ def test_a_municipality_sees_the_actions_that_reached_its_participants(api):
     assert api.call("zeist", "GET", "/api/v1/area/actions") == []
     assert [r["id"] for r in api.call("admin", "GET", f"/api/v1/area/actions?municipality_id={api.utrecht.id}")] == [mine["id"]]
     assert api.call("admin", "GET", "/api/v1/area/actions", expect=422)["details"] == {"field": "municipality_id"}
+
+    # Once the action is closed and settled, its counts come from the statistics' rollup: the same answer.
+    api.call("centralist", "POST", f"/api/v1/actions/{mine['id']}/close", json={"outcome": "none"})
+    later = datetime.now(timezone.utc) + timedelta(days=3)
+    assert rollup.roll_up_settled(api.sessions, later, settle_hours=24) == 1  # the other one is still open
+    rows = api.call("utrecht", "GET", "/api/v1/area/actions")
+    assert [(r["id"], r["reached"], r["status"]) for r in rows] == [(mine["id"], 1, "closed")]
 
 
 def test_the_pages_configuration(api):

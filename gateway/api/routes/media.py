@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, MunicipalityDep, SessionDep, SettingsDep
 from gateway.errors import Invalid, NotFound
-from gateway.storage.models import Action, ActionStatus, ActionType, Bulletin, BulletinKind, Message, Outcome, Participant, Role, Tip
+from gateway.stats import query as stats_query
+from gateway.storage.models import Action, ActionStatus, ActionType, Bulletin, BulletinKind, Outcome, Role, Tip
 from gateway.tts import AudioCache
 
 router = APIRouter(prefix="/api/v1", tags=["media"])
@@ -87,7 +88,7 @@ class AreaAction(BaseModel):
     launched_at: datetime | None
     closed_at: datetime | None
     outcome: Outcome | None
-    reached: int  # the municipality's participants' numbers the action's messages went to
+    reached: int  # numbers of the municipality's participants the alert went to
     tips: int
 
 
@@ -102,18 +103,16 @@ def area_actions(
     scope = user.municipality_id if user.role == Role.municipality else municipality_id
     if scope is None:
         raise Invalid("an admin must name the municipality_id", field="municipality_id")
-    reached = (
-        select(Message.action_id, func.count(func.distinct(Message.phone)).label("reached"))
-        .join(Participant, Participant.id == Message.participant_id)
-        .where(Participant.municipality_id == scope)
-        .group_by(Message.action_id)
-        .subquery()
-    )
+    # RULE: as in the statistics, an action is in the area when its alert went to one of the
+    # municipality's participants (gateway.stats.query.reach: the rollup for settled actions).
+    reach = stats_query.reach(session, select(Action.id).where(Action.launched_at.is_not(None)))
     tips = select(Tip.action_id, func.count().label("tips")).group_by(Tip.action_id).subquery()
     rows = session.execute(
-        select(Action, reached.c.reached, func.coalesce(tips.c.tips, 0))
-        .join(reached, reached.c.action_id == Action.id)
+        select(Action, func.sum(reach.c.recipients), func.coalesce(func.max(tips.c.tips), 0))
+        .join(reach, reach.c.action_id == Action.id)
         .outerjoin(tips, tips.c.action_id == Action.id)
+        .where(reach.c.municipality_id == scope, reach.c.recipients > 0)
+        .group_by(Action.id)
         .order_by(Action.id.desc())
         .limit(limit)
     )
