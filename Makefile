@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system services smsc-sim test demo bench migrate serve ivr clean
+.PHONY: help venv system services smsc-sim web test demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -71,6 +71,9 @@ serve: venv ## Start the HTTP API (ARGS=...)
 
 ivr: venv ## Start the tip line's FastAGI server (ARGS=...)
 	$(BIN)/burgernet ivr $(ARGS)
+
+web: ## Re-copy the console's front-end packages (npm) into gateway/web/static (committed)
+	cd gateway/web && npm ci --no-audit --no-fund && node build.mjs
 
 clean: ## Remove .venv, var/ and .cache/
 	rm -rf $(VENV) var .cache

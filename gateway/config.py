@@ -36,12 +36,19 @@ class Settings(BaseSettings):
     reconcile_grace_seconds: float = Field(60, ge=0)
     reconcile_interval_seconds: float = Field(30, gt=0)
 
+    # Statistics (gateway/stats): an action's messages are rolled up once it has been closed this
+    # long (closing messages sent, receipts in); before that they are counted one by one.
+    stats_settle_hours: float = Field(48, ge=0)
+    stats_rollup_seconds: float = Field(300, gt=0)
+
     # SMS
     sms_sender: str = "Burgernet"
     sms_max_parts: int = Field(6, ge=1, le=255)
 
     # Telephony numbers shown in messages.
     tip_line: str = "0800-0011"
+    # The sender of the CAP 1.2 alerts this gateway exports (GET /api/v1/actions/{id}/cap).
+    cap_sender: str = "burgernet@politie.nl"
 
     # The tip line's IVR (FastAGI server `burgernet ivr`).
     ivr_host: str = "127.0.0.1"
@@ -76,6 +83,14 @@ class Settings(BaseSettings):
     voice_retry_delay_seconds: float = Field(60, ge=0)
     # AUDIO_DIR as Asterisk sees it when that differs (container, chroot); empty: the same path.
     voice_asterisk_audio_dir: str = ""
+
+    # The browser console and dashboard (/console/, /dashboard/): how long a login lasts, in hours.
+    session_hours: float = Field(8, gt=0, le=24 * 7)
+    # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
+    # outline of NL/BE/DE only (no internet needed).
+    map_tiles_url: str = ""
+    # Where the gateway reads the tip line's voice recordings (Asterisk's BN_RECORDINGS_DIR, shared).
+    recordings_dir: Path = Path("/var/spool/asterisk/recording/burgernet")
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":

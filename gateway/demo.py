@@ -82,6 +82,7 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
+    _say(f"centralist key, to log in to the console at {base}/console/ (development only):\n  {centralist_key}")
     if keep_serving:
         _say("serving; press Ctrl-C to stop")
         try:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.actions import lifecycle
 from gateway.config import Settings
 from gateway.queue import MemoryQueue, WorkQueue, publish_messages, reconcile
+from gateway.stats import rollup
 from gateway.tipline.lookup import RouteCache, sync_action
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,14 @@ def expire_actions(
     if closed:
         log.info("expired %d action(s)", len(closed))
     return len(closed)
+
+
+def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
+    """Move settled actions' message counts into the statistics rollup (gateway.stats.rollup)."""
+    done = rollup.roll_up_settled(sessions, now or datetime.now(timezone.utc), settings.stats_settle_hours)
+    if done:
+        log.info("rolled up the messages of %d settled action(s)", done)
+    return done
 
 
 def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings) -> int:

@@ -6,7 +6,8 @@ by population. Each participant has a Dutch mobile number (a few a landline, whi
 ~1% a Belgian or German mobile) and 1–3 addresses: a home near the city centre, often a work
 address in a nearby city that people commute to. About 2% of participants share their number
 with a housemate who registered separately. ~30% of addresses have a receive window (some crossing
-midnight), ~1% of participants are on holiday pause and ~1% have unsubscribed.
+midnight), ~1% of participants are on holiday pause and ~1% have unsubscribed. Sign-ups
+(`created_at`) spread over eight years at a steadily growing rate, for the sign-up trend.
 
 It is fast because it never builds ORM objects: rows are generated as tuples in chunks, ids are
 assigned here (so addresses refer to participants without a round trip) and written with COPY on
@@ -127,6 +128,7 @@ _DE_MOBILE = (("+49151", 8), ("+49152", 8), ("+49160", 7), ("+49162", 8), ("+491
 _PERMUTE = 2_654_435_761  # prime, hence coprime with every space size (2^a·3^b·5^c)
 
 _CHUNK = 50_000
+_STAMPS = 16_384  # distinct sign-up moments, rendered once
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +307,11 @@ class _Generator:
             day = Date().dialect_impl(dialect).bind_processor(dialect)
         self.stamp, self.day = stamp, day
         self.now = now
-        self.created = [stamp(now - timedelta(seconds=rng.randrange(8 * 365 * 86_400)))
-                        for _ in range(4096)]
+        # Sign-ups over eight years, at a rate that grew steadily (the sign-up trend's shape):
+        # a creation time t in [0, T] with density ∝ t, i.e. T·sqrt(u).
+        span = 8 * 365 * 86_400
+        self.created = [stamp(now - timedelta(seconds=int(span * (1.0 - math.sqrt(rng.random())))))
+                        for _ in range(_STAMPS)]
         self.today = now.astimezone(LOCAL_TZ).date()
 
     # --- one participant ------------------------------------------------------------------------
@@ -338,7 +343,7 @@ class _Generator:
             last = last or rng.choice(_LAST_FOREIGN[lang])
         pause_from = pause_until = unsub = None
         r = rng.random()
-        created = self.created[rng.randrange(4096)]
+        created = self.created[rng.randrange(_STAMPS)]
         updated = created
         if r < 0.01:  # on holiday: a pause around today
             start = self.today + timedelta(days=rng.randrange(-14, 8))

@@ -5,6 +5,7 @@
 #   debootstrap, debian-archive-keyring
 #                                  to build the Debian sid chroot that runs the real Asterisk 22
 #   nodejs, npm                    run the independent SMSC simulator (tests/smsc, npm `smpp`)
+#   chromium                       the browser the console's Playwright tests drive (no browser download)
 set -euo pipefail
 
 need=()
@@ -14,6 +15,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"

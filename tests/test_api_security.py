@@ -26,21 +26,29 @@ from gateway.api.schemas import (
     CentralistIn,
     CloseRequest,
     MunicipalityIn,
+    OutcomeRequest,
     ParticipantIn,
+    TipMark,
     UpdateCreate,
     UserIn,
 )
+from gateway.api.routes.web import LoginRequest
 from gateway.storage.models import Participant, User
 
 # Reachable without a key, on purpose. A new public route must be added here deliberately.
-PUBLIC_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+                "/", "/login/", "/console/", "/dashboard/"}  # the pages hold no data: they read it through the API
+# Logging in and out of the browser session: public, POST only (tests/test_web_session.py).
+SESSION_PATHS = {"/auth/login", "/auth/logout"}
 
 # Which roles each part of the API shuts out, by path prefix.
 ACTIONS = "/api/v1/actions"
+TIPS = "/api/v1/tips"  # marking: centralists and admins, like actions
 PARTICIPANTS = "/api/v1/participants"
+AREA = "/api/v1/area"  # a municipality's view of the actions that reached its participants
 ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users")
 # Routes every authenticated role may use.
-ANY_ROLE = {"/api/v1/me"}
+ANY_ROLE = {"/api/v1/me", "/api/v1/console/config", *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type"))}
 
 PARTICIPANT = {
     "name": "Jan Jansen",
@@ -56,6 +64,9 @@ BODY_BY_MODEL = {
     ActionEdit: {"description": "Man in blauwe jas"},
     UpdateCreate: {"text": "Hij draagt nu een pet"},
     CloseRequest: {"outcome": "none"},
+    OutcomeRequest: {"outcome": "direct", "outcome_detail": "arrest"},
+    TipMark: {"useful": True},
+    LoginRequest: {"api_key": "bn_not_a_key"},
     ParticipantIn: PARTICIPANT,
     MunicipalityIn: {"cbs_code": "GM0307", "name": "Amersfoort", "region": "Midden-Nederland"},
     CentralistIn: {"name": "B. Eller", "meldkamer": "Midden-Nederland", "dial_string": "PJSIP/4022@mk"},
@@ -111,11 +122,11 @@ def _roles_refused(path: str) -> set[str]:
     """Who must get 403 on `path`, by prefix; every API path must fall in a known group."""
     if path.startswith(ADMIN_ONLY):
         return {"centralist", "utrecht"}
-    if path.startswith(ACTIONS):
+    if path.startswith((ACTIONS, TIPS)):
         return {"utrecht"}
-    if path.startswith(PARTICIPANTS):
+    if path.startswith((PARTICIPANTS, AREA)):
         return {"centralist"}
-    assert path in ANY_ROLE or path in PUBLIC_PATHS, (
+    assert path in ANY_ROLE or path in PUBLIC_PATHS | SESSION_PATHS, (
         f"{path} belongs to no access group; add its prefix to the role matrix in this file"
     )
     return set()
@@ -132,7 +143,7 @@ def test_minimal_bodies_are_valid():
 def test_every_route_but_the_public_ones_needs_a_key(api):
     failures = []
     for method, path, _route in _api_routes(api.client.app):
-        if path in PUBLIC_PATHS:
+        if path in PUBLIC_PATHS | SESSION_PATHS:
             continue
         url = _concrete(path)
         for label, headers in (("no key", {}), ("wrong key", {"Authorization": "Bearer bn_wrong"})):
@@ -148,7 +159,7 @@ def test_public_set_is_exactly_what_answers_without_a_key(api):
         r = api.client.request(method, _concrete(path))
         if r.status_code != 401:
             answered.setdefault(path, set()).add(f"{method} {r.status_code}")
-    assert set(answered) == PUBLIC_PATHS, answered
+    assert set(answered) == PUBLIC_PATHS | SESSION_PATHS, answered
     # And they really work, rather than failing in some other way.
     for path in PUBLIC_PATHS:
         assert api.client.get(path).status_code == 200, path
@@ -206,12 +217,12 @@ def test_allowed_roles_get_past_the_role_check(api):
     may still answer 404/409/422 for the made-up id 1, but never 401 or 403)."""
     failures = []
     for method, path, route in _api_routes(api.client.app):
-        if path in PUBLIC_PATHS:
+        if path in PUBLIC_PATHS | SESSION_PATHS:
             continue
         for who in sorted({"admin", "centralist", "utrecht"} - _roles_refused(path)):
             # A server-sent-events stream never ends: look at its status, then hang up.
             with api.client.stream(method, _concrete(path), headers=api.as_(who), **_request_kwargs(route)) as r:
-                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode()[:200]
+                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")[:200]
             if status in (401, 403) or status >= 500:
                 failures.append(f"{method} {path} as {who}: {status} {text}")
     assert not failures, "\n".join(failures)

@@ -88,7 +88,12 @@ def preview(session: Session, action: Action, now: datetime, settings: Settings)
         counts[r.channel.value] += 1
     code = action.action_code or CODE_PLACEHOLDER
     sms_text = wording.alert_sms(action.description, code, settings.tip_line)
-    return Preview(counts, split_sms(sms_text), sms_text, wording.alert_spoken(action.description, code))
+    return Preview(counts, split_sms(sms_text), sms_text, preview_spoken(action))
+
+
+def preview_spoken(action: Action) -> str:
+    """The spoken alert as launching would make it (the code a placeholder while a draft)."""
+    return wording.alert_spoken(action.description, action.action_code or CODE_PLACEHOLDER)
 
 
 def launch(session: Session, action_id: int, now: datetime, settings: Settings) -> Queued:

@@ -13,7 +13,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
-from gateway.api.routes import actions, admin, participants
+from gateway.api.routes import actions, admin, media, participants, stats, tips, web
+from gateway.auth import SESSION_COOKIE
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
 from gateway.queue import WorkQueue, make_queue, reconcile
@@ -56,6 +57,13 @@ def create_app(
                         "reconcile",
                         settings.reconcile_interval_seconds,
                         lambda: reconcile(sessions, queue, settings.reconcile_grace_seconds),
+                    )
+                ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "stats-rollup",
+                        settings.stats_rollup_seconds,
+                        lambda: housekeeping.roll_up_statistics(sessions, settings),
                     )
                 ),
             ]
@@ -106,8 +114,9 @@ def create_app(
             session.execute(text("SELECT 1"))
         return {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}
 
-    for module in (actions, participants, admin):
+    for module in (actions, participants, admin, stats, tips, media):
         app.include_router(module.router)
+    web.mount(app)
     app.add_middleware(RequireCredentials)
     return app
 
@@ -119,8 +128,11 @@ def _invalid(errors: list[dict]) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
+SESSION_COOKIE_SET = f"{SESSION_COOKIE}=".encode()
+
+
 class RequireCredentials:
-    """401 for API requests that carry no key at all, before anything reads their body.
+    """401 for API requests that carry no key and no session cookie, before anything reads their body.
 
     FastAPI parses a request body before it runs dependencies, so without this an anonymous
     caller would reach the JSON and multipart parsers. The key itself is checked by the route's
@@ -133,7 +145,9 @@ class RequireCredentials:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
             headers = dict(scope["headers"])
-            if not headers.get(b"authorization", b"").lower().startswith(b"bearer "):
+            has_key = headers.get(b"authorization", b"").lower().startswith(b"bearer ")
+            has_cookie = SESSION_COOKIE_SET in headers.get(b"cookie", b"")
+            if not (has_key or has_cookie):
                 body = Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
                 await JSONResponse(body.to_json(), status_code=401)(scope, receive, send)
                 return

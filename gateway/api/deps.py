@@ -1,5 +1,6 @@
 """Dependencies shared by the routes: the settings, the database session, the caller."""
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from gateway import auth
 from gateway.config import Settings
+from gateway.errors import Forbidden
 from gateway.storage.models import Role, User
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users")
@@ -29,13 +31,23 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
 def current_user(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 ) -> User:
+    """The caller, by API key (`Authorization: Bearer`) or by the browser's session cookie."""
     settings: Settings = request.app.state.settings
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
     # A short session of its own: authentication must not hold the route's transaction.
     with request.app.state.sessions() as session:
-        user = auth.authenticate(session, settings.secret_key, credentials.credentials if credentials else None)
+        if credentials is None and cookie:
+            user = auth.authenticate_session(session, settings.secret_key, cookie, time.time())
+            if request.method not in SAFE_METHODS and auth.CSRF_HEADER not in request.headers:
+                raise Forbidden(f"a browser request that changes data must carry the {auth.CSRF_HEADER} header", reason="csrf")
+        else:
+            user = auth.authenticate(session, settings.secret_key, credentials.credentials if credentials else None)
         session.expunge(user)
     return user
 

@@ -146,6 +146,27 @@ class CloseRequest(Strict):
     note: Text(500) | None = Field(None, description="Told to participants instead of the standard sentence.")
 
 
+class OutcomeRequest(Strict):
+    """The outcome of a closed action, set or corrected after the close."""
+
+    outcome: Outcome
+    outcome_detail: Literal[OUTCOME_DETAILS] | None = Field(None, description="What happened.")
+    note: Text(500) | None = Field(None, description="Replaces the stored note when given.")
+
+
+class TipMark(Strict):
+    """Fields left out stay as they are; null clears a mark."""
+
+    useful: bool | None = None
+    led_to_success: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> TipMark:
+        if not self.model_fields_set:
+            raise ValueError("give useful and/or led_to_success")
+        return self
+
+
 class QueuedPublic(BaseModel):
     action: ActionPublic
     queued: dict[str, int] = Field(description="Messages queued per channel by this step.")
@@ -177,6 +198,8 @@ class TipPublic(BaseModel):
     sms_text: str | None
     useful: bool | None
     led_to_success: bool | None
+    marked_by: int | None = None
+    marked_at: datetime | None = None
 
 
 # --- participants ---------------------------------------------------------------------------
@@ -332,3 +355,102 @@ class UserPublic(BaseModel):
 
 class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; store it now.")
+
+
+# --- statistics (definitions: gateway/stats/definitions.py) ---------------------------------------
+
+
+class StatsFilters(BaseModel):
+    """The filters as applied (defaults filled in)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    municipality: str | None
+    region: str | None
+    action_type: ActionType | None
+
+
+class SuccessRates(BaseModel):
+    actions_with_tip_share: float | None = Field(description="Actions with a tip while open / actions.")
+    direct_success_rate: float | None = Field(description="Closed with outcome direct / closed actions.")
+    indirect_success_rate: float | None = Field(description="Closed with outcome indirect / closed actions.")
+
+
+class RecipientCounts(BaseModel):
+    sms: int
+    voice: int
+
+
+class MessageCounts(BaseModel):
+    submitted: int
+    delivered: int
+    answered: int
+    failed: int
+    cancelled: int
+    pending: int
+
+
+class Figures(SuccessRates):
+    actions: int
+    closed_actions: int
+    expired_without_outcome: int
+    recipients: RecipientCounts = Field(description="Numbers the alert went to, per channel.")
+    messages: MessageCounts = Field(description="Every message (alert, updates, closing) by status.")
+    delivery_rate: float | None = Field(description="SMS delivered / SMS submitted + delivered + failed.")
+    answer_rate: float | None = Field(description="Calls answered / calls answered + failed.")
+    actions_with_tip: int
+    tips: int
+    direct_success: int
+    indirect_success: int
+
+
+class StatsSummary(Figures):
+    filters: StatsFilters
+
+
+class TypeFigures(Figures):
+    action_type: ActionType
+
+
+class StatsByType(BaseModel):
+    filters: StatsFilters
+    rows: list[TypeFigures]
+
+
+class MunicipalityFigures(SuccessRates):
+    cbs_code: str
+    name: str
+    region: str
+    actions: int = Field(description="Actions whose alert reached this municipality's participants.")
+    recipients: int = Field(description="Its participants' numbers the alerts went to.")
+    closed_actions: int
+    actions_with_tip: int
+    direct_success: int
+    indirect_success: int
+
+
+class AreaAverage(SuccessRates):
+    actions: int
+    closed_actions: int
+
+
+class StatsByMunicipality(BaseModel):
+    filters: StatsFilters
+    rows: list[MunicipalityFigures]
+    region_average: AreaAverage = Field(description="Every action that reached the region, counted once.")
+    national_average: AreaAverage
+
+
+class SignupPoint(BaseModel):
+    period: str = Field(description="2026-01 (month) or the Monday 2026-01-05 (week).")
+    new: int
+    unsubscribed: int
+    total: int = Field(description="Active participants at the end of the period.")
+
+
+class SignupSeries(BaseModel):
+    filters: StatsFilters
+    bucket: Literal["month", "week"]
+    series: list[SignupPoint]

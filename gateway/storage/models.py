@@ -187,7 +187,13 @@ class Participant(Base):
         back_populates="participant", cascade="all, delete-orphan", order_by="Address.id"
     )
 
-    __table_args__ = (CheckConstraint("language IN ('nl','en','de','fr')", name="language"),)
+    __table_args__ = (
+        CheckConstraint("language IN ('nl','en','de','fr')", name="language"),
+        # The sign-up trend (gateway.stats): new and unsubscribed participants per period and area.
+        Index("ix_participant_created", "created_at"),
+        Index("ix_participant_municipality_created", "municipality_id", "created_at"),
+        Index("ix_participant_unsubscribed", "unsubscribed_at"),
+    )
 
 
 class Address(Base):
@@ -283,7 +289,7 @@ class Action(Base):
         _enum(ActionStatus, "action_status"), default=ActionStatus.draft, index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # statistics' period
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expired: Mapped[bool] = mapped_column(Boolean, default=False)  # closed by the clock
@@ -390,3 +396,37 @@ class Tip(Base):
     led_to_success: Mapped[bool | None] = mapped_column(Boolean)
     marked_by: Mapped[int | None] = mapped_column(ForeignKey("api_user.id"))
     marked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+class ActionReach(Base):
+    """Rollup of a settled action's messages per municipality (of the participant) and channel.
+
+    Written by gateway.stats.rollup once an action has been closed for STATS_SETTLE_HOURS; until
+    then the statistics count the action's messages directly (see gateway.stats.query).
+    """
+
+    __tablename__ = "action_reach"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id", ondelete="CASCADE"), index=True)
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    recipients: Mapped[int] = mapped_column(Integer)  # alert messages: numbers the alert went to
+    submitted: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer)
+    answered: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    cancelled: Mapped[int] = mapped_column(Integer)
+    pending: Mapped[int] = mapped_column(Integer)  # queued or sending
+
+
+class ReachRollup(Base):
+    """Marks an action whose messages are in `action_reach` (and so no longer counted raw)."""
+
+    __tablename__ = "reach_rollup"
+
+    action_id: Mapped[int] = mapped_column(ForeignKey("action.id", ondelete="CASCADE"), primary_key=True)
+    rolled_up_at: Mapped[datetime] = mapped_column(UTCDateTime)

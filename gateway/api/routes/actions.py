@@ -1,14 +1,17 @@
 """Actions for centralists: create, preview, launch, update, close, follow progress."""
 
 import asyncio
+import json
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from gateway import cap
 from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
@@ -16,6 +19,7 @@ from gateway.api.schemas import (
     ActionEdit,
     ActionPublic,
     CloseRequest,
+    OutcomeRequest,
     PreviewPublic,
     ProgressRow,
     QueuedPublic,
@@ -27,8 +31,9 @@ from gateway.config import Settings
 from gateway.actions import wording
 from gateway.errors import Conflict, Invalid
 from gateway.queue import publish_messages
+from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
-from gateway.storage.models import Action, ActionStatus, Bulletin, Centralist, Message, Role, Tip
+from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip
 from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -54,20 +59,24 @@ def _public(action: Action) -> ActionPublic:
     return ActionPublic.model_validate(action)
 
 
+def _owner(session: Session, user, centralist_id: int | None) -> int:
+    """The centralist a new action belongs to: herself, or the one an admin names."""
+    if user.role == Role.centralist:
+        if centralist_id not in (None, user.centralist_id):
+            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
+        return user.centralist_id
+    if centralist_id is None:
+        raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
+    if session.get(Centralist, centralist_id) is None:
+        raise Invalid(f"centralist {centralist_id} does not exist", field="centralist_id")
+    return centralist_id
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ActionPublic)
 def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Create a draft action; nothing is sent until it is launched."""
     _check_action(settings, body.radius_m, body.description)
-    if user.role == Role.centralist:
-        if body.centralist_id not in (None, user.centralist_id):
-            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
-        owner = user.centralist_id
-    else:
-        if body.centralist_id is None:
-            raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
-        owner = body.centralist_id
-    if session.get(Centralist, owner) is None:
-        raise Invalid(f"centralist {owner} does not exist", field="centralist_id")
+    owner = _owner(session, user, body.centralist_id)
     action = Action(
         type=body.type,
         description=body.description,
@@ -171,10 +180,22 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
     return _commit_and_queue(request, session, action_id, queued)
 
 
+@router.post("/{action_id}/outcome", response_model=ActionPublic)
+def set_outcome(action_id: ActionId, body: OutcomeRequest, session: SessionDep, user: CentralistDep):
+    """Set or correct the outcome of a closed (or expired) action; nothing is sent again."""
+    action = marking.set_outcome(session, user, action_id, body.outcome, body.outcome_detail, body.note)
+    session.commit()
+    return _public(action)
+
+
 @router.get("/{action_id}/progress", response_model=list[ProgressRow])
 def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDep):
     """Messages per bulletin, channel and status: how far the action has got."""
     lifecycle.get_action(session, action_id)
+    return _progress(session, action_id)
+
+
+def _progress(session: Session, action_id: int) -> list[ProgressRow]:
     rows = session.execute(
         select(Bulletin.kind, Bulletin.seq, Message.channel, Message.status, func.count())
         .join(Message, Message.bulletin_id == Bulletin.id)
@@ -183,6 +204,51 @@ def action_progress(action_id: ActionId, session: SessionDep, user: CentralistDe
         .order_by(Bulletin.id, Message.channel, Message.status)
     )
     return [ProgressRow(kind=k.value, seq=s, channel=c, status=st.value, count=n) for k, s, c, st, n in rows]
+
+
+@router.get(
+    "/{action_id}/progress/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` whenever the counts or the action change."}},
+)
+async def action_progress_stream(action_id: ActionId, request: Request, user: CentralistDep):
+    """The action and its message counts (as GET …/progress), pushed whenever they change."""
+    sessions = request.app.state.sessions
+
+    def snapshot() -> str:
+        with sessions() as session:
+            action = _public(lifecycle.get_action(session, action_id))
+            rows = _progress(session, action_id)
+        return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows]})
+
+    last: list[str | None] = [None]
+
+    def events_of(current: str):
+        if current != last[0]:
+            last[0] = current
+            yield f"event: progress\ndata: {current}\n\n"
+
+    return await _event_stream(request, snapshot, events_of)
+
+
+async def _event_stream(request: Request, snapshot, events_of) -> StreamingResponse:
+    """Server-sent events: `snapshot()` (run in a thread) polled every TIP_POLL_SECONDS, and the
+    events `events_of(snapshot)` finds in it. The first snapshot is taken before the response
+    starts, so that an unknown action is still a plain 404."""
+    first = await asyncio.to_thread(snapshot)
+
+    async def events():
+        current = first
+        while True:
+            for event in events_of(current):
+                yield event
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(TIP_POLL_SECONDS)
+            if await request.is_disconnected():
+                return
+            current = await asyncio.to_thread(snapshot)
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 def _tips(session: Session, action_id: int) -> list[TipPublic]:
@@ -211,20 +277,61 @@ async def action_tips_stream(action_id: ActionId, request: Request, user: Centra
             lifecycle.get_action(session, action_id)
             return _tips(session, action_id)
 
-    first = await asyncio.to_thread(snapshot)  # a 404 for an unknown action, before streaming starts
+    seen: dict[int, TipPublic] = {}
 
-    async def events():
-        seen: dict[int, TipPublic] = {}
-        tips = first
-        while True:
-            for tip in reversed(tips):  # oldest first
-                if seen.get(tip.id) != tip:
-                    seen[tip.id] = tip
-                    yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
-            yield ": keep-alive\n\n"
-            await asyncio.sleep(TIP_POLL_SECONDS)
-            if await request.is_disconnected():
-                return
-            tips = await asyncio.to_thread(snapshot)
+    def events_of(tips: list[TipPublic]):
+        for tip in reversed(tips):  # oldest first
+            if seen.get(tip.id) != tip:
+                seen[tip.id] = tip
+                yield f"event: tip\nid: {tip.id}\ndata: {tip.model_dump_json()}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    return await _event_stream(request, snapshot, events_of)
+
+
+# --- CAP 1.2 ---------------------------------------------------------------------------------------
+
+
+async def _xml_body(request: Request) -> bytes:
+    return await request.body()
+
+
+@router.post(
+    "/import-cap",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ActionPublic,
+    openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}},
+)
+def import_cap(
+    user: CentralistDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    document: Annotated[bytes, Depends(_xml_body)],
+    centralist_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins: the owning centralist")] = None,
+):
+    """A draft action from an OASIS CAP 1.2 alert (XML body); nothing is sent until it is launched."""
+    alert = cap.parse(document)
+    try:
+        body = ActionCreate(type=alert.type, description=alert.description, lat=alert.lat, lon=alert.lon,
+                            radius_m=alert.radius_m, channels=alert.channels)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise Invalid(f"CAP: {field}: {first['msg']}", field=field) from None
+    _check_action(settings, body.radius_m, body.description)
+    action = Action(type=body.type, description=body.description, lat=body.lat, lon=body.lon, radius_m=body.radius_m,
+                    send_sms="sms" in body.channels, send_voice="voice" in body.channels,
+                    centralist_id=_owner(session, user, centralist_id))
+    session.add(action)
+    session.commit()
+    return _public(action)
+
+
+@router.get("/{action_id}/cap", response_class=Response,
+            responses={200: {"content": {"application/xml": {}}, "description": "The action as a CAP 1.2 alert."}})
+def export_cap(action_id: ActionId, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """The action as an OASIS CAP 1.2 alert: Alert, Update after an update, Cancel once closed."""
+    action = lifecycle.get_action(session, action_id)
+    updates = session.scalar(select(func.count()).select_from(Bulletin).where(
+        Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.update))
+    outcome = wording.closing_body(action.outcome, action.outcome_detail, action.outcome_note) if action.closed_at else None
+    return Response(cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome), media_type="application/xml")

@@ -1,0 +1,140 @@
+"""The browser side: the console and dashboard pages, their static files, log in and log out.
+
+The pages are static files (gateway/web/static) that read everything through the API; a page
+itself holds no data, so it is served without credentials and sends the visitor to the login page
+when the API answers 401. Logging in exchanges an API key, once, for an HttpOnly SameSite=Strict
+session cookie (gateway.auth.session_token); scripts never see the cookie or keep the key.
+"""
+
+import time
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field, StringConstraints
+
+from gateway import auth
+from gateway.api.deps import SessionDep, SettingsDep, UserDep
+from gateway.api.schemas import MunicipalityPublic, Strict, UserPublic
+from gateway.config import Settings
+from gateway.errors import Forbidden
+from gateway.storage.models import Municipality, Role
+
+STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
+PAGES = {"login": "login.html", "console": "console.html", "dashboard": "dashboard.html"}
+# Where each role lands after logging in.
+HOME = {Role.centralist: "/console/", Role.municipality: "/dashboard/", Role.admin: "/console/"}
+
+router = APIRouter(tags=["browser"])
+config_router = APIRouter(prefix="/api/v1/console", tags=["browser"])
+
+
+class LoginRequest(Strict):
+    api_key: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class LoginPublic(BaseModel):
+    user: UserPublic
+    home: str = Field(description="The page for this role.")
+    expires_at: int = Field(description="When the session ends (Unix seconds).")
+
+
+class ConsoleConfig(BaseModel):
+    map_tiles_url: str
+    max_radius_m: int
+    tip_line: str
+    municipality: MunicipalityPublic | None = Field(description="A municipality user's own municipality.")
+
+
+def _content_security_policy(settings: Settings) -> str:
+    """Our own files only; the configured tile server is the one outside origin allowed."""
+    tiles = urlsplit(settings.map_tiles_url)
+    tile_origin = f" {tiles.scheme}://{tiles.netloc}" if tiles.scheme in ("http", "https") and tiles.netloc else ""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data:{tile_origin}; media-src 'self' blob:; connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+
+
+def _page(name: str, settings: Settings) -> FileResponse:
+    headers = {
+        "Content-Security-Policy": _content_security_policy(settings),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    return FileResponse(STATIC_DIR / PAGES[name], media_type="text/html", headers=headers)
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    return RedirectResponse("/login/")
+
+
+@router.get("/login/", include_in_schema=False)
+def login_page(settings: SettingsDep) -> FileResponse:
+    return _page("login", settings)
+
+
+@router.get("/console/", include_in_schema=False)
+def console_page(settings: SettingsDep) -> FileResponse:
+    return _page("console", settings)
+
+
+@router.get("/dashboard/", include_in_schema=False)
+def dashboard_page(settings: SettingsDep) -> FileResponse:
+    return _page("dashboard", settings)
+
+
+@router.post("/auth/login", response_model=LoginPublic)
+def login(body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep):
+    """Exchange an API key for a session cookie (HttpOnly, SameSite=Strict) for the pages."""
+    if auth.CSRF_HEADER not in request.headers:
+        raise Forbidden(f"log in from the login page (the {auth.CSRF_HEADER} header is missing)", reason="csrf")
+    user = auth.authenticate(session, settings.secret_key, body.api_key)
+    expires = int(time.time() + settings.session_hours * 3600)
+    token = auth.session_token(settings.secret_key, user, expires)
+    public = UserPublic.model_validate(user)
+    response.set_cookie(
+        auth.SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_hours * 3600),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=settings.environment == "production",
+    )
+    return LoginPublic(user=public, home=HOME[public.role], expires_at=expires)
+
+
+@router.post("/auth/logout", status_code=204)
+def logout(response: Response, settings: SettingsDep) -> Response:
+    """End the browser session (the cookie is removed)."""
+    response.delete_cookie(
+        auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=settings.environment == "production"
+    )
+    response.status_code = 204
+    return response
+
+
+@config_router.get("/config", response_model=ConsoleConfig)
+def console_config(user: UserDep, session: SessionDep, settings: SettingsDep):
+    """What the pages need to know about this installation (and a municipality about itself)."""
+    municipality = session.get(Municipality, user.municipality_id) if user.municipality_id else None
+    return ConsoleConfig(
+        map_tiles_url=settings.map_tiles_url,
+        max_radius_m=settings.max_radius_m,
+        tip_line=settings.tip_line,
+        municipality=MunicipalityPublic.model_validate(municipality) if municipality else None,
+    )
+
+
+def mount(app: FastAPI) -> None:
+    """The pages, their files under /static, and the login routes."""
+    app.include_router(router)
+    app.include_router(config_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -1,0 +1,172 @@
+"""The browser session: an API key exchanged once for a signed, expiring HttpOnly cookie, which the
+API accepts in place of the key — with the same roles, and a CSRF header on changes."""
+
+import time
+
+from sqlalchemy import select
+
+from gateway import auth
+from gateway.api.routes.web import STATIC_DIR
+from gateway.storage.models import User
+
+CSRF = {auth.CSRF_HEADER: "1"}
+PARTICIPANT = {
+    "name": "Jan Jansen",
+    "phone": "0612345678",
+    "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.09, "lon": 5.12, "channel": "sms"}],
+}
+
+
+def _login(api, who: str):
+    return api.client.post("/auth/login", json={"api_key": api.keys[who]}, headers=CSRF)
+
+
+def _token(api, who: str) -> str:
+    r = _login(api, who)
+    assert r.status_code == 200, r.text
+    api.client.cookies.clear()  # each request below names its cookie itself
+    return r.cookies[auth.SESSION_COOKIE]
+
+
+def _as(token: str, **extra) -> dict:
+    return {"Cookie": f"{auth.SESSION_COOKIE}={token}", **extra}
+
+
+def _user(api, name: str) -> User:
+    with api.sessions() as s:
+        user = s.scalars(select(User).where(User.name == name)).one()
+        s.expunge(user)
+    return user
+
+
+def test_login_sets_an_httponly_strict_cookie_that_the_api_accepts(api):
+    r = _login(api, "centralist")
+    assert r.status_code == 200, r.text
+    assert r.json()["home"] == "/console/" and r.json()["user"]["name"] == "centralist"
+    cookie = r.headers["set-cookie"]
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/", f"Max-Age={int(api.settings.session_hours * 3600)}"):
+        assert attribute.lower() in cookie.lower(), cookie
+    assert "secure" not in cookie.lower()  # plain HTTP outside production
+    assert api.keys["centralist"] not in cookie  # the key itself never goes into the cookie
+    api.client.cookies.clear()
+    me = api.client.get("/api/v1/me", headers=_as(r.cookies[auth.SESSION_COOKIE]))
+    assert me.status_code == 200 and me.json()["name"] == "centralist"
+
+
+def test_a_municipality_lands_on_its_dashboard(api):
+    assert _login(api, "utrecht").json()["home"] == "/dashboard/"
+
+
+def test_login_refuses_unknown_keys_and_requests_without_the_header(api):
+    r = api.client.post("/auth/login", json={"api_key": "bn_wrong"}, headers=CSRF)
+    assert r.status_code == 401 and r.json()["error_id"] == "unauthenticated"
+    assert auth.SESSION_COOKIE not in r.cookies
+    r = api.client.post("/auth/login", json={"api_key": api.keys["admin"]})
+    assert r.status_code == 403 and r.json()["details"] == {"reason": "csrf"}
+    assert api.client.post("/auth/login", json={}, headers=CSRF).status_code == 422
+
+
+def test_an_expired_cookie_is_refused(api):
+    user = _user(api, "centralist")
+    expired = auth.session_token(api.settings.secret_key, user, int(time.time()) - 1)
+    r = api.client.get("/api/v1/me", headers=_as(expired))
+    assert r.status_code == 401 and "expired" in r.json()["message"]
+
+
+def test_forged_cookies_are_refused(api):
+    good = _token(api, "utrecht")
+    user_id, expires, signature = good.split(".")
+    admin = _user(api, "admin")
+    forged = [
+        f"{admin.id}.{expires}.{signature}",  # someone else's id under my signature
+        f"{user_id}.{int(expires) + 86400}.{signature}",  # a longer life
+        f"{user_id}.{expires}.{'0' * 64}",
+        auth.session_token("another-secret", admin, int(time.time()) + 3600),  # signed with the wrong key
+        "garbage",
+        "1.2",
+        "x.y.z",
+        "9" * 30 + ".1.abc",
+    ]
+    for token in forged:
+        r = api.client.get("/api/v1/me", headers=_as(token))
+        assert r.status_code == 401, (token, r.text)
+        assert r.json()["error_id"] == "unauthenticated"
+
+
+def test_the_cookie_carries_the_users_role_and_no_more(api):
+    token = _token(api, "utrecht")
+    assert api.client.get("/api/v1/actions", headers=_as(token)).status_code == 403
+    assert api.client.get("/api/v1/participants", headers=_as(token)).status_code == 200
+
+
+def test_changes_through_the_cookie_need_the_csrf_header(api):
+    token = _token(api, "utrecht")
+    r = api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token))
+    assert r.status_code == 403 and r.json()["details"] == {"reason": "csrf"}
+    assert api.client.get("/api/v1/participants", headers=_as(token)).json() == []  # nothing written
+    r = api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token, **CSRF))
+    assert r.status_code == 201, r.text
+    # The API key needs no such header: it is not sent by browsers on their own.
+    assert api.client.get("/api/v1/participants", headers=api.as_("utrecht")).json()[0]["name"] == "Jan Jansen"
+
+
+def test_a_new_key_or_deactivation_ends_the_session(api):
+    token = _token(api, "utrecht")
+    with api.sessions() as s:
+        user = s.scalars(select(User).where(User.name == "utrecht")).one()
+        user.key_hash = auth.new_key(api.settings.secret_key).key_hash
+        s.commit()
+    assert api.client.get("/api/v1/me", headers=_as(token)).status_code == 401
+
+    token = _token(api, "zeist")
+    with api.sessions() as s:
+        s.scalars(select(User).where(User.name == "zeist")).one().active = False
+        s.commit()
+    assert api.client.get("/api/v1/me", headers=_as(token)).status_code == 401
+
+
+def test_logout_removes_the_cookie(api):
+    assert _login(api, "centralist").status_code == 200
+    assert api.client.get("/api/v1/me").status_code == 200  # the client kept the cookie
+    r = api.client.post("/auth/logout", headers=CSRF)
+    assert r.status_code == 204
+    assert 'max-age=0' in r.headers["set-cookie"].lower()
+    assert api.client.get("/api/v1/me").status_code == 401
+
+
+def test_pages_are_served_with_a_strict_content_security_policy(api):
+    for page in ("/login/", "/console/", "/dashboard/"):
+        r = api.client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        policy = r.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert api.client.get("/", follow_redirects=False).headers["location"] == "/login/"
+    # The bundled files: the map's outline and the vendored libraries with their licences.
+    assert api.client.get("/static/geo/nl-be-de.geojson").json()["features"][0]["type"] == "Feature"
+    for licence in ("leaflet/LICENSE", "chart.js/LICENSE.md", "world-atlas/LICENSE"):
+        assert (STATIC_DIR / "vendor" / licence).is_file()
+
+
+def test_in_production_the_cookie_is_secure(api):
+    from fastapi.testclient import TestClient
+
+    from gateway.api.app import create_app
+    from gateway.queue import MemoryQueue
+
+    settings = api.settings.model_copy(update={"environment": "production"})
+    app = create_app(settings, sessions=api.sessions, queue=MemoryQueue(), housekeeping_jobs=False)
+    with TestClient(app, base_url="https://testserver") as client:
+        r = client.post("/auth/login", json={"api_key": api.keys["centralist"]}, headers=CSRF)
+    assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+
+
+def test_the_bundled_packages_are_pinned_and_carry_no_download_addresses():
+    import json
+
+    web = STATIC_DIR.parent
+    pinned = json.loads((web / "package.json").read_text())["devDependencies"]
+    assert all(v[0].isdigit() for v in pinned.values()), pinned  # exact versions, no ranges
+    lock = json.loads((web / "package-lock.json").read_text())
+    assert not [p for p, entry in lock["packages"].items() if "resolved" in entry]
+    for name in pinned:
+        assert (STATIC_DIR / "vendor" / name.replace("@", "").replace("/", "-")).is_dir(), f"`make web` did not copy {name}"
