@@ -48,9 +48,10 @@ test: venv system services ## Run the test suite against real PostgreSQL, Redis 
 demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
 	$(BIN)/burgernet demo
 
-bench: venv services ## Run the benchmarks (targeting, tip line)
+bench: venv services ## Run the benchmarks (targeting, tip line, statistics)
 	$(BIN)/python -m bench.targeting
 	$(BIN)/python -m bench.tipline
+	$(BIN)/python -m bench.stats
 
 migrate: venv ## Apply database migrations to the configured database (ARGS=...)
 	$(BIN)/burgernet migrate $(ARGS)
