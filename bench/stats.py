@@ -1,6 +1,6 @@
 """Statistics benchmark: every dashboard query on a year of national data in PostgreSQL.
 
-    .venv/bin/python -m bench.stats [--actions 8400] [--messages 23000000] [--reseed] [--runs 7] [--explain]
+    .venv/bin/python -m bench.stats [--actions 8400] [--messages 23000000] [--reseed] [--runs 7]
 
 Prepares the PostgreSQL database `burgernet_bench_stats`: 1.6 M participants (gateway.seed) and a
 year of actions (gateway.seed_year: ~8,400 actions, ~23 M messages, tips, outcomes), then rolls up
