@@ -36,8 +36,13 @@ def expire_actions(
 
 
 def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
-    """Move settled actions' message counts into the statistics rollup (gateway.stats.rollup)."""
-    done = rollup.roll_up_settled(sessions, now or datetime.now(timezone.utc), settings.stats_settle_hours)
+    """Move settled actions' message counts into the statistics rollup and rebuild the sign-up
+    rollup (gateway.stats.rollup); returns how many actions were rolled up."""
+    now = now or datetime.now(timezone.utc)
+    done = rollup.roll_up_settled(sessions, now, settings.stats_settle_hours)
+    with sessions() as session:
+        rollup.rebuild_signups(session, now)
+        session.commit()
     if done:
         log.info("rolled up the messages of %d settled action(s)", done)
     return done

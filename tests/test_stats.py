@@ -238,8 +238,15 @@ def test_an_action_is_rolled_up_only_once_settled(world):
         assert ids["A6"] in rollup.settled_not_rolled_up(s, at("2026-02-03 01:00"), 48)
 
 
-def test_signup_trend(world):
+@pytest.mark.parametrize("rebuilt", [None, "2025-12-31 23:30", "2026-01-20 12:00", "2026-03-01 00:00"])
+def test_signup_trend(world, rebuilt):
+    """The same series counted live, and with the sign-up rollup made at several moments
+    (before, inside and after the period: days before that moment's day come from the rollup)."""
     api, _ = world
+    if rebuilt is not None:
+        with api.sessions() as s:
+            rollup.rebuild_signups(s, at(rebuilt))
+            s.commit()
     series = stats(api, "signups", **{"from": "2025-12-01", "to": "2026-02-28"})["series"]
     assert series == [
         {"period": "2025-12", "new": 1, "unsubscribed": 0, "total": 2},  # u1 before; z1 on Dec 31
@@ -254,6 +261,21 @@ def test_signup_trend(world):
         {"period": "2026-01-19", "new": 1, "unsubscribed": 1, "total": 2},  # u3 on the 20th, u1 left Sun 25th
         {"period": "2026-01-26", "new": 0, "unsubscribed": 0, "total": 2},
     ]
+
+
+def test_a_deleted_participant_leaves_the_trend_at_the_next_rebuild(world):
+    api, _ = world
+    with api.sessions() as s:
+        rollup.rebuild_signups(s, at("2026-03-01 00:00"))
+        s.commit()
+        s.delete(s.query(Participant).filter_by(phone=PHONES["u3"]).one())  # registered 2026-01-20
+        s.commit()
+    january = {"from": "2026-01-01", "to": "2026-01-31"}
+    assert stats(api, "signups", **january)["series"][0]["new"] == 4  # the rollup still has her
+    with api.sessions() as s:
+        rollup.rebuild_signups(s, at("2026-03-01 00:05"))
+        s.commit()
+    assert stats(api, "signups", **january)["series"][0]["new"] == 3
 
 
 def test_a_municipality_sees_its_own_figures_and_the_averages_only(world):

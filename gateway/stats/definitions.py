@@ -160,16 +160,21 @@ def buckets(period: Period, bucket: str) -> list[str]:
     return labels
 
 
-def signup_series(period: Period, bucket: str, before: int, new: dict[str, int], left: dict[str, int]) -> list[dict]:
-    """Per bucket: participants registered, unsubscribed, and active at its end.
+def signup_series(period: Period, bucket: str, before: int, registered: dict[date, int], left: dict[date, int]) -> list[dict]:
+    """Per bucket: participants registered, unsubscribed, and active at its end, from per-day counts.
 
     `before` is the number active when the period starts; `total` runs on from it. A deleted
     participant is gone from every figure (the municipality removed her records).
     """
+    new: dict[str, int] = {}
+    gone: dict[str, int] = {}
+    for per_day, into in ((registered, new), (left, gone)):
+        for day, n in per_day.items():
+            label = bucket_of(day, bucket)
+            into[label] = into.get(label, 0) + n
     total, series = before, []
     for label in buckets(period, bucket):
-        n, u = new.get(label, 0), left.get(label, 0)
+        n, u = new.get(label, 0), gone.get(label, 0)
         total += n - u
         series.append({"period": label, "new": n, "unsubscribed": u, "total": total})
     return series
-

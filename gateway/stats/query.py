@@ -8,8 +8,9 @@ all others are counted from their messages, so the figures are always current.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import and_, case, exists, func, or_, select, union_all
 from sqlalchemy.engine import Connection
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 
-from gateway.stats.definitions import ActionCounts, Area, MessageCounts, Period, bucket_of
+from gateway.stats.definitions import ActionCounts, Area, MessageCounts, Period
 from gateway.storage.models import (
     Action,
     ActionReach,
@@ -32,11 +33,14 @@ from gateway.storage.models import (
     Outcome,
     Participant,
     ReachRollup,
+    SignupDay,
+    SignupRollup,
     Tip,
 )
 
 _a, _m, _b, _p = Action.__table__, Message.__table__, Bulletin.__table__, Participant.__table__
 _t, _r, _ru = Tip.__table__, ActionReach.__table__, ReachRollup.__table__
+_sd, _sr = SignupDay.__table__, SignupRollup.__table__
 
 # The message columns of `reach()` and `action_reach`, each a condition on the message.
 STATUS_COLUMNS: dict[str, ColumnElement[bool]] = {
@@ -239,59 +243,66 @@ def by_type(
 # --- the sign-up trend -----------------------------------------------------------------------
 
 
-class month_of(FunctionElement):  # noqa: N801 — used like a SQL function
-    """The first day of a UTC timestamp's month (as a timestamp or text: read it with `first_day`)."""
+class utc_day(FunctionElement):  # noqa: N801 — used like a SQL function
+    """The UTC calendar day of a timestamp (a date, or 'YYYY-MM-DD' text: read it with `as_day`)."""
 
     inherit_cache = True
 
 
-class week_of(FunctionElement):  # noqa: N801
-    """The Monday of a UTC timestamp's week (as a timestamp or text: read it with `first_day`)."""
-
-    inherit_cache = True
-
-
-# PostgreSQL: date_trunc is ~3x cheaper per row than to_char, so the label is made in Python.
-# SQLite stores UTCDateTime as 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC.
-_BUCKET_SQL = {
-    (month_of, "postgresql"): "date_trunc('month', {} AT TIME ZONE 'UTC')",
-    (week_of, "postgresql"): "date_trunc('week', {} AT TIME ZONE 'UTC')",
-    (month_of, "sqlite"): "substr({}, 1, 7) || '-01'",
-    (week_of, "sqlite"): "date({}, 'weekday 0', '-6 days')",
-}
+@compiles(utc_day, "postgresql")
+def _utc_day_pg(element, compiler, **kw):
+    return f"CAST(({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC') AS DATE)"
 
 
-def _register(function, dialect: str, template: str) -> None:
-    @compiles(function, dialect)
-    def _compile(element, compiler, **kw):
-        return template.format(compiler.process(element.clauses, **kw))
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element, compiler, **kw):
+    # SQLite stores UTCDateTime as 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, Date as 'YYYY-MM-DD'.
+    return f"substr({compiler.process(element.clauses, **kw)}, 1, 10)"
 
 
-for (_function, _dialect), _template in _BUCKET_SQL.items():
-    _register(_function, _dialect, _template)
+def as_day(value) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def first_day(value) -> date:
-    """The bucket's first day from what either database returns (a timestamp or 'YYYY-MM-DD…')."""
-    return date.fromisoformat(str(value)[:10])
-
-
-BUCKET_FUNCTIONS = {"month": month_of, "week": week_of}
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), timezone.utc)
 
 
 def signup_counts(
-    conn: Session | Connection, period: Period, area: Area, bucket: str
-) -> tuple[int, dict[str, int], dict[str, int]]:
-    """(active before the period, new per bucket, unsubscribed per bucket) of the area's participants."""
-    def scoped(q):
-        return q if area.municipality_ids is None else q.where(_p.c.municipality_id.in_(area.municipality_ids))
+    conn: Session | Connection, period: Period, area: Area
+) -> tuple[int, dict[date, int], dict[date, int]]:
+    """(active before the period, registered per UTC day, unsubscribed per UTC day) in the area.
 
-    registered = scoped(select(func.count()).where(_p.c.created_at < period.lower)).scalar_subquery()
-    left = scoped(select(func.count()).where(_p.c.unsubscribed_at < period.lower)).scalar_subquery()
-    before = conn.execute(select(registered - left)).scalar_one()
-    counts = []
-    for column in (_p.c.created_at, _p.c.unsubscribed_at):
-        label = BUCKET_FUNCTIONS[bucket](column).label("period")
-        q = scoped(select(label, func.count()).where(column >= period.lower, column < period.upper)).group_by(label)
-        counts.append({bucket_of(first_day(k), bucket): int(v) for k, v in conn.execute(q)})
-    return int(before), counts[0], counts[1]
+    Days before the sign-up rollup's `through` come from `signup_day`; later ones (today, and
+    everything while there is no rollup) are counted from the participants themselves."""
+    ids = area.municipality_ids
+    start, end = period.start, period.end + timedelta(days=1)  # days [start, end)
+    through = conn.scalar(select(_sr.c.through)) or date.min
+    registered: dict[date, int] = defaultdict(int)
+    left: dict[date, int] = defaultdict(int)
+    before = 0
+
+    rolled = select(_sd.c.day, func.sum(_sd.c.registered), func.sum(_sd.c.unsubscribed)).group_by(_sd.c.day)
+    if ids is not None:
+        rolled = rolled.where(_sd.c.municipality_id.in_(ids))
+    for day, n, u in conn.execute(rolled.where(_sd.c.day < min(end, through))):
+        day = as_day(day)
+        if day < start:
+            before += int(n) - int(u)
+        else:
+            registered[day] += int(n)
+            left[day] += int(u)
+
+    live_from = _midnight(through) if through > date.min else None
+    for column, into, sign in ((_p.c.created_at, registered, 1), (_p.c.unsubscribed_at, left, -1)):
+        def live(q):
+            q = q.where(column < period.upper)
+            q = q if live_from is None else q.where(column >= live_from)
+            return q if ids is None else q.where(_p.c.municipality_id.in_(ids))
+
+        if live_from is None or live_from < period.lower:
+            before += sign * conn.execute(live(select(func.count()).where(column < period.lower))).scalar_one()
+        day = utc_day(column).label("day")
+        for value, n in conn.execute(live(select(day, func.count()).where(column >= period.lower)).group_by(day)):
+            into[as_day(value)] += int(n)
+    return before, dict(registered), dict(left)

@@ -88,9 +88,9 @@ def summary(session: Session, filters: Filters, today: date) -> dict:
 
 def signups(session: Session, filters: Filters, bucket: str, today: date) -> dict:
     period = filters.period(today)
-    before, new, left = query.signup_counts(session, period, area(session, filters), bucket)
+    before, registered, left = query.signup_counts(session, period, area(session, filters))
     return {"filters": filters.public(period), "bucket": bucket,
-            "series": d.signup_series(period, bucket, before, new, left)}
+            "series": d.signup_series(period, bucket, before, registered, left)}
 
 
 def _average(counts: d.ActionCounts) -> dict:

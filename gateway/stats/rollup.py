@@ -1,5 +1,8 @@
-"""The rollup that keeps a year of messages fast to count: `action_reach` holds, per settled action,
-what `gateway.stats.query.counted_reach` would count from its messages.
+"""The rollups that keep a year of messages and a national population fast to count.
+
+`action_reach` holds, per settled action, what `gateway.stats.query.counted_reach` would count
+from its messages; `signup_day` the participants registered and unsubscribed per municipality and
+day, for the days before today (`rebuild_signups`; today is always counted live).
 
 How it stays fresh: an action is rolled up only once it has been closed for STATS_SETTLE_HOURS
 (its closing messages sent, their delivery receipts in); the housekeeping job `stats-rollup`
@@ -11,13 +14,22 @@ arrives after the settle time is not counted unless `refresh()` is run for that 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import delete, insert, literal, select
+from sqlalchemy import delete, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from gateway.stats.query import REACH_COLUMNS, counted_reach
-from gateway.storage.models import Action, ActionReach, ActionStatus, ReachRollup, UTCDateTime
+from gateway.stats.query import REACH_COLUMNS, counted_reach, utc_day
+from gateway.storage.models import (
+    Action,
+    ActionReach,
+    ActionStatus,
+    Participant,
+    ReachRollup,
+    SignupDay,
+    SignupRollup,
+    UTCDateTime,
+)
 
 BATCH = 200  # actions per statement: a few hundred thousand messages
 
@@ -38,6 +50,30 @@ def refresh(session: Session, action_ids: Sequence[int], now: datetime) -> None:
             select(Action.id, literal(now, UTCDateTime())).where(Action.id.in_(ids)),
         )
     )
+
+
+def rebuild_signups(session: Session, now: datetime) -> date:
+    """Rewrite `signup_day` from the participants for every UTC day before today; the caller commits.
+
+    Rebuilt whole each time (a GROUP BY over the participants, about a second nationally), so
+    that deleted participants and corrections leave the past figures within one job interval."""
+    through = now.astimezone(timezone.utc).date()
+    cut = datetime.combine(through, time(0), timezone.utc)
+    p = Participant.__table__
+    events = union_all(
+        select(p.c.municipality_id, utc_day(p.c.created_at).label("day"), literal(1).label("registered"),
+               literal(0).label("unsubscribed")).where(p.c.created_at < cut),
+        select(p.c.municipality_id, utc_day(p.c.unsubscribed_at), literal(0), literal(1)).where(p.c.unsubscribed_at < cut),
+    ).subquery()
+    session.execute(delete(SignupDay))
+    session.execute(delete(SignupRollup))
+    session.execute(insert(SignupDay).from_select(
+        ["municipality_id", "day", "registered", "unsubscribed"],
+        select(events.c.municipality_id, events.c.day, func.sum(events.c.registered), func.sum(events.c.unsubscribed))
+        .group_by(events.c.municipality_id, events.c.day),
+    ))
+    session.execute(insert(SignupRollup).values(id=1, through=through, rebuilt_at=now))
+    return through
 
 
 def settled_not_rolled_up(session: Session, now: datetime, settle_hours: float, limit: int = BATCH) -> list[int]:

@@ -430,3 +430,25 @@ class ReachRollup(Base):
 
     action_id: Mapped[int] = mapped_column(ForeignKey("action.id", ondelete="CASCADE"), primary_key=True)
     rolled_up_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignupDay(Base):
+    """Rollup of the sign-up trend: participants registered and unsubscribed per municipality and
+    UTC day, for the days before `SignupRollup.through` (gateway.stats.rollup.rebuild_signups)."""
+
+    __tablename__ = "signup_day"
+
+    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    registered: Mapped[int] = mapped_column(Integer)
+    unsubscribed: Mapped[int] = mapped_column(Integer)
+
+
+class SignupRollup(Base):
+    """The one row that says up to which day (exclusive) `signup_day` holds, and when it was made."""
+
+    __tablename__ = "signup_rollup"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    through: Mapped[date] = mapped_column(Date)
+    rebuilt_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,4 +1,4 @@
-"""statistics: rollup of settled actions' messages, indexes for period and sign-up queries
+"""statistics: rollups of settled actions' messages and of sign-ups per day, indexes for periods
 
 Revision ID: 0002_stats
 Revises: 0001
@@ -43,6 +43,20 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['action_id'], ['action.id'], name=op.f('fk_reach_rollup_action_id_action'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('action_id', name=op.f('pk_reach_rollup'))
     )
+    op.create_table('signup_day',
+    sa.Column('municipality_id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('registered', sa.Integer(), nullable=False),
+    sa.Column('unsubscribed', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['municipality_id'], ['municipality.id'], name=op.f('fk_signup_day_municipality_id_municipality'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('municipality_id', 'day', name=op.f('pk_signup_day'))
+    )
+    op.create_table('signup_rollup',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('through', sa.Date(), nullable=False),
+    sa.Column('rebuilt_at', gateway.storage.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_signup_rollup'))
+    )
     with op.batch_alter_table('action', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_action_launched_at'), ['launched_at'], unique=False)
     with op.batch_alter_table('participant', schema=None) as batch_op:
@@ -58,6 +72,8 @@ def downgrade() -> None:
         batch_op.drop_index('ix_participant_created')
     with op.batch_alter_table('action', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_action_launched_at'))
+    op.drop_table('signup_rollup')
+    op.drop_table('signup_day')
     op.drop_table('reach_rollup')
     with op.batch_alter_table('action_reach', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_action_reach_municipality_id'))
