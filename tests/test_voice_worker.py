@@ -128,7 +128,8 @@ async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]
 def test_thirty_recipients_with_a_cap_of_five(voice):
     port = voice.start_ivr()
     voice.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
-                      BN_RING_SECONDS="3", HOLD="40")  # the participant stays on until the IVR ends the call
+                      BN_RING_SECONDS="3", HOLD="40",  # the participant stays on until the IVR ends the call
+                      BN_AMD="no")  # [test-endpoints] answer is silent (AMD: tests/test_alert_call.py)
     phones = [f"+3161000{n:04d}" for n in range(30)]
     endpoint_of = {p: "answer" for p in phones}
     busy, never = phones[:12], phones[12:14]
@@ -194,7 +195,7 @@ def test_asterisk_restarted_mid_action(voice, moment):
     nobody twice (counted at Asterisk's side), and every recipient ends with an outcome."""
     asterisk = voice.asterisk
     port = voice.start_ivr()
-    keep = dict(BN_IVR=f"agi://127.0.0.1:{port}", PHONE_RING="2", PHONE_HOLD="2")
+    keep = dict(BN_IVR=f"agi://127.0.0.1:{port}", PHONE_RING="2", PHONE_HOLD="2", BN_AMD="no")  # silent phones
     asterisk.globals.update(keep)  # the restarted Asterisk reads them from its configuration
     voice.set_globals(**keep)
     (asterisk.chroot / PHONE_LOG).write_text("")
