@@ -92,17 +92,10 @@ class Listening:
 def alert_call(agi: AGISession, ctx: IvrContext) -> None:
     meldkamer = (agi.args() + [""])[0]
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
-    raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
-
-    alert = lookup_alert(ctx, raw_id)
-    if alert is None:  # a bug upstream: nothing to play, nowhere to record it
-        log.warning("alert call %s for unknown message %r; ending it", call_id, raw_id)
-        agi.verbose(f"burgernet: alert call for unknown message {raw_id!r}", 1)
-        agi.set_variable(var.ALERT_RESULT, "unknown-message")
+    found = alert_and_audio(agi, ctx)
+    if found is None:
         return
-    if not audio:
-        audio_missing(agi, ctx, alert, "BN_AUDIO empty")
-        return
+    alert, audio = found
 
     listening = Listening(audio_samples(agi, audio))
     try:
@@ -124,6 +117,22 @@ def alert_call(agi: AGISession, ctx: IvrContext) -> None:
     else:
         agi.set_variable(var.ALERT_RESULT, "listened")
         record_outcome(ctx, alert.message_id, MessageStatus.answered, listening.describe())
+
+
+def alert_and_audio(agi: AGISession, ctx: IvrContext) -> tuple[Alert, str] | None:
+    """The call's Message and audio from BN_MESSAGE_ID and BN_AUDIO; None (the call's end
+    already set and recorded) for an unknown message or no audio."""
+    raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
+    alert = lookup_alert(ctx, raw_id)
+    if alert is None:  # a bug upstream: nothing to play, nowhere to record it
+        log.warning("%s call %s for unknown message %r; ending it", agi.script, agi.env.get("agi_uniqueid"), raw_id)
+        agi.verbose(f"burgernet: alert call for unknown message {raw_id!r}", 1)
+        agi.set_variable(var.ALERT_RESULT, "unknown-message")
+        return None
+    if not audio:
+        audio_missing(agi, ctx, alert, "BN_AUDIO empty")
+        return None
+    return alert, audio
 
 
 def _listen(agi: AGISession, audio: str, listening: Listening) -> str | None:

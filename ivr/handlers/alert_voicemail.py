@@ -21,7 +21,7 @@ from gateway.tts.audio import ASTERISK_RATE
 from ivr import variables as var
 from ivr.agi import AGIResultHangup, AGISession
 from ivr.context import IvrContext
-from ivr.handlers.alert_call import Listening, audio_missing, audio_samples, lookup_alert, record_outcome, stream_file
+from ivr.handlers.alert_call import Listening, alert_and_audio, audio_missing, audio_samples, record_outcome, stream_file
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,10 @@ LEFT = "voicemail: message left"
 
 
 def alert_voicemail(agi: AGISession, ctx: IvrContext) -> None:
-    raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
-    alert = lookup_alert(ctx, raw_id)
-    if alert is None:
-        log.warning("voicemail alert for unknown message %r; ending it", raw_id)
-        agi.set_variable(var.ALERT_RESULT, "unknown-message")
+    found = alert_and_audio(agi, ctx)
+    if found is None:
         return
-    if not audio:
-        audio_missing(agi, ctx, alert, "BN_AUDIO empty")
-        return
+    alert, audio = found
     listening = Listening(audio_samples(agi, audio))
     try:
         result, endpos = stream_file(agi, audio, keys="")
