@@ -413,29 +413,12 @@ def test_real_asterisk_when_the_ivr_is_down_the_participant_is_not_left_in_silen
 
 # --- answering-machine detection on the real Asterisk ---------------------------------------------
 
-SOUNDS_DIR = "/var/lib/burgernet/test-sounds"  # as Asterisk sees it: [test-endpoints] machine, human
-GREETING = (
-    "Goedendag, u spreekt met het antwoordapparaat van de familie De Vries. "
-    "Wij zijn er op dit moment niet. Spreek uw bericht in na de piep."
-)
-
-
 @pytest.fixture(scope="module")
 def phone_sounds(asterisk) -> dict[str, float]:
-    """What the far sides say, made with espeak-ng here: an answering machine's greeting, its beep
-    (1 kHz, 0.6 s) and silence; a person's "Hallo?" and silence. Returns seconds until the beep ended."""
-    from pydub import AudioSegment
-    from pydub.generators import Sine
+    """The far sides' audio (tests/phone_sounds.py): seconds until the machine's beep ended."""
+    from phone_sounds import write_phone_sounds
 
-    from gateway.tts.audio import ASTERISK_RATE, espeak_wav, to_asterisk, write_audio
-
-    silence = AudioSegment.silent(duration=6000, frame_rate=ASTERISK_RATE)
-    beep = Sine(1000).to_audio_segment(duration=600, volume=-6).set_frame_rate(ASTERISK_RATE).set_channels(1).set_sample_width(2)
-    greeting = to_asterisk(espeak_wav(GREETING, "nl"))
-    target = asterisk.chroot / SOUNDS_DIR.lstrip("/")
-    write_audio(greeting + AudioSegment.silent(duration=300, frame_rate=ASTERISK_RATE) + beep + silence, target / "machine.wav")
-    write_audio(to_asterisk(espeak_wav("Hallo?", "nl")) + silence + silence, target / "human.wav")
-    return {"machine": (len(greeting) + 300 + len(beep)) / 1000}
+    return {"machine": write_phone_sounds(asterisk.chroot)}
 
 
 @postgresql_only
