@@ -392,7 +392,11 @@ class VoiceWorker:
         """Until the AMI client has a connection newer than `connection` (it reconnects by itself)."""
         while self.ami.reconnects == connection:
             changed = self._reconnected
-            await changed.wait()
+            try:
+                await asyncio.wait_for(changed.wait(), 5)
+            except TimeoutError:
+                if not self.ami.connected:
+                    await self.ami.wait_connected()  # raises the error that ended the client, if one did
 
     async def _until_ended(self, attempt: _Attempt, timeout: float) -> None:
         if not attempt.channels:
