@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     url = fresh_database()
     engine = make_engine(url)
     sessions = session_factory(engine)
-    asterisk = AsteriskServer(ensure_chroot())
+    asterisk = AsteriskServer(ensure_chroot(), turn_timeout=3600)  # test runs may hold it for a while
     print("starting the real Asterisk (waits while a test run holds it)", flush=True)
     asterisk.start()
     ctx = IvrContext(sessions, cache=None)
