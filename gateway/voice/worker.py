@@ -23,7 +23,7 @@ Per message:
    channel variables BN_MESSAGE_ID and BN_AUDIO (the audio path as Asterisk sees it).
 4. Outcome (OriginateResponse Reason): 4 answered → status answered, detail "answered", final_at,
    provider_id = the Uniqueid; the IVR ([alert-call], `alert_call`) then refines detail ("listened
-   to the end", …). Every write of the worker is guarded by `status = 'sending' AND final_at IS
+   to the end", …; an answering machine: `alert_voicemail`, "voicemail: message left"). Every write of the worker is guarded by `status = 'sending' AND final_at IS
    NULL`, so it never overwrites what the IVR already recorded. 5 busy, 3 no answer, 8 congestion
    → retried (below); anything else → failed "call failed: <reason> (reason n)".
 
