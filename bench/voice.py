@@ -65,13 +65,16 @@ class TimedCache(AudioCache):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.runs: list[float] = []
+        self.engines: list[str] = []  # which engine made each file ("cached": none, it existed)
 
     def ensure(self, *args, **kw):
         started = time.perf_counter()
         try:
-            return super().ensure(*args, **kw)
+            result = super().ensure(*args, **kw)
         finally:
             self.runs.append(time.perf_counter() - started)
+        self.engines.append(result.engine or "cached")
+        return result
 
 
 @dataclass
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
           f"(IVR recorded 'listened …' on {listened}); rings at the phones {len(rings)}, "
           f"numbers rung twice {len(rings) - len(set(rings))}")
     print(f"launch -> first phone ringing: {(timeline.first_ring - timeline.launched) * 1000:.0f} ms")
-    print(f"TTS (espeak-ng) per action: {sum(cache.runs):.2f} s in {len(cache.runs)} run(s) for {args.calls} calls")
+    print(f"TTS per action: {sum(cache.runs):.2f} s in {len(cache.runs)} run(s) for {args.calls} calls "
+          f"(made by {', '.join(cache.engines)}; espeak-ng only, as after a gTTS fallback)")
     print(f"first ring -> last call ended: {steady:.1f} s ({args.calls * 3600 / steady:,.0f} calls/h)")
     print(f"launch -> last call ended: {elapsed:.1f} s; ideal {args.calls / args.cap * args.seconds:.1f} s")
     mean = sum(timeline.lasted) / len(timeline.lasted)
