@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -65,7 +66,7 @@ class TimedCache(AudioCache):
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.runs: list[float] = []
-        self.engines: list[str] = []  # which engine made each file ("cached": none, it existed)
+        self.made_by: list[str] = []  # which engine made each file ("cached": none, it existed)
 
     def ensure(self, *args, **kw):
         started = time.perf_counter()
@@ -73,7 +74,7 @@ class TimedCache(AudioCache):
             result = super().ensure(*args, **kw)
         finally:
             self.runs.append(time.perf_counter() - started)
-        self.engines.append(result.engine or "cached")
+        self.made_by.append(result.engine or "cached")
         return result
 
 
@@ -114,6 +115,11 @@ def create_action(sessions, calls: int) -> int:
         s.add(action)
         s.commit()
         return action.id
+
+
+def all_final(sessions) -> bool:
+    with sessions() as s:
+        return not s.scalar(select(Message.id).where(Message.status.in_([MessageStatus.queued, MessageStatus.sending])).limit(1))
 
 
 def set_globals(asterisk: AsteriskServer, **values: str) -> None:
@@ -163,9 +169,15 @@ async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_p
         queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings)
         s.commit()
     publish_messages(sessions, queue, queued.ids_by_channel)
-    limit = args.calls / args.cap * (args.seconds + 5) * 3 + 120
+    deadline = time.perf_counter() + args.calls / args.cap * (args.seconds + 5) * 3 + 120
     try:
-        await asyncio.wait_for(done.wait(), limit)
+        while not done.is_set():  # every call ended; or nothing left to call (a failure: reported below)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), 2)
+            if not done.is_set() and not timeline.rang and await asyncio.to_thread(all_final, sessions):
+                break
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(timeline.ended)} of {args.calls} calls ended in time")
     finally:
         stop.set()
         await asyncio.wait_for(running, 120)
@@ -222,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
 
     answered = sum(status is MessageStatus.answered for status, _ in statuses)
     listened = sum(status is MessageStatus.answered and detail.startswith("listened") for status, detail in statuses)
+    if len(timeline.ended) < args.calls:
+        details = sorted({detail for _, detail in statuses})[:5]
+        print(f"voice: only {len(timeline.ended)} of {args.calls} calls were made; message details: {details}")
+        return 1
     elapsed = timeline.ended[-1] - timeline.launched
     steady = timeline.ended[-1] - timeline.first_ring
     limit = 3600 * args.cap / args.seconds
@@ -231,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
           f"numbers rung twice {len(rings) - len(set(rings))}")
     print(f"launch -> first phone ringing: {(timeline.first_ring - timeline.launched) * 1000:.0f} ms")
     print(f"TTS per action: {sum(cache.runs):.2f} s in {len(cache.runs)} run(s) for {args.calls} calls "
-          f"(made by {', '.join(cache.engines)}; espeak-ng only, as after a gTTS fallback)")
+          f"(made by {', '.join(cache.made_by)}; espeak-ng only, as after a gTTS fallback)")
     print(f"first ring -> last call ended: {steady:.1f} s ({args.calls * 3600 / steady:,.0f} calls/h)")
     print(f"launch -> last call ended: {elapsed:.1f} s; ideal {args.calls / args.cap * args.seconds:.1f} s")
     mean = sum(timeline.lasted) / len(timeline.lasted)
