@@ -1,11 +1,17 @@
 """`make demo`: the main job on one machine with nothing installed — SQLite, in-process queue.
 
 Seeds a synthetic region around Utrecht, starts the API on 127.0.0.1:8000, and plays one action
-through the API as a centralist would: create, preview, launch, update, close. Two tip calls go
-through the real FastAGI server (Asterisk's side simulated). Until the SMS and voice channels are
-configured, a dry-run outbox records messages as sent instead of sending them.
+through the API as a centralist would: create, preview, launch, update, close. The spoken alert's
+audio is generated as the voice worker does (TTS_ENGINES: gTTS, else espeak-ng, into AUDIO_DIR) and
+its file and length are shown. Two tip calls go through the real FastAGI server (Asterisk's side
+simulated). Voice messages are called through a real Asterisk when one is configured (AMI_SECRET
+set: the voice worker runs in the background, dialling VOICE_DIAL_TEMPLATE — the seeded numbers are
+synthetic, so point it at a test context); otherwise, and for SMS until that channel exists, a
+dry-run outbox records messages as sent instead of sending them.
 """
 
+import asyncio
+import contextlib
 import threading
 import time
 
@@ -23,6 +29,7 @@ from gateway.seed import seed
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Bulletin, Centralist, Message, Role
+from gateway.tts import AudioCache
 from ivr import simulator
 from ivr.context import IvrContext
 from ivr.handlers import registry
@@ -75,10 +82,22 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     ivr_ctx = IvrContext(sessions, cache=None)
     ivr = FastAGIServer(("127.0.0.1", 0), registry(ivr_ctx))
     ivr.start_in_background()
-    steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush)
-    ivr.shutdown()
-    ivr.server_close()
-    ivr_ctx.tips.close()
+    calls = _VoiceCalls(settings, sessions, queue) if settings.ami_secret else None
+    if calls is not None:
+        _say(f"voice: calls placed through Asterisk at {settings.ami_host}:{settings.ami_port} "
+             f"(AMI user {settings.ami_user}), dialling {settings.voice_dial_template}")
+        calls.start()
+    else:
+        _say("voice: no Asterisk configured (AMI_SECRET empty): voice messages go to the dry-run outbox")
+    try:
+        steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush,
+                                 AudioCache.from_settings(settings), dry_run=("sms",) if calls else ("sms", "voice"))
+    finally:
+        if calls is not None:
+            calls.stop()
+        ivr.shutdown()
+        ivr.server_close()
+        ivr_ctx.tips.close()
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
@@ -94,6 +113,56 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     thread.join(10)
     engine.dispose()
     return steps
+
+
+class _VoiceCalls:
+    """The voice worker (`burgernet worker voice`) on the demo's queue, in a thread of its own."""
+
+    def __init__(self, settings: Settings, sessions, queue) -> None:
+        self.settings, self.sessions, self.queue = settings, sessions, queue
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping: asyncio.Event | None = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="demo-voice", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(30)
+
+    def stop(self) -> None:
+        """Place nothing new; the calls under way finish (at most VOICE_RING_SECONDS plus the call)."""
+        loop = self.loop
+        if loop is not None and self.stopping is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nothing to stop
+                loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        finally:
+            self.loop = None  # closed: stop() has nothing left to tell
+            self.ready.set()
+
+    async def _main(self) -> None:
+        from gateway.voice.ami import AMIClient, AMIError
+        from gateway.voice.worker import VoiceWorker
+
+        self.loop, self.stopping = asyncio.get_running_loop(), asyncio.Event()
+        s = self.settings
+        ami = AMIClient(s.ami_host, s.ami_port, s.ami_user, s.ami_secret)
+        try:
+            await ami.connect()
+        except (AMIError, OSError) as exc:  # the demo goes on without calls, and says why
+            _say(f"voice: cannot use Asterisk ({exc}); voice messages stay queued")
+            return
+        worker = VoiceWorker.from_settings(s, self.sessions, self.queue, ami, AudioCache.from_settings(s))
+        self.ready.set()
+        try:
+            await worker.run(self.stopping, poll_ms=200)
+        finally:
+            await ami.close()
+        _say(f"voice: the worker placed {worker.stats['originates']} call(s), {worker.stats['answered']} answered")
 
 
 def _wait_until_up(base: str, server: uvicorn.Server, timeout: float = 30) -> None:
@@ -130,7 +199,8 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
         simulator.call(ivr_port, hangup)
 
 
-def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written) -> dict:
+def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written, audio: AudioCache,
+                     dry_run: tuple[str, ...]) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -140,7 +210,7 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
         return r.json()
 
     def outbox() -> int:
-        return sum(drain(sessions, queue, channel) for channel in ("sms", "voice"))
+        return sum(drain(sessions, queue, channel) for channel in dry_run)
 
     steps: dict = {}
     _say("\n1. create — a missing child near Utrecht Centraal, 2 km, SMS and voice")
@@ -175,6 +245,10 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
         sample = session.scalars(select(Message.phone).where(Message.bulletin_id == alert.id).limit(3)).all()
     _say(f"   queued SMS text: {alert.sms_text}")
     _say(f"   e.g. to {', '.join(masked(p) for p in sample)} …")
+    spoken = steps["audio"] = audio.ensure(alert.id, alert.spoken_text, "nl")  # as the voice worker makes it
+    made = f"made by {spoken.engine}" if spoken.engine else "already made"
+    fallback = f" after {', '.join(name for name, _ in spoken.failures)} failed" if spoken.failures else ""
+    _say(f"   spoken alert audio: {spoken.path} ({spoken.seconds:.1f} s, 8 kHz mono; {made}{fallback})")
     _say(f"   dry-run outbox recorded {outbox():,} messages as sent")
 
     _say("4. tips — calls to 0800-0011 through the FastAGI server")

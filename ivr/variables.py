@@ -11,3 +11,4 @@ AUDIO = "BN_AUDIO"  # the bulletin's audio: a path without extension, as Asteris
 # Set by the `alert_call` handler, last: how the call ended ("" = the IVR failed, see alert.conf).
 # BN_DIAL (above) is set as well when the participant asked to be put through.
 ALERT_RESULT = "BN_ALERT_RESULT"  # listened | dial | audio-missing | unknown-message
+# (`alert_voicemail`, an answering machine: voicemail | audio-missing | unknown-message)

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -311,6 +311,9 @@ class AsteriskServer:
         self._turn: contextlib.ExitStack | None = None
         self._fresh = True
         self.boot_messages: list[str] = []  # messages.log as it was when the last start completed
+        # Dialplan globals kept across restarts (globals_local.conf, read at each start); a global
+        # set over AMI (Setvar) is gone after a restart.
+        self.globals: dict[str, str] = {}
 
     # AMI connection details, for the tests' AMI clients.
     ami_host = property(lambda self: AMI_HOST)
@@ -367,13 +370,18 @@ class AsteriskServer:
             if turn is not None:
                 turn.close()  # unmounts, then releases the lock
 
-    def restart(self) -> None:
-        """Stop and start again with the same configuration and AMI secret, keeping the turn."""
+    def restart(self, while_down: Callable[[], None] | None = None) -> None:
+        """Stop and start again with the same configuration and AMI secret, keeping the turn.
+
+        `while_down` runs after Asterisk has stopped and before it starts again.
+        """
         if self._turn is None:
             raise RuntimeError("Asterisk is not running")
         try:
             self._halt()
             self._unmount()
+            if while_down is not None:
+                while_down()
             self._boot()
         except BaseException:
             self.stop()
@@ -427,6 +435,8 @@ class AsteriskServer:
             shutil.copy(conf, etc / "dialplans" / conf.name)
         if self.test_contexts is not None:
             shutil.copy(self.test_contexts, etc / "extensions_test.conf")
+        if self.globals:  # dialplans/globals.conf reads it last
+            (etc / "globals_local.conf").write_text("".join(f"{k} = {v}\n" for k, v in self.globals.items()))
         users = etc / "manager_users.conf"
         users.write_text(
             "; Written by tests/asterisk_harness.py for this test run only.\n"

@@ -91,9 +91,10 @@ def ivr(api):
     ctx.tips.close()
 
 
-def answered(api, side: AsteriskSide, uniqueid: str = "alert.1") -> tuple[list[str], dict]:
+def answered(api, side: AsteriskSide, uniqueid: str = "alert.1", script: str = "alert_call") -> tuple[list[str], dict]:
     """One answered alert call; the commands sent and the variables set. Writes are flushed."""
-    env = agi_client.env_block("alert_call", uniqueid=uniqueid, agi_arg_1=MELDKAMER, agi_context="alert-call")
+    args = {"agi_arg_1": MELDKAMER} if script == "alert_call" else {}
+    env = agi_client.env_block(script, uniqueid=uniqueid, agi_context="alert-call", **args)
     commands = agi_client.call(api.ivr_port, env, side)
     api.ivr_ctx.tips.flush()
     return commands, agi_client.variables(commands)
@@ -205,6 +206,30 @@ def test_a_garbage_message_id_ends_the_call_cleanly(ivr, raw):
     assert len(streams(commands)) == 1
 
 
+def test_an_answering_machine_gets_the_message_once_without_a_menu(ivr):
+    commands, got = answered(ivr, AsteriskSide(ivr.message.id), script="alert_voicemail")
+    assert streams(commands) == [f'STREAM FILE {AUDIO} "" 0']  # no escape keys
+    assert not any(c.startswith("WAIT FOR DIGIT") for c in commands)
+    assert got == {"BN_ALERT_RESULT": "voicemail"}
+    m = message(ivr, ivr.message.id)
+    assert (m.status, m.detail) == (MessageStatus.answered, "voicemail: message left") and m.final_at
+
+    # The machine hangs up after 4.1 s (result=-1 with endpos, then HANGUP and 511).
+    side = AsteriskSide(ivr.message.id, streams=["200 result=-1 endpos=32800"], status=DEAD)
+    commands, got = answered(ivr, side, uniqueid="alert.2", script="alert_voicemail")
+    assert len(streams(commands)) == 1 and got == {}
+    assert message(ivr, ivr.message.id).detail == "voicemail: cut off after 4.1 s of 12.0 s"
+
+
+def test_an_answering_machine_and_missing_audio_or_an_unknown_message(ivr):
+    side = AsteriskSide(ivr.message.id, streams=["200 result=-1 endpos=0"], size="")
+    _, got = answered(ivr, side, script="alert_voicemail")
+    assert got == {"BN_ALERT_RESULT": "audio-missing"}
+    assert (message(ivr, ivr.message.id).status, message(ivr, ivr.message.id).detail) == (MessageStatus.failed, "audio missing")
+    commands, got = answered(ivr, AsteriskSide("abc"), uniqueid="alert.2", script="alert_voicemail")
+    assert got == {"BN_ALERT_RESULT": "unknown-message"} and streams(commands) == []
+
+
 # --- on the real Asterisk 22 ---------------------------------------------------------------------
 
 postgresql_only = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -232,6 +257,7 @@ def alerts(api, asterisk):
         "BN_IVR": f"agi://127.0.0.1:{server.server_address[1]}",
         "BN_MELDKAMER_DIAL": ANSWERS,
         "BN_RING_SECONDS": "3",
+        "BN_AMD": "no",  # [test-endpoints] answer is silent; the AMD tests turn it on
     }.items():
         assert ami.action("Setvar", ("Variable", name), ("Value", value))["Response"] == "Success"
     with api.sessions() as s:  # the centralist's phone answers (not the meldkamer's string)
@@ -254,12 +280,12 @@ def alerts(api, asterisk):
     ctx.tips.close()
 
 
-def call_participant(api, audio: str | None = None) -> str:
+def call_participant(api, audio: str | None = None, phone: str = ANSWERS) -> str:
     """The voice worker's Originate: the participant's phone ([test-endpoints] answer, on the line
     for a minute) answers and enters [alert-call]. Returns the alert channel (the ;1 side)."""
     response = api.ami.action(
         "Originate",
-        ("Channel", ANSWERS), ("Context", "alert-call"), ("Exten", "s"), ("Priority", "1"),
+        ("Channel", phone), ("Context", "alert-call"), ("Exten", "s"), ("Priority", "1"),
         ("Variable", f"BN_MESSAGE_ID={api.message.id}"), ("Variable", f"BN_AUDIO={audio or api.audio_name}"),
         ("Variable", "HOLD=60"), ("Async", "true"),
     )
@@ -383,3 +409,40 @@ def test_real_asterisk_when_the_ivr_is_down_the_participant_is_not_left_in_silen
     channel = call_participant(alerts)
     alerts.events.wait_event("Newexten", Channel=channel, Context="agi_fail", AppData="im-sorry")
     assert alerts.events.wait_event("DialEnd", Channel=channel)["DialStatus"] == "ANSWER"
+
+
+# --- answering-machine detection on the real Asterisk ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def phone_sounds(asterisk) -> dict[str, float]:
+    """The far sides' audio (tests/phone_sounds.py): seconds until the machine's beep ended."""
+    from phone_sounds import write_phone_sounds
+
+    return {"machine": write_phone_sounds(asterisk.chroot)}
+
+
+@postgresql_only
+def test_real_asterisk_an_answering_machine_gets_the_message_after_the_beep(alerts, phone_sounds):
+    alerts.ami.action("Setvar", ("Variable", "BN_AMD"), ("Value", "yes"))
+    started = time.monotonic()
+    channel = call_participant(alerts, phone="Local/machine@test-endpoints")
+    assert alerts.events.wait_event("VarSet", Channel=channel, Variable="AMDSTATUS")["Value"] == "MACHINE"
+    assert alerts.events.wait_event("VarSet", Channel=channel, Variable="WAITSTATUS")["Value"] == "SILENCE"
+    start = next_playback(alerts, channel)
+    assert time.monotonic() - started > phone_sounds["machine"]  # not before the beep
+    assert start["Command"] == f'STREAM FILE {alerts.audio_name} "" 0'  # once, no menu
+    seen = events_until_hangup(alerts, channel)
+    assert not any(e.get("Event") == "AGIExecStart" and e.get("Command", "").startswith("STREAM FILE") for e in seen)
+    m = final_message(alerts)
+    assert (m.status, m.detail) == (MessageStatus.answered, "voicemail: message left")
+
+
+@postgresql_only
+def test_real_asterisk_a_person_who_says_hallo_gets_the_menu(alerts, phone_sounds):
+    alerts.ami.action("Setvar", ("Variable", "BN_AMD"), ("Value", "yes"))
+    channel = call_participant(alerts, phone="Local/human@test-endpoints")
+    assert alerts.events.wait_event("VarSet", Channel=channel, Variable="AMDSTATUS")["Value"] == "HUMAN"
+    start = next_playback(alerts, channel)
+    assert start["Command"] == f'STREAM FILE {alerts.audio_name} "12" 0'  # the IVR, with 1 and 2
+    m = final_message(alerts)
+    assert (m.status, m.detail) == (MessageStatus.answered, "listened to the end")

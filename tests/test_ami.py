@@ -600,6 +600,50 @@ def test_while_asterisk_is_down_actions_fail_at_once_and_the_client_comes_back()
     run(scenario())
 
 
+def test_after_a_restart_the_client_is_connected_only_once_asterisk_has_fully_booted():
+    """A starting Asterisk accepts logins before its dialplan is loaded; FullyBooted comes later."""
+    booted = asyncio.Event()
+
+    async def login_while_booting(fake, action, writer):
+        fake.logins += 1
+        writer.write(wire(LOGIN_OK, action_id=action["ActionID"]) + wire(SUCCESSFUL_AUTH))
+        await writer.drain()
+        await booted.wait()
+        writer.write(wire(FULLY_BOOTED))
+
+    async def scenario():
+        async with fake_asterisk(reconnect_delay=(0.05,)) as (fake, client):
+            fake.script["Login"] = login_while_booting
+            fake.drop_connections()
+            await until(lambda: fake.logins == 2, what="the second login")
+            assert not client.connected
+            with pytest.raises(TimeoutError):
+                await client.wait_connected(timeout=0.3)
+            booted.set()
+            await client.wait_connected(timeout=5)
+            assert (await client.action("Ping"))["Ping"] == "Pong"
+
+    run(scenario())
+
+
+def test_a_client_without_system_events_does_not_wait_for_fully_booted():
+    async def login_without_events(fake, action, writer):
+        fake.logins += 1
+        writer.write(wire(LOGIN_OK, action_id=action["ActionID"]))
+
+    async def scenario():
+        fake = FakeAsterisk()
+        fake.script["Login"] = login_without_events
+        await fake.listen()
+        client = AMIClient("127.0.0.1", fake.port, "burgernet", SECRET, events="call")
+        await asyncio.wait_for(client.connect(), 5)
+        assert client.connected
+        await client.close()
+        await fake.go_down()
+
+    run(scenario())
+
+
 def test_a_refused_login_on_reconnect_stops_the_client():
     async def scenario():
         async with fake_asterisk(reconnect_delay=(0.05,)) as (fake, client):

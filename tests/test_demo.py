@@ -14,7 +14,8 @@ def free_port() -> int:
 
 
 def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
-    settings = Settings(environment="development", data_dir=tmp_path, api_port=free_port())
+    settings = Settings(environment="development", data_dir=tmp_path, api_port=free_port(), audio_dir=tmp_path / "audio",
+                        tts_engines="espeak", ami_secret="")
     steps = run_demo(settings, participants=1_000, keep_serving=False)
 
     reached = steps["preview"]["total"]
@@ -29,6 +30,26 @@ def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
     # Two tip calls through the FastAGI server: by caller ID, and a withheld caller by code.
     assert sorted(t["matched_by"] for t in steps["tips"]) == ["action_code", "caller_id"]
     assert {t["dial_status"] for t in steps["tips"]} == {"ANSWER"}
+    # The spoken alert's audio, made as the voice worker makes it, and where it is.
+    audio = steps["audio"]
+    assert audio.path.parent == tmp_path / "audio" and audio.path.stat().st_size > 44 and audio.seconds > 3
     out = capsys.readouterr().out
+    assert f"spoken alert audio: {audio.path} ({audio.seconds:.1f} s" in out and "made by espeak" in out
+    assert "no Asterisk configured" in out
     assert f"action code {steps['launch']['action']['action_code']}" in out
     assert "******" in out and not re.search(r"\+\d{8,}", out)  # numbers are masked in what the demo prints
+
+
+def test_with_an_asterisk_configured_voice_is_not_dry_run(tmp_path, capsys):
+    """AMI_SECRET set: voice messages are for the voice worker, never marked sent by the dry-run
+    outbox. Here nothing listens on the AMI port, so the demo says so and goes on without calls."""
+    settings = Settings(environment="development", data_dir=tmp_path, api_port=free_port(), audio_dir=tmp_path / "audio",
+                        tts_engines="espeak", ami_secret="demo-secret", ami_port=free_port())
+    steps = run_demo(settings, participants=1_000, keep_serving=False)
+    out = capsys.readouterr().out
+    assert f"calls placed through Asterisk at 127.0.0.1:{settings.ami_port}" in out
+    assert "voice: cannot use Asterisk" in out and "demo-secret" not in out
+    voice = {(r["kind"], r["status"]) for r in steps["progress"] if r["channel"] == "voice"}
+    sms = {(r["kind"], r["status"]) for r in steps["progress"] if r["channel"] == "sms"}
+    assert voice and all(status != "submitted" for _, status in voice)
+    assert ("alert", "submitted") in sms

@@ -8,6 +8,7 @@ Participants' phones are [test-endpoints] Local channels chosen per number by th
 
 import asyncio
 import time
+from collections import Counter
 
 import pytest
 from sqlalchemy import select
@@ -18,7 +19,7 @@ from gateway.config import get_settings
 from gateway.storage.models import Message, MessageStatus
 from gateway.tts import AudioCache, make_engines
 from gateway.voice.ami import AMIClient
-from gateway.voice.worker import VoiceWorker
+from gateway.voice.worker import CUT_OFF, OUTCOME_UNKNOWN, VoiceWorker
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -96,6 +97,18 @@ def worker_for(api, ami: AMIClient, endpoint_of: dict[str, str], **options) -> V
     )
 
 
+async def until_final(api, count: int, timeout: float) -> dict[str, Message]:
+    """Every message final (status and final_at set)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await asyncio.to_thread(messages, api)
+        done = [m for m in got.values() if m.final_at is not None]
+        if len(done) == count or time.monotonic() > deadline:
+            assert len(done) == count, f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}"
+            return got
+        await asyncio.sleep(0.3)
+
+
 async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]:
     """Every message final and every answered one refined by the IVR ("listened …")."""
     deadline = time.monotonic() + timeout
@@ -115,7 +128,8 @@ async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]
 def test_thirty_recipients_with_a_cap_of_five(voice):
     port = voice.start_ivr()
     voice.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
-                      BN_RING_SECONDS="3", HOLD="40")  # the participant stays on until the IVR ends the call
+                      BN_RING_SECONDS="3", HOLD="40",  # the participant stays on until the IVR ends the call
+                      BN_AMD="no")  # [test-endpoints] answer is silent (AMD: tests/test_alert_call.py)
     phones = [f"+3161000{n:04d}" for n in range(30)]
     endpoint_of = {p: "answer" for p in phones}
     busy, never = phones[:12], phones[12:14]
@@ -163,6 +177,93 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
     assert all(m.sent_at for m in got.values())
     assert worker.stats["originates"] == 16 + 3 * 14
     assert voice.audio.calls == 1  # synthesized once for the bulletin, never per call
+
+
+PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per call that reached a phone ([test-phones])
+
+
+def rings(asterisk) -> list[str]:
+    path = asterisk.chroot / PHONE_LOG
+    return path.read_text().split() if path.exists() else []
+
+
+@postgresql_only
+@pytest.mark.parametrize("moment", ["ringing", "answered"])
+def test_asterisk_restarted_mid_action(voice, moment):
+    """Asterisk stops (`core stop now`) and starts again while the worker has calls ringing (or
+    answered) and others not yet placed: the worker reconnects, places what was not placed, rings
+    nobody twice (counted at Asterisk's side), and every recipient ends with an outcome."""
+    asterisk = voice.asterisk
+    port = voice.start_ivr()
+    keep = dict(BN_IVR=f"agi://127.0.0.1:{port}", PHONE_RING="2", PHONE_HOLD="2", BN_AMD="no")  # silent phones
+    asterisk.globals.update(keep)  # the restarted Asterisk reads them from its configuration
+    voice.set_globals(**keep)
+    (asterisk.chroot / PHONE_LOG).write_text("")
+    asterisk.run_in_chroot("chown", "asterisk:asterisk", f"/{PHONE_LOG}")  # Asterisk appends to it
+    phones = [f"+3161100{n:04d}" for n in range(12)]
+    register(voice, phones)
+    launch(voice)
+    marker = "restart"
+
+    def reached(moment: str) -> bool:  # the first three calls ring (PHONE_RING s), or were answered
+        if moment == "ringing":
+            return len(rings(asterisk)) >= 3
+        return sum(m.status is MessageStatus.answered for m in messages(voice).values()) >= 3
+
+    async def scenario():
+        ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, asterisk.ami_secret,
+                        reconnect_delay=(0.2, 0.5))
+        await ami.connect()
+        worker = VoiceWorker(voice.sessions, voice.queue, ami, voice.audio, max_calls=3, retries=0, ring_seconds=10,
+                             dial_string=lambda call: f"Local/{call.phone.lstrip('+')}@test-phones",
+                             asterisk_audio_dir=AUDIO_DIR)
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, poll_ms=200))
+        try:
+            deadline = time.monotonic() + 60
+            while not await asyncio.to_thread(reached, moment):
+                assert time.monotonic() < deadline, f"three calls were not {moment} within 60 s"
+                await asyncio.sleep(0.05)
+
+            def while_down():  # everything after this line in the log rang after the restart
+                with open(asterisk.chroot / PHONE_LOG, "a") as log:
+                    log.write(f"{marker}\n")
+
+            await asyncio.to_thread(asterisk.restart, while_down)
+            got = await until_final(voice, len(phones), timeout=120)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 60)
+            await ami.close()
+        return worker, ami.reconnects, got
+
+    try:
+        worker, reconnects, got = asyncio.run(asyncio.wait_for(scenario(), 240))
+    finally:
+        asterisk.globals.clear()
+    log = rings(asterisk)
+    before, after = log[: log.index(marker)], log[log.index(marker) + 1 :]
+    rung = Counter(before + after)
+    number = {p: p.lstrip("+") for p in phones}
+    assert reconnects >= 1
+    assert max(rung.values()) == 1, f"rang twice: {[n for n, c in rung.items() if c > 1]}"
+    assert after, "nothing was left to place after the restart: the test did not test it"
+    failed = {p for p, m in got.items() if m.status is MessageStatus.failed}
+    unknown = {p for p in failed if got[p].detail == OUTCOME_UNKNOWN}
+    cut_off = {p for p in failed if got[p].detail == f"{CUT_OFF} after 1 attempt"}  # retries=0
+    report = "; ".join(f"{p} {m.status.value} {m.detail}" for p, m in sorted(got.items()))
+    assert failed == unknown | cut_off, report
+    assert len(failed) <= 3, report  # at most the calls under way when Asterisk stopped (the cap)
+    assert all(number[p] in before for p in cut_off), report
+    for phone in phones:
+        if number[phone] in after:  # placed after the reconnect: answered, its outcome recorded
+            assert got[phone].status is MessageStatus.answered and got[phone].attempts == 1, report
+        elif number[phone] not in before:  # never rang: only an Originate whose outcome was lost
+            assert phone in unknown, report
+    assert all(number[p] in rung for p in phones if got[p].status is MessageStatus.answered)
+    never_rang = sum(number[p] not in rung for p in unknown)
+    assert worker.stats["originates"] == len(rung) + never_rang + worker.stats["again"], worker.stats
+    assert worker.stats["again"] <= 2 * len(phones), worker.stats  # no Originates hammering a stopping Asterisk
 
 
 def test_the_worker_command_refuses_an_empty_ami_secret(monkeypatch, tmp_path):

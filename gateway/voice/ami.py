@@ -71,6 +71,10 @@ class AMIConnectionLost(AMIError, ConnectionError):
     """
 
 
+class AMINotSent(AMIConnectionLost):
+    """The action was not sent: there was no connection. Asterisk never saw it."""
+
+
 class AMIActionError(AMIError):
     """Asterisk answered an action with `Response: Error` where no error was acceptable."""
 
@@ -326,6 +330,7 @@ class AMIClient:
         retry_auth_errors: bool = False,
         connect_timeout: float = 10.0,
         action_timeout: float = 30.0,
+        boot_timeout: float = 120.0,
     ):
         self.host, self.port, self.username = host, port, username
         self._secret = secret
@@ -333,7 +338,9 @@ class AMIClient:
         self.on_event, self.on_reconnect = on_event, on_reconnect
         self._event_filter = events
         self._retry_auth_errors = retry_auth_errors
-        self._connect_timeout, self._action_timeout = connect_timeout, action_timeout
+        self._connect_timeout, self._action_timeout, self._boot_timeout = connect_timeout, action_timeout, boot_timeout
+        # `FullyBooted` is a `system` event: waited for only when the filter lets it through.
+        self._waits_for_boot = any(c.strip().lower() in ("on", "all", "system") for c in events.split(","))
         # ActionIDs unique across this client's reconnects and across processes sharing Asterisk.
         self._id_prefix = f"bn-{secrets.token_hex(4)}"
         self._ids = itertools.count(1)
@@ -574,6 +581,8 @@ class AMIClient:
                     if message.is_response and message.action_id == login_id:
                         break
                     self._dispatch(message)
+            if message.ok and self._waits_for_boot:
+                await self._until_fully_booted(reader, where)
         except BaseException as exc:
             writer.close()
             if isinstance(exc, (OSError, TimeoutError)) and not isinstance(exc, AMIError):
@@ -591,6 +600,25 @@ class AMIClient:
         self._connected.set()
         log.info("AMI connected to %s as %s (%s)", where, self.username, banner)
         return reader, writer
+
+    async def _until_fully_booted(self, reader: asyncio.StreamReader, where: str) -> None:
+        """Wait for `FullyBooted`: sent right after the login once Asterisk has booted, else when it has.
+
+        An Asterisk that was just started accepts AMI logins before its dialplan is loaded; an
+        Originate then fails with "PBX requires Asterisk to be fully booted" (seen on 22.10.1
+        after a restart), which would look like a failed call. Not connected until booted.
+        """
+        try:
+            async with asyncio.timeout(self._boot_timeout):
+                while True:
+                    message = await self._read_message(reader)
+                    if message is None:
+                        raise AMIConnectionLost(f"AMI at {where} closed the connection before Asterisk had booted")
+                    self._dispatch(message)
+                    if message.name == "FullyBooted":
+                        return
+        except TimeoutError:
+            raise AMIConnectionLost(f"Asterisk at {where} did not finish booting within {self._boot_timeout:.0f} s") from None
 
     async def _open_with_backoff(self, *, wait_first: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         delays = itertools.chain(self._delays, itertools.repeat(self._delays[-1]))
@@ -680,11 +708,11 @@ class AMIClient:
         if self._fatal is not None:
             raise AMIConnectionLost(f"the AMI client gave up: {self._fatal}")
         if not self.connected or self._writer is None:
-            raise AMIConnectionLost(f"not connected to AMI at {self.host}:{self.port}")
+            raise AMINotSent(f"not connected to AMI at {self.host}:{self.port}")
         async with self._write_lock:
             writer = self._writer
             if writer is None:  # dropped while this send waited for the lock
-                raise AMIConnectionLost(f"not connected to AMI at {self.host}:{self.port}")
+                raise AMINotSent(f"not connected to AMI at {self.host}:{self.port}")
             try:
                 writer.write(wire)
                 await writer.drain()

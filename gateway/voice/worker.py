@@ -23,7 +23,7 @@ Per message:
    channel variables BN_MESSAGE_ID and BN_AUDIO (the audio path as Asterisk sees it).
 4. Outcome (OriginateResponse Reason): 4 answered → status answered, detail "answered", final_at,
    provider_id = the Uniqueid; the IVR ([alert-call], `alert_call`) then refines detail ("listened
-   to the end", …). Every write of the worker is guarded by `status = 'sending' AND final_at IS
+   to the end", …; an answering machine: `alert_voicemail`, "voicemail: message left"). Every write of the worker is guarded by `status = 'sending' AND final_at IS
    NULL`, so it never overwrites what the IVR already recorded. 5 busy, 3 no answer, 8 congestion
    → retried (below); anything else → failed "call failed: <reason> (reason n)".
 
@@ -36,15 +36,22 @@ chosen: `claim()` would count the attempt too, and a queued message is cancelled
 losing the "busy" outcome. The final detail says what happened: "busy after 3 attempts", "no
 answer after 2 attempts; not retried: the action closed". `attempts` counts the Originates.
 
-Asterisk restarts: the AMI client reconnects by itself. Calls not yet placed wait for the
-connection and are placed after the reconnect. An Originate whose outcome was lost with the
-connection (sent, no OriginateResponse yet) is recorded as failed "outcome unknown (Asterisk
-restarted)" and never placed again; one that Asterisk failed without making any channel (reason
-0, no VarSet: a stopping Asterisk refuses new channels) rang nobody and is placed again after the
-reconnect. The bound is *at most one call per attempt*, at the price
-that such a participant may get no call at all. (A clean shutdown reports ringing calls first,
-as failures with reason 0.) After a reconnect, calls whose channels no longer exist are treated
-as ended, so their slots come back.
+Asterisk restarts (tests/test_voice_worker.py restarts the real one mid-action, counting rings at
+the phones' side): the AMI client reconnects by itself and counts as connected only once Asterisk
+has fully booted. The bound is *at most one call per attempt*:
+- nobody was called → placed again after the reconnect, not counted as an attempt: the Originate
+  could not be sent (no connection), Asterisk refused it ("Asterisk is shutting down"), or it
+  failed with reason 0 and no channel while Asterisk was stopping. The call then waits for the
+  next connection (a stopping Asterisk refuses at once: no hammering it meanwhile);
+- it rang and Asterisk hung it up as it stopped (reason 0/1 with a channel) → an attempt like a
+  busy line: "cut off (Asterisk restarted)", retried within VOICE_RETRIES while the action is open;
+- the outcome was lost with the connection (sent, no OriginateResponse) → failed "outcome unknown
+  (Asterisk restarted)", never placed again: it may have rung. The price: that participant may
+  get no call at all. Rare: a stopping Asterisk reports its calls before it closes.
+- answered → stays answered (the IVR records how far they listened before the line dropped).
+"Stopping" is decided by a Ping at once (refused with "Asterisk is shutting down" from the start
+of `core stop`), as the Shutdown event and the closed connection may come seconds later. After a
+reconnect, calls whose channels no longer exist are treated as ended, so their slots come back.
 
 Stopping (`stop` set): nothing new is claimed; calls and retry waits already under way finish.
 """
@@ -66,7 +73,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.queue import WorkQueue, claim
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
 from gateway.tts import AudioCache, AudioResult
-from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError
+from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -77,6 +84,7 @@ CHANNEL = "voice"
 CONTEXT = "alert-call"
 RETRY_REASONS = {5: "busy", 3: "no answer", 8: "congestion"}
 OUTCOME_UNKNOWN = "outcome unknown (Asterisk restarted)"
+CUT_OFF = "cut off (Asterisk restarted)"
 DEFAULT_CALL_TIMEOUT = 3600.0  # an answered call may be put through to the centralist (a tip)
 FAILED_CHANNEL_GRACE = 10.0
 
@@ -115,9 +123,10 @@ class _Attempt:
 
 @dataclass(frozen=True)
 class _Outcome:
-    kind: str  # "answered", "retry", "failed"
+    kind: str  # "answered", "retry", "failed", "again" (nobody was called: place it again)
     detail: str
     uniqueid: str | None = None
+    stopping: int | None = None  # "again": the AMI connection of an Asterisk that is stopping
 
 
 def _now() -> datetime:
@@ -153,13 +162,14 @@ class VoiceWorker:
         self.retries, self.retry_delay = retries, retry_delay
         self.asterisk_audio_dir = asterisk_audio_dir.rstrip("/")
         self.consumer, self.call_timeout, self.failed_channel_grace = consumer, call_timeout, failed_channel_grace
-        self.stats: Counter[str] = Counter()  # originates, answered, retries, failed, unknown
+        self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
         self._slots = asyncio.Semaphore(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
         self._attempts: dict[int, _Attempt] = {}  # message id → its Originate in flight
         self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → that Originate
-        self._hungup: deque[str] = deque(maxlen=4096)
-        self._shutdown_seen = False  # Asterisk announced a shutdown; cleared on reconnect  # recent Hangups, for the answered Uniqueid
+        self._hungup: deque[str] = deque(maxlen=4096)  # recent Hangups, for the answered Uniqueid
+        self._shutdown_seen = False  # Asterisk announced a shutdown; cleared on reconnect
+        self._reconnected = asyncio.Event()  # set (and replaced) at each reconnect
         # Chain onto the client's hooks: ours see VarSet/Hangup synchronously, in wire order.
         previous_event, previous_reconnect = ami.on_event, ami.on_reconnect
         ami.on_event = self._chain(self._on_event, previous_event)
@@ -253,7 +263,10 @@ class VoiceWorker:
             tries += 1
             outcome = await self._call_once(call, audio)
             if outcome.kind == "again":  # nobody was called: place it once Asterisk is back
+                self.stats["again"] += 1
                 tries -= 1
+                if outcome.stopping is not None:  # not to the stopping Asterisk, which refuses it at once
+                    await self._until_reconnected(outcome.stopping)
                 continue
             if outcome.kind == "answered":
                 self.stats["answered"] += 1
@@ -308,6 +321,7 @@ class VoiceWorker:
                     self._owner.pop(uniqueid, None)
 
     async def _originate(self, call: VoiceCall, audio: str, attempt: _Attempt) -> _Outcome:
+        connection = self.ami.reconnects  # which AMI connection this Originate went out on
         try:
             self.stats["originates"] += 1
             action_id = await self.ami.originate(
@@ -319,11 +333,13 @@ class VoiceWorker:
                 timeout_ms=self.ring_seconds * 1000,
             )
             result = await self.ami.wait_originate(action_id, timeout=self.ring_seconds + 60)
+        except AMINotSent:  # the connection was gone before the Originate went out
+            return _Outcome("again", "not connected to Asterisk")
         except AMIActionError as exc:  # refused outright: no channel, nobody called
-            await asyncio.sleep(1)
-            if self._shutdown_seen or not self.ami.connected:
-                return _Outcome("again", "Asterisk is shutting down")
-            return _Outcome("failed", f"Originate refused: {exc.response.get('Message', 'no reason')}"[:200])
+            refusal = exc.response.get("Message", "no reason")
+            if await self._asterisk_stopping(connection, refusal):
+                return _Outcome("again", "Asterisk is shutting down", stopping=connection)
+            return _Outcome("failed", f"Originate refused: {refusal}"[:200])
         except (AMIConnectionLost, TimeoutError):
             log.warning("voice message %d: Originate outcome lost; not calling again", call.message_id)
             return _Outcome("failed", OUTCOME_UNKNOWN, attempt.first)
@@ -333,9 +349,13 @@ class VoiceWorker:
         if not result.success and result.reason == 0 and attempt.first is None:
             # No channel was made, so no phone rang. A stopping Asterisk refuses every channel
             # and then drops the connection: such a call is placed again after the reconnect.
-            await asyncio.sleep(1)
-            if self._shutdown_seen or not self.ami.connected:
-                return _Outcome("again", "Asterisk is shutting down")
+            if await self._asterisk_stopping(connection):
+                return _Outcome("again", "Asterisk is shutting down", stopping=connection)
+        elif not result.success and result.reason in (0, 1) and await self._asterisk_stopping(connection):
+            # It rang, and Asterisk hung it up as it stopped: an attempt like a busy line, so
+            # retried (within VOICE_RETRIES) but never placed again as if it had not rung.
+            await self._until_ended(attempt, self.failed_channel_grace)
+            return _Outcome("retry", CUT_OFF, uniqueid)
         if result.success:
             if result.uniqueid and result.uniqueid not in attempt.channels and result.uniqueid not in self._hungup:
                 attempt.track(result.uniqueid)
@@ -347,6 +367,36 @@ class VoiceWorker:
         if result.reason in RETRY_REASONS:
             return _Outcome("retry", RETRY_REASONS[result.reason], uniqueid)
         return _Outcome("failed", f"call failed: {result.reason_text} (reason {result.reason})", uniqueid)
+
+    async def _asterisk_stopping(self, connection: int, refusal: str = "") -> bool:
+        """Whether a call that failed was failed because Asterisk is stopping.
+
+        Asterisk 22.10.1, once `core stop` began, hangs up every channel (a ringing Originate
+        fails with reason 0) and refuses every AMI action with "Asterisk is shutting down"; its
+        Shutdown event and the dropped connection may follow only seconds later (modules unload
+        first). So the refusal of a Ping is the answer, asked right away.
+        """
+        if "shutting down" in refusal.lower():
+            return True
+        if self._shutdown_seen or not self.ami.connected or self.ami.reconnects != connection:
+            return True
+        try:
+            response = await self.ami.action("Ping", timeout=10)
+        except AMIConnectionLost:
+            return True
+        except TimeoutError:  # an Asterisk too busy to answer a Ping is not stopping on purpose
+            return False
+        return not response.ok and "shutting down" in response.get("Message", "").lower()
+
+    async def _until_reconnected(self, connection: int) -> None:
+        """Until the AMI client has a connection newer than `connection` (it reconnects by itself)."""
+        while self.ami.reconnects == connection:
+            changed = self._reconnected
+            try:
+                await asyncio.wait_for(changed.wait(), 5)
+            except TimeoutError:
+                if not self.ami.connected:
+                    await self.ami.wait_connected()  # raises the error that ended the client, if one did
 
     async def _until_ended(self, attempt: _Attempt, timeout: float) -> None:
         if not attempt.channels:
@@ -379,6 +429,8 @@ class VoiceWorker:
     async def _on_reconnect(self) -> None:
         """Events were lost with the connection: calls whose channels are gone have ended."""
         self._shutdown_seen = False
+        self._reconnected.set()
+        self._reconnected = asyncio.Event()
         if not self._owner:
             return
         try:

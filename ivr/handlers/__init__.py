@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ivr.context import IvrContext
 from ivr.handlers.alert_call import alert_call
+from ivr.handlers.alert_voicemail import alert_voicemail
 from ivr.handlers.tipline import tipline
 from ivr.handlers.tipline_hangup import tipline_hangup
 from ivr.server import Handler
@@ -14,5 +15,6 @@ def registry(ctx: IvrContext) -> dict[str, Handler]:
     return {
         "tipline": lambda agi: tipline(agi, ctx),
         "alert_call": lambda agi: alert_call(agi, ctx),
+        "alert_voicemail": lambda agi: alert_voicemail(agi, ctx),
         "tipline_hangup": lambda agi: tipline_hangup(agi, ctx),
     }

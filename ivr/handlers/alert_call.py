@@ -49,7 +49,7 @@ _RESULT = re.compile(r"^(\d{3})(?: result=(-?\d+))?(?:.*?\bendpos=(-?\d+))?")
 
 
 @dataclass(frozen=True)
-class _Alert:
+class Alert:
     """What the call needs from the database, read once when it is answered."""
 
     message_id: int
@@ -61,7 +61,7 @@ class _Alert:
     centralist_dial: str
 
 
-class _Listening:
+class Listening:
     """How far the participant listened, over every playback of the message."""
 
     def __init__(self, total_samples: int | None):
@@ -92,26 +92,19 @@ class _Listening:
 def alert_call(agi: AGISession, ctx: IvrContext) -> None:
     meldkamer = (agi.args() + [""])[0]
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
-    raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
-
-    alert = _lookup(ctx, raw_id)
-    if alert is None:  # a bug upstream: nothing to play, nowhere to record it
-        log.warning("alert call %s for unknown message %r; ending it", call_id, raw_id)
-        agi.verbose(f"burgernet: alert call for unknown message {raw_id!r}", 1)
-        agi.set_variable(var.ALERT_RESULT, "unknown-message")
+    found = alert_and_audio(agi, ctx)
+    if found is None:
         return
-    if not audio:
-        _audio_missing(agi, ctx, alert, "BN_AUDIO empty")
-        return
+    alert, audio = found
 
-    listening = _Listening(_samples(agi, audio))
+    listening = Listening(audio_samples(agi, audio))
     try:
         key = _listen(agi, audio, listening)
     except AGIAppError as exc:  # the participant hung up (or the channel failed) mid-call
-        _record(ctx, alert.message_id, MessageStatus.answered, listening.describe())
+        record_outcome(ctx, alert.message_id, MessageStatus.answered, listening.describe())
         raise AGIResultHangup(f"participant hung up: {exc}") from exc
     if key is None:
-        _audio_missing(agi, ctx, alert, f"STREAM FILE {audio}: no such file")
+        audio_missing(agi, ctx, alert, f"STREAM FILE {audio}: no such file")
         return
 
     if key == "2":
@@ -119,18 +112,34 @@ def alert_call(agi: AGISession, ctx: IvrContext) -> None:
         # The decision goes out first: the participant should hear ringing before we write.
         agi.set_variable(var.DIAL, dial)
         agi.set_variable(var.ALERT_RESULT, "dial")
-        _record(ctx, alert.message_id, MessageStatus.answered, f"pressed 2 (put through); {listening.describe()}")
+        record_outcome(ctx, alert.message_id, MessageStatus.answered, f"pressed 2 (put through); {listening.describe()}")
         _open_tip(ctx, call_id, alert, dial)
     else:
         agi.set_variable(var.ALERT_RESULT, "listened")
-        _record(ctx, alert.message_id, MessageStatus.answered, listening.describe())
+        record_outcome(ctx, alert.message_id, MessageStatus.answered, listening.describe())
 
 
-def _listen(agi: AGISession, audio: str, listening: _Listening) -> str | None:
+def alert_and_audio(agi: AGISession, ctx: IvrContext) -> tuple[Alert, str] | None:
+    """The call's Message and audio from BN_MESSAGE_ID and BN_AUDIO; None (the call's end
+    already set and recorded) for an unknown message or no audio."""
+    raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
+    alert = lookup_alert(ctx, raw_id)
+    if alert is None:  # a bug upstream: nothing to play, nowhere to record it
+        log.warning("%s call %s for unknown message %r; ending it", agi.script, agi.env.get("agi_uniqueid"), raw_id)
+        agi.verbose(f"burgernet: alert call for unknown message {raw_id!r}", 1)
+        agi.set_variable(var.ALERT_RESULT, "unknown-message")
+        return None
+    if not audio:
+        audio_missing(agi, ctx, alert, "BN_AUDIO empty")
+        return None
+    return alert, audio
+
+
+def _listen(agi: AGISession, audio: str, listening: Listening) -> str | None:
     """Play the message with its menu; the final key ('' for none), or None when the file is missing."""
     key = ""
     for _ in range(1 + MAX_REPLAYS):
-        result, endpos = _stream(agi, audio)
+        result, endpos = stream_file(agi, audio)
         if result < 0:  # a hangup (endpos: how far it got) or a file Asterisk cannot open
             if endpos > 0:
                 listening.heard(endpos, finished=False)
@@ -144,14 +153,14 @@ def _listen(agi: AGISession, audio: str, listening: _Listening) -> str | None:
     return key  # 1 once more after the last replay: the call ends
 
 
-def _stream(agi: AGISession, audio: str) -> tuple[int, int]:
-    """STREAM FILE with 1 and 2 as escape keys: (result, endpos in samples).
+def stream_file(agi: AGISession, audio: str, keys: str = _KEYS) -> tuple[int, int]:
+    """STREAM FILE with `keys` (1 and 2) as escape keys: (result, endpos in samples).
 
     result is 0 at the end of the file, the key's character code when one was pressed, -1 on a
     hangup or a missing file. Sent and read here rather than with pyst2's stream_file(), which
     returns only the key and raises on result=-1 before `endpos` (how far it played) can be read.
     """
-    agi.send_command("STREAM FILE", audio, f'"{_KEYS}"', 0)
+    agi.send_command("STREAM FILE", audio, f'"{keys}"', 0)
     line = agi.stdin.readline().strip()
     match = _RESULT.match(line)
     code = int(match[1]) if match else 0
@@ -163,13 +172,13 @@ def _stream(agi: AGISession, audio: str) -> tuple[int, int]:
     return int(match[2]), max(0, int(match[3] or 0))
 
 
-def _samples(agi: AGISession, audio: str) -> int | None:
+def audio_samples(agi: AGISession, audio: str) -> int | None:
     """The message's length in samples, when its file is a .wav Asterisk can stat (else None)."""
     size = agi.get_full_variable(f"${{STAT(s,{audio}.wav)}}")
     return (int(size) - _WAV_HEADER) // ASTERISK_SAMPLE_WIDTH if size.isdigit() and int(size) > _WAV_HEADER else None
 
 
-def _lookup(ctx: IvrContext, raw_id: str) -> _Alert | None:
+def lookup_alert(ctx: IvrContext, raw_id: str) -> Alert | None:
     """The message, its action and the action's centralist; None for an id that is not a message."""
     raw_id = raw_id.strip()
     if not raw_id.isascii() or not raw_id.isdigit() or not 0 < int(raw_id) <= _MAX_ID:
@@ -185,16 +194,16 @@ def _lookup(ctx: IvrContext, raw_id: str) -> _Alert | None:
     if row is None:
         return None
     mid, phone, action_id, code, status, launched_at, dial = row
-    return _Alert(mid, phone, action_id, code or "", status is ActionStatus.open, launched_at, dial)
+    return Alert(mid, phone, action_id, code or "", status is ActionStatus.open, launched_at, dial)
 
 
-def _audio_missing(agi: AGISession, ctx: IvrContext, alert: _Alert, why: str) -> None:
+def audio_missing(agi: AGISession, ctx: IvrContext, alert: Alert, why: str) -> None:
     log.error("alert call for message %d: audio missing (%s)", alert.message_id, why)
     agi.set_variable(var.ALERT_RESULT, "audio-missing")
-    _record(ctx, alert.message_id, MessageStatus.failed, "audio missing")
+    record_outcome(ctx, alert.message_id, MessageStatus.failed, "audio missing")
 
 
-def _record(ctx: IvrContext, message_id: int, status: MessageStatus, detail: str) -> None:
+def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, detail: str) -> None:
     now = datetime.now(timezone.utc)
 
     def write(session: Session) -> None:
@@ -203,7 +212,7 @@ def _record(ctx: IvrContext, message_id: int, status: MessageStatus, detail: str
     ctx.tips.submit(write)
 
 
-def _open_tip(ctx: IvrContext, call_id: str, alert: _Alert, dial: str) -> None:
+def _open_tip(ctx: IvrContext, call_id: str, alert: Alert, dial: str) -> None:
     """Pressing 2 is a tip about this action (PRODUCT §4.3); matched by the number we called."""
     now = datetime.now(timezone.utc)
     route = Route(Step.centralist, MatchedBy.caller_id, OpenAlert(alert.action_id, alert.action_code, dial, alert.launched_at or now))
