@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ivr import simulator as agi_client
 from gateway.storage.models import MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache, sync_action
+from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from gateway.tipline.routing import (
     OpenAlert,
     Route,
@@ -116,21 +117,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(params=["cache", "sql"])
+@pytest.fixture(params=["redis", "sql"])
 def ivr(request, api, redis_url, key_prefix):
-    """The FastAGI server on a free port, over the api fixture's database; with the Redis route
-    cache, or with SQL lookups only."""
-    cache = RouteCache(redis_url, prefix=key_prefix) if request.param == "cache" else None
-    ctx = IvrContext(api.sessions, cache)
+    """The FastAGI server on a free port, over the api fixture's database: with Redis as in
+    production (route cache, tip stream, and a tip writer that `flush_tips` runs until the stream
+    is empty), or SQL only (lookups and the tip writer thread)."""
+    cache = stream = writer = None
+    if request.param == "redis":
+        cache, stream = RouteCache(redis_url, prefix=key_prefix), TipStream(redis_url, prefix=key_prefix)
+        writer = TipStreamWriter(stream, api.sessions, "test-writer")
+    ctx = IvrContext(api.sessions, cache, stream=stream)
     server = FastAGIServer(("127.0.0.1", free_port()), registry(ctx))
     server.start_in_background()
-    api.ivr_port, api.ivr_ctx, api.ivr_server = server.server_address[1], ctx, server
+    api.ivr_port, api.ivr_ctx, api.ivr_server, api.tip_writer = server.server_address[1], ctx, server, writer
+
+    def flush_tips():
+        ctx.tips.flush()
+        if writer is not None:
+            writer.drain()
+
+    api.flush_tips = flush_tips
     yield api
     server.shutdown()
     server.server_close()
-    ctx.tips.close()
-    if cache:
-        cache.close()
+    ctx.close()
+    if writer is not None:
+        writer.close()
 
 
 def register(api, phone: str) -> None:
@@ -147,7 +159,7 @@ def launch(api, description="Man met rode jas.") -> dict:
 
 
 def tip(api, call_id: str) -> Tip:
-    api.ivr_ctx.tips.flush()
+    api.flush_tips()
     with api.sessions() as s:
         return s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
 
@@ -275,7 +287,7 @@ def test_many_simultaneous_calls_are_all_routed_and_logged(ivr):
     for t in threads:
         t.join()
     assert set(results.values()) == {"PJSIP/4021@mk"} and len(results) == 50
-    ivr.ivr_ctx.tips.flush()
+    ivr.flush_tips()
     with ivr.sessions() as s:
         assert len(s.scalars(select(Tip.id).where(Tip.call_id.like("m%"))).all()) == 50
 
@@ -294,7 +306,7 @@ def test_tips_reach_the_centralist_live(ivr):
     register(ivr, "+31612345678")
     action = launch(ivr)
     agi_client.call(ivr.ivr_port, tipline(uniqueid="live.1"))
-    ivr.ivr_ctx.tips.flush()
+    ivr.flush_tips()
     with ivr.client.stream("GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = r.iter_lines()

@@ -28,11 +28,12 @@ _TTL_MARGIN = timedelta(hours=1)
 COMPLETE_CHECK_SECONDS = 1.0
 
 
-def _pack(a: OpenAlert) -> str:
+def pack_alert(a: OpenAlert) -> str:
+    """An open alert as one string (a route-cache value, a field of a tip record)."""
     return f"{a.action_code}|{a.launched_at.isoformat()}|{a.dial_string}"
 
 
-def _unpack(action_id: bytes | str, value: bytes | str) -> OpenAlert:
+def unpack_alert(action_id: bytes | str, value: bytes | str) -> OpenAlert:
     text = value.decode() if isinstance(value, bytes) else value
     code, launched, dial = text.split("|", 2)
     return OpenAlert(int(action_id), code, dial, datetime.fromisoformat(launched))
@@ -51,16 +52,21 @@ class RouteCache:
     def _number(self, phone: str) -> str:
         return f"{self.prefix}route:{phone}"
 
+    def lookup_keys(self, phone: str | None) -> tuple[str, str, str]:
+        """The keys a lookup of `phone` reads: the complete marker, the codes, the number's alerts
+        (a key that never exists for a withheld number)."""
+        return self._complete, self._codes, self._number(phone or "")
+
     def remember(self, alert: OpenAlert, phones: Iterable[str], expires_at: datetime) -> None:
         """An action's alert reached these numbers."""
         until = int((expires_at + _TTL_MARGIN).timestamp())
         try:
             batch = self.redis.pipeline(transaction=False)
             # By code the action id is not the field, so it leads the value.
-            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{_pack(alert)}")
+            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{pack_alert(alert)}")
             for n, phone in enumerate(phones, 1):
                 key = self._number(phone)
-                batch.hset(key, str(alert.action_id), _pack(alert))
+                batch.hset(key, str(alert.action_id), pack_alert(alert))
                 # Actions last equally long, so the latest launched expires last: plain EXPIREAT.
                 batch.expireat(key, until)
                 if n % _PIPELINE_CHUNK == 0:
@@ -90,7 +96,7 @@ class RouteCache:
             entries = self.redis.hgetall(self._number(phone))
         except redis.RedisError:
             return None
-        return [_unpack(k, v) for k, v in entries.items()]
+        return [unpack_alert(k, v) for k, v in entries.items()]
 
     def _known_complete(self) -> bool:
         # Asked of Redis at most once a second, not per call: one round trip less on the tip
@@ -113,7 +119,7 @@ class RouteCache:
             entries = self.redis.hgetall(self._codes)
         except redis.RedisError:
             return None
-        alerts = (_unpack(*value.decode().split("|", 1)) for value in entries.values())
+        alerts = (unpack_alert(*value.decode().split("|", 1)) for value in entries.values())
         return {a.action_code: a for a in alerts}
 
     def rebuild(self, session: Session) -> int:
