@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import Settings
 from gateway.queue.streams import with_group
 from gateway.storage.models import MatchedBy
-from gateway.tipline.lookup import RouteCache, pack_alert, unpack_alert
+from gateway.tipline.lookup import HotConnections, RouteCache, pack_alert, unpack_alert
 from gateway.tipline.routing import OpenAlert, Route, Step, dial_for, route_by_caller
 from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, record_calls
 
@@ -91,7 +91,7 @@ class TipStream:
     def __init__(self, url: str, prefix: str = "burgernet:"):
         self.url, self.prefix = url, prefix
         self.key, self.dead_key = stream_key(prefix), f"{stream_key(prefix)}:dead"
-        self._connections = _Connections(url, timeout=0.5)
+        self._connections = HotConnections(url, timeout=0.5)
         self._arrive_sha = hashlib.sha1(_ARRIVE.encode()).hexdigest()
 
     def arrive(self, cache: RouteCache, call_id: str, caller: str | None, received_at: datetime, meldkamer: str) -> Arrival:
@@ -113,38 +113,6 @@ class TipStream:
 
     def close(self) -> None:
         self._connections.close()
-
-
-class _Connections:
-    """Redis connections for the IVR's round trips, one per call in flight, taken and given back
-    without redis-py's pool: that one polls each connection before use and records metrics per
-    command, three times the CPU of the round trip itself (bench/README.md)."""
-
-    def __init__(self, url: str, timeout: float):
-        pool = redis.ConnectionPool.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._new = lambda: pool.connection_class(**pool.connection_kwargs)
-        self._idle: list[redis.Connection] = []  # append and pop are atomic: no lock needed
-
-    def call(self, *command):
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            connection = self._new()  # connects on first use
-        try:
-            connection.send_command(*command)
-            reply = connection.read_response()
-        except redis.ResponseError:
-            self._idle.append(connection)  # Redis answered: the connection is fine
-            raise
-        except BaseException:
-            connection.disconnect()  # in an unknown state: not used again
-            raise
-        self._idle.append(connection)
-        return reply
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().disconnect()
 
 
 # --- records ------------------------------------------------------------------------------------
