@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import hiredis
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,7 +57,7 @@ class HotConnections:
         except IndexError:
             connection = self._new()  # connects on first use
         try:
-            connection.send_command(*command)
+            connection.send_packed_command([hiredis.pack_command(command)])
             reply = connection.read_response()
         except redis.ResponseError:
             self._idle.append(connection)  # Redis answered: the connection is fine

@@ -22,6 +22,8 @@ from gateway.storage.models import Participant, Tip, TipChannel
 from gateway.tipline.routing import Route
 
 _UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+# The table, not the ORM class: a batch is one executemany without the ORM's bulk machinery.
+_TIP = Tip.__table__.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +89,20 @@ def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
         )
     } if phones else {}
     rows = [{**row, "participant_id": owners.get(row["caller_number"])} for row in latest.values()]
-    insert = _UPSERT[session.get_bind().dialect.name](Tip)
-    new = insert.excluded
+    insert = _UPSERT[session.get_bind().dialect.name](Tip.__table__)
+    new, old = insert.excluded, _TIP
     decided = new.routed_to.is_not(None)
     session.execute(
         insert.on_conflict_do_update(
-            index_elements=[Tip.call_id],
+            index_elements=[old.call_id],
             set_={
-                "received_at": case((new.received_at < Tip.received_at, new.received_at), else_=Tip.received_at),
-                "caller_number": func.coalesce(Tip.caller_number, new.caller_number),
-                "participant_id": func.coalesce(Tip.participant_id, new.participant_id),
-                "matched_by": case((decided, new.matched_by), else_=Tip.matched_by),
-                "action_id": case((decided, new.action_id), else_=Tip.action_id),
+                "received_at": case((new.received_at < old.received_at, new.received_at), else_=old.received_at),
+                "caller_number": func.coalesce(old.caller_number, new.caller_number),
+                "participant_id": func.coalesce(old.participant_id, new.participant_id),
+                "matched_by": case((decided, new.matched_by), else_=old.matched_by),
+                "action_id": case((decided, new.action_id), else_=old.action_id),
                 "routed_to": case(
-                    (decided & (Tip.ended_at.is_(None) | Tip.routed_to.is_(None)), new.routed_to), else_=Tip.routed_to
+                    (decided & (old.ended_at.is_(None) | old.routed_to.is_(None)), new.routed_to), else_=old.routed_to
                 ),
             },
         ),
@@ -122,14 +124,14 @@ def record_endings(session: Session, endings: Sequence[CallEnded]) -> None:
         for name in ("dial_status", "talk_seconds", "routed_to", "recording_path"):
             if (value := getattr(e, name)) is not None or name not in row:
                 row[name] = value
-    insert = _UPSERT[session.get_bind().dialect.name](Tip)
+    insert = _UPSERT[session.get_bind().dialect.name](Tip.__table__)
     new = insert.excluded
     session.execute(
         insert.on_conflict_do_update(
-            index_elements=[Tip.call_id],
+            index_elements=[_TIP.call_id],
             set_={
                 "ended_at": new.ended_at,
-                **{name: func.coalesce(getattr(new, name), getattr(Tip, name))
+                **{name: func.coalesce(getattr(new, name), _TIP[name])
                    for name in ("dial_status", "talk_seconds", "routed_to", "recording_path")},
             },
         ),

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 GROUP = "tip-writers"
 CLAIM_IDLE_MS = 30_000  # a writer that held entries this long without acknowledging them is gone
 HEARTBEAT_SECONDS = 5
+LINGER_MS = 50  # after a batch that was not full: how long records may gather before the next
 # Errors after which the database may work again: retry the batch, acknowledge nothing.
 _DATABASE_AWAY = (OperationalError, InterfaceError)
 # The route of an arrival whose lookup the cache could not answer: decided by a later record.
@@ -166,13 +167,14 @@ class TipStreamWriter:
     """Moves tip records from the stream to SQL: one transaction per batch, acknowledged after it."""
 
     def __init__(self, stream: TipStream, sessions: sessionmaker[Session], consumer: str, *,
-                 batch: int = 500, claim_idle_ms: int = CLAIM_IDLE_MS):
+                 batch: int = 500, claim_idle_ms: int = CLAIM_IDLE_MS, linger_ms: int = LINGER_MS):
         self.stream, self.sessions, self.consumer = stream, sessions, consumer
-        self.batch, self.claim_idle_ms = batch, claim_idle_ms
+        self.batch, self.claim_idle_ms, self.linger_ms = batch, claim_idle_ms, linger_ms
         # Its own connection: blocking reads outlast the IVR's half-second timeout.
         self.redis = redis.Redis.from_url(stream.url, socket_timeout=30, socket_connect_timeout=5)
         self._mine_first = True  # entries this consumer read but never acknowledged come first
         self._claim_from = "0-0"
+        self._claimed_at = -float("inf")
         self._beat_at = 0.0
 
     def run(self, stop: threading.Event, block_ms: int = 1000, retry_seconds: float = 2.0) -> None:
@@ -180,7 +182,10 @@ class TipStreamWriter:
         while not stop.is_set():
             try:
                 self.heartbeat()
-                self.run_once(block_ms)
+                if 0 < self.run_once(block_ms) < self.batch:
+                    # Let records gather: a busy tip line gets big batches (a commit per call
+                    # would cost the writer, and the database, many times the CPU).
+                    stop.wait(self.linger_ms / 1000)
             except (redis.RedisError, *_DATABASE_AWAY) as exc:
                 log.warning("tip writer %s: %s; retrying in %.0f s", self.consumer, type(exc).__name__, retry_seconds)
                 stop.wait(retry_seconds)
@@ -220,12 +225,15 @@ class TipStreamWriter:
             if entries:
                 return entries
             self._mine_first = False
-        self._claim_from, claimed, *_ = self._grouped_raw(
-            lambda: self.redis.xautoclaim(key, GROUP, self.consumer, self.claim_idle_ms, self._claim_from, count=self.batch)
-        )
-        if claimed:
-            log.info("tip writer %s: took over %d records another writer left", self.consumer, len(claimed))
-            return claimed
+        # What dead writers left: looked for every tenth of the idle time, not every batch.
+        if time.monotonic() - self._claimed_at >= self.claim_idle_ms / 10_000:
+            self._claim_from, claimed, *_ = self._grouped_raw(
+                lambda: self.redis.xautoclaim(key, GROUP, self.consumer, self.claim_idle_ms, self._claim_from, count=self.batch)
+            )
+            if claimed:
+                log.info("tip writer %s: took over %d records another writer left", self.consumer, len(claimed))
+                return claimed
+            self._claimed_at = time.monotonic()
         return self._grouped(lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=self.batch, block=block_ms))
 
     def _grouped(self, read) -> list[tuple[bytes, dict]]:
