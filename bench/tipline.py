@@ -10,8 +10,13 @@ gateway.actions.lifecycle and reused while they stay open for another quarter of
 closed and launched afresh). A RouteCache with its own key prefix (`bench-tipline:`) is emptied and
 filled by `rebuild`; the tip rows of earlier runs (call ids `bench-tipline-…`) are deleted.
 
-Servers: (a) the real FastAGIServer with the real handler registry over that database and cache,
-built as ivr.main does; (b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns.
+Servers: (a) the real FastAGIServer with the real handler registry over that database, route
+cache and tip stream (key prefix `bench-tipline:`), built as ivr.main does, with a tip-writer
+process (gateway.tipline.tipstream, as `burgernet tip-writer`) writing the tips into PostgreSQL
+alongside — its CPU and PostgreSQL's compete with the server's on this machine; after the run the
+bench waits until the stream is empty and checks that every session of the real run has its tip
+row, once, matched by caller ID exactly for the alerted callers (a line of its own; a gap is an
+error); (b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns.
 Both are measured with the same client, one after the other: by default a closed loop keeping
 `--concurrency` FastAGI sessions in flight (a session ends, the next starts at once); with `--rate`
 an open loop (calls start at that rate, at most `--concurrency` in flight). The client plays
@@ -28,8 +33,8 @@ Layout: each server in its own subprocess (multiprocessing, spawn), the client �
 loop — in the main process. CPython runs one thread at a time per process, and the machine has
 2 cores. With the client in the servers' process (`--layout single`), client and handler threads
 share one GIL: the client reads decisions and starts calls only when it gets the GIL, so it paces
-the load and part of every latency is the client's own waiting. Measured here (20,000 calls, 200 in
-flight): single — trivial 1,607 calls/s, p99 180 ms; real 280 calls/s, p99 344 ms (ratio 1.9, but
+the load and part of every latency is the client's own waiting. Measured in session 1, before the
+tip stream (20,000 calls, 200 in flight): single — trivial 1,607 calls/s, p99 180 ms; real 280 calls/s, p99 344 ms (ratio 1.9, but
 the real server's sessions then queue after the decision, in the client: session p50 350 ms vs
 decision p50 108 ms); split — trivial 2,403 calls/s, p99 141 ms, client process at 56% of a core;
 real 352 calls/s, p99 712 ms (ratio 5.0). In the split layout the server process is the bottleneck
@@ -39,8 +44,9 @@ figure is the server's; in the single one it is partly the client's. Hence split
 `--profile` wraps, in the real server's process only (the files under test are untouched), the
 steps of each call and stamps them with perf_counter_ns (CLOCK_MONOTONIC: the same clock as the
 client's), then prints where the decision time of the counted alerted calls goes: waiting to be
-accepted, thread start, environment, Redis lookup, BN_DIAL out, back to the client; and the tip row
-written after the decision. The wrappers cost a little: the main figure comes from a run without.
+accepted, thread start, environment, the lookup with the arrival logged (one Lua round trip),
+BN_DIAL out, back to the client. The wrappers cost a little: the main figure comes from a run
+without.
 """
 
 from __future__ import annotations
