@@ -302,3 +302,17 @@ def test_the_tip_writer_command_needs_redis_and_answers_its_health_check(monkeyp
     finally:
         redis.Redis.from_url(redis_url).delete(f"burgernet:tips:writer:{never_ran}")
         get_settings.cache_clear()
+
+
+def test_a_hot_connection_redis_dropped_is_replaced_on_the_spot(redis_url, client):
+    from gateway.tipline.lookup import HotConnections
+
+    hot = HotConnections(redis_url, timeout=0.5)
+    try:
+        assert hot.call("PING")
+        [idle] = hot._idle
+        client.client_kill("%s:%d" % idle._sock.getsockname())  # as a Redis restart would
+        assert hot.call("PING")
+        assert len(hot._idle) == 1 and hot._idle[0] is not idle
+    finally:
+        hot.close()

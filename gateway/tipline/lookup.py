@@ -52,12 +52,21 @@ class HotConnections:
         self._idle: list[redis.Connection] = []  # append and pop are atomic: no lock needed
 
     def call(self, *command):
+        packed = [hiredis.pack_command(command)]
         try:
             connection = self._idle.pop()
         except IndexError:
-            connection = self._new()  # connects on first use
+            return self._round_trip(self._new(), packed)  # connects on first use
         try:
-            connection.send_packed_command([hiredis.pack_command(command)])
+            return self._round_trip(connection, packed)
+        except redis.ConnectionError:
+            # An idle connection Redis dropped (a restart, a timeout): once more on a new one.
+            # Had the command run after all, the tip record it appended twice is harmless.
+            return self._round_trip(self._new(), packed)
+
+    def _round_trip(self, connection: redis.Connection, packed: list[bytes]):
+        try:
+            connection.send_packed_command(packed)
             reply = connection.read_response()
         except redis.ResponseError:
             self._idle.append(connection)  # Redis answered: the connection is fine
