@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from sqlalchemy import case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -89,24 +90,26 @@ def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
         )
     } if phones else {}
     rows = [{**row, "participant_id": owners.get(row["caller_number"])} for row in latest.values()]
-    insert = _UPSERT[session.get_bind().dialect.name](Tip.__table__)
+    session.execute(_openings_upsert(session.get_bind().dialect.name), rows)
+
+
+@cache  # built once per dialect: building it costs more CPU than running it for a batch
+def _openings_upsert(dialect: str):
+    insert = _UPSERT[dialect](Tip.__table__)
     new, old = insert.excluded, _TIP
     decided = new.routed_to.is_not(None)
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[old.call_id],
-            set_={
-                "received_at": case((new.received_at < old.received_at, new.received_at), else_=old.received_at),
-                "caller_number": func.coalesce(old.caller_number, new.caller_number),
-                "participant_id": func.coalesce(old.participant_id, new.participant_id),
-                "matched_by": case((decided, new.matched_by), else_=old.matched_by),
-                "action_id": case((decided, new.action_id), else_=old.action_id),
-                "routed_to": case(
-                    (decided & (old.ended_at.is_(None) | old.routed_to.is_(None)), new.routed_to), else_=old.routed_to
-                ),
-            },
-        ),
-        rows,
+    return insert.on_conflict_do_update(
+        index_elements=[old.call_id],
+        set_={
+            "received_at": case((new.received_at < old.received_at, new.received_at), else_=old.received_at),
+            "caller_number": func.coalesce(old.caller_number, new.caller_number),
+            "participant_id": func.coalesce(old.participant_id, new.participant_id),
+            "matched_by": case((decided, new.matched_by), else_=old.matched_by),
+            "action_id": case((decided, new.action_id), else_=old.action_id),
+            "routed_to": case(
+                (decided & (old.ended_at.is_(None) | old.routed_to.is_(None)), new.routed_to), else_=old.routed_to
+            ),
+        },
     )
 
 
@@ -124,16 +127,18 @@ def record_endings(session: Session, endings: Sequence[CallEnded]) -> None:
         for name in ("dial_status", "talk_seconds", "routed_to", "recording_path"):
             if (value := getattr(e, name)) is not None or name not in row:
                 row[name] = value
-    insert = _UPSERT[session.get_bind().dialect.name](Tip.__table__)
+    session.execute(_endings_upsert(session.get_bind().dialect.name), list(latest.values()))
+
+
+@cache
+def _endings_upsert(dialect: str):
+    insert = _UPSERT[dialect](Tip.__table__)
     new = insert.excluded
-    session.execute(
-        insert.on_conflict_do_update(
-            index_elements=[_TIP.call_id],
-            set_={
-                "ended_at": new.ended_at,
-                **{name: func.coalesce(getattr(new, name), _TIP[name])
-                   for name in ("dial_status", "talk_seconds", "routed_to", "recording_path")},
-            },
-        ),
-        list(latest.values()),
+    return insert.on_conflict_do_update(
+        index_elements=[_TIP.call_id],
+        set_={
+            "ended_at": new.ended_at,
+            **{name: func.coalesce(getattr(new, name), _TIP[name])
+               for name in ("dial_status", "talk_seconds", "routed_to", "recording_path")},
+        },
     )

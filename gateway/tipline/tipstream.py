@@ -137,7 +137,7 @@ def encode(record: TipRecord) -> dict[str, str]:
 
 def decode(raw: dict[bytes, bytes] | dict[str, str]) -> TipRecord:
     """A stream entry's record; KeyError or ValueError when it is not one."""
-    f = {_text(k): _text(v) for k, v in raw.items()}
+    f = raw if all(isinstance(k, str) for k in raw) else {_text(k): _text(v) for k, v in raw.items()}
     kind, call_id, at = f["kind"], f["call"], datetime.fromisoformat(f["at"])
     alerts = [unpack_alert(k[2:], v) for k, v in f.items() if k.startswith("a:")]
     if kind == "arrived":
@@ -171,7 +171,7 @@ class TipStreamWriter:
         self.stream, self.sessions, self.consumer = stream, sessions, consumer
         self.batch, self.claim_idle_ms, self.linger_ms = batch, claim_idle_ms, linger_ms
         # Its own connection: blocking reads outlast the IVR's half-second timeout.
-        self.redis = redis.Redis.from_url(stream.url, socket_timeout=30, socket_connect_timeout=5)
+        self.redis = redis.Redis.from_url(stream.url, socket_timeout=30, socket_connect_timeout=5, decode_responses=True)
         self._mine_first = True  # entries this consumer read but never acknowledged come first
         self._claim_from = "0-0"
         self._claimed_at = -float("inf")
@@ -218,7 +218,7 @@ class TipStreamWriter:
             self.redis.set(_heartbeat_key(self.stream.key, self.consumer), int(time.time()), ex=6 * HEARTBEAT_SECONDS)
             self._beat_at = time.monotonic()
 
-    def _next(self, block_ms: int | None) -> list[tuple[bytes, dict]]:
+    def _next(self, block_ms: int | None) -> list[tuple[str, dict]]:
         key = self.stream.key
         if self._mine_first:  # after a restart or a failed batch
             entries = self._grouped(lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=self.batch))
@@ -236,14 +236,14 @@ class TipStreamWriter:
             self._claimed_at = time.monotonic()
         return self._grouped(lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=self.batch, block=block_ms))
 
-    def _grouped(self, read) -> list[tuple[bytes, dict]]:
+    def _grouped(self, read) -> list[tuple[str, dict]]:
         reply = self._grouped_raw(read)
         return [entry for _stream, entries in reply or () for entry in entries]
 
     def _grouped_raw(self, call):
         return with_group(self.redis, self.stream.key, GROUP, call)
 
-    def _write(self, entries: Sequence[tuple[bytes, dict]]) -> None:
+    def _write(self, entries: Sequence[tuple[str, dict]]) -> None:
         records, refused = [], []
         for entry_id, fields in entries:
             if not fields:  # deleted while pending: nothing left to write
