@@ -26,6 +26,7 @@ class Lookup:
     alerts: list[OpenAlert]
     any_open: bool
     logged: bool  # the arrival record with this answer is in the tip stream: the route follows from it
+    codes: dict[str, OpenAlert] | None = None  # the open actions by code, if looked up with it
 
 
 @dataclass
@@ -51,7 +52,8 @@ class IvrContext:
                 log.warning("route lookup and tip log in Redis failed (%s); using SQL", type(exc).__name__)
             else:
                 if found.complete:
-                    return Lookup(found.alerts, found.any_open or bool(found.alerts), logged=True)
+                    return Lookup(found.alerts, found.any_open or bool(found.alerts), logged=True,
+                                  codes=None if found.alerts else found.codes)
         alerts = self.alerts_for(caller)
         return Lookup(alerts, bool(alerts) or bool(self.open_by_code()), logged=False)
 

@@ -202,6 +202,23 @@ def test_a_withheld_caller_keys_the_code(ivr):
     assert (t.matched_by, t.action_id, t.caller_number) == (MatchedBy.action_code, action["id"], None)
 
 
+def test_the_code_of_an_action_launched_while_the_caller_is_asked_works(ivr):
+    launch(ivr, "Eerste actie.")
+    later: dict = {}
+    keyed = agi_client.keys()
+
+    def answer(command: str) -> str:
+        if command.startswith("GET DATA") and not later:  # the second action opens now
+            later.update(launch(ivr, "Tweede actie."))
+            return f"200 result={later['action_code']}"
+        return keyed(command)
+
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="anonymous", uniqueid="c2.2"), answer)
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
+    assert sum(c.startswith("GET DATA") for c in commands) == 1
+    assert (tip(ivr, "c2.2").matched_by, tip(ivr, "c2.2").action_id) == (MatchedBy.action_code, later["id"])
+
+
 def test_three_wrong_codes_go_to_the_meldkamer(ivr):
     launch(ivr)
     answer = agi_client.keys("1", "22", "333")

@@ -40,6 +40,12 @@ def unpack_alert(action_id: bytes | str, value: bytes | str) -> OpenAlert:
     return OpenAlert(int(action_id), code, dial, datetime.fromisoformat(launched))
 
 
+def unpack_codes(values: Iterable[bytes]) -> dict[str, OpenAlert]:
+    """The open actions by code, from the values of the route cache's codes hash."""
+    alerts = (unpack_alert(*value.decode().split("|", 1)) for value in values)
+    return {a.action_code: a for a in alerts}
+
+
 class HotConnections:
     """Redis connections for the tip line's round trips, one per call in flight, taken and given
     back without redis-py's pool: that one polls each connection before use and records metrics
@@ -168,8 +174,7 @@ class RouteCache:
             entries = _fields(self._hot.call("HGETALL", self._codes))
         except redis.RedisError:
             return None
-        alerts = (unpack_alert(*value.decode().split("|", 1)) for _code, value in entries)
-        return {a.action_code: a for a in alerts}
+        return unpack_codes(value for _code, value in entries)
 
     def rebuild(self, session: Session) -> int:
         """Fill the cache from SQL with every open action's recipients; returns the numbers written."""

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import Settings
 from gateway.queue.streams import with_group
 from gateway.storage.models import MatchedBy
-from gateway.tipline.lookup import HotConnections, RouteCache, pack_alert, unpack_alert
+from gateway.tipline.lookup import HotConnections, RouteCache, pack_alert, unpack_alert, unpack_codes
 from gateway.tipline.routing import OpenAlert, Route, Step, dial_for, route_by_caller
 from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, record_calls
 
@@ -54,13 +54,15 @@ _DATABASE_AWAY = (OperationalError, InterfaceError)
 # The route of an arrival whose lookup the cache could not answer: decided by a later record.
 _UNDECIDED = Route(Step.ask_code)
 
-# The caller's alerts from the route cache and the call's arrival record, in one round trip.
+# The caller's alerts from the route cache (or, when it has none, the open actions by code) and
+# the call's arrival record, in one round trip.
 _ARRIVE = """
 local complete = redis.call('EXISTS', KEYS[1])
-local open, alerts = 0, {}
+local open, alerts, codes = 0, {}, {}
 if complete == 1 then
-  if redis.call('HLEN', KEYS[2]) > 0 then open = 1 end
   alerts = redis.call('HGETALL', KEYS[3])
+  if #alerts == 0 then codes = redis.call('HGETALL', KEYS[2]) end  -- to be asked for a code
+  if #alerts > 0 or #codes > 0 then open = 1 end
 end
 local record = {'kind', 'arrived', 'complete', tostring(complete), 'open', tostring(open)}
 for i = 1, #ARGV do record[#record + 1] = ARGV[i] end
@@ -69,7 +71,7 @@ for i = 1, #alerts, 2 do
   record[#record + 1] = alerts[i + 1]
 end
 redis.call('XADD', KEYS[4], '*', unpack(record))
-return {complete, open, alerts}
+return {complete, open, alerts, codes}
 """
 
 
@@ -84,6 +86,7 @@ class Arrival:
     complete: bool  # False: the cache could not say (rebuilding); the alerts are not the answer
     any_open: bool
     alerts: list[OpenAlert]
+    codes: dict[str, OpenAlert]  # the open actions by code, when the caller has no alerts
 
 
 class TipStream:
@@ -102,12 +105,12 @@ class TipStream:
         keys = (*cache.lookup_keys(caller), self.key)
         args = ("call", call_id, "caller", caller or "", "at", received_at.isoformat(), "meldkamer", meldkamer)
         try:
-            complete, any_open, flat = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
+            complete, any_open, flat, codes = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:  # Redis restarted since: load the script once more
             self._connections.call("SCRIPT", "LOAD", _ARRIVE)
-            complete, any_open, flat = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
+            complete, any_open, flat, codes = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
         alerts = [unpack_alert(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
-        return Arrival(bool(complete), bool(any_open), alerts)
+        return Arrival(bool(complete), bool(any_open), alerts, unpack_codes(codes[1::2]))
 
     def append(self, record: TipRecord) -> None:
         self._connections.call("XADD", self.key, "*", *itertools.chain.from_iterable(encode(record).items()))

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 
 from gateway.tipline import tips
-from gateway.tipline.routing import CODE_TRIES, Route, Step, caller_number, dial_for, route_by_caller, route_by_code, route_by_menu
+from gateway.tipline.routing import CODE_TRIES, OpenAlert, Route, Step, caller_number, dial_for, route_by_caller, route_by_code, route_by_menu
 from ivr import variables as var
 from ivr.agi import AGISession
 from ivr.context import IvrContext
@@ -38,7 +38,7 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
         if route.step is Step.menu:
             route = route_by_menu(route, _ask(agi, _prompt(prompts, "tipline-menu"), 1))
         else:
-            route = _ask_code(agi, ctx, prompts)
+            route = _ask_code(agi, ctx, prompts, found.codes)
 
     dial = dial_for(route, meldkamer) or meldkamer
     if asked or not found.logged:
@@ -52,11 +52,15 @@ def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:
     return result if isinstance(result, str) else ""
 
 
-def _ask_code(agi: AGISession, ctx: IvrContext, prompts: str) -> Route:
-    """Up to three tries to key an open action's code; then the meldkamer."""
+def _ask_code(agi: AGISession, ctx: IvrContext, prompts: str, codes: dict[str, OpenAlert] | None) -> Route:
+    """Up to three tries to key an open action's code; then the meldkamer. `codes`: the open
+    actions as the call arrived, if known; looked up (again) for keys they do not know."""
     for attempt in range(CODE_TRIES):
         digits = _ask(agi, _prompt(prompts, "tipline-enter-code"), CODE_DIGITS_MAX)
-        route = route_by_code(digits, ctx.open_by_code())
+        route = route_by_code(digits, codes or {})
+        if route is None and digits.strip().rstrip("#"):  # an action launched since, or none
+            codes = ctx.open_by_code()
+            route = route_by_code(digits, codes)
         if route is not None:
             return route
         if attempt < CODE_TRIES - 1:
