@@ -10,8 +10,13 @@ gateway.actions.lifecycle and reused while they stay open for another quarter of
 closed and launched afresh). A RouteCache with its own key prefix (`bench-tipline:`) is emptied and
 filled by `rebuild`; the tip rows of earlier runs (call ids `bench-tipline-…`) are deleted.
 
-Servers: (a) the real FastAGIServer with the real handler registry over that database and cache,
-built as ivr.main does; (b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns.
+Servers: (a) the real FastAGIServer with the real handler registry over that database, route
+cache and tip stream (key prefix `bench-tipline:`), built as ivr.main does, with a tip-writer
+process (gateway.tipline.tipstream, as `burgernet tip-writer`) writing the tips into PostgreSQL
+alongside — its CPU and PostgreSQL's compete with the server's on this machine; after the run the
+bench waits until the stream is empty and checks that every session of the real run has its tip
+row, once, matched by caller ID exactly for the alerted callers (a line of its own; a gap is an
+error); (b) a FastAGIServer whose only handler `tipline` sets BN_DIAL and returns.
 Both are measured with the same client, one after the other: by default a closed loop keeping
 `--concurrency` FastAGI sessions in flight (a session ends, the next starts at once); with `--rate`
 an open loop (calls start at that rate, at most `--concurrency` in flight). The client plays
@@ -28,8 +33,8 @@ Layout: each server in its own subprocess (multiprocessing, spawn), the client �
 loop — in the main process. CPython runs one thread at a time per process, and the machine has
 2 cores. With the client in the servers' process (`--layout single`), client and handler threads
 share one GIL: the client reads decisions and starts calls only when it gets the GIL, so it paces
-the load and part of every latency is the client's own waiting. Measured here (20,000 calls, 200 in
-flight): single — trivial 1,607 calls/s, p99 180 ms; real 280 calls/s, p99 344 ms (ratio 1.9, but
+the load and part of every latency is the client's own waiting. Measured in session 1, before the
+tip stream (20,000 calls, 200 in flight): single — trivial 1,607 calls/s, p99 180 ms; real 280 calls/s, p99 344 ms (ratio 1.9, but
 the real server's sessions then queue after the decision, in the client: session p50 350 ms vs
 decision p50 108 ms); split — trivial 2,403 calls/s, p99 141 ms, client process at 56% of a core;
 real 352 calls/s, p99 712 ms (ratio 5.0). In the split layout the server process is the bottleneck
@@ -39,8 +44,9 @@ figure is the server's; in the single one it is partly the client's. Hence split
 `--profile` wraps, in the real server's process only (the files under test are untouched), the
 steps of each call and stamps them with perf_counter_ns (CLOCK_MONOTONIC: the same clock as the
 client's), then prints where the decision time of the counted alerted calls goes: waiting to be
-accepted, thread start, environment, Redis lookup, BN_DIAL out, back to the client; and the tip row
-written after the decision. The wrappers cost a little: the main figure comes from a run without.
+accepted, thread start, environment, the lookup with the arrival logged (one Lua round trip),
+BN_DIAL out, back to the client. The wrappers cost a little: the main figure comes from a run
+without.
 """
 
 from __future__ import annotations
@@ -56,14 +62,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from bench.targeting import PG_ADMIN_URL, PG_DB, prepare_postgresql
 from gateway.actions import lifecycle
 from gateway.config import Settings
-from gateway.storage.models import Action, ActionStatus, ActionType, Centralist, Tip
+from gateway.storage.db import make_engine
+from gateway.storage.models import Action, ActionStatus, ActionType, Centralist, MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache, alert_phones, open_alerts
+from gateway.tipline.tipstream import TipStream
 
 PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -163,13 +171,13 @@ def _trivial(agi) -> None:
 
 # The stamps the profile takes per call in the real server (perf_counter_ns: CLOCK_MONOTONIC, the
 # same clock in every process, so they line up with the client's).
-ACCEPTED, THREAD, ENV_READ, LOOKUP, LOOKED_UP, DIAL_SENT, TIP_ROW, CACHE = range(8)
+ACCEPTED, THREAD, ENV_READ, LOOKUP, LOOKED_UP, DIAL_SENT, REDIS = range(7)
 
 
-def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
+def _profiled(server_mod, agi_mod, context_mod) -> dict[str, list]:
     """Stamp the steps of each call by wrapping them in this process (the files are untouched):
     agi_uniqueid → [accepted, thread running, env read, lookup start, lookup end, BN_DIAL sent,
-    tip row duration, (Redis answered?, its duration)]."""
+    (Redis answered?, the Lua round trip's duration)]."""
     per_call: dict[str, list] = {}
     local = threading.local()
     accepted: dict[int, int] = {}  # id(socket) → when accepted (sockets take no attributes)
@@ -184,7 +192,7 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
 
     finish_request = srv.finish_request
     def _finish_request(self, request, client_address):
-        local.rec = [accepted.pop(id(request), None), time.perf_counter_ns(), None, None, None, None, None, None]
+        local.rec = [accepted.pop(id(request), None), time.perf_counter_ns(), None, None, None, None, None]
         return finish_request(self, request, client_address)
     srv.finish_request = _finish_request
 
@@ -195,21 +203,22 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
         per_call[self.env.get("agi_uniqueid", "")] = local.rec
     agi_mod.AGISession._get_agi_env = _get_env
 
-    alerts_for = context_mod.IvrContext.alerts_for
-    def _alerts_for(self, phone):
+    arrive = context_mod.IvrContext.arrive
+    def _arrive(self, *a, **kw):
         local.rec[LOOKUP] = time.perf_counter_ns()
-        out = alerts_for(self, phone)
+        out = arrive(self, *a, **kw)
         local.rec[LOOKED_UP] = time.perf_counter_ns()
         return out
-    context_mod.IvrContext.alerts_for = _alerts_for
+    context_mod.IvrContext.arrive = _arrive
 
-    cached = RouteCache.alerts_for
-    def _cached(self, phone):  # None: Redis could not say (error, timeout), the lookup goes to SQL
+    lua = TipStream.arrive
+    def _lua(self, *a, **kw):  # raises: Redis could not answer (error, timeout), the lookup goes to SQL
         start = time.perf_counter_ns()
-        out = cached(self, phone)
-        local.rec[CACHE] = (out is not None, time.perf_counter_ns() - start)
+        local.rec[REDIS] = (False, 0)
+        out = lua(self, *a, **kw)
+        local.rec[REDIS] = (True, time.perf_counter_ns() - start)
         return out
-    RouteCache.alerts_for = _cached
+    TipStream.arrive = _lua
 
     set_variable = agi_mod.AGISession.set_variable
     def _set_variable(self, name, value):
@@ -217,35 +226,65 @@ def _profiled(server_mod, agi_mod, context_mod, handler_mod) -> dict[str, list]:
             local.rec[DIAL_SENT] = time.perf_counter_ns()  # set_variable writes before it waits
         return set_variable(self, name, value)
     agi_mod.AGISession.set_variable = _set_variable
-
-    log = handler_mod._log
-    def _log(*a, **kw):
-        start = time.perf_counter_ns()
-        try:
-            return log(*a, **kw)
-        finally:
-            if local.rec[DIAL_SENT] is not None:  # the row written after the decision
-                local.rec[TIP_ROW] = time.perf_counter_ns() - start
-    handler_mod._log = _log
     return per_call
+
+
+def write_tips(conn) -> None:
+    """The tip-writer process of the real server's run: as `burgernet tip-writer`, with the
+    bench's key prefix; sends its CPU times when asked, stops when told."""
+    from gateway.storage.db import make_engine, session_factory
+    from gateway.tipline.tipstream import TipStreamWriter
+
+    engine = make_engine(PG_URL)
+    stream = TipStream(REDIS_URL, prefix=PREFIX)
+    writer = TipStreamWriter(stream, session_factory(engine), "bench-writer")
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop,), kwargs={"block_ms": 100}, daemon=True)
+    thread.start()
+    conn.send("ready")
+    while conn.recv() != "stop":
+        conn.send(os.times())
+    stop.set()
+    thread.join(10)
+    conn.send(os.times())
+
+
+class WriterProcess:
+    def __init__(self):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=write_tips, args=(child,), name="tip-writer", daemon=True)
+        self.proc.start()
+        child.close()
+        assert self.conn.recv() == "ready"
+
+    def cpu(self) -> float:
+        self.conn.send("times")
+        t = self.conn.recv()
+        return t.user + t.system
+
+    def stop(self) -> float:
+        self.conn.send("stop")
+        t = self.conn.recv()
+        self.proc.join(10)
+        return t.user + t.system
 
 
 def serve(kind: str, conn, profile: bool) -> None:
     """A server process: send the port, serve until told to stop, send stats and CPU time back."""
     import ivr.agi
     import ivr.context
-    import ivr.handlers.tipline
     import ivr.server
     from gateway.storage.db import make_engine, session_factory
     from ivr.handlers import registry
 
-    # sys.modules: the package ivr.handlers exports the function `tipline` under the module's name.
-    marks = _profiled(ivr.server, ivr.agi, ivr.context, sys.modules["ivr.handlers.tipline"]) if profile else {}
+    marks = _profiled(ivr.server, ivr.agi, ivr.context) if profile else {}
     if kind == "real":
         # As ivr.main.make_context builds it in production, with the bench's key prefix.
         engine = make_engine(PG_URL)
         cache = RouteCache(REDIS_URL, prefix=PREFIX)
-        handlers = registry(ivr.context.IvrContext(session_factory(engine), cache))
+        stream = TipStream(REDIS_URL, prefix=PREFIX)
+        handlers = registry(ivr.context.IvrContext(session_factory(engine), cache, stream=stream))
     else:
         handlers = {"tipline": _trivial}
     server = ivr.server.FastAGIServer(("127.0.0.1", 0), handlers)
@@ -339,6 +378,7 @@ class Run:
     errors: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     marks: dict = field(default_factory=dict)
+    planned: dict = field(default_factory=dict)  # sessions started, by kind of caller
 
 
 async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int, concurrency: int,
@@ -356,6 +396,8 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
             phone, kind = rng.choice(singles), "alerted"
         plan.append((kind, phone, env_bytes(asterisk_callerid(phone), f"{token}-{server.kind}-{i}")))
     run = Run(server.kind)
+    for kind, _phone, _env in plan:
+        run.planned[kind] = run.planned.get(kind, 0) + 1
     window: dict[str, object] = {}
     counted_done = 0
 
@@ -413,6 +455,46 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
     return run
 
 
+@dataclass
+class TipLogCheck:
+    line: str
+    errors: list[str]
+
+
+def check_tip_log(writer: WriterProcess, token: str, run: Run, timeout_s: float = 120.0) -> TipLogCheck:
+    """Wait for the tip writer to empty the stream, then check that every session of the real
+    server's run has its tip row, once, matched by caller ID exactly for the alerted callers."""
+    client = RouteCache(REDIS_URL, prefix=PREFIX).redis
+    stream = TipStream(REDIS_URL, prefix=PREFIX)
+    t, deadline = time.perf_counter(), time.perf_counter() + timeout_s
+    while client.xlen(stream.key) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    caught_up, left = time.perf_counter() - t, client.xlen(stream.key)
+    cpu_s = writer.stop()
+    dead = client.xlen(stream.dead_key)
+    stream.close()
+    client.close()
+    sessions = sum(run.planned.values())
+    engine = make_engine(PG_URL)
+    with Session(engine) as s:
+        rows, distinct, by_caller = s.execute(
+            select(func.count(Tip.id), func.count(func.distinct(Tip.call_id)),
+                   func.count(Tip.id).filter(Tip.matched_by == MatchedBy.caller_id))
+            .where(Tip.call_id.startswith(f"{token}-real-"))
+        ).one()
+    engine.dispose()
+    errors = []
+    if left or dead:
+        errors.append(f"tip stream: {left} records not written after {timeout_s:.0f} s, {dead} refused")
+    if rows != sessions or distinct != sessions or by_caller != run.planned.get("alerted", 0):
+        errors.append(f"tip rows: {rows} ({distinct} calls, {by_caller} matched by caller ID) for {sessions} sessions "
+                      f"({run.planned.get('alerted', 0)} alerted)")
+    line = (f"real: tip log {rows:,} rows for {sessions:,} sessions ({by_caller:,} matched by caller ID), "
+            f"{'complete' if not errors else 'INCOMPLETE'}; tip writer caught up {caught_up:.1f} s after the "
+            f"last call, its CPU {cpu_s / sessions * 1000:.2f} ms per call (own process, PostgreSQL's not counted)")
+    return TipLogCheck(line, errors)
+
+
 # --- reporting ------------------------------------------------------------------------------------
 
 
@@ -432,10 +514,10 @@ def print_profile(run: Run) -> None:
     steps: dict[str, list[int]] = {
         "waiting to be accepted (backlog)": [], "accept → handler thread running": [],
         "thread running → environment read": [], "environment read → lookup starts": [],
-        "route lookup (IvrContext.alerts_for)": [], "lookup done → BN_DIAL written": [],
-        "BN_DIAL written → read by the client": [], "tip row after the decision (_log)": [],
+        "lookup + arrival logged (ctx.arrive)": [], "lookup done → BN_DIAL written": [],
+        "BN_DIAL written → read by the client": [],
     }
-    cache: dict[bool, list[int]] = {True: [], False: []}  # RouteCache.alerts_for answered or not
+    cache: dict[bool, list[int]] = {True: [], False: []}  # the Lua round trip answered or not
     for call in run.counted:
         rec = run.marks.get(call.uniqueid)
         if call.kind != "alerted" or rec is None or call.decision_ns is None or None in rec[:DIAL_SENT + 1]:
@@ -444,10 +526,8 @@ def print_profile(run: Run) -> None:
         t = [call.sent_ns] + [max(x, call.sent_ns) for x in rec[:DIAL_SENT + 1]] + [call.sent_ns + call.decision_ns]
         for name, a, b in zip(steps, t, t[1:]):
             steps[name].append(b - a)
-        if rec[TIP_ROW] is not None:
-            steps["tip row after the decision (_log)"].append(rec[TIP_ROW])
-        if rec[CACHE] is not None:
-            cache[rec[CACHE][0]].append(rec[CACHE][1])
+        if rec[REDIS] is not None:
+            cache[rec[REDIS][0]].append(rec[REDIS][1])
     print("real server, where the decision time goes (counted alerted calls; the steps add up to it):")
     for name, ns in steps.items():
         if ns:
@@ -457,7 +537,7 @@ def print_profile(run: Run) -> None:
         if ns:
             n, p50, p99, mx = summary(ns)
             what = "Redis answered" if answered else "Redis gave up (timeout/error) → SQL fallback"
-            print(f"  route cache: {what:<44} {n:>6,} calls, Redis part p50 {p50:.2f} p99 {p99:.2f} max {mx:.1f} ms")
+            print(f"  lookup + log script: {what:<44} {n:>6,} calls, Redis part p50 {p50:.2f} p99 {p99:.2f} max {mx:.1f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,12 +570,16 @@ def main(argv: list[str] | None = None) -> int:
     token = f"{MARK}-{int(time.time())}"
     runs = {}
     for kind in ("trivial", "real"):
+        # The real server's tip records go to the tip stream; its writer process runs alongside,
+        # as in production, and its CPU competes with the servers' on this machine.
+        writer = WriterProcess() if kind == "real" else None
         server = ServerProcess(kind, args.profile and kind == "real", args.layout)
         t = time.perf_counter()
         runs[kind] = asyncio.run(drive(server, pop, args.calls, warmup, args.concurrency, args.seed, token,
                                           args.rate))
         print(f"{kind}: {warmup + args.calls + args.concurrency:,} sessions in {time.perf_counter() - t:.1f} s",
               file=sys.stderr)
+    tip_log = check_tip_log(writer, token, runs["real"])
 
     print(f"tip-line benchmark: {args.calls:,} counted calls per server ({warmup:,} warm-up), "
           + (f"arrivals at {args.rate:g}/s, at most {args.concurrency} in flight" if args.rate else
@@ -522,9 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind, run in runs.items():
         print(f"{kind}: server stats {run.stats}; {len(run.errors)} errors"
               + (f", first: {run.errors[0]}" if run.errors else ""))
+    print(tip_log.line)
     if args.profile:
         print_profile(runs["real"])
-    total_errors = sum(len(r.errors) for r in runs.values())
+    total_errors = sum(len(r.errors) for r in runs.values()) + len(tip_log.errors)
 
     triv = figures[("trivial", "alerted")]
     real = figures[("real", "alerted")]

@@ -127,6 +127,36 @@ def ivr(
     serve_ivr(settings, host or settings.ivr_host, port or settings.ivr_port)
 
 
+@app.command("tip-writer")
+def tip_writer(
+    consumer: Annotated[Optional[str], typer.Option(help="This writer's name in the consumer group (default: the host "
+                                                         "name); restarted under the same name it finishes its last batch at once")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only say whether the writer of this name is alive (health check)")] = False,
+) -> None:
+    """Write the tip line's tip records from Redis to the database until stopped (needed with REDIS_URL)."""
+    import logging
+    import signal
+    import socket
+    import threading
+
+    from gateway.tipline.tipstream import run_tip_writer, writer_alive
+
+    settings = get_settings()
+    if not settings.redis_url:
+        typer.echo("configuration error: REDIS_URL is empty; without Redis the IVR writes its tip records itself", err=True)
+        raise typer.Exit(2)
+    name = consumer or socket.gethostname()
+    if check:
+        alive = writer_alive(settings.redis_url, name)
+        typer.echo(f"tip writer {name}: {'alive' if alive else 'not seen lately'}")
+        raise typer.Exit(0 if alive else 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch under way, then stop
+        signal.signal(signum, lambda *_: stop.set())
+    run_tip_writer(settings, name, stop)
+
+
 prompts_app = typer.Typer(help="The static IVR prompts (prompts/prompts.toml).", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
 

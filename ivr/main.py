@@ -8,6 +8,7 @@ import threading
 from gateway.config import Settings
 from gateway.storage.db import make_engine, session_factory
 from gateway.tipline.lookup import RouteCache
+from gateway.tipline.tipstream import TipStream
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -20,6 +21,8 @@ def make_context(settings: Settings) -> IvrContext:
     return IvrContext(
         sessions=session_factory(make_engine(settings.sqlalchemy_url)),
         cache=RouteCache(settings.redis_url) if settings.redis_url else None,
+        # Tip records via Redis to `burgernet tip-writer` (which must run), not SQL from here.
+        stream=TipStream(settings.redis_url) if settings.redis_url else None,
     )
 
 
@@ -45,4 +48,4 @@ def serve_ivr(settings: Settings, host: str, port: int) -> None:
             server.serve_forever()
         finally:
             stop.set()
-            ctx.tips.close()  # what is queued is written before the process ends
+            ctx.close()  # what is queued is written before the process ends

@@ -1,9 +1,10 @@
-"""Tip records written off the call's path: one writer thread, in order, a transaction per batch.
+"""SQL writes off the call's path: one writer thread in the IVR, in order, a transaction per batch.
 
-Asterisk's AGI() waits until the handler is done, so every millisecond a handler spends writing
-SQL after its decision is a millisecond before the caller hears the phone ring — and the writes
-are most of the IVR's CPU per call. Handlers therefore hand their writes to this writer: a single
-thread applies them in arrival order (a call's opening before its end), many per commit.
+Asterisk's AGI() waits until the handler is done, so a handler does not write SQL itself: it
+hands the write to this thread, which applies writes in arrival order, many per commit. With
+Redis, tip records do not come here but go to the tip stream and the `burgernet tip-writer`
+process (gateway/tipline/tipstream.py), which survives a crash of the IVR; this thread writes
+what remains — an alert call's outcome — and, without Redis, the tip records too.
 
 The price: writes still in the queue when the process is killed are lost (at most the last few
 milliseconds of calls); a normal shutdown flushes them.
@@ -18,11 +19,11 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.tipline.tips import CallOpened, record_openings
+from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, record_calls
 
 log = logging.getLogger(__name__)
 
-Write = Callable[[Session], object] | CallOpened
+Write = Callable[[Session], object] | TipRecord
 _STOP = object()
 
 
@@ -34,8 +35,8 @@ class TipWriter:
         self._thread.start()
 
     def submit(self, write: Write) -> None:
-        """Apply `write` soon: a call's opening, or any `write(session)` — after every opening
-        submitted before it (openings of one batch go first, together, in one statement)."""
+        """Apply `write` soon: a tip record, or any `write(session)` — after every tip record
+        submitted before it (the records of one batch go first, together, in one statement each)."""
         self._queue.put(write)
 
     def flush(self) -> None:
@@ -79,9 +80,7 @@ class TipWriter:
 
 
 def _write_all(session: Session, writes: list[Write]) -> None:
-    openings = [w for w in writes if isinstance(w, CallOpened)]
-    if openings:
-        record_openings(session, openings)
+    record_calls(session, [w for w in writes if isinstance(w, (CallOpened, CallEnded))])
     for write in writes:
-        if not isinstance(write, CallOpened):
+        if not isinstance(write, (CallOpened, CallEnded)):
             write(session)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ivr import simulator as agi_client
 from gateway.storage.models import MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache, sync_action
+from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from gateway.tipline.routing import (
     OpenAlert,
     Route,
@@ -116,21 +117,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(params=["cache", "sql"])
+@pytest.fixture(params=["redis", "sql"])
 def ivr(request, api, redis_url, key_prefix):
-    """The FastAGI server on a free port, over the api fixture's database; with the Redis route
-    cache, or with SQL lookups only."""
-    cache = RouteCache(redis_url, prefix=key_prefix) if request.param == "cache" else None
-    ctx = IvrContext(api.sessions, cache)
+    """The FastAGI server on a free port, over the api fixture's database: with Redis as in
+    production (route cache, tip stream, and a tip writer that `flush_tips` runs until the stream
+    is empty), or SQL only (lookups and the tip writer thread)."""
+    cache = stream = writer = None
+    if request.param == "redis":
+        cache, stream = RouteCache(redis_url, prefix=key_prefix), TipStream(redis_url, prefix=key_prefix)
+        writer = TipStreamWriter(stream, api.sessions, "test-writer")
+    ctx = IvrContext(api.sessions, cache, stream=stream)
     server = FastAGIServer(("127.0.0.1", free_port()), registry(ctx))
     server.start_in_background()
-    api.ivr_port, api.ivr_ctx, api.ivr_server = server.server_address[1], ctx, server
+    api.ivr_port, api.ivr_ctx, api.ivr_server, api.tip_writer = server.server_address[1], ctx, server, writer
+
+    def flush_tips():
+        ctx.tips.flush()
+        if writer is not None:
+            writer.drain()
+
+    api.flush_tips = flush_tips
     yield api
     server.shutdown()
     server.server_close()
-    ctx.tips.close()
-    if cache:
-        cache.close()
+    ctx.close()
+    if writer is not None:
+        writer.close()
 
 
 def register(api, phone: str) -> None:
@@ -147,7 +159,7 @@ def launch(api, description="Man met rode jas.") -> dict:
 
 
 def tip(api, call_id: str) -> Tip:
-    api.ivr_ctx.tips.flush()
+    api.flush_tips()
     with api.sessions() as s:
         return s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
 
@@ -188,6 +200,23 @@ def test_a_withheld_caller_keys_the_code(ivr):
     assert any("tipline-wrong-code" in c for c in commands)
     t = tip(ivr, "c2.1")
     assert (t.matched_by, t.action_id, t.caller_number) == (MatchedBy.action_code, action["id"], None)
+
+
+def test_the_code_of_an_action_launched_while_the_caller_is_asked_works(ivr):
+    launch(ivr, "Eerste actie.")
+    later: dict = {}
+    keyed = agi_client.keys()
+
+    def answer(command: str) -> str:
+        if command.startswith("GET DATA") and not later:  # the second action opens now
+            later.update(launch(ivr, "Tweede actie."))
+            return f"200 result={later['action_code']}"
+        return keyed(command)
+
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="anonymous", uniqueid="c2.2"), answer)
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
+    assert sum(c.startswith("GET DATA") for c in commands) == 1
+    assert (tip(ivr, "c2.2").matched_by, tip(ivr, "c2.2").action_id) == (MatchedBy.action_code, later["id"])
 
 
 def test_three_wrong_codes_go_to_the_meldkamer(ivr):
@@ -275,7 +304,7 @@ def test_many_simultaneous_calls_are_all_routed_and_logged(ivr):
     for t in threads:
         t.join()
     assert set(results.values()) == {"PJSIP/4021@mk"} and len(results) == 50
-    ivr.ivr_ctx.tips.flush()
+    ivr.flush_tips()
     with ivr.sessions() as s:
         assert len(s.scalars(select(Tip.id).where(Tip.call_id.like("m%"))).all()) == 50
 
@@ -294,7 +323,7 @@ def test_tips_reach_the_centralist_live(ivr):
     register(ivr, "+31612345678")
     action = launch(ivr)
     agi_client.call(ivr.ivr_port, tipline(uniqueid="live.1"))
-    ivr.ivr_ctx.tips.flush()
+    ivr.flush_tips()
     with ivr.client.stream("GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = r.iter_lines()

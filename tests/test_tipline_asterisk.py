@@ -6,6 +6,7 @@ line; centralists and the meldkamer are [test-endpoints] that answer, or never a
 only: the SQLite paths of the same code are covered in test_tipline.py.
 """
 
+import threading
 import time
 
 import pytest
@@ -14,6 +15,8 @@ from sqlalchemy import select, update
 from asterisk_harness import RawAMI
 from gateway import prompts
 from gateway.storage.models import Centralist, MatchedBy, Tip
+from gateway.tipline.lookup import RouteCache
+from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -27,12 +30,24 @@ RECORDINGS = "/var/spool/asterisk/recording/burgernet"
 
 
 @pytest.fixture
-def tipline(api, asterisk):
-    """Asterisk's globals pointed at a FastAGI server on the host over the test database."""
+def tipline(request, api, asterisk):
+    """Asterisk's globals pointed at a FastAGI server on the host over the test database: SQL
+    only, or (parametrized "redis") as in production with the route cache, the tip stream and a
+    tip writer running beside it."""
     root = asterisk.chroot
     prompts.build(root / "var/lib/burgernet/prompts")
     asterisk.run_in_chroot("install", "-d", "-o", "asterisk", "-g", "asterisk", RECORDINGS)
-    ctx = IvrContext(api.sessions, cache=None)
+    api.route_cache = writer = None
+    stop = threading.Event()
+    if getattr(request, "param", "sql") == "redis":
+        redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("key_prefix")
+        api.route_cache, stream = RouteCache(redis_url, prefix=prefix), TipStream(redis_url, prefix=prefix)
+        writer = TipStreamWriter(stream, api.sessions, "asterisk-test-writer")
+        writing = threading.Thread(target=writer.run, args=(stop,), kwargs={"block_ms": 100}, daemon=True)
+        writing.start()
+        ctx = IvrContext(api.sessions, api.route_cache, stream=stream)
+    else:
+        ctx = IvrContext(api.sessions, cache=None)
     server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
     server.start_in_background()
     ami = RawAMI(asterisk.ami_host, asterisk.ami_port, timeout=60)
@@ -49,7 +64,11 @@ def tipline(api, asterisk):
     ami.close()
     server.shutdown()
     server.server_close()
-    ctx.tips.close()
+    stop.set()
+    if writer is not None:
+        writing.join(10)
+        writer.close()
+    ctx.close()
 
 
 def centralist_phone(api, dial: str) -> None:
@@ -63,7 +82,11 @@ def register(api, phone: str) -> None:
 
 
 def launch(api, description="Man met rode jas.") -> dict:
-    return api.launch(description)
+    opened = api.launch(description)
+    if api.route_cache is not None:  # what the IVR's cache keeper does (ivr/main.py)
+        with api.sessions() as s:
+            api.route_cache.rebuild(s)
+    return opened
 
 
 def dial_in(api, callerid: str, *, dtmf: str = "", hold: int = 6, delay: float = 1.5) -> None:
@@ -91,6 +114,7 @@ def finished_tips(api, count: int, timeout: float = 90) -> list[Tip]:
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("tipline", ["sql", "redis"], indirect=True)
 def test_a_participant_who_received_the_action_is_put_through_to_its_centralist(tipline):
     centralist_phone(tipline, ANSWERS)
     register(tipline, "+31612345678")
@@ -117,6 +141,7 @@ def test_a_withheld_caller_keys_the_code_and_wrong_codes_end_at_the_meldkamer(ti
     assert by_code.dial_status == wrong.dial_status == "ANSWER"
 
 
+@pytest.mark.parametrize("tipline", ["sql", "redis"], indirect=True)
 def test_a_caller_reached_by_two_open_actions_chooses_from_the_menu(tipline):
     centralist_phone(tipline, ANSWERS)
     register(tipline, "+31612345678")
@@ -157,6 +182,7 @@ def test_after_the_close_the_same_caller_goes_to_the_meldkamer(tipline):
     assert (tip.action_id, tip.routed_to, tip.dial_status) == (None, ANSWERS, "ANSWER")
 
 
+@pytest.mark.parametrize("tipline", ["sql", "redis"], indirect=True)
 def test_fifty_simultaneous_calls_are_all_routed_and_logged(tipline):
     centralist_phone(tipline, ANSWERS)
     phones = [f"+316100000{n:02d}" for n in range(50)]

@@ -17,6 +17,28 @@ T = TypeVar("T")
 FIELD = "message_id"
 
 
+def ensure_group(client: redis.Redis, key: str, group: str) -> None:
+    """Create the stream `key` and its consumer group `group` unless they exist."""
+    try:
+        # From "0": entries already in a stream that lost its group are not skipped.
+        client.xgroup_create(key, group, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):
+            raise
+
+
+def with_group(client: redis.Redis, key: str, group: str, call: Callable[[], T]) -> T:
+    """Run `call`; if the stream or group is missing (never written, or Redis lost its data),
+    create them and run it again."""
+    try:
+        return call()
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("NOGROUP"):
+            raise
+    ensure_group(client, key, group)
+    return call()
+
+
 class RedisStreamQueue:
     """A `WorkQueue` on Redis Streams (redis-py, synchronous, safe to share between threads)."""
 
@@ -38,23 +60,10 @@ class RedisStreamQueue:
         return f"{self.prefix}queue:{channel_name(channel)}"
 
     def _ensure_group(self, key: str) -> None:
-        try:
-            # From "0": entries already in a stream that lost its group are not skipped.
-            self.client.xgroup_create(key, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
+        ensure_group(self.client, key, self.group)
 
     def _with_group(self, key: str, call: Callable[[], T]) -> T:
-        """Run `call`; if the stream or group is missing (never published, or Redis lost its
-        data), create them and run it again."""
-        try:
-            return call()
-        except redis.ResponseError as exc:
-            if not str(exc).startswith("NOGROUP"):
-                raise
-        self._ensure_group(key)
-        return call()
+        return with_group(self.client, key, self.group, call)
 
     def publish(self, channel: str, message_ids: Sequence[int]) -> None:
         if not message_ids:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import hiredis
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,14 +29,68 @@ _TTL_MARGIN = timedelta(hours=1)
 COMPLETE_CHECK_SECONDS = 1.0
 
 
-def _pack(a: OpenAlert) -> str:
+def pack_alert(a: OpenAlert) -> str:
+    """An open alert as one string (a route-cache value, a field of a tip record)."""
     return f"{a.action_code}|{a.launched_at.isoformat()}|{a.dial_string}"
 
 
-def _unpack(action_id: bytes | str, value: bytes | str) -> OpenAlert:
+def unpack_alert(action_id: bytes | str, value: bytes | str) -> OpenAlert:
     text = value.decode() if isinstance(value, bytes) else value
     code, launched, dial = text.split("|", 2)
     return OpenAlert(int(action_id), code, dial, datetime.fromisoformat(launched))
+
+
+def unpack_codes(values: Iterable[bytes]) -> dict[str, OpenAlert]:
+    """The open actions by code, from the values of the route cache's codes hash."""
+    alerts = (unpack_alert(*value.decode().split("|", 1)) for value in values)
+    return {a.action_code: a for a in alerts}
+
+
+class HotConnections:
+    """Redis connections for the tip line's round trips, one per call in flight, taken and given
+    back without redis-py's pool: that one polls each connection before use and records metrics
+    per command, three times the CPU of the round trip itself (bench/README.md). `call` raises
+    redis.RedisError like redis-py."""
+
+    def __init__(self, url: str, timeout: float):
+        pool = redis.ConnectionPool.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._new = lambda: pool.connection_class(**pool.connection_kwargs)
+        self._idle: list[redis.Connection] = []  # append and pop are atomic: no lock needed
+
+    def call(self, *command):
+        packed = [hiredis.pack_command(command)]
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            return self._round_trip(self._new(), packed)  # connects on first use
+        try:
+            return self._round_trip(connection, packed)
+        except redis.ConnectionError:
+            # An idle connection Redis dropped (a restart, a timeout): once more on a new one.
+            # Had the command run after all, the tip record it appended twice is harmless.
+            return self._round_trip(self._new(), packed)
+
+    def _round_trip(self, connection: redis.Connection, packed: list[bytes]):
+        try:
+            connection.send_packed_command(packed)
+            reply = connection.read_response()
+        except redis.ResponseError:
+            self._idle.append(connection)  # Redis answered: the connection is fine
+            raise
+        except BaseException:
+            connection.disconnect()  # in an unknown state: not used again
+            raise
+        self._idle.append(connection)
+        return reply
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().disconnect()
+
+
+def _fields(reply: dict | list) -> Iterable[tuple]:
+    """A hash's (field, value) pairs, as RESP3 (a map) or RESP2 (a flat list) gives them."""
+    return reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
 
 
 class RouteCache:
@@ -43,6 +98,7 @@ class RouteCache:
 
     def __init__(self, url: str, prefix: str = "burgernet:"):
         self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._hot = HotConnections(url, timeout=0.5)  # the lookups of calls
         self.prefix = prefix
         self._complete = f"{prefix}route:complete"
         self._codes = f"{prefix}route:codes"
@@ -51,16 +107,21 @@ class RouteCache:
     def _number(self, phone: str) -> str:
         return f"{self.prefix}route:{phone}"
 
+    def lookup_keys(self, phone: str | None) -> tuple[str, str, str]:
+        """The keys a lookup of `phone` reads: the complete marker, the codes, the number's alerts
+        (a key that never exists for a withheld number)."""
+        return self._complete, self._codes, self._number(phone or "")
+
     def remember(self, alert: OpenAlert, phones: Iterable[str], expires_at: datetime) -> None:
         """An action's alert reached these numbers."""
         until = int((expires_at + _TTL_MARGIN).timestamp())
         try:
             batch = self.redis.pipeline(transaction=False)
             # By code the action id is not the field, so it leads the value.
-            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{_pack(alert)}")
+            batch.hset(self._codes, alert.action_code, f"{alert.action_id}|{pack_alert(alert)}")
             for n, phone in enumerate(phones, 1):
                 key = self._number(phone)
-                batch.hset(key, str(alert.action_id), _pack(alert))
+                batch.hset(key, str(alert.action_id), pack_alert(alert))
                 # Actions last equally long, so the latest launched expires last: plain EXPIREAT.
                 batch.expireat(key, until)
                 if n % _PIPELINE_CHUNK == 0:
@@ -87,10 +148,10 @@ class RouteCache:
         if not self._known_complete():
             return None
         try:
-            entries = self.redis.hgetall(self._number(phone))
+            entries = _fields(self._hot.call("HGETALL", self._number(phone)))
         except redis.RedisError:
             return None
-        return [_unpack(k, v) for k, v in entries.items()]
+        return [unpack_alert(k, v) for k, v in entries]
 
     def _known_complete(self) -> bool:
         # Asked of Redis at most once a second, not per call: one round trip less on the tip
@@ -99,7 +160,7 @@ class RouteCache:
         now = time.monotonic()
         if now - checked_at >= COMPLETE_CHECK_SECONDS:
             try:
-                answer = bool(self.redis.exists(self._complete))
+                answer = bool(self._hot.call("EXISTS", self._complete))
             except redis.RedisError:
                 answer = False
             self._complete_checked = (now, answer)
@@ -110,11 +171,10 @@ class RouteCache:
         if not self._known_complete():
             return None
         try:
-            entries = self.redis.hgetall(self._codes)
+            entries = _fields(self._hot.call("HGETALL", self._codes))
         except redis.RedisError:
             return None
-        alerts = (_unpack(*value.decode().split("|", 1)) for value in entries.values())
-        return {a.action_code: a for a in alerts}
+        return unpack_codes(value for _code, value in entries)
 
     def rebuild(self, session: Session) -> int:
         """Fill the cache from SQL with every open action's recipients; returns the numbers written."""
@@ -153,6 +213,7 @@ class RouteCache:
 
     def close(self) -> None:
         self.redis.close()
+        self._hot.close()
 
 
 # --- SQL: the source of truth, and the fallback -------------------------------------------------

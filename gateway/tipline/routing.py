@@ -86,6 +86,15 @@ def route_by_caller(caller: str | None, alerts: Sequence[OpenAlert], any_open: b
     return Route(Step.ask_code if any_open else Step.meldkamer)
 
 
+def dial_for(route: Route, meldkamer: str) -> str | None:
+    """Where a route puts the caller through; None while it still has to ask (menu, code)."""
+    if route.step is Step.centralist and route.alert is not None:
+        return route.alert.dial_string
+    if route.step is Step.meldkamer:
+        return meldkamer
+    return None
+
+
 def route_by_menu(route: Route, key: str) -> Route:
     """The caller's menu choice (1 = most recent); no or a wrong key keeps the most recent one."""
     if key.isdigit() and 1 <= int(key) <= len(route.choices):

@@ -1,8 +1,10 @@
-"""`tipline`: a call to 0800-0011 arrives — decide where it goes and open its tip record.
+"""`tipline`: a call to 0800-0011 arrives — decide where it goes and log its tip record.
 
 AGI arguments: the meldkamer's dial string, the prompts directory (dialplans/globals.conf).
 Sets BN_DIAL, the decision; the dialplan dials, falls back to the meldkamer, and records a voice
-tip when nobody answers. Which action the call is about is in the tip record.
+tip when nobody answers. Which action the call is about is in the tip record, which is in the
+log before BN_DIAL is set: with Redis, most calls' arrival record (written in the lookup's round
+trip) already says it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import uuid
 from datetime import datetime, timezone
 
 from gateway.tipline import tips
-from gateway.tipline.routing import CODE_TRIES, Route, Step, caller_number, route_by_caller, route_by_code, route_by_menu
+from gateway.tipline.routing import CODE_TRIES, OpenAlert, Route, Step, caller_number, dial_for, route_by_caller, route_by_code, route_by_menu
 from ivr import variables as var
 from ivr.agi import AGISession
 from ivr.context import IvrContext
@@ -26,24 +28,22 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
     caller = caller_number(agi.env.get("agi_callerid"), agi.env.get("agi_callingpres"))
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
 
-    alerts = ctx.alerts_for(caller)
-    route = route_by_caller(caller, alerts, any_open=bool(alerts) or bool(ctx.open_by_code()))
-    if route.step in (Step.menu, Step.ask_code):
-        # RULE: every call is a tip record — logged before asking, in case the caller hangs up.
-        _log(ctx, call_id, caller, route, None, received)
+    found = ctx.arrive(call_id, caller, received, meldkamer)
+    route = route_by_caller(caller, found.alerts, found.any_open)
+    asked = route.step in (Step.menu, Step.ask_code)
+    if asked:
+        if not found.logged:
+            # RULE: every call is a tip record — logged before asking, in case the caller hangs up.
+            ctx.log(tips.CallOpened(call_id, caller, route, None, received))
         if route.step is Step.menu:
             route = route_by_menu(route, _ask(agi, _prompt(prompts, "tipline-menu"), 1))
         else:
-            route = _ask_code(agi, ctx, prompts)
+            route = _ask_code(agi, ctx, prompts, found.codes)
 
-    dial = route.alert.dial_string if route.alert else meldkamer
-    # The decision goes out first: the caller should hear ringing before we write anything.
+    dial = dial_for(route, meldkamer) or meldkamer
+    if asked or not found.logged:
+        ctx.log(tips.CallOpened(call_id, caller, route, dial, received))
     agi.set_variable(var.DIAL, dial)
-    _log(ctx, call_id, caller, route, dial, received)
-
-
-def _log(ctx: IvrContext, call_id: str, caller: str | None, route: Route, dial: str | None, received: datetime) -> None:
-    ctx.tips.submit(tips.CallOpened(call_id, caller, route, dial, received))
 
 
 def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:
@@ -52,11 +52,15 @@ def _ask(agi: AGISession, prompt: str, max_digits: int) -> str:
     return result if isinstance(result, str) else ""
 
 
-def _ask_code(agi: AGISession, ctx: IvrContext, prompts: str) -> Route:
-    """Up to three tries to key an open action's code; then the meldkamer."""
+def _ask_code(agi: AGISession, ctx: IvrContext, prompts: str, codes: dict[str, OpenAlert] | None) -> Route:
+    """Up to three tries to key an open action's code; then the meldkamer. `codes`: the open
+    actions as the call arrived, if known; looked up (again) for keys they do not know."""
     for attempt in range(CODE_TRIES):
         digits = _ask(agi, _prompt(prompts, "tipline-enter-code"), CODE_DIGITS_MAX)
-        route = route_by_code(digits, ctx.open_by_code())
+        route = route_by_code(digits, codes or {})
+        if route is None and digits.strip().rstrip("#"):  # an action launched since, or none
+            codes = ctx.open_by_code()
+            route = route_by_code(digits, codes)
         if route is not None:
             return route
         if attempt < CODE_TRIES - 1:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gateway.tipline import tips
+from gateway.tipline.tips import CallEnded
 from ivr.agi import AGISession
 from ivr.context import IvrContext
 
@@ -19,12 +19,13 @@ _RECORDED = {"SUCCESS", "HANGUP", "DTMF", "TIMEOUT"}
 
 def tipline_hangup(agi: AGISession, ctx: IvrContext) -> None:
     dial_status, answered, routed_to, record_status, recording = (agi.args() + [""] * 5)[:5]
-    call_id, ended = agi.env.get("agi_uniqueid", ""), datetime.now(timezone.utc)
-    ctx.tips.submit(
-        lambda session: tips.finish_call(
-            session,
+    call_id = agi.env.get("agi_uniqueid", "")
+    if not call_id:
+        return  # nothing to finish: Asterisk always sends one
+    ctx.log(
+        CallEnded(
             call_id,
-            ended,
+            datetime.now(timezone.utc),
             dial_status=dial_status or None,
             talk_seconds=int(answered) if answered.isdigit() else None,
             routed_to=routed_to or None,
