@@ -95,20 +95,29 @@ def reconcile(
             return total
 
 
-def claim(session: Session, message_ids: Sequence[int]) -> list[int]:
+def claim(session: Session, message_ids: Sequence[int], worker: str | None = None) -> list[int]:
     """Move `queued` messages to `sending`; returns the ids this caller now owns, sorted.
 
     Only these may be sent: a duplicated queue entry, or a message cancelled meanwhile, claims
     nothing. Increments `attempts`. The caller commits before sending, so no one else can claim
     them (on PostgreSQL a concurrent claim waits for that commit and then finds no `queued` row).
+    The claim is a lease held by `worker` (gateway/queue/lease.py): a worker that renews it
+    keeps the messages, one that dies loses them back to the queue.
     """
     ids = sorted({int(i) for i in message_ids})
     owned: list[int] = []
+    now = utcnow()
     for chunk in _chunks(ids):
         result = session.execute(
             update(Message)
             .where(Message.id.in_(chunk), Message.status == MessageStatus.queued)
-            .values(status=MessageStatus.sending, attempts=Message.attempts + 1)
+            .values(
+                status=MessageStatus.sending,
+                attempts=Message.attempts + 1,
+                claimed_by=worker,
+                claimed_at=now,
+                dispatched_at=None,
+            )
             .returning(Message.id)
             .execution_options(synchronize_session=False)
         )

@@ -1,0 +1,477 @@
+"""One SMPP bind: its connection(s) to the SMSC, window, rate, retries and reconnects.
+
+The connection is the project's own asyncio code speaking through aiosmpplib's PDU classes and
+codecs (gateway/sms/pdu.py), not aiosmpplib's `ESME` loop: that loop writes one broker item at a
+time with a drain per PDU, has no window, checks response timeouts only while other traffic
+flows and does not re-send what a dropped connection swallowed (FIELD-NOTES defects 2, 4, 5) —
+the measured ceiling with a window bolted on was ~0.6 of the node reference before any database
+work. Here:
+
+- **Window**: at most `window` submits unanswered (gateway/sms/flow.py).
+- **Rate**: the contracted rate through the shared Redis token bucket (`rate_limit.take`), and a
+  local limit that halves on ESME_RTHROTTLED / ESME_RMSGQFUL and recovers (AdaptiveRate).
+- **Correlation**: by sequence number, expiry in deadline order (gateway/sms/correlator.py).
+- **Retries**: throttled parts go again (slower); a transient status or a response timeout
+  goes again after a backoff, at most `retries` times, then the message fails with the reason;
+  a rejection fails it at once. Parts unanswered when the connection drops go again after the
+  reconnect — the only way a message can reach the SMSC twice (it may have accepted a submit
+  whose response was lost with the connection).
+- **Reconnect** with exponential backoff; a refused bind (wrong password …) is logged once per
+  change in plain words, reported as health "auth_failed", and retried with a longer backoff.
+- **Dispatch mark**: before a message's first part is written, the worker commits
+  `dispatched_at` (`events.mark_dispatched`), so after a crash the database tells which messages
+  may have reached the SMSC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiosmpplib.state import SmppCommand as Cmd
+
+from . import pdu as P
+from .binds import BindConfig
+from .correlator import Correlator
+from .flow import AdaptiveRate, Backoff, Verdict, Window, judge, status_name
+
+log = logging.getLogger(__name__)
+
+AUTH_STATUSES = {0x0E: "wrong password (ESME_RINVPASWD)", 0x0F: "unknown system_id (ESME_RINVSYSID)"}
+CONNECT_TIMEOUT = 10.0
+READ_LIMIT = 2**16 + 1024
+
+
+@dataclass(eq=False)
+class OutMessage:
+    """A message on its way out: one PDU per part, the SMSC id of each accepted part."""
+
+    message_id: int | None  # None: a service message (STOP confirmation), not a Message row
+    phone: str
+    pdus: list[bytes]
+    smsc_ids: list[str | None] = field(default_factory=list)
+    retries: int = 0  # transient failures and timeouts so far
+    dispatched: bool = False
+    done: bool = False
+    bind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.smsc_ids:
+            self.smsc_ids = [None] * len(self.pdus)
+
+    @property
+    def started(self) -> bool:
+        return any(self.smsc_ids)
+
+
+class BindEvents(Protocol):
+    """What a bind tells the worker."""
+
+    async def mark_dispatched(self, messages: list[OutMessage]) -> None: ...
+    def submitted(self, bind: "Bind", message: OutMessage) -> None: ...
+    def failed(self, bind: "Bind", message: OutMessage, reason: str) -> None: ...
+    def deliver(self, bind: "Bind", pdu: bytes, respond: Callable[[int], None]) -> None: ...
+    def health(self, bind: "Bind", state: str, detail: str) -> None: ...
+    def down(self, bind: "Bind") -> None: ...
+
+
+class RateLimit(Protocol):
+    async def take(self, wanted: int) -> int: ...
+
+
+class BindRefused(Exception):
+    """The SMSC answered the bind with an error status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(AUTH_STATUSES.get(status, f"bind refused ({status_name(status)})"))
+
+    @property
+    def auth(self) -> bool:
+        return self.status in AUTH_STATUSES
+
+
+class ConnectionLost(Exception):
+    """The SMSC closed the connection, or stopped answering enquire_link."""
+
+
+class _Link:
+    """One bound TCP connection."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: str) -> None:
+        self.reader, self.writer, self.mode = reader, writer, mode
+        self.last_heard = time.monotonic()
+        self.enquiry_sent: float | None = None
+        self.sequence = 1  # for the link's own requests (bind, enquire_link, unbind)
+
+    async def read_pdu(self) -> bytes:
+        header = await self.reader.readexactly(16)
+        length = int.from_bytes(header[:4], "big")
+        if length < 16 or length > READ_LIMIT:
+            raise ConnectionLost(f"PDU length {length} out of range")
+        body = await self.reader.readexactly(length - 16) if length > 16 else b""
+        self.last_heard = time.monotonic()
+        return header + body
+
+    def next_sequence(self) -> int:
+        # Requests of the link itself count down from the top, so they never meet the submits'.
+        self.sequence += 1
+        return 0x7FFFFFFF - (self.sequence % 0x10000)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Bind:
+    def __init__(
+        self,
+        config: BindConfig,
+        events: BindEvents,
+        rate_limit: RateLimit | None = None,
+        *,
+        retries: int = 3,
+        retry_backoff: Backoff = Backoff(0.5, 2.0, 30.0),
+        reconnect_backoff: Backoff = Backoff(0.2, 2.0, 30.0),
+        auth_backoff: Backoff = Backoff(5.0, 2.0, 300.0),
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.events = events
+        self.rate_limit = rate_limit
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.reconnect_backoff = reconnect_backoff
+        self.auth_backoff = auth_backoff
+        self.window = Window(config.window)
+        self.rate = AdaptiveRate(contracted=float(config.rate_per_second))
+        self.correlator: Correlator[tuple[OutMessage, int]] = Correlator(config.response_timeout_seconds)
+        self.source = P.Address(*config.source_address)
+        self.unmarked: deque[OutMessage] = deque()  # routed here, dispatch not yet recorded
+        self.ready: deque[tuple[OutMessage, int]] = deque()  # parts to write, in order
+        self._wake = asyncio.Event()
+        self._bound = asyncio.Event()
+        self._stopping = False
+        self._tx: _Link | None = None
+        self.state = "unbound"
+        self.resent_after_drop = 0  # parts written again after a dropped connection
+
+    # --- what the worker calls -------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._bound.is_set()
+
+    def submit(self, message: OutMessage) -> None:
+        message.bind = self.name
+        if message.dispatched:
+            self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
+        else:
+            self.unmarked.append(message)
+        self._wake.set()
+
+    def backlog(self) -> int:
+        return len(self.unmarked) + len(self.ready) + len(self.correlator)
+
+    def take_unstarted(self) -> list[OutMessage]:
+        """Messages routed here of which no part was written: free to go over another bind."""
+        out = list(self.unmarked)
+        self.unmarked.clear()
+        keep: deque[tuple[OutMessage, int]] = deque()
+        moved: dict[int, OutMessage] = {}
+        in_flight = {id(m) for m, _ in self.correlator}
+        for message, index in self.ready:
+            if message.started or id(message) in in_flight:
+                keep.append((message, index))
+            else:
+                moved[id(message)] = message
+        self.ready = keep
+        return out + list(moved.values())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        link = self._tx
+        if link is not None and self.up:
+            try:
+                link.writer.write(P.request_pdu("unbind", link.next_sequence()))
+                await asyncio.wait_for(link.writer.drain(), 2)
+            except (OSError, asyncio.TimeoutError):
+                pass
+
+    # --- the connection's life ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Bind, serve, and bind again after every failure, until `stop()`."""
+        failures = 0
+        while not self._stopping:
+            links: list[_Link] = []
+            try:
+                if self.config.mode == "transceiver":
+                    links.append(await self._connect("transceiver"))
+                else:
+                    links.append(await self._connect("transmitter"))
+                    links.append(await self._connect("receiver"))
+                failures = 0
+                await self._serve(links)
+                if not self._stopping:
+                    self._set_health("unbound", "connection closed by the SMSC")
+            except BindRefused as exc:
+                failures += 1
+                state = "auth_failed" if exc.auth else "bind_refused"
+                if self.state != state:
+                    log.error("SMS bind %s: the SMSC %s:%s refused the bind as %r: %s — check the "
+                              "bind's system_id/password (retrying with backoff)",
+                              self.name, self.config.host, self.config.port, self.config.system_id, exc)
+                self._set_health(state, str(exc))
+                await self._pause(self.auth_backoff.delay(failures))
+                continue
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionLost) as exc:
+                failures += 1
+                reason = _describe(exc)
+                if self.state != "unbound" or failures == 1:
+                    log.warning("SMS bind %s: %s; reconnecting", self.name, reason)
+                self._set_health("unbound", reason)
+            finally:
+                self._bound.clear()
+                self._tx = None
+                for link in links:
+                    link.close()
+                self._requeue_in_flight()
+            if self._stopping:
+                break
+            if self.ready or self.unmarked:
+                self.events.down(self)
+            await self._pause(self.reconnect_backoff.delay(failures))
+        self._set_health("stopped", "")
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wait_stop(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_stop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _connect(self, mode: str) -> _Link:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.config.host, self.config.port, limit=READ_LIMIT), CONNECT_TIMEOUT
+        )
+        link = _Link(reader, writer, mode)
+        try:
+            sequence = link.next_sequence()
+            writer.write(P.bind_pdu(mode, self.config.system_id, self.config.password.get_secret_value(),
+                                    self.config.system_type, sequence))
+            await writer.drain()
+            raw = await asyncio.wait_for(link.read_pdu(), CONNECT_TIMEOUT)
+        except BaseException:
+            writer.close()
+            raise
+        _, command, status, _ = P.parse_header(raw[:16])
+        if command == Cmd.GENERIC_NACK or status != 0:
+            writer.close()
+            raise BindRefused(status or 0xFF)
+        return link
+
+    async def _serve(self, links: list[_Link]) -> None:
+        self._tx = links[0]
+        self._bound.set()
+        self._set_health("bound", f"{self.config.mode} to {self.config.host}:{self.config.port}")
+        log.info("SMS bind %s: bound (%s) to %s:%s", self.name, self.config.mode, self.config.host, self.config.port)
+        tasks = [asyncio.create_task(self._read(link)) for link in links]
+        tasks.append(asyncio.create_task(self._keep(links)))
+        tasks.append(asyncio.create_task(self._send(links[0])))
+        tasks.append(asyncio.create_task(self._mark()))
+        stopper = asyncio.create_task(self._wait_stop())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*tasks, stopper):
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _requeue_in_flight(self) -> None:
+        """The connection is gone: every unanswered part goes again, first."""
+        pending = self.correlator.drain()
+        self.window.reset()
+        pending = [(m, i) for m, i in pending if not m.done]
+        if pending:
+            self.resent_after_drop += len(pending)
+            log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended; sending them again",
+                        self.name, len(pending))
+            self.ready.extendleft(reversed(pending))
+
+    def _set_health(self, state: str, detail: str) -> None:
+        self.state = state
+        self.events.health(self, state, detail)
+
+    # --- tasks while bound ---------------------------------------------------------------------
+
+    async def _mark(self) -> None:
+        """Record the dispatch of the next messages before any of their parts is written."""
+        ahead = max(self.config.window, 50)
+        while True:
+            while len(self.ready) >= ahead or not self.unmarked:
+                self._wake.clear()
+                await self._wake.wait()
+            chunk: list[OutMessage] = []
+            while self.unmarked and len(chunk) < ahead:
+                chunk.append(self.unmarked.popleft())
+            try:
+                await self.events.mark_dispatched(chunk)
+            except BaseException:
+                self.unmarked.extendleft(reversed(chunk))
+                raise
+            for message in chunk:
+                message.dispatched = True
+                self.ready.extend((message, i) for i in range(len(message.pdus)))
+            self._wake.set()
+
+    async def _send(self, link: _Link) -> None:
+        writer = link.writer
+        window = self.window
+        correlator = self.correlator
+        while True:
+            while not self.ready:
+                self._wake.clear()
+                await self._wake.wait()
+            wanted = min(len(self.ready), await window.room())
+            if self.rate_limit is not None and self.rate.contracted:
+                wanted = await self.rate_limit.take(wanted)
+            now = time.monotonic()
+            local, wait = self.rate.take(now, wanted)
+            if local == 0:
+                # What the shared bucket granted is spent: this second is simply slower.
+                await asyncio.sleep(wait)
+                continue
+            count = min(local, len(self.ready), window.size - window.in_flight)
+            for _ in range(count):
+                message, index = self.ready.popleft()
+                if message.done:
+                    continue
+                sequence = correlator.next_sequence()
+                writer.write(P.with_sequence(message.pdus[index], sequence))
+                correlator.put(sequence, (message, index), now)
+                window.in_flight += 1
+            self.rate.note_sent(now, count)
+            await writer.drain()
+            self._wake.set()  # the marker may top up `ready`
+
+    async def _keep(self, links: list[_Link]) -> None:
+        """Expire unanswered submits, recover the rate, keep the links alive with enquire_link."""
+        interval = self.config.enquire_link_seconds
+        timeout = self.config.response_timeout_seconds
+        while True:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            now = time.monotonic()
+            for message, index in self.correlator.expire(now):
+                self.window.release()
+                self._retry(message, index, "no response from the SMSC", transient=True)
+            self.rate.tick(now)
+            for link in links:
+                if link.enquiry_sent is not None:
+                    if now - link.enquiry_sent > timeout:
+                        raise ConnectionLost("no answer to enquire_link")
+                elif now - link.last_heard > interval:
+                    link.enquiry_sent = now
+                    link.writer.write(P.request_pdu("enquire_link", link.next_sequence()))
+
+    async def _read(self, link: _Link) -> None:
+        while True:
+            raw = await link.read_pdu()
+            _, command, status, sequence = P.parse_header(raw[:16])
+            if command == Cmd.SUBMIT_SM_RESP or command == Cmd.GENERIC_NACK:
+                entry = self.correlator.pop(sequence)
+                if entry is None:
+                    if command == Cmd.GENERIC_NACK:
+                        log.warning("SMS bind %s: generic_nack %s for sequence %d", self.name, status_name(status), sequence)
+                    continue
+                self.window.release()
+                self._wake.set()
+                message, index = entry
+                self._answered(message, index, status, raw if command == Cmd.SUBMIT_SM_RESP else None)
+            elif command == Cmd.DELIVER_SM:
+                self.events.deliver(self, raw, _responder(link, sequence))
+            elif command == Cmd.ENQUIRE_LINK_RESP:
+                link.enquiry_sent = None
+            elif command == Cmd.ENQUIRE_LINK:
+                link.writer.write(P.response_pdu(command, sequence))
+            elif command == Cmd.UNBIND:
+                link.writer.write(P.response_pdu(command, sequence))
+                await link.writer.drain()
+                raise ConnectionLost("the SMSC unbound")
+            elif command == Cmd.UNBIND_RESP:
+                raise ConnectionLost("unbound")
+            else:
+                log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def _answered(self, message: OutMessage, index: int, status: int, raw: bytes | None) -> None:
+        if message.done:
+            return
+        verdict = judge(status) if raw is not None or status else Verdict.rejected
+        if verdict is Verdict.accepted and raw is not None:
+            try:
+                smsc_id = P.parse_submit_resp(raw)
+            except (ValueError, UnicodeDecodeError):
+                smsc_id = ""
+            message.smsc_ids[index] = smsc_id or f"?{time.time_ns()}"
+            if all(message.smsc_ids):
+                message.done = True
+                self.events.submitted(self, message)
+        elif verdict is Verdict.throttled:
+            if self.rate.throttled(time.monotonic()):
+                log.warning("SMS bind %s: SMSC says %s; slowing down to %.0f msg/s",
+                            self.name, status_name(status), self.rate.limit() or 0)
+            self.ready.appendleft((message, index))
+        elif verdict is Verdict.transient:
+            self._retry(message, index, f"SMSC error {status_name(status)}", transient=True)
+        else:
+            message.done = True
+            self.events.failed(self, message, f"rejected by the SMSC: {status_name(status)}")
+
+    def _retry(self, message: OutMessage, index: int, reason: str, transient: bool) -> None:
+        if message.done:
+            return
+        message.retries += 1
+        if message.retries > self.retries:
+            message.done = True
+            self.events.failed(self, message, f"{reason} after {message.retries} attempts")
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.retry_backoff.delay(message.retries), self._again, message, index)
+
+    def _again(self, message: OutMessage, index: int) -> None:
+        if not message.done:
+            self.ready.appendleft((message, index))
+            self._wake.set()
+
+
+def _responder(link: _Link, sequence: int) -> Callable[[int], None]:
+    def respond(status: int = 0) -> None:
+        if not link.writer.is_closing():
+            link.writer.write(P.response_pdu(Cmd.DELIVER_SM, sequence, status))
+    return respond
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return "the SMSC closed the connection"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out connecting to the SMSC"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the SMSC up?)"
+    return str(exc) or type(exc).__name__
+
+

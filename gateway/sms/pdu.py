@@ -1,0 +1,165 @@
+"""SMPP PDUs in and out, through aiosmpplib's message classes and codecs.
+
+Outgoing texts are cut by gateway/sms/encoding.py and sent as concatenated SMS with a user data
+header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (FIELD-NOTES
+defect 3). Each part's PDU is built once with sequence number 0; `with_sequence` stamps the
+sequence of each (re)send into a copy.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from aiosmpplib import PhoneNumber, SubmitSm
+from aiosmpplib.codec import find_codec_info
+from aiosmpplib.protocol import (
+    PDU_HEADER_LENGTH,
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    DeliverSm,
+    DeliverSmResp,
+    EnquireLink,
+    EnquireLinkResp,
+    SmppMessage,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+)
+from aiosmpplib.state import NPI, TON, PduHeader, SmppCommand, SmppCommandStatus
+
+from .encoding import EncodedText
+
+UDHI = 0x40
+DATA_CODING = {"gsm7": 0, "ucs2": 8}
+_CODEC = {"gsm7": "gsm0338", "ucs2": "ucs2"}
+REGISTERED_DELIVERY = 0x01  # a receipt on final delivery, success or failure
+
+# Header: command_length, command_id, command_status, sequence_number.
+HEADER = struct.Struct("!IIII")
+
+
+def with_sequence(pdu: bytes, sequence: int) -> bytes:
+    """A copy of `pdu` carrying `sequence`."""
+    return pdu[:12] + sequence.to_bytes(4, "big") + pdu[16:]
+
+
+def user_data(encoded: EncodedText, reference: int) -> list[bytes]:
+    """The short_message of each part: the encoded text, with a concatenation header when the text
+    has several parts (IE 0x00: reference, total, sequence)."""
+    codec = find_codec_info(_CODEC[encoded.encoding])
+    chunks = [codec.encode(part)[0] for part in encoded.parts]
+    if len(chunks) == 1:
+        return chunks
+    total = len(chunks)
+    return [bytes((5, 0, 3, reference & 0xFF, total, i + 1)) + chunk for i, chunk in enumerate(chunks)]
+
+
+@dataclass(frozen=True)
+class Address:
+    number: str
+    ton: int
+    npi: int
+
+    @classmethod
+    def e164(cls, phone: str) -> "Address":
+        return cls(phone.lstrip("+"), 1, 1)
+
+    def smpp(self) -> PhoneNumber:
+        return PhoneNumber(self.number, TON(self.ton), NPI(self.npi))
+
+
+def submit_pdus(encoded: EncodedText, chunks: list[bytes], source: Address, destination: Address, receipt: bool = True) -> list[bytes]:
+    """One submit_sm PDU (sequence 0) per part of an encoded text."""
+    esm_class = UDHI if len(chunks) > 1 else 0
+    out = []
+    for chunk in chunks:
+        message = SubmitSm(
+            short_message="-",  # the real content is the pre-encoded user data below
+            source=source.smpp(),
+            destination=destination.smpp(),
+            esm_class=esm_class,
+            registered_delivery=REGISTERED_DELIVERY if receipt else 0,
+            encoding=_CODEC[encoded.encoding],
+            auto_message_payload=False,
+        )
+        message.set_encoded_message(chunk)
+        out.append(message.pdu())
+    return out
+
+
+def bind_pdu(mode: str, system_id: str, password: str, system_type: str, sequence: int) -> bytes:
+    """bind_transceiver / bind_transmitter / bind_receiver."""
+    cls = {"transceiver": BindTransceiver, "transmitter": BindTransmitter, "receiver": BindReceiver}[mode]
+    message = cls(
+        system_id=system_id, password=password, system_type=system_type, interface_version=0x34
+    )
+    message.sequence_num = sequence
+    return message.pdu()
+
+
+def parse_header(header: bytes) -> tuple[int, int, int, int]:
+    """(length, command_id, status, sequence) — raw integers: a vendor's status code must not break parsing."""
+    return HEADER.unpack(header)
+
+
+def _aiosmpp_header(length: int, command: int, status: int, sequence: int) -> PduHeader:
+    try:
+        status_enum = SmppCommandStatus(status)
+    except ValueError:
+        status_enum = SmppCommandStatus.ESME_RUNKNOWNERR
+    return PduHeader(length, SmppCommand(command), status_enum, sequence)
+
+
+def parse_submit_resp(pdu: bytes) -> str:
+    """The SMSC message id of a submit_sm_resp."""
+    length, command, status, sequence = parse_header(pdu[:PDU_HEADER_LENGTH])
+    resp = SubmitSmResp.from_pdu(pdu, _aiosmpp_header(length, command, status, sequence))
+    return resp.message_id
+
+
+def parse_deliver(pdu: bytes) -> DeliverSm:
+    """A deliver_sm (receipt or MO); raises ValueError if it cannot be read."""
+    length, command, status, sequence = parse_header(pdu[:PDU_HEADER_LENGTH])
+    message = DeliverSm.from_pdu(pdu, _aiosmpp_header(length, command, status, sequence), "gsm0338")
+    assert isinstance(message, DeliverSm)
+    return message
+
+
+def response_pdu(command: int, sequence: int, status: int = 0) -> bytes:
+    """The empty-bodied answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
+    cls: type[SmppMessage] = {
+        SmppCommand.DELIVER_SM: DeliverSmResp,
+        SmppCommand.ENQUIRE_LINK: EnquireLinkResp,
+        SmppCommand.UNBIND: UnbindResp,
+    }[SmppCommand(command)]
+    if cls is DeliverSmResp:
+        # deliver_sm_resp carries an empty message_id (a single NUL).
+        body = b"\x00"
+        return HEADER.pack(PDU_HEADER_LENGTH + 1, SmppCommand.DELIVER_SM_RESP, status, sequence) + body
+    message = cls(sequence, SmppCommandStatus(status))
+    return message.pdu()
+
+
+def request_pdu(command: str, sequence: int) -> bytes:
+    """enquire_link or unbind."""
+    cls = {"enquire_link": EnquireLink, "unbind": Unbind}[command]
+    return cls(sequence).pdu()
+
+
+def is_receipt(message: DeliverSm) -> bool:
+    return message.is_receipt()
+
+
+def tlvs(message: DeliverSm) -> dict[int, object]:
+    """The optional parameters of a deliver_sm by tag (receipted_message_id 0x001E, message_state 0x0427)."""
+    return {p.tag: p.value for p in message.optional_params or []}
+
+
+def concatenation(message: DeliverSm) -> tuple[int, int, int] | None:
+    """(reference, part, total) of one part of a concatenated MO message, else None."""
+    if not message.is_segmented():
+        return None
+    reference, part, total = message.get_segmentation_data()
+    return reference, part, total
