@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system services test demo bench migrate serve ivr clean
+.PHONY: help venv system services smsc-sim test demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -42,13 +42,24 @@ system: ## Install the Debian packages the tests need (espeak-ng, ffmpeg, deboot
 services: ## Make sure PostgreSQL and Redis are running on 127.0.0.1 (starts/installs them)
 	bash scripts/ensure-services.sh
 
-test: venv system services ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
+SMSC_MODULES := tests/smsc/node_modules/.package-lock.json
+
+smsc-sim: $(SMSC_MODULES) ## Install the SMSC simulator's npm packages (tests/smsc, node-smpp)
+
+# `npm ci` installs exactly the lock file; it writes node_modules/.package-lock.json, so the
+# packages are reinstalled whenever package.json or the lock file changes.
+$(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
+	@echo "==> installing the SMSC simulator's npm packages (tests/smsc)"
+	cd tests/smsc && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
 	$(BIN)/burgernet demo
 
-bench: venv services ## Run the benchmarks (targeting, tip line)
+bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line)
 	$(BIN)/python -m bench.targeting
 	$(BIN)/python -m bench.tipline
 

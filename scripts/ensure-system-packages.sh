@@ -4,6 +4,7 @@
 #   ffmpeg                         decodes gTTS's MP3 for pydub
 #   debootstrap, debian-archive-keyring
 #                                  to build the Debian sid chroot that runs the real Asterisk 22
+#   nodejs, npm                    run the independent SMSC simulator (tests/smsc, npm `smpp`)
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"

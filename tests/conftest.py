@@ -232,3 +232,20 @@ def asterisk():
         pytest.fail(missing, pytrace=False)
     yield server
     server.stop()
+
+
+# --- an independent SMSC (node-smpp; tests/smsc/simulator.js via tests/smsc_sim.py) -----------
+
+
+@pytest.fixture
+def smsc(tmp_path):
+    """A fresh SMSC simulator for one test (its log in tmp_path/smsc.log), stopped afterwards."""
+    from smsc_sim import SimulatorUnavailable, SmscSimulator
+
+    sim = SmscSimulator(log_path=tmp_path / "smsc.log")
+    try:
+        sim.start()
+    except SimulatorUnavailable as exc:  # a failure, not a skip: the project tests against the real parts
+        pytest.fail(str(exc), pytrace=False)
+    yield sim
+    sim.stop()
