@@ -45,11 +45,15 @@ def with_sequence(pdu: bytes, sequence: int) -> bytes:
     return pdu[:12] + sequence.to_bytes(4, "big") + pdu[16:]
 
 
-def user_data(encoded: EncodedText, reference: int) -> list[bytes]:
-    """The short_message of each part: the encoded text, with a concatenation header when the text
-    has several parts (IE 0x00: reference, total, sequence)."""
+def encode_parts(encoded: EncodedText) -> list[bytes]:
+    """Each part's text in its alphabet (GSM 03.38 unpacked, or UCS-2), without header."""
     codec = find_codec_info(_CODEC[encoded.encoding])
-    chunks = [codec.encode(part)[0] for part in encoded.parts]
+    return [codec.encode(part)[0] for part in encoded.parts]
+
+
+def user_data(chunks: list[bytes], reference: int) -> list[bytes]:
+    """The short_message of each part: a concatenation header (IE 0x00: 8-bit reference, total,
+    sequence) in front of each part when there are several."""
     if len(chunks) == 1:
         return chunks
     total = len(chunks)
@@ -70,8 +74,8 @@ class Address:
         return PhoneNumber(self.number, TON(self.ton), NPI(self.npi))
 
 
-def submit_pdus(encoded: EncodedText, chunks: list[bytes], source: Address, destination: Address, receipt: bool = True) -> list[bytes]:
-    """One submit_sm PDU (sequence 0) per part of an encoded text."""
+def submit_pdus(encoding: str, chunks: list[bytes], source: Address, destination: Address, receipt: bool = True) -> list[bytes]:
+    """One submit_sm PDU (sequence 0) per part (`user_data`) of a text in `encoding` (gsm7/ucs2)."""
     esm_class = UDHI if len(chunks) > 1 else 0
     out = []
     for chunk in chunks:
@@ -81,7 +85,7 @@ def submit_pdus(encoded: EncodedText, chunks: list[bytes], source: Address, dest
             destination=destination.smpp(),
             esm_class=esm_class,
             registered_delivery=REGISTERED_DELIVERY if receipt else 0,
-            encoding=_CODEC[encoded.encoding],
+            encoding=_CODEC[encoding],
             auto_message_payload=False,
         )
         message.set_encoded_message(chunk)

@@ -1,0 +1,223 @@
+"""The SMS worker's SQL edge: claiming with what sending needs, and statuses written in batches.
+
+Every outcome (a message submitted with its parts' SMSC ids, a failure with its reason, a
+delivery receipt) is collected and written by `write_batch` in one transaction per batch, never
+one commit per PDU. Writes are guarded by the message's current status, so a late or repeated
+event never overwrites a later state.
+
+The DLR map is the `sms_part` table: one row per accepted part, inserted in the same transaction
+that sets the message `submitted`, so it survives a gateway restart with the status it explains.
+Chosen over Redis because it is then atomic with the status and as durable as the message; the
+receipt lookup is one indexed `IN` query per batch. A receipt whose id is not (yet) there is
+returned to the caller, tried again in the next batches (its submit may still be on its way to
+the database — e.g. the receipt came over a receiver bind first), then logged and ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.queue import claim, mark_dispatched
+from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart
+
+log = logging.getLogger(__name__)
+
+StatStatus = Callable[[str], "tuple[MessageStatus | None, str]"]
+
+_message = Message.__table__
+_part = SmsPart.__table__
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed SMS: whom it goes to and what it says."""
+
+    message_id: int
+    phone: str
+    bulletin_id: int
+    text: str
+
+
+def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> list[Claimed]:
+    """Claim (queued → sending, leased to `worker`) and load what sending needs; one commit."""
+    with sessions() as session, session.begin():
+        owned = claim(session, message_ids, worker)
+        if not owned:
+            return []
+        rows = session.execute(
+            select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text)
+            .join(Bulletin, Bulletin.id == Message.bulletin_id)
+            .where(Message.id.in_(owned))
+            .order_by(Message.id)
+        ).all()
+    return [Claimed(*row) for row in rows]
+
+
+def record_dispatch(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> None:
+    """Commit `dispatched_at` for messages whose first part is about to be written."""
+    if message_ids:
+        with sessions() as session, session.begin():
+            mark_dispatched(session, list(message_ids), worker)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    message_id: int
+    operator: str
+    bind: str
+    smsc_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Failed:
+    message_id: int
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReceiptIn:
+    """A delivery receipt as it arrived: which SMSC id, its stat, and our verdict of that stat."""
+
+    operator: str
+    smsc_message_id: str
+    stat: str
+    status: MessageStatus | None  # delivered / failed, None while not final (ENROUTE …)
+    detail: str
+    done_at: datetime | None
+    received_at: datetime
+    tries: int = 0
+
+
+@dataclass
+class Batch:
+    submitted: list[Submitted] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    receipts: list[ReceiptIn] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.submitted) + len(self.failed) + len(self.receipts)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    unknown: list[ReceiptIn]  # receipts whose SMSC id is not in sms_part
+    delivered: int
+    failed_by_receipt: int
+
+
+def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
+    """Write a batch of outcomes in one transaction (submits first, so that a receipt in the same
+    batch finds its part). `stat_status` judges a receipt's stat (gateway.sms.inbound.receipt_status)."""
+    with sessions() as session, session.begin():
+        if batch.submitted:
+            _write_submitted(session, batch.submitted, worker)
+        if batch.failed:
+            session.execute(
+                update(_message)
+                .where(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.sending.value)
+                .values(status=MessageStatus.failed, detail=bindparam("reason"), final_at=bindparam("at")),
+                [{"mid": f.message_id, "reason": f.reason[:200], "at": f.at} for f in batch.failed],
+            )
+        if batch.receipts:
+            return _write_receipts(session, batch.receipts, stat_status)
+    return BatchResult([], 0, 0)
+
+
+def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
+    session.execute(
+        update(_message)
+        .where(
+            _message.c.id == bindparam("mid"),
+            _message.c.status == MessageStatus.sending.value,
+            or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
+        )
+        .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
+        [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in submitted],
+    )
+    session.execute(
+        insert(_part),
+        [
+            {
+                "operator": s.operator,
+                "smsc_message_id": smsc_id,
+                "message_id": s.message_id,
+                "part": index + 1,
+                "parts": len(s.smsc_ids),
+                "bind": s.bind,
+                "submitted_at": s.at,
+            }
+            for s in submitted
+            for index, smsc_id in enumerate(s.smsc_ids)
+        ],
+    )
+
+
+def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
+    keys = {(r.operator, r.smsc_message_id) for r in receipts}
+    found: dict[tuple[str, str], tuple[int, int, int]] = {}
+    key_list = sorted(keys)
+    for start in range(0, len(key_list), 500):
+        chunk = key_list[start : start + 500]
+        for operator, smsc_id, message_id, part, parts in session.execute(
+            select(_part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts).where(
+                tuple_(_part.c.operator, _part.c.smsc_message_id).in_(chunk)
+            )
+        ):
+            found[(operator, smsc_id)] = (message_id, part, parts)
+    unknown = [r for r in receipts if (r.operator, r.smsc_message_id) not in found]
+    known = [r for r in receipts if (r.operator, r.smsc_message_id) in found]
+    if not known:
+        return BatchResult(unknown, 0, 0)
+    session.execute(
+        update(_part)
+        .where(_part.c.operator == bindparam("op"), _part.c.smsc_message_id == bindparam("sid"))
+        .values(stat=bindparam("stat"), done_at=bindparam("done")),
+        [{"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at} for r in known],
+    )
+    # RULE: a concatenated message is delivered when every part is; it fails as soon as one part fails.
+    outcome: dict[int, tuple[MessageStatus, str, datetime]] = {}
+    multi: set[int] = set()
+    for r in known:
+        message_id, _, parts = found[(r.operator, r.smsc_message_id)]
+        if r.status is None:
+            continue
+        if parts == 1:
+            outcome[message_id] = (r.status, r.detail, r.received_at)
+        else:
+            multi.add(message_id)
+    if multi:
+        by_message: dict[int, list[tuple[str | None, int]]] = defaultdict(list)
+        for message_id, stat, parts in session.execute(
+            select(_part.c.message_id, _part.c.stat, _part.c.parts).where(_part.c.message_id.in_(sorted(multi)))
+        ):
+            by_message[message_id].append((stat, parts))
+        latest = {found[(r.operator, r.smsc_message_id)][0]: r for r in known}
+        for message_id, rows in by_message.items():
+            parts = rows[0][1]
+            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in rows]
+            received = latest[message_id].received_at
+            failed = [detail for status, detail in verdicts if status == MessageStatus.failed]
+            if failed:
+                outcome[message_id] = (MessageStatus.failed, f"a part failed: {failed[0]}", received)
+            elif len(rows) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
+                outcome[message_id] = (MessageStatus.delivered, f"all {parts} parts delivered", received)
+    if outcome:
+        session.execute(
+            update(_message)
+            .where(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.submitted.value)
+            .values(status=bindparam("st"), detail=bindparam("detail"), final_at=bindparam("at")),
+            [{"mid": m, "st": s.value, "detail": d[:200], "at": at} for m, (s, d, at) in outcome.items()],
+        )
+    delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
+    return BatchResult(unknown, delivered, len(outcome) - delivered)
+
+
