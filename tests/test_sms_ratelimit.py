@@ -1,0 +1,121 @@
+"""The per-bind rate limit in Redis: never above the rate in any one-second window, across processes."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gateway.sms.ratelimit import BindRateLimit, window_for
+
+# One OS process sharing the bind: takes as fast as it is allowed until `until` (wall clock), then
+# prints its grants as JSON [[redis_time_s, granted], ...] plus how many take() calls it made.
+WORKER = """
+import asyncio, json, sys, time
+import redis.asyncio as aredis
+from gateway.sms.ratelimit import BindRateLimit
+
+async def main(url, prefix, rate, wanted, start, until):
+    client = aredis.Redis.from_url(url)
+    limit = BindRateLimit(client, "operator-a", rate, prefix=prefix)
+    await asyncio.sleep(max(0.0, start - time.time()))
+    grants, calls = [], 0
+    while time.time() < until:
+        n = await limit.take(wanted)
+        calls += 1
+        grants.append([limit.last_grant_at, n])
+    await client.aclose()
+    print(json.dumps({"grants": grants, "calls": calls}))
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])))
+"""
+
+
+def run_two_processes(redis_url, prefix, rate, wanted, seconds):
+    start = time.time() + 1.5  # both interpreters up and connected before the clock starts
+    until = start + seconds
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, redis_url, prefix, str(rate), str(wanted),
+                               str(start), str(until)], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=seconds + 60)
+        assert proc.returncode == 0
+        results.append(json.loads(out))
+    return results
+
+
+def busiest_second(grants):
+    """The most sends granted in any window [t, t + 1 s), t ranging over the grant times."""
+    grants = sorted(grants)
+    best, total, j = 0, 0, 0
+    for i, (t, _) in enumerate(grants):
+        while j < len(grants) and grants[j][0] < t + 1.0:
+            total += grants[j][1]
+            j += 1
+        best = max(best, total)
+        total -= grants[i][1]
+    return best
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rate", "wanted", "seconds"), [(200, 40, 4), (500, 100, 3)])
+def test_two_processes_share_the_rate(redis_url, key_prefix, rate, wanted, seconds):
+    a, b = run_two_processes(redis_url, key_prefix, rate, wanted, seconds)
+    grants = a["grants"] + b["grants"]
+    total = sum(n for _, n in grants)
+
+    # RULE: never above the contracted rate in any one-second window (Redis's clock, both processes).
+    assert busiest_second(grants) <= rate
+    # ... and close to it: a whole run's worth, less the 1% guard and the last slice.
+    assert total >= 0.95 * rate * seconds, (total, rate * seconds)
+    # Both processes got a real share, in batches: far fewer round trips than sends.
+    for one in (a, b):
+        assert sum(n for _, n in one["grants"]) >= 0.2 * total
+    assert len(grants) <= total / 5
+
+
+def test_zero_rate_is_unlimited_without_redis():
+    limit = BindRateLimit(None, "operator-a", 0)  # no Redis at all: it must not be touched
+    assert limit.unlimited
+    assert asyncio.run(limit.take(250)) == 250
+
+
+def test_grants_are_paced_and_wait_when_spent(redis_url, key_prefix):
+    import redis.asyncio as aredis
+
+    async def scenario():
+        client = aredis.Redis.from_url(redis_url)
+        limit = BindRateLimit(client, "operator-b", 40, prefix=key_prefix)
+        first = await limit.take(100)  # two batches' worth at most, not the whole second
+        sizes = [first]
+        while sum(sizes) < 40:
+            sizes.append(await limit.take(100))
+        spent_at = limit.last_grant_at
+        started = time.monotonic()
+        more = await limit.take(100)  # the second is spent: this one waits for the window to move
+        waited = time.monotonic() - started
+        await client.aclose()
+        return sizes, spent_at, limit.last_grant_at, waited, more
+
+    sizes, spent_at, next_at, waited, more = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sizes[0] == 4 and max(sizes) <= 4 and sum(sizes) == 40
+    assert next_at - spent_at > 0 and waited > 0
+    assert 1 <= more <= 4
+
+
+def test_window_for_rates():
+    w = window_for(500)
+    assert (w.limit, w.batch) == (500, 25) and w.window_s == pytest.approx(1.01)
+    assert window_for(200.7).limit == 200  # whole sends only, never above the rate
+    slow = window_for(0.5)
+    assert (slow.limit, slow.batch) == (1, 1) and slow.window_s == pytest.approx(2.01)
+    assert window_for(5).batch == 1
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError):
+            window_for(bad)
+    with pytest.raises(ValueError):
+        BindRateLimit(None, "x", -5)
+    with pytest.raises(ValueError):
+        asyncio.run(BindRateLimit(None, "x", 0).take(0))
