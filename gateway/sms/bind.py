@@ -73,6 +73,7 @@ class BindEvents(Protocol):
     """What a bind tells the worker."""
 
     async def mark_dispatched(self, messages: list[OutMessage]) -> None: ...
+    async def may_write(self) -> None: ...
     def submitted(self, bind: "Bind", message: OutMessage) -> None: ...
     def failed(self, bind: "Bind", message: OutMessage, reason: str) -> None: ...
     def deliver(self, bind: "Bind", pdu: bytes, respond: Callable[[int], None]) -> None: ...
@@ -285,13 +286,19 @@ class Bind:
         self._bound.set()
         self._set_health("bound", f"{self.config.mode} to {self.config.host}:{self.config.port}")
         log.info("SMS bind %s: bound (%s) to %s:%s", self.name, self.config.mode, self.config.host, self.config.port)
-        tasks = [asyncio.create_task(self._read(link)) for link in links]
+        readers = [asyncio.create_task(self._read(link)) for link in links]
+        tasks = [*readers]
         tasks.append(asyncio.create_task(self._keep(links)))
         tasks.append(asyncio.create_task(self._send(links[0])))
         tasks.append(asyncio.create_task(self._mark()))
         stopper = asyncio.create_task(self._wait_stop())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not all(r.done() for r in readers) and not self._stopping:
+                # A write failed first: the responses the SMSC sent before closing are still in
+                # the receive buffer. Read them (up to EOF) before calling anything unanswered,
+                # or accepted submits would be sent twice.
+                done |= (await asyncio.wait(readers, timeout=2.0))[0]
         finally:
             for task in (*tasks, stopper):
                 task.cancel()
@@ -345,6 +352,7 @@ class Bind:
             while not self.ready:
                 self._wake.clear()
                 await self._wake.wait()
+            await self.events.may_write()
             wanted = min(len(self.ready), await window.room())
             if self.rate_limit is not None and self.rate.contracted:
                 wanted = await self.rate_limit.take(wanted)

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "sms"
 UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
+FLUSH_AT = 100  # accepted submits that trigger a write before the flush interval is over
 
 
 def _now() -> datetime:
@@ -85,6 +86,7 @@ class SmsWorker:
         lease_seconds: float = 60.0,
         retries: int = 3,
         max_open: int | None = None,
+        unrecorded_cap: int | None = None,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
@@ -106,6 +108,11 @@ class SmsWorker:
         self._texts: dict[int, tuple[str, list[bytes]] | str] = {}
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
+        # Set when enough outcomes wait: accepted submits not yet in the database are what a
+        # crash would send twice, so they are written without waiting for the next tick.
+        self._flush_now = asyncio.Event()
+        self._writing = 0
+        self.unrecorded_cap = unrecorded_cap or 2 * max(b.window for b in config.binds)
         self._stopping = asyncio.Event()
         self._mo: dict[tuple[str, int, int], _MoParts] = {}
         self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0}
@@ -214,6 +221,17 @@ class SmsWorker:
 
     # --- what the binds report (BindEvents) ----------------------------------------------------
 
+    async def may_write(self) -> None:
+        """Wait while too many accepted submits are not in the database yet: those are what a
+        crash would send twice, so their number is kept bounded (`unrecorded_cap`)."""
+        while self._unrecorded() >= self.unrecorded_cap:
+            self._flush_now.set()
+            self._flushed.clear()
+            await self._flushed.wait()
+
+    def _unrecorded(self) -> int:
+        return len(self.batch.submitted) + self._writing
+
     async def mark_dispatched(self, messages: list[OutMessage]) -> None:
         ids = [m.message_id for m in messages if m.message_id is not None]
         await asyncio.to_thread(record_dispatch, self.sessions, ids, self.worker_id)
@@ -224,6 +242,8 @@ class SmsWorker:
             return
         ids = tuple(i or "" for i in message.smsc_ids)
         self.batch.submitted.append(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
+        if len(self.batch.submitted) >= FLUSH_AT:
+            self._flush_now.set()
 
     def failed(self, bind: Bind, message: OutMessage, reason: str) -> None:
         if message.message_id is None:
@@ -331,7 +351,11 @@ class SmsWorker:
 
     async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_seconds)
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), self.flush_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_now.clear()
             await self._flush()
 
     async def _flush(self) -> None:
@@ -339,9 +363,11 @@ class SmsWorker:
             self._flushed.set()
             return
         batch, self.batch = self.batch, Batch()
+        self._writing = len(batch.submitted)
         try:
             result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, receipt_status)
         except Exception:
+            self._writing = 0
             # The database is unreachable: keep the batch (nothing is acked to anybody that is
             # not also in memory) and try again at the next flush.
             log.exception("SMS worker: writing %d status(es) failed; retrying", len(batch))
@@ -350,6 +376,7 @@ class SmsWorker:
             self.batch.receipts[:0] = batch.receipts
             await asyncio.sleep(1)
             return
+        self._writing = 0
         for item in batch.submitted:
             self.open.pop(item.message_id, None)
         for item in batch.failed:
