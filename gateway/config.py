@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     sms_lease_seconds: float = Field(60, ge=1)
     # Extra attempts after a response timeout or a temporary SMSC error, before the message fails.
     sms_submit_retries: int = Field(3, ge=0, le=20)
+    # A submit left unanswered by a dropped connection waits this long (while its bind is up) for
+    # a delivery receipt proving the SMSC accepted it, before it is sent again; 0: at once.
+    sms_unanswered_grace_seconds: float = Field(5, ge=0)
 
     # Telephony numbers shown in messages.
     tip_line: str = "0800-0011"

@@ -26,6 +26,9 @@ from .base import CHUNK, WorkQueue, channel_name
 from .reconcile import publish_messages
 
 REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
+# The same, for a message that had been dispatched: the next worker may look for proof that the
+# provider has it (SMS: a delivery receipt) before sending it again.
+REQUEUED_DISPATCHED_DETAIL = "requeued: the worker that claimed it stopped after dispatching it"
 
 
 @dataclass(frozen=True)
@@ -84,22 +87,23 @@ def requeue_stale(
         dispatched = session.execute(
             select(func.count()).select_from(Message).where(stale, Message.dispatched_at.is_not(None))
         ).scalar_one()
-        ids = list(
-            session.execute(
+        ids: list[int] = []
+        for dispatched_before, detail in ((True, REQUEUED_DISPATCHED_DETAIL), (False, REQUEUED_DETAIL)):
+            mark = Message.dispatched_at.is_not(None) if dispatched_before else Message.dispatched_at.is_(None)
+            ids += session.execute(
                 update(Message)
-                .where(stale)
+                .where(stale, mark)
                 .values(
                     status=MessageStatus.queued,
                     claimed_by=None,
                     claimed_at=None,
                     dispatched_at=None,
                     enqueued_at=None,
-                    detail=REQUEUED_DETAIL,
+                    detail=detail,
                 )
                 .returning(Message.id)
                 .execution_options(synchronize_session=False)
             ).scalars()
-        )
     if ids:
         # enqueued_at is NULL until this publish is done: a crash in between leaves them to reconcile().
         publish_messages(sessions, queue, {name: sorted(ids)})

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class BindEvents(Protocol):
     def deliver(self, bind: "Bind", pdu: bytes, respond: Callable[[int], None]) -> None: ...
     def health_changed(self, bind: "Bind", state: str, detail: str) -> None: ...
     def down(self, bind: "Bind") -> None: ...
+    def unanswered(self, bind: "Bind", parts: list[tuple[OutMessage, int]]) -> None: ...
 
 
 class RateLimit(Protocol):
@@ -102,22 +104,161 @@ class ConnectionLost(Exception):
 
 
 class _Link:
-    """One bound TCP connection."""
+    """One bound TCP connection on a plain non-blocking socket, read by a callback.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, mode: str) -> None:
-        self.reader, self.writer, self.mode = reader, writer, mode
+    Not asyncio's streams: when a write fails because the SMSC has closed the connection, a
+    stream transport closes at once and its reader raises before handing out what was already
+    received — the responses the SMSC sent just before closing, whose submits it had accepted.
+    Losing them means sending those messages twice. Here a write error only stops writing; the
+    socket is read (one reader callback, registered once) until EOF.
+    """
+
+    HIGH_WATER = 256 * 1024
+
+    def __init__(self, sock: socket.socket, mode: str) -> None:
+        self.sock, self.mode = sock, mode
+        self.loop = asyncio.get_running_loop()
         self.last_heard = time.monotonic()
         self.enquiry_sent: float | None = None
         self.sequence = 1  # for the link's own requests (bind, enquire_link, unbind)
+        self._in = bytearray()
+        self._pos = 0
+        self._pdus: deque[bytes] = deque()
+        self._arrived = asyncio.Event()
+        self._eof: BaseException | None = None
+        self._out = bytearray()
+        self._writing = False
+        self._sent = asyncio.Event()
+        self._sent.set()
+        self.broken: BaseException | None = None
+        self._fd = sock.fileno()
+        self.loop.add_reader(self._fd, self._readable)
+
+    @classmethod
+    async def open(cls, host: str, port: int, mode: str) -> "_Link":
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, mode)
+
+    # reading ----------------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(262144)
+                if not data:
+                    self._end(ConnectionLost("the SMSC closed the connection"))
+                    break
+                self._in += data
+                if len(data) < 262144:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._end(ConnectionLost(f"connection lost: {exc}"))
+        self.last_heard = time.monotonic()
+        self._split()
+
+    def _split(self) -> None:
+        buf, pos = self._in, self._pos
+        while len(buf) - pos >= 16:
+            length = int.from_bytes(buf[pos : pos + 4], "big")
+            if length < 16 or length > READ_LIMIT:
+                self._end(ConnectionLost(f"PDU length {length} out of range"))
+                break
+            if len(buf) - pos < length:
+                break
+            self._pdus.append(bytes(buf[pos : pos + length]))
+            pos += length
+        if pos > 65536 or pos == len(buf):
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+        if self._pdus:
+            self._arrived.set()
+
+    def _end(self, exc: BaseException) -> None:
+        if self._eof is None:
+            self._eof = exc
+            self.loop.remove_reader(self._fd)
+        self._arrived.set()
 
     async def read_pdu(self) -> bytes:
-        header = await self.reader.readexactly(16)
-        length = int.from_bytes(header[:4], "big")
-        if length < 16 or length > READ_LIMIT:
-            raise ConnectionLost(f"PDU length {length} out of range")
-        body = await self.reader.readexactly(length - 16) if length > 16 else b""
-        self.last_heard = time.monotonic()
-        return header + body
+        while not self._pdus:
+            if self._eof is not None:
+                raise self._eof
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._pdus.popleft()
+
+    # writing ----------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue `data`; everything written in one turn of the event loop goes out in one send."""
+        if self.broken is not None:
+            return
+        self._out += data
+        if not self._writing:
+            self._writing = True
+            self.loop.call_soon(self._first_send)
+        if len(self._out) >= self.HIGH_WATER:
+            self._sent.clear()
+
+    def _first_send(self) -> None:
+        if self.broken is not None or self.sock.fileno() < 0:
+            return
+        self._writable()
+        if self._out and self.broken is None:
+            self.loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._broke(exc)
+            return
+        del self._out[:sent]
+        if not self._out:
+            self.loop.remove_writer(self._fd)  # no-op when only _first_send ran
+            self._writing = False
+        if len(self._out) < self.HIGH_WATER:
+            self._sent.set()
+
+    def _broke(self, exc: BaseException) -> None:
+        # Stop writing; keep reading what the SMSC sent before it closed.
+        self.broken = exc
+        self._out.clear()
+        if self._writing:
+            self.loop.remove_writer(self._fd)
+            self._writing = False
+        self._sent.set()
+
+    async def drain(self) -> None:
+        """Wait while much is waiting to be sent (flow control); raises once writing failed."""
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
+        await self._sent.wait()
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
+
+    async def sendall(self, data: bytes) -> None:
+        """Write and wait until all of it is with the kernel (bind, unbind)."""
+        self.write(data)
+        while self._out and self.broken is None:
+            await asyncio.sleep(0.01)
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
 
     def next_sequence(self) -> int:
         # Requests of the link itself count down from the top, so they never meet the submits'.
@@ -125,7 +266,13 @@ class _Link:
         return 0x7FFFFFFF - (self.sequence % 0x10000)
 
     def close(self) -> None:
-        self.writer.close()
+        if self._eof is None:
+            self._end(ConnectionLost("closed"))
+        if self._writing:
+            self.loop.remove_writer(self._fd)
+            self._writing = False
+        self.broken = self.broken or ConnectionLost("closed")
+        self.sock.close()
 
 
 class Bind:
@@ -199,9 +346,8 @@ class Bind:
         link = self._tx
         if link is not None and self.up:
             try:
-                link.writer.write(P.request_pdu("unbind", link.next_sequence()))
-                await asyncio.wait_for(link.writer.drain(), 2)
-            except (OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(link.sendall(P.request_pdu("unbind", link.next_sequence())), 2)
+            except (OSError, asyncio.TimeoutError, ConnectionLost):
                 pass
 
     # --- the connection's life ---------------------------------------------------------------
@@ -231,7 +377,7 @@ class Bind:
                 self._set_health(state, str(exc))
                 await self._pause(self.auth_backoff.delay(failures))
                 continue
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionLost) as exc:
+            except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
                 failures += 1
                 reason = _describe(exc)
                 if self.state != "unbound" or failures == 1:
@@ -262,22 +408,18 @@ class Bind:
             await self._wake.wait()
 
     async def _connect(self, mode: str) -> _Link:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.config.host, self.config.port, limit=READ_LIMIT), CONNECT_TIMEOUT
-        )
-        link = _Link(reader, writer, mode)
+        link = await asyncio.wait_for(_Link.open(self.config.host, self.config.port, mode), CONNECT_TIMEOUT)
         try:
-            sequence = link.next_sequence()
-            writer.write(P.bind_pdu(mode, self.config.system_id, self.config.password.get_secret_value(),
-                                    self.config.system_type, sequence))
-            await writer.drain()
+            bind = P.bind_pdu(mode, self.config.system_id, self.config.password.get_secret_value(),
+                              self.config.system_type, link.next_sequence())
+            await asyncio.wait_for(link.sendall(bind), CONNECT_TIMEOUT)
             raw = await asyncio.wait_for(link.read_pdu(), CONNECT_TIMEOUT)
         except BaseException:
-            writer.close()
+            link.close()
             raise
         _, command, status, _ = P.parse_header(raw[:16])
         if command == Cmd.GENERIC_NACK or status != 0:
-            writer.close()
+            link.close()
             raise BindRefused(status or 0xFF)
         return link
 
@@ -308,15 +450,20 @@ class Bind:
                 raise task.exception()  # type: ignore[misc]
 
     def _requeue_in_flight(self) -> None:
-        """The connection is gone: every unanswered part goes again, first."""
+        """The connection is gone: the worker decides when each unanswered part goes again."""
         pending = self.correlator.drain()
         self.window.reset()
         pending = [(m, i) for m, i in pending if not m.done]
         if pending:
-            self.resent_after_drop += len(pending)
-            log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended; sending them again",
-                        self.name, len(pending))
-            self.ready.extendleft(reversed(pending))
+            log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending))
+            self.events.unanswered(self, pending)
+
+    def resend(self, parts: list[tuple[OutMessage, int]]) -> None:
+        """Write these parts again, before anything else."""
+        parts = [(m, i) for m, i in parts if not m.done]
+        self.resent_after_drop += len(parts)
+        self.ready.extendleft(reversed(parts))
+        self._wake.set()
 
     def _set_health(self, state: str, detail: str) -> None:
         self.state = state
@@ -345,7 +492,7 @@ class Bind:
             self._wake.set()
 
     async def _send(self, link: _Link) -> None:
-        writer = link.writer
+        writer = link
         window = self.window
         correlator = self.correlator
         while True:
@@ -392,7 +539,7 @@ class Bind:
                         raise ConnectionLost("no answer to enquire_link")
                 elif now - link.last_heard > interval:
                     link.enquiry_sent = now
-                    link.writer.write(P.request_pdu("enquire_link", link.next_sequence()))
+                    link.write(P.request_pdu("enquire_link", link.next_sequence()))
 
     async def _read(self, link: _Link) -> None:
         while True:
@@ -413,10 +560,10 @@ class Bind:
             elif command == Cmd.ENQUIRE_LINK_RESP:
                 link.enquiry_sent = None
             elif command == Cmd.ENQUIRE_LINK:
-                link.writer.write(P.response_pdu(command, sequence))
+                link.write(P.response_pdu(command, sequence))
             elif command == Cmd.UNBIND:
-                link.writer.write(P.response_pdu(command, sequence))
-                await link.writer.drain()
+                link.write(P.response_pdu(command, sequence))
+                await link.drain()
                 raise ConnectionLost("the SMSC unbound")
             elif command == Cmd.UNBIND_RESP:
                 raise ConnectionLost("unbound")
@@ -468,14 +615,11 @@ class Bind:
 
 def _responder(link: _Link, sequence: int) -> Callable[[int], None]:
     def respond(status: int = 0) -> None:
-        if not link.writer.is_closing():
-            link.writer.write(P.response_pdu(Cmd.DELIVER_SM, sequence, status))
+        link.write(P.response_pdu(Cmd.DELIVER_SM, sequence, status))
     return respond
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.IncompleteReadError):
-        return "the SMSC closed the connection"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out connecting to the SMSC"
     if isinstance(exc, ConnectionRefusedError):

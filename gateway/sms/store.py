@@ -25,6 +25,7 @@ from sqlalchemy import bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.queue import claim, mark_dispatched
+from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
 from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Claimed:
     phone: str
     bulletin_id: int
     text: str
+    # Dispatched by a worker that died: it may already be at the SMSC.
+    dispatched_before: bool = False
 
 
 def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> list[Claimed]:
@@ -52,12 +55,12 @@ def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worke
         if not owned:
             return []
         rows = session.execute(
-            select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text)
+            select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text, Message.detail)
             .join(Bulletin, Bulletin.id == Message.bulletin_id)
             .where(Message.id.in_(owned))
             .order_by(Message.id)
         ).all()
-    return [Claimed(*row) for row in rows]
+    return [Claimed(mid, phone, bid, text, detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, text, detail in rows]
 
 
 def record_dispatch(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> None:
@@ -94,7 +97,9 @@ class ReceiptIn:
     detail: str
     done_at: datetime | None
     received_at: datetime
-    tries: int = 0
+    recipient: str = ""  # the phone the receipt is about (its source_addr), digits only
+    # Sends the deliver_sm_resp: called once the receipt is written (or given up).
+    ack: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass

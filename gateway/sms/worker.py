@@ -23,6 +23,7 @@ unsubscription, an SMS tip — is committed, so a crash makes the SMSC deliver t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -87,6 +88,7 @@ class SmsWorker:
         retries: int = 3,
         max_open: int | None = None,
         unrecorded_cap: int | None = None,
+        unanswered_grace: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
@@ -115,6 +117,13 @@ class SmsWorker:
         self.unrecorded_cap = unrecorded_cap or 2 * max(b.window for b in config.binds)
         self._stopping = asyncio.Event()
         self._mo: dict[tuple[str, int, int], _MoParts] = {}
+        self.unanswered_grace = unanswered_grace
+        # phone digits → unanswered submits waiting for a receipt or their grace to run out
+        self.limbo: dict[str, list[tuple[Bind, OutMessage, int, float, bool]]] = {}
+        self.proven_by_receipt = 0
+        # An unknown receipt is kept this long: its submit may be recorded later, or be the
+        # message of a dead worker that comes back once its lease runs out.
+        self.receipt_patience = max(UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5))
         self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0}
 
     # --- running -------------------------------------------------------------------------------
@@ -151,7 +160,7 @@ class SmsWorker:
             await asyncio.to_thread(self.health.publish)
 
     async def _until_idle(self) -> None:
-        while self.open or len(self.batch):
+        while self.open or len(self.batch) or self.limbo:
             self._flushed.clear()
             await self._flushed.wait()
 
@@ -211,13 +220,19 @@ class SmsWorker:
         # (alert, update) get different references.
         reference = item.message_id % 255 + 1
         pdus = P.submit_pdus(encoding, P.user_data(chunks, reference), bind.source, P.Address.e164(item.phone))
-        bind.submit(OutMessage(item.message_id, item.phone, pdus))
+        message = OutMessage(item.message_id, item.phone, pdus)
+        if item.dispatched_before and len(pdus) == 1 and self.unanswered_grace > 0:
+            # Its worker died after dispatching it: the receipt may prove it already went.
+            self._hold(bind, message, 0, fresh=True)
+        else:
+            bind.submit(message)
 
     async def _parked_loop(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             for _ in range(len(self.parked)):
                 self._dispatch(self.parked.popleft())
+            self._limbo_due()
 
     # --- what the binds report (BindEvents) ----------------------------------------------------
 
@@ -278,6 +293,61 @@ class SmsWorker:
         if moved:
             log.warning("SMS bind %s is down: %d message(s) go over another bind", bind.name, len(moved))
 
+    def unanswered(self, bind: Bind, parts: list[tuple[OutMessage, int]]) -> None:
+        """Submits a dropped connection left unanswered. The SMSC may have accepted them (its
+        responses can die with the connection). A single-part one waits `unanswered_grace`
+        seconds of the bind being up: a delivery receipt for an unknown id about the same phone
+        proves it was accepted (and gives its SMSC id); without one it goes again."""
+        again: list[tuple[OutMessage, int]] = []
+        for message, index in parts:
+            if self.unanswered_grace > 0 and len(message.pdus) == 1 and message.message_id is not None:
+                self._hold(bind, message, index, fresh=False)
+            else:
+                again.append((message, index))
+        if again:
+            bind.resend(again)
+
+    def _hold(self, bind: Bind, message: OutMessage, index: int, fresh: bool) -> None:
+        deadline = asyncio.get_running_loop().time() + self.unanswered_grace
+        self.limbo.setdefault(message.phone.lstrip("+"), []).append((bind, message, index, deadline, fresh))
+
+    def _limbo_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for phone, entries in list(self.limbo.items()):
+            keep = []
+            for bind, message, index, deadline, fresh in entries:
+                if message.done:
+                    continue
+                if not bind.up:
+                    keep.append((bind, message, index, now + self.unanswered_grace, fresh))
+                elif now < deadline:
+                    keep.append((bind, message, index, deadline, fresh))
+                elif fresh:
+                    bind.submit(message)  # dispatch recorded again before it is written
+                else:
+                    bind.resend([(message, index)])
+            if keep:
+                self.limbo[phone] = keep
+            else:
+                del self.limbo[phone]
+
+    def _proven_by_receipt(self, receipt: ReceiptIn) -> bool:
+        """An unknown receipt about a phone with an unanswered submit in limbo: that submit was
+        accepted; record it with the receipt's SMSC id instead of sending it again."""
+        entries = self.limbo.get(receipt.recipient)
+        if not entries:
+            return False
+        bind, message, index, _, _ = entries.pop(0)
+        if not entries:
+            del self.limbo[receipt.recipient]
+        if message.done:
+            return False
+        message.smsc_ids[index] = receipt.smsc_message_id
+        message.done = True
+        self.proven_by_receipt += 1
+        self.submitted(bind, message)
+        return True
+
     def deliver(self, bind: Bind, raw: bytes, respond: Callable[[int], None]) -> None:
         try:
             message = P.parse_deliver(raw)
@@ -286,15 +356,16 @@ class SmsWorker:
             respond(0x65)  # ESME_RX_P_APPN: permanent, do not send it again
             return
         if message.is_receipt():
-            respond(0)
             receipt = parse_receipt(message.short_message or message.message_payload, P.tlvs(message))
             if receipt is None:
+                respond(0)
                 log.warning("SMS bind %s: a receipt without a message id ignored", bind.name)
                 return
             status, detail = receipt_status(receipt.stat)
+            # Acknowledged once written: a receipt a crash swallowed is delivered again.
             self.batch.receipts.append(
                 ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
-                          receipt.done_at, _now())
+                          receipt.done_at, _now(), message.source.number.lstrip("+"), respond)
             )
             return
         sender = "+" + message.source.number.lstrip("+") if message.source.ton == 1 or message.source.number.startswith("+") else message.source.number
@@ -377,6 +448,9 @@ class SmsWorker:
             await asyncio.sleep(1)
             return
         self._writing = 0
+        for receipt in batch.receipts:
+            if receipt.ack is not None:
+                receipt.ack(0)
         for item in batch.submitted:
             self.open.pop(item.message_id, None)
         for item in batch.failed:
@@ -386,8 +460,11 @@ class SmsWorker:
         self.counts["delivered"] += result.delivered
         now = _now()
         for receipt in result.unknown:
-            if now - receipt.received_at < UNKNOWN_RECEIPT_PATIENCE:
-                self.batch.receipts.append(receipt)
+            again = dataclasses.replace(receipt, ack=None)  # acknowledged above
+            if self._proven_by_receipt(receipt):
+                self.batch.receipts.append(again)
+            elif now - receipt.received_at < self.receipt_patience:
+                self.batch.receipts.append(again)
             else:
                 self.counts["receipts_unknown"] += 1
                 log.warning("SMS receipt for unknown SMSC id %s… (operator %s) ignored",
@@ -452,6 +529,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         flush_seconds=settings.sms_flush_ms / 1000,
         lease_seconds=settings.sms_lease_seconds,
         retries=settings.sms_submit_retries,
+        unanswered_grace=settings.sms_unanswered_grace_seconds,
     )
     if stop is None:  # SIGTERM/SIGINT: stop claiming, finish what is under way
         import signal
