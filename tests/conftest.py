@@ -238,14 +238,27 @@ def asterisk():
 
 
 @pytest.fixture
-def smsc(tmp_path):
-    """A fresh SMSC simulator for one test (its log in tmp_path/smsc.log), stopped afterwards."""
+def make_smsc(tmp_path):
+    """Start SMSC simulators (`make_smsc(system_id=..., password=...)`), all stopped after the test."""
     from smsc_sim import SimulatorUnavailable, SmscSimulator
 
-    sim = SmscSimulator(log_path=tmp_path / "smsc.log")
-    try:
-        sim.start()
-    except SimulatorUnavailable as exc:  # a failure, not a skip: the project tests against the real parts
-        pytest.fail(str(exc), pytrace=False)
-    yield sim
-    sim.stop()
+    started = []
+
+    def make(**kw):
+        sim = SmscSimulator(log_path=tmp_path / f"smsc-{len(started)}.log", **kw)
+        started.append(sim)
+        try:
+            sim.start()
+        except SimulatorUnavailable as exc:  # a failure, not a skip: the project tests against the real parts
+            pytest.fail(str(exc), pytrace=False)
+        return sim
+
+    yield make
+    for sim in started:
+        sim.stop()
+
+
+@pytest.fixture
+def smsc(make_smsc):
+    """A fresh SMSC simulator for one test (its log in tmp_path/smsc-0.log), stopped afterwards."""
+    return make_smsc()

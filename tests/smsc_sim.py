@@ -141,6 +141,13 @@ class SmscSimulator:
         self.stop()
         return self.start()
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the simulator process has used so far, from /proc."""
+        if self._proc is None:
+            raise SimulatorUnavailable("the SMSC simulator is not running")
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

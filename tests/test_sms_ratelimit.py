@@ -82,27 +82,31 @@ def test_zero_rate_is_unlimited_without_redis():
     assert asyncio.run(limit.take(250)) == 250
 
 
-def test_grants_are_paced_and_wait_when_spent(redis_url, key_prefix):
+def test_grants_are_paced_in_batches_at_reserved_slots(redis_url, key_prefix):
     import redis.asyncio as aredis
 
     async def scenario():
         client = aredis.Redis.from_url(redis_url)
         limit = BindRateLimit(client, "operator-b", 40, prefix=key_prefix)
-        first = await limit.take(100)  # two batches' worth at most, not the whole second
-        sizes = [first]
-        while sum(sizes) < 40:
-            sizes.append(await limit.take(100))
-        spent_at = limit.last_grant_at
+        grants = []
         started = time.monotonic()
-        more = await limit.take(100)  # the second is spent: this one waits for the window to move
-        waited = time.monotonic() - started
+        while sum(n for n, _ in grants) < 60:
+            grants.append((await limit.take(100), limit.last_grant_at))
+        elapsed = time.monotonic() - started
         await client.aclose()
-        return sizes, spent_at, limit.last_grant_at, waited, more
+        return grants, elapsed
 
-    sizes, spent_at, next_at, waited, more = asyncio.run(asyncio.wait_for(scenario(), 30))
-    assert sizes[0] == 4 and max(sizes) <= 4 and sum(sizes) == 40
-    assert next_at - spent_at > 0 and waited > 0
-    assert 1 <= more <= 4
+    grants, elapsed = asyncio.run(asyncio.wait_for(scenario(), 30))
+    # 40/s in batches of 2: one slot every 2 x 1.01 s / 40, never a whole second's worth at once
+    assert {n for n, _ in grants} == {2}
+    gaps = [b - a for (_, a), (_, b) in zip(grants, grants[1:])]
+    assert min(gaps) == pytest.approx(2 * 1.01 / 40, abs=1e-5)
+    assert busiest_second(grants_as_times(grants)) <= 40
+    assert elapsed >= 29 * 2 * 1.01 / 40  # the caller really waited for its slots
+
+
+def grants_as_times(grants):
+    return [(t, n) for n, t in grants]
 
 
 def test_window_for_rates():
@@ -119,3 +123,23 @@ def test_window_for_rates():
         BindRateLimit(None, "x", -5)
     with pytest.raises(ValueError):
         asyncio.run(BindRateLimit(None, "x", 0).take(0))
+
+
+def test_set_rate_backs_off_and_recovers(redis_url, key_prefix):
+    import redis.asyncio as aredis
+
+    async def scenario():
+        client = aredis.Redis.from_url(redis_url)
+        limit = BindRateLimit(client, "operator-c", 200, prefix=key_prefix)
+        fast = [(await limit.take(100), limit.last_grant_at) for _ in range(3)]
+        limit.set_rate(20)  # the SMSC said ESME_RTHROTTLED
+        slow = [(await limit.take(100), limit.last_grant_at) for _ in range(3)]
+        limit.set_rate(0)
+        unlimited = await limit.take(100)
+        await client.aclose()
+        return fast, slow, unlimited
+
+    fast, slow, unlimited = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert [n for n, _ in fast] == [10, 10, 10] and [n for n, _ in slow] == [1, 1, 1]
+    assert slow[2][1] - slow[1][1] == pytest.approx(1.01 / 20, abs=1e-5)
+    assert unlimited == 100

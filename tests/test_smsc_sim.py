@@ -6,8 +6,11 @@ client that shares nothing with it: a few struct.pack lines of SMPP 3.4.
 
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -538,3 +541,29 @@ def test_reset_clears_counters_and_settings(smsc, esme):
     assert stats["submits_accepted"] == 0 and stats["by_destination"] == {} and stats["receipts_withheld"] == 0
     assert smsc.configure()["withhold_receipts"] is False
     assert len(stats["binds"]) == 1  # the bind stays
+
+
+# --- the benchmark's reference client (bench/smsc_reference.js via bench/smsc_reference.py) -----
+
+
+def test_the_benchmark_reference_runs_against_the_simulator(smsc):
+    root = Path(__file__).resolve().parent.parent
+    code = "import sys; from bench.smsc_reference import run_reference as r; a = sys.argv; print(r(int(a[1]), int(a[2]), a[3], a[4]))"
+    done = subprocess.run([sys.executable, "-c", code, "300", str(smsc.port), smsc.system_id, smsc.password],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) > 0
+    stats = smsc.stats()
+    assert stats["submits_accepted"] == 300 and stats["receipts_acked"] == 300
+    assert len(stats["by_destination"]) == 300
+
+
+def test_two_simulators_are_independent(smsc, make_smsc):
+    other = make_smsc(system_id="operator-b", password="pw-b")
+    assert other.port != smsc.port
+    client = RawEsme(other.port)
+    assert client.bind(other) == ESME_ROK
+    client.submit("31612345678", gsm("x"), registered_delivery=0)
+    assert client.read_command(SUBMIT_SM | RESP).status == ESME_ROK
+    client.close()
+    assert other.stats()["submits_accepted"] == 1 and smsc.stats()["submits_accepted"] == 0

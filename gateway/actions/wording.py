@@ -63,3 +63,9 @@ def closing_sms(code: str, body: str) -> str:
 def closing_spoken(body: str) -> str:
     news = f" {body}" if body else ""
     return f"Hier volgt een bericht van Burgernet. De actie waarvoor wij u eerder belden is beëindigd.{news} Bedankt voor het uitkijken."
+
+
+def unsubscribed_sms() -> str:
+    """The confirmation of an SMS STOP / AFMELDEN: every registration of the number has ended."""
+    return ("Burgernet: u bent afgemeld en ontvangt op dit nummer geen berichten van Burgernet meer. "
+            "Weer meedoen? Meld u opnieuw aan bij uw gemeente.")

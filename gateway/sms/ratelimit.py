@@ -2,25 +2,25 @@
 
 An operator contracts a number of messages per second per bind and answers ESME_RTHROTTLED (or
 worse, cuts the bind) when it is exceeded. Several `worker sms` processes may send over the same
-bind, so the count lives in Redis, and a Lua script does the bookkeeping atomically.
+bind, so the bookkeeping lives in Redis, done atomically by one Lua script.
 
-The script keeps two books:
+Sends are granted in batches (a twentieth of the rate: 500/s goes out as 25 at a time, some 20
+round trips a second, not 500), each batch at a **slot**: a moment on Redis's clock reserved for
+it. Slots follow each other by exactly the batch's share of the window, whichever process asks,
+so the sends are paced evenly through the second. A caller gets its slot when it asks a little
+ahead (at most `lead` before the slot), sleeps until it and sends. Because a slot is reserved, not
+taken when the caller happens to arrive, the caller's own lateness never shifts the slots after
+it: the rate does not drift below the contract under load.
 
-* a log of grants (a sorted set scored by Redis time in microseconds, each entry carrying how
-  many sends it granted) with a running total: the hard guarantee, at most `limit` sends in the
-  last `window` (one second plus a small guard, below);
-* a token bucket refilled at `limit / window` per second and holding at most two batches: it
-  paces the sends through the second instead of letting a whole second's worth out in one burst
-  at its start (a burst that, repeated a second later, would crowd the boundary). A caller that
-  is refused sleeps until a whole batch has accrued, so 500/s goes out in grants of about 25:
-  some 20 round trips per second, not 500. A caller that wakes late loses nothing: tokens keep
-  accruing up to two batches.
+A log of the slots (a sorted set scored in microseconds, each entry carrying its batch size) is
+the hard guarantee: a slot is only given when at most `limit` sends fall in the window that ends
+at it. Slots are handed out in increasing order, so that window is the only one a new slot can
+overfill.
 
-All timestamps are Redis's own clock (`TIME` inside the script), so processes whose clocks
-disagree still share one timeline; a caller only ever sleeps for a relative duration the script
-computed. The guard makes the window slightly longer than a second, because a grant is stamped
-when Redis makes it and the PDUs reach the SMSC a little later, by a delay that varies: the guard
-absorbs that variation (default 10 ms, costing 1% of the rate).
+All times are Redis's (`TIME` inside the script), so processes whose clocks disagree share one
+timeline; a caller only ever sleeps for a relative duration the script computed. The window is
+one second plus a guard (default 10 ms, costing 1% of the rate), because PDUs reach the SMSC a
+little after their slot, by a delay that varies: the guard absorbs that variation.
 """
 
 from __future__ import annotations
@@ -37,58 +37,51 @@ if TYPE_CHECKING:
 # A batch is a twentieth of the window's sends.
 SLICES = 20
 GUARD_S = 0.010
+# How far ahead of its slot a caller may reserve it, in batches: room for a few processes to
+# hold the next slots at once.
+LEAD_BATCHES = 4
 
-# KEYS: log (zset), total (string), bucket (hash: tokens, at).
-# ARGV: wanted, limit, window_us, batch, member.
-# Returns {granted, wait_us, now_us}: granted > 0, or 0 with how long to wait before asking again.
+# KEYS: log (zset of "<member>:<size>" scored by slot, µs), next (the earliest next slot, µs).
+# ARGV: wanted, limit, window_us, batch, member, lead_us.
+# Returns {granted, wait_us, slot_us}: granted > 0 with how long to sleep until the slot, or 0
+# with how long to wait before asking again.
 _TAKE = """
-local log, total_key, bucket = KEYS[1], KEYS[2], KEYS[3]
+local log, next_key = KEYS[1], KEYS[2]
 local wanted = tonumber(ARGV[1])
 local limit, window, batch = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local member, lead = ARGV[5], tonumber(ARGV[6])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local ttl = math.ceil(window / 1000) + 1000
 
-local function size(member) return tonumber(string.match(member, ':(%d+)$')) end
+local function size(m) return tonumber(string.match(m, ':(%d+)$')) end
 -- Scores go to Redis as integer strings: Lua's default number format would round 16 digits.
 local function score(us) return string.format('%d', us) end
 
--- The log: what was granted in the last window.
-local used = tonumber(redis.call('GET', total_key) or '0')
-local expired = redis.call('ZRANGEBYSCORE', log, '-inf', score(now - window))
-if #expired > 0 then
-  for _, m in ipairs(expired) do used = used - size(m) end
-  redis.call('ZREMRANGEBYSCORE', log, '-inf', score(now - window))
-end
-if used < 0 or redis.call('ZCARD', log) == 0 then used = 0 end
+redis.call('ZREMRANGEBYSCORE', log, '-inf', score(now - window))
+local k = math.min(wanted, batch)
+local slot = math.max(now, tonumber(redis.call('GET', next_key) or '0'))
 
--- The bucket: refilled at limit per window, holding two batches at most.
-local refill = limit / window
-local capacity = 2 * batch
-local state = redis.call('HMGET', bucket, 'tokens', 'at')
-local tokens = capacity
-if state[1] then
-  tokens = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * refill)
+-- Every entry lies before the slot: the window ending at the slot holds the entries after
+-- slot - window. While they and this batch exceed the limit, move the slot to when the oldest
+-- of them leaves the window.
+local live = redis.call('ZRANGEBYSCORE', log, '(' .. score(slot - window), '+inf', 'WITHSCORES')
+local used = 0
+for i = 1, #live, 2 do used = used + size(live[i]) end
+local i = 1
+while used + k > limit and i < #live do
+  used = used - size(live[i])
+  slot = math.max(slot, tonumber(live[i + 1]) + window)
+  i = i + 2
 end
 
-local grant = math.min(wanted, limit - used, math.floor(tokens))
-if grant > 0 then
-  redis.call('ZADD', log, score(now), ARGV[5] .. ':' .. grant)
-  redis.call('SET', total_key, used + grant, 'PX', ttl)
-  redis.call('PEXPIRE', log, ttl)
-  redis.call('HSET', bucket, 'tokens', tostring(tokens - grant), 'at', score(now))
-  redis.call('PEXPIRE', bucket, ttl)
-  return {grant, 0, now}
+if slot - now > lead then
+  return {0, slot - now - lead, slot}
 end
-redis.call('SET', total_key, used, 'PX', ttl)
--- Refused: come back when a whole batch (or what is wanted, if less) has accrued and the
--- window has room again.
-local wait = math.max(1000, (math.min(wanted, batch) - tokens) / refill)
-if limit - used <= 0 then
-  local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
-  wait = math.max(wait, tonumber(oldest[2]) + window - now)
-end
-return {0, math.ceil(wait), now}
+local ttl = math.ceil((window + lead) / 1000) + 1000
+redis.call('ZADD', log, score(slot), member .. ':' .. k)
+redis.call('PEXPIRE', log, ttl)
+redis.call('SET', next_key, score(slot + math.ceil(k * window / limit)), 'PX', ttl)
+return {k, slot - now, slot}
 """
 
 
@@ -99,6 +92,11 @@ class Window:
     limit: int
     window_s: float
     batch: int
+
+    @property
+    def lead_s(self) -> float:
+        """How long before its slot a batch may be reserved."""
+        return LEAD_BATCHES * self.batch * self.window_s / self.limit
 
 
 def window_for(rate_per_second: float, guard_s: float = GUARD_S) -> Window:
@@ -124,23 +122,36 @@ class BindRateLimit:
         self.bind = bind
         self.rate = rate_per_second
         self._redis = redis
-        self._keys = [f"{prefix}smpp-rate:{bind}:{part}" for part in ("log", "total", "bucket")]
+        self._keys = [f"{prefix}smpp-rate:{bind}:{part}" for part in ("log", "next")]
         self._window = window_for(rate_per_second, guard_s) if rate_per_second else None
         self._script = redis.register_script(_TAKE) if rate_per_second else None
-        # Unique grant entries across processes: a per-instance token plus a counter.
+        # Unique log entries across processes: a per-instance token plus a counter.
         self._token = secrets.token_hex(6)
         self._serial = 0
-        self.last_grant_at: float | None = None  # Redis time (s) of the last grant, for tests/metrics
+        self.last_grant_at: float | None = None  # Redis time (s) of the last grant's slot
 
     @property
     def unlimited(self) -> bool:
         return self._window is None
 
+    def set_rate(self, rate_per_second: float, guard_s: float = GUARD_S) -> None:
+        """Change this process's rate (e.g. backing off after ESME_RTHROTTLED); 0 is unlimited.
+
+        The log and the next slot stay shared: a process at a lower rate spaces the slot after its
+        own batches further apart, and the window check holds each process to its own limit.
+        """
+        if rate_per_second < 0:
+            raise ValueError(f"rate must be 0 (unlimited) or positive, not {rate_per_second!r}")
+        self.rate = rate_per_second
+        self._window = window_for(rate_per_second, guard_s) if rate_per_second else None
+        if rate_per_second and self._script is None:
+            self._script = self._redis.register_script(_TAKE)
+
     async def take(self, wanted: int) -> int:
         """Wait until at least one send is allowed; return how many (1..wanted) may go now.
 
-        The caller sends them right away: the budget is spent when granted, and a send held back
-        for long after its grant could land in a later second than the one it was counted in.
+        The caller sends them right away: they were counted at their slot, and a send held back
+        long after it could land in a later second than the one it was counted in.
         """
         if wanted < 1:
             raise ValueError(f"wanted must be at least 1, not {wanted!r}")
@@ -149,11 +160,12 @@ class BindRateLimit:
         w = self._window
         while True:
             self._serial += 1
-            granted, wait_us, now_us = await self._script(
+            granted, wait_us, slot_us = await self._script(
                 keys=self._keys,
-                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, f"{self._token}.{self._serial}"],
+                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, f"{self._token}.{self._serial}",
+                      round(w.lead_s * 1e6)],
             )
+            await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
-                self.last_grant_at = int(now_us) / 1e6
+                self.last_grant_at = int(slot_us) / 1e6
                 return int(granted)
-            await asyncio.sleep(int(wait_us) / 1e6)

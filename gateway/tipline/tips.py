@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from gateway.storage.models import Participant, Tip, TipChannel
+from gateway.storage.models import MatchedBy, Participant, Tip, TipChannel
 from gateway.tipline.routing import Route
 
 _UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
@@ -44,17 +44,30 @@ def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
     for o in openings:
         row = latest.setdefault(o.call_id, {"channel": TipChannel.call, "call_id": o.call_id, "received_at": o.received_at, "caller_number": o.caller})
         row.update(matched_by=o.route.matched_by, action_id=o.route.alert.action_id if o.route.alert else None, routed_to=o.routed_to)
-    phones = {row["caller_number"] for row in latest.values() if row["caller_number"]}
-    # A number's participant is its oldest registration.
-    owners = {
-        phone: pid
-        for phone, pid in session.execute(
-            select(Participant.phone, func.min(Participant.id)).where(Participant.phone.in_(phones)).group_by(Participant.phone)
-        )
-    } if phones else {}
+    owners = _owners(session, {row["caller_number"] for row in latest.values() if row["caller_number"]})
     rows = [{**row, "participant_id": owners.get(row["caller_number"])} for row in latest.values()]
     insert = _UPSERT[session.get_bind().dialect.name](Tip)
     session.execute(insert.on_conflict_do_update(index_elements=[Tip.call_id], set_={f: insert.excluded[f] for f in _ROUTE_FIELDS}), rows)
+
+
+def _owners(session: Session, phones: set[str]) -> dict[str, int]:
+    """A number's participant is its oldest registration."""
+    if not phones:
+        return {}
+    return dict(session.execute(
+        select(Participant.phone, func.min(Participant.id)).where(Participant.phone.in_(phones)).group_by(Participant.phone)
+    ).all())
+
+
+def record_sms_tip(session: Session, sender: str, text: str, received_at: datetime, *,
+                   action_id: int | None, matched_by: MatchedBy) -> Tip:
+    """An SMS tip (an MO message that is not a STOP), flushed but not committed."""
+    tip = Tip(channel=TipChannel.sms, received_at=received_at, ended_at=received_at, caller_number=sender,
+              participant_id=_owners(session, {sender}).get(sender), action_id=action_id,
+              matched_by=matched_by, sms_text=text)
+    session.add(tip)
+    session.flush()
+    return tip
 
 
 def finish_call(

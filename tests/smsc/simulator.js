@@ -207,6 +207,9 @@ function receivers(systemId) {
 const BIND_MODES = {bind_transceiver: 'transceiver', bind_transmitter: 'transmitter', bind_receiver: 'receiver'};
 
 const server = smpp.createServer((session) => {
+  // Responses are small writes; without this Nagle's algorithm holds them back behind the
+  // peer's delayed ACKs and the SMSC, not the ESME, would set the pace.
+  session.socket.setNoDelay(true);
   const peer = `${session.socket.remoteAddress}:${session.socket.remotePort}`;
   const state = {session, peer, systemId: null, mode: null, id: null, inFlight: 0, submits: 0,
     closing: false, dropping: false, unackedReceipts: new Map()};
