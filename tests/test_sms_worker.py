@@ -274,3 +274,72 @@ def test_a_receipt_for_an_unknown_id_is_logged_masked_and_ignored(sessions, queu
     assert m.status == MessageStatus.submitted  # ignored: nothing changed
     lines = [r.getMessage() for r in caplog.records if "unknown SMSC id" in r.getMessage()]
     assert len(lines) == 1 and m.provider_id not in lines[0]
+
+
+def register_participants(sessions, *phones: str) -> None:
+    from gateway.storage.models import Address, Municipality, Participant
+
+    with sessions() as s:
+        town = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
+        s.add(town)
+        s.flush()
+        for number in phones:
+            p = Participant(municipality_id=town.id, name="P", phone=number)
+            p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.09, lon=5.12, tile=0, channel="sms")]
+            s.add(p)
+        s.commit()
+
+
+def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_stop_is_a_tip(sessions, queue, smsc):
+    from gateway.actions import wording
+    from gateway.storage.models import Participant, Tip
+
+    variants = {phone(1): "Stop", phone(2): " s t o p ", phone(3): "AFMELDEN!", phone(4): "stop burgernet"}
+    tip_number = phone(5)
+    register_participants(sessions, *variants, tip_number)
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await until(lambda: smsc.stats()["binds"], 10, "the bind")
+            for number, text in variants.items():
+                reply = await smsc.asend_mo(number, "3000", text)
+                assert reply["acked"], reply
+            assert (await smsc.asend_mo(tip_number, "3000", "stop de man bij de brug!"))["acked"]
+            await until(lambda: all(smsc.texts(n) for n in variants), 20, "the confirmations")
+
+    asyncio.run(scenario())
+    with sessions() as s:
+        people = {p.phone: p for p in s.execute(select(Participant)).scalars()}
+        tips = list(s.execute(select(Tip)).scalars())
+    for number in variants:
+        assert people[number].unsubscribed_at is not None, number
+        assert smsc.texts(number) == [wording.unsubscribed_sms()]
+    assert people[tip_number].unsubscribed_at is None
+    assert [(t.caller_number, t.sms_text, t.action_id) for t in tips] == [(tip_number, "stop de man bij de brug!", None)]
+    # The confirmation is not an action's message: no Message row for it.
+    assert messages(sessions) == {}
+
+
+def test_an_sms_tip_during_an_open_action_is_attached_to_it(sessions, queue, smsc):
+    from gateway.storage.models import MatchedBy, Tip
+
+    action, bulletin = open_action(sessions)
+    queue_messages(sessions, queue, action, bulletin, [phone(7)])
+    long_tip = "Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum. " * 2
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await until(all_final(sessions, 1), 30, "the alert delivered")
+            assert (await smsc.asend_mo(phone(7), "3000", long_tip))["acked"]  # concatenated MO
+            await until(lambda: _tips(sessions), 20, "the tip")
+
+    asyncio.run(scenario())
+    (tip,) = _tips(sessions)
+    assert (tip.action_id, tip.caller_number, tip.sms_text, tip.matched_by) == (action, phone(7), long_tip, MatchedBy.caller_id)
+
+
+def _tips(sessions):
+    from gateway.storage.models import Tip
+
+    with sessions() as s:
+        return list(s.execute(select(Tip)).scalars())

@@ -15,6 +15,7 @@ the database — e.g. the receipt came over a receiver bind first), then logged 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -100,6 +101,8 @@ class ReceiptIn:
     recipient: str = ""  # the phone the receipt is about (its source_addr), digits only
     # Sends the deliver_sm_resp: called once the receipt is written (or given up).
     ack: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
+    # Spellings under which the submit_sm_resp may have given the id (hex/decimal, case), best first.
+    ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -167,8 +170,8 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
 
 
 def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
-    keys = {(r.operator, r.smsc_message_id) for r in receipts}
-    found: dict[tuple[str, str], tuple[int, int, int]] = {}
+    keys = {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))}
+    rows: dict[tuple[str, str], tuple[int, int, int]] = {}
     key_list = sorted(keys)
     for start in range(0, len(key_list), 500):
         chunk = key_list[start : start + 500]
@@ -177,9 +180,18 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
                 tuple_(_part.c.operator, _part.c.smsc_message_id).in_(chunk)
             )
         ):
-            found[(operator, smsc_id)] = (message_id, part, parts)
-    unknown = [r for r in receipts if (r.operator, r.smsc_message_id) not in found]
-    known = [r for r in receipts if (r.operator, r.smsc_message_id) in found]
+            rows[(operator, smsc_id)] = (message_id, part, parts)
+    # Each receipt under the id its part was stored with (the first spelling that is there).
+    resolved: list[ReceiptIn] = []
+    unknown: list[ReceiptIn] = []
+    for r in receipts:
+        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in rows), None)
+        if stored is None:
+            unknown.append(r)
+        else:
+            resolved.append(dataclasses.replace(r, smsc_message_id=stored))
+    found = rows
+    known = resolved
     if not known:
         return BatchResult(unknown, 0, 0)
     session.execute(
@@ -220,7 +232,7 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
             update(_message)
             .where(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.submitted.value)
             .values(status=bindparam("st"), detail=bindparam("detail"), final_at=bindparam("at")),
-            [{"mid": m, "st": s.value, "detail": d[:200], "at": at} for m, (s, d, at) in outcome.items()],
+            [{"mid": m, "st": s.value, "detail": (d or "")[:200] or None, "at": at} for m, (s, d, at) in outcome.items()],
         )
     delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
     return BatchResult(unknown, delivered, len(outcome) - delivered)

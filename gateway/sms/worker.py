@@ -37,13 +37,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.phone import masked
 from gateway.queue import WorkQueue, renew, requeue_stale
+from gateway.storage.models import MessageStatus
 
 from . import pdu as P
 from .bind import Bind, OutMessage, RateLimit
 from .binds import SmsConfig
 from .encoding import TextTooLong, check_parts
 from .health import BindHealth
-from .inbound import handle_mo, parse_receipt, receipt_status
+from .inbound import BadReceipt, handle_mo, mo_sender, parse_receipt, receipt_status
 from .routing import NoRoute, router_from_config
 from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, record_dispatch, write_batch
 
@@ -59,6 +60,15 @@ FLUSH_AT = 100  # accepted submits that trigger a write before the flush interva
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | None, str]:
+    """(final status or None, detail) of a receipt's stat."""
+    verdict = receipt_status(stat, error)
+    if verdict is None:
+        return None, stat
+    status, detail = verdict
+    return status, f"{detail} ({stat})" if detail else "delivered"
 
 
 def default_worker_id() -> str:
@@ -356,19 +366,25 @@ class SmsWorker:
             respond(0x65)  # ESME_RX_P_APPN: permanent, do not send it again
             return
         if message.is_receipt():
-            receipt = parse_receipt(message.short_message or message.message_payload, P.tlvs(message))
-            if receipt is None:
+            try:
+                receipt = parse_receipt(message.short_message or message.message_payload, P.tlvs(message))
+            except BadReceipt as exc:
                 respond(0)
-                log.warning("SMS bind %s: a receipt without a message id ignored", bind.name)
+                log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
                 return
-            status, detail = receipt_status(receipt.stat)
+            status, detail = _judge_stat(receipt.stat, receipt.error)
             # Acknowledged once written: a receipt a crash swallowed is delivered again.
             self.batch.receipts.append(
                 ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
-                          receipt.done_at, _now(), message.source.number.lstrip("+"), respond)
+                          receipt.done_at, _now(), message.source.number.lstrip("+"), respond,
+                          receipt.id_candidates())
             )
             return
-        sender = "+" + message.source.number.lstrip("+") if message.source.ton == 1 or message.source.number.startswith("+") else message.source.number
+        sender = mo_sender(message.source.number, int(message.source.ton))
+        if sender is None:
+            log.warning("SMS bind %s: MO from an unusable sender address ignored", bind.name)
+            respond(0)
+            return
         text = message.short_message or message.message_payload
         segment = P.concatenation(message)
         if segment is not None:
@@ -396,9 +412,10 @@ class SmsWorker:
             return
         for respond in responders:
             respond(0)
-        confirmation = getattr(outcome, "confirmation", None)
-        if confirmation:
-            self._send_service(bind, sender, confirmation)
+        log.info("SMS from %s: %s%s", masked(sender), outcome.kind,
+                 f" ({outcome.unsubscribed} registration(s) ended)" if outcome.kind == "unsubscribed" else "")
+        if outcome.reply:
+            self._send_service(bind, sender, outcome.reply)
 
     def _handle_mo(self, sender: str, text: str):
         with self.sessions() as session, session.begin():
@@ -436,7 +453,7 @@ class SmsWorker:
         batch, self.batch = self.batch, Batch()
         self._writing = len(batch.submitted)
         try:
-            result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, receipt_status)
+            result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, _judge_stat)
         except Exception:
             self._writing = 0
             # The database is unreachable: keep the batch (nothing is acked to anybody that is
