@@ -172,13 +172,27 @@ def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(sessions,
             await until(lambda: read_bind_health(client, key_prefix).get("sim1", {}).get("state") == "auth_failed",
                         10, "health auth_failed")
             await asyncio.sleep(3.2)  # backoff 0.5, 1, 2: about four attempts, not a loop
-            return smsc.stats()["binds_rejected"], read_bind_health(client, key_prefix)["sim1"]
+            api_health = await asyncio.to_thread(health_endpoint)
+            return smsc.stats()["binds_rejected"], read_bind_health(client, key_prefix)["sim1"], api_health
+
+    def health_endpoint():
+        from fastapi.testclient import TestClient
+
+        from gateway.api.app import create_app
+        from gateway.config import Settings
+
+        api_queue = RedisStreamQueue(redis_url, prefix=key_prefix)
+        app = create_app(Settings(environment="test", secret_key="x" * 32), sessions=sessions, queue=api_queue,
+                         housekeeping_jobs=False)
+        with TestClient(app) as http:
+            return http.get("/health").json()
 
     with caplog.at_level("ERROR"):
-        rejected, reported = asyncio.run(scenario())
+        rejected, reported, api_health = asyncio.run(scenario())
     client.close()
     assert 2 <= rejected <= 5
     assert reported["state"] == "auth_failed" and "wrong password" in reported["detail"]
+    assert api_health["sms_binds"]["sim1"]["state"] == "auth_failed"  # the API's /health shows it
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "refused the bind" in errors[0] and "wrong password" in errors[0]
     assert "wrong" not in errors[0].replace("wrong password", "")  # the password itself is not logged
