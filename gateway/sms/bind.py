@@ -473,13 +473,17 @@ class Bind:
 
     async def _mark(self) -> None:
         """Record the dispatch of the next messages before any of their parts is written."""
-        ahead = max(self.config.window, 50)
+        # Marked ahead of the sender by up to 4 windows, in chunks of up to 2, so that the sender
+        # never waits for a mark. Marked-but-unwritten messages of a crashed worker cost only a
+        # wait for receipts (see the worker), never a duplicate.
+        ahead = 4 * self.config.window
+        chunk_size = 2 * self.config.window
         while True:
             while len(self.ready) >= ahead or not self.unmarked:
                 self._wake.clear()
                 await self._wake.wait()
             chunk: list[OutMessage] = []
-            while self.unmarked and len(chunk) < ahead:
+            while self.unmarked and len(chunk) < chunk_size:
                 chunk.append(self.unmarked.popleft())
             try:
                 await self.events.mark_dispatched(chunk)

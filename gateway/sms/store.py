@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import String, any_, bindparam, case, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.queue import claim, mark_dispatched
@@ -31,6 +32,7 @@ from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart
 
 log = logging.getLogger(__name__)
 
+CHUNK = 1000
 StatStatus = Callable[[str], "tuple[MessageStatus | None, str]"]
 
 _message = Message.__table__
@@ -140,7 +142,45 @@ def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat
     return BatchResult([], 0, 0)
 
 
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# PostgreSQL: a whole batch as arrays in one statement (one parse, one round trip), instead of
+# a statement with a bind parameter per value or a round trip per row.
+_PG_SUBMITTED = text("""
+    UPDATE message AS m
+       SET status = 'submitted', provider_id = v.pid, sent_at = v.at, detail = NULL
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS timestamptz[])) AS v(id, pid, at)
+     WHERE m.id = v.id AND m.status = 'sending' AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
+""")
+_PG_PARTS = text("""
+    INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, submitted_at)
+    SELECT * FROM unnest(CAST(:ops AS varchar[]), CAST(:sids AS varchar[]), CAST(:mids AS bigint[]),
+                         CAST(:part AS smallint[]), CAST(:parts AS smallint[]), CAST(:binds AS varchar[]),
+                         CAST(:ats AS timestamptz[]))
+""")
+_PG_FINAL = text("""
+    UPDATE message AS m
+       SET status = :status, detail = :detail, final_at = v.at
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at)
+     WHERE m.id = v.id AND m.status = 'submitted'
+""")
+
+
 def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
+    parts = [
+        (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
+        for s in submitted
+        for index, smsc_id in enumerate(s.smsc_ids)
+    ]
+    if _postgres(session):
+        session.execute(_PG_SUBMITTED, {
+            "ids": [s.message_id for s in submitted], "pids": [s.smsc_ids[0][:64] for s in submitted],
+            "ats": [s.at for s in submitted], "worker": worker})
+        columns = list(zip(*parts))
+        session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
+        return
     session.execute(
         update(_message)
         .where(
@@ -151,36 +191,31 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
         .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
         [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in submitted],
     )
-    session.execute(
-        insert(_part),
-        [
-            {
-                "operator": s.operator,
-                "smsc_message_id": smsc_id,
-                "message_id": s.message_id,
-                "part": index + 1,
-                "parts": len(s.smsc_ids),
-                "bind": s.bind,
-                "submitted_at": s.at,
-            }
-            for s in submitted
-            for index, smsc_id in enumerate(s.smsc_ids)
-        ],
-    )
+    keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
+    session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
+
+
+def _lookup_parts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(operator, SMSC id) → (message id, part, parts) of the stored parts among `keys`."""
+    by_operator: dict[str, list[str]] = defaultdict(list)
+    for operator, smsc_id in keys:
+        by_operator[operator].append(smsc_id)
+    rows: dict[tuple[str, str], tuple[int, int, int]] = {}
+    columns = select(_part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts)
+    for operator, ids in by_operator.items():
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            if _postgres(session):
+                where = _part.c.smsc_message_id == any_(bindparam("sids", chunk, type_=ARRAY(String)))
+            else:
+                where = _part.c.smsc_message_id.in_(chunk)
+            for op, smsc_id, message_id, part, parts in session.execute(columns.where(_part.c.operator == operator, where)):
+                rows[(op, smsc_id)] = (message_id, part, parts)
+    return rows
 
 
 def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
-    keys = {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))}
-    rows: dict[tuple[str, str], tuple[int, int, int]] = {}
-    key_list = sorted(keys)
-    for start in range(0, len(key_list), 500):
-        chunk = key_list[start : start + 500]
-        for operator, smsc_id, message_id, part, parts in session.execute(
-            select(_part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts).where(
-                tuple_(_part.c.operator, _part.c.smsc_message_id).in_(chunk)
-            )
-        ):
-            rows[(operator, smsc_id)] = (message_id, part, parts)
+    rows = _lookup_parts(session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))})
     # Each receipt under the id its part was stored with (the first spelling that is there).
     resolved: list[ReceiptIn] = []
     unknown: list[ReceiptIn] = []
@@ -194,12 +229,16 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
     known = resolved
     if not known:
         return BatchResult(unknown, 0, 0)
-    session.execute(
-        update(_part)
-        .where(_part.c.operator == bindparam("op"), _part.c.smsc_message_id == bindparam("sid"))
-        .values(stat=bindparam("stat"), done_at=bindparam("done")),
-        [{"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at} for r in known],
-    )
+    # A part's stat is kept only where other parts wait for it (concatenated messages); a
+    # single-part message's outcome goes straight to the message.
+    multi_parts = [r for r in known if found[(r.operator, r.smsc_message_id)][2] > 1]
+    if multi_parts:
+        session.execute(
+            update(_part)
+            .where(_part.c.operator == bindparam("op"), _part.c.smsc_message_id == bindparam("sid"))
+            .values(stat=bindparam("stat"), done_at=bindparam("done")),
+            [{"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at} for r in multi_parts],
+        )
     # RULE: a concatenated message is delivered when every part is; it fails as soon as one part fails.
     outcome: dict[int, tuple[MessageStatus, str, datetime]] = {}
     multi: set[int] = set()
@@ -227,13 +266,22 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
                 outcome[message_id] = (MessageStatus.failed, f"a part failed: {failed[0]}", received)
             elif len(rows) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
                 outcome[message_id] = (MessageStatus.delivered, f"all {parts} parts delivered", received)
-    if outcome:
-        session.execute(
-            update(_message)
-            .where(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.submitted.value)
-            .values(status=bindparam("st"), detail=bindparam("detail"), final_at=bindparam("at")),
-            [{"mid": m, "st": s.value, "detail": (d or "")[:200] or None, "at": at} for m, (s, d, at) in outcome.items()],
-        )
+    # One UPDATE per (status, detail) — in practice "delivered" and a few failure reasons.
+    groups: dict[tuple[MessageStatus, str | None], list[tuple[int, datetime]]] = defaultdict(list)
+    for message_id, (status, detail, at) in outcome.items():
+        groups[(status, (detail or "")[:200] or None)].append((message_id, at))
+    for (status, detail), members in groups.items():
+        if _postgres(session):
+            session.execute(_PG_FINAL, {"status": status.value, "detail": detail,
+                                        "ids": [m for m, _ in members], "ats": [at for _, at in members]})
+            continue
+        for start in range(0, len(members), CHUNK):
+            chunk = members[start : start + CHUNK]
+            session.execute(
+                update(_message)
+                .where(_message.c.id.in_([m for m, _ in chunk]), _message.c.status == MessageStatus.submitted.value)
+                .values(status=status, detail=detail, final_at=case(dict(chunk), value=_message.c.id))
+            )
     delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
     return BatchResult(unknown, delivered, len(outcome) - delivered)
 

@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "sms"
 UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
 FLUSH_AT = 100  # accepted submits that trigger a write before the flush interval is over
+# Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
+# window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
+UNRECORDED_PER_WINDOW = 5
 
 
 def _now() -> datetime:
@@ -124,7 +127,7 @@ class SmsWorker:
         # crash would send twice, so they are written without waiting for the next tick.
         self._flush_now = asyncio.Event()
         self._writing = 0
-        self.unrecorded_cap = unrecorded_cap or 2 * max(b.window for b in config.binds)
+        self.unrecorded_cap = unrecorded_cap or UNRECORDED_PER_WINDOW * max(b.window for b in config.binds)
         self._stopping = asyncio.Event()
         self._mo: dict[tuple[str, int, int], _MoParts] = {}
         self.unanswered_grace = unanswered_grace
@@ -360,25 +363,14 @@ class SmsWorker:
 
     def deliver(self, bind: Bind, raw: bytes, respond: Callable[[int], None]) -> None:
         try:
-            message = P.parse_deliver(raw)
+            head = P.read_deliver(raw)
+            message = None if head.is_receipt else P.parse_deliver(raw)
         except (ValueError, UnicodeDecodeError, IndexError) as exc:
             log.warning("SMS bind %s: unreadable deliver_sm (%s); refused", bind.name, exc)
             respond(0x65)  # ESME_RX_P_APPN: permanent, do not send it again
             return
-        if message.is_receipt():
-            try:
-                receipt = parse_receipt(message.short_message or message.message_payload, P.tlvs(message))
-            except BadReceipt as exc:
-                respond(0)
-                log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
-                return
-            status, detail = _judge_stat(receipt.stat, receipt.error)
-            # Acknowledged once written: a receipt a crash swallowed is delivered again.
-            self.batch.receipts.append(
-                ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
-                          receipt.done_at, _now(), message.source.number.lstrip("+"), respond,
-                          receipt.id_candidates())
-            )
+        if message is None:
+            self._receipt(bind, head, respond)
             return
         sender = mo_sender(message.source.number, int(message.source.ton))
         if sender is None:
@@ -401,6 +393,29 @@ class SmsWorker:
         else:
             responders = [respond]
         asyncio.get_running_loop().create_task(self._mo_received(bind, sender, text, responders))
+
+    def _receipt(self, bind: Bind, head: P.DeliverHead, respond: Callable[[int], None]) -> None:
+        smsc_id = head.tlvs.get(P.RECEIPTED_MESSAGE_ID, b"").rstrip(b"\0").decode("latin-1")
+        state = head.tlvs.get(P.MESSAGE_STATE)
+        now = _now()
+        recipient = head.source.lstrip("+")
+        if smsc_id and state is not None and int.from_bytes(state, "big") == P.STATE_DELIVERED:
+            # The common case, from the TLVs alone (the text's dates are not needed: final_at is
+            # when the gateway learned it).
+            entry = ReceiptIn(bind.config.operator, smsc_id, "DELIVRD", MessageStatus.delivered, "delivered",
+                              None, now, recipient, respond, (smsc_id,))
+        else:
+            try:
+                receipt = parse_receipt(head.short_message.decode("latin-1"), head.tlvs)
+            except BadReceipt as exc:
+                respond(0)
+                log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
+                return
+            status, detail = _judge_stat(receipt.stat, receipt.error)
+            entry = ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
+                              receipt.done_at, now, recipient, respond, receipt.id_candidates())
+        # Acknowledged once written: a receipt a crash swallowed is delivered again.
+        self.batch.receipts.append(entry)
 
     async def _mo_received(self, bind: Bind, sender: str, text: str, responders: list[Callable[[int], None]]) -> None:
         try:
