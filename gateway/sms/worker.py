@@ -23,7 +23,6 @@ unsubscription, an SMS tip — is committed, so a crash makes the SMSC deliver t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import socket
@@ -480,8 +479,11 @@ class SmsWorker:
             await asyncio.sleep(1)
             return
         self._writing = 0
+        # A receipt is acknowledged once written; one whose submit is not (yet) known only when
+        # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
+        waiting = {id(r) for r in result.unknown}
         for receipt in batch.receipts:
-            if receipt.ack is not None:
+            if receipt.ack is not None and id(receipt) not in waiting:
                 receipt.ack(0)
         for item in batch.submitted:
             self.open.pop(item.message_id, None)
@@ -491,16 +493,19 @@ class SmsWorker:
         self.counts["failed"] += len(batch.failed) + result.failed_by_receipt
         self.counts["delivered"] += result.delivered
         now = _now()
+        proven = self.proven_by_receipt
         for receipt in result.unknown:
-            again = dataclasses.replace(receipt, ack=None)  # acknowledged above
-            if self._proven_by_receipt(receipt):
-                self.batch.receipts.append(again)
-            elif now - receipt.received_at < self.receipt_patience:
-                self.batch.receipts.append(again)
+            if self._proven_by_receipt(receipt) or now - receipt.received_at < self.receipt_patience:
+                self.batch.receipts.append(receipt)
             else:
+                if receipt.ack is not None:
+                    receipt.ack(0)
                 self.counts["receipts_unknown"] += 1
                 log.warning("SMS receipt for unknown SMSC id %s… (operator %s) ignored",
                             receipt.smsc_message_id[:4], receipt.operator)
+        if self.proven_by_receipt > proven:
+            log.info("SMS: %d unanswered submit(s) proven accepted by their receipt, not sent again",
+                     self.proven_by_receipt - proven)
         self._room.set()
         self._flushed.set()
 
