@@ -56,7 +56,7 @@ $(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
+demo: venv smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo
 
 bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line)

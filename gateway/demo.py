@@ -2,8 +2,9 @@
 
 Seeds a synthetic region around Utrecht, starts the API on 127.0.0.1:8000, and plays one action
 through the API as a centralist would: create, preview, launch, update, close. Two tip calls go
-through the real FastAGI server (Asterisk's side simulated). Until the SMS and voice channels are
-configured, a dry-run outbox records messages as sent instead of sending them.
+through the real FastAGI server (Asterisk's side simulated). SMS go out through the real SMS worker
+to the local SMSC simulator (node-smpp, when installed) and come back with delivery receipts;
+voice messages (and SMS without the simulator) go to a dry-run outbox that records them as sent.
 """
 
 import threading
@@ -20,6 +21,7 @@ from gateway.outbox import drain
 from gateway.phone import masked
 from gateway.queue import MemoryQueue
 from gateway.seed import seed
+from gateway.sms.demo_channel import DemoSms
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Bulletin, Centralist, Message, Role
@@ -72,10 +74,17 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     _wait_until_up(base, server)
     _say(f"API on {base} — OpenAPI docs at {base}/docs")
 
+    sms = DemoSms.start(sessions, queue, settings.sms_sender, settings.sms_max_parts)
+    if sms is not None:
+        _say(f"SMS: the SMS worker bound to the SMSC simulator on 127.0.0.1:{sms.sim.port}")
     ivr_ctx = IvrContext(sessions, cache=None)
     ivr = FastAGIServer(("127.0.0.1", 0), registry(ivr_ctx))
     ivr.start_in_background()
-    steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush)
+    try:
+        steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush, sms)
+    finally:
+        if sms is not None:
+            sms.stop()
     ivr.shutdown()
     ivr.server_close()
     ivr_ctx.tips.close()
@@ -129,7 +138,7 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
         simulator.call(ivr_port, hangup)
 
 
-def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written) -> dict:
+def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written, sms: "DemoSms | None" = None) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -138,8 +147,13 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
             raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text}")
         return r.json()
 
-    def outbox() -> int:
-        return sum(drain(sessions, queue, channel) for channel in ("sms", "voice"))
+    def outbox() -> str:
+        if sms is None:
+            return f"dry-run outbox recorded {sum(drain(sessions, queue, c) for c in ('sms', 'voice')):,} messages as sent"
+        voice = drain(sessions, queue, "voice")
+        counts = sms.settle()
+        return (f"SMS via the SMSC simulator, all SMS so far: {counts}; "
+                f"dry-run outbox recorded {voice:,} voice messages as sent")
 
     steps: dict = {}
     _say("\n1. create — a missing child near Utrecht Centraal, 2 km, SMS and voice")
@@ -174,7 +188,7 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
         sample = session.scalars(select(Message.phone).where(Message.bulletin_id == alert.id).limit(3)).all()
     _say(f"   queued SMS text: {alert.sms_text}")
     _say(f"   e.g. to {', '.join(masked(p) for p in sample)} …")
-    _say(f"   dry-run outbox recorded {outbox():,} messages as sent")
+    _say(f"   {outbox()}")
 
     _say("4. tips — calls to 0800-0011 through the FastAGI server")
     _tip_calls(ivr_port, sample[0], code)
@@ -187,13 +201,13 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     updated = steps["update"] = call(
         "POST", f"/api/v1/actions/{aid}/updates", json={"text": "Sanne heeft mogelijk een rood step bij zich."}
     )
-    _say(f"   queued {updated['queued']}; dry-run outbox recorded {outbox():,}")
+    _say(f"   queued {updated['queued']}; {outbox()}")
 
     _say("6. close — Sanne was found thanks to a tip")
     closed = steps["close"] = call(
         "POST", f"/api/v1/actions/{aid}/close", json={"outcome": "direct", "outcome_detail": "person_found"}
     )
-    _say(f"   closing message queued {closed['queued']}; dry-run outbox recorded {outbox():,}")
+    _say(f"   closing message queued {closed['queued']}; {outbox()}")
 
     _say("7. progress (messages per bulletin, channel and status)")
     steps["progress"] = call("GET", f"/api/v1/actions/{aid}/progress")
