@@ -59,9 +59,10 @@ test: venv system services smsc-sim ## Run the test suite against real PostgreSQ
 demo: venv smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo
 
-bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line)
+bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, SMS)
 	$(BIN)/python -m bench.targeting
 	$(BIN)/python -m bench.tipline
+	$(BIN)/python -m bench.sms
 
 migrate: venv ## Apply database migrations to the configured database (ARGS=...)
 	$(BIN)/burgernet migrate $(ARGS)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.storage.models import Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
-from .reconcile import publish_messages
+from .reconcile import publish_messages, status_guard
 
 REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
 # The same, for a message that had been dispatched: the next worker may look for proof that the
@@ -60,7 +60,7 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
             .where(
                 Message.id.in_(message_ids[start : start + CHUNK]),
                 Message.claimed_by == worker,
-                Message.status == MessageStatus.sending,
+                status_guard(MessageStatus.sending),
             )
             .values(dispatched_at=stamp)
             .execution_options(synchronize_session=False)

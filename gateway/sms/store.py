@@ -147,12 +147,13 @@ def _postgres(session: Session) -> bool:
 
 
 # PostgreSQL: a whole batch as arrays in one statement (one parse, one round trip), instead of
-# a statement with a bind parameter per value or a round trip per row.
+# a statement with a bind parameter per value or a round trip per row. `status || ''`: see
+# gateway.queue.reconcile.status_guard.
 _PG_SUBMITTED = text("""
     UPDATE message AS m
        SET status = 'submitted', provider_id = v.pid, sent_at = v.at, detail = NULL
       FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS timestamptz[])) AS v(id, pid, at)
-     WHERE m.id = v.id AND m.status = 'sending' AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
+     WHERE m.id = v.id AND m.status || '' = 'sending' AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
 """)
 _PG_PARTS = text("""
     INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, submitted_at)
@@ -164,7 +165,7 @@ _PG_FINAL = text("""
     UPDATE message AS m
        SET status = :status, detail = :detail, final_at = v.at
       FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at)
-     WHERE m.id = v.id AND m.status = 'submitted'
+     WHERE m.id = v.id AND m.status || '' = 'submitted'
 """)
 
 
