@@ -56,12 +56,14 @@ $(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv ## Run the embedded demo: SQLite file, in-process queue, no servers needed
+demo: venv smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo
 
-bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, statistics)
+bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, SMS, voice, statistics)
 	$(BIN)/python -m bench.targeting
 	$(BIN)/python -m bench.tipline
+	$(BIN)/python -m bench.sms
+	$(BIN)/python -m bench.voice
 	$(BIN)/python -m bench.stats
 
 migrate: venv ## Apply database migrations to the configured database (ARGS=...)

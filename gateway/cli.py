@@ -223,5 +223,26 @@ def worker_voice() -> None:
         pass
 
 
+@worker_app.command("sms")
+def worker_sms(
+    name: Annotated[Optional[str], typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")] = None,
+) -> None:
+    """Send SMS over the SMPP binds (SMS_BINDS / SMS_BINDS_FILE) and handle receipts and replies until stopped."""
+    import asyncio
+    import logging
+
+    from gateway.sms.binds import BindConfigError
+    from gateway.sms.worker import run_sms_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(run_sms_worker(get_settings(), worker_id=name))
+    except BindConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        pass
+
+
 if __name__ == "__main__":
     app()

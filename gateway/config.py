@@ -44,6 +44,22 @@ class Settings(BaseSettings):
     # SMS
     sms_sender: str = "Burgernet"
     sms_max_parts: int = Field(6, ge=1, le=255)
+    # SMPP binds (`burgernet worker sms`): a JSON list, or a TOML file (sms-binds.example.toml
+    # documents every option of a bind at its default). Passwords are secrets: never logged.
+    sms_binds: str = ""
+    sms_binds_file: str = ""
+    # The default route: the bind for numbers no bind's prefixes match (empty: the first bind).
+    sms_default_bind: str = ""
+    # Statuses and receipts are written in one transaction per this many milliseconds.
+    sms_flush_ms: int = Field(100, ge=10, le=5000)
+    # A worker renews the lease on its `sending` messages; one that stops renewing for this long is
+    # presumed dead and its messages are queued again.
+    sms_lease_seconds: float = Field(60, ge=1)
+    # Extra attempts after a response timeout or a temporary SMSC error, before the message fails.
+    sms_submit_retries: int = Field(3, ge=0, le=20)
+    # A submit left unanswered by a dropped connection waits this long (while its bind is up) for
+    # a delivery receipt proving the SMSC accepted it, before it is sent again; 0: at once.
+    sms_unanswered_grace_seconds: float = Field(5, ge=0)
 
     # Telephony numbers shown in messages.
     tip_line: str = "0800-0011"

@@ -4,10 +4,11 @@ Seeds a synthetic region around Utrecht, starts the API on 127.0.0.1:8000, and p
 through the API as a centralist would: create, preview, launch, update, close. The spoken alert's
 audio is generated as the voice worker does (TTS_ENGINES: gTTS, else espeak-ng, into AUDIO_DIR) and
 its file and length are shown. Two tip calls go through the real FastAGI server (Asterisk's side
-simulated). Voice messages are called through a real Asterisk when one is configured (AMI_SECRET
-set: the voice worker runs in the background, dialling VOICE_DIAL_TEMPLATE — the seeded numbers are
-synthetic, so point it at a test context); otherwise, and for SMS until that channel exists, a
-dry-run outbox records messages as sent instead of sending them.
+simulated). SMS go out through the real SMS worker to the local SMSC simulator (node-smpp, when
+installed) and come back with delivery receipts. Voice messages are called through a real Asterisk
+when one is configured (AMI_SECRET set: the voice worker runs in the background, dialling
+VOICE_DIAL_TEMPLATE — the seeded numbers are synthetic, so point it at a test context). A channel
+with neither goes to a dry-run outbox that records its messages as sent instead of sending them.
 """
 
 import asyncio
@@ -29,6 +30,7 @@ from gateway.seed import seed
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Bulletin, Centralist, Message, Role
+from gateway.sms.demo_channel import DemoSms
 from gateway.tts import AudioCache
 from ivr import simulator
 from ivr.context import IvrContext
@@ -82,6 +84,9 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     ivr_ctx = IvrContext(sessions, cache=None)
     ivr = FastAGIServer(("127.0.0.1", 0), registry(ivr_ctx))
     ivr.start_in_background()
+    sms = DemoSms.start(sessions, queue, settings.sms_sender, settings.sms_max_parts)
+    if sms is not None:
+        _say(f"SMS: the SMS worker bound to the SMSC simulator on 127.0.0.1:{sms.sim.port}")
     calls = _VoiceCalls(settings, sessions, queue) if settings.ami_secret else None
     if calls is not None:
         _say(f"voice: calls placed through Asterisk at {settings.ami_host}:{settings.ami_port} "
@@ -91,8 +96,10 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
         _say("voice: no Asterisk configured (AMI_SECRET empty): voice messages go to the dry-run outbox")
     try:
         steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush,
-                                 AudioCache.from_settings(settings), dry_run=("sms",) if calls else ("sms", "voice"))
+                                 AudioCache.from_settings(settings), sms, dry_run=_dry_run(sms, calls))
     finally:
+        if sms is not None:
+            sms.stop()
         if calls is not None:
             calls.stop()
         ivr.shutdown()
@@ -199,8 +206,13 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
         simulator.call(ivr_port, hangup)
 
 
+def _dry_run(sms: "DemoSms | None", calls: "_VoiceCalls | None") -> tuple[str, ...]:
+    """The channels with no real peer in this demo: their messages go to the dry-run outbox."""
+    return tuple(channel for channel, real in (("sms", sms), ("voice", calls)) if real is None)
+
+
 def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written, audio: AudioCache,
-                     dry_run: tuple[str, ...]) -> dict:
+                     sms: "DemoSms | None", dry_run: tuple[str, ...]) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -209,8 +221,15 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
             raise RuntimeError(f"{method} {path} answered {r.status_code}: {r.text}")
         return r.json()
 
-    def outbox() -> int:
-        return sum(drain(sessions, queue, channel) for channel in dry_run)
+    def outbox() -> str:
+        said = []
+        if dry_run:
+            recorded = sum(drain(sessions, queue, channel) for channel in dry_run)
+            said.append(f"dry-run outbox recorded {recorded:,} {' and '.join(dry_run)} messages as sent")
+        if sms is not None:
+            said.append(f"SMS via the SMSC simulator, all SMS so far: {sms.settle()}")
+        return "; ".join(said) or "voice messages go to Asterisk"
+
 
     steps: dict = {}
     _say("\n1. create — a missing child near Utrecht Centraal, 2 km, SMS and voice")
@@ -249,7 +268,7 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     made = f"made by {spoken.engine}" if spoken.engine else "already made"
     fallback = f" after {', '.join(name for name, _ in spoken.failures)} failed" if spoken.failures else ""
     _say(f"   spoken alert audio: {spoken.path} ({spoken.seconds:.1f} s, 8 kHz mono; {made}{fallback})")
-    _say(f"   dry-run outbox recorded {outbox():,} messages as sent")
+    _say(f"   {outbox()}")
 
     _say("4. tips — calls to 0800-0011 through the FastAGI server")
     _tip_calls(ivr_port, sample[0], code)
@@ -262,13 +281,13 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     updated = steps["update"] = call(
         "POST", f"/api/v1/actions/{aid}/updates", json={"text": "Sanne heeft mogelijk een rood step bij zich."}
     )
-    _say(f"   queued {updated['queued']}; dry-run outbox recorded {outbox():,}")
+    _say(f"   queued {updated['queued']}; {outbox()}")
 
     _say("6. close — Sanne was found thanks to a tip")
     closed = steps["close"] = call(
         "POST", f"/api/v1/actions/{aid}/close", json={"outcome": "direct", "outcome_detail": "person_found"}
     )
-    _say(f"   closing message queued {closed['queued']}; dry-run outbox recorded {outbox():,}")
+    _say(f"   closing message queued {closed['queued']}; {outbox()}")
 
     _say("7. progress (messages per bulletin, channel and status)")
     steps["progress"] = call("GET", f"/api/v1/actions/{aid}/progress")

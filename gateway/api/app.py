@@ -17,7 +17,8 @@ from gateway.api.routes import actions, admin, media, participants, stats, tips,
 from gateway.auth import SESSION_COOKIE
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
-from gateway.queue import WorkQueue, make_queue, reconcile
+from gateway.queue import RedisStreamQueue, WorkQueue, make_queue, reconcile
+from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
 from gateway.tipline.lookup import RouteCache
 
@@ -112,7 +113,11 @@ def create_app(
         """Liveness for load balancers and compose (no credentials, no personal data)."""
         with sessions() as session:
             session.execute(text("SELECT 1"))
-        return {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}
+        body = {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}
+        if isinstance(queue, RedisStreamQueue):
+            # Each SMPP bind as its worker reports it (bound, unbound, auth_failed …).
+            body["sms_binds"] = read_bind_health(queue.client, queue.prefix)
+        return body
 
     for module in (actions, participants, admin, stats, tips, media):
         app.include_router(module.router)

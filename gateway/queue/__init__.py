@@ -10,6 +10,7 @@ or every `queued` one when the queue's content itself was lost (in-memory queue,
 """
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
+from .lease import Requeued, mark_dispatched, renew, requeue_stale
 from .memory import MemoryQueue
 from .reconcile import claim, publish_messages, reconcile
 from .streams import RedisStreamQueue
@@ -28,9 +29,13 @@ __all__ = [
     "Delivery",
     "MemoryQueue",
     "RedisStreamQueue",
+    "Requeued",
     "WorkQueue",
     "claim",
     "make_queue",
+    "mark_dispatched",
     "publish_messages",
     "reconcile",
+    "renew",
+    "requeue_stale",
 ]

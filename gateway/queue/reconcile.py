@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.storage.models import Channel, Message, MessageStatus, utcnow
@@ -95,20 +95,39 @@ def reconcile(
             return total
 
 
-def claim(session: Session, message_ids: Sequence[int]) -> list[int]:
+def status_guard(status: MessageStatus):
+    """`message.status = <status>` for statements that pick rows by primary key.
+
+    Written as `status || '' = …` so that the database cannot use a status index for it: with
+    statistics that lag behind a bulk launch PostgreSQL otherwise scans every message of that
+    status for each batch (measured: 57 ms instead of 2 ms for 500 ids among 10,000 queued).
+    """
+    return type_coerce(Message.status, String).concat("") == status.value
+
+
+def claim(session: Session, message_ids: Sequence[int], worker: str | None = None) -> list[int]:
     """Move `queued` messages to `sending`; returns the ids this caller now owns, sorted.
 
     Only these may be sent: a duplicated queue entry, or a message cancelled meanwhile, claims
     nothing. Increments `attempts`. The caller commits before sending, so no one else can claim
     them (on PostgreSQL a concurrent claim waits for that commit and then finds no `queued` row).
+    The claim is a lease held by `worker` (gateway/queue/lease.py): a worker that renews it
+    keeps the messages, one that dies loses them back to the queue.
     """
     ids = sorted({int(i) for i in message_ids})
     owned: list[int] = []
+    now = utcnow()
     for chunk in _chunks(ids):
         result = session.execute(
             update(Message)
-            .where(Message.id.in_(chunk), Message.status == MessageStatus.queued)
-            .values(status=MessageStatus.sending, attempts=Message.attempts + 1)
+            .where(Message.id.in_(chunk), status_guard(MessageStatus.queued))
+            .values(
+                status=MessageStatus.sending,
+                attempts=Message.attempts + 1,
+                claimed_by=worker,
+                claimed_at=now,
+                dispatched_at=None,
+            )
             .returning(Message.id)
             .execution_options(synchronize_session=False)
         )

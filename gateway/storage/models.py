@@ -362,13 +362,43 @@ class Message(Base):
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     final_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of a `sending` message (gateway/queue/lease.py): which worker claimed it and when
+    # it last renewed the claim; a lease not renewed in time means the worker died.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set (and committed) right before the worker hands the message to the provider: from then on
+    # it may have reached the SMSC / Asterisk even if the worker dies before hearing back.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # RULE: one message per phone number per bulletin — the database backs the targeting rule.
         UniqueConstraint("bulletin_id", "phone", name="uq_message_bulletin_phone"),
         Index("ix_message_status_enqueued", "status", "enqueued_at"),
         Index("ix_message_phone", "phone"),
+        Index("ix_message_status_claimed", "status", "claimed_at"),
     )
+
+
+class SmsPart(Base):
+    """One submitted SMS part: the SMSC's message id, so that its delivery receipt finds the message.
+
+    Written in the same transaction that records the message as submitted, so it survives a
+    restart of the gateway; receipts of every part of a concatenated message map to one message.
+    """
+
+    __tablename__ = "sms_part"
+
+    # SMSC message ids are unique per SMSC, not across operators.
+    operator: Mapped[str] = mapped_column(String(32), primary_key=True)
+    smsc_message_id: Mapped[str] = mapped_column(String(65), primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"), index=True)
+    part: Mapped[int] = mapped_column(SmallInteger)  # 1-based
+    parts: Mapped[int] = mapped_column(SmallInteger)
+    bind: Mapped[str] = mapped_column(String(32))
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The receipt's stat (DELIVRD, UNDELIV, …) once it came; NULL while none did.
+    stat: Mapped[str | None] = mapped_column(String(8))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Tip(Base):

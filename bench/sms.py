@@ -1,0 +1,276 @@
+"""SMS benchmark: the gateway end to end against the node reference, on one SMSC simulator.
+
+    .venv/bin/python -m bench.sms                  # N = 100,000; rate test 200 msg/s for 60 s
+    .venv/bin/python -m bench.sms -n 20000 --rate-seconds 20   # quicker
+
+(a) reference: node-smpp's own client pushes N submit_sm (window 100) and waits for every receipt
+    (`bench.smsc_reference.run_reference`).
+(b) the gateway: an action launched through `gateway.actions.lifecycle.launch` to N participants
+    (targeting, one message per number), published to the Redis queue, sent by a separate
+    `burgernet worker sms` process over one bind (window 100), receipts back, every status
+    persisted in PostgreSQL; timed from the launch to the last message `delivered` in the database.
+    Printed: both rates, the ratio b/a (goal >= 0.75), the worker's RSS before/after/peak.
+(c) the same worker with the bind limited to 200 msg/s for `--rate-seconds`: the achieved rate
+    over the full seconds (goal: within 2% of 200) and the most submits the SMSC counted in any
+    one second (must be <= 200).
+
+Uses the PostgreSQL database `burgernet_bench_sms` (recreated each run) and Redis database 12
+(flushed). The machine is shared: figures are noisy; run it when nothing else is heavy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import redis
+from sqlalchemy import create_engine, func, insert, select, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from bench.smsc_reference import run_reference  # noqa: E402
+from gateway.actions import lifecycle  # noqa: E402
+from gateway.config import Settings  # noqa: E402
+from gateway.queue import RedisStreamQueue, publish_messages  # noqa: E402
+from gateway.storage.db import make_engine, session_factory  # noqa: E402
+from gateway.storage.migrate import upgrade  # noqa: E402
+from gateway.storage.models import (  # noqa: E402
+    Action,
+    ActionType,
+    Address,
+    Centralist,
+    Message,
+    MessageStatus,
+    Municipality,
+    Participant,
+)
+from gateway.targeting.geo import tile_of  # noqa: E402
+from smsc_sim import SmscSimulator  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_DB = "burgernet_bench_sms"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+CENTRE = (52.0907, 5.1214)
+BURGERNET = Path(sys.executable).with_name("burgernet")
+
+
+def fresh_database() -> str:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
+    admin.dispose()
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
+    upgrade(url)
+    return url
+
+
+def seed_participants(sessions, n: int) -> None:
+    """n participants with distinct mobile numbers within 2 km of Utrecht's centre, all by SMS."""
+    rng = random.Random(2026)
+    with sessions() as s:
+        town = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
+        s.add(town)
+        s.flush()
+        for start in range(0, n, 10_000):
+            count = min(10_000, n - start)
+            ids = list(s.execute(
+                insert(Participant).returning(Participant.id),
+                [{"municipality_id": town.id, "name": "P", "phone": f"+316{20_000_000 + start + i:08d}"}
+                 for i in range(count)],
+            ).scalars())
+            rows = []
+            for pid in ids:
+                lat = CENTRE[0] + rng.uniform(-0.012, 0.012)
+                lon = CENTRE[1] + rng.uniform(-0.018, 0.018)
+                rows.append({"participant_id": pid, "postcode": "3511 AB", "house_number": "1", "lat": lat,
+                             "lon": lon, "tile": tile_of(lat, lon), "channel": "sms"})
+            s.execute(insert(Address), rows)
+        s.commit()
+
+
+def draft_action(sessions, description: str) -> int:
+    with sessions() as s:
+        c = s.execute(select(Centralist)).scalars().first()
+        if c is None:
+            c = Centralist(name="Bench", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
+            s.add(c)
+            s.flush()
+        a = Action(type=ActionType.robbery, description=description, lat=CENTRE[0], lon=CENTRE[1],
+                   radius_m=3000, send_sms=True, send_voice=False, centralist_id=c.id)
+        s.add(a)
+        s.commit()
+        return a.id
+
+
+def count_final(sessions, action_id: int) -> tuple[int, int]:
+    with sessions() as s:
+        rows = dict(s.execute(select(Message.status, func.count()).where(Message.action_id == action_id)
+                              .group_by(Message.status)).all())
+    return rows.get(MessageStatus.delivered, 0), rows.get(MessageStatus.failed, 0)
+
+
+class Worker:
+    """`burgernet worker sms` as a subprocess, with its RSS sampled."""
+
+    def __init__(self, pg_url: str, sim: SmscSimulator, log: Path, **bind) -> None:
+        binds = json.dumps([{"name": "bench", "operator": "sim", "host": "127.0.0.1", "port": sim.port,
+                             "system_id": sim.system_id, "password": sim.password} | bind])
+        env = os.environ | {"ENVIRONMENT": "development", "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL,
+                            "SMS_BINDS": binds}
+        self.proc = subprocess.Popen([str(BURGERNET), "worker", "sms", "--name", "bench-sms"], env=env,
+                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def rss(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except FileNotFoundError:
+            pass
+        return 0
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.25):
+            self.peak = max(self.peak, self.rss())
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def wait_until(predicate, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(every)
+    return value
+
+
+def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
+    worker = Worker(settings.database_url, sim, log)
+    try:
+        sim.wait_for(lambda s: len(s["binds"]) >= 1, 60, "the worker's bind")
+        time.sleep(1.0)
+        rss_before = worker.rss()
+        action_id = draft_action(sessions, "Man met rode jas, fietst richting centrum.")
+        started = time.monotonic()
+        with sessions() as s:
+            queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings)
+            s.commit()
+        publish_messages(sessions, queue, queued.ids_by_channel)
+        launched = time.monotonic() - started
+        queued_count = len(queued.ids_by_channel.get("sms", []))
+        if queued_count != n:
+            raise SystemExit(f"targeting queued {queued_count} messages, expected {n}")
+        wait_until(lambda: sum(count_final(sessions, action_id)) >= n, max(600, n / 50), f"{n} final statuses")
+        elapsed = time.monotonic() - started
+        delivered, failed = count_final(sessions, action_id)
+        rss_after = worker.rss()
+        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched, "delivered": delivered,
+                "failed": failed, "rss_before": rss_before, "rss_after": rss_after, "rss_peak": worker.peak}
+    finally:
+        worker.stop()
+
+
+def rate_run(sessions, queue, settings, sim, rate: int, seconds: int, log: Path) -> dict:
+    count = rate * seconds
+    with sessions() as s:
+        phones = list(s.execute(select(Participant.phone).order_by(Participant.id).limit(count)).scalars())
+    action_id = draft_action(sessions, "Snelheidsproef.")
+    with sessions() as s:
+        from gateway.storage.models import Bulletin, BulletinKind
+
+        b = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet snelheidsproef.",
+                     spoken_text="-")
+        s.add(b)
+        s.flush()
+        ids = list(s.execute(insert(Message).returning(Message.id), [
+            {"bulletin_id": b.id, "action_id": action_id, "phone": p, "channel": "sms", "status": MessageStatus.queued}
+            for p in phones]).scalars())
+        s.commit()
+    worker = Worker(settings.database_url, sim, log, rate_per_second=rate)
+    try:
+        sim.wait_for(lambda st: len(st["binds"]) >= 1, 60, "the worker's bind")
+        publish_messages(sessions, queue, {"sms": ids})
+        wait_until(lambda: sum(count_final(sessions, action_id)) >= len(ids), seconds * 3 + 60, "the rate run")
+    finally:
+        worker.stop()
+    per_second = {int(k): v for k, v in sim.stats(destinations=False)["per_second"].items()}
+    full = sorted(per_second)[1:-1]  # the first and last seconds are partial
+    achieved = sum(per_second[k] for k in full) / len(full) if full else 0.0
+    return {"achieved": achieved, "max_second": max(per_second.values()), "seconds": len(per_second),
+            "messages": len(ids)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", type=int, default=100_000, help="recipients (default 100,000)")
+    parser.add_argument("--rate", type=int, default=200, help="the limited bind's rate (default 200 msg/s)")
+    parser.add_argument("--rate-seconds", type=int, default=60, help="how long the rate test runs (default 60 s)")
+    args = parser.parse_args()
+    n = args.n
+    logs = ROOT / ".cache" / "bench"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    print(f"preparing: database {PG_DB}, {n:,} participants …", flush=True)
+    pg_url = fresh_database()
+    engine = make_engine(pg_url)
+    sessions = session_factory(engine)
+    seed_participants(sessions, n)
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    queue = RedisStreamQueue(REDIS_URL)
+    settings = Settings(environment="development", database_url=pg_url, redis_url=REDIS_URL)
+
+    with SmscSimulator(log_path=logs / "sms-smsc.log") as sim:
+        print("(a) reference: node smpp client, window 100 …", flush=True)
+        reference = run_reference(n, sim.port, sim.system_id, sim.password)
+        print(f"    {reference:,.0f} msg/s", flush=True)
+        sim.reset()
+        print("(b) gateway: launch → queue → worker sms → SMSC → receipts → PostgreSQL …", flush=True)
+        gateway = gateway_run(sessions, queue, settings, sim, n, logs / "sms-worker.log")
+        print(f"    {gateway['rate']:,.0f} msg/s ({gateway['seconds']:.1f} s, launch + targeting "
+              f"{gateway['launch_seconds']:.1f} s; {gateway['delivered']:,} delivered, {gateway['failed']} failed)")
+        mib = 1024 * 1024
+        print(f"    worker RSS: {gateway['rss_before'] / mib:.0f} MiB before, {gateway['rss_after'] / mib:.0f} MiB after, "
+              f"peak {gateway['rss_peak'] / mib:.0f} MiB (growth {(gateway['rss_after'] - gateway['rss_before']) / mib:+.0f} MiB "
+              f"over {n:,} messages)", flush=True)
+        sim.reset()
+        if args.rate_seconds > 0:
+            print(f"(c) bind limited to {args.rate} msg/s for {args.rate_seconds} s …", flush=True)
+            limited = rate_run(sessions, queue, settings, sim, args.rate, args.rate_seconds, logs / "sms-worker-rate.log")
+            deviation = 100 * (limited["achieved"] - args.rate) / args.rate
+            print(f"    achieved {limited['achieved']:.1f} msg/s over the full seconds ({deviation:+.1f}% of {args.rate}); "
+                  f"most in any one second: {limited['max_second']} (limit {args.rate}); {limited['messages']:,} messages")
+    queue.close()
+    client.flushdb()
+    client.close()
+    engine.dispose()
+    ratio = gateway["rate"] / reference
+    print(f"SMS n={n:,}: gateway {gateway['rate']:,.0f} msg/s vs node reference {reference:,.0f} msg/s: "
+          f"ratio b/a {ratio:.2f} (goal >= 0.75)")
+
+
+if __name__ == "__main__":
+    main()

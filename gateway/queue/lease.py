@@ -1,0 +1,110 @@
+"""Leases on claimed messages: what a dead worker left `sending` comes back.
+
+`claim()` records who claimed a message (`claimed_by`) and when (`claimed_at`). A living worker
+renews its leases (`renew`) well within `lease_seconds`; `requeue_stale` returns the `sending`
+messages of a channel whose lease ran out to `queued` and publishes them again. Channel-agnostic:
+the SMS worker uses it, the voice worker can.
+
+`dispatched_at` tells the two kinds of stale message apart: NULL means the worker never handed it
+to the provider (requeued: sent once later), set means it may have reached the provider before
+the worker died. Those are requeued too — a possible duplicate is better than a missing alert —
+and counted, so the caller can log the bound ("at most N of these may arrive twice").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.storage.models import Message, MessageStatus, utcnow
+
+from .base import CHUNK, WorkQueue, channel_name
+from .reconcile import publish_messages, status_guard
+
+REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
+# The same, for a message that had been dispatched: the next worker may look for proof that the
+# provider has it (SMS: a delivery receipt) before sending it again.
+REQUEUED_DISPATCHED_DETAIL = "requeued: the worker that claimed it stopped after dispatching it"
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What `requeue_stale` returned to the queue."""
+
+    total: int
+    dispatched: int  # may have reached the provider already: these may arrive twice
+
+
+def renew(session: Session, worker: str, now: datetime | None = None) -> int:
+    """Extend the leases of every message `worker` still holds; returns how many. Caller commits."""
+    result = session.execute(
+        update(Message)
+        .where(Message.claimed_by == worker, Message.status == MessageStatus.sending)
+        .values(claimed_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, now: datetime | None = None) -> None:
+    """Record that these messages are about to be handed to the provider. Caller commits — before
+    handing them over, or the mark protects nothing."""
+    stamp = now or utcnow()
+    for start in range(0, len(message_ids), CHUNK):
+        session.execute(
+            update(Message)
+            .where(
+                Message.id.in_(message_ids[start : start + CHUNK]),
+                Message.claimed_by == worker,
+                status_guard(MessageStatus.sending),
+            )
+            .values(dispatched_at=stamp)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def requeue_stale(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    channel: str,
+    lease_seconds: float,
+    now: datetime | None = None,
+) -> Requeued:
+    """Return `channel`'s `sending` messages whose lease is older than `lease_seconds` to `queued`
+    and publish them; returns how many (and how many of them were dispatched)."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_seconds)
+    name = channel_name(channel)
+    stale = (
+        (Message.channel == name)
+        & (Message.status == MessageStatus.sending)
+        & (Message.claimed_at < cutoff)
+    )
+    with sessions() as session, session.begin():
+        dispatched = session.execute(
+            select(func.count()).select_from(Message).where(stale, Message.dispatched_at.is_not(None))
+        ).scalar_one()
+        ids: list[int] = []
+        for dispatched_before, detail in ((True, REQUEUED_DISPATCHED_DETAIL), (False, REQUEUED_DETAIL)):
+            mark = Message.dispatched_at.is_not(None) if dispatched_before else Message.dispatched_at.is_(None)
+            ids += session.execute(
+                update(Message)
+                .where(stale, mark)
+                .values(
+                    status=MessageStatus.queued,
+                    claimed_by=None,
+                    claimed_at=None,
+                    dispatched_at=None,
+                    enqueued_at=None,
+                    detail=detail,
+                )
+                .returning(Message.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
+    if ids:
+        # enqueued_at is NULL until this publish is done: a crash in between leaves them to reconcile().
+        publish_messages(sessions, queue, {name: sorted(ids)})
+    return Requeued(len(ids), dispatched if ids else 0)

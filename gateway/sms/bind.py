@@ -1,0 +1,633 @@
+"""One SMPP bind: its connection(s) to the SMSC, window, rate, retries and reconnects.
+
+The connection is the project's own asyncio code speaking through aiosmpplib's PDU classes and
+codecs (gateway/sms/pdu.py), not aiosmpplib's `ESME` loop: that loop writes one broker item at a
+time with a drain per PDU, has no window, checks response timeouts only while other traffic
+flows and does not re-send what a dropped connection swallowed (FIELD-NOTES defects 2, 4, 5) —
+the measured ceiling with a window bolted on was ~0.6 of the node reference before any database
+work. Here:
+
+- **Window**: at most `window` submits unanswered (gateway/sms/flow.py).
+- **Rate**: the contracted rate through the shared Redis token bucket (`rate_limit.take`), and a
+  local limit that halves on ESME_RTHROTTLED / ESME_RMSGQFUL and recovers (AdaptiveRate).
+- **Correlation**: by sequence number, expiry in deadline order (gateway/sms/correlator.py).
+- **Retries**: throttled parts go again (slower); a transient status or a response timeout
+  goes again after a backoff, at most `retries` times, then the message fails with the reason;
+  a rejection fails it at once. Parts unanswered when the connection drops go again after the
+  reconnect — the only way a message can reach the SMSC twice (it may have accepted a submit
+  whose response was lost with the connection).
+- **Reconnect** with exponential backoff; a refused bind (wrong password …) is logged once per
+  change in plain words, reported as health "auth_failed", and retried with a longer backoff.
+- **Dispatch mark**: before a message's first part is written, the worker commits
+  `dispatched_at` (`events.mark_dispatched`), so after a crash the database tells which messages
+  may have reached the SMSC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiosmpplib.state import SmppCommand as Cmd
+
+from . import pdu as P
+from .binds import BindConfig
+from .correlator import Correlator
+from .flow import AdaptiveRate, Backoff, Verdict, Window, judge, status_name
+
+log = logging.getLogger(__name__)
+
+AUTH_STATUSES = {0x0E: "wrong password (ESME_RINVPASWD)", 0x0F: "unknown system_id (ESME_RINVSYSID)"}
+CONNECT_TIMEOUT = 10.0
+READ_LIMIT = 2**16 + 1024
+
+
+@dataclass(eq=False)
+class OutMessage:
+    """A message on its way out: one PDU per part, the SMSC id of each accepted part."""
+
+    message_id: int | None  # None: a service message (STOP confirmation), not a Message row
+    phone: str
+    pdus: list[bytes]
+    smsc_ids: list[str | None] = field(default_factory=list)
+    retries: int = 0  # transient failures and timeouts so far
+    dispatched: bool = False
+    done: bool = False
+    bind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.smsc_ids:
+            self.smsc_ids = [None] * len(self.pdus)
+
+    @property
+    def started(self) -> bool:
+        return any(self.smsc_ids)
+
+
+class BindEvents(Protocol):
+    """What a bind tells the worker."""
+
+    async def mark_dispatched(self, messages: list[OutMessage]) -> None: ...
+    async def may_write(self) -> None: ...
+    def submitted(self, bind: "Bind", message: OutMessage) -> None: ...
+    def failed(self, bind: "Bind", message: OutMessage, reason: str) -> None: ...
+    def deliver(self, bind: "Bind", pdu: bytes, respond: Callable[[int], None]) -> None: ...
+    def health_changed(self, bind: "Bind", state: str, detail: str) -> None: ...
+    def down(self, bind: "Bind") -> None: ...
+    def unanswered(self, bind: "Bind", parts: list[tuple[OutMessage, int]]) -> None: ...
+
+
+class RateLimit(Protocol):
+    async def take(self, wanted: int) -> int: ...
+
+
+class BindRefused(Exception):
+    """The SMSC answered the bind with an error status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(AUTH_STATUSES.get(status, f"bind refused ({status_name(status)})"))
+
+    @property
+    def auth(self) -> bool:
+        return self.status in AUTH_STATUSES
+
+
+class ConnectionLost(Exception):
+    """The SMSC closed the connection, or stopped answering enquire_link."""
+
+
+class _Link:
+    """One bound TCP connection on a plain non-blocking socket, read by a callback.
+
+    Not asyncio's streams: when a write fails because the SMSC has closed the connection, a
+    stream transport closes at once and its reader raises before handing out what was already
+    received — the responses the SMSC sent just before closing, whose submits it had accepted.
+    Losing them means sending those messages twice. Here a write error only stops writing; the
+    socket is read (one reader callback, registered once) until EOF.
+    """
+
+    HIGH_WATER = 256 * 1024
+
+    def __init__(self, sock: socket.socket, mode: str) -> None:
+        self.sock, self.mode = sock, mode
+        self.loop = asyncio.get_running_loop()
+        self.last_heard = time.monotonic()
+        self.enquiry_sent: float | None = None
+        self.sequence = 1  # for the link's own requests (bind, enquire_link, unbind)
+        self._in = bytearray()
+        self._pos = 0
+        self._pdus: deque[bytes] = deque()
+        self._arrived = asyncio.Event()
+        self._eof: BaseException | None = None
+        self._out = bytearray()
+        self._writing = False
+        self._sent = asyncio.Event()
+        self._sent.set()
+        self.broken: BaseException | None = None
+        self._fd = sock.fileno()
+        self.loop.add_reader(self._fd, self._readable)
+
+    @classmethod
+    async def open(cls, host: str, port: int, mode: str) -> "_Link":
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, mode)
+
+    # reading ----------------------------------------------------------------------------------
+
+    def _readable(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(262144)
+                if not data:
+                    self._end(ConnectionLost("the SMSC closed the connection"))
+                    break
+                self._in += data
+                if len(data) < 262144:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._end(ConnectionLost(f"connection lost: {exc}"))
+        self.last_heard = time.monotonic()
+        self._split()
+
+    def _split(self) -> None:
+        buf, pos = self._in, self._pos
+        while len(buf) - pos >= 16:
+            length = int.from_bytes(buf[pos : pos + 4], "big")
+            if length < 16 or length > READ_LIMIT:
+                self._end(ConnectionLost(f"PDU length {length} out of range"))
+                break
+            if len(buf) - pos < length:
+                break
+            self._pdus.append(bytes(buf[pos : pos + length]))
+            pos += length
+        if pos > 65536 or pos == len(buf):
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+        if self._pdus:
+            self._arrived.set()
+
+    def _end(self, exc: BaseException) -> None:
+        if self._eof is None:
+            self._eof = exc
+            self.loop.remove_reader(self._fd)
+        self._arrived.set()
+
+    async def read_pdu(self) -> bytes:
+        while not self._pdus:
+            if self._eof is not None:
+                raise self._eof
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._pdus.popleft()
+
+    # writing ----------------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Queue `data`; everything written in one turn of the event loop goes out in one send."""
+        if self.broken is not None:
+            return
+        self._out += data
+        if not self._writing:
+            self._writing = True
+            self.loop.call_soon(self._first_send)
+        if len(self._out) >= self.HIGH_WATER:
+            self._sent.clear()
+
+    def _first_send(self) -> None:
+        if self.broken is not None or self.sock.fileno() < 0:
+            return
+        self._writable()
+        if self._out and self.broken is None:
+            self.loop.add_writer(self._fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._broke(exc)
+            return
+        del self._out[:sent]
+        if not self._out:
+            self.loop.remove_writer(self._fd)  # no-op when only _first_send ran
+            self._writing = False
+        if len(self._out) < self.HIGH_WATER:
+            self._sent.set()
+
+    def _broke(self, exc: BaseException) -> None:
+        # Stop writing; keep reading what the SMSC sent before it closed.
+        self.broken = exc
+        self._out.clear()
+        if self._writing:
+            self.loop.remove_writer(self._fd)
+            self._writing = False
+        self._sent.set()
+
+    async def drain(self) -> None:
+        """Wait while much is waiting to be sent (flow control); raises once writing failed."""
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
+        await self._sent.wait()
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
+
+    async def sendall(self, data: bytes) -> None:
+        """Write and wait until all of it is with the kernel (bind, unbind)."""
+        self.write(data)
+        while self._out and self.broken is None:
+            await asyncio.sleep(0.01)
+        if self.broken is not None:
+            raise ConnectionLost(f"writing failed: {self.broken}")
+
+    def next_sequence(self) -> int:
+        # Requests of the link itself count down from the top, so they never meet the submits'.
+        self.sequence += 1
+        return 0x7FFFFFFF - (self.sequence % 0x10000)
+
+    def close(self) -> None:
+        if self._eof is None:
+            self._end(ConnectionLost("closed"))
+        if self._writing:
+            self.loop.remove_writer(self._fd)
+            self._writing = False
+        self.broken = self.broken or ConnectionLost("closed")
+        self.sock.close()
+
+
+class Bind:
+    def __init__(
+        self,
+        config: BindConfig,
+        events: BindEvents,
+        rate_limit: RateLimit | None = None,
+        *,
+        retries: int = 3,
+        retry_backoff: Backoff = Backoff(0.5, 2.0, 30.0),
+        reconnect_backoff: Backoff = Backoff(0.2, 2.0, 30.0),
+        auth_backoff: Backoff = Backoff(5.0, 2.0, 300.0),
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.events = events
+        self.rate_limit = rate_limit
+        self.retries = retries
+        self.retry_backoff = retry_backoff
+        self.reconnect_backoff = reconnect_backoff
+        self.auth_backoff = auth_backoff
+        self.window = Window(config.window)
+        self.rate = AdaptiveRate(contracted=float(config.rate_per_second))
+        self.correlator: Correlator[tuple[OutMessage, int]] = Correlator(config.response_timeout_seconds)
+        self.source = P.Address(*config.source_address)
+        self.unmarked: deque[OutMessage] = deque()  # routed here, dispatch not yet recorded
+        self.ready: deque[tuple[OutMessage, int]] = deque()  # parts to write, in order
+        self._wake = asyncio.Event()
+        self._bound = asyncio.Event()
+        self._stopping = False
+        self._tx: _Link | None = None
+        self.state = "unbound"
+        self.resent_after_drop = 0  # parts written again after a dropped connection
+
+    # --- what the worker calls -------------------------------------------------------------
+
+    @property
+    def up(self) -> bool:
+        return self._bound.is_set()
+
+    def submit(self, message: OutMessage) -> None:
+        message.bind = self.name
+        if message.dispatched:
+            self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
+        else:
+            self.unmarked.append(message)
+        self._wake.set()
+
+    def backlog(self) -> int:
+        return len(self.unmarked) + len(self.ready) + len(self.correlator)
+
+    def take_unstarted(self) -> list[OutMessage]:
+        """Messages routed here of which no part was written: free to go over another bind."""
+        out = list(self.unmarked)
+        self.unmarked.clear()
+        keep: deque[tuple[OutMessage, int]] = deque()
+        moved: dict[int, OutMessage] = {}
+        in_flight = {id(m) for m, _ in self.correlator}
+        for message, index in self.ready:
+            if message.started or id(message) in in_flight:
+                keep.append((message, index))
+            else:
+                moved[id(message)] = message
+        self.ready = keep
+        return out + list(moved.values())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        link = self._tx
+        if link is not None and self.up:
+            try:
+                await asyncio.wait_for(link.sendall(P.request_pdu("unbind", link.next_sequence())), 2)
+            except (OSError, asyncio.TimeoutError, ConnectionLost):
+                pass
+
+    # --- the connection's life ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Bind, serve, and bind again after every failure, until `stop()`."""
+        failures = 0
+        while not self._stopping:
+            links: list[_Link] = []
+            try:
+                if self.config.mode == "transceiver":
+                    links.append(await self._connect("transceiver"))
+                else:
+                    links.append(await self._connect("transmitter"))
+                    links.append(await self._connect("receiver"))
+                failures = 0
+                await self._serve(links)
+                if not self._stopping:
+                    self._set_health("unbound", "connection closed by the SMSC")
+            except BindRefused as exc:
+                failures += 1
+                state = "auth_failed" if exc.auth else "bind_refused"
+                if self.state != state:
+                    log.error("SMS bind %s: the SMSC %s:%s refused the bind as %r: %s — check the "
+                              "bind's system_id/password (retrying with backoff)",
+                              self.name, self.config.host, self.config.port, self.config.system_id, exc)
+                self._set_health(state, str(exc))
+                await self._pause(self.auth_backoff.delay(failures))
+                continue
+            except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
+                failures += 1
+                reason = _describe(exc)
+                if self.state != "unbound" or failures == 1:
+                    log.warning("SMS bind %s: %s; reconnecting", self.name, reason)
+                self._set_health("unbound", reason)
+            finally:
+                self._bound.clear()
+                self._tx = None
+                for link in links:
+                    link.close()
+                self._requeue_in_flight()
+            if self._stopping:
+                break
+            if self.ready or self.unmarked:
+                self.events.down(self)
+            await self._pause(self.reconnect_backoff.delay(failures))
+        self._set_health("stopped", "")
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wait_stop(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_stop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _connect(self, mode: str) -> _Link:
+        link = await asyncio.wait_for(_Link.open(self.config.host, self.config.port, mode), CONNECT_TIMEOUT)
+        try:
+            bind = P.bind_pdu(mode, self.config.system_id, self.config.password.get_secret_value(),
+                              self.config.system_type, link.next_sequence())
+            await asyncio.wait_for(link.sendall(bind), CONNECT_TIMEOUT)
+            raw = await asyncio.wait_for(link.read_pdu(), CONNECT_TIMEOUT)
+        except BaseException:
+            link.close()
+            raise
+        _, command, status, _ = P.parse_header(raw[:16])
+        if command == Cmd.GENERIC_NACK or status != 0:
+            link.close()
+            raise BindRefused(status or 0xFF)
+        return link
+
+    async def _serve(self, links: list[_Link]) -> None:
+        self._tx = links[0]
+        self._bound.set()
+        self._set_health("bound", f"{self.config.mode} to {self.config.host}:{self.config.port}")
+        log.info("SMS bind %s: bound (%s) to %s:%s", self.name, self.config.mode, self.config.host, self.config.port)
+        readers = [asyncio.create_task(self._read(link)) for link in links]
+        tasks = [*readers]
+        tasks.append(asyncio.create_task(self._keep(links)))
+        tasks.append(asyncio.create_task(self._send(links[0])))
+        tasks.append(asyncio.create_task(self._mark()))
+        stopper = asyncio.create_task(self._wait_stop())
+        try:
+            done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not all(r.done() for r in readers) and not self._stopping:
+                # A write failed first: the responses the SMSC sent before closing are still in
+                # the receive buffer. Read them (up to EOF) before calling anything unanswered,
+                # or accepted submits would be sent twice.
+                done |= (await asyncio.wait(readers, timeout=2.0))[0]
+        finally:
+            for task in (*tasks, stopper):
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        for task in done:
+            if task is not stopper and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _requeue_in_flight(self) -> None:
+        """The connection is gone: the worker decides when each unanswered part goes again."""
+        pending = self.correlator.drain()
+        self.window.reset()
+        pending = [(m, i) for m, i in pending if not m.done]
+        if pending:
+            log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending))
+            self.events.unanswered(self, pending)
+
+    def resend(self, parts: list[tuple[OutMessage, int]]) -> None:
+        """Write these parts again, before anything else."""
+        parts = [(m, i) for m, i in parts if not m.done]
+        self.resent_after_drop += len(parts)
+        self.ready.extendleft(reversed(parts))
+        self._wake.set()
+
+    def _set_health(self, state: str, detail: str) -> None:
+        self.state = state
+        self.events.health_changed(self, state, detail)
+
+    # --- tasks while bound ---------------------------------------------------------------------
+
+    async def _mark(self) -> None:
+        """Record the dispatch of the next messages before any of their parts is written."""
+        # Marked ahead of the sender by up to 4 windows, in chunks of up to 2, so that the sender
+        # never waits for a mark. Marked-but-unwritten messages of a crashed worker cost only a
+        # wait for receipts (see the worker), never a duplicate.
+        ahead = 4 * self.config.window
+        chunk_size = 2 * self.config.window
+        while True:
+            while len(self.ready) >= ahead or not self.unmarked:
+                self._wake.clear()
+                await self._wake.wait()
+            chunk: list[OutMessage] = []
+            while self.unmarked and len(chunk) < chunk_size:
+                chunk.append(self.unmarked.popleft())
+            try:
+                await self.events.mark_dispatched(chunk)
+            except BaseException:
+                self.unmarked.extendleft(reversed(chunk))
+                raise
+            for message in chunk:
+                message.dispatched = True
+                self.ready.extend((message, i) for i in range(len(message.pdus)))
+            self._wake.set()
+
+    async def _send(self, link: _Link) -> None:
+        writer = link
+        window = self.window
+        correlator = self.correlator
+        while True:
+            while not self.ready:
+                self._wake.clear()
+                await self._wake.wait()
+            await self.events.may_write()
+            wanted = min(len(self.ready), await window.room())
+            if self.rate_limit is not None and self.rate.contracted:
+                wanted = await self.rate_limit.take(wanted)
+            now = time.monotonic()
+            local, wait = self.rate.take(now, wanted)
+            if local == 0:
+                # What the shared bucket granted is spent: this second is simply slower.
+                await asyncio.sleep(wait)
+                continue
+            count = min(local, len(self.ready), window.size - window.in_flight)
+            for _ in range(count):
+                message, index = self.ready.popleft()
+                if message.done:
+                    continue
+                sequence = correlator.next_sequence()
+                writer.write(P.with_sequence(message.pdus[index], sequence))
+                correlator.put(sequence, (message, index), now)
+                window.in_flight += 1
+            self.rate.note_sent(now, count)
+            await writer.drain()
+            self._wake.set()  # the marker may top up `ready`
+
+    async def _keep(self, links: list[_Link]) -> None:
+        """Expire unanswered submits, recover the rate, keep the links alive with enquire_link."""
+        interval = self.config.enquire_link_seconds
+        timeout = self.config.response_timeout_seconds
+        while True:
+            await asyncio.sleep(min(0.25, timeout / 4))
+            now = time.monotonic()
+            for message, index in self.correlator.expire(now):
+                self.window.release()
+                self._retry(message, index, "no response from the SMSC", transient=True)
+            self.rate.tick(now)
+            for link in links:
+                if link.enquiry_sent is not None:
+                    if now - link.enquiry_sent > timeout:
+                        raise ConnectionLost("no answer to enquire_link")
+                elif now - link.last_heard > interval:
+                    link.enquiry_sent = now
+                    link.write(P.request_pdu("enquire_link", link.next_sequence()))
+
+    async def _read(self, link: _Link) -> None:
+        while True:
+            raw = await link.read_pdu()
+            _, command, status, sequence = P.parse_header(raw[:16])
+            if command == Cmd.SUBMIT_SM_RESP or command == Cmd.GENERIC_NACK:
+                entry = self.correlator.pop(sequence)
+                if entry is None:
+                    if command == Cmd.GENERIC_NACK:
+                        log.warning("SMS bind %s: generic_nack %s for sequence %d", self.name, status_name(status), sequence)
+                    continue
+                self.window.release()
+                self._wake.set()
+                message, index = entry
+                self._answered(message, index, status, raw if command == Cmd.SUBMIT_SM_RESP else None)
+            elif command == Cmd.DELIVER_SM:
+                self.events.deliver(self, raw, _responder(link, sequence))
+            elif command == Cmd.ENQUIRE_LINK_RESP:
+                link.enquiry_sent = None
+            elif command == Cmd.ENQUIRE_LINK:
+                link.write(P.response_pdu(command, sequence))
+            elif command == Cmd.UNBIND:
+                link.write(P.response_pdu(command, sequence))
+                await link.drain()
+                raise ConnectionLost("the SMSC unbound")
+            elif command == Cmd.UNBIND_RESP:
+                raise ConnectionLost("unbound")
+            else:
+                log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
+
+    # --- outcomes ------------------------------------------------------------------------------
+
+    def _answered(self, message: OutMessage, index: int, status: int, raw: bytes | None) -> None:
+        if message.done:
+            return
+        verdict = judge(status) if raw is not None or status else Verdict.rejected
+        if verdict is Verdict.accepted and raw is not None:
+            try:
+                smsc_id = P.parse_submit_resp(raw)
+            except (ValueError, UnicodeDecodeError):
+                smsc_id = ""
+            message.smsc_ids[index] = smsc_id or f"?{time.time_ns()}"
+            if all(message.smsc_ids):
+                message.done = True
+                self.events.submitted(self, message)
+        elif verdict is Verdict.throttled:
+            if self.rate.throttled(time.monotonic()):
+                log.warning("SMS bind %s: SMSC says %s; slowing down to %.0f msg/s",
+                            self.name, status_name(status), self.rate.limit() or 0)
+            self.ready.appendleft((message, index))
+        elif verdict is Verdict.transient:
+            self._retry(message, index, f"SMSC error {status_name(status)}", transient=True)
+        else:
+            message.done = True
+            self.events.failed(self, message, f"rejected by the SMSC: {status_name(status)}")
+
+    def _retry(self, message: OutMessage, index: int, reason: str, transient: bool) -> None:
+        if message.done:
+            return
+        message.retries += 1
+        if message.retries > self.retries:
+            message.done = True
+            self.events.failed(self, message, f"{reason} after {message.retries} attempts")
+            return
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.retry_backoff.delay(message.retries), self._again, message, index)
+
+    def _again(self, message: OutMessage, index: int) -> None:
+        if not message.done:
+            self.ready.appendleft((message, index))
+            self._wake.set()
+
+
+def _responder(link: _Link, sequence: int) -> Callable[[int], None]:
+    def respond(status: int = 0) -> None:
+        link.write(P.response_pdu(Cmd.DELIVER_SM, sequence, status))
+    return respond
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out connecting to the SMSC"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the SMSC up?)"
+    return str(exc) or type(exc).__name__
+
+

@@ -1,0 +1,289 @@
+"""The SMS worker's SQL edge: claiming with what sending needs, and statuses written in batches.
+
+Every outcome (a message submitted with its parts' SMSC ids, a failure with its reason, a
+delivery receipt) is collected and written by `write_batch` in one transaction per batch, never
+one commit per PDU. Writes are guarded by the message's current status, so a late or repeated
+event never overwrites a later state.
+
+The DLR map is the `sms_part` table: one row per accepted part, inserted in the same transaction
+that sets the message `submitted`, so it survives a gateway restart with the status it explains.
+Chosen over Redis because it is then atomic with the status and as durable as the message; the
+receipt lookup is one indexed `IN` query per batch. A receipt whose id is not (yet) there is
+returned to the caller, tried again in the next batches (its submit may still be on its way to
+the database — e.g. the receipt came over a receiver bind first), then logged and ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import String, any_, bindparam, case, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.queue import claim, mark_dispatched
+from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
+from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1000
+StatStatus = Callable[[str], "tuple[MessageStatus | None, str]"]
+
+_message = Message.__table__
+_part = SmsPart.__table__
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed SMS: whom it goes to and what it says."""
+
+    message_id: int
+    phone: str
+    bulletin_id: int
+    text: str
+    # Dispatched by a worker that died: it may already be at the SMSC.
+    dispatched_before: bool = False
+
+
+def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> list[Claimed]:
+    """Claim (queued → sending, leased to `worker`) and load what sending needs; one commit."""
+    with sessions() as session, session.begin():
+        owned = claim(session, message_ids, worker)
+        if not owned:
+            return []
+        rows = session.execute(
+            select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text, Message.detail)
+            .join(Bulletin, Bulletin.id == Message.bulletin_id)
+            .where(Message.id.in_(owned))
+            .order_by(Message.id)
+        ).all()
+    return [Claimed(mid, phone, bid, text, detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, text, detail in rows]
+
+
+def record_dispatch(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> None:
+    """Commit `dispatched_at` for messages whose first part is about to be written."""
+    if message_ids:
+        with sessions() as session, session.begin():
+            mark_dispatched(session, list(message_ids), worker)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    message_id: int
+    operator: str
+    bind: str
+    smsc_ids: tuple[str, ...]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Failed:
+    message_id: int
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ReceiptIn:
+    """A delivery receipt as it arrived: which SMSC id, its stat, and our verdict of that stat."""
+
+    operator: str
+    smsc_message_id: str
+    stat: str
+    status: MessageStatus | None  # delivered / failed, None while not final (ENROUTE …)
+    detail: str
+    done_at: datetime | None
+    received_at: datetime
+    recipient: str = ""  # the phone the receipt is about (its source_addr), digits only
+    # Sends the deliver_sm_resp: called once the receipt is written (or given up).
+    ack: Callable[[int], None] | None = field(default=None, compare=False, repr=False)
+    # Spellings under which the submit_sm_resp may have given the id (hex/decimal, case), best first.
+    ids: tuple[str, ...] = ()
+
+
+@dataclass
+class Batch:
+    submitted: list[Submitted] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+    receipts: list[ReceiptIn] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.submitted) + len(self.failed) + len(self.receipts)
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    unknown: list[ReceiptIn]  # receipts whose SMSC id is not in sms_part
+    delivered: int
+    failed_by_receipt: int
+
+
+def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
+    """Write a batch of outcomes in one transaction (submits first, so that a receipt in the same
+    batch finds its part). `stat_status` judges a receipt's stat (gateway.sms.inbound.receipt_status)."""
+    with sessions() as session, session.begin():
+        if batch.submitted:
+            _write_submitted(session, batch.submitted, worker)
+        if batch.failed:
+            session.execute(
+                update(_message)
+                .where(_message.c.id == bindparam("mid"), _message.c.status == MessageStatus.sending.value)
+                .values(status=MessageStatus.failed, detail=bindparam("reason"), final_at=bindparam("at")),
+                [{"mid": f.message_id, "reason": f.reason[:200], "at": f.at} for f in batch.failed],
+            )
+        if batch.receipts:
+            return _write_receipts(session, batch.receipts, stat_status)
+    return BatchResult([], 0, 0)
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# PostgreSQL: a whole batch as arrays in one statement (one parse, one round trip), instead of
+# a statement with a bind parameter per value or a round trip per row. `status || ''`: see
+# gateway.queue.reconcile.status_guard.
+_PG_SUBMITTED = text("""
+    UPDATE message AS m
+       SET status = 'submitted', provider_id = v.pid, sent_at = v.at, detail = NULL
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS timestamptz[])) AS v(id, pid, at)
+     WHERE m.id = v.id AND m.status || '' = 'sending' AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
+""")
+_PG_PARTS = text("""
+    INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, submitted_at)
+    SELECT * FROM unnest(CAST(:ops AS varchar[]), CAST(:sids AS varchar[]), CAST(:mids AS bigint[]),
+                         CAST(:part AS smallint[]), CAST(:parts AS smallint[]), CAST(:binds AS varchar[]),
+                         CAST(:ats AS timestamptz[]))
+""")
+_PG_FINAL = text("""
+    UPDATE message AS m
+       SET status = :status, detail = :detail, final_at = v.at
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS v(id, at)
+     WHERE m.id = v.id AND m.status || '' = 'submitted'
+""")
+
+
+def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
+    parts = [
+        (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
+        for s in submitted
+        for index, smsc_id in enumerate(s.smsc_ids)
+    ]
+    if _postgres(session):
+        session.execute(_PG_SUBMITTED, {
+            "ids": [s.message_id for s in submitted], "pids": [s.smsc_ids[0][:64] for s in submitted],
+            "ats": [s.at for s in submitted], "worker": worker})
+        columns = list(zip(*parts))
+        session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
+        return
+    session.execute(
+        update(_message)
+        .where(
+            _message.c.id == bindparam("mid"),
+            _message.c.status == MessageStatus.sending.value,
+            or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
+        )
+        .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
+        [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in submitted],
+    )
+    keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
+    session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
+
+
+def _lookup_parts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(operator, SMSC id) → (message id, part, parts) of the stored parts among `keys`."""
+    by_operator: dict[str, list[str]] = defaultdict(list)
+    for operator, smsc_id in keys:
+        by_operator[operator].append(smsc_id)
+    rows: dict[tuple[str, str], tuple[int, int, int]] = {}
+    columns = select(_part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts)
+    for operator, ids in by_operator.items():
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            if _postgres(session):
+                where = _part.c.smsc_message_id == any_(bindparam("sids", chunk, type_=ARRAY(String)))
+            else:
+                where = _part.c.smsc_message_id.in_(chunk)
+            for op, smsc_id, message_id, part, parts in session.execute(columns.where(_part.c.operator == operator, where)):
+                rows[(op, smsc_id)] = (message_id, part, parts)
+    return rows
+
+
+def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
+    rows = _lookup_parts(session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))})
+    # Each receipt under the id its part was stored with (the first spelling that is there).
+    resolved: list[ReceiptIn] = []
+    unknown: list[ReceiptIn] = []
+    for r in receipts:
+        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in rows), None)
+        if stored is None:
+            unknown.append(r)
+        else:
+            resolved.append(dataclasses.replace(r, smsc_message_id=stored))
+    found = rows
+    known = resolved
+    if not known:
+        return BatchResult(unknown, 0, 0)
+    # A part's stat is kept only where other parts wait for it (concatenated messages); a
+    # single-part message's outcome goes straight to the message.
+    multi_parts = [r for r in known if found[(r.operator, r.smsc_message_id)][2] > 1]
+    if multi_parts:
+        session.execute(
+            update(_part)
+            .where(_part.c.operator == bindparam("op"), _part.c.smsc_message_id == bindparam("sid"))
+            .values(stat=bindparam("stat"), done_at=bindparam("done")),
+            [{"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at} for r in multi_parts],
+        )
+    # RULE: a concatenated message is delivered when every part is; it fails as soon as one part fails.
+    outcome: dict[int, tuple[MessageStatus, str, datetime]] = {}
+    multi: set[int] = set()
+    for r in known:
+        message_id, _, parts = found[(r.operator, r.smsc_message_id)]
+        if r.status is None:
+            continue
+        if parts == 1:
+            outcome[message_id] = (r.status, r.detail, r.received_at)
+        else:
+            multi.add(message_id)
+    if multi:
+        by_message: dict[int, list[tuple[str | None, int]]] = defaultdict(list)
+        for message_id, stat, parts in session.execute(
+            select(_part.c.message_id, _part.c.stat, _part.c.parts).where(_part.c.message_id.in_(sorted(multi)))
+        ):
+            by_message[message_id].append((stat, parts))
+        latest = {found[(r.operator, r.smsc_message_id)][0]: r for r in known}
+        for message_id, rows in by_message.items():
+            parts = rows[0][1]
+            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in rows]
+            received = latest[message_id].received_at
+            failed = [detail for status, detail in verdicts if status == MessageStatus.failed]
+            if failed:
+                outcome[message_id] = (MessageStatus.failed, f"a part failed: {failed[0]}", received)
+            elif len(rows) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
+                outcome[message_id] = (MessageStatus.delivered, f"all {parts} parts delivered", received)
+    # One UPDATE per (status, detail) — in practice "delivered" and a few failure reasons.
+    groups: dict[tuple[MessageStatus, str | None], list[tuple[int, datetime]]] = defaultdict(list)
+    for message_id, (status, detail, at) in outcome.items():
+        groups[(status, (detail or "")[:200] or None)].append((message_id, at))
+    for (status, detail), members in groups.items():
+        if _postgres(session):
+            session.execute(_PG_FINAL, {"status": status.value, "detail": detail,
+                                        "ids": [m for m, _ in members], "ats": [at for _, at in members]})
+            continue
+        for start in range(0, len(members), CHUNK):
+            chunk = members[start : start + CHUNK]
+            session.execute(
+                update(_message)
+                .where(_message.c.id.in_([m for m, _ in chunk]), _message.c.status == MessageStatus.submitted.value)
+                .values(status=status, detail=detail, final_at=case(dict(chunk), value=_message.c.id))
+            )
+    delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
+    return BatchResult(unknown, delivered, len(outcome) - delivered)
+
+

@@ -1,0 +1,586 @@
+"""The SMS channel worker (`burgernet worker sms`): queue → claim → binds → statuses.
+
+The protocol is gateway/outbox.py's: consume ids from the "sms" queue, `claim()` them in SQL
+(queued → sending, leased to this worker), commit, ack the queue entries, then send. At most
+`max_open` messages are claimed and unfinished at a time.
+
+Per message: the bulletin's text is cut into parts once per bulletin (gateway/sms/encoding.py;
+more than SMS_MAX_PARTS → failed with the reason), routed to a bind that is up
+(gateway/sms/routing.py; parked while none is), dispatched (`dispatched_at` committed first),
+submitted (gateway/sms/bind.py). Outcomes and receipts are written in batches every
+`flush_seconds` (gateway/sms/store.py).
+
+Nothing lost: a message is `sending` only while this worker holds its lease; if the worker dies,
+`requeue_stale` (run by every SMS worker) returns it to the queue once the lease ran out. Nothing
+twice: only messages with `dispatched_at` set can have reached the SMSC; at most those whose
+submit_sm_resp was not yet written to the database when the worker died are sent again.
+
+Receipts are acknowledged to the SMSC at once (a receipt lost in a crash leaves the message
+`submitted`, which still counts as reached); MO messages only after their effect — an
+unsubscription, an SMS tip — is committed, so a crash makes the SMSC deliver them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.phone import masked
+from gateway.queue import WorkQueue, renew, requeue_stale
+from gateway.storage.models import MessageStatus
+
+from . import pdu as P
+from .bind import Bind, OutMessage, RateLimit
+from .binds import SmsConfig
+from .encoding import TextTooLong, check_parts
+from .health import BindHealth
+from .inbound import BadReceipt, handle_mo, mo_sender, parse_receipt, receipt_status
+from .routing import NoRoute, router_from_config
+from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, record_dispatch, write_batch
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "sms"
+UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
+FLUSH_AT = 100  # accepted submits that trigger a write before the flush interval is over
+# Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
+# window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
+UNRECORDED_PER_WINDOW = 5
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | None, str]:
+    """(final status or None, detail) of a receipt's stat."""
+    verdict = receipt_status(stat, error)
+    if verdict is None:
+        return None, stat
+    status, detail = verdict
+    return status, f"{detail} ({stat})" if detail else "delivered"
+
+
+def default_worker_id() -> str:
+    return f"sms-{socket.gethostname()[:40]}-{os.getpid()}"
+
+
+@dataclass
+class _MoParts:
+    parts: dict[int, str]
+    total: int
+    responders: list[Callable[[int], None]]
+
+
+class SmsWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        queue: WorkQueue,
+        config: SmsConfig,
+        *,
+        worker_id: str | None = None,
+        rate_limits: dict[str, RateLimit] | None = None,
+        health: BindHealth | None = None,
+        max_parts: int = 6,
+        flush_seconds: float = 0.1,
+        lease_seconds: float = 60.0,
+        retries: int = 3,
+        max_open: int | None = None,
+        unrecorded_cap: int | None = None,
+        unanswered_grace: float = 5.0,
+    ) -> None:
+        self.sessions = sessions
+        self.queue = queue
+        self.config = config
+        self.worker_id = worker_id or default_worker_id()
+        self.health = health or BindHealth(None, "")
+        self.max_parts = max_parts
+        self.flush_seconds = flush_seconds
+        self.lease_seconds = lease_seconds
+        self.router = router_from_config(config)
+        rate_limits = rate_limits or {}
+        self.binds: dict[str, Bind] = {
+            b.name: Bind(b, self, rate_limits.get(b.name), retries=retries) for b in config.binds
+        }
+        self.max_open = max_open or max(500, 4 * sum(b.window for b in config.binds))
+        self.open: dict[int, Claimed] = {}
+        self.parked: deque[Claimed] = deque()
+        self.batch = Batch()
+        self._texts: dict[int, tuple[str, list[bytes]] | str] = {}
+        self._room = asyncio.Event()
+        self._flushed = asyncio.Event()
+        # Set when enough outcomes wait: accepted submits not yet in the database are what a
+        # crash would send twice, so they are written without waiting for the next tick.
+        self._flush_now = asyncio.Event()
+        self._writing = 0
+        self.unrecorded_cap = unrecorded_cap or UNRECORDED_PER_WINDOW * max(b.window for b in config.binds)
+        self._stopping = asyncio.Event()
+        self._mo: dict[tuple[str, int, int], _MoParts] = {}
+        self.unanswered_grace = unanswered_grace
+        # phone digits → unanswered submits waiting for a receipt or their grace to run out
+        self.limbo: dict[str, list[tuple[Bind, OutMessage, int, float, bool]]] = {}
+        self.proven_by_receipt = 0
+        # An unknown receipt is kept this long: its submit may be recorded later, or be the
+        # message of a dead worker that comes back once its lease runs out.
+        self.receipt_patience = max(UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5))
+        self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0}
+
+    # --- running -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, drain_seconds: float = 15.0) -> None:
+        """Work until `stop` is set; then finish what is under way (up to `drain_seconds`)."""
+        bind_tasks = [asyncio.create_task(b.run(), name=f"bind {b.name}") for b in self.binds.values()]
+        helpers = [
+            asyncio.create_task(self._flush_loop(), name="sms flush"),
+            asyncio.create_task(self._lease_loop(), name="sms leases"),
+            asyncio.create_task(self._health_loop(), name="sms health"),
+            asyncio.create_task(self._parked_loop(), name="sms parked"),
+        ]
+        consumer = asyncio.create_task(self._consume(stop), name="sms consume")
+        try:
+            await stop.wait()
+            await consumer
+            try:
+                await asyncio.wait_for(self._until_idle(), drain_seconds)
+            except asyncio.TimeoutError:
+                log.warning("SMS worker: stopping with %d message(s) unfinished; their leases return them",
+                            len(self.open))
+        finally:
+            consumer.cancel()
+            self._stopping.set()
+            await asyncio.gather(consumer, return_exceptions=True)
+            for bind in self.binds.values():
+                await bind.stop()
+            await asyncio.gather(*bind_tasks, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self._flush()
+            await asyncio.to_thread(self.health.publish)
+
+    async def _until_idle(self) -> None:
+        while self.open or len(self.batch) or self.limbo:
+            self._flushed.clear()
+            await self._flushed.wait()
+
+    def _any_up(self) -> bool:
+        return any(b.up for b in self.binds.values())
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            room = self.max_open - len(self.open)
+            if room <= 0 or not self._any_up():
+                self._room.clear()
+                try:
+                    await asyncio.wait_for(self._room.wait(), 0.5)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            deliveries = await asyncio.to_thread(self.queue.consume, CHANNEL, self.worker_id, min(room, 500), 500)
+            if not deliveries:
+                continue
+            claimed = await asyncio.to_thread(
+                claim_sms, self.sessions, [d.message_id for d in deliveries], self.worker_id
+            )
+            await asyncio.to_thread(self.queue.ack, CHANNEL, [d.entry_id for d in deliveries])
+            for item in claimed:
+                self.open[item.message_id] = item
+                self._dispatch(item)
+
+    def _encoded(self, item: Claimed) -> tuple[str, list[bytes]] | str:
+        """(encoding, parts' bytes) of the bulletin's text, once per bulletin; or why it cannot go."""
+        cached = self._texts.get(item.bulletin_id)
+        if cached is None:
+            try:
+                encoded = check_parts(item.text, self.max_parts)
+                cached = (encoded.encoding, P.encode_parts(encoded))
+            except TextTooLong as exc:
+                cached = str(exc)
+            except ValueError as exc:
+                cached = f"text cannot be sent: {exc}"
+            if len(self._texts) > 1000:
+                self._texts.clear()
+            self._texts[item.bulletin_id] = cached
+        return cached
+
+    def _dispatch(self, item: Claimed, avoid: str | None = None) -> None:
+        encoded = self._encoded(item)
+        if isinstance(encoded, str):
+            self._fail(item.message_id, encoded)
+            return
+        up = [name for name, b in self.binds.items() if b.up and name != avoid]
+        try:
+            bind = self.binds[self.router.choose(item.phone, up)]
+        except NoRoute:
+            self.parked.append(item)
+            return
+        encoding, chunks = encoded
+        # RULE: concatenation reference from the message id: two long messages to one phone
+        # (alert, update) get different references.
+        reference = item.message_id % 255 + 1
+        pdus = P.submit_pdus(encoding, P.user_data(chunks, reference), bind.source, P.Address.e164(item.phone))
+        message = OutMessage(item.message_id, item.phone, pdus)
+        if item.dispatched_before and len(pdus) == 1 and self.unanswered_grace > 0:
+            # Its worker died after dispatching it: the receipt may prove it already went.
+            self._hold(bind, message, 0, fresh=True)
+        else:
+            bind.submit(message)
+
+    async def _parked_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for _ in range(len(self.parked)):
+                self._dispatch(self.parked.popleft())
+            self._limbo_due()
+
+    # --- what the binds report (BindEvents) ----------------------------------------------------
+
+    async def may_write(self) -> None:
+        """Wait while too many accepted submits are not in the database yet: those are what a
+        crash would send twice, so their number is kept bounded (`unrecorded_cap`)."""
+        while self._unrecorded() >= self.unrecorded_cap:
+            self._flush_now.set()
+            self._flushed.clear()
+            await self._flushed.wait()
+
+    def _unrecorded(self) -> int:
+        return len(self.batch.submitted) + self._writing
+
+    async def mark_dispatched(self, messages: list[OutMessage]) -> None:
+        ids = [m.message_id for m in messages if m.message_id is not None]
+        await asyncio.to_thread(record_dispatch, self.sessions, ids, self.worker_id)
+
+    def submitted(self, bind: Bind, message: OutMessage) -> None:
+        if message.message_id is None:
+            log.info("SMS bind %s: confirmation to %s submitted", bind.name, masked(message.phone))
+            return
+        ids = tuple(i or "" for i in message.smsc_ids)
+        self.batch.submitted.append(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
+        if len(self.batch.submitted) >= FLUSH_AT:
+            self._flush_now.set()
+
+    def failed(self, bind: Bind, message: OutMessage, reason: str) -> None:
+        if message.message_id is None:
+            log.warning("SMS bind %s: confirmation to %s not sent: %s", bind.name, masked(message.phone), reason)
+            return
+        log.warning("SMS to %s failed: %s", masked(message.phone), reason)
+        self._fail(message.message_id, reason)
+
+    def _fail(self, message_id: int, reason: str) -> None:
+        self.batch.failed.append(Failed(message_id, reason, _now()))
+
+    def health_changed(self, bind: Bind, state: str, detail: str) -> None:
+        name = bind.name
+        self.health.set(name, state, detail)
+        if not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(asyncio.to_thread(self.health.publish))
+        if state == "bound":
+            self._room.set()
+
+    def down(self, bind: Bind) -> None:
+        """Failover: what the bind had not started goes over another bind that is up."""
+        others = [name for name, b in self.binds.items() if b.up and name != bind.name]
+        if not others:
+            return
+        moved = bind.take_unstarted()
+        for message in moved:
+            item = self.open.get(message.message_id) if message.message_id is not None else None
+            if item is None:
+                bind.submit(message)
+            else:
+                self._dispatch(item, avoid=bind.name)
+        if moved:
+            log.warning("SMS bind %s is down: %d message(s) go over another bind", bind.name, len(moved))
+
+    def unanswered(self, bind: Bind, parts: list[tuple[OutMessage, int]]) -> None:
+        """Submits a dropped connection left unanswered. The SMSC may have accepted them (its
+        responses can die with the connection). A single-part one waits `unanswered_grace`
+        seconds of the bind being up: a delivery receipt for an unknown id about the same phone
+        proves it was accepted (and gives its SMSC id); without one it goes again."""
+        again: list[tuple[OutMessage, int]] = []
+        for message, index in parts:
+            if self.unanswered_grace > 0 and len(message.pdus) == 1 and message.message_id is not None:
+                self._hold(bind, message, index, fresh=False)
+            else:
+                again.append((message, index))
+        if again:
+            bind.resend(again)
+
+    def _hold(self, bind: Bind, message: OutMessage, index: int, fresh: bool) -> None:
+        deadline = asyncio.get_running_loop().time() + self.unanswered_grace
+        self.limbo.setdefault(message.phone.lstrip("+"), []).append((bind, message, index, deadline, fresh))
+
+    def _limbo_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for phone, entries in list(self.limbo.items()):
+            keep = []
+            for bind, message, index, deadline, fresh in entries:
+                if message.done:
+                    continue
+                if not bind.up:
+                    keep.append((bind, message, index, now + self.unanswered_grace, fresh))
+                elif now < deadline:
+                    keep.append((bind, message, index, deadline, fresh))
+                elif fresh:
+                    bind.submit(message)  # dispatch recorded again before it is written
+                else:
+                    bind.resend([(message, index)])
+            if keep:
+                self.limbo[phone] = keep
+            else:
+                del self.limbo[phone]
+
+    def _proven_by_receipt(self, receipt: ReceiptIn) -> bool:
+        """An unknown receipt about a phone with an unanswered submit in limbo: that submit was
+        accepted; record it with the receipt's SMSC id instead of sending it again."""
+        entries = self.limbo.get(receipt.recipient)
+        if not entries:
+            return False
+        bind, message, index, _, _ = entries.pop(0)
+        if not entries:
+            del self.limbo[receipt.recipient]
+        if message.done:
+            return False
+        message.smsc_ids[index] = receipt.smsc_message_id
+        message.done = True
+        self.proven_by_receipt += 1
+        self.submitted(bind, message)
+        return True
+
+    def deliver(self, bind: Bind, raw: bytes, respond: Callable[[int], None]) -> None:
+        try:
+            head = P.read_deliver(raw)
+            message = None if head.is_receipt else P.parse_deliver(raw)
+        except (ValueError, UnicodeDecodeError, IndexError) as exc:
+            log.warning("SMS bind %s: unreadable deliver_sm (%s); refused", bind.name, exc)
+            respond(0x65)  # ESME_RX_P_APPN: permanent, do not send it again
+            return
+        if message is None:
+            self._receipt(bind, head, respond)
+            return
+        sender = mo_sender(message.source.number, int(message.source.ton))
+        if sender is None:
+            log.warning("SMS bind %s: MO from an unusable sender address ignored", bind.name)
+            respond(0)
+            return
+        text = message.short_message or message.message_payload
+        segment = P.concatenation(message)
+        if segment is not None:
+            reference, part, total = segment
+            key = (sender, reference, total)
+            held = self._mo.setdefault(key, _MoParts({}, total, []))
+            held.parts[part] = text
+            held.responders.append(respond)
+            if len(held.parts) < total:
+                return
+            del self._mo[key]
+            text = "".join(held.parts[i] for i in sorted(held.parts))
+            responders = held.responders
+        else:
+            responders = [respond]
+        asyncio.get_running_loop().create_task(self._mo_received(bind, sender, text, responders))
+
+    def _receipt(self, bind: Bind, head: P.DeliverHead, respond: Callable[[int], None]) -> None:
+        smsc_id = head.tlvs.get(P.RECEIPTED_MESSAGE_ID, b"").rstrip(b"\0").decode("latin-1")
+        state = head.tlvs.get(P.MESSAGE_STATE)
+        now = _now()
+        recipient = head.source.lstrip("+")
+        if smsc_id and state is not None and int.from_bytes(state, "big") == P.STATE_DELIVERED:
+            # The common case, from the TLVs alone (the text's dates are not needed: final_at is
+            # when the gateway learned it).
+            entry = ReceiptIn(bind.config.operator, smsc_id, "DELIVRD", MessageStatus.delivered, "delivered",
+                              None, now, recipient, respond, (smsc_id,))
+        else:
+            try:
+                receipt = parse_receipt(head.short_message.decode("latin-1"), head.tlvs)
+            except BadReceipt as exc:
+                respond(0)
+                log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
+                return
+            status, detail = _judge_stat(receipt.stat, receipt.error)
+            entry = ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
+                              receipt.done_at, now, recipient, respond, receipt.id_candidates())
+        # Acknowledged once written: a receipt a crash swallowed is delivered again.
+        self.batch.receipts.append(entry)
+
+    async def _mo_received(self, bind: Bind, sender: str, text: str, responders: list[Callable[[int], None]]) -> None:
+        try:
+            outcome = await asyncio.to_thread(self._handle_mo, sender, text)
+        except Exception:  # noqa: BLE001 — the SMSC gets a temporary error and delivers it again
+            log.exception("SMS from %s could not be handled; the SMSC will deliver it again", masked(sender))
+            for respond in responders:
+                respond(0x64)  # ESME_RX_T_APPN: temporary
+            return
+        for respond in responders:
+            respond(0)
+        log.info("SMS from %s: %s%s", masked(sender), outcome.kind,
+                 f" ({outcome.unsubscribed} registration(s) ended)" if outcome.kind == "unsubscribed" else "")
+        if outcome.reply:
+            self._send_service(bind, sender, outcome.reply)
+
+    def _handle_mo(self, sender: str, text: str):
+        with self.sessions() as session, session.begin():
+            return handle_mo(session, sender, text, _now())
+
+    def _send_service(self, bind: Bind, phone: str, text: str) -> None:
+        """A reply that belongs to no action (the STOP confirmation): through the bind the request
+        came in on (its transmitter side), logged, not stored as an action's message."""
+        try:
+            encoded = check_parts(text, self.max_parts)
+        except ValueError as exc:
+            log.error("confirmation text unusable: %s", exc)
+            return
+        chunks = P.user_data(P.encode_parts(encoded), 1)
+        pdus = P.submit_pdus(encoded.encoding, chunks, bind.source, P.Address.e164(phone), receipt=False)
+        message = OutMessage(None, phone, pdus, dispatched=True)
+        target = bind if bind.up else next((b for b in self.binds.values() if b.up), bind)
+        target.submit(message)
+
+    # --- periodic work -------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._flush_now.wait(), self.flush_seconds)
+            except asyncio.TimeoutError:
+                pass
+            self._flush_now.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not len(self.batch):
+            self._flushed.set()
+            return
+        batch, self.batch = self.batch, Batch()
+        self._writing = len(batch.submitted)
+        try:
+            result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, _judge_stat)
+        except Exception:
+            self._writing = 0
+            # The database is unreachable: keep the batch (nothing is acked to anybody that is
+            # not also in memory) and try again at the next flush.
+            log.exception("SMS worker: writing %d status(es) failed; retrying", len(batch))
+            self.batch.submitted[:0] = batch.submitted
+            self.batch.failed[:0] = batch.failed
+            self.batch.receipts[:0] = batch.receipts
+            await asyncio.sleep(1)
+            return
+        self._writing = 0
+        # A receipt is acknowledged once written; one whose submit is not (yet) known only when
+        # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
+        waiting = {id(r) for r in result.unknown}
+        for receipt in batch.receipts:
+            if receipt.ack is not None and id(receipt) not in waiting:
+                receipt.ack(0)
+        for item in batch.submitted:
+            self.open.pop(item.message_id, None)
+        for item in batch.failed:
+            self.open.pop(item.message_id, None)
+        self.counts["submitted"] += len(batch.submitted)
+        self.counts["failed"] += len(batch.failed) + result.failed_by_receipt
+        self.counts["delivered"] += result.delivered
+        now = _now()
+        proven = self.proven_by_receipt
+        for receipt in result.unknown:
+            if self._proven_by_receipt(receipt) or now - receipt.received_at < self.receipt_patience:
+                self.batch.receipts.append(receipt)
+            else:
+                if receipt.ack is not None:
+                    receipt.ack(0)
+                self.counts["receipts_unknown"] += 1
+                log.warning("SMS receipt for unknown SMSC id %s… (operator %s) ignored",
+                            receipt.smsc_message_id[:4], receipt.operator)
+        if self.proven_by_receipt > proven:
+            log.info("SMS: %d unanswered submit(s) proven accepted by their receipt, not sent again",
+                     self.proven_by_receipt - proven)
+        self._room.set()
+        self._flushed.set()
+
+    async def _lease_loop(self) -> None:
+        every = max(self.lease_seconds / 4, 0.2)
+        while True:
+            try:
+                await asyncio.to_thread(self._leases)
+            except Exception:  # noqa: BLE001 — a database hiccup must not stop the worker
+                log.exception("SMS worker: lease upkeep failed; trying again")
+            await asyncio.sleep(every)
+
+    def _leases(self) -> None:
+        with self.sessions() as session, session.begin():
+            renew(session, self.worker_id)
+        requeued = requeue_stale(self.sessions, self.queue, CHANNEL, self.lease_seconds)
+        if requeued.total:
+            log.warning("SMS: %d message(s) of a stopped worker queued again; %d of them had been "
+                        "dispatched and may reach their phone twice", requeued.total, requeued.dispatched)
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            await asyncio.to_thread(self.health.publish)
+
+
+
+
+async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None) -> None:
+    """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds."""
+    import redis
+    import redis.asyncio
+
+    from gateway.queue import DEFAULT_PREFIX, make_queue
+    from gateway.storage.db import make_engine, session_factory
+
+    from .binds import load_sms_config
+    from .ratelimit import BindRateLimit
+
+    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind, settings.sms_sender)
+    engine = make_engine(settings.sqlalchemy_url)
+    queue = make_queue(settings.redis_url)
+    sync_redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    async_redis = redis.asyncio.Redis.from_url(settings.redis_url) if settings.redis_url else None
+    rate_limits: dict[str, RateLimit] = {}
+    if async_redis is not None:
+        for bind in config.binds:
+            if bind.rate_per_second:
+                rate_limits[bind.name] = BindRateLimit(async_redis, bind.name, bind.rate_per_second, DEFAULT_PREFIX)
+    worker = SmsWorker(
+        session_factory(engine),
+        queue,
+        config,
+        worker_id=worker_id,
+        rate_limits=rate_limits,
+        health=BindHealth(sync_redis, DEFAULT_PREFIX),
+        max_parts=settings.sms_max_parts,
+        flush_seconds=settings.sms_flush_ms / 1000,
+        lease_seconds=settings.sms_lease_seconds,
+        retries=settings.sms_submit_retries,
+        unanswered_grace=settings.sms_unanswered_grace_seconds,
+    )
+    if stop is None:  # SIGTERM/SIGINT: stop claiming, finish what is under way
+        import signal
+
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    log.info("SMS worker %s: binds %s", worker.worker_id, ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.binds))
+    try:
+        await worker.run(stop)
+    finally:
+        queue.close()
+        engine.dispose()
+        if async_redis is not None:
+            await async_redis.aclose()
+        if sync_redis is not None:
+            sync_redis.close()
