@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # The caller ID alert calls show: deliberately not the tip line 0800-0011 (that is the number
     # the message asks people to call; this one only identifies the alert call).
     voice_caller_id: str = "Burgernet <0880000000>"
+    # A voice worker renews the lease on its `sending` messages; one that stops renewing for this
+    # long (it died) loses them: not yet dialled → called by another worker; dialled → failed
+    # "outcome unknown" (it may have rung).
+    voice_lease_seconds: float = Field(60, ge=1)
     # Simultaneous alert calls at most (trunk capacity); a call holds its place until it ended.
     voice_max_calls: int = Field(20, ge=1)
     # How long a participant's phone rings before the attempt counts as "no answer".

@@ -179,6 +179,52 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
     assert voice.audio.calls == 1  # synthesized once for the bulletin, never per call
 
 
+@postgresql_only
+def test_a_stopped_workers_messages_are_taken_over(voice):
+    """A voice worker died holding four messages, one of them already dialled: once its lease ran
+    out, a living worker calls the three nobody dialled and records the dialled one as unknown."""
+    from datetime import timedelta
+
+    from gateway.queue import claim, mark_dispatched, renew
+    from gateway.storage.models import utcnow
+    from gateway.voice.worker import WORKER_STOPPED
+
+    port = voice.start_ivr()
+    voice.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
+                      BN_RING_SECONDS="3", HOLD="40", BN_AMD="no")
+    phones = [f"+3161100{n:04d}" for n in range(4)]
+    register(voice, phones)
+    launch(voice)
+    deliveries = voice.queue.consume("voice", "dead-worker", count=10, block_ms=0)
+    with voice.sessions() as s:
+        owned = claim(s, [d.message_id for d in deliveries], worker="voice-dead")
+        dialled = s.scalar(select(Message.id).where(Message.phone == phones[0]))
+        mark_dispatched(s, [dialled], "voice-dead")
+        renew(s, "voice-dead", now=utcnow() - timedelta(seconds=30))  # its last sign of life
+        s.commit()
+    voice.queue.ack("voice", [d.entry_id for d in deliveries])
+    assert len(owned) == 4
+
+    async def scenario():
+        ami = AMIClient(voice.asterisk.ami_host, voice.asterisk.ami_port, voice.asterisk.ami_user, voice.asterisk.ami_secret)
+        await ami.connect()
+        worker = worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5, lease_seconds=5)
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, poll_ms=200))
+        try:
+            return worker, await until_all_final(voice, 4, timeout=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            await ami.close()
+
+    worker, got = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert (got[phones[0]].status, got[phones[0]].detail) == (MessageStatus.failed, WORKER_STOPPED)
+    assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
+        (MessageStatus.answered, "listened to the end", 2)}  # claimed twice: by the dead worker, then this one
+    assert worker.stats["originates"] == 3  # the dialled one was not called again
+
+
 PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per call that reached a phone ([test-phones])
 
 

@@ -10,7 +10,7 @@ or every `queued` one when the queue's content itself was lost (in-memory queue,
 """
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
-from .lease import Requeued, mark_dispatched, renew, requeue_stale
+from .lease import REQUEUED_DISPATCHED_DETAIL, Requeued, mark_dispatched, renew, requeue_stale, upkeep, worker_id
 from .memory import MemoryQueue
 from .reconcile import claim, publish_messages, reconcile
 from .streams import RedisStreamQueue
@@ -33,9 +33,12 @@ __all__ = [
     "WorkQueue",
     "claim",
     "make_queue",
+    "REQUEUED_DISPATCHED_DETAIL",
     "mark_dispatched",
     "publish_messages",
     "reconcile",
     "renew",
     "requeue_stale",
+    "upkeep",
+    "worker_id",
 ]

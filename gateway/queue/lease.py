@@ -13,6 +13,8 @@ and counted, so the caller can log the bound ("at most N of these may arrive twi
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,6 +31,11 @@ REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
 # The same, for a message that had been dispatched: the next worker may look for proof that the
 # provider has it (SMS: a delivery receipt) before sending it again.
 REQUEUED_DISPATCHED_DETAIL = "requeued: the worker that claimed it stopped after dispatching it"
+
+
+def worker_id(channel: str) -> str:
+    """A name for this worker process that no other living worker has (host and pid)."""
+    return f"{channel_name(channel)}-{socket.gethostname()[:40]}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,14 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
             .values(dispatched_at=stamp)
             .execution_options(synchronize_session=False)
         )
+
+
+def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float) -> Requeued:
+    """A living worker's periodic duty: renew its own leases, then queue again what a stopped
+    worker of the channel left `sending`."""
+    with sessions() as session, session.begin():
+        renew(session, worker)
+    return requeue_stale(sessions, queue, channel, lease_seconds)
 
 
 def requeue_stale(

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.phone import masked
-from gateway.queue import WorkQueue, renew, requeue_stale
+from gateway.queue import WorkQueue, upkeep
 from gateway.storage.models import MessageStatus
 
 from . import pdu as P
@@ -519,9 +519,7 @@ class SmsWorker:
             await asyncio.sleep(every)
 
     def _leases(self) -> None:
-        with self.sessions() as session, session.begin():
-            renew(session, self.worker_id)
-        requeued = requeue_stale(self.sessions, self.queue, CHANNEL, self.lease_seconds)
+        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds)
         if requeued.total:
             log.warning("SMS: %d message(s) of a stopped worker queued again; %d of them had been "
                         "dispatched and may reach their phone twice", requeued.total, requeued.dispatched)

@@ -53,6 +53,12 @@ has fully booted. The bound is *at most one call per attempt*:
 of `core stop`), as the Shutdown event and the closed connection may come seconds later. After a
 reconnect, calls whose channels no longer exist are treated as ended, so their slots come back.
 
+A crashed voice worker: every claim is a lease of this worker (`worker_id`), renewed while it
+lives (gateway/queue/lease.py, as for SMS). Each Originate is preceded by the dispatch mark. When a
+worker stops renewing for VOICE_LEASE_SECONDS, any voice worker returns its `sending` messages to
+the queue; the next claim places the undialled ones and fails the dialled ones as "outcome unknown
+(voice worker stopped)" — the same rule as a lost Originate outcome: at most one call per attempt.
+
 Stopping (`stop` set): nothing new is claimed; calls and retry waits already under way finish.
 """
 
@@ -70,7 +76,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.queue import WorkQueue, claim
+from gateway.queue import REQUEUED_DISPATCHED_DETAIL, WorkQueue, claim, mark_dispatched, upkeep, worker_id
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
 from gateway.tts import AudioCache, AudioResult
 from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
@@ -84,6 +90,7 @@ CHANNEL = "voice"
 CONTEXT = "alert-call"
 RETRY_REASONS = {5: "busy", 3: "no answer", 8: "congestion"}
 OUTCOME_UNKNOWN = "outcome unknown (Asterisk restarted)"
+WORKER_STOPPED = "outcome unknown (voice worker stopped)"
 CUT_OFF = "cut off (Asterisk restarted)"
 DEFAULT_CALL_TIMEOUT = 3600.0  # an answered call may be put through to the centralist (a tip)
 FAILED_CHANNEL_GRACE = 10.0
@@ -152,6 +159,8 @@ class VoiceWorker:
         consumer: str = "voice-worker",
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         failed_channel_grace: float = FAILED_CHANNEL_GRACE,
+        worker: str | None = None,
+        lease_seconds: float = 60.0,
     ) -> None:
         if max_calls < 1 or retries < 0 or retry_delay < 0 or ring_seconds <= 0:
             raise ValueError("max_calls >= 1, retries >= 0, retry_delay >= 0 and ring_seconds > 0 please")
@@ -162,6 +171,7 @@ class VoiceWorker:
         self.retries, self.retry_delay = retries, retry_delay
         self.asterisk_audio_dir = asterisk_audio_dir.rstrip("/")
         self.consumer, self.call_timeout, self.failed_channel_grace = consumer, call_timeout, failed_channel_grace
+        self.worker, self.lease_seconds = worker or worker_id(CHANNEL), lease_seconds
         self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
         self._slots = asyncio.Semaphore(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
@@ -187,6 +197,7 @@ class VoiceWorker:
             retries=settings.voice_retries,
             retry_delay=settings.voice_retry_delay_seconds,
             asterisk_audio_dir=settings.voice_asterisk_audio_dir,
+            lease_seconds=settings.voice_lease_seconds,
         )
         options.update(kw)
         return cls(sessions, queue, ami, audio, **options)
@@ -209,6 +220,7 @@ class VoiceWorker:
         stop = stop or asyncio.Event()
         tasks: set[asyncio.Task] = set()
         room = 2 * self.max_calls
+        leases = asyncio.create_task(self._lease_loop(), name="voice leases")
         while not stop.is_set():
             free = room - len(tasks)
             if free <= 0:
@@ -227,21 +239,44 @@ class VoiceWorker:
                 task.add_done_callback(tasks.discard)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        leases.cancel()
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.keep_leases)
+            except Exception:  # noqa: BLE001 — a database hiccup must not stop the calls
+                log.exception("voice worker: lease upkeep failed; trying again")
+            await asyncio.sleep(max(self.lease_seconds / 4, 0.2))
+
+    def keep_leases(self) -> None:
+        """Renew this worker's leases; queue again what a stopped voice worker left `sending`."""
+        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker, self.lease_seconds)
+        if requeued.total:
+            log.warning("voice: %d message(s) of a stopped worker queued again (%d had been dialled: "
+                        "recorded as outcome unknown, not called again)", requeued.total, requeued.dispatched)
 
     def _claim(self, message_ids: list[int]) -> list[VoiceCall]:
         with self.sessions() as session:
-            owned = claim(session, message_ids)
+            owned = claim(session, message_ids, worker=self.worker)
             session.commit()
             if not owned:
                 return []
             rows = session.execute(
-                select(Message.id, Message.phone, Message.action_id, Message.bulletin_id, Bulletin.spoken_text, Participant.language)
+                select(Message.id, Message.phone, Message.action_id, Message.bulletin_id, Bulletin.spoken_text,
+                       Participant.language, Message.detail)
                 .join(Bulletin, Bulletin.id == Message.bulletin_id)
                 .outerjoin(Participant, Participant.id == Message.participant_id)
                 .where(Message.id.in_(owned))
                 .order_by(Message.id)
             ).all()
-        return [VoiceCall(mid, phone, aid, bid, text, language or "nl") for mid, phone, aid, bid, text, language in rows]
+        # RULE: at most one call per attempt — a stopped worker may have dialled these already.
+        dialled = [row.id for row in rows if row.detail == REQUEUED_DISPATCHED_DETAIL]
+        for message_id in dialled:
+            self._finish(message_id, MessageStatus.failed, WORKER_STOPPED, None)
+        self.stats["failed"] += len(dialled)
+        return [VoiceCall(mid, phone, aid, bid, text, language or "nl")
+                for mid, phone, aid, bid, text, language, detail in rows if detail != REQUEUED_DISPATCHED_DETAIL]
 
     # -- one message --
 
@@ -322,6 +357,7 @@ class VoiceWorker:
 
     async def _originate(self, call: VoiceCall, audio: str, attempt: _Attempt) -> _Outcome:
         connection = self.ami.reconnects  # which AMI connection this Originate went out on
+        await self._write(self._mark_dispatched, call.message_id)
         try:
             self.stats["originates"] += 1
             action_id = await self.ami.originate(
@@ -452,6 +488,10 @@ class VoiceWorker:
         return update(Message).where(
             Message.id == message_id, Message.status == MessageStatus.sending, Message.final_at.is_(None)
         )
+
+    def _mark_dispatched(self, message_id: int) -> None:
+        with self.sessions() as session, session.begin():  # committed before the Originate goes out
+            mark_dispatched(session, [message_id], self.worker)
 
     def _answered(self, message_id: int, uniqueid: str | None) -> None:
         now = _now()
