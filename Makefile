@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system services smsc-sim web test demo bench migrate serve ivr clean
+.PHONY: help venv system demo-system services smsc-sim web test demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -36,8 +36,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-system: ## Install the Debian packages the tests need (espeak-ng, ffmpeg, debootstrap) when missing
-	bash scripts/ensure-system-packages.sh
+system: ## Install the Debian packages the tests need (espeak-ng, ffmpeg, node, debootstrap, chromium) when missing
+	bash scripts/ensure-system-packages.sh test
+
+demo-system: # The Debian packages the demo needs (espeak-ng, ffmpeg, node) when missing
+	bash scripts/ensure-system-packages.sh demo
 
 services: ## Make sure PostgreSQL and Redis are running on 127.0.0.1 (starts/installs them)
 	bash scripts/ensure-services.sh
@@ -56,7 +59,7 @@ $(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-demo: venv smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
+demo: venv demo-system smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo
 
 bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, SMS, voice, statistics)
