@@ -39,13 +39,18 @@ class Requeued:
     dispatched: int  # may have reached the provider already: these may arrive twice
 
 
-def renew(session: Session, worker: str, now: datetime | None = None) -> int:
-    """Extend the leases of every message `worker` still holds; returns how many. Caller commits."""
+def renew(session: Session, worker: str, now: datetime | None = None, older_than: timedelta | None = None) -> int:
+    """Extend the leases of every message `worker` still holds; returns how many. Caller commits.
+
+    With `older_than`, only leases taken or renewed longer ago than that: most messages are done
+    long before, and rewriting every held row each round locked the rows the worker was writing
+    statuses to (and added a row version per message)."""
+    stamp = now or utcnow()
+    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending)
+    if older_than is not None:
+        held += (Message.claimed_at < stamp - older_than,)
     result = session.execute(
-        update(Message)
-        .where(Message.claimed_by == worker, Message.status == MessageStatus.sending)
-        .values(claimed_at=now or utcnow())
-        .execution_options(synchronize_session=False)
+        update(Message).where(*held).values(claimed_at=stamp).execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
 

@@ -520,7 +520,8 @@ class SmsWorker:
 
     def _leases(self) -> None:
         with self.sessions() as session, session.begin():
-            renew(session, self.worker_id)
+            # Every quarter lease, the leases older than a quarter: none gets older than about half.
+            renew(session, self.worker_id, older_than=timedelta(seconds=self.lease_seconds / 4))
         requeued = requeue_stale(self.sessions, self.queue, CHANNEL, self.lease_seconds)
         if requeued.total:
             log.warning("SMS: %d message(s) of a stopped worker queued again; %d of them had been "
