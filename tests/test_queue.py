@@ -3,7 +3,7 @@ and the database side (publish_messages, reconcile, claim) on PostgreSQL and SQL
 
 import threading
 import time
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 import pytest
 import redis
@@ -347,3 +347,33 @@ def test_duplicate_queue_entries_lead_to_one_send(sessions, bulletin_id):
         with sessions() as s, s.begin():
             sent += claim(s, [d.message_id])
     assert sent == ids
+
+
+def test_renew_extends_only_the_workers_old_leases(sessions, bulletin_id):
+    from gateway.queue.lease import renew
+
+    old, young, others = (add_messages(sessions, bulletin_id, 2, "sms") for _ in range(3))
+    start = utcnow()
+    with sessions() as s, s.begin():
+        claim(s, old, "w1")
+        claim(s, young, "w1")
+        claim(s, others, "w2")
+        s.execute(
+            Message.__table__.update()
+            .where(Message.id.in_(old + others))
+            .values(claimed_at=start - timedelta(seconds=40))
+        )
+    now = start + timedelta(seconds=1)
+    with sessions() as s, s.begin():
+        assert renew(s, "w1", now, older_than=timedelta(seconds=15)) == 2
+    with sessions() as s:
+        leased = dict(s.execute(select(Message.id, Message.claimed_at)).all())
+
+    def as_utc(t):
+        return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+    assert all(as_utc(leased[i]) == as_utc(now) for i in old)  # renewed
+    assert all(as_utc(leased[i]) < as_utc(now) - timedelta(seconds=0.5) for i in young)  # recent: left
+    assert all(as_utc(leased[i]) < as_utc(start) for i in others)  # another worker's: left
+    with sessions() as s, s.begin():
+        assert renew(s, "w1", now) == 4  # without `older_than`: every lease it holds

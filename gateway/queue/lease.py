@@ -46,13 +46,18 @@ class Requeued:
     dispatched: int  # may have reached the provider already: these may arrive twice
 
 
-def renew(session: Session, worker: str, now: datetime | None = None) -> int:
-    """Extend the leases of every message `worker` still holds; returns how many. Caller commits."""
+def renew(session: Session, worker: str, now: datetime | None = None, older_than: timedelta | None = None) -> int:
+    """Extend the leases of every message `worker` still holds; returns how many. Caller commits.
+
+    With `older_than`, only leases taken or renewed longer ago than that: most messages are done
+    long before, and rewriting every held row each round locked the rows the worker was writing
+    statuses to (and added a row version per message)."""
+    stamp = now or utcnow()
+    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending)
+    if older_than is not None:
+        held += (Message.claimed_at < stamp - older_than,)
     result = session.execute(
-        update(Message)
-        .where(Message.claimed_by == worker, Message.status == MessageStatus.sending)
-        .values(claimed_at=now or utcnow())
-        .execution_options(synchronize_session=False)
+        update(Message).where(*held).values(claimed_at=stamp).execution_options(synchronize_session=False)
     )
     return result.rowcount or 0
 
@@ -75,10 +80,11 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
 
 
 def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float) -> Requeued:
-    """A living worker's periodic duty: renew its own leases, then queue again what a stopped
-    worker of the channel left `sending`."""
+    """A living worker's periodic duty (every quarter lease): renew its own leases, then queue
+    again what a stopped worker of the channel left `sending`."""
     with sessions() as session, session.begin():
-        renew(session, worker)
+        # Only the leases older than a quarter lease: none gets older than about half of it.
+        renew(session, worker, older_than=timedelta(seconds=lease_seconds / 4))
     return requeue_stale(sessions, queue, channel, lease_seconds)
 
 

@@ -29,24 +29,22 @@ def publish_messages(
     The only place that sets `Message.enqueued_at`. Publish first: a crash before the UPDATE
     leaves the mark unset and the reconciler publishes again, which a duplicate entry survives.
     """
-    published: list[int] = []
+    # Chunk by chunk (publish, then mark and commit): a worker starts on the first chunk at once,
+    # and each mark holds its rows' locks only briefly. One transaction over a whole launch
+    # (100,000 rows) made the workers' claims and status writes wait on its row locks.
+    published = 0
     for channel, ids in message_ids_by_channel.items():
-        ids = list(ids)
-        if ids:
-            queue.publish(channel_name(channel), ids)
-            published.extend(ids)
-    if not published:
-        return 0
-    now = utcnow()
-    with sessions() as session, session.begin():
-        for chunk in _chunks(published):
-            session.execute(
-                update(Message)
-                .where(Message.id.in_(chunk))
-                .values(enqueued_at=now)
-                .execution_options(synchronize_session=False)
-            )
-    return len(published)
+        for chunk in _chunks(list(ids)):
+            queue.publish(channel_name(channel), chunk)
+            with sessions() as session, session.begin():
+                session.execute(
+                    update(Message)
+                    .where(Message.id.in_(chunk))
+                    .values(enqueued_at=utcnow())
+                    .execution_options(synchronize_session=False)
+                )
+            published += len(chunk)
+    return published
 
 
 def reconcile(
