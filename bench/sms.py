@@ -33,17 +33,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.pg import fresh_database  # noqa: E402
 from bench.smsc_reference import run_reference  # noqa: E402
 from gateway.actions import lifecycle  # noqa: E402
 from gateway.config import Settings  # noqa: E402
 from gateway.queue import RedisStreamQueue, publish_messages  # noqa: E402
 from gateway.storage.db import make_engine, session_factory  # noqa: E402
-from gateway.storage.migrate import upgrade  # noqa: E402
 from gateway.storage.models import (  # noqa: E402
     Action,
     ActionType,
@@ -57,22 +57,12 @@ from gateway.storage.models import (  # noqa: E402
 from gateway.targeting.geo import tile_of  # noqa: E402
 from smsc_sim import SmscSimulator  # noqa: E402
 
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_DB = "burgernet_bench_sms"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CENTRE = (52.0907, 5.1214)
 BURGERNET = Path(sys.executable).with_name("burgernet")
 
 
-def fresh_database() -> str:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DB}"'))
-    admin.dispose()
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
-    upgrade(url)
-    return url
 
 
 def seed_participants(sessions, n: int) -> None:
@@ -234,7 +224,7 @@ def main() -> None:
     logs.mkdir(parents=True, exist_ok=True)
 
     print(f"preparing: database {PG_DB}, {n:,} participants …", flush=True)
-    pg_url = fresh_database()
+    pg_url = fresh_database(PG_DB)
     engine = make_engine(pg_url)
     sessions = session_factory(engine)
     seed_participants(sessions, n)

@@ -20,7 +20,6 @@ goal (each under 200 ms); the exit status is 1 when it is missed.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from datetime import date, datetime, timezone
@@ -28,6 +27,7 @@ from datetime import date, datetime, timezone
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
 
+from bench.pg import PG_ADMIN_URL, database_url
 from bench.targeting import _median_ms
 from gateway.seed import seed
 from gateway.seed_year import seed_year
@@ -37,7 +37,6 @@ from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Role, User
 
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_DB = "burgernet_bench_stats"
 PARTICIPANTS = 1_600_000
 START = date(2025, 11, 24)  # the year: 2025-11-24 … 2026-11-23
@@ -61,7 +60,7 @@ def _log(message: str) -> None:
 
 def prepare(actions: int, messages: int, reseed: bool) -> Engine:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
+    url = database_url(PG_DB)
     counts = None
     with admin.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_DB}).first()

@@ -12,7 +12,6 @@ primary key. The ratio of the two is the cost of finding the rows rather than kn
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ from sqlalchemy import BigInteger, Engine, bindparam, column, create_engine, fun
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from bench.pg import PG_ADMIN_URL, database_url
 from gateway.seed import seed
 from gateway.storage.db import make_engine
 from gateway.storage.migrate import upgrade
@@ -33,7 +33,6 @@ from gateway.targeting.geo import tile_ranges
 from gateway.targeting.query import _registrations, _tile_query, find_recipients, registrations_in_tiles
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 PG_DB = "burgernet_bench"
 SQLITE_PATH = ROOT / ".cache" / "bench" / "targeting.db"
 
@@ -80,7 +79,7 @@ def _seed(engine: Engine, label: str, participants: int) -> None:
 
 def prepare_postgresql(participants: int, reseed: bool) -> Engine:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + PG_DB
+    url = database_url(PG_DB)
     with admin.connect() as conn:
         exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": PG_DB}).first()
         engine = make_engine(url) if exists else None

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 
+from bench.pg import fresh_database
 from gateway.actions import lifecycle
 from gateway.config import Settings
 from gateway.queue import MemoryQueue, publish_messages
 from gateway.storage.db import make_engine, session_factory
-from gateway.storage.migrate import upgrade
 from gateway.storage.models import Action, ActionType, Address, Centralist, Message, MessageStatus, Municipality, Participant
 from gateway.targeting.geo import tile_of
 from gateway.tts import AudioCache, make_engines
@@ -52,7 +52,6 @@ sys.path.insert(0, str(REPO / "tests"))  # the tests' Asterisk harness and far-s
 from asterisk_harness import AsteriskServer, RawAMI, ensure_chroot  # noqa: E402
 from phone_sounds import HUMAN, write_phone_sounds  # noqa: E402
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "burgernet_bench_voice"
 AUDIO_DIR = "/var/lib/burgernet/audio"  # as Asterisk sees it, inside the chroot
 PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per ring
@@ -87,15 +86,6 @@ class Timeline:
     lasted: list[float] = field(default_factory=list)  # each phone channel's life, ring to hangup
 
 
-def fresh_database() -> str:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
-    admin.dispose()
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
-    upgrade(url)
-    return url
 
 
 def create_action(sessions, calls: int) -> int:
@@ -201,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from ivr.server import FastAGIServer
 
     print(f"voice bench: {args.calls} calls, cap C={args.cap}, answered calls L={args.seconds} s", flush=True)
-    url = fresh_database()
+    url = fresh_database(DB_NAME)
     engine = make_engine(url)
     sessions = session_factory(engine)
     asterisk = AsteriskServer(ensure_chroot(), turn_timeout=3600)  # test runs may hold it for a while
