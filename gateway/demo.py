@@ -228,7 +228,7 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
             said.append(f"dry-run outbox recorded {recorded:,} {' and '.join(dry_run)} messages as sent")
         if sms is not None:
             said.append(f"SMS via the SMSC simulator, all SMS so far: {sms.settle()}")
-        return "; ".join(said) or "voice messages go to Asterisk"
+        return "; ".join(said)
 
 
     steps: dict = {}

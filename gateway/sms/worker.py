@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.phone import masked
 from gateway.queue import WorkQueue, upkeep
+from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
 from gateway.storage.models import MessageStatus
 
 from . import pdu as P
@@ -73,10 +72,6 @@ def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | No
     return status, f"{detail} ({stat})" if detail else "delivered"
 
 
-def default_worker_id() -> str:
-    return f"sms-{socket.gethostname()[:40]}-{os.getpid()}"
-
-
 @dataclass
 class _MoParts:
     parts: dict[int, str]
@@ -105,7 +100,7 @@ class SmsWorker:
         self.sessions = sessions
         self.queue = queue
         self.config = config
-        self.worker_id = worker_id or default_worker_id()
+        self.worker_id = worker_id or lease_worker_id(CHANNEL)
         self.health = health or BindHealth(None, "")
         self.max_parts = max_parts
         self.flush_seconds = flush_seconds

@@ -171,17 +171,21 @@ def _message_counts(rows) -> Select:
     )
 
 
+def _within(scope, rows, area: Area):
+    """The actions of `scope` that reached the area, and the reach rows inside it."""
+    if area.municipality_ids is None:
+        return scope, rows
+    mine = select(rows).where(rows.c.municipality_id.in_(area.municipality_ids)).subquery("mine")
+    return _actions_reaching(rows, area), mine
+
+
 def summary_counts(
     conn: Session | Connection, period: Period, area: Area, action_type: ActionType | None
 ) -> tuple[ActionCounts, MessageCounts]:
     """Action-level and message-level counts for the summary."""
     scope = launched(period, action_type)
     rows = reach(conn, scope)
-    if area.municipality_ids is None:
-        actions, mine = scope, rows
-    else:
-        actions = _actions_reaching(rows, area)
-        mine = select(rows).where(rows.c.municipality_id.in_(area.municipality_ids)).subquery("mine")
+    actions, mine = _within(scope, rows, area)
     flags = action_flags(actions, period)
     action_row = conn.execute(select(*_action_aggregates(flags))).one()
     message_row = conn.execute(_message_counts(mine)).one()
@@ -224,11 +228,7 @@ def by_type(
     """Per action type: action counts and message counts (within the area)."""
     scope = launched(period)
     rows = reach(conn, scope)
-    if area.municipality_ids is None:
-        actions, mine = scope, rows
-    else:
-        actions = _actions_reaching(rows, area)
-        mine = select(rows).where(rows.c.municipality_id.in_(area.municipality_ids)).subquery("mine")
+    actions, mine = _within(scope, rows, area)
     flags = action_flags(actions, period)
     per_action = conn.execute(select(flags.c.type, *_action_aggregates(flags)).group_by(flags.c.type)).all()
     typed = select(mine, _a.c.type).join(_a, _a.c.id == mine.c.action_id).where(_a.c.id.in_(actions)).subquery("typed")
