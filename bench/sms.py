@@ -168,7 +168,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         with sessions() as s:
             queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings)
             s.commit()
-        publish_messages(sessions, queue, queued.ids_by_channel)
+        publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id)
         launched = time.monotonic() - started
         queued_count = len(queued.ids_by_channel.get("sms", []))
         if queued_count != n:

@@ -158,7 +158,7 @@ async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_p
     with sessions() as s:  # as POST /actions/{id}/launch does: commit, then publish
         queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings)
         s.commit()
-    publish_messages(sessions, queue, queued.ids_by_channel)
+    publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id)
     deadline = time.perf_counter() + args.calls / args.cap * (args.seconds + 5) * 3 + 120
     try:
         while not done.is_set():  # every call ended; or nothing left to call (a failure: reported below)

@@ -28,7 +28,7 @@ def expire_actions(
         closed = lifecycle.expire_due(session, now)
         session.commit()
         for queued in closed:
-            publish_messages(sessions, queue, queued.ids_by_channel)
+            publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id)
             sync_action(route_cache, session, queued.action_id)
     if closed:
         log.info("expired %d action(s)", len(closed))

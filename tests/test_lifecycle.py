@@ -255,7 +255,7 @@ def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, 
     with api.sessions() as s:
         queued = lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
         s.commit()
-    publish_messages(api.sessions, queue, queued.ids_by_channel)
+    publish_messages(api.sessions, queue, queued.ids_by_channel, queued.bulletin_id)
     later = datetime.now(timezone.utc) + timedelta(seconds=61)
     assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0  # all still on the queue
 

@@ -207,7 +207,9 @@ def bulletin_id(sessions):
             radius_m=1000,
             centralist=centralist,
         )
-        bulletin = Bulletin(action=action, kind=BulletinKind.alert, seq=0, sms_text="x", spoken_text="x")
+        # Published: these tests are about messages queued on their own (`enqueued_at`).
+        bulletin = Bulletin(action=action, kind=BulletinKind.alert, seq=0, sms_text="x", spoken_text="x",
+                            published_at=utcnow())
         s.add(bulletin)
         s.flush()
         return bulletin.id
@@ -280,6 +282,39 @@ def test_reconcile_republishes_lost_publishes_only(sessions, bulletin_id):
     assert reconcile(sessions, q, grace_seconds=60, now=later) == 2
     assert queued_ids(q, "sms") == lost_sms + fresh
     assert published  # not republished: they have enqueued_at and the queue was not empty
+
+
+def test_a_bulletins_messages_are_published_with_one_mark(sessions, bulletin_id):
+    """A new bulletin's messages are created with `enqueued_at`; their publish is recorded once,
+    on the bulletin. A bulletin whose mark never came (a crash between commit and publish) has
+    its queued messages published again once it is older than the grace period."""
+    with sessions() as s, s.begin():
+        action_id = s.get(Bulletin, bulletin_id).action_id
+        old = utcnow() - timedelta(seconds=600)
+        lost = Bulletin(action_id=action_id, kind=BulletinKind.update, seq=1, sms_text="x", spoken_text="x", created_at=old)
+        done = Bulletin(action_id=action_id, kind=BulletinKind.update, seq=2, sms_text="x", spoken_text="x", created_at=old)
+        s.add_all([lost, done])
+        s.flush()
+        lost_id, done_id = lost.id, done.id
+    lost_msgs = add_messages(sessions, lost_id, 3, "sms", age_s=600, enqueued_at=old)
+    add_messages(sessions, lost_id, 1, "sms", age_s=600, enqueued_at=old, status=MessageStatus.delivered)
+    done_msgs = add_messages(sessions, done_id, 2, "sms", age_s=600, enqueued_at=old)
+    q = MemoryQueue()
+    q.publish("sms", [999_999])  # the queue is not empty: only the missing mark tells
+    assert publish_messages(sessions, q, {"sms": done_msgs}, done_id) == 2
+    with sessions() as s:
+        assert s.get(Bulletin, done_id).published_at is not None
+        assert s.get(Bulletin, lost_id).published_at is None
+        assert s.scalars(select(Message.enqueued_at).where(Message.id.in_(done_msgs))).all() == [old, old]
+    drain(q, "sms")
+    q.publish("sms", [999_999])
+
+    assert reconcile(sessions, q, grace_seconds=60) == 3
+    assert queued_ids(q, "sms") == [999_999, *lost_msgs]
+    with sessions() as s:
+        assert s.get(Bulletin, lost_id).published_at is not None  # repaired: not published again
+    q.publish("sms", [999_999])
+    assert reconcile(sessions, q, grace_seconds=60) == 0
 
 
 def test_reconcile_republishes_what_an_emptied_queue_lost(sessions, bulletin_id):

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.storage.models import Channel, Message, MessageStatus, utcnow
+from gateway.storage.models import Bulletin, Channel, Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
 
@@ -23,11 +23,15 @@ def publish_messages(
     sessions: sessionmaker[Session],
     queue: WorkQueue,
     message_ids_by_channel: Mapping[str, Sequence[int]],
+    bulletin_id: int | None = None,
 ) -> int:
-    """Put committed messages on the queue, then mark them `enqueued_at`; returns how many.
+    """Put committed messages on the queue and record that they are there; returns how many.
 
-    The only place that sets `Message.enqueued_at`. Publish first: a crash before the UPDATE
-    leaves the mark unset and the reconciler publishes again, which a duplicate entry survives.
+    With `bulletin_id` the ids are all the messages of that new bulletin (created with
+    `enqueued_at` set): the record is one mark, `Bulletin.published_at`, after the last chunk.
+    Without, each message gets its own `enqueued_at` (a message queued again). The only place that
+    sets either. Publish first: a crash before the mark leaves it unset and the reconciler publishes
+    again, which a duplicate entry survives.
     """
     # Chunk by chunk (publish, then mark and commit): a worker starts on the first chunk at once,
     # and each mark holds its rows' locks only briefly. One transaction over a whole launch
@@ -36,6 +40,9 @@ def publish_messages(
     for channel, ids in message_ids_by_channel.items():
         for chunk in _chunks(list(ids)):
             queue.publish(channel_name(channel), chunk)
+            published += len(chunk)
+            if bulletin_id is not None:
+                continue
             with sessions() as session, session.begin():
                 session.execute(
                     update(Message)
@@ -43,8 +50,19 @@ def publish_messages(
                     .values(enqueued_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
-            published += len(chunk)
+    if bulletin_id is not None:
+        _mark_published(sessions, Bulletin.id == bulletin_id)
     return published
+
+
+def _mark_published(sessions: sessionmaker[Session], which) -> None:
+    with sessions() as session, session.begin():
+        session.execute(
+            update(Bulletin)
+            .where(which, Bulletin.published_at.is_(None))
+            .values(published_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
 
 
 def reconcile(
@@ -58,7 +76,8 @@ def reconcile(
     """Publish again the `queued` messages whose queue entry was lost; returns how many.
 
     Lost means, for a message older than `grace_seconds` (younger ones may still be on their way):
-    - its publish never happened (`enqueued_at` NULL: a crash between commit and publish), or
+    - its publish never happened (a crash between commit and publish: its bulletin's
+      `published_at`, or for a message queued again on its own its `enqueued_at`, is NULL), or
     - it was published but its channel's queue is now empty: workers ack an entry only after
       claiming its message in SQL, so a `queued` message with no entry left lost it (Redis
       restarted without persistence, or its stream was deleted).
@@ -66,10 +85,12 @@ def reconcile(
     """
     cutoff = (now or utcnow()) - timedelta(seconds=grace_seconds)
     condition = Message.status == MessageStatus.queued
+    unpublished = Bulletin.published_at.is_(None) & (Bulletin.created_at < cutoff)
     if not republish_all:
         emptied = [c.value for c in Channel if queue.backlog(c.value) == 0]
         condition = condition & (
             (Message.enqueued_at.is_(None) & (Message.created_at < cutoff))
+            | Message.bulletin_id.in_(select(Bulletin.id).where(unpublished))
             | (Message.channel.in_(emptied) & (Message.enqueued_at < cutoff))
         )
     total = 0
@@ -83,14 +104,17 @@ def reconcile(
                 .limit(CHUNK)
             ).all()
         if not rows:
-            return total
+            break
         by_channel: dict[str, list[int]] = defaultdict(list)
         for message_id, channel in rows:
             by_channel[channel_name(channel)].append(message_id)
         total += publish_messages(sessions, queue, by_channel)
         last_id = rows[-1][0]
         if len(rows) < CHUNK:
-            return total
+            break
+    # Every queued message of those bulletins is on the queue again (they may have none left).
+    _mark_published(sessions, unpublished)
+    return total
 
 
 def status_guard(status: MessageStatus):

@@ -18,9 +18,9 @@ work. Here:
   whose response was lost with the connection).
 - **Reconnect** with exponential backoff; a refused bind (wrong password …) is logged once per
   change in plain words, reported as health "auth_failed", and retried with a longer backoff.
-- **Dispatch mark**: before a message's first part is written, the worker commits
-  `dispatched_at` (`events.mark_dispatched`), so after a crash the database tells which messages
-  may have reached the SMSC.
+- **Dispatch mark**: a message is handed to a bind only once the worker has committed its
+  `dispatched_at` (with the claim), so after a crash the database tells which messages may have
+  reached the SMSC.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class OutMessage:
     pdus: list[bytes]
     smsc_ids: list[str | None] = field(default_factory=list)
     retries: int = 0  # transient failures and timeouts so far
-    dispatched: bool = False
     done: bool = False
     bind: str = ""
 
@@ -73,7 +72,6 @@ class OutMessage:
 class BindEvents(Protocol):
     """What a bind tells the worker."""
 
-    async def mark_dispatched(self, messages: list[OutMessage]) -> None: ...
     async def may_write(self) -> None: ...
     def submitted(self, bind: "Bind", message: OutMessage) -> None: ...
     def failed(self, bind: "Bind", message: OutMessage, reason: str) -> None: ...
@@ -299,7 +297,6 @@ class Bind:
         self.rate = AdaptiveRate(contracted=float(config.rate_per_second))
         self.correlator: Correlator[tuple[OutMessage, int]] = Correlator(config.response_timeout_seconds)
         self.source = P.Address(*config.source_address)
-        self.unmarked: deque[OutMessage] = deque()  # routed here, dispatch not yet recorded
         self.ready: deque[tuple[OutMessage, int]] = deque()  # parts to write, in order
         self._wake = asyncio.Event()
         self._bound = asyncio.Event()
@@ -316,19 +313,14 @@ class Bind:
 
     def submit(self, message: OutMessage) -> None:
         message.bind = self.name
-        if message.dispatched:
-            self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
-        else:
-            self.unmarked.append(message)
+        self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
         self._wake.set()
 
     def backlog(self) -> int:
-        return len(self.unmarked) + len(self.ready) + len(self.correlator)
+        return len(self.ready) + len(self.correlator)
 
     def take_unstarted(self) -> list[OutMessage]:
         """Messages routed here of which no part was written: free to go over another bind."""
-        out = list(self.unmarked)
-        self.unmarked.clear()
         keep: deque[tuple[OutMessage, int]] = deque()
         moved: dict[int, OutMessage] = {}
         in_flight = {id(m) for m, _ in self.correlator}
@@ -338,7 +330,7 @@ class Bind:
             else:
                 moved[id(message)] = message
         self.ready = keep
-        return out + list(moved.values())
+        return list(moved.values())
 
     async def stop(self) -> None:
         self._stopping = True
@@ -391,7 +383,7 @@ class Bind:
                 self._requeue_in_flight()
             if self._stopping:
                 break
-            if self.ready or self.unmarked:
+            if self.ready:
                 self.events.down(self)
             await self._pause(self.reconnect_backoff.delay(failures))
         self._set_health("stopped", "")
@@ -432,7 +424,6 @@ class Bind:
         tasks = [*readers]
         tasks.append(asyncio.create_task(self._keep(links)))
         tasks.append(asyncio.create_task(self._send(links[0])))
-        tasks.append(asyncio.create_task(self._mark()))
         stopper = asyncio.create_task(self._wait_stop())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -471,30 +462,6 @@ class Bind:
 
     # --- tasks while bound ---------------------------------------------------------------------
 
-    async def _mark(self) -> None:
-        """Record the dispatch of the next messages before any of their parts is written."""
-        # Marked ahead of the sender by up to 4 windows, in chunks of up to 2, so that the sender
-        # never waits for a mark. Marked-but-unwritten messages of a crashed worker cost only a
-        # wait for receipts (see the worker), never a duplicate.
-        ahead = 4 * self.config.window
-        chunk_size = 2 * self.config.window
-        while True:
-            while len(self.ready) >= ahead or not self.unmarked:
-                self._wake.clear()
-                await self._wake.wait()
-            chunk: list[OutMessage] = []
-            while self.unmarked and len(chunk) < chunk_size:
-                chunk.append(self.unmarked.popleft())
-            try:
-                await self.events.mark_dispatched(chunk)
-            except BaseException:
-                self.unmarked.extendleft(reversed(chunk))
-                raise
-            for message in chunk:
-                message.dispatched = True
-                self.ready.extend((message, i) for i in range(len(message.pdus)))
-            self._wake.set()
-
     async def _send(self, link: _Link) -> None:
         writer = link
         window = self.window
@@ -524,7 +491,6 @@ class Bind:
                 window.in_flight += 1
             self.rate.note_sent(now, count)
             await writer.drain()
-            self._wake.set()  # the marker may top up `ready`
 
     async def _keep(self, links: list[_Link]) -> None:
         """Expire unanswered submits, recover the rate, keep the links alive with enquire_link."""

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.queue import claim, mark_dispatched
 from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
-from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart
+from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +50,46 @@ class Claimed:
     dispatched_before: bool = False
 
 
+# PostgreSQL: claim, dispatch mark and what sending needs in one statement (one round trip).
+# See gateway.queue.claim for the rule and reconcile.status_guard for `status || ''`.
+_PG_CLAIM = text("""
+    WITH claimed AS (
+        UPDATE message
+           SET status = 'sending', attempts = attempts + 1, claimed_by = :worker, claimed_at = :now,
+               dispatched_at = :now
+         WHERE id = ANY(CAST(:ids AS bigint[])) AND status || '' = 'queued'
+     RETURNING id, phone, bulletin_id, detail)
+    SELECT c.id, c.phone, c.bulletin_id, b.sms_text, c.detail
+      FROM claimed AS c JOIN bulletin AS b ON b.id = c.bulletin_id
+     ORDER BY c.id
+""")
+
+
 def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> list[Claimed]:
-    """Claim (queued → sending, leased to `worker`) and load what sending needs; one commit."""
+    """Claim (queued → sending, leased to `worker`, dispatched) and load what sending needs; one commit.
+
+    The dispatch mark comes with the claim: a claimed SMS is written to the SMSC within
+    milliseconds, and a separate mark before each write was a fifth of the worker's database
+    writes. After a crash every claimed SMS therefore counts as possibly sent; the next worker
+    waits for a receipt that proves it before sending it again (see the worker's `limbo`).
+    """
+    now = utcnow()
     with sessions() as session, session.begin():
-        owned = claim(session, message_ids, worker)
-        if not owned:
-            return []
-        rows = session.execute(
-            select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text, Message.detail)
-            .join(Bulletin, Bulletin.id == Message.bulletin_id)
-            .where(Message.id.in_(owned))
-            .order_by(Message.id)
-        ).all()
+        if _postgres(session):
+            rows = session.execute(_PG_CLAIM, {"ids": sorted({int(i) for i in message_ids}), "worker": worker,
+                                               "now": now}).all()
+        else:
+            owned = claim(session, message_ids, worker)
+            if not owned:
+                return []
+            mark_dispatched(session, owned, worker, now)
+            rows = session.execute(
+                select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text, Message.detail)
+                .join(Bulletin, Bulletin.id == Message.bulletin_id)
+                .where(Message.id.in_(owned))
+                .order_by(Message.id)
+            ).all()
     return [Claimed(mid, phone, bid, text, detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, text, detail in rows]
-
-
-def record_dispatch(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> None:
-    """Commit `dispatched_at` for messages whose first part is about to be written."""
-    if message_ids:
-        with sessions() as session, session.begin():
-            mark_dispatched(session, list(message_ids), worker)
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,12 @@ class Submitted:
     bind: str
     smsc_ids: tuple[str, ...]
     at: datetime
+    # The final outcome, when the (single-part) message's receipt came before its submit was
+    # written: then the message goes from `sending` to final in one write, and needs no sms_part
+    # row (nothing is left for a receipt to find).
+    status: MessageStatus | None = None
+    detail: str | None = None
+    final_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -108,12 +134,48 @@ class ReceiptIn:
 
 @dataclass
 class Batch:
+    """Outcomes waiting to be written together."""
+
     submitted: list[Submitted] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     receipts: list[ReceiptIn] = field(default_factory=list)
+    # Receipts folded into `submitted` (their outcome): acknowledged once the batch is written.
+    folded: list[ReceiptIn] = field(default_factory=list)
+    # (operator, SMSC id) → index in `submitted` of a single-part message without outcome yet
+    _waiting: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.submitted) + len(self.failed) + len(self.receipts)
+
+    def add_submitted(self, item: Submitted) -> None:
+        if len(item.smsc_ids) == 1:
+            self._waiting[(item.operator, item.smsc_ids[0])] = len(self.submitted)
+        self.submitted.append(item)
+
+    def fold(self, receipt: ReceiptIn) -> bool:
+        """Take a final receipt of a single-part message submitted in this very batch into its
+        submit (one write instead of two); False when the receipt is not about one."""
+        if receipt.status is None:
+            return False
+        for smsc_id in receipt.ids or (receipt.smsc_message_id,):
+            index = self._waiting.pop((receipt.operator, smsc_id), None)
+            if index is not None:
+                self.submitted[index] = dataclasses.replace(
+                    self.submitted[index], status=receipt.status, detail=(receipt.detail or "")[:200] or None,
+                    final_at=receipt.received_at)
+                self.folded.append(receipt)
+                return True
+        return False
+
+    def put_back(self, unwritten: "Batch") -> None:
+        """A batch whose write failed goes in front of this one (written first next time)."""
+        self.submitted[:0] = unwritten.submitted
+        self.failed[:0] = unwritten.failed
+        self.receipts[:0] = unwritten.receipts
+        self.folded[:0] = unwritten.folded
+        self._waiting = {
+            (s.operator, s.smsc_ids[0]): i for i, s in enumerate(self.submitted) if s.status is None and len(s.smsc_ids) == 1
+        }
 
 
 @dataclass(frozen=True)
@@ -173,31 +235,62 @@ _PG_FINAL = text("""
 """)
 
 
+_PG_SUBMITTED_FINAL = text("""
+    UPDATE message AS m
+       SET status = :status, detail = :detail,
+           provider_id = (CAST(:pids AS varchar[]))[array_position(CAST(:ids AS bigint[]), m.id)],
+           sent_at = (CAST(:ats AS timestamptz[]))[array_position(CAST(:ids AS bigint[]), m.id)],
+           final_at = (CAST(:finals AS timestamptz[]))[array_position(CAST(:ids AS bigint[]), m.id)]
+     WHERE m.id = ANY(CAST(:ids AS bigint[])) AND m.status || '' = 'sending'
+       AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
+""")
+
+
 def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
+    pending = [s for s in submitted if s.status is None]
+    settled: dict[tuple[MessageStatus, str | None], list[Submitted]] = defaultdict(list)
+    for s in submitted:
+        if s.status is not None:
+            settled[(s.status, s.detail)].append(s)
     parts = [
         (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
-        for s in submitted
+        for s in pending
         for index, smsc_id in enumerate(s.smsc_ids)
     ]
     if _postgres(session):
-        session.execute(_PG_SUBMITTED, {
-            "ids": [s.message_id for s in submitted], "pids": [s.smsc_ids[0][:64] for s in submitted],
-            "ats": [s.at for s in submitted], "worker": worker})
-        columns = list(zip(*parts))
-        session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
+        if pending:
+            session.execute(_PG_SUBMITTED, {
+                "ids": [s.message_id for s in pending], "pids": [s.smsc_ids[0][:64] for s in pending],
+                "ats": [s.at for s in pending], "worker": worker})
+            columns = list(zip(*parts))
+            session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
+        for (status, detail), group in settled.items():
+            session.execute(_PG_SUBMITTED_FINAL, {
+                "status": status.value, "detail": detail, "worker": worker,
+                "ids": [s.message_id for s in group], "pids": [s.smsc_ids[0][:64] for s in group],
+                "ats": [s.at for s in group], "finals": [s.final_at for s in group]})
         return
-    session.execute(
-        update(_message)
-        .where(
-            _message.c.id == bindparam("mid"),
-            _message.c.status == MessageStatus.sending.value,
-            or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
-        )
-        .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
-        [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in submitted],
+    mine = (
+        _message.c.id == bindparam("mid"),
+        _message.c.status == MessageStatus.sending.value,
+        or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
     )
-    keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
-    session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
+    if pending:
+        session.execute(
+            update(_message).where(*mine)
+            .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
+            [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in pending],
+        )
+        keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
+        session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
+    for s in submitted:
+        if s.status is not None:
+            session.execute(
+                update(_message).where(*mine)
+                .values(status=s.status, detail=s.detail, provider_id=bindparam("pid"), sent_at=bindparam("at"),
+                        final_at=bindparam("final")),
+                {"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "final": s.final_at, "worker": worker},
+            )
 
 
 # One primary-key lookup per id (LATERAL), whatever the statistics say: `smsc_message_id = ANY(:sids)`

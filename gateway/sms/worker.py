@@ -6,8 +6,8 @@ The protocol is gateway/outbox.py's: consume ids from the "sms" queue, `claim()`
 
 Per message: the bulletin's text is cut into parts once per bulletin (gateway/sms/encoding.py;
 more than SMS_MAX_PARTS → failed with the reason), routed to a bind that is up
-(gateway/sms/routing.py; parked while none is), dispatched (`dispatched_at` committed first),
-submitted (gateway/sms/bind.py). Outcomes and receipts are written in batches every
+(gateway/sms/routing.py; parked while none is) and submitted (gateway/sms/bind.py); the claim
+committed its `dispatched_at` already. Outcomes and receipts are written in batches every
 `flush_seconds` (gateway/sms/store.py).
 
 Nothing lost: a message is `sending` only while this worker holds its lease; if the worker dies,
@@ -44,7 +44,7 @@ from .encoding import TextTooLong, check_parts
 from .health import BindHealth
 from .inbound import BadReceipt, handle_mo, mo_sender, parse_receipt, receipt_status
 from .routing import NoRoute, router_from_config
-from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, record_dispatch, write_batch
+from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, write_batch
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -254,16 +254,12 @@ class SmsWorker:
     def _unrecorded(self) -> int:
         return len(self.batch.submitted) + self._writing
 
-    async def mark_dispatched(self, messages: list[OutMessage]) -> None:
-        ids = [m.message_id for m in messages if m.message_id is not None]
-        await asyncio.to_thread(record_dispatch, self.sessions, ids, self.worker_id)
-
     def submitted(self, bind: Bind, message: OutMessage) -> None:
         if message.message_id is None:
             log.info("SMS bind %s: confirmation to %s submitted", bind.name, masked(message.phone))
             return
         ids = tuple(i or "" for i in message.smsc_ids)
-        self.batch.submitted.append(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
+        self.batch.add_submitted(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
         if len(self.batch.submitted) >= FLUSH_AT:
             self._flush_now.set()
 
@@ -409,7 +405,8 @@ class SmsWorker:
             entry = ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
                               receipt.done_at, now, recipient, respond, receipt.id_candidates())
         # Acknowledged once written: a receipt a crash swallowed is delivered again.
-        self.batch.receipts.append(entry)
+        if not self.batch.fold(entry):
+            self.batch.receipts.append(entry)
 
     async def _mo_received(self, bind: Bind, sender: str, text: str, responders: list[Callable[[int], None]]) -> None:
         try:
@@ -440,7 +437,7 @@ class SmsWorker:
             return
         chunks = P.user_data(P.encode_parts(encoded), 1)
         pdus = P.submit_pdus(encoded.encoding, chunks, bind.source, P.Address.e164(phone), receipt=False)
-        message = OutMessage(None, phone, pdus, dispatched=True)
+        message = OutMessage(None, phone, pdus)
         target = bind if bind.up else next((b for b in self.binds.values() if b.up), bind)
         target.submit(message)
 
@@ -468,25 +465,25 @@ class SmsWorker:
             # The database is unreachable: keep the batch (nothing is acked to anybody that is
             # not also in memory) and try again at the next flush.
             log.exception("SMS worker: writing %d status(es) failed; retrying", len(batch))
-            self.batch.submitted[:0] = batch.submitted
-            self.batch.failed[:0] = batch.failed
-            self.batch.receipts[:0] = batch.receipts
+            self.batch.put_back(batch)
             await asyncio.sleep(1)
             return
         self._writing = 0
         # A receipt is acknowledged once written; one whose submit is not (yet) known only when
         # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
         waiting = {id(r) for r in result.unknown}
-        for receipt in batch.receipts:
+        for receipt in (*batch.folded, *batch.receipts):
             if receipt.ack is not None and id(receipt) not in waiting:
                 receipt.ack(0)
         for item in batch.submitted:
             self.open.pop(item.message_id, None)
         for item in batch.failed:
             self.open.pop(item.message_id, None)
+        folded_delivered = sum(1 for s in batch.submitted if s.status == MessageStatus.delivered)
+        folded_failed = len(batch.folded) - folded_delivered
         self.counts["submitted"] += len(batch.submitted)
-        self.counts["failed"] += len(batch.failed) + result.failed_by_receipt
-        self.counts["delivered"] += result.delivered
+        self.counts["failed"] += len(batch.failed) + result.failed_by_receipt + folded_failed
+        self.counts["delivered"] += result.delivered + folded_delivered
         now = _now()
         proven = self.proven_by_receipt
         for receipt in result.unknown:

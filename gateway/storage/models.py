@@ -332,6 +332,10 @@ class Bulletin(Base):
     sms_text: Mapped[str] = mapped_column(Text)
     spoken_text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set once all its messages are on the work queue: one mark per bulletin instead of one
+    # UPDATE per message (100,000 for a big launch). NULL and older than the reconciler's grace:
+    # the publish was lost, and the reconciler publishes its queued messages again.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     action: Mapped[Action] = relationship(back_populates="bulletins")
 
@@ -358,7 +362,9 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(64))  # SMSC message id / call id
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # Set once the id is on the work queue; NULL + queued means a publish may have been lost.
+    # When the message was handed to the work queue. A bulletin's messages are created with it
+    # set, their publish confirmed by `Bulletin.published_at`; a message queued again on its own
+    # (stale lease) has it NULL until that publish is done. NULL + queued: the publish may be lost.
     enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     final_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

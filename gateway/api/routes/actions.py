@@ -147,7 +147,7 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
     session.commit()
     # Hand the ids to the workers only once they are committed; the reconciler covers a crash
     # between the commit and the publish.
-    publish_messages(request.app.state.sessions, request.app.state.queue, queued.ids_by_channel)
+    publish_messages(request.app.state.sessions, request.app.state.queue, queued.ids_by_channel, queued.bulletin_id)
     # The tip line must know at once which numbers now lead to this action (or no longer do).
     sync_action(request.app.state.route_cache, session, action_id)
     return QueuedPublic(action=action, queued={k: len(v) for k, v in queued.ids_by_channel.items()})
