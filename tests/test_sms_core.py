@@ -227,6 +227,25 @@ def test_a_long_text_goes_as_udh_parts_never_sar():
     assert P.parse_header(stamped[:16])[3] == 42 and stamped[16:] == pdus[0][16:]
 
 
+@pytest.mark.parametrize("text", ["Burgernet: man met rode jas. Actiecode 4821.", "Vermist: kind 🙂",
+                                  "Gezocht: man met rode jas, € 50 beloning. " * 8, "Vermist 🙂 " * 40])
+@pytest.mark.parametrize("source", [P.Address("Burgernet", 5, 0), P.Address("3197010000000", 1, 1)])
+def test_the_submit_template_gives_the_pdus_aiosmpplib_builds(text, source):
+    encoded = split_sms(text)
+    chunks = P.encode_parts(encoded)
+    template = P.SubmitTemplate.build(encoded.encoding, chunks, source)
+    for phone, reference in (("+31612345678", 7), ("+3247012345", 255), ("+491701234567", 1)):
+        expected = P.submit_pdus(encoded.encoding, P.user_data(chunks, reference), source, P.Address.e164(phone))
+        assert template.pdus(phone.lstrip("+"), reference) == expected
+
+
+def test_a_submit_sm_resp_gives_its_message_id():
+    body = b"6f3c2a\x00"
+    raw = P.HEADER.pack(16 + len(body), 0x80000004, 0, 9) + body
+    assert P.parse_submit_resp(raw) == "6f3c2a"
+    assert P.parse_submit_resp(raw[:-1]) == "6f3c2a"  # without its NUL (seen from some SMSCs)
+
+
 def test_a_single_part_has_no_header_and_ucs2_has_data_coding_8():
     encoded = split_sms("Vermist: kind 🙂")
     chunks = P.user_data(P.encode_parts(encoded), 1)

@@ -23,7 +23,6 @@ from aiosmpplib.protocol import (
     EnquireLink,
     EnquireLinkResp,
     SmppMessage,
-    SubmitSmResp,
     Unbind,
     UnbindResp,
 )
@@ -93,6 +92,44 @@ def submit_pdus(encoding: str, chunks: list[bytes], source: Address, destination
     return out
 
 
+@dataclass(frozen=True)
+class SubmitTemplate:
+    """The submit_sm PDUs of one text from one source, built once by `submit_pdus`; per recipient
+    only the destination number and the concatenation reference are put in.
+
+    Building every PDU through aiosmpplib's classes cost ~12 µs a message, a sixth of the
+    worker's CPU at full speed; splicing bytes costs ~1 µs and gives identical PDUs (tested).
+    """
+
+    # Per part: the body up to destination_addr, the body after its NUL, and where the
+    # concatenation reference sits in the latter (-1: a single part, no header).
+    parts: tuple[tuple[bytes, bytes, int], ...]
+
+    @classmethod
+    def build(cls, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True) -> "SubmitTemplate":
+        marker = "0"  # a placeholder destination, found again in the built PDU by its position
+        parts = []
+        for i, pdu in enumerate(submit_pdus(encoding, user_data(chunks, 0), source, Address(marker, 1, 1), receipt)):
+            start = pdu.index(0, PDU_HEADER_LENGTH) + 3  # service_type, source TON and NPI
+            start = pdu.index(0, start) + 3  # source_addr, destination TON and NPI
+            end = start + len(marker)
+            before, after = pdu[PDU_HEADER_LENGTH:start], pdu[end + 1 :]
+            reference = after.index(bytes((5, 0, 3, 0, len(chunks), i + 1))) + 3 if len(chunks) > 1 else -1
+            parts.append((before, after, reference))
+        return cls(tuple(parts))
+
+    def pdus(self, number: str, reference: int) -> list[bytes]:
+        """The PDUs (sequence 0) to `number` (digits, TON 1/NPI 1), concatenated with `reference`."""
+        destination = number.encode("ascii") + b"\0"
+        out = []
+        for before, after, at in self.parts:
+            if at >= 0:
+                after = after[:at] + bytes((reference & 0xFF,)) + after[at + 1 :]
+            body = before + destination + after
+            out.append(HEADER.pack(PDU_HEADER_LENGTH + len(body), SmppCommand.SUBMIT_SM, 0, 0) + body)
+        return out
+
+
 def bind_pdu(mode: str, system_id: str, password: str, system_type: str, sequence: int) -> bytes:
     """bind_transceiver / bind_transmitter / bind_receiver."""
     cls = {"transceiver": BindTransceiver, "transmitter": BindTransmitter, "receiver": BindReceiver}[mode]
@@ -117,10 +154,10 @@ def _aiosmpp_header(length: int, command: int, status: int, sequence: int) -> Pd
 
 
 def parse_submit_resp(pdu: bytes) -> str:
-    """The SMSC message id of a submit_sm_resp."""
-    length, command, status, sequence = parse_header(pdu[:PDU_HEADER_LENGTH])
-    resp = SubmitSmResp.from_pdu(pdu, _aiosmpp_header(length, command, status, sequence))
-    return resp.message_id
+    """The SMSC message id of a submit_sm_resp (a C-octet string after the header; some SMSCs
+    leave out its NUL). Read directly: one per part sent, aiosmpplib's decoder costs ~5 µs each."""
+    end = pdu.find(0, PDU_HEADER_LENGTH)
+    return pdu[PDU_HEADER_LENGTH : end if end >= 0 else len(pdu)].decode("latin-1")
 
 
 def parse_deliver(pdu: bytes) -> DeliverSm:

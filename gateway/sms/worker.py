@@ -110,11 +110,11 @@ class SmsWorker:
         self.binds: dict[str, Bind] = {
             b.name: Bind(b, self, rate_limits.get(b.name), retries=retries) for b in config.binds
         }
-        self.max_open = max_open or max(500, 4 * sum(b.window for b in config.binds))
+        self.max_open = max_open or max(2000, 20 * sum(b.window for b in config.binds))
         self.open: dict[int, Claimed] = {}
         self.parked: deque[Claimed] = deque()
         self.batch = Batch()
-        self._texts: dict[int, tuple[str, list[bytes]] | str] = {}
+        self._texts: dict[tuple[int, str], P.SubmitTemplate | str] = {}
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -195,38 +195,38 @@ class SmsWorker:
                 self.open[item.message_id] = item
                 self._dispatch(item)
 
-    def _encoded(self, item: Claimed) -> tuple[str, list[bytes]] | str:
-        """(encoding, parts' bytes) of the bulletin's text, once per bulletin; or why it cannot go."""
-        cached = self._texts.get(item.bulletin_id)
+    def _template(self, item: Claimed, bind: Bind) -> P.SubmitTemplate | str:
+        """The submit_sm PDUs of the bulletin's text over `bind` (its sender), built once per
+        bulletin and bind; or why the text cannot go."""
+        key = (item.bulletin_id, bind.name)
+        cached = self._texts.get(key)
         if cached is None:
             try:
                 encoded = check_parts(item.text, self.max_parts)
-                cached = (encoded.encoding, P.encode_parts(encoded))
+                cached = P.SubmitTemplate.build(encoded.encoding, P.encode_parts(encoded), bind.source)
             except TextTooLong as exc:
                 cached = str(exc)
             except ValueError as exc:
                 cached = f"text cannot be sent: {exc}"
             if len(self._texts) > 1000:
                 self._texts.clear()
-            self._texts[item.bulletin_id] = cached
+            self._texts[key] = cached
         return cached
 
     def _dispatch(self, item: Claimed, avoid: str | None = None) -> None:
-        encoded = self._encoded(item)
-        if isinstance(encoded, str):
-            self._fail(item.message_id, encoded)
-            return
         up = [name for name, b in self.binds.items() if b.up and name != avoid]
         try:
             bind = self.binds[self.router.choose(item.phone, up)]
         except NoRoute:
             self.parked.append(item)
             return
-        encoding, chunks = encoded
+        template = self._template(item, bind)
+        if isinstance(template, str):
+            self._fail(item.message_id, template)
+            return
         # RULE: concatenation reference from the message id: two long messages to one phone
         # (alert, update) get different references.
-        reference = item.message_id % 255 + 1
-        pdus = P.submit_pdus(encoding, P.user_data(chunks, reference), bind.source, P.Address.e164(item.phone))
+        pdus = template.pdus(item.phone.lstrip("+"), item.message_id % 255 + 1)
         message = OutMessage(item.message_id, item.phone, pdus)
         if item.dispatched_before and len(pdus) == 1 and self.unanswered_grace > 0:
             # Its worker died after dispatching it: the receipt may prove it already went.

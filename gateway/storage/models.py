@@ -379,9 +379,12 @@ class Message(Base):
     __table_args__ = (
         # RULE: one message per phone number per bulletin — the database backs the targeting rule.
         UniqueConstraint("bulletin_id", "phone", name="uq_message_bulletin_phone"),
-        Index("ix_message_status_enqueued", "status", "enqueued_at"),
         Index("ix_message_phone", "phone"),
-        Index("ix_message_status_claimed", "status", "claimed_at"),
+        # The messages still to do (the reconciler's and the lease keeper's scans). Partial: a
+        # message leaves it when it is final, so the final status write of every message — the
+        # bulk of the writes — does not touch this index.
+        Index("ix_message_open", "status", "claimed_at", postgresql_where=text("status IN ('queued', 'sending')"),
+              sqlite_where=text("status IN ('queued', 'sending')")),
     )
 
 
