@@ -313,7 +313,11 @@ class Bind:
 
     def submit(self, message: OutMessage) -> None:
         message.bind = self.name
-        self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
+        if len(message.pdus) == 1:  # the common case, without a generator per message
+            if message.smsc_ids[0] is None:
+                self.ready.append((message, 0))
+        else:
+            self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
         self._wake.set()
 
     def backlog(self) -> int:

@@ -56,7 +56,7 @@ UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
 FLUSH_AT = 100  # accepted submits that trigger a write before the flush interval is over
 # Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
 # window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
-UNRECORDED_PER_WINDOW = 5
+UNRECORDED_PER_WINDOW = 10
 
 
 def _now() -> datetime:
