@@ -36,7 +36,8 @@ from gateway.storage.models import (
 
 @pytest.fixture(params=["memory", "redis"])
 def make_q(request):
-    """Builds queues of one implementation; `make_q(claim_idle_ms=...)`."""
+    """Builds queues of one implementation; `make_q(claim_idle_ms=...)`. One id per entry on
+    Redis, as in memory: these tests are about entries (packed SMS entries: tested below)."""
     made: list[WorkQueue] = []
 
     def make(claim_idle_ms: int = 60_000) -> WorkQueue:
@@ -45,7 +46,7 @@ def make_q(request):
         else:
             url = request.getfixturevalue("redis_url")
             prefix = request.getfixturevalue("key_prefix")
-            q = RedisStreamQueue(url, prefix=prefix, claim_idle_ms=claim_idle_ms)
+            q = RedisStreamQueue(url, prefix=prefix, claim_idle_ms=claim_idle_ms, ids_per_entry={})
         made.append(q)
         return q
 
@@ -159,6 +160,27 @@ def test_ten_thousand_ids_each_exactly_once(make_q):
     assert [d.message_id for d in got] == ids
     assert len({d.entry_id for d in got}) == 10_000
     assert q.pending("sms") == 0 and q.backlog("sms") == 0
+
+
+def test_sms_ids_travel_a_hundred_to_an_entry_on_redis(redis_url, key_prefix):
+    """One XADD per 100 SMS ids; each id is still its own Delivery, acked with its entry."""
+    q = RedisStreamQueue(redis_url, prefix=key_prefix, claim_idle_ms=50)
+    try:
+        ids = list(range(1, 251))
+        q.publish("sms", ids)
+        q.publish("voice", [7, 8])
+        assert q.backlog("sms") == 3 and q.backlog("voice") == 2  # entries: voice is not packed
+        first = q.consume("sms", "a", count=200, block_ms=50)
+        assert [d.message_id for d in first] == ids[:200]
+        assert len({d.entry_id for d in first}) == 2
+        # "a" dies before acking the second entry: "b" gets all of its ids, and the rest.
+        q.ack("sms", [d.entry_id for d in first[:100]])
+        time.sleep(0.1)
+        again = drain(q, "sms", "b", count=500)
+        assert sorted(d.message_id for d in again) == ids[100:]
+        assert q.pending("sms") == 0 and q.backlog("sms") == 0
+    finally:
+        q.close()
 
 
 def test_make_queue(redis_url, key_prefix):

@@ -110,7 +110,9 @@ def create_app(
 
     @app.get("/health", tags=["health"])
     def health():
-        """Liveness for load balancers and compose (no credentials, no personal data)."""
+        """Liveness for load balancers and compose (no credentials, no personal data).
+        `queue_backlog`: unacknowledged work-queue entries per channel (an SMS entry carries up
+        to 100 message ids)."""
         with sessions() as session:
             session.execute(text("SELECT 1"))
         body = {"status": "ok", "queue_backlog": {c: queue.backlog(c) for c in ("sms", "voice")}}

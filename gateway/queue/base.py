@@ -33,7 +33,8 @@ class WorkQueue(Protocol):
     def consume(
         self, channel: str, consumer: str, count: int = 100, block_ms: int = 1000
     ) -> list[Delivery]:
-        """Up to `count` entries for `consumer`: first entries another consumer left unacked for
+        """About `count` messages for `consumer` (whole entries: an entry may carry several ids,
+        each returned as a Delivery with the entry's id): first entries another consumer left unacked for
         longer than `claim_idle_ms`, then new ones. Waits up to `block_ms` (0: do not wait) when
         there is nothing; returns [] then."""
 
@@ -44,7 +45,8 @@ class WorkQueue(Protocol):
         """Entries delivered to some consumer but not acked yet."""
 
     def backlog(self, channel: str) -> int:
-        """Entries not acked yet: not yet delivered plus pending."""
+        """Entries not acked yet: not yet delivered plus pending (0: the queue is empty). An SMS
+        entry on Redis carries up to 100 ids, so this is not a count of messages."""
 
     def close(self) -> None:
         """Release connections; the queue is unusable afterwards."""

@@ -1,12 +1,13 @@
 """The work queue on Redis Streams: one stream per channel, one consumer group of workers.
 
-Key `f"{prefix}queue:{channel}"`; each entry has one plain string field, `message_id`. Acked
-entries are deleted (XACK + XDEL), so the stream's length is exactly the entries not acked yet.
+Key `f"{prefix}queue:{channel}"`; each entry has one plain string field, `message_id`: one id, or
+for SMS up to `IDS_PER_ENTRY` ids separated by commas. Acked entries are deleted (XACK + XDEL), so
+the stream's length is exactly the entries not acked yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import redis
@@ -15,6 +16,11 @@ from .base import CHUNK, DEFAULT_CLAIM_IDLE_MS, DEFAULT_GROUP, DEFAULT_PREFIX, D
 
 T = TypeVar("T")
 FIELD = "message_id"
+# Ids per entry. An SMS worker takes hundreds at a time, so an entry carries 100 of them: a launch
+# to 100,000 numbers is 1,000 XADDs instead of 100,000 (a second of CPU saved between the API,
+# Redis and the worker). A voice worker takes only as many as it has free lines, and an entry is
+# delivered whole, so voice entries carry one id each.
+IDS_PER_ENTRY = {"sms": 100}
 
 
 def ensure_group(client: redis.Redis, key: str, group: str) -> None:
@@ -48,8 +54,10 @@ class RedisStreamQueue:
         prefix: str = DEFAULT_PREFIX,
         group: str = DEFAULT_GROUP,
         claim_idle_ms: int = DEFAULT_CLAIM_IDLE_MS,
+        ids_per_entry: Mapping[str, int] = IDS_PER_ENTRY,
     ) -> None:
         self.prefix = prefix
+        self.ids_per_entry = ids_per_entry
         self.group = group
         self.claim_idle_ms = claim_idle_ms
         self.client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
@@ -70,10 +78,13 @@ class RedisStreamQueue:
             return
         key = self.key(channel)
         self._ensure_group(key)
-        for start in range(0, len(message_ids), CHUNK):
+        per_entry = self.ids_per_entry.get(channel_name(channel), 1)
+        entries = [",".join(str(int(i)) for i in message_ids[at : at + per_entry])
+                   for at in range(0, len(message_ids), per_entry)]
+        for start in range(0, len(entries), CHUNK):
             with self.client.pipeline(transaction=False) as pipe:
-                for message_id in message_ids[start : start + CHUNK]:
-                    pipe.xadd(key, {FIELD: str(int(message_id))})
+                for entry in entries[start : start + CHUNK]:
+                    pipe.xadd(key, {FIELD: entry})
                 pipe.execute()
 
     def consume(
@@ -82,14 +93,19 @@ class RedisStreamQueue:
         if count <= 0:
             return []
         key = self.key(channel)
+        # `count` is in messages; Redis counts entries.
+        count = max(1, count // self.ids_per_entry.get(channel_name(channel), 1))
         out: list[Delivery] = []
         broken: list[str] = []
+        entries_seen = 0
 
         def add(entries) -> None:
+            nonlocal entries_seen
             for entry_id, fields in entries or ():
+                entries_seen += 1
                 try:
-                    out.append(Delivery(entry_id, int(fields[FIELD])))
-                except (TypeError, KeyError, ValueError):
+                    out.extend([Delivery(entry_id, int(i)) for i in fields[FIELD].split(",")])
+                except (TypeError, KeyError, ValueError, AttributeError):
                     broken.append(entry_id)  # deleted meanwhile (Redis < 7) or not ours
 
         # 1. Entries a dead (or stuck) consumer left unacked for longer than claim_idle_ms.
@@ -103,12 +119,12 @@ class RedisStreamQueue:
         self._claim_cursor[key] = claimed[0]
         add(claimed[1])
         # 2. New entries; only wait for them when there was nothing to reclaim.
-        if len(out) < count:
+        if entries_seen < count:
             block = block_ms if block_ms > 0 and not out else None
             reply = self._with_group(
                 key,
                 lambda: self.client.xreadgroup(
-                    self.group, consumer, {key: ">"}, count=count - len(out), block=block
+                    self.group, consumer, {key: ">"}, count=count - entries_seen, block=block
                 ),
             )
             for _stream, entries in reply or ():
@@ -121,8 +137,9 @@ class RedisStreamQueue:
         if not entry_ids:
             return
         key = self.key(channel)
+        entry_ids = list(dict.fromkeys(entry_ids))  # one per message of a shared entry
         for start in range(0, len(entry_ids), CHUNK):
-            chunk = list(entry_ids[start : start + CHUNK])
+            chunk = entry_ids[start : start + CHUNK]
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.xack(key, self.group, *chunk)
                 pipe.xdel(key, *chunk)
