@@ -22,6 +22,7 @@ from gateway.actions import wording
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 from gateway.sms.encoding import EncodedText, split_sms
+from gateway.storage.db import refresh_statistics_after_growth
 from gateway.storage.models import (
     Action,
     ActionStatus,
@@ -254,6 +255,7 @@ def _insert_messages(
             ids[channel].append(mid)
         for channel_ids in ids.values():
             channel_ids.sort()
+        refresh_statistics_after_growth(session, "message", len(rows))
         return Queued(bulletin.action_id, bulletin.id, dict(ids))
     values = [
         {"bulletin_id": bulletin.id, "action_id": bulletin.action_id, "phone": phone, "participant_id": pid,
