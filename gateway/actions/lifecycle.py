@@ -22,7 +22,7 @@ from gateway.actions import wording
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 from gateway.sms.encoding import EncodedText, split_sms
-from gateway.storage.db import refresh_statistics_after_growth
+from gateway.storage.db import pg_texts, refresh_statistics_after_growth
 from gateway.storage.models import (
     Action,
     ActionStatus,
@@ -43,6 +43,7 @@ _CODE_TRIES = 50
 # What a draft shows where the code will go: same length, so the same SMS size.
 CODE_PLACEHOLDER = "#" * CODE_DIGITS
 _INSERT_CHUNK = 5_000
+_CHANNEL = {**{c: c.value for c in Channel}, **{c.value: c.value for c in Channel}}
 
 
 @dataclass
@@ -227,9 +228,9 @@ def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sm
     return bulletin
 
 
-# PostgreSQL: a bulletin's messages in one statement, the recipients as three arrays (one parse,
-# one round trip, ids back by RETURNING): 100,000 rows in well under a second, where a multi-row
-# INSERT built by the ORM took ~6 s.
+# PostgreSQL: a bulletin's messages in one statement, the recipients as three array literals (one
+# parse, one round trip, ids back by RETURNING): 100,000 rows in ~1.7 s, where the ORM's multi-row
+# INSERTs took ~6 s. (Of the 1.7 s, ~1 s are the per-row foreign-key checks.)
 _PG_INSERT = text("""
     INSERT INTO message (bulletin_id, action_id, phone, participant_id, channel, status, attempts,
                          created_at, enqueued_at)
@@ -252,8 +253,9 @@ def _insert_messages(
         rows = sorted(rows, key=lambda row: row[0])
         found = session.execute(_PG_INSERT, {
             "bulletin": bulletin.id, "action": bulletin.action_id, "now": now,
-            "phones": [phone for phone, _, _ in rows], "pids": [pid for _, pid, _ in rows],
-            "channels": [Channel(channel).value for _, _, channel in rows]})
+            "phones": pg_texts(phone for phone, _, _ in rows),
+            "pids": "{" + ",".join("NULL" if pid is None else str(pid) for _, pid, _ in rows) + "}",
+            "channels": pg_texts(_CHANNEL[channel] for _, _, channel in rows)})
         for mid, channel in found:
             ids[channel].append(mid)
         for channel_ids in ids.values():

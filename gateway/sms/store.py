@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.queue import claim, mark_dispatched
 from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
+from gateway.storage.db import pg_floats, pg_ints, pg_texts
 from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart, utcnow
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worke
     now = utcnow()
     with sessions() as session, session.begin():
         if _postgres(session):
-            rows = session.execute(_PG_CLAIM, {"ids": sorted({int(i) for i in message_ids}), "worker": worker,
+            rows = session.execute(_PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker,
                                                "now": now}).all()
         else:
             owned = claim(session, message_ids, worker)
@@ -208,17 +209,17 @@ def _postgres(session: Session) -> bool:
 
 
 # PostgreSQL: a whole batch as arrays in one statement (one parse, one round trip), instead of
-# a statement with a bind parameter per value or a round trip per row. `status || ''`: see
-# gateway.queue.reconcile.status_guard. Each row's values are picked from the arrays by its
-# position (`array_position`), not by joining `message` to `unnest(...)`: with the join, the
-# guards' low estimate (one row) made PostgreSQL pick a nested loop that compared every scanned
-# row with every array element (150-500 ms per batch of 300 at 20,000 rows, growing with the table).
+# a statement with a bind parameter per value or a round trip per row; the arrays travel as
+# literals (gateway.storage.db.pg_ints …), timestamps as epoch seconds. Rows are joined to the
+# arrays by primary key (`m.id = v.id`): PostgreSQL looks each one up by its key — provided its
+# statistics know how big `message` is (see refresh_statistics_after_growth: with a table it
+# still thought small it scanned the whole table once per batch). `status || ''`: see
+# gateway.queue.reconcile.status_guard.
 _PG_SUBMITTED = text("""
     UPDATE message AS m
-       SET status = 'submitted', detail = NULL,
-           provider_id = (CAST(:pids AS varchar[]))[array_position(CAST(:ids AS bigint[]), m.id)],
-           sent_at = (CAST(:ats AS timestamptz[]))[array_position(CAST(:ids AS bigint[]), m.id)]
-     WHERE m.id = ANY(CAST(:ids AS bigint[])) AND m.status || '' = 'sending'
+       SET status = 'submitted', detail = NULL, provider_id = v.pid, sent_at = to_timestamp(v.sent)
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[])) AS v(id, pid, sent)
+     WHERE m.id = v.id AND m.status || '' = 'sending'
        AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
 """)
 _PG_PARTS = text("""
@@ -235,15 +236,13 @@ _PG_FINAL = text("""
 """)
 
 
-# The bulk of all status writes (receipts folded into their submit), so joined to the arrays by
-# primary key: ~30% less database time than picking each value by `array_position`, which
-# scans the array once per column and row. `m.id = v.id` with `status || ''` leaves PostgreSQL
-# one sensible plan: a primary-key lookup per array row.
+# The bulk of all status writes: receipts folded into their submit (Batch.fold).
 _PG_SUBMITTED_FINAL = text("""
     UPDATE message AS m
-       SET status = :status, detail = :detail, provider_id = v.pid, sent_at = v.sent, final_at = v.final
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS timestamptz[]),
-                  CAST(:finals AS timestamptz[])) AS v(id, pid, sent, final)
+       SET status = :status, detail = :detail, provider_id = v.pid, sent_at = to_timestamp(v.sent),
+           final_at = to_timestamp(v.final)
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[]),
+                  CAST(:finals AS float8[])) AS v(id, pid, sent, final)
      WHERE m.id = v.id AND m.status || '' = 'sending'
        AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
 """)
@@ -263,15 +262,16 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
     if _postgres(session):
         if pending:
             session.execute(_PG_SUBMITTED, {
-                "ids": [s.message_id for s in pending], "pids": [s.smsc_ids[0][:64] for s in pending],
-                "ats": [s.at for s in pending], "worker": worker})
+                "ids": pg_ints(s.message_id for s in pending), "pids": pg_texts(s.smsc_ids[0][:64] for s in pending),
+                "ats": pg_floats(s.at.timestamp() for s in pending), "worker": worker})
             columns = list(zip(*parts))
             session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
         for (status, detail), group in settled.items():
             session.execute(_PG_SUBMITTED_FINAL, {
                 "status": status.value, "detail": detail, "worker": worker,
-                "ids": [s.message_id for s in group], "pids": [s.smsc_ids[0][:64] for s in group],
-                "ats": [s.at for s in group], "finals": [s.final_at for s in group]})
+                "ids": pg_ints(s.message_id for s in group), "pids": pg_texts(s.smsc_ids[0][:64] for s in group),
+                "ats": pg_floats(s.at.timestamp() for s in group),
+                "finals": pg_floats(s.final_at.timestamp() for s in group)})
         return
     mine = (
         _message.c.id == bindparam("mid"),
