@@ -191,9 +191,10 @@ class SmsWorker:
                 claim_sms, self.sessions, [d.message_id for d in deliveries], self.worker_id
             )
             await asyncio.to_thread(self.queue.ack, CHANNEL, [d.entry_id for d in deliveries])
+            up = self._up()
             for item in claimed:
                 self.open[item.message_id] = item
-                self._dispatch(item)
+                self._dispatch(item, up=up)
 
     def _template(self, item: Claimed, bind: Bind) -> P.SubmitTemplate | str:
         """The submit_sm PDUs of the bulletin's text over `bind` (its sender), built once per
@@ -213,8 +214,12 @@ class SmsWorker:
             self._texts[key] = cached
         return cached
 
-    def _dispatch(self, item: Claimed, avoid: str | None = None) -> None:
-        up = [name for name, b in self.binds.items() if b.up and name != avoid]
+    def _up(self, avoid: str | None = None) -> list[str]:
+        return [name for name, b in self.binds.items() if b.up and name != avoid]
+
+    def _dispatch(self, item: Claimed, avoid: str | None = None, up: list[str] | None = None) -> None:
+        """Route and hand to a bind (`up`: the binds that are up, when the caller knows)."""
+        up = self._up(avoid) if up is None else up
         try:
             bind = self.binds[self.router.choose(item.phone, up)]
         except NoRoute:
