@@ -7,7 +7,7 @@ from datetime import timedelta, timezone
 
 import pytest
 import redis
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from gateway.queue import (
     Delivery,
@@ -19,6 +19,7 @@ from gateway.queue import (
     publish_messages,
     reconcile,
 )
+from gateway.storage.db import make_engine, pg_floats, pg_ints, pg_texts, refresh_statistics_after_growth, session_factory
 from gateway.storage.models import (
     Action,
     ActionType,
@@ -30,6 +31,8 @@ from gateway.storage.models import (
     MessageStatus,
     utcnow,
 )
+
+from conftest import _empty_tables
 
 # --- the WorkQueue contract, on both implementations ------------------------------------------
 
@@ -219,6 +222,18 @@ def test_redis_entries_are_plain_ids_and_survive_a_lost_group(redis_url, key_pre
 
 @pytest.fixture
 def bulletin_id(sessions):
+    return new_bulletin(sessions)
+
+
+@pytest.fixture
+def pg_sessions(pg_url):
+    engine = make_engine(pg_url)
+    yield session_factory(engine)
+    engine.dispose()
+    _empty_tables(pg_url)
+
+
+def new_bulletin(sessions) -> int:
     with sessions() as s, s.begin():
         centralist = Centralist(name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
         action = Action(
@@ -434,3 +449,35 @@ def test_renew_extends_only_the_workers_old_leases(sessions, bulletin_id):
     assert all(as_utc(leased[i]) < as_utc(start) for i in others)  # another worker's: left
     with sessions() as s, s.begin():
         assert renew(s, "w1", now) == 4  # without `older_than`: every lease it holds
+
+
+def test_array_literals_reach_postgresql_intact(pg_sessions):
+    """The hot statements pass arrays as literals (gateway.storage.db.pg_ints …): every value must
+    arrive as it was, whatever characters an SMSC id or a phone number field holds."""
+    texts = ['a"b', "c\\d", None, "x,y}", "", " sp ", "NULL", "{}", "é€"]
+    with pg_sessions() as s:
+        row = s.execute(
+            text("SELECT CAST(:t AS varchar[]), CAST(:i AS bigint[]), CAST(:f AS float8[])"),
+            {"t": pg_texts(texts), "i": pg_ints([1, 2**40, -3]), "f": pg_floats([1764245000.123456, 0.5])},
+        ).one()
+    assert row == (texts, [1, 2**40, -3], [1764245000.123456, 0.5])
+
+
+def test_a_big_insert_refreshes_the_planners_statistics(pg_sessions):
+    """Until autovacuum comes by, a table that grew by a launch still looks small to PostgreSQL,
+    which then plans the workers' keyed batch writes as whole-table scans."""
+    reltuples = text("SELECT reltuples FROM pg_class WHERE relname = 'message'")
+    last_analyze = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'message'")
+    with pg_sessions() as s:
+        assert s.scalar(reltuples) < 3000  # emptied: -1 (never analyzed) or 0
+    add_messages(pg_sessions, new_bulletin(pg_sessions), 3000)  # a launch adds 3,000 rows
+    with pg_sessions() as s, s.begin():
+        refresh_statistics_after_growth(s, "message", 3000)
+        assert s.scalar(reltuples) >= 3000
+    with pg_sessions() as s:
+        analyzed = s.scalar(last_analyze)
+    assert analyzed is not None
+    with pg_sessions() as s, s.begin():
+        refresh_statistics_after_growth(s, "message", 10)  # small growth: no ANALYZE
+    with pg_sessions() as s:
+        assert s.scalar(last_analyze) == analyzed

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.queue import RedisStreamQueue
 from gateway.sms.health import BindHealth, read_bind_health
@@ -55,6 +55,31 @@ def test_messages_are_submitted_and_delivered_with_receipts(sessions, queue, sms
         assert m.status == MessageStatus.delivered, (m.status, m.detail)
         assert m.provider_id and m.sent_at and m.final_at and m.sent_at <= m.final_at
         assert m.dispatched_at is not None
+
+
+@pytest.mark.parametrize("receipt_delay_ms", [0, 1500])
+def test_a_receipt_is_folded_into_its_submit_or_found_through_the_part_map(sessions, queue, smsc, receipt_delay_ms):
+    """A receipt that arrives before its submit is written makes the message final in one write
+    (no sms_part row needed); a later one finds the message through its sms_part row. Same end."""
+    smsc.configure(receipt_delay_ms=receipt_delay_ms)
+    action, bulletin = open_action(sessions)
+    phones = [phone(i) for i in range(150)]
+    queue_messages(sessions, queue, action, bulletin, phones)
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await until(all_final(sessions, 150), 60, "150 final statuses")
+
+    asyncio.run(scenario())
+    for m in messages(sessions).values():
+        assert m.status == MessageStatus.delivered and m.detail == "delivered", (m.status, m.detail)
+        assert m.provider_id and m.sent_at and m.final_at and m.sent_at <= m.final_at
+    with sessions() as s:
+        parts = s.scalar(select(func.count()).select_from(SmsPart))
+    if receipt_delay_ms:
+        assert parts == 150  # each submit written before its receipt came: the map was needed
+    else:
+        assert parts < 150  # most receipts came within the flush interval and were folded
 
 
 @pytest.mark.slow
