@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "sms"
 UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
-FLUSH_AT = 100  # accepted submits that trigger a write before the flush interval is over
 # Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
 # window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
 UNRECORDED_PER_WINDOW = 10
@@ -265,7 +264,9 @@ class SmsWorker:
             return
         ids = tuple(i or "" for i in message.smsc_ids)
         self.batch.add_submitted(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
-        if len(self.batch.submitted) >= FLUSH_AT:
+        # Write once half the cap is waiting: the write finishes before the sender reaches the cap,
+        # in batches big enough that receipts arriving meanwhile are folded into their submits.
+        if len(self.batch.submitted) * 2 >= self.unrecorded_cap:
             self._flush_now.set()
 
     def failed(self, bind: Bind, message: OutMessage, reason: str) -> None:
