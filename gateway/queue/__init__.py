@@ -5,8 +5,10 @@ re-delivered to another consumer once unacked for `claim_idle_ms`, so an id may 
 Sending is exactly-once through the database: a worker sends only the ids `claim()` returns,
 i.e. rows it moved from `queued` to `sending` itself; a second claim of the same id gets nothing.
 The database is the source of truth, the queue only a hint: `reconcile()` publishes again the
-`queued` messages whose publish was lost (crash between commit and publish: `enqueued_at` NULL),
+`queued` messages whose publish was lost (crash between commit and publish: their bulletin's
+`published_at` — or, for a message queued again on its own, its `enqueued_at` — still NULL),
 or every `queued` one when the queue's content itself was lost (in-memory queue, Redis reset).
+On Redis an SMS entry carries up to 100 ids (streams.IDS_PER_ENTRY).
 """
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
