@@ -48,7 +48,7 @@ CONNECT_TIMEOUT = 10.0
 READ_LIMIT = 2**16 + 1024
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class OutMessage:
     """A message on its way out: one PDU per part, the SMSC id of each accepted part."""
 
