@@ -481,3 +481,23 @@ def test_a_big_insert_refreshes_the_planners_statistics(pg_sessions):
         refresh_statistics_after_growth(s, "message", 10)  # small growth: no ANALYZE
     with pg_sessions() as s:
         assert s.scalar(last_analyze) == analyzed
+
+
+def test_a_busy_table_does_not_hold_up_the_launch_for_its_statistics(pg_sessions, pg_url):
+    """Another transaction holding the table's ANALYZE lock (autovacuum, a concurrent launch):
+    the refresh gives up after a moment, and the launch's transaction goes on as before."""
+    add_messages(pg_sessions, new_bulletin(pg_sessions), 1500)
+    engine = make_engine(pg_url)
+    try:
+        with engine.connect() as other:
+            other.execute(text("LOCK TABLE message IN SHARE UPDATE EXCLUSIVE MODE"))
+            with pg_sessions() as s, s.begin():
+                before = s.scalar(text("SHOW lock_timeout"))
+                started = time.monotonic()
+                refresh_statistics_after_growth(s, "message", 1500)
+                assert time.monotonic() - started < 2
+                assert s.scalar(text("SHOW lock_timeout")) == before
+                assert s.scalar(text("SELECT count(*) FROM message")) == 1500  # the transaction is fine
+            other.rollback()
+    finally:
+        engine.dispose()

@@ -1,11 +1,15 @@
 """Engines and sessions: the only place that knows how to connect to the database."""
 
+import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -60,8 +64,20 @@ def refresh_statistics_after_growth(session: Session, table: str, added: int) ->
     if session.get_bind().dialect.name != "postgresql" or added < 1000:
         return
     known = session.execute(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
-    if known is None or known < 0 or added > GROWTH_TO_ANALYZE * known:
-        session.execute(text(f"ANALYZE {table}"))
+    if known is not None and known >= 0 and added <= GROWTH_TO_ANALYZE * known:
+        return
+    # ANALYZE waits for a VACUUM or ANALYZE of the table that holds its lock (autovacuum, another
+    # launch's ANALYZE until that launch commits). A launch must not wait for statistics: give
+    # up after a moment (the other one is refreshing them anyway).
+    previous = session.execute(text("SHOW lock_timeout")).scalar()
+    session.execute(text("SELECT set_config('lock_timeout', '200ms', true)"))
+    try:
+        with session.begin_nested():
+            session.execute(text(f"ANALYZE {table}"))
+    except OperationalError as exc:
+        log.info("statistics of %s not refreshed (table busy): %s", table, str(exc).splitlines()[0])
+    finally:
+        session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
 
 
 # PostgreSQL array literals for `CAST(:p AS type[])`: one string parameter instead of a list.
