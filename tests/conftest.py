@@ -97,6 +97,15 @@ def engine(db_url):
 
 
 @pytest.fixture
+def pg_sessions(pg_url):
+    """A session factory on PostgreSQL only (tests of what only PostgreSQL has)."""
+    engine = make_engine(pg_url)
+    yield session_factory(engine)
+    engine.dispose()
+    _empty_tables(pg_url)
+
+
+@pytest.fixture
 def sessions(engine):
     """A session factory bound to the test database."""
     return session_factory(engine)

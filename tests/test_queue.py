@@ -19,7 +19,7 @@ from gateway.queue import (
     publish_messages,
     reconcile,
 )
-from gateway.storage.db import make_engine, pg_floats, pg_ints, pg_texts, refresh_statistics_after_growth, session_factory
+from gateway.storage.db import make_engine, pg_floats, pg_ints, pg_texts, refresh_statistics_after_growth
 from gateway.storage.models import (
     Action,
     ActionType,
@@ -32,7 +32,6 @@ from gateway.storage.models import (
     utcnow,
 )
 
-from conftest import _empty_tables
 
 # --- the WorkQueue contract, on both implementations ------------------------------------------
 
@@ -223,14 +222,6 @@ def test_redis_entries_are_plain_ids_and_survive_a_lost_group(redis_url, key_pre
 @pytest.fixture
 def bulletin_id(sessions):
     return new_bulletin(sessions)
-
-
-@pytest.fixture
-def pg_sessions(pg_url):
-    engine = make_engine(pg_url)
-    yield session_factory(engine)
-    engine.dispose()
-    _empty_tables(pg_url)
 
 
 def new_bulletin(sessions) -> int:

@@ -22,7 +22,7 @@ from gateway.actions import wording
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 from gateway.sms.encoding import EncodedText, split_sms
-from gateway.storage.db import pg_texts, refresh_statistics_after_growth
+from gateway.storage.db import pg_ints, pg_texts, refresh_statistics_after_growth
 from gateway.storage.models import (
     Action,
     ActionStatus,
@@ -43,7 +43,6 @@ _CODE_TRIES = 50
 # What a draft shows where the code will go: same length, so the same SMS size.
 CODE_PLACEHOLDER = "#" * CODE_DIGITS
 _INSERT_CHUNK = 5_000
-_CHANNEL = {**{c: c.value for c in Channel}, **{c.value: c.value for c in Channel}}
 
 
 @dataclass
@@ -254,8 +253,9 @@ def _insert_messages(
         found = session.execute(_PG_INSERT, {
             "bulletin": bulletin.id, "action": bulletin.action_id, "now": now,
             "phones": pg_texts(phone for phone, _, _ in rows),
-            "pids": "{" + ",".join("NULL" if pid is None else str(pid) for _, pid, _ in rows) + "}",
-            "channels": pg_texts(_CHANNEL[channel] for _, _, channel in rows)})
+            "pids": pg_ints(pid for _, pid, _ in rows),
+            # A Channel is a str: its text is its value.
+            "channels": pg_texts(channel for _, _, channel in rows)})
         for mid, channel in found:
             ids[channel].append(mid)
         for channel_ids in ids.values():

@@ -215,10 +215,14 @@ def _postgres(session: Session) -> bool:
 # statistics know how big `message` is (see refresh_statistics_after_growth: with a table it
 # still thought small it scanned the whole table once per batch). `status || ''`: see
 # gateway.queue.reconcile.status_guard.
+# One statement for every outcome of a submit: `submitted` (final NULL), or final at once when
+# its receipt came before the write (Batch.fold) — the bulk of all status writes.
 _PG_SUBMITTED = text("""
     UPDATE message AS m
-       SET status = 'submitted', detail = NULL, provider_id = v.pid, sent_at = to_timestamp(v.sent)
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[])) AS v(id, pid, sent)
+       SET status = :status, detail = :detail, provider_id = v.pid, sent_at = to_timestamp(v.sent),
+           final_at = to_timestamp(v.final)
+      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[]),
+                  CAST(:finals AS float8[])) AS v(id, pid, sent, final)
      WHERE m.id = v.id AND m.status || '' = 'sending'
        AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
 """)
@@ -236,64 +240,45 @@ _PG_FINAL = text("""
 """)
 
 
-# The bulk of all status writes: receipts folded into their submit (Batch.fold).
-_PG_SUBMITTED_FINAL = text("""
-    UPDATE message AS m
-       SET status = :status, detail = :detail, provider_id = v.pid, sent_at = to_timestamp(v.sent),
-           final_at = to_timestamp(v.final)
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[]),
-                  CAST(:finals AS float8[])) AS v(id, pid, sent, final)
-     WHERE m.id = v.id AND m.status || '' = 'sending'
-       AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
-""")
-
 
 def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
-    pending = [s for s in submitted if s.status is None]
-    settled: dict[tuple[MessageStatus, str | None], list[Submitted]] = defaultdict(list)
+    # Grouped by outcome: `submitted` (waiting for receipts, so with its parts in the DLR map), or
+    # the final status a folded receipt gave.
+    groups: dict[tuple[MessageStatus, str | None], list[Submitted]] = defaultdict(list)
     for s in submitted:
-        if s.status is not None:
-            settled[(s.status, s.detail)].append(s)
+        groups[(s.status or MessageStatus.submitted, s.detail)].append(s)
     parts = [
         (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
-        for s in pending
+        for s in submitted
+        if s.status is None
         for index, smsc_id in enumerate(s.smsc_ids)
     ]
     if _postgres(session):
-        if pending:
+        for (status, detail), group in groups.items():
             session.execute(_PG_SUBMITTED, {
-                "ids": pg_ints(s.message_id for s in pending), "pids": pg_texts(s.smsc_ids[0][:64] for s in pending),
-                "ats": pg_floats(s.at.timestamp() for s in pending), "worker": worker})
-            columns = list(zip(*parts))
-            session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
-        for (status, detail), group in settled.items():
-            session.execute(_PG_SUBMITTED_FINAL, {
                 "status": status.value, "detail": detail, "worker": worker,
                 "ids": pg_ints(s.message_id for s in group), "pids": pg_texts(s.smsc_ids[0][:64] for s in group),
                 "ats": pg_floats(s.at.timestamp() for s in group),
-                "finals": pg_floats(s.final_at.timestamp() for s in group)})
+                "finals": pg_floats(s.final_at and s.final_at.timestamp() for s in group)})
+        if parts:
+            columns = list(zip(*parts))
+            session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
         return
-    mine = (
-        _message.c.id == bindparam("mid"),
-        _message.c.status == MessageStatus.sending.value,
-        or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
-    )
-    if pending:
-        session.execute(
-            update(_message).where(*mine)
-            .values(status=MessageStatus.submitted, provider_id=bindparam("pid"), sent_at=bindparam("at"), detail=None),
-            [{"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "worker": worker} for s in pending],
+    session.execute(
+        update(_message)
+        .where(
+            _message.c.id == bindparam("mid"),
+            _message.c.status == MessageStatus.sending.value,
+            or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
         )
+        .values(status=bindparam("status"), detail=bindparam("detail"), provider_id=bindparam("pid"),
+                sent_at=bindparam("at"), final_at=bindparam("final")),
+        [{"mid": s.message_id, "status": s.status or MessageStatus.submitted, "detail": s.detail,
+          "pid": s.smsc_ids[0][:64], "at": s.at, "final": s.final_at, "worker": worker} for s in submitted],
+    )
+    if parts:
         keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
         session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
-    for s in submitted:
-        if s.status is not None:
-            session.execute(
-                update(_message).where(*mine)
-                .values(status=s.status, detail=s.detail, provider_id=bindparam("pid"), sent_at=bindparam("at"),
-                        final_at=bindparam("final")),
-                {"mid": s.message_id, "pid": s.smsc_ids[0][:64], "at": s.at, "final": s.final_at, "worker": worker},
-            )
 
 
 # One primary-key lookup per id (LATERAL), whatever the statistics say: `smsc_message_id = ANY(:sids)`

@@ -113,7 +113,7 @@ class SmsWorker:
         self.open: dict[int, Claimed] = {}
         self.parked: deque[Claimed] = deque()
         self.batch = Batch()
-        self._texts: dict[tuple[int, str], P.SubmitTemplate | str] = {}
+        self._templates: dict[tuple[int, str], P.SubmitTemplate | str] = {}
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -199,7 +199,7 @@ class SmsWorker:
         """The submit_sm PDUs of the bulletin's text over `bind` (its sender), built once per
         bulletin and bind; or why the text cannot go."""
         key = (item.bulletin_id, bind.name)
-        cached = self._texts.get(key)
+        cached = self._templates.get(key)
         if cached is None:
             try:
                 encoded = check_parts(item.text, self.max_parts)
@@ -208,9 +208,9 @@ class SmsWorker:
                 cached = str(exc)
             except ValueError as exc:
                 cached = f"text cannot be sent: {exc}"
-            if len(self._texts) > 1000:
-                self._texts.clear()
-            self._texts[key] = cached
+            if len(self._templates) > 1000:
+                self._templates.clear()
+            self._templates[key] = cached
         return cached
 
     def _up(self, avoid: str | None = None) -> list[str]:

@@ -85,12 +85,13 @@ def refresh_statistics_after_growth(session: Session, table: str, added: int) ->
 # full speed; PostgreSQL parses the literal in C.
 
 
-def pg_ints(values: Iterable[int]) -> str:
-    return "{" + ",".join(map(str, map(int, values))) + "}"
+def pg_ints(values: Iterable[int | None]) -> str:
+    """None is NULL (the same for pg_floats)."""
+    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
 
 
-def pg_floats(values: Iterable[float]) -> str:
-    return "{" + ",".join(map(repr, map(float, values))) + "}"
+def pg_floats(values: Iterable[float | None]) -> str:
+    return "{" + ",".join("NULL" if v is None else repr(float(v)) for v in values) + "}"
 
 
 def pg_texts(values: Iterable[str | None]) -> str:
