@@ -123,7 +123,9 @@ def ensure_actions(engine) -> bool:
                             centralist_id=centralist.id)
             s.add(action)
             s.flush()
-            lifecycle.launch(s, action.id, now, settings)
+            queued = lifecycle.launch(s, action.id, now, settings)
+            # Every recipient's message in this one transaction (nothing is published here).
+            lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest, now, last=True)
         s.commit()
     return False
 

@@ -37,8 +37,9 @@ from sqlalchemy import select
 
 from bench.pg import fresh_database
 from gateway.actions import lifecycle
+from gateway.actions.fanout import commit_and_publish
 from gateway.config import Settings
-from gateway.queue import MemoryQueue, publish_messages
+from gateway.queue import MemoryQueue
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.models import Action, ActionType, Address, Centralist, Message, MessageStatus, Municipality, Participant
 from gateway.targeting.geo import tile_of
@@ -156,9 +157,7 @@ async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_p
     running = asyncio.create_task(worker.run(stop, poll_ms=100))
     timeline.launched = time.perf_counter()
     with sessions() as s:  # as POST /actions/{id}/launch does: commit, then publish
-        queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings)
-        s.commit()
-    publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id)
+        commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings))
     deadline = time.perf_counter() + args.calls / args.cap * (args.seconds + 5) * 3 + 120
     try:
         while not done.is_set():  # every call ended; or nothing left to call (a failure: reported below)

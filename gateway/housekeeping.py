@@ -1,4 +1,5 @@
-"""Periodic jobs that keep the system honest: expire forgotten actions, repair lost publishes."""
+"""Periodic jobs that keep the system honest: expire forgotten actions, repair interrupted
+launches and lost publishes."""
 
 import asyncio
 import logging
@@ -7,8 +8,9 @@ from datetime import datetime, timezone
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.actions import lifecycle
+from gateway.actions.fanout import commit_and_publish, repair
 from gateway.config import Settings
-from gateway.queue import MemoryQueue, WorkQueue, publish_messages, reconcile
+from gateway.queue import MemoryQueue, WorkQueue
 from gateway.stats import rollup
 from gateway.tipline.lookup import RouteCache, sync_action
 
@@ -28,7 +30,7 @@ def expire_actions(
         closed = lifecycle.expire_due(session, now)
         session.commit()
         for queued in closed:
-            publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id)
+            commit_and_publish(session, sessions, queue, queued)
             sync_action(route_cache, session, queued.action_id)
     if closed:
         log.info("expired %d action(s)", len(closed))
@@ -50,7 +52,7 @@ def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now:
 
 def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings) -> int:
     """At start-up: an in-process queue starts empty, so everything still queued goes back on it."""
-    count = reconcile(sessions, queue, settings.reconcile_grace_seconds, republish_all=isinstance(queue, MemoryQueue))
+    count = repair(sessions, queue, settings.reconcile_grace_seconds, republish_all=isinstance(queue, MemoryQueue))
     if count:
         log.info("re-queued %d message(s) left queued by an earlier run", count)
     return count

@@ -85,8 +85,8 @@ def seed_year(
         _copy(cur, "action", ("id", "type", "description", "lat", "lon", "radius_m", "send_sms", "send_voice",
                               "centralist_id", "action_code", "status", "created_at", "launched_at", "expires_at",
                               "closed_at", "expired", "outcome", "outcome_detail"), plan.actions)
-        _copy(cur, "bulletin", ("id", "action_id", "kind", "seq", "sms_text", "spoken_text", "created_at", "published_at"),
-              [(*b, b[-1]) for b in plan.bulletins])  # published when made
+        _copy(cur, "bulletin", ("id", "action_id", "kind", "seq", "sms_text", "spoken_text", "created_at", "published_at",
+                                "fanned_out_at"), [(*b, b[-1], b[-1]) for b in plan.bulletins])  # complete, published when made
         _copy(cur, "tip", ("channel", "received_at", "ended_at", "caller_number", "action_id", "matched_by",
                            "routed_to", "dial_status", "talk_seconds", "useful", "led_to_success"), plan.tips)
         for table in ("action", "bulletin"):

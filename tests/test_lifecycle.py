@@ -265,3 +265,119 @@ def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, 
     assert drain(api.sessions, queue, "voice") == 4
     assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0
     queue.close()
+
+
+# --- a launch's fan-out: the first recipients at once, the rest in chunks (gateway/actions/fanout.py)
+
+
+def alert_bulletin(api, action_id):
+    with api.sessions() as s:
+        return s.scalars(select(Bulletin).where(Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.alert)).one()
+
+
+def queued_ids(queue, channel):
+    """Every id on `channel`'s queue, taken off it (acked)."""
+    ids = []
+    while deliveries := queue.consume(channel, "test", count=1000, block_ms=0):
+        ids.extend(d.message_id for d in deliveries)
+        queue.ack(channel, [d.entry_id for d in deliveries])
+    return ids
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    monkeypatch.setattr(lifecycle, "FAN_OUT_FIRST", 3)
+    monkeypatch.setattr(lifecycle, "FAN_OUT_CHUNK", 4)
+
+
+def launch_first_chunk(api, action_id):
+    """A launch whose process dies after committing and publishing its first chunk."""
+    from gateway.queue import publish_messages
+
+    with api.sessions() as s:
+        queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), api.settings)
+        s.commit()
+    publish_messages(api.sessions, api.queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
+    return queued
+
+
+def test_a_launch_queues_its_recipients_in_chunks_each_once(api, small_chunks):
+    populate(api)
+    action = new_action(api)
+    r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    assert r["queued"] == {"sms": 8, "voice": 4}
+    sms, voice = queued_ids(api.queue, "sms"), queued_ids(api.queue, "voice")
+    assert (len(sms), len(voice)) == (8, 4)
+    with api.sessions() as s:
+        ids = s.scalars(select(Message.id).where(Message.action_id == action["id"])).all()
+    assert sorted(sms + voice) == sorted(ids)  # every message on the queue, once
+    bulletin = alert_bulletin(api, action["id"])
+    assert bulletin.fanned_out_at is not None and bulletin.published_at is not None
+
+
+def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks):
+    from gateway.actions.fanout import repair
+
+    populate(api)
+    action = new_action(api)
+    queued = launch_first_chunk(api, action["id"])
+    assert queued.count == 3 and len(queued.rest) == 9
+    with api.sessions() as s, s.begin():  # one more chunk, committed but never published: the crash
+        lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False)
+    assert len(messages(api, action["id"])) == 7
+    assert alert_bulletin(api, action["id"]).fanned_out_at is None
+    # Updates go to everyone the alert went to: not before the alert has them all.
+    busy = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=409,
+                    json={"text": "Aanvulling: hij draagt een rode pet."})
+    assert busy["error_id"] == "conflict" and "still being queued" in busy["message"]
+
+    assert repair(api.sessions, api.queue, grace_seconds=0) >= 9  # 5 created; the 4 unpublished again
+    assert sorted(p for p, _, _ in messages(api, action["id"])) == sorted(f"+316000000{i:02d}" for i in range(12))
+    bulletin = alert_bulletin(api, action["id"])
+    assert bulletin.fanned_out_at is not None and bulletin.published_at is not None
+    assert drain(api.sessions, api.queue, "sms") == 8  # each once, however often queued
+    assert drain(api.sessions, api.queue, "voice") == 4
+    assert repair(api.sessions, api.queue, grace_seconds=0) == 0
+    r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=201,
+                 json={"text": "Aanvulling: hij draagt een rode pet."})
+    assert r["queued"] == {"sms": 8, "voice": 4}
+
+
+def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
+    populate(api)
+    action = new_action(api)
+    queued = launch_first_chunk(api, action["id"])
+    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
+    with api.sessions() as s, s.begin():
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False) is None
+    alert = messages(api, action["id"], BulletinKind.alert)
+    assert len(alert) == 3 and {st for _, _, st in alert} == {MessageStatus.cancelled}
+    assert alert_bulletin(api, action["id"]).fanned_out_at is not None  # nothing left for housekeeping
+
+
+def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chunks):
+    """PostgreSQL, two connections: the close comes while a chunk's transaction is open. It waits
+    for that chunk, then cancels it with the rest of the queued alerts; the next chunk sees the
+    action closed."""
+    if api.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL only (SQLite has a single writer)")
+    populate(api)
+    action = new_action(api)
+    queued = launch_first_chunk(api, action["id"])
+    closed = threading.Event()
+
+    def close():
+        api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
+        closed.set()
+
+    with api.sessions() as s, s.begin():
+        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False)
+        closer = threading.Thread(target=close)
+        closer.start()
+        assert not closed.wait(0.5)  # held by this chunk's locks
+    closer.join(10)
+    assert closed.is_set() and chunk.count == 4
+    with api.sessions() as s, s.begin():
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[4:], datetime.now(timezone.utc), last=True) is None
+    alert = messages(api, action["id"], BulletinKind.alert)
+    assert len(alert) == 7 and {st for _, _, st in alert} == {MessageStatus.cancelled}

@@ -2,8 +2,12 @@
 
 Every function works inside the caller's session and never commits, so a route can combine
 steps in one transaction; the ids they return are handed to the work queue after the commit
-(see gateway.queue.publish_messages). State changes are guarded in SQL (`WHERE status = …`) so
-that two concurrent requests cannot both launch or both close an action.
+(gateway/actions/fanout.py). State changes are guarded in SQL (`WHERE status = …`) so that two
+concurrent requests cannot both launch or both close an action.
+
+A launch creates the messages of its first `FAN_OUT_FIRST` recipients only; the rest come in
+chunks of `FAN_OUT_CHUNK`, each its own transaction (`fan_out_step`), while the first are being
+sent. `complete_fan_outs` finishes an alert whose launching process died midway.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from gateway.storage.models import (
     MessageStatus,
     Outcome,
     REACHED_STATUSES,
+    utcnow,
 )
 from gateway.targeting import Recipient, find_recipients
 
@@ -43,6 +48,12 @@ _CODE_TRIES = 50
 # What a draft shows where the code will go: same length, so the same SMS size.
 CODE_PLACEHOLDER = "#" * CODE_DIGITS
 _INSERT_CHUNK = 5_000
+# The messages a launch commits itself, so that the workers start sending at once, and the size of
+# each later chunk of the fan-out: 100,000 recipients in one transaction kept every SMS waiting ~2 s.
+FAN_OUT_FIRST = 2_000
+FAN_OUT_CHUNK = 10_000
+
+Row = tuple[str, int | None, str]  # (phone, participant id, channel) of one message to create
 
 
 @dataclass
@@ -52,6 +63,8 @@ class Queued:
     action_id: int
     bulletin_id: int | None = None
     ids_by_channel: dict[str, list[int]] = field(default_factory=dict)
+    # A launch's recipients whose messages are still to be created, chunk by chunk (fan_out_step).
+    rest: list[Row] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -99,9 +112,14 @@ def preview_spoken(action: Action) -> str:
 
 
 def launch(session: Session, action_id: int, now: datetime, settings: Settings) -> Queued:
-    """Open a draft: give it an action code, target it and queue one alert per phone number."""
+    """Open a draft: give it an action code, target it and queue one alert per phone number —
+    the first `FAN_OUT_FIRST` of them; the rest come back in `Queued.rest` for `fan_out_step`."""
     code = _open_with_code(session, action_id, now, settings)
     action = get_action(session, action_id, fresh=True)
+    # In phone order (as _insert_messages writes them): each chunk goes on where the last ended.
+    rows = sorted(((r.phone, r.participant_id, r.channel) for r in recipients(session, action, now)),
+                  key=lambda row: row[0])
+    first, rest = rows[:FAN_OUT_FIRST], rows[FAN_OUT_FIRST:]
     bulletin = _bulletin(
         session,
         action,
@@ -109,9 +127,56 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
         0,
         wording.alert_sms(action.description, code, settings.tip_line),
         wording.alert_spoken(action.description, code),
+        complete=not rest,
     )
-    rows = [(r.phone, r.participant_id, r.channel) for r in recipients(session, action, now)]
+    queued = _insert_messages(session, bulletin, first, now)
+    queued.rest = rest
+    return queued
+
+
+def fan_out_step(session: Session, bulletin_id: int, rows: Sequence[Row], now: datetime, *, last: bool) -> Queued | None:
+    """Create the next chunk of a launch's messages (the caller commits, then publishes).
+
+    None when the fan-out is over without them: the action was closed meanwhile (no alert goes
+    out after its closing), or `complete_fan_outs` finished it."""
+    bulletin = session.scalars(
+        select(Bulletin).where(Bulletin.id == bulletin_id, Bulletin.fanned_out_at.is_(None)).with_for_update()
+    ).one_or_none()
+    if bulletin is None:
+        return None
+    # Held until the commit: a close waits for this chunk, and the next chunk sees it closed.
+    still_open = session.scalar(
+        select(Action.id).where(Action.id == bulletin.action_id, Action.status == ActionStatus.open).with_for_update(read=True)
+    )
+    if still_open is None:
+        bulletin.fanned_out_at = now
+        return None
+    if last:
+        bulletin.fanned_out_at = now
     return _insert_messages(session, bulletin, rows, now)
+
+
+def complete_fan_outs(session: Session, now: datetime, cutoff: datetime) -> list[Queued]:
+    """Finish the alerts a dying process left half created (`fanned_out_at` NULL since before
+    `cutoff`): target each again as at its launch and create the messages still missing. These
+    are created unpublished (`enqueued_at` NULL), each to be marked when published."""
+    created = []
+    stalled = session.scalars(
+        select(Bulletin)
+        .where(Bulletin.kind == BulletinKind.alert, Bulletin.fanned_out_at.is_(None), Bulletin.created_at < cutoff)
+        .order_by(Bulletin.id)
+        .with_for_update()
+    ).all()
+    for bulletin in stalled:
+        action = get_action(session, bulletin.action_id, for_update=True)
+        if action.status == ActionStatus.open:
+            have = set(session.scalars(select(Message.phone).where(Message.bulletin_id == bulletin.id)))
+            missing = [(r.phone, r.participant_id, r.channel)
+                       for r in recipients(session, action, action.launched_at or bulletin.created_at)
+                       if r.phone not in have]
+            created.append(_insert_messages(session, bulletin, missing, now, published_with_bulletin=False))
+        bulletin.fanned_out_at = now
+    return created
 
 
 def _open_with_code(session: Session, action_id: int, now: datetime, settings: Settings) -> str:
@@ -151,6 +216,14 @@ def send_update(session: Session, action_id: int, text: str, now: datetime, sett
         or 0
     ) + 1
     code = action.action_code
+    alert_done = session.scalar(
+        select(func.count()).select_from(Bulletin)
+        .where(Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert, Bulletin.fanned_out_at.is_(None))
+    ) == 0
+    if not alert_done:
+        # It goes to everyone the alert went to: wait until the alert has all of them.
+        raise Conflict(f"action {action_id}: the alert is still being queued for its recipients; "
+                       "send the update in a few seconds")
     bulletin = _bulletin(
         session, action, BulletinKind.update, seq, wording.update_sms(text, code, settings.tip_line), wording.update_spoken(text, code)
     )
@@ -220,8 +293,11 @@ def expire_due(session: Session, now: datetime) -> list[Queued]:
     return [close(session, action_id, now, outcome=None, expired=True) for action_id in due]
 
 
-def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sms: str, spoken: str) -> Bulletin:
-    bulletin = Bulletin(action_id=action.id, kind=kind, seq=seq, sms_text=sms, spoken_text=spoken)
+def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sms: str, spoken: str,
+              *, complete: bool = True) -> Bulletin:
+    """A new bulletin; `complete`: its messages are all created in this transaction."""
+    bulletin = Bulletin(action_id=action.id, kind=kind, seq=seq, sms_text=sms, spoken_text=spoken,
+                        fanned_out_at=utcnow() if complete else None)
     session.add(bulletin)
     session.flush()
     return bulletin
@@ -233,25 +309,26 @@ def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sm
 _PG_INSERT = text("""
     INSERT INTO message (bulletin_id, action_id, phone, participant_id, channel, status, attempts,
                          created_at, enqueued_at)
-    SELECT :bulletin, :action, r.phone, r.participant_id, r.channel, 'queued', 0, :now, :now
+    SELECT :bulletin, :action, r.phone, r.participant_id, r.channel, 'queued', 0, :now, :enqueued
       FROM unnest(CAST(:phones AS varchar[]), CAST(:pids AS bigint[]), CAST(:channels AS varchar[]))
            AS r(phone, participant_id, channel)
     RETURNING id, channel
 """)
 
 
-def _insert_messages(
-    session: Session, bulletin: Bulletin, rows: Sequence[tuple[str, int | None, Channel | str]], now: datetime
-) -> Queued:
+def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[Row], now: datetime, *,
+                     published_with_bulletin: bool = True) -> Queued:
     """Queue the bulletin to each (phone, participant id, channel). Created `enqueued_at`: the
-    bulletin's `published_at` confirms the publish for all of them (gateway.queue.publish_messages)."""
+    bulletin's `published_at` confirms the publish for all of them (gateway.queue.publish_messages);
+    without `published_with_bulletin` NULL, each confirmed by its own publish."""
+    enqueued = now if published_with_bulletin else None
     ids: dict[str, list[int]] = defaultdict(list)
     if session.get_bind().dialect.name == "postgresql":
         # In phone order: both indexes on the phone number are then filled at their right edge,
         # not at random pages (~a third less time for 100,000 rows).
         rows = sorted(rows, key=lambda row: row[0])
         found = session.execute(_PG_INSERT, {
-            "bulletin": bulletin.id, "action": bulletin.action_id, "now": now,
+            "bulletin": bulletin.id, "action": bulletin.action_id, "now": now, "enqueued": enqueued,
             "phones": pg_texts(phone for phone, _, _ in rows),
             "pids": pg_ints(pid for _, pid, _ in rows),
             # A Channel is a str: its text is its value.
@@ -265,13 +342,14 @@ def _insert_messages(
     values = [
         {"bulletin_id": bulletin.id, "action_id": bulletin.action_id, "phone": phone, "participant_id": pid,
          "channel": Channel(channel), "status": MessageStatus.queued, "attempts": 0, "created_at": now,
-         "enqueued_at": now}
+         "enqueued_at": enqueued}
         for phone, pid, channel in rows
     ]
+    before = session.scalar(select(func.max(Message.id))) or 0  # SQLite: one writer, ids grow
     for start in range(0, len(values), _INSERT_CHUNK):
         session.execute(insert(Message), values[start : start + _INSERT_CHUNK])
     for mid, channel in session.execute(
-        select(Message.id, Message.channel).where(Message.bulletin_id == bulletin.id).order_by(Message.id)
+        select(Message.id, Message.channel).where(Message.bulletin_id == bulletin.id, Message.id > before).order_by(Message.id)
     ):
         ids[channel.value].append(mid)
     return Queued(bulletin.action_id, bulletin.id, dict(ids))

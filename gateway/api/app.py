@@ -13,11 +13,12 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
+from gateway.actions.fanout import repair
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.auth import SESSION_COOKIE
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError, Unauthenticated
-from gateway.queue import RedisStreamQueue, WorkQueue, make_queue, reconcile
+from gateway.queue import RedisStreamQueue, WorkQueue, make_queue
 from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
 from gateway.tipline.lookup import RouteCache
@@ -57,7 +58,7 @@ def create_app(
                     housekeeping.run_periodically(
                         "reconcile",
                         settings.reconcile_interval_seconds,
-                        lambda: reconcile(sessions, queue, settings.reconcile_grace_seconds),
+                        lambda: repair(sessions, queue, settings.reconcile_grace_seconds),
                     )
                 ),
                 asyncio.create_task(

@@ -24,11 +24,14 @@ def publish_messages(
     queue: WorkQueue,
     message_ids_by_channel: Mapping[str, Sequence[int]],
     bulletin_id: int | None = None,
+    *,
+    last: bool = True,
 ) -> int:
     """Put committed messages on the queue and record that they are there; returns how many.
 
-    With `bulletin_id` the ids are all the messages of that new bulletin (created with
-    `enqueued_at` set): the record is one mark, `Bulletin.published_at`, after the last chunk.
+    With `bulletin_id` the ids are messages of that new bulletin (created with `enqueued_at`
+    set): the record is one mark, `Bulletin.published_at`, after the last chunk — of the last
+    publish of its fan-out (`last`; gateway/actions/fanout.py).
     Without, each message gets its own `enqueued_at` (a message queued again). The only place that
     sets either. Publish first: a crash before the mark leaves it unset and the reconciler publishes
     again, which a duplicate entry survives.
@@ -50,7 +53,7 @@ def publish_messages(
                     .values(enqueued_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
-    if bulletin_id is not None:
+    if bulletin_id is not None and last:
         _mark_published(sessions, Bulletin.id == bulletin_id)
     return published
 

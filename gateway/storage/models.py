@@ -336,6 +336,10 @@ class Bulletin(Base):
     # UPDATE per message (100,000 for a big launch). NULL and older than the reconciler's grace:
     # the publish was lost, and the reconciler publishes its queued messages again.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once all its messages exist. A launch creates an alert's messages in chunks, each
+    # committed and sent on at once (gateway/actions/fanout.py); NULL while that is under way, or
+    # after the launching process died midway — then housekeeping completes it.
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     action: Mapped[Action] = relationship(back_populates="bulletins")
 

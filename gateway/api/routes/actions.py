@@ -30,7 +30,7 @@ from gateway.api.schemas import (
 from gateway.config import Settings
 from gateway.actions import wording
 from gateway.errors import Conflict, Invalid
-from gateway.queue import publish_messages
+from gateway.actions.fanout import commit_and_publish
 from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip
@@ -144,13 +144,12 @@ def preview_action(action_id: ActionId, session: SessionDep, user: CentralistDep
 
 def _commit_and_queue(request: Request, session: Session, action_id: int, queued: lifecycle.Queued) -> QueuedPublic:
     action = _public(lifecycle.get_action(session, action_id, fresh=True))
-    session.commit()
-    # Hand the ids to the workers only once they are committed; the reconciler covers a crash
-    # between the commit and the publish.
-    publish_messages(request.app.state.sessions, request.app.state.queue, queued.ids_by_channel, queued.bulletin_id)
+    # Hand the ids to the workers only once they are committed (a launch's first recipients at
+    # once, the rest chunk by chunk); housekeeping covers a crash in between.
+    counts = commit_and_publish(session, request.app.state.sessions, request.app.state.queue, queued)
     # The tip line must know at once which numbers now lead to this action (or no longer do).
     sync_action(request.app.state.route_cache, session, action_id)
-    return QueuedPublic(action=action, queued={k: len(v) for k, v in queued.ids_by_channel.items()})
+    return QueuedPublic(action=action, queued=counts)
 
 
 @router.post("/{action_id}/launch", response_model=QueuedPublic)

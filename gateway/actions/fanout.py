@@ -1,0 +1,67 @@
+"""After a lifecycle step commits: its messages onto the work queue, and a launch's fan-out.
+
+A launch commits the action, its alert and the messages of its first `FAN_OUT_FIRST` recipients
+(gateway/actions/lifecycle.py); `commit_and_publish` publishes those at once — the workers start
+sending — and then creates the rest chunk by chunk (`FAN_OUT_CHUNK` messages, each chunk its own
+transaction, published after its commit) while the first are going out. Measured with 100,000
+recipients (bench/sms): the first SMS at the SMSC ~1 s after the launch instead of ~3 s.
+
+Nothing lost: the alert's `fanned_out_at` is set by its last chunk and its publish mark
+(`published_at`) only after that chunk is on the queue. A process that dies midway leaves both
+unset; housekeeping (`repair`) then targets the alert again as at its launch, creates what is
+missing (lifecycle.complete_fan_outs) and republishes its queued messages (gateway.queue.reconcile).
+A close meanwhile stops the fan-out: no alert goes out after the action's closing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.actions import lifecycle
+from gateway.queue import WorkQueue, publish_messages, reconcile
+
+log = logging.getLogger(__name__)
+
+
+def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue: WorkQueue,
+                       queued: lifecycle.Queued) -> dict[str, int]:
+    """Commit the caller's step, put its messages on the queue and finish its fan-out; returns
+    how many messages were queued per channel."""
+    session.commit()
+    counts = {channel: len(ids) for channel, ids in queued.ids_by_channel.items()}
+    publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
+    if not queued.rest or queued.bulletin_id is None:
+        return counts
+    rest, size = queued.rest, lifecycle.FAN_OUT_CHUNK
+    for start in range(0, len(rest), size):
+        last = start + size >= len(rest)
+        now = datetime.now(timezone.utc)
+        with sessions() as chunk_session, chunk_session.begin():
+            chunk = lifecycle.fan_out_step(chunk_session, queued.bulletin_id, rest[start : start + size], now, last=last)
+        if chunk is None:  # closed meanwhile, or completed by housekeeping
+            log.info("action %d: fan-out stopped after %d of %d recipients", queued.action_id,
+                     sum(counts.values()), sum(counts.values()) + len(rest) - start)
+            publish_messages(sessions, queue, {}, queued.bulletin_id)
+            break
+        for channel, ids in chunk.ids_by_channel.items():
+            counts[channel] = counts.get(channel, 0) + len(ids)
+        publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=last)
+    return counts
+
+
+def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,
+           republish_all: bool = False, now: datetime | None = None) -> int:
+    """Housekeeping's repair of the way to the workers: complete the fan-outs of launches that
+    died midway, then publish again what lost its queue entry; returns how many were published."""
+    now = now or datetime.now(timezone.utc)
+    with sessions() as session, session.begin():
+        completed = lifecycle.complete_fan_outs(session, now, now - timedelta(seconds=grace_seconds))
+    published = 0
+    for queued in completed:
+        log.warning("action %d: completed the fan-out of an interrupted launch (%d message(s) created)",
+                    queued.action_id, queued.count)
+        published += publish_messages(sessions, queue, queued.ids_by_channel)
+    return published + reconcile(sessions, queue, grace_seconds, now, republish_all=republish_all)
