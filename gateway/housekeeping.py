@@ -50,9 +50,11 @@ def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now:
     return done
 
 
-def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings) -> int:
+def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings,
+                      route_cache: RouteCache | None = None) -> int:
     """At start-up: an in-process queue starts empty, so everything still queued goes back on it."""
-    count = repair(sessions, queue, settings.reconcile_grace_seconds, republish_all=isinstance(queue, MemoryQueue))
+    count = repair(sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache,
+                   republish_all=isinstance(queue, MemoryQueue))
     if count:
         log.info("re-queued %d message(s) left queued by an earlier run", count)
     return count

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.actions import lifecycle
 from gateway.queue import WorkQueue, publish_messages, reconcile
+from gateway.tipline.lookup import RouteCache, sync_action
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +54,10 @@ def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue:
 
 
 def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,
-           republish_all: bool = False, now: datetime | None = None) -> int:
+           route_cache: RouteCache | None = None, republish_all: bool = False, now: datetime | None = None) -> int:
     """Housekeeping's repair of the way to the workers: complete the fan-outs of launches that
-    died midway, then publish again what lost its queue entry; returns how many were published."""
+    died midway (and tell the tip line their numbers), then publish again what lost its queue
+    entry; returns how many were published."""
     now = now or datetime.now(timezone.utc)
     with sessions() as session, session.begin():
         completed = lifecycle.complete_fan_outs(session, now, now - timedelta(seconds=grace_seconds))
@@ -64,4 +66,6 @@ def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: flo
         log.warning("action %d: completed the fan-out of an interrupted launch (%d message(s) created)",
                     queued.action_id, queued.count)
         published += publish_messages(sessions, queue, queued.ids_by_channel)
+        with sessions() as session:
+            sync_action(route_cache, session, queued.action_id)
     return published + reconcile(sessions, queue, grace_seconds, now, republish_all=republish_all)

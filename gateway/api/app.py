@@ -45,7 +45,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         tasks = []
         if housekeeping_jobs:
-            await asyncio.to_thread(housekeeping.startup_reconcile, sessions, queue, settings)
+            await asyncio.to_thread(housekeeping.startup_reconcile, sessions, queue, settings, route_cache)
             tasks = [
                 asyncio.create_task(
                     housekeeping.run_periodically(
@@ -58,7 +58,7 @@ def create_app(
                     housekeeping.run_periodically(
                         "reconcile",
                         settings.reconcile_interval_seconds,
-                        lambda: repair(sessions, queue, settings.reconcile_grace_seconds),
+                        lambda: repair(sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache),
                     )
                 ),
                 asyncio.create_task(
