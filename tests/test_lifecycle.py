@@ -388,3 +388,30 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
         assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[4:], datetime.now(timezone.utc), last=True) is None
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 7 and {st for _, _, st in alert} == {MessageStatus.cancelled}
+
+
+def test_a_launch_whose_fan_out_fails_midway_still_answers_and_is_completed(api, small_chunks, monkeypatch):
+    """The database goes away after the launch's commit: the launch happened (200, what was
+    queued), and housekeeping creates the rest."""
+    from gateway.actions.fanout import repair
+    from sqlalchemy.exc import OperationalError
+
+    populate(api)
+    action = new_action(api)
+    step = lifecycle.fan_out_step
+    calls = []
+
+    def failing_second(*args, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OperationalError("INSERT …", {}, Exception("server closed the connection unexpectedly"))
+        return step(*args, **kw)
+
+    monkeypatch.setattr(lifecycle, "fan_out_step", failing_second)
+    r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
+    assert sum(r["queued"].values()) == 7  # the first chunk (3) and one more (4)
+    assert r["action"]["status"] == "open"
+    monkeypatch.setattr(lifecycle, "fan_out_step", step)
+    repair(api.sessions, api.queue, grace_seconds=0)
+    assert len(messages(api, action["id"])) == 12
+    assert drain(api.sessions, api.queue, "sms") + drain(api.sessions, api.queue, "voice") == 12

@@ -30,27 +30,36 @@ log = logging.getLogger(__name__)
 def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue: WorkQueue,
                        queued: lifecycle.Queued) -> dict[str, int]:
     """Commit the caller's step, put its messages on the queue and finish its fan-out; returns
-    how many messages were queued per channel."""
+    how many messages were queued per channel. A failure after the commit (the database gone
+    midway) is logged, not raised: the step happened, and housekeeping completes the fan-out."""
     session.commit()
     counts = {channel: len(ids) for channel, ids in queued.ids_by_channel.items()}
     publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
     if not queued.rest or queued.bulletin_id is None:
         return counts
+    try:
+        _fan_out(sessions, queue, queued, counts)
+    except Exception:  # noqa: BLE001 — the launch itself is done: the rest is housekeeping's
+        log.exception("action %d: the fan-out stopped after %d message(s); housekeeping completes it",
+                      queued.action_id, sum(counts.values()))
+    return counts
+
+
+def _fan_out(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]) -> None:
     rest, size = queued.rest, lifecycle.FAN_OUT_CHUNK
     for start in range(0, len(rest), size):
         last = start + size >= len(rest)
         now = datetime.now(timezone.utc)
-        with sessions() as chunk_session, chunk_session.begin():
-            chunk = lifecycle.fan_out_step(chunk_session, queued.bulletin_id, rest[start : start + size], now, last=last)
+        with sessions() as session, session.begin():
+            chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rest[start : start + size], now, last=last)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
             log.info("action %d: fan-out stopped after %d of %d recipients", queued.action_id,
                      sum(counts.values()), sum(counts.values()) + len(rest) - start)
             publish_messages(sessions, queue, {}, queued.bulletin_id)
-            break
+            return
         for channel, ids in chunk.ids_by_channel.items():
             counts[channel] = counts.get(channel, 0) + len(ids)
         publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=last)
-    return counts
 
 
 def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,
