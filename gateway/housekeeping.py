@@ -28,8 +28,7 @@ def expire_actions(
     now = now or datetime.now(timezone.utc)
     with sessions() as session:
         closed = lifecycle.expire_due(session, now)
-        session.commit()
-        for queued in closed:
+        for queued in closed:  # the first commits them all
             commit_and_publish(session, sessions, queue, queued)
             sync_action(route_cache, session, queued.action_id)
     if closed:

@@ -53,7 +53,7 @@ _INSERT_CHUNK = 5_000
 FAN_OUT_FIRST = 2_000
 FAN_OUT_CHUNK = 10_000
 
-Row = tuple[str, int | None, str]  # (phone, participant id, channel) of one message to create
+NewMessage = tuple[str, int | None, str]  # (phone, participant id, channel) of a message to create
 
 
 @dataclass
@@ -64,7 +64,7 @@ class Queued:
     bulletin_id: int | None = None
     ids_by_channel: dict[str, list[int]] = field(default_factory=dict)
     # A launch's recipients whose messages are still to be created, chunk by chunk (fan_out_step).
-    rest: list[Row] = field(default_factory=list)
+    rest: list[NewMessage] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -134,7 +134,7 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
     return queued
 
 
-def fan_out_step(session: Session, bulletin_id: int, rows: Sequence[Row], now: datetime, *, last: bool) -> Queued | None:
+def fan_out_step(session: Session, bulletin_id: int, rows: Sequence[NewMessage], now: datetime, *, last: bool) -> Queued | None:
     """Create the next chunk of a launch's messages (the caller commits, then publishes).
 
     None when the fan-out is over without them: the action was closed meanwhile (no alert goes
@@ -316,7 +316,7 @@ _PG_INSERT = text("""
 """)
 
 
-def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[Row], now: datetime, *,
+def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], now: datetime, *,
                      published_with_bulletin: bool = True) -> Queued:
     """Queue the bulletin to each (phone, participant id, channel). Created `enqueued_at`: the
     bulletin's `published_at` confirms the publish for all of them (gateway.queue.publish_messages);
