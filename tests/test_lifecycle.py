@@ -350,6 +350,26 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     assert r["queued"] == {"sms": 8, "voice": 4}
 
 
+def test_the_tip_line_learns_the_numbers_of_a_launch_that_died_before_telling_it(api, redis_url, key_prefix):
+    """A crash between the launch's commit and its publish: the repair republishes the messages
+    and puts the action's numbers in the tip line's route cache (the launch never did)."""
+    from gateway.actions.fanout import repair
+    from gateway.tipline.lookup import RouteCache
+
+    cache = RouteCache(redis_url, prefix=key_prefix)
+    cache.mark_complete()
+    populate(api)
+    action = new_action(api)
+    with api.sessions() as s:
+        lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        s.commit()  # … and the process dies
+    phones = sorted(p for p, _, _ in messages(api, action["id"]))
+    assert all(cache.alerts_for(p) == [] for p in phones)
+    assert repair(api.sessions, api.queue, grace_seconds=0, route_cache=cache) == 12
+    assert [[a.action_id for a in cache.alerts_for(p)] for p in phones] == [[action["id"]]] * 12
+    cache.close()
+
+
 def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
     populate(api)
     action = new_action(api)

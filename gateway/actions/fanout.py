@@ -18,10 +18,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.actions import lifecycle
 from gateway.queue import WorkQueue, publish_messages, reconcile
+from gateway.storage.models import Bulletin
 from gateway.tipline.lookup import RouteCache, sync_action
 
 log = logging.getLogger(__name__)
@@ -65,16 +67,23 @@ def _fan_out(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycl
 def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,
            route_cache: RouteCache | None = None, republish_all: bool = False, now: datetime | None = None) -> int:
     """Housekeeping's repair of the way to the workers: complete the fan-outs of launches that
-    died midway (and tell the tip line their numbers), then publish again what lost its queue
-    entry; returns how many were published."""
+    died midway, publish again what lost its queue entry, and tell the tip line about the actions
+    whose step died before it could; returns how many messages were published."""
     now = now or datetime.now(timezone.utc)
+    cutoff = now - timedelta(seconds=grace_seconds)
     with sessions() as session, session.begin():
-        completed = lifecycle.complete_fan_outs(session, now, now - timedelta(seconds=grace_seconds))
+        # A step that died before its publish mark died before telling the tip line, too.
+        interrupted = set(session.scalars(
+            select(Bulletin.action_id).where(Bulletin.published_at.is_(None), Bulletin.created_at < cutoff)))
+        completed = lifecycle.complete_fan_outs(session, now, cutoff)
     published = 0
     for queued in completed:
         log.warning("action %d: completed the fan-out of an interrupted launch (%d message(s) created)",
                     queued.action_id, queued.count)
         published += publish_messages(sessions, queue, queued.ids_by_channel)
+    published += reconcile(sessions, queue, grace_seconds, now, republish_all=republish_all)
+    if route_cache is not None:
         with sessions() as session:
-            sync_action(route_cache, session, queued.action_id)
-    return published + reconcile(sessions, queue, grace_seconds, now, republish_all=republish_all)
+            for action_id in sorted(interrupted):
+                sync_action(route_cache, session, action_id)
+    return published
