@@ -153,10 +153,11 @@ class Worker:
 
 
 class FirstSubmit:
-    """When the SMSC accepted the launch's first submit: its counter polled every 10 ms."""
+    """When the SMSC accepted the launch's first submit: its counter polled every 10 ms from
+    `started` (made right before the launch)."""
 
     def __init__(self, sim: SmscSimulator) -> None:
-        self.started = self.seen = 0.0
+        self.started = self.seen = time.monotonic()
         self._thread = threading.Thread(target=self._watch, args=(sim,), daemon=True)
         self._thread.start()
 
@@ -191,7 +192,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         rss_before = worker.rss()
         action_id = draft_action(sessions, "Man met rode jas, fietst richting centrum.")
         first_submit = FirstSubmit(sim)
-        started = first_submit.started = time.monotonic()
+        started = first_submit.started
         with sessions() as s:
             counts = commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings))
         launched = time.monotonic() - started
