@@ -29,7 +29,7 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import Engine, text
 
 from gateway.seed import CITIES
-from gateway.storage.models import Message
+from gateway.storage.models import MESSAGE_FILLFACTOR, Message
 
 TYPES = {  # action type: (share of actions, direct success rate)
     "missing_person": (0.20, 0.14),
@@ -86,7 +86,8 @@ def seed_year(
                               "centralist_id", "action_code", "status", "created_at", "launched_at", "expires_at",
                               "closed_at", "expired", "outcome", "outcome_detail"), plan.actions)
         _copy(cur, "bulletin", ("id", "action_id", "kind", "seq", "sms_text", "spoken_text", "created_at", "published_at",
-                                "fanned_out_at"), [(*b, b[-1], b[-1]) for b in plan.bulletins])  # complete, published when made
+                                "fanned_out_at", "settled_at"),
+              [(*b, b[-1], b[-1], b[-1]) for b in plan.bulletins])  # complete, published, and its messages final
         _copy(cur, "tip", ("channel", "received_at", "ended_at", "caller_number", "action_id", "matched_by",
                            "routed_to", "dial_status", "talk_seconds", "useful", "led_to_success"), plan.tips)
         for table in ("action", "bulletin"):
@@ -95,7 +96,11 @@ def seed_year(
         bulk = conn.execute(text("SELECT NOT EXISTS (SELECT 1 FROM message)")).scalar_one()
         if bulk:
             _drop_message_indexes(conn)
+        # A year's messages are final and never written again: full pages, not the room live
+        # messages keep for their status writes (models.MESSAGE_FILLFACTOR).
+        conn.execute(text("ALTER TABLE message SET (fillfactor = 100)"))
         written = _messages(conn, cur, plan.reach, say)
+        conn.execute(text(f"ALTER TABLE message SET (fillfactor = {MESSAGE_FILLFACTOR})"))
         if bulk:
             say("rebuilding the message indexes and constraints")
             _restore_message_indexes(conn)

@@ -442,6 +442,83 @@ def test_renew_extends_only_the_workers_old_leases(sessions, bulletin_id):
         assert renew(s, "w1", now) == 4  # without `older_than`: every lease it holds
 
 
+def test_a_bulletin_settles_once_none_of_its_messages_is_open(sessions, bulletin_id):
+    """The scans for open messages read only unsettled bulletins (gateway/queue/settle.py): a
+    bulletin settles once it is fanned out and nothing of it is queued or sending, not before."""
+    from gateway.queue.settle import settle
+
+    lost = add_messages(sessions, bulletin_id, 2, "sms", age_s=600)  # publish lost: open
+    [claimed] = add_messages(sessions, bulletin_id, 1, "sms", age_s=600)
+    add_messages(sessions, bulletin_id, 1, "sms", status=MessageStatus.delivered)
+    fanning_out = new_bulletin(sessions)  # no messages yet, fanned_out_at NULL: the fan-out is under way
+    with sessions() as s, s.begin():
+        claim(s, [claimed], "w1")
+        assert settle(s) == 0
+        s.get(Bulletin, bulletin_id).fanned_out_at = utcnow()
+    with sessions() as s, s.begin():
+        assert settle(s) == 0  # fanned out, but three messages still open
+        s.execute(Message.__table__.update().where(Message.id.in_(lost)).values(status=MessageStatus.failed))
+    with sessions() as s, s.begin():
+        assert settle(s) == 0  # one is still sending
+        s.execute(Message.__table__.update().where(Message.id == claimed).values(status=MessageStatus.submitted))
+    with sessions() as s, s.begin():
+        assert settle(s) == 1
+        assert settle(s) == 0
+    with sessions() as s:
+        assert s.get(Bulletin, bulletin_id).settled_at is not None
+        assert s.get(Bulletin, fanning_out).settled_at is None
+
+
+def test_reconcile_and_upkeep_settle_what_is_done(sessions, bulletin_id):
+    from gateway.queue import upkeep
+
+    ids = add_messages(sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow(),
+                       status=MessageStatus.delivered)
+    other = new_bulletin(sessions)
+    add_messages(sessions, other, 1, "sms", status=MessageStatus.failed)
+    with sessions() as s, s.begin():
+        for b in (bulletin_id, other):
+            s.get(Bulletin, b).fanned_out_at = utcnow()
+    q = MemoryQueue()
+    reconcile(sessions, q, grace_seconds=60)
+    with sessions() as s:
+        assert s.get(Bulletin, bulletin_id).settled_at is not None and len(ids) == 2
+        s.get(Bulletin, other).settled_at = None
+        s.commit()
+    upkeep(sessions, q, "sms", "w1", lease_seconds=60)
+    with sessions() as s:
+        assert s.get(Bulletin, other).settled_at is not None
+
+
+def test_status_writes_are_hot_updates(pg_sessions):
+    """The point of `message` having no status index and room on its pages (models.Message):
+    PostgreSQL writes the claim and the outcome as HOT updates, touching no index."""
+    bulletin = new_bulletin(pg_sessions)
+    ids = add_messages(pg_sessions, bulletin, 500, "sms")
+
+    def counts() -> tuple[int, int]:
+        with pg_sessions() as s:
+            s.execute(text("SELECT pg_stat_clear_snapshot()"))
+            return tuple(s.execute(text("SELECT pg_stat_get_tuples_updated('message'::regclass),"
+                                        " pg_stat_get_tuples_hot_updated('message'::regclass)")).one())
+
+    def flushing_stats(s) -> None:  # this backend's counts reach the shared ones at its commit
+        s.execute(text("SELECT pg_stat_force_next_flush()"))
+
+    updated, hot_updated = counts()
+    with pg_sessions() as s, s.begin():
+        assert claim(s, ids, "w1") == ids
+        flushing_stats(s)
+    with pg_sessions() as s, s.begin():  # as the worker writes outcomes: its own transaction
+        s.execute(Message.__table__.update().where(Message.id.in_(ids))
+                  .values(status=MessageStatus.delivered, provider_id="0123456789abcdef", sent_at=utcnow(),
+                          final_at=utcnow(), detail=None))
+        flushing_stats(s)
+    after, hot_after = counts()
+    assert after - updated == 1000
+    assert hot_after - hot_updated == 1000
+
+
 def test_array_literals_reach_postgresql_intact(pg_sessions):
     """The hot statements pass arrays as literals (gateway.storage.db.pg_ints …): every value must
     arrive as it was, whatever characters an SMSC id or a phone number field holds."""

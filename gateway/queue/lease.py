@@ -26,6 +26,7 @@ from gateway.storage.models import Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
 from .reconcile import publish_messages, status_guard
+from .settle import in_unsettled_bulletin, settle
 
 REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
 # The same, for a message that had been dispatched: the next worker may look for proof that the
@@ -53,7 +54,7 @@ def renew(session: Session, worker: str, now: datetime | None = None, older_than
     long before, and rewriting every held row each round locked the rows the worker was writing
     statuses to (and added a row version per message)."""
     stamp = now or utcnow()
-    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending)
+    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending, in_unsettled_bulletin())
     if older_than is not None:
         held += (Message.claimed_at < stamp - older_than,)
     result = session.execute(
@@ -80,12 +81,16 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
 
 
 def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float) -> Requeued:
-    """A living worker's periodic duty (every quarter lease): renew its own leases, then queue
-    again what a stopped worker of the channel left `sending`."""
+    """A living worker's periodic duty (every quarter lease): renew its own leases, queue again
+    what a stopped worker of the channel left `sending`, and settle the bulletins that are done
+    (so that these scans stay small without a housekeeping process)."""
     with sessions() as session, session.begin():
         # Only the leases older than a quarter lease: none gets older than about half of it.
         renew(session, worker, older_than=timedelta(seconds=lease_seconds / 4))
-    return requeue_stale(sessions, queue, channel, lease_seconds)
+    requeued = requeue_stale(sessions, queue, channel, lease_seconds)
+    with sessions() as session, session.begin():
+        settle(session)
+    return requeued
 
 
 def requeue_stale(
@@ -103,6 +108,7 @@ def requeue_stale(
         (Message.channel == name)
         & (Message.status == MessageStatus.sending)
         & (Message.claimed_at < cutoff)
+        & in_unsettled_bulletin()
     )
     with sessions() as session, session.begin():
         dispatched = session.execute(

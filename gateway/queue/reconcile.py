@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.storage.models import Bulletin, Channel, Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
+from .settle import in_unsettled_bulletin, settle
 
 
 def _chunks(ids: Sequence[int]):
@@ -87,7 +88,7 @@ def reconcile(
     With `republish_all` every `queued` message is published (start-up with the in-memory queue).
     """
     cutoff = (now or utcnow()) - timedelta(seconds=grace_seconds)
-    condition = Message.status == MessageStatus.queued
+    condition = (Message.status == MessageStatus.queued) & in_unsettled_bulletin()
     unpublished = Bulletin.published_at.is_(None) & (Bulletin.created_at < cutoff)
     if not republish_all:
         emptied = [c.value for c in Channel if queue.backlog(c.value) == 0]
@@ -117,6 +118,8 @@ def reconcile(
             break
     # Every queued message of those bulletins is on the queue again (they may have none left).
     _mark_published(sessions, unpublished)
+    with sessions() as session, session.begin():
+        settle(session)
     return total
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 
 from aiosmpplib import SmppCommandStatus as Status
@@ -112,7 +113,10 @@ class AdaptiveRate:
     _last_raise: float = 0.0
     _tokens: float = 0.0
     _refilled: float = 0.0
-    _sent: list[float] = field(default_factory=list)  # send times in the last second (for "observed")
+    # (time, count) of each round of sends in the last second, and their total (the "observed"
+    # rate): one entry per round, not per message.
+    _sent: deque[tuple[float, int]] = field(default_factory=deque)
+    _sent_count: int = 0
 
     def limit(self) -> float | None:
         if self.current is None:
@@ -121,16 +125,17 @@ class AdaptiveRate:
 
     def note_sent(self, now: float, count: int = 1) -> None:
         if self.current is None and not self.contracted:
-            self._sent.extend([now] * count)
+            self._sent.append((now, count))
+            self._sent_count += count
             cut = now - 1.0
-            while self._sent and self._sent[0] < cut:
-                self._sent.pop(0)
+            while self._sent[0][0] < cut:
+                self._sent_count -= self._sent.popleft()[1]
 
     def throttled(self, now: float) -> bool:
         """The SMSC said ESME_RTHROTTLED / ESME_RMSGQFUL; returns whether the limit was cut now."""
         if now - self._last_cut < self.cooldown:
             return False
-        base = self.current if self.current is not None else (self.contracted or max(len(self._sent), self.floor * 2))
+        base = self.current if self.current is not None else (self.contracted or max(self._sent_count, self.floor * 2))
         self.current = max(self.floor, base / 2)
         self._last_cut = self._last_raise = now
         self._tokens = 0.0

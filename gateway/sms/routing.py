@@ -6,8 +6,9 @@ route, then — while every bind the routes chose is down — the other binds th
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .binds import SmsConfig
@@ -43,9 +44,29 @@ class Router:
     routes: tuple[Route, ...]
     default: str
     failover: tuple[str, ...] = ()
+    # Candidates by the destination's first `_significant` characters: with prefix routes only,
+    # nothing after the longest prefix matters, so 100,000 numbers share a handful of answers.
+    _memo: dict[str, list[str]] = field(default_factory=dict, compare=False, repr=False)
+
+    @functools.cached_property
+    def _significant(self) -> int | None:
+        if not all(isinstance(route.filter, PrefixFilter) for route in self.routes):
+            return None
+        return max((len(p) for route in self.routes for p in route.filter.prefixes), default=0)
 
     def candidates(self, destination: str) -> list[str]:
         """Every bind that may carry a message to `destination`, best first."""
+        if self._significant is None:
+            return self._candidates(destination)
+        key = destination[: self._significant]
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= 10_000:
+                self._memo.clear()
+            found = self._memo[key] = self._candidates(key)
+        return found
+
+    def _candidates(self, destination: str) -> list[str]:
         out: list[str] = []
         for route in self.routes:
             if route.filter.match(destination) and route.bind not in out:

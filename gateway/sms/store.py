@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 
 from sqlalchemy import bindparam, case, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -52,29 +53,30 @@ class Claimed:
 
 
 # PostgreSQL: claim, dispatch mark and what sending needs in one statement (one round trip).
-# See gateway.queue.claim for the rule and reconcile.status_guard for `status || ''`.
+# See gateway.queue.claim for the rule and reconcile.status_guard for `status || ''`. The
+# bulletin's text is not joined in: it would travel (and be decoded) once per message.
 _PG_CLAIM = text("""
-    WITH claimed AS (
-        UPDATE message
-           SET status = 'sending', attempts = attempts + 1, claimed_by = :worker, claimed_at = :now,
-               dispatched_at = :now
-         WHERE id = ANY(CAST(:ids AS bigint[])) AND status || '' = 'queued'
-     RETURNING id, phone, bulletin_id, detail)
-    SELECT c.id, c.phone, c.bulletin_id, b.sms_text, c.detail
-      FROM claimed AS c JOIN bulletin AS b ON b.id = c.bulletin_id
-     ORDER BY c.id
+    UPDATE message
+       SET status = 'sending', attempts = attempts + 1, claimed_by = :worker, claimed_at = :now,
+           dispatched_at = :now
+     WHERE id = ANY(CAST(:ids AS bigint[])) AND status || '' = 'queued'
+ RETURNING id, phone, bulletin_id, detail
 """)
 
 
-def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str) -> list[Claimed]:
+def claim_sms(
+    sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str, texts: dict[int, str] | None = None
+) -> list[Claimed]:
     """Claim (queued → sending, leased to `worker`, dispatched) and load what sending needs; one commit.
 
     The dispatch mark comes with the claim: a claimed SMS is written to the SMSC within
     milliseconds, and a separate mark before each write was a fifth of the worker's database
     writes. After a crash every claimed SMS therefore counts as possibly sent; the next worker
     waits for a receipt that proves it before sending it again (see the worker's `limbo`).
+    `texts` (bulletin id → SMS text) is the caller's cache: only bulletins not in it are read.
     """
     now = utcnow()
+    texts = {} if texts is None else texts
     with sessions() as session, session.begin():
         if _postgres(session):
             rows = session.execute(_PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker,
@@ -85,12 +87,15 @@ def claim_sms(sessions: sessionmaker[Session], message_ids: Sequence[int], worke
                 return []
             mark_dispatched(session, owned, worker, now)
             rows = session.execute(
-                select(Message.id, Message.phone, Message.bulletin_id, Bulletin.sms_text, Message.detail)
-                .join(Bulletin, Bulletin.id == Message.bulletin_id)
-                .where(Message.id.in_(owned))
-                .order_by(Message.id)
+                select(Message.id, Message.phone, Message.bulletin_id, Message.detail).where(Message.id.in_(owned))
             ).all()
-    return [Claimed(mid, phone, bid, text, detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, text, detail in rows]
+        if len(texts) > 1000:
+            texts.clear()
+        missing = {bid for _, _, bid, _ in rows} - texts.keys()
+        if missing:
+            texts.update(session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).tuples().all())
+    rows.sort(key=itemgetter(0))  # in id order, i.e. as the launch ordered them
+    return [Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, detail in rows]
 
 
 @dataclass(slots=True)

@@ -114,6 +114,7 @@ class SmsWorker:
         self.parked: deque[Claimed] = deque()
         self.batch = Batch()
         self._templates: dict[tuple[int, str], P.SubmitTemplate | str] = {}
+        self._texts: dict[int, str] = {}  # bulletin id → its SMS text (claim_sms reads each once)
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -183,17 +184,23 @@ class SmsWorker:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            deliveries = await asyncio.to_thread(self.queue.consume, CHANNEL, self.worker_id, min(room, 500), 500)
-            if not deliveries:
+            claimed = await asyncio.to_thread(self._take, min(room, 500))
+            if not claimed:
                 continue
-            claimed = await asyncio.to_thread(
-                claim_sms, self.sessions, [d.message_id for d in deliveries], self.worker_id
-            )
-            await asyncio.to_thread(self.queue.ack, CHANNEL, [d.entry_id for d in deliveries])
             up = self._up()
             for item in claimed:
                 self.open[item.message_id] = item
                 self._dispatch(item, up=up)
+
+    def _take(self, count: int) -> list[Claimed]:
+        """Up to `count` ids from the queue, claimed; their entries acked once the claim is
+        committed. In a thread, all three steps in one hop."""
+        deliveries = self.queue.consume(CHANNEL, self.worker_id, count, 500)
+        if not deliveries:
+            return []
+        claimed = claim_sms(self.sessions, [d.message_id for d in deliveries], self.worker_id, self._texts)
+        self.queue.ack(CHANNEL, [d.entry_id for d in deliveries])
+        return claimed
 
     def _template(self, item: Claimed, bind: Bind) -> P.SubmitTemplate | str:
         """The submit_sm PDUs of the bulletin's text over `bind` (its sender), built once per

@@ -340,10 +340,19 @@ class Bulletin(Base):
     # committed and sent on at once (gateway/actions/fanout.py); NULL while that is under way, or
     # after the launching process died midway — then housekeeping completes it.
     fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set once none of its messages is open (queued or sending) any more; they never open again.
+    # The scans for open messages look only at unsettled bulletins (gateway/queue/settle.py):
+    # `message` has no index on its status, so that status writes are HOT updates.
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     action: Mapped[Action] = relationship(back_populates="bulletins")
 
     __table_args__ = (UniqueConstraint("action_id", "kind", "seq", name="uq_bulletin_action_kind_seq"),)
+
+
+# Percent of each `message` page filled by inserts: the rest is for the status writes' new row
+# versions (see Message). 30: the claim and the outcome both fit beside the row.
+MESSAGE_FILLFACTOR = 30
 
 
 class Message(Base):
@@ -384,11 +393,12 @@ class Message(Base):
         # RULE: one message per phone number per bulletin — the database backs the targeting rule.
         UniqueConstraint("bulletin_id", "phone", name="uq_message_bulletin_phone"),
         Index("ix_message_phone", "phone"),
-        # The messages still to do (the reconciler's and the lease keeper's scans). Partial: a
-        # message leaves it when it is final, so the final status write of every message — the
-        # bulk of the writes — does not touch this index.
-        Index("ix_message_open", "status", "claimed_at", postgresql_where=text("status IN ('queued', 'sending')"),
-              sqlite_where=text("status IN ('queued', 'sending')")),
+        # A message's status is written two or three times (claim, outcome, receipt). No index
+        # holds a column those writes change, and each page keeps room for them, so PostgreSQL
+        # writes them as HOT updates: a new row version on the same page and no index entries.
+        # Measured at 100,000 messages: claim + outcome 2.9 s of CPU → 0.9 s. The open messages
+        # are found through their bulletin instead (gateway/queue/settle.py).
+        {"postgresql_with": {"fillfactor": MESSAGE_FILLFACTOR}},
     )
 
 
