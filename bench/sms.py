@@ -12,7 +12,10 @@
     `burgernet worker sms` process over one bind (window 100), receipts back, every status
     persisted in PostgreSQL; timed from the launch to the last message `delivered` in the database.
     Printed: both rates, the ratio b/a (goal >= 0.75), the time from the launch to the first
-    submit the SMSC accepted, the worker's RSS before/after/peak.
+    submit the SMSC accepted, the worker's RSS before/after/peak, and where the CPU went, per
+    message: the worker, the PostgreSQL backends, this process (the launch), the simulator — next
+    to the reference's client and simulator. On a machine with few cores the simulator's share
+    decides the ratio: the reference's client is lighter than the gateway's work.
 (c) the same worker with the bind limited to 200 msg/s for `--rate-seconds`: the achieved rate
     over the full seconds (goal: within 2% of 200) and the most submits the SMSC counted in any
     one second (must be <= 200).
@@ -27,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -67,6 +71,35 @@ CENTRE = (52.0907, 5.1214)
 BURGERNET = Path(sys.executable).with_name("burgernet")
 
 
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process `pid` has used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def pg_backends() -> dict[int, float]:
+    """pid → CPU seconds of the PostgreSQL backends serving the bench database (their process
+    titles name it)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                title = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"postgres: ") and f" {PG_DB} ".encode() in title:
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def own_cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def seed_participants(sessions, n: int) -> None:
@@ -125,6 +158,8 @@ class Worker:
         self.proc = subprocess.Popen([str(BURGERNET), "worker", "sms", "--name", "bench-sms"], env=env,
                                      stdout=log.open("w"), stderr=subprocess.STDOUT)
         self.peak = 0
+        # Backends seen during the run, their CPU when last seen (they live as long as the pools).
+        self.backends: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -141,6 +176,7 @@ class Worker:
     def _sample(self) -> None:
         while not self._stop.wait(0.25):
             self.peak = max(self.peak, self.rss())
+            self.backends.update(pg_backends())
 
     def stop(self) -> None:
         self._stop.set()
@@ -191,6 +227,9 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         time.sleep(1.0)
         rss_before = worker.rss()
         action_id = draft_action(sessions, "Man met rode jas, fietst richting centrum.")
+        cpu_before = {"worker": cpu_seconds(worker.proc.pid), "simulator": sim.cpu_seconds(),
+                      "launch": own_cpu(resource.RUSAGE_SELF)}
+        backends_before = pg_backends()
         first_submit = FirstSubmit(sim)
         started = first_submit.started
         with sessions() as s:
@@ -206,13 +245,31 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
                    f"{n} submits at the SMSC")
         wait_until(lambda: sum(count_final(sessions, action_id)) >= n, 600, f"{n} final statuses", every=0.05)
         elapsed = time.monotonic() - started
+        cpu = {"worker": cpu_seconds(worker.proc.pid) - cpu_before["worker"],
+               "PostgreSQL": sum(t - backends_before.get(pid, 0.0)
+                                 for pid, t in (worker.backends | pg_backends()).items()),
+               "launch": own_cpu(resource.RUSAGE_SELF) - cpu_before["launch"],
+               "simulator": sim.cpu_seconds() - cpu_before["simulator"]}
         delivered, failed = count_final(sessions, action_id)
         rss_after = worker.rss()
-        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched,
+        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched, "cpu": cpu,
                 "first_submit_seconds": first_submit.after(), "delivered": delivered,
                 "failed": failed, "rss_before": rss_before, "rss_after": rss_after, "rss_peak": worker.peak}
     finally:
         worker.stop()
+
+
+def reference_run(sim, n: int) -> tuple[float, dict[str, float]]:
+    """The node reference's rate, and the CPU seconds its client and the simulator spent."""
+    before = own_cpu(resource.RUSAGE_CHILDREN), sim.cpu_seconds()
+    rate = run_reference(n, sim.port, sim.system_id, sim.password)
+    return rate, {"client": own_cpu(resource.RUSAGE_CHILDREN) - before[0], "simulator": sim.cpu_seconds() - before[1]}
+
+
+def per_message(cpu: dict[str, float], n: int, seconds: float) -> str:
+    """"worker 51 µs, …" and how busy the machine's cores were."""
+    parts = ", ".join(f"{name} {1e6 * t / n:.0f} µs" for name, t in cpu.items())
+    return f"{parts} (together {100 * sum(cpu.values()) / seconds:.0f}% of a core, {os.cpu_count()} cores)"
 
 
 def rate_run(sessions, queue, settings, sim, rate: int, seconds: int, log: Path) -> dict:
@@ -267,8 +324,8 @@ def main() -> None:
 
     with SmscSimulator(log_path=logs / "sms-smsc.log") as sim:
         print("(a) reference: node smpp client, window 100 …", flush=True)
-        before = run_reference(n, sim.port, sim.system_id, sim.password)
-        print(f"    {before:,.0f} msg/s", flush=True)
+        before, ref_cpu = reference_run(sim, n)
+        print(f"    {before:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / before)}", flush=True)
         sim.reset()
         print("(b) gateway: launch → queue → worker sms → SMSC → receipts → PostgreSQL …", flush=True)
         gateway = gateway_run(sessions, queue, settings, sim, n, logs / "sms-worker.log")
@@ -278,12 +335,14 @@ def main() -> None:
         mib = 1024 * 1024
         print(f"    worker RSS: {gateway['rss_before'] / mib:.0f} MiB before, {gateway['rss_after'] / mib:.0f} MiB after, "
               f"peak {gateway['rss_peak'] / mib:.0f} MiB (growth {(gateway['rss_after'] - gateway['rss_before']) / mib:+.0f} MiB "
-              f"over {n:,} messages)", flush=True)
+              f"over {n:,} messages)")
+        print(f"    CPU per message: {per_message(gateway['cpu'], n, gateway['seconds'])}", flush=True)
         sim.reset()
         print("(a) the reference again …", flush=True)
-        after = run_reference(n, sim.port, sim.system_id, sim.password)
+        after, ref_cpu = reference_run(sim, n)
         reference = (before + after) / 2
-        print(f"    {after:,.0f} msg/s; mean of both {reference:,.0f} msg/s", flush=True)
+        print(f"    {after:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / after)}; "
+              f"mean of both runs {reference:,.0f} msg/s", flush=True)
         sim.reset()
         if args.rate_seconds > 0:
             print(f"(c) bind limited to {args.rate} msg/s for {args.rate_seconds} s …", flush=True)
