@@ -129,6 +129,8 @@ def status_guard(status: MessageStatus):
     Written as `status || '' = …` so that the database cannot use a status index for it: with
     statistics that lag behind a bulk launch PostgreSQL otherwise scans every message of that
     status for each batch (measured: 57 ms instead of 2 ms for 500 ids among 10,000 queued).
+    `message` has no status index any more (its status writes are HOT updates, models.Message);
+    the guard stays for any that comes back (plain `status = …` measured no faster without one).
     """
     return type_coerce(Message.status, String).concat("") == status.value
 
