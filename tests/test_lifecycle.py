@@ -324,9 +324,10 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     populate(api)
     action = new_action(api)
     queued = launch_first_chunk(api, action["id"])
-    assert queued.count == 3 and len(queued.rest) == 9
+    rest = list(queued.rest)
+    assert queued.count == 3 and len(rest) == 9
     with api.sessions() as s, s.begin():  # one more chunk, committed but never published: the crash
-        lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False)
+        lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(timezone.utc), last=False)
     assert len(messages(api, action["id"])) == 7
     assert alert_bulletin(api, action["id"]).fanned_out_at is None
     # Updates go to everyone the alert went to: not before the alert has them all.
@@ -376,7 +377,7 @@ def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
     queued = launch_first_chunk(api, action["id"])
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False) is None
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, list(queued.rest)[:4], datetime.now(timezone.utc), last=False) is None
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 3 and {st for _, _, st in alert} == {MessageStatus.cancelled}
     assert alert_bulletin(api, action["id"]).fanned_out_at is not None  # nothing left for housekeeping
@@ -391,6 +392,7 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
     populate(api)
     action = new_action(api)
     queued = launch_first_chunk(api, action["id"])
+    rest = list(queued.rest)
     closed = threading.Event()
 
     def close():
@@ -398,14 +400,14 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
         closed.set()
 
     with api.sessions() as s, s.begin():
-        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[:4], datetime.now(timezone.utc), last=False)
+        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(timezone.utc), last=False)
         closer = threading.Thread(target=close)
         closer.start()
         assert not closed.wait(0.5)  # held by this chunk's locks
     closer.join(10)
     assert closed.is_set() and chunk.count == 4
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest[4:], datetime.now(timezone.utc), last=True) is None
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, rest[4:], datetime.now(timezone.utc), last=True) is None
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 7 and {st for _, _, st in alert} == {MessageStatus.cancelled}
 

@@ -3,8 +3,10 @@
 A launch commits the action, its alert and the messages of its first `FAN_OUT_FIRST` recipients
 (gateway/actions/lifecycle.py); `commit_and_publish` publishes those at once — the workers start
 sending — and then creates the rest chunk by chunk (`FAN_OUT_CHUNK` messages, each chunk its own
-transaction, published after its commit) while the first are going out. Measured with 100,000
-recipients (bench/sms): the first SMS at the SMSC ~1 s after the launch instead of ~3 s.
+transaction, published after its commit) while the first are going out; the launch's targeting
+decides the rest as the chunks need them (`Queued.rest` is lazy). Measured with 100,000
+recipients (bench/sms): the first SMS at the SMSC ~0.4 s after the launch (~3 s when everything
+was created first, ~0.9 s when everything was targeted first).
 
 Nothing lost: the alert's `fanned_out_at` is set by its last chunk and its publish mark
 (`published_at`) only after that chunk is on the queue. A process that dies midway leaves both
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,20 +51,22 @@ def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue:
 
 
 def _fan_out(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]) -> None:
-    rest, size = queued.rest, lifecycle.FAN_OUT_CHUNK
-    for start in range(0, len(rest), size):
-        last = start + size >= len(rest)
+    rest, size = iter(queued.rest), lifecycle.FAN_OUT_CHUNK
+    rows = list(islice(rest, size))
+    while rows:
+        following = list(islice(rest, size))  # decided before this chunk commits: is it the last?
         now = datetime.now(timezone.utc)
         with sessions() as session, session.begin():
-            chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rest[start : start + size], now, last=last)
+            chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
-            log.info("action %d: fan-out stopped after %d of %d recipients", queued.action_id,
-                     sum(counts.values()), sum(counts.values()) + len(rest) - start)
+            log.info("action %d: fan-out stopped after %d of %d recipients", queued.action_id, sum(counts.values()),
+                     sum(counts.values()) + len(rows) + len(following) + sum(1 for _ in rest))
             publish_messages(sessions, queue, {}, queued.bulletin_id)
             return
         for channel, ids in chunk.ids_by_channel.items():
             counts[channel] = counts.get(channel, 0) + len(ids)
-        publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=last)
+        publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=not following)
+        rows = following
 
 
 def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain, islice
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -39,7 +40,7 @@ from gateway.storage.models import (
     REACHED_STATUSES,
     utcnow,
 )
-from gateway.targeting import Recipient, find_recipients
+from gateway.targeting import Recipient, find_recipients, recipients_in_phone_order
 
 CODE_DIGITS = 4
 # A code looks like the example in every message ("actiecode 4821"): four digits, no leading 0.
@@ -63,8 +64,9 @@ class Queued:
     action_id: int
     bulletin_id: int | None = None
     ids_by_channel: dict[str, list[int]] = field(default_factory=dict)
-    # A launch's recipients whose messages are still to be created, chunk by chunk (fan_out_step).
-    rest: list[NewMessage] = field(default_factory=list)
+    # A launch's recipients whose messages are still to be created, chunk by chunk (fan_out_step):
+    # empty (falsy) when there are none, else an iterator that decides them as it goes.
+    rest: Iterable[NewMessage] = ()
 
     @property
     def count(self) -> int:
@@ -117,9 +119,12 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
     code = _open_with_code(session, action_id, now, settings)
     action = get_action(session, action_id, fresh=True)
     # In phone order (as _insert_messages writes them): each chunk goes on where the last ended.
-    rows = sorted(((r.phone, r.participant_id, r.channel) for r in recipients(session, action, now)),
-                  key=lambda row: row[0])
-    first, rest = rows[:FAN_OUT_FIRST], rows[FAN_OUT_FIRST:]
+    # Decided lazily: the first chunk is queued before the rest of the recipients are decided.
+    rows = ((r.phone, r.participant_id, r.channel)
+            for r in recipients_in_phone_order(session, action.lat, action.lon, action.radius_m, action.channels, now))
+    first = list(islice(rows, FAN_OUT_FIRST))
+    following = next(rows, None)
+    rest: Iterable[NewMessage] = () if following is None else chain((following,), rows)
     bulletin = _bulletin(
         session,
         action,
@@ -127,7 +132,7 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
         0,
         wording.alert_sms(action.description, code, settings.tip_line),
         wording.alert_spoken(action.description, code),
-        complete=not rest,
+        complete=following is None,
     )
     queued = _insert_messages(session, bulletin, first, now)
     queued.rest = rest

@@ -1,15 +1,15 @@
 """The SQL edge of targeting: fetch the registrations under the circle's tiles, then select."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import chain
 
-from sqlalchemy import Connection, String, or_, select, type_coerce, union_all
+from sqlalchemy import Connection, String, literal_column, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
 from gateway.targeting.geo import tile_ranges
-from gateway.targeting.select import Recipient, select_recipients
+from gateway.targeting.select import Recipient, select_recipients, select_recipients_in_order
 
 # Column order is Registration's. The channel comes back as its plain string value ('sms'), which
 # compares equal to the Channel member: skipping the Enum conversion per row saves ~1 µs a row.
@@ -70,17 +70,47 @@ def find_recipients(
     now: datetime,
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
-    # A Core statement on the session's own connection (same transaction): the ORM's result
-    # machinery would add ~3 µs a row for nothing, since these are plain columns. Flush first,
-    # as the session would have (autoflush), so pending registrations are seen.
-    if isinstance(db, Connection):
-        conn = db
-    else:
-        if db.autoflush:
-            db.flush()
-        conn = db.connection(bind_arguments={"mapper": Address})
+    conn = _connection(db)
     stmt = _tile_query(conn.dialect.name, lat, lon, radius_m)
     # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
     # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
     rows = chain.from_iterable(conn.execute(stmt).partitions(_BATCH))
     return select_recipients(rows, lat, lon, radius_m, channels, now)
+
+
+def recipients_in_phone_order(
+    db: Session | Connection,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+) -> Iterator[Recipient]:
+    """The same recipients as `find_recipients`, in phone-number order and decided lazily.
+
+    The rows are read now, within the caller's transaction (it may commit before the last
+    recipient is asked for); each number's recipient is decided when the iteration gets there.
+    A launch queues its first recipients ~0.25 s after the query instead of after deciding all
+    (~0.7 s for 100,000 in Python)."""
+    conn = _connection(db)
+    stmt = _tile_query(conn.dialect.name, lat, lon, radius_m).order_by(literal_column("phone"))
+    result = conn.execute(stmt)
+    if conn.dialect.name == "postgresql":
+        # The driver's own tuples: none of these columns has a result conversion on psycopg
+        # (the channel comes as text, dates as dates), and Row objects cost ~2 µs each.
+        rows = result.cursor.fetchall()
+        result.close()
+    else:
+        rows = result.all()  # SQLite: dates arrive as text and need SQLAlchemy's conversion
+    return select_recipients_in_order(rows, lat, lon, radius_m, channels, now)
+
+
+def _connection(db: Session | Connection) -> Connection:
+    """A Core statement on the session's own connection (same transaction): the ORM's result
+    machinery would add ~3 µs a row for nothing, since these are plain columns. Flushed first,
+    as the session would have (autoflush), so pending registrations are seen."""
+    if isinstance(db, Connection):
+        return db
+    if db.autoflush:
+        db.flush()
+    return db.connection(bind_arguments={"mapper": Address})

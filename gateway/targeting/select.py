@@ -117,21 +117,63 @@ _VALUE = {**{c: c.value for c in Channel}, **{c.value: c.value for c in Channel}
 _MEMBER = {**{c: c for c in Channel}, **{c.value: c for c in Channel}}
 
 
+def select_recipients_in_order(
+    registrations: Iterable[Registration],
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+) -> Iterator[Recipient]:
+    """`select_recipients` for registrations sorted by phone number: each recipient as soon as
+    its number's registrations have gone by (a launch queues its first recipients before the
+    rest are decided)."""
+    return one_per_number_in_order(eligible(registrations, Circle(lat, lon, radius_m), channels, now))
+
+
+def one_per_number_in_order(candidates: Iterable[tuple[float, Registration]]) -> Iterator[Recipient]:
+    """`one_per_number` for candidates that come grouped by phone number: the same pick, yielded
+    as each number's group ends."""
+    phone: str | None = None
+    held: tuple[tuple[float, int, int], Registration] | None = None
+    for h, reg in candidates:
+        key = _preference(h, reg)
+        if reg[2] != phone:
+            if held is not None:
+                yield _recipient(held[1])
+            phone, held = reg[2], (key, reg)
+        elif key < held[0]:  # type: ignore[index]
+            held = (key, reg)
+    if held is not None:
+        yield _recipient(held[1])
+
+
+def _recipient(reg: Registration) -> Recipient:
+    return Recipient(reg[2], _MEMBER[reg[3]], reg[1], reg[0], reg[11])
+
+
+def _preference(h: float, reg: Registration) -> tuple[float, int, int]:
+    """The order in which one number's registrations are preferred (the lowest wins): nearest
+    (`h` grows with the distance), then SMS before voice, then the oldest address."""
+    return (h, _CHANNEL_RANK[_VALUE[reg[3]]], reg[0])
+
+
 def one_per_number(candidates: Iterable[tuple[float, Registration]]) -> list[Recipient]:
-    """RULE: one message per phone number per action — pick one registration per number."""
+    """RULE: one message per phone number per action — pick one registration per number: the
+    nearest eligible address, at equal distance SMS before voice, then the oldest address."""
     # Per number only the few fields a Recipient needs are kept, not the registration itself: the
     # rows can then be freed while they stream in, which spares the garbage collector ~100k
     # long-lived objects at 5 km.
-    best: dict[str, tuple[float, int, int, int, Channel | str, str]] = {}
+    best: dict[str, tuple[tuple[float, int, int], int, Channel | str, str]] = {}
     held_for = best.get
     for h, reg in candidates:
         phone = reg[2]
-        rank = _CHANNEL_RANK[_VALUE[reg[3]]]
+        key = _preference(h, reg)
         held = held_for(phone)
-        if held is not None and not (h, rank, reg[0]) < held[:3]:
+        if held is not None and not key < held[0]:
             continue
-        best[phone] = (h, rank, reg[0], reg[1], reg[3], reg[11])
+        best[phone] = (key, reg[1], reg[3], reg[11])
     return [
-        Recipient(phone, _MEMBER[channel], pid, aid, language)
-        for phone, (_h, _rank, aid, pid, channel, language) in best.items()
+        Recipient(phone, _MEMBER[channel], pid, key[2], language)
+        for phone, (key, pid, channel, language) in best.items()
     ]
