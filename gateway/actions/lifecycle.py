@@ -15,9 +15,9 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from itertools import chain, islice
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain, islice
 
 from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
