@@ -147,6 +147,17 @@ def test_pages_are_served_with_a_strict_content_security_policy(api):
         assert (STATIC_DIR / "vendor" / licence).is_file()
 
 
+def test_the_login_form_cannot_send_the_key_before_its_script_runs(api):
+    """Submitted by the browser itself (no script yet, or none), the form would be a GET with the
+    key in the URL — in the history and the server's logs. Its button starts disabled."""
+    import re
+
+    html = api.client.get("/login/").text
+    button = re.search(r"<button[^>]*type=\"submit\"[^>]*>", html).group(0)
+    assert "disabled" in button and 'id="login-submit"' in button
+    assert '$("#login-submit").disabled = false' in (STATIC_DIR / "app" / "login.js").read_text()
+
+
 def test_in_production_the_cookie_is_secure(api):
     from fastapi.testclient import TestClient
 

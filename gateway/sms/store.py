@@ -93,7 +93,7 @@ def claim_sms(
             texts.clear()
         missing = {bid for _, _, bid, _ in rows} - texts.keys()
         if missing:
-            texts.update(session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).tuples().all())
+            texts.update(session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).all())
     rows.sort(key=itemgetter(0))  # in id order, i.e. as the launch ordered them
     return [Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, detail in rows]
 

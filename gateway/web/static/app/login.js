@@ -23,3 +23,4 @@ $("#login-form").addEventListener("submit", async (event) => {
   const allowed = body.user.role === "admin" ? ["/console/", "/dashboard/"] : [body.home];
   location.assign(allowed.includes(next) ? next : body.home);
 });
+$("#login-submit").disabled = false;
