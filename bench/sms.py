@@ -63,7 +63,7 @@ from gateway.storage.models import (  # noqa: E402
     Participant,
 )
 from gateway.targeting.geo import tile_of  # noqa: E402
-from smsc_sim import SmscSimulator  # noqa: E402
+from smsc_sim import SmscSimulator, process_cpu_seconds  # noqa: E402
 
 PG_DB = "burgernet_bench_sms"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -73,18 +73,9 @@ BURGERNET = Path(sys.executable).with_name("burgernet")
 
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) process `pid` has used so far; 0 once it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-
-
-def pg_backends() -> dict[int, float]:
-    """pid → CPU seconds of the PostgreSQL backends serving the bench database (their process
-    titles name it)."""
+def pg_backends(database: str = PG_DB) -> dict[int, float]:
+    """pid → CPU seconds of the PostgreSQL backends serving `database` (their process titles
+    name it)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -92,8 +83,8 @@ def pg_backends() -> dict[int, float]:
                 title = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"postgres: ") and f" {PG_DB} ".encode() in title:
-                found[int(entry.name)] = cpu_seconds(int(entry.name))
+            if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+                found[int(entry.name)] = process_cpu_seconds(int(entry.name))
     return found
 
 
@@ -227,7 +218,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         time.sleep(1.0)
         rss_before = worker.rss()
         action_id = draft_action(sessions, "Man met rode jas, fietst richting centrum.")
-        cpu_before = {"worker": cpu_seconds(worker.proc.pid), "simulator": sim.cpu_seconds(),
+        cpu_before = {"worker": process_cpu_seconds(worker.proc.pid), "simulator": sim.cpu_seconds(),
                       "launch": own_cpu(resource.RUSAGE_SELF)}
         backends_before = pg_backends()
         first_submit = FirstSubmit(sim)
@@ -245,7 +236,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
                    f"{n} submits at the SMSC")
         wait_until(lambda: sum(count_final(sessions, action_id)) >= n, 600, f"{n} final statuses", every=0.05)
         elapsed = time.monotonic() - started
-        cpu = {"worker": cpu_seconds(worker.proc.pid) - cpu_before["worker"],
+        cpu = {"worker": process_cpu_seconds(worker.proc.pid) - cpu_before["worker"],
                "PostgreSQL": sum(t - backends_before.get(pid, 0.0)
                                  for pid, t in (worker.backends | pg_backends()).items()),
                "launch": own_cpu(resource.RUSAGE_SELF) - cpu_before["launch"],

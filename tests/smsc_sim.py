@@ -145,8 +145,7 @@ class SmscSimulator:
         """CPU time (user + system) the simulator process has used so far, from /proc."""
         if self._proc is None:
             raise SimulatorUnavailable("the SMSC simulator is not running")
-        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return process_cpu_seconds(self._proc.pid)
 
     @property
     def running(self) -> bool:
@@ -226,3 +225,13 @@ class SmscSimulator:
 
 def _summary(stats: dict) -> str:
     return json.dumps({k: v for k, v in stats.items() if k not in ("by_destination", "per_second")})
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) process `pid` has used so far, from /proc; 0 once
+    it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime

@@ -59,8 +59,8 @@ def _fan_out(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycl
         with sessions() as session, session.begin():
             chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
-            log.info("action %d: fan-out stopped after %d of %d recipients", queued.action_id, sum(counts.values()),
-                     sum(counts.values()) + len(rows) + len(following) + sum(1 for _ in rest))
+            log.info("action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",
+                     queued.action_id, sum(counts.values()))
             publish_messages(sessions, queue, {}, queued.bulletin_id)
             return
         for channel, ids in chunk.ids_by_channel.items():

@@ -89,15 +89,15 @@ def recipients_in_phone_order(
     """The same recipients as `find_recipients`, in phone-number order and decided lazily.
 
     The rows are read now, within the caller's transaction (it may commit before the last
-    recipient is asked for); each number's recipient is decided when the iteration gets there.
-    A launch queues its first recipients ~0.25 s after the query instead of after deciding all
-    (~0.7 s for 100,000 in Python)."""
+    recipient is asked for); each number's recipient is decided when the iteration gets there,
+    so a launch queues its first recipients without deciding all of them first (bench/sms: the
+    first SMS of 100,000 at the SMSC ~0.4 s after the launch instead of ~0.9 s)."""
     conn = _connection(db)
     stmt = _tile_query(conn.dialect.name, lat, lon, radius_m).order_by(literal_column("phone"))
     result = conn.execute(stmt)
     if conn.dialect.name == "postgresql":
         # The driver's own tuples: none of these columns has a result conversion on psycopg
-        # (the channel comes as text, dates as dates), and Row objects cost ~2 µs each.
+        # (the channel comes as text, dates as dates), so Row objects would be built for nothing.
         rows = result.cursor.fetchall()
         result.close()
     else:
