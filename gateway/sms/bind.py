@@ -298,7 +298,8 @@ class Bind:
         self.correlator: Correlator[tuple[OutMessage, int]] = Correlator(config.response_timeout_seconds)
         self.source = P.Address(*config.source_address)
         self.ready: deque[tuple[OutMessage, int]] = deque()  # parts to write, in order
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # something to write: the sender's
+        self._stop = asyncio.Event()  # its own: `_wake` is set per submit and per response
         self._bound = asyncio.Event()
         self._stopping = False
         self._tx: _Link | None = None
@@ -338,6 +339,7 @@ class Bind:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         link = self._tx
         if link is not None and self.up:
@@ -394,14 +396,9 @@ class Bind:
 
     async def _pause(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._wait_stop(), seconds)
+            await asyncio.wait_for(self._stop.wait(), seconds)
         except asyncio.TimeoutError:
             pass
-
-    async def _wait_stop(self) -> None:
-        while not self._stopping:
-            self._wake.clear()
-            await self._wake.wait()
 
     async def _connect(self, mode: str) -> _Link:
         link = await asyncio.wait_for(_Link.open(self.config.host, self.config.port, mode), CONNECT_TIMEOUT)
@@ -428,7 +425,7 @@ class Bind:
         tasks = [*readers]
         tasks.append(asyncio.create_task(self._keep(links)))
         tasks.append(asyncio.create_task(self._send(links[0])))
-        stopper = asyncio.create_task(self._wait_stop())
+        stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
             if not all(r.done() for r in readers) and not self._stopping:
