@@ -1,14 +1,16 @@
-"""Status writes on `message`: the SMS worker's claim and outcome statements, HOT against non-HOT.
+"""Writes on `message`: the launch's insert and the SMS worker's claim and outcome, before and after.
 
     .venv/bin/python -m bench.message_writes            # 100,000 messages, batches of 500
     .venv/bin/python -m bench.message_writes -n 20000
 
-Runs `gateway.sms.store.claim_sms` and `write_batch` (outcome with its receipt folded in, as
-at full speed) over N queued messages of one bulletin, twice in one run on the same database:
-(ref) the schema as it was before session 5 — the open-message index `(status, claimed_at)` and
-full pages — and (now) the schema as migrated (no status index, `fillfactor` 30). Prints the
-PostgreSQL backends' CPU for each phase, the share of HOT updates, and the ratio now/ref.
-Uses the database `burgernet_bench_writes` (recreated each run).
+Inserts N messages of one bulletin to N participants as a launch does
+(`gateway.actions.lifecycle._insert_messages`), then runs `gateway.sms.store.claim_sms` and
+`write_batch` (outcome with its receipt folded in, as at full speed) over them; twice in one run
+on the same database: (ref) the schema as it was before sessions 5 and 6 — the open-message index
+`(status, claimed_at)`, full pages, and separate foreign keys to the bulletin and to the action —
+and (now) the schema as migrated (no status index, `fillfactor` 30, one foreign key
+`(bulletin_id, action_id)`). Prints the PostgreSQL backends' CPU for each phase, the share of
+HOT updates, and the ratios now/ref. Uses the database `burgernet_bench_writes` (recreated each run).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.pg import fresh_database  # noqa: E402
-from bench.sms import draft_action, pg_backends  # noqa: E402
+from bench.sms import draft_action, pg_backends, seed_participants  # noqa: E402
+from gateway.actions.lifecycle import _insert_messages  # noqa: E402
 from gateway.sms.store import Batch, Submitted, claim_sms, write_batch  # noqa: E402
 from gateway.sms.worker import _judge_stat  # noqa: E402
 from gateway.storage.db import make_engine, session_factory  # noqa: E402
@@ -33,8 +36,22 @@ from gateway.storage.models import MESSAGE_FILLFACTOR, Bulletin, BulletinKind, M
 PG_DB = "burgernet_bench_writes"
 BATCH = 500
 WORKER = "bench-writes"
-OLD_INDEX = ("CREATE INDEX ix_message_open ON message (status, claimed_at) "
-             "WHERE status IN ('queued', 'sending')")
+# From the migrated schema to the one before, and back.
+BEFORE = [
+    "CREATE INDEX ix_message_open ON message (status, claimed_at) WHERE status IN ('queued', 'sending')",
+    "ALTER TABLE message SET (fillfactor = 100)",
+    "ALTER TABLE message DROP CONSTRAINT fk_message_bulletin",
+    "ALTER TABLE message ADD CONSTRAINT fk_message_bulletin_id_bulletin FOREIGN KEY (bulletin_id) REFERENCES bulletin (id)",
+    "ALTER TABLE message ADD CONSTRAINT fk_message_action_id_action FOREIGN KEY (action_id) REFERENCES action (id)",
+]
+AS_MIGRATED = [
+    "DROP INDEX ix_message_open",
+    f"ALTER TABLE message SET (fillfactor = {MESSAGE_FILLFACTOR})",
+    "ALTER TABLE message DROP CONSTRAINT fk_message_bulletin_id_bulletin",
+    "ALTER TABLE message DROP CONSTRAINT fk_message_action_id_action",
+    "ALTER TABLE message ADD CONSTRAINT fk_message_bulletin FOREIGN KEY (bulletin_id, action_id) "
+    "REFERENCES bulletin (id, action_id)",
+]
 
 
 def backend_cpu() -> float:
@@ -50,19 +67,19 @@ def update_counts(engine) -> tuple[int, int]:
             "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'message'")).one())
 
 
-def one_run(sessions, engine, n: int) -> dict[str, float]:
-    """Create n queued messages, claim them and write their outcomes in batches; CPU per phase."""
+def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[str, float]:
+    """Create a queued message per recipient, claim them and write their outcomes in batches;
+    CPU per phase."""
     action_id = draft_action(sessions, "Schrijfproef.")
+    start = backend_cpu()
     with sessions() as s, s.begin():
         bulletin = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet schrijfproef.",
                             spoken_text="-", fanned_out_at=datetime.now(timezone.utc))
         s.add(bulletin)
         s.flush()
-        s.execute(text("""
-            INSERT INTO message (bulletin_id, action_id, phone, channel, status, attempts, created_at, enqueued_at)
-            SELECT :b, :a, '+316' || (20000000 + i), 'sms', 'queued', 0, now(), now()
-              FROM generate_series(1, :n) AS i"""), {"b": bulletin.id, "a": action_id, "n": n})
-        ids = list(s.scalars(text("SELECT id FROM message WHERE bulletin_id = :b ORDER BY id"), {"b": bulletin.id}))
+        ids = _insert_messages(s, bulletin, recipients, datetime.now(timezone.utc)).ids_by_channel["sms"]
+    inserted = backend_cpu() - start
+    n = len(ids)
     with engine.begin() as c:
         c.execute(text("ANALYZE message"))
     upd0, hot0 = update_counts(engine)
@@ -80,7 +97,7 @@ def one_run(sessions, engine, n: int) -> dict[str, float]:
         write_batch(sessions, batch, WORKER, _judge_stat)
     after_outcome = backend_cpu()
     upd1, hot1 = update_counts(engine)
-    return {"claim": after_claim - start, "outcome": after_outcome - after_claim,
+    return {"insert": inserted, "claim": after_claim - start, "outcome": after_outcome - after_claim,
             "hot": (hot1 - hot0) / max(1, upd1 - upd0), "claimed": len(claimed)}
 
 
@@ -90,25 +107,25 @@ def main() -> None:
     args = parser.parse_args()
     engine = make_engine(fresh_database(PG_DB))
     sessions = session_factory(engine)
+    seed_participants(sessions, args.n)
+    with sessions() as s:
+        recipients = [(phone, pid, "sms") for phone, pid in s.execute(text("SELECT phone, id FROM participant"))]
     results = {}
-    for label in ("ref", "now"):
+    for label, schema in (("ref", BEFORE), ("now", AS_MIGRATED)):
         with engine.begin() as c:
             c.execute(text("TRUNCATE message CASCADE"))
-            if label == "ref":
-                c.execute(text(OLD_INDEX))
-                c.execute(text("ALTER TABLE message SET (fillfactor = 100)"))
-            else:
-                c.execute(text("DROP INDEX IF EXISTS ix_message_open"))
-                c.execute(text(f"ALTER TABLE message SET (fillfactor = {MESSAGE_FILLFACTOR})"))
-        r = results[label] = one_run(sessions, engine, args.n)
-        print(f"({label}) {'status index, full pages' if label == 'ref' else 'as migrated'}: "
-              f"claim {r['claim']:.2f} s, outcome {r['outcome']:.2f} s of PostgreSQL CPU for {r['claimed']:,} "
-              f"messages; {100 * r['hot']:.0f}% of the updates HOT", flush=True)
+            for statement in schema:
+                c.execute(text(statement))
+        r = results[label] = one_run(sessions, engine, recipients)
+        print(f"({label}) {'status index, full pages, two foreign keys' if label == 'ref' else 'as migrated'}: "
+              f"insert {r['insert']:.2f} s, claim {r['claim']:.2f} s, outcome {r['outcome']:.2f} s of PostgreSQL "
+              f"CPU for {r['claimed']:,} messages; {100 * r['hot']:.0f}% of the updates HOT", flush=True)
     engine.dispose()
     ref, now = results["ref"], results["now"]
-    print(f"message status writes n={args.n:,}: claim + outcome {ref['claim'] + ref['outcome']:.2f} s → "
-          f"{now['claim'] + now['outcome']:.2f} s of PostgreSQL CPU: ratio now/ref "
-          f"{(now['claim'] + now['outcome']) / (ref['claim'] + ref['outcome']):.2f}")
+    writes = lambda r: r["claim"] + r["outcome"]  # noqa: E731
+    print(f"message writes n={args.n:,}: insert {ref['insert']:.2f} s → {now['insert']:.2f} s (ratio now/ref "
+          f"{now['insert'] / ref['insert']:.2f}); claim + outcome {writes(ref):.2f} s → {writes(now):.2f} s of "
+          f"PostgreSQL CPU (ratio now/ref {writes(now) / writes(ref):.2f})")
 
 
 if __name__ == "__main__":

@@ -280,9 +280,10 @@ def _message_constraints() -> list[tuple[str, str]]:
     table = Message.__table__
     out = [(c.name, f"UNIQUE ({', '.join(col.name for col in c.columns)})")
            for c in table.constraints if c.__class__.__name__ == "UniqueConstraint"]
-    for fk in table.foreign_keys:
-        c = fk.constraint
-        out.append((c.name, f"FOREIGN KEY ({fk.parent.name}) REFERENCES {fk.column.table.name} ({fk.column.name})"
+    for c in table.foreign_key_constraints:
+        columns = ", ".join(element.parent.name for element in c.elements)
+        referred = ", ".join(element.column.name for element in c.elements)
+        out.append((c.name, f"FOREIGN KEY ({columns}) REFERENCES {c.referred_table.name} ({referred})"
                             + (f" ON DELETE {c.ondelete}" if c.ondelete else "")))
     return out
 

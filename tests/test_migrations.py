@@ -1,12 +1,16 @@
 """Migrations: up from empty to head and back down, on PostgreSQL and SQLite; models match them."""
 
+from datetime import datetime, timezone
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import IntegrityError
 
-from gateway.storage.db import make_engine
+from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import downgrade, upgrade
-from gateway.storage.models import Base
+from gateway.storage.models import Action, ActionType, Base, Channel, Message, MessageStatus, SmsPart
 
 
 def tables(url):
@@ -35,3 +39,49 @@ def test_the_models_match_the_migrations(empty_db):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def _action_with_a_submitted_sms(sessions) -> tuple[int, int]:
+    """An action, its alert, one message and the message's SMS part; (action id, bulletin id)."""
+    from sms_world import open_action
+
+    action_id, bulletin_id = open_action(sessions)
+    with sessions() as s, s.begin():
+        message = Message(bulletin_id=bulletin_id, action_id=action_id, phone="+31612345678",
+                          channel=Channel.sms, status=MessageStatus.submitted)
+        s.add(message)
+        s.flush()
+        s.add(SmsPart(operator="op", smsc_message_id="a1", message_id=message.id, part=1, parts=1, bind="b",
+                      submitted_at=datetime.now(timezone.utc)))
+    return action_id, bulletin_id
+
+
+def test_a_sqlite_upgrade_keeps_the_rows_that_refer_to_a_copied_table(tmp_path):
+    """Batch mode changes `message`'s keys by copying the table and dropping the original: with
+    foreign keys enforced, that drop would delete every SMS part (ON DELETE CASCADE)."""
+    url = f"sqlite:///{tmp_path / 'data.db'}"
+    upgrade(url, "0006_hot_status")
+    engine = make_engine(url)
+    _action_with_a_submitted_sms(session_factory(engine))
+    upgrade(url)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(SmsPart)) == 1
+        assert conn.scalar(select(func.count()).select_from(Message)) == 1
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # enforced again for the app
+    engine.dispose()
+
+
+def test_a_message_belongs_to_its_bulletins_action(sessions):
+    """One key, (bulletin_id, action_id) → bulletin: a message naming another action than its
+    bulletin's is refused."""
+    action_id, bulletin_id = _action_with_a_submitted_sms(sessions)
+    with sessions() as s, s.begin():
+        other = Action(type=ActionType.missing_person, description="Meisje, 8 jaar", lat=52.1, lon=5.1, radius_m=500,
+                       centralist_id=s.get(Action, action_id).centralist_id)
+        s.add(other)
+        s.flush()
+        other_action = other.id
+    with sessions() as s:
+        s.add(Message(bulletin_id=bulletin_id, action_id=other_action, phone="+31687654321", channel=Channel.sms))
+        with pytest.raises(IntegrityError):
+            s.commit()

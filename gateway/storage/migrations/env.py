@@ -17,21 +17,30 @@ def run_offline() -> None:
 
 
 def run_online() -> None:
-    connection = config.attributes.get("connection")
-    if connection is None:
-        engine = make_engine(url, poolclass=pool.NullPool)
-        with engine.connect() as connection:
-            _run(connection)
-        engine.dispose()
-    else:
+    engine = make_engine(url, poolclass=pool.NullPool)
+    with engine.connect() as connection:
         _run(connection)
+    engine.dispose()
 
 
 def _run(connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch mode changes a SQLite table by copying it and dropping the original; with foreign
+        # keys enforced, that drop deletes the rows referring to it (ON DELETE CASCADE) or fails.
+        # Off for the migration (outside any transaction, else SQLite ignores it), checked after.
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()
     # render_as_batch: SQLite can only ALTER a table by copying it; batch mode does that for us.
     context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+    if sqlite:
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+        connection.rollback()
+        if broken:
+            raise RuntimeError(f"the migration left {len(broken)} row(s) whose foreign key points nowhere, "
+                               f"e.g. {broken[0]}")
 
 
 if context.is_offline_mode():
