@@ -14,8 +14,10 @@
     Printed: both rates, the ratio b/a (goal >= 0.75), the time from the launch to the first
     submit the SMSC accepted, the worker's RSS before/after/peak, and where the CPU went, per
     message: the worker, the PostgreSQL backends, this process (the launch), the simulator — next
-    to the reference's client and simulator. On a machine with few cores the simulator's share
-    decides the ratio: the reference's client is lighter than the gateway's work.
+    to the reference's client and simulator — and how long the worker's event loop and the
+    simulator's JavaScript thread were ready to run but waited for a CPU (/proc/<pid>/schedstat).
+    On a machine with few cores these decide the ratio: a window of 100 makes each submit's round
+    trip the pace, and every wait for a CPU on either side lengthens it.
 (c) the same worker with the bind limited to 200 msg/s for `--rate-seconds`: the achieved rate
     over the full seconds (goal: within 2% of 200) and the most submits the SMSC counted in any
     one second (must be <= 200).
@@ -86,6 +88,15 @@ def pg_backends(database: str = PG_DB) -> dict[int, float]:
             if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
                 found[int(entry.name)] = process_cpu_seconds(int(entry.name))
     return found
+
+
+def cpu_wait_seconds(pid: int) -> float:
+    """Seconds the main thread of process `pid` (the simulator's JavaScript thread, the worker's
+    event loop) has spent ready to run but waiting for a CPU, from /proc; 0 once it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
 
 
 def own_cpu(who: int) -> float:
@@ -221,6 +232,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         cpu_before = {"worker": process_cpu_seconds(worker.proc.pid), "simulator": sim.cpu_seconds(),
                       "launch": own_cpu(resource.RUSAGE_SELF)}
         backends_before = pg_backends()
+        waited_before = {"worker": cpu_wait_seconds(worker.proc.pid), "simulator": cpu_wait_seconds(sim.pid)}
         first_submit = FirstSubmit(sim)
         started = first_submit.started
         with sessions() as s:
@@ -236,6 +248,8 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
                    f"{n} submits at the SMSC")
         wait_until(lambda: sum(count_final(sessions, action_id)) >= n, 600, f"{n} final statuses", every=0.05)
         elapsed = time.monotonic() - started
+        waited = {"worker": cpu_wait_seconds(worker.proc.pid) - waited_before["worker"],
+                  "simulator": cpu_wait_seconds(sim.pid) - waited_before["simulator"]}
         cpu = {"worker": process_cpu_seconds(worker.proc.pid) - cpu_before["worker"],
                "PostgreSQL": sum(t - backends_before.get(pid, 0.0)
                                  for pid, t in (worker.backends | pg_backends()).items()),
@@ -243,18 +257,20 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
                "simulator": sim.cpu_seconds() - cpu_before["simulator"]}
         delivered, failed = count_final(sessions, action_id)
         rss_after = worker.rss()
-        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched, "cpu": cpu,
+        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched, "cpu": cpu, "waited": waited,
                 "first_submit_seconds": first_submit.after(), "delivered": delivered,
                 "failed": failed, "rss_before": rss_before, "rss_after": rss_after, "rss_peak": worker.peak}
     finally:
         worker.stop()
 
 
-def reference_run(sim, n: int) -> tuple[float, dict[str, float]]:
-    """The node reference's rate, and the CPU seconds its client and the simulator spent."""
-    before = own_cpu(resource.RUSAGE_CHILDREN), sim.cpu_seconds()
+def reference_run(sim, n: int) -> tuple[float, dict[str, float], float]:
+    """The node reference's rate, the CPU seconds its client and the simulator spent, and the
+    seconds the simulator's main thread waited for a CPU."""
+    before = own_cpu(resource.RUSAGE_CHILDREN), sim.cpu_seconds(), cpu_wait_seconds(sim.pid)
     rate = run_reference(n, sim.port, sim.system_id, sim.password)
-    return rate, {"client": own_cpu(resource.RUSAGE_CHILDREN) - before[0], "simulator": sim.cpu_seconds() - before[1]}
+    return (rate, {"client": own_cpu(resource.RUSAGE_CHILDREN) - before[0], "simulator": sim.cpu_seconds() - before[1]},
+            cpu_wait_seconds(sim.pid) - before[2])
 
 
 def per_message(cpu: dict[str, float], n: int, seconds: float) -> str:
@@ -315,8 +331,9 @@ def main() -> None:
 
     with SmscSimulator(log_path=logs / "sms-smsc.log") as sim:
         print("(a) reference: node smpp client, window 100 …", flush=True)
-        before, ref_cpu = reference_run(sim, n)
-        print(f"    {before:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / before)}", flush=True)
+        before, ref_cpu, ref_wait = reference_run(sim, n)
+        print(f"    {before:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / before)}; the simulator "
+              f"waited for a CPU {100 * ref_wait * before / n:.0f}% of the run", flush=True)
         sim.reset()
         print("(b) gateway: launch → queue → worker sms → SMSC → receipts → PostgreSQL …", flush=True)
         gateway = gateway_run(sessions, queue, settings, sim, n, logs / "sms-worker.log")
@@ -328,12 +345,15 @@ def main() -> None:
               f"peak {gateway['rss_peak'] / mib:.0f} MiB (growth {(gateway['rss_after'] - gateway['rss_before']) / mib:+.0f} MiB "
               f"over {n:,} messages)")
         print(f"    CPU per message: {per_message(gateway['cpu'], n, gateway['seconds'])}", flush=True)
+        print("    waiting for a CPU (main thread, share of the run): " + ", ".join(
+            f"{name} {100 * t / gateway['seconds']:.0f}%" for name, t in gateway["waited"].items()), flush=True)
         sim.reset()
         print("(a) the reference again …", flush=True)
-        after, ref_cpu = reference_run(sim, n)
+        after, ref_cpu, ref_wait = reference_run(sim, n)
         reference = (before + after) / 2
-        print(f"    {after:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / after)}; "
-              f"mean of both runs {reference:,.0f} msg/s", flush=True)
+        print(f"    {after:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / after)}; the simulator "
+              f"waited for a CPU {100 * ref_wait * after / n:.0f}% of the run; mean of both runs {reference:,.0f} msg/s",
+              flush=True)
         sim.reset()
         if args.rate_seconds > 0:
             print(f"(c) bind limited to {args.rate} msg/s for {args.rate_seconds} s …", flush=True)

@@ -148,6 +148,12 @@ class SmscSimulator:
         return process_cpu_seconds(self._proc.pid)
 
     @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise SimulatorUnavailable("the SMSC simulator is not running")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
