@@ -338,8 +338,11 @@ def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[NewMes
             "pids": pg_ints(pid for _, pid, _ in rows),
             # A Channel is a str: its text is its value.
             "channels": pg_texts(channel for _, _, channel in rows)})
-        for mid, channel in found:
+        # The driver's tuples (an id and a text need no conversion): iterating the Result fetched
+        # and wrapped the 100,000 rows one at a time.
+        for mid, channel in found.cursor.fetchall():
             ids[channel].append(mid)
+        found.close()
         for channel_ids in ids.values():
             channel_ids.sort()
         refresh_statistics_after_growth(session, "message", len(rows))
