@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from gateway.queue import RedisStreamQueue
 from gateway.sms.health import BindHealth, read_bind_health
+from gateway.storage.db import make_engine, session_factory
 from gateway.storage.models import Message, MessageStatus, SmsPart
 
 from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
@@ -87,6 +89,46 @@ def test_ten_thousand_while_the_smsc_drops_the_connection_twice(pg_sessions, que
     assert final[MessageStatus.delivered] == n, final
     print(f"\nafter 2 drops: {worker.proven_by_receipt} unanswered submits proven accepted by their receipt, "
           f"{worker.binds['sim1'].resent_after_drop} sent again")
+
+
+def test_the_database_dropping_the_workers_connections_loses_nothing(pg_url, pg_sessions, queue, smsc, caplog):
+    """The database cuts the worker's connections twice while it sends (pg_terminate_backend, as
+    a restart or a failover does): the failed claims and writes are tried again, every recipient
+    gets exactly one submit and every status ends final. The worker's pool does not test its
+    connections before use here, so that each cut fails a transaction (with the test, only a cut
+    during a transaction would — the same path, rarer)."""
+    engine = make_engine(pg_url, pool_pre_ping=False)
+    sessions = pg_sessions  # the test's own, which test their connections before use
+    n = 3000
+    action, bulletin = open_action(sessions)
+    phones = [phone(i) for i in range(n)]
+    queue_messages(sessions, queue, action, bulletin, phones)
+    smsc.configure(resp_delay_ms=2)  # slow enough that the cuts land while it sends
+
+    def cut_connections() -> int:
+        admin = make_engine(pg_url)
+        with admin.connect() as conn:
+            cut = conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        admin.dispose()
+        return cut
+
+    async def scenario():
+        async with running(make_worker(session_factory(engine), queue, smsc)):
+            for accepted in (500, 1500):
+                await smsc.await_for(lambda s, a=accepted: s["submits_accepted"] >= a, 60, f"{accepted} submits")
+                assert await asyncio.to_thread(cut_connections) >= 1
+            await until(all_final(sessions, n), 120, f"{n} final statuses")
+
+    with caplog.at_level(logging.WARNING, logger="gateway.sms.worker"):
+        asyncio.run(scenario())
+    final = statuses(sessions)
+    engine.dispose()
+    stats = smsc.stats()
+    submits = {p: stats["by_destination"].get(p, {}).get("submits", 0) for p in phones}
+    assert set(submits.values()) == {1}
+    assert final[MessageStatus.delivered] == n, final
+    assert any("failed" in r.getMessage() for r in caplog.records), "the cuts failed no claim or write"
 
 
 def test_throttled_the_bind_backs_off_and_everything_still_goes(sessions, queue, smsc, caplog):

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.phone import masked
 from gateway.queue import WorkQueue, upkeep
+from gateway.queue.base import Delivery
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
 from gateway.storage.models import MessageStatus
 
@@ -62,6 +63,11 @@ DISPATCH_SLICE = 50  # claimed messages handed to the binds per turn of the even
 
 
 _now = functools.partial(datetime.now, timezone.utc)  # per PDU: no Python frame
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error, for a log line (a driver's message can span a page)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | None, str]:
@@ -117,6 +123,7 @@ class SmsWorker:
         self.batch = Batch()
         self._templates: dict[tuple[int, str], P.SubmitTemplate | str] = {}
         self._texts: dict[int, str] = {}  # bulletin id → its SMS text (claim_sms reads each once)
+        self._unclaimed: list[Delivery] = []  # queue entries taken whose claim failed (see _take)
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -186,7 +193,14 @@ class SmsWorker:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            claimed = await asyncio.to_thread(self._take, min(room, 500))
+            try:
+                claimed = await asyncio.to_thread(self._take, min(room, 500))
+            except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
+                # Nothing is lost: a claim that failed left its messages queued and their queue
+                # entries pending, delivered again (gateway.queue) once it works.
+                log.warning("SMS worker: taking messages failed (%s); trying again in 1 s", _short(exc))
+                await asyncio.sleep(1)
+                continue
             for item in claimed:
                 self.open[item.message_id] = item
             # Handed to the binds a slice at a time, the event loop turning in between: one go
@@ -202,11 +216,22 @@ class SmsWorker:
     def _take(self, count: int) -> list[Claimed]:
         """Up to `count` ids from the queue, claimed; their entries acked once the claim is
         committed. In a thread, all three steps in one hop."""
-        deliveries = self.queue.consume(CHANNEL, self.worker_id, count, 500)
+        # Entries whose claim failed are claimed again first: left to the queue, they would come
+        # back only once idle for its claim_idle_ms.
+        deliveries, self._unclaimed = self._unclaimed or self.queue.consume(CHANNEL, self.worker_id, count, 500), []
         if not deliveries:
             return []
-        claimed = claim_sms(self.sessions, [d.message_id for d in deliveries], self.worker_id, self._texts)
-        self.queue.ack(CHANNEL, [d.entry_id for d in deliveries])
+        try:
+            claimed = claim_sms(self.sessions, [d.message_id for d in deliveries], self.worker_id, self._texts)
+        except BaseException:
+            self._unclaimed = deliveries
+            raise
+        try:
+            self.queue.ack(CHANNEL, [d.entry_id for d in deliveries])
+        except Exception as exc:  # noqa: BLE001 — the claim is committed: these must go out
+            # The entries stay pending and come back; claiming them again is a no-op.
+            log.warning("SMS worker: acknowledging %d queue entries failed (%s); they come back "
+                        "and are skipped", len(deliveries), _short(exc))
         return claimed
 
     def _template(self, item: Claimed, bind: Bind) -> P.SubmitTemplate | str:
@@ -539,7 +564,10 @@ class SmsWorker:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(10)
-            await asyncio.to_thread(self.health.publish)
+            try:
+                await asyncio.to_thread(self.health.publish)
+            except Exception as exc:  # noqa: BLE001 — Redis away: the next round publishes again
+                log.warning("SMS worker: publishing the binds' health failed (%s)", _short(exc))
 
 
 

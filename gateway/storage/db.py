@@ -33,7 +33,8 @@ def make_engine(url: str, **kwargs) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)  # a pooled connection is tested before each use
+    return create_engine(url, **kwargs)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
