@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text
 
 from gateway.queue import RedisStreamQueue
 from gateway.sms.health import BindHealth, read_bind_health
+from gateway.sms.store import claim_sms
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.models import Message, MessageStatus, SmsPart
 
@@ -129,6 +130,25 @@ def test_the_database_dropping_the_workers_connections_loses_nothing(pg_url, pg_
     assert set(submits.values()) == {1}
     assert final[MessageStatus.delivered] == n, final
     assert any("failed" in r.getMessage() for r in caplog.records), "the cuts failed no claim or write"
+
+
+def test_a_claim_whose_answer_was_lost_goes_out_once_its_lease_runs_out(sessions, queue, smsc):
+    """A claim committed while its answer died with the connection: the messages are `sending` in
+    the worker's name, but the worker never had them. It renews only the leases of what it has in
+    hand, so theirs run out and they go again — once (no receipt proves them sent)."""
+    action, bulletin = open_action(sessions)
+    phones = [phone(i) for i in range(20)]
+    ids = queue_messages(sessions, queue, action, bulletin, phones)
+    assert len(claim_sms(sessions, ids[:5], "sms-test")) == 5  # the worker's claim; its answer lost
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc, lease_seconds=1, unanswered_grace=0.5)):
+            await until(all_final(sessions, 20), 30, "20 final statuses")
+
+    asyncio.run(scenario())
+    stats = smsc.stats()
+    assert {p: stats["by_destination"][p]["submits"] for p in phones} == {p: 1 for p in phones}
+    assert statuses(sessions)[MessageStatus.delivered] == 20
 
 
 def test_throttled_the_bind_backs_off_and_everything_still_goes(sessions, queue, smsc, caplog):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,20 +47,26 @@ class Requeued:
     dispatched: int  # may have reached the provider already: these may arrive twice
 
 
-def renew(session: Session, worker: str, now: datetime | None = None, older_than: timedelta | None = None) -> int:
+def renew(session: Session, worker: str, now: datetime | None = None, older_than: timedelta | None = None,
+          holding: Collection[int] | None = None) -> int:
     """Extend the leases of every message `worker` still holds; returns how many. Caller commits.
 
     With `older_than`, only leases taken or renewed longer ago than that: most messages are done
     long before, and rewriting every held row each round locked the rows the worker was writing
-    statuses to (and added a row version per message)."""
+    statuses to (and added a row version per message). With `holding`, only these messages: the
+    ones the worker has in hand. A message claimed in its name that it does not have — a claim
+    whose commit went through while its answer was lost with the connection — then runs out of
+    lease and goes again, instead of staying `sending` for as long as the worker lives."""
     stamp = now or utcnow()
     held = (Message.claimed_by == worker, Message.status == MessageStatus.sending, in_unsettled_bulletin())
     if older_than is not None:
         held += (Message.claimed_at < stamp - older_than,)
-    result = session.execute(
-        update(Message).where(*held).values(claimed_at=stamp).execution_options(synchronize_session=False)
-    )
-    return result.rowcount or 0
+    renewal = update(Message).values(claimed_at=stamp).execution_options(synchronize_session=False)
+    if holding is None:
+        return session.execute(renewal.where(*held)).rowcount or 0
+    ids = sorted(holding)
+    return sum(session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))).rowcount or 0
+               for start in range(0, len(ids), CHUNK))
 
 
 def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, now: datetime | None = None) -> None:
@@ -80,13 +86,15 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
         )
 
 
-def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float) -> Requeued:
-    """A living worker's periodic duty (every quarter lease): renew its own leases, queue again
-    what a stopped worker of the channel left `sending`, and settle the bulletins that are done
-    (so that these scans stay small without a housekeeping process)."""
+def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float,
+           holding: Collection[int] | None = None) -> Requeued:
+    """A living worker's periodic duty (every quarter lease): renew its own leases (of `holding`,
+    when it says which messages it has in hand; see `renew`), queue again what a stopped worker
+    of the channel left `sending`, and settle the bulletins that are done (so that these scans
+    stay small without a housekeeping process)."""
     with sessions() as session, session.begin():
         # Only the leases older than a quarter lease: none gets older than about half of it.
-        renew(session, worker, older_than=timedelta(seconds=lease_seconds / 4))
+        renew(session, worker, older_than=timedelta(seconds=lease_seconds / 4), holding=holding)
     requeued = requeue_stale(sessions, queue, channel, lease_seconds)
     with sessions() as session, session.begin():
         settle(session)

@@ -550,13 +550,15 @@ class SmsWorker:
         every = max(self.lease_seconds / 4, 0.2)
         while True:
             try:
-                await asyncio.to_thread(self._leases)
+                # What the worker has in hand, read here on the loop (the thread must not iterate
+                # a dict the loop changes).
+                await asyncio.to_thread(self._leases, list(self.open))
             except Exception:  # noqa: BLE001 — a database hiccup must not stop the worker
                 log.exception("SMS worker: lease upkeep failed; trying again")
             await asyncio.sleep(every)
 
-    def _leases(self) -> None:
-        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds)
+    def _leases(self, holding: list[int]) -> None:
+        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)
         if requeued.total:
             log.warning("SMS: %d message(s) of a stopped worker queued again; %d of them had been "
                         "dispatched and may reach their phone twice", requeued.total, requeued.dispatched)
