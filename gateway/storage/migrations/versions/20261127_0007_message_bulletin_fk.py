@@ -17,8 +17,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table('bulletin', schema=None) as batch_op:
         batch_op.create_unique_constraint('uq_bulletin_id_action', ['id', 'action_id'])
-    # A message whose action is not its bulletin's would fail the new key: none is ever written
-    # so (lifecycle takes the action from the bulletin), and the check below proves it.
+    # A message whose action is not its bulletin's would fail the new key; none is written so
+    # (lifecycle takes the action from the bulletin). Creating the key checks every row: PostgreSQL
+    # at once, SQLite in the check after the migration (migrations/env.py).
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.drop_constraint('fk_message_action_id_action', type_='foreignkey')
         batch_op.drop_constraint('fk_message_bulletin_id_bulletin', type_='foreignkey')
