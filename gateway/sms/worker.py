@@ -616,8 +616,8 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     # Start-up is done: what it built (modules, the ORM's mappings, the binds) lives as long as the
-    # process. Frozen, the collector no longer walks it on every full collection; the event loop's
-    # longest callback in bench.sms went from 38–47 ms to 12–13 ms (bench/README, session 6).
+    # process. Frozen, the collector no longer walks it on every full collection, each such walk a
+    # pause of the event loop while the window's submits wait.
     gc.freeze()
     log.info("SMS worker %s: binds %s", worker.worker_id, ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.binds))
     try:
