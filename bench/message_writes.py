@@ -6,10 +6,10 @@
 Inserts N messages of one bulletin to N participants as a launch does
 (`gateway.actions.lifecycle._insert_messages`), then runs `gateway.sms.store.claim_sms` and
 `write_batch` (outcome with its receipt folded in, as at full speed) over them; twice in one run
-on the same database: (ref) the schema as it was before sessions 5 and 6 — the open-message index
-`(status, claimed_at)`, full pages, and separate foreign keys to the bulletin and to the action —
-and (now) the schema as migrated (no status index, `fillfactor` 30, one foreign key
-`(bulletin_id, action_id)`). Prints the PostgreSQL backends' CPU for each phase, the share of
+on the same database: (ref) the schema as it was before sessions 5 to 7 — the open-message index
+`(status, claimed_at)`, full pages, and foreign keys to the bulletin, the action and the
+participant — and (now) the schema as migrated (no status index, `fillfactor` 30, one foreign
+key `(bulletin_id, action_id)`). Prints the PostgreSQL backends' CPU for each phase, the share of
 HOT updates, and the ratios now/ref. Uses the database `burgernet_bench_writes` (recreated each run).
 """
 
@@ -43,6 +43,8 @@ BEFORE = [
     "ALTER TABLE message DROP CONSTRAINT fk_message_bulletin",
     "ALTER TABLE message ADD CONSTRAINT fk_message_bulletin_id_bulletin FOREIGN KEY (bulletin_id) REFERENCES bulletin (id)",
     "ALTER TABLE message ADD CONSTRAINT fk_message_action_id_action FOREIGN KEY (action_id) REFERENCES action (id)",
+    "ALTER TABLE message ADD CONSTRAINT fk_message_participant_id_participant FOREIGN KEY (participant_id) "
+    "REFERENCES participant (id) ON DELETE SET NULL",
 ]
 AS_MIGRATED = [
     "DROP INDEX ix_message_open",
@@ -51,6 +53,7 @@ AS_MIGRATED = [
     "ALTER TABLE message DROP CONSTRAINT fk_message_action_id_action",
     "ALTER TABLE message ADD CONSTRAINT fk_message_bulletin FOREIGN KEY (bulletin_id, action_id) "
     "REFERENCES bulletin (id, action_id)",
+    "ALTER TABLE message DROP CONSTRAINT fk_message_participant_id_participant",
 ]
 
 
@@ -117,7 +120,7 @@ def main() -> None:
             for statement in schema:
                 c.execute(text(statement))
         r = results[label] = one_run(sessions, engine, recipients)
-        print(f"({label}) {'status index, full pages, two foreign keys' if label == 'ref' else 'as migrated'}: "
+        print(f"({label}) {'status index, full pages, three foreign keys' if label == 'ref' else 'as migrated'}: "
               f"insert {r['insert']:.2f} s, claim {r['claim']:.2f} s, outcome {r['outcome']:.2f} s of PostgreSQL "
               f"CPU for {r['claimed']:,} messages; {100 * r['hot']:.0f}% of the updates HOT", flush=True)
     engine.dispose()

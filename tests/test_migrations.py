@@ -10,7 +10,17 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import downgrade, upgrade
-from gateway.storage.models import Action, ActionType, Base, Channel, Message, MessageStatus, SmsPart
+from gateway.storage.models import (
+    Action,
+    ActionType,
+    Base,
+    Channel,
+    Message,
+    MessageStatus,
+    Municipality,
+    Participant,
+    SmsPart,
+)
 
 
 def tables(url):
@@ -85,3 +95,52 @@ def test_a_message_belongs_to_its_bulletins_action(sessions):
         s.add(Message(bulletin_id=bulletin_id, action_id=other_action, phone="+31687654321", channel=Channel.sms))
         with pytest.raises(IntegrityError):
             s.commit()
+
+
+def _message_to_a_participant(sessions, bulletin_id: int, action_id: int) -> tuple[int, int]:
+    """A participant and a message to her; (participant id, message id)."""
+    with sessions() as s, s.begin():
+        town = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
+        s.add(town)
+        s.flush()
+        person = Participant(municipality_id=town.id, name="Anna", phone="+31611111111")
+        s.add(person)
+        s.flush()
+        message = Message(bulletin_id=bulletin_id, action_id=action_id, phone=person.phone,
+                          participant_id=person.id, channel=Channel.sms, status=MessageStatus.delivered)
+        s.add(message)
+        s.flush()
+        return person.id, message.id
+
+
+def test_deleting_a_participant_keeps_her_messages(sessions):
+    """Sent messages keep the number, not the person: the participant goes, her messages stay
+    with an id that no longer resolves (no key to the participant: see Message.participant_id)."""
+    action_id, bulletin_id = _action_with_a_submitted_sms(sessions)
+    person_id, message_id = _message_to_a_participant(sessions, bulletin_id, action_id)
+    with sessions() as s, s.begin():
+        s.delete(s.get(Participant, person_id))
+    with sessions() as s:
+        assert s.get(Participant, person_id) is None
+        message = s.get(Message, message_id)
+        assert (message.phone, message.participant_id, message.status) == ("+31611111111", person_id,
+                                                                           MessageStatus.delivered)
+
+
+def test_a_downgrade_unlinks_the_messages_of_deleted_participants(empty_db):
+    """Down to 0007 the key comes back, and with it ON DELETE SET NULL's outcome for the
+    participants deleted meanwhile."""
+    upgrade(empty_db)
+    engine = make_engine(empty_db)
+    sessions = session_factory(engine)
+    action_id, bulletin_id = _action_with_a_submitted_sms(sessions)
+    person_id, message_id = _message_to_a_participant(sessions, bulletin_id, action_id)
+    with sessions() as s, s.begin():
+        s.delete(s.get(Participant, person_id))
+    engine.dispose()
+    downgrade(empty_db, "0007_message_bulletin_fk")
+    engine = make_engine(empty_db)
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"SELECT phone, participant_id FROM message WHERE id = {message_id}").all()
+    engine.dispose()
+    assert rows == [("+31611111111", None)]

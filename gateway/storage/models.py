@@ -369,9 +369,12 @@ class Message(Base):
     bulletin_id: Mapped[int] = mapped_column(Integer)
     action_id: Mapped[int] = mapped_column(Integer, index=True)  # its bulletin's (fk_message_bulletin)
     phone: Mapped[str] = mapped_column(String(16))
-    participant_id: Mapped[int | None] = mapped_column(
-        ForeignKey("participant.id", ondelete="SET NULL")
-    )
+    # Whom the message was for when it was created (the voice worker speaks in her language).
+    # Not a foreign key: a deleted participant's messages keep the number and an id that no
+    # longer resolves (ids are never reused). A key would check every inserted message — a
+    # third of a launch's insert (bench/message_writes) — and make each deletion of a
+    # participant scan every message for hers (a year is ~23 M; an index would cost each insert).
+    participant_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
     status: Mapped[MessageStatus] = mapped_column(
         _enum(MessageStatus, "message_status"), default=MessageStatus.queued
