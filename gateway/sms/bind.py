@@ -515,7 +515,7 @@ class Bind:
     async def _read(self, link: _Link) -> None:
         while True:
             raw = await link.read_pdu()
-            _, command, status, sequence = P.parse_header(raw[:16])
+            _, command, status, sequence = P.HEADER.unpack_from(raw)
             if command == Cmd.SUBMIT_SM_RESP or command == Cmd.GENERIC_NACK:
                 entry = self.correlator.pop(sequence)
                 if entry is None:

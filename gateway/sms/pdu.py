@@ -19,7 +19,6 @@ from aiosmpplib.protocol import (
     BindTransceiver,
     BindTransmitter,
     DeliverSm,
-    DeliverSmResp,
     EnquireLink,
     EnquireLinkResp,
     SmppMessage,
@@ -168,19 +167,16 @@ def parse_deliver(pdu: bytes) -> DeliverSm:
     return message
 
 
+# deliver_sm_resp: the header and an empty message_id (a single NUL). One per receipt.
+_DELIVER_SM_RESP = struct.Struct("!IIIIx")
+_RESPONSES: dict[int, type[SmppMessage]] = {SmppCommand.ENQUIRE_LINK: EnquireLinkResp, SmppCommand.UNBIND: UnbindResp}
+
+
 def response_pdu(command: int, sequence: int, status: int = 0) -> bytes:
     """The empty-bodied answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
-    cls: type[SmppMessage] = {
-        SmppCommand.DELIVER_SM: DeliverSmResp,
-        SmppCommand.ENQUIRE_LINK: EnquireLinkResp,
-        SmppCommand.UNBIND: UnbindResp,
-    }[SmppCommand(command)]
-    if cls is DeliverSmResp:
-        # deliver_sm_resp carries an empty message_id (a single NUL).
-        body = b"\x00"
-        return HEADER.pack(PDU_HEADER_LENGTH + 1, SmppCommand.DELIVER_SM_RESP, status, sequence) + body
-    message = cls(sequence, SmppCommandStatus(status))
-    return message.pdu()
+    if command == SmppCommand.DELIVER_SM:
+        return _DELIVER_SM_RESP.pack(_DELIVER_SM_RESP.size, SmppCommand.DELIVER_SM_RESP, status, sequence)
+    return _RESPONSES[command](sequence, SmppCommandStatus(status)).pdu()
 
 
 def request_pdu(command: str, sequence: int) -> bytes:
@@ -206,7 +202,7 @@ def concatenation(message: DeliverSm) -> tuple[int, int, int] | None:
     return reference, part, total
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # one per receipt: not frozen, whose __init__ costs ~0.8 µs more
 class DeliverHead:
     """The fields of a deliver_sm a receipt needs, read without decoding the text."""
 

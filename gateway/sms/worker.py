@@ -302,7 +302,8 @@ class SmsWorker:
         if message.message_id is None:
             log.info("SMS bind %s: confirmation to %s submitted", bind.name, masked(message.phone))
             return
-        ids = tuple(i or "" for i in message.smsc_ids)
+        # Every part has its id by now (see Bind._answered, _proven_by_receipt).
+        ids = tuple(message.smsc_ids)
         self.batch.add_submitted(Submitted(message.message_id, bind.config.operator, bind.name, ids, _now()))
         # Write once half the cap is waiting: the write finishes before the sender reaches the cap,
         # in batches big enough that receipts arriving meanwhile are folded into their submits.
