@@ -98,11 +98,13 @@ class AnsweringLink:
     async def drain(self) -> None:
         pass
 
-    async def read_pdu(self) -> bytes:
+    async def read_pdus(self) -> list[bytes]:
         while not self.incoming:
             self.arrived.clear()
             await self.arrived.wait()
-        return self.incoming.popleft()
+        pdus = list(self.incoming)
+        self.incoming.clear()
+        return pdus
 
     def next_sequence(self) -> int:
         self.sequence += 1

@@ -43,6 +43,8 @@ from .flow import AdaptiveRate, Backoff, Verdict, Window, judge, status_name
 
 log = logging.getLogger(__name__)
 
+# The commands the reader tells apart for every message, as plain ints (cheaper to compare).
+SUBMIT_SM_RESP, GENERIC_NACK, DELIVER_SM = int(Cmd.SUBMIT_SM_RESP), int(Cmd.GENERIC_NACK), int(Cmd.DELIVER_SM)
 AUTH_STATUSES = {0x0E: "wrong password (ESME_RINVPASWD)", 0x0F: "unknown system_id (ESME_RINVSYSID)"}
 CONNECT_TIMEOUT = 10.0
 READ_LIMIT = 2**16 + 1024
@@ -190,13 +192,24 @@ class _Link:
             self.loop.remove_reader(self._fd)
         self._arrived.set()
 
-    async def read_pdu(self) -> bytes:
+    async def _received(self) -> None:
+        """Wait for a PDU; raises once the connection has ended and every PDU was read."""
         while not self._pdus:
             if self._eof is not None:
                 raise self._eof
             self._arrived.clear()
             await self._arrived.wait()
+
+    async def read_pdu(self) -> bytes:
+        await self._received()
         return self._pdus.popleft()
+
+    async def read_pdus(self) -> list[bytes]:
+        """Every PDU received so far, at least one: one await for all (two arrive per message sent)."""
+        await self._received()
+        pdus = list(self._pdus)
+        self._pdus.clear()
+        return pdus
 
     # writing ----------------------------------------------------------------------------------
 
@@ -513,33 +526,34 @@ class Bind:
                     link.write(P.request_pdu("enquire_link", link.next_sequence()))
 
     async def _read(self, link: _Link) -> None:
+        for_submit = (SUBMIT_SM_RESP, GENERIC_NACK)
         while True:
-            raw = await link.read_pdu()
-            _, command, status, sequence = P.HEADER.unpack_from(raw)
-            if command == Cmd.SUBMIT_SM_RESP or command == Cmd.GENERIC_NACK:
-                entry = self.correlator.pop(sequence)
-                if entry is None:
-                    if command == Cmd.GENERIC_NACK:
-                        log.warning("SMS bind %s: generic_nack %s for sequence %d", self.name, status_name(status), sequence)
-                    continue
-                self.window.release()
-                self._wake.set()
-                message, index = entry
-                self._answered(message, index, status, raw if command == Cmd.SUBMIT_SM_RESP else None)
-            elif command == Cmd.DELIVER_SM:
-                self.events.deliver(self, raw, _responder(link, sequence))
-            elif command == Cmd.ENQUIRE_LINK_RESP:
-                link.enquiry_sent = None
-            elif command == Cmd.ENQUIRE_LINK:
-                link.write(P.response_pdu(command, sequence))
-            elif command == Cmd.UNBIND:
-                link.write(P.response_pdu(command, sequence))
-                await link.drain()
-                raise ConnectionLost("the SMSC unbound")
-            elif command == Cmd.UNBIND_RESP:
-                raise ConnectionLost("unbound")
-            else:
-                log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
+            for raw in await link.read_pdus():
+                _, command, status, sequence = P.HEADER.unpack_from(raw)
+                if command in for_submit:
+                    entry = self.correlator.pop(sequence)
+                    if entry is None:
+                        if command == GENERIC_NACK:
+                            log.warning("SMS bind %s: generic_nack %s for sequence %d", self.name, status_name(status), sequence)
+                        continue
+                    self.window.release()
+                    self._wake.set()
+                    message, index = entry
+                    self._answered(message, index, status, raw if command == SUBMIT_SM_RESP else None)
+                elif command == DELIVER_SM:
+                    self.events.deliver(self, raw, _responder(link, sequence))
+                elif command == Cmd.ENQUIRE_LINK_RESP:
+                    link.enquiry_sent = None
+                elif command == Cmd.ENQUIRE_LINK:
+                    link.write(P.response_pdu(command, sequence))
+                elif command == Cmd.UNBIND:
+                    link.write(P.response_pdu(command, sequence))
+                    await link.drain()
+                    raise ConnectionLost("the SMSC unbound")
+                elif command == Cmd.UNBIND_RESP:
+                    raise ConnectionLost("unbound")
+                else:
+                    log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
 
     # --- outcomes ------------------------------------------------------------------------------
 

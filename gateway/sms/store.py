@@ -145,8 +145,9 @@ class Batch:
     submitted: list[Submitted] = field(default_factory=list)
     failed: list[Failed] = field(default_factory=list)
     receipts: list[ReceiptIn] = field(default_factory=list)
-    # Receipts folded into `submitted` (their outcome): acknowledged once the batch is written.
-    folded: list[ReceiptIn] = field(default_factory=list)
+    # The deliver_sm_resp of each receipt folded into `submitted` (its outcome): sent once the
+    # batch is written.
+    folded: list[Callable[[int], None]] = field(default_factory=list)
     # (operator, SMSC id) → index in `submitted` of a single-part message without outcome yet
     _waiting: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
 
@@ -158,18 +159,20 @@ class Batch:
             self._waiting[(item.operator, item.smsc_ids[0])] = len(self.submitted)
         self.submitted.append(item)
 
-    def fold(self, receipt: ReceiptIn) -> bool:
-        """Take a final receipt of a single-part message submitted in this very batch into its
-        submit (one write instead of two); False when the receipt is not about one."""
-        if receipt.status is None:
+    def fold(self, operator: str, ids: tuple[str, ...], status: MessageStatus | None, detail: str, at: datetime,
+             ack: Callable[[int], None] | None) -> bool:
+        """Take a final receipt (`status`) of a single-part message submitted in this very batch
+        into its submit (one write instead of two; no ReceiptIn for the common case); False when
+        the receipt is not about one. `ids`: the spellings of its SMSC id (ReceiptIn.ids)."""
+        if status is None:
             return False
-        for smsc_id in receipt.ids or (receipt.smsc_message_id,):
-            index = self._waiting.pop((receipt.operator, smsc_id), None)
+        for smsc_id in ids:
+            index = self._waiting.pop((operator, smsc_id), None)
             if index is not None:
                 item = self.submitted[index]
-                item.status, item.detail = receipt.status, (receipt.detail or "")[:200] or None
-                item.final_at = receipt.received_at
-                self.folded.append(receipt)
+                item.status, item.detail, item.final_at = status, detail[:200] or None, at
+                if ack is not None:
+                    self.folded.append(ack)
                 return True
         return False
 

@@ -432,15 +432,19 @@ class SmsWorker:
         asyncio.get_running_loop().create_task(self._mo_received(bind, sender, text, responders))
 
     def _receipt(self, bind: Bind, head: P.DeliverHead, respond: Callable[[int], None]) -> None:
+        # Acknowledged (`respond`) once written: a receipt a crash swallowed is delivered again.
         smsc_id = head.tlvs.get(P.RECEIPTED_MESSAGE_ID, b"").rstrip(b"\0").decode("latin-1")
         state = head.tlvs.get(P.MESSAGE_STATE)
         now = _now()
-        recipient = head.source.lstrip("+")
+        operator = bind.config.operator
         if smsc_id and state is not None and int.from_bytes(state, "big") == P.STATE_DELIVERED:
             # The common case, from the TLVs alone (the text's dates are not needed: final_at is
-            # when the gateway learned it).
-            entry = ReceiptIn(bind.config.operator, smsc_id, "DELIVRD", MessageStatus.delivered, "delivered",
-                              None, now, recipient, respond, (smsc_id,))
+            # when the gateway learned it); mostly folded into its submit.
+            ids = (smsc_id,)
+            if self.batch.fold(operator, ids, MessageStatus.delivered, "delivered", now, respond):
+                return
+            entry = ReceiptIn(operator, smsc_id, "DELIVRD", MessageStatus.delivered, "delivered", None, now,
+                              head.source.lstrip("+"), respond, ids)
         else:
             try:
                 receipt = parse_receipt(head.short_message.decode("latin-1"), head.tlvs)
@@ -449,11 +453,11 @@ class SmsWorker:
                 log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
                 return
             status, detail = _judge_stat(receipt.stat, receipt.error)
-            entry = ReceiptIn(bind.config.operator, receipt.smsc_message_id, receipt.stat, status, detail,
-                              receipt.done_at, now, recipient, respond, receipt.id_candidates())
-        # Acknowledged once written: a receipt a crash swallowed is delivered again.
-        if not self.batch.fold(entry):
-            self.batch.receipts.append(entry)
+            entry = ReceiptIn(operator, receipt.smsc_message_id, receipt.stat, status, detail, receipt.done_at, now,
+                              head.source.lstrip("+"), respond, receipt.id_candidates())
+            if self.batch.fold(operator, entry.ids, status, detail, now, respond):
+                return
+        self.batch.receipts.append(entry)
 
     async def _mo_received(self, bind: Bind, sender: str, text: str, responders: list[Callable[[int], None]]) -> None:
         try:
@@ -519,7 +523,9 @@ class SmsWorker:
         # A receipt is acknowledged once written; one whose submit is not (yet) known only when
         # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
         waiting = {id(r) for r in result.unknown}
-        for receipt in (*batch.folded, *batch.receipts):
+        for ack in batch.folded:
+            ack(0)
+        for receipt in batch.receipts:
             if receipt.ack is not None and id(receipt) not in waiting:
                 receipt.ack(0)
         for item in batch.submitted:
@@ -527,7 +533,7 @@ class SmsWorker:
         for item in batch.failed:
             self.open.pop(item.message_id, None)
         folded_delivered = sum(1 for s in batch.submitted if s.status == MessageStatus.delivered)
-        folded_failed = len(batch.folded) - folded_delivered
+        folded_failed = sum(1 for s in batch.submitted if s.status == MessageStatus.failed)
         self.counts["submitted"] += len(batch.submitted)
         self.counts["failed"] += len(batch.failed) + result.failed_by_receipt + folded_failed
         self.counts["delivered"] += result.delivered + folded_delivered
