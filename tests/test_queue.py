@@ -522,13 +522,18 @@ def test_status_writes_are_hot_updates(pg_sessions):
 def test_array_literals_reach_postgresql_intact(pg_sessions):
     """The hot statements pass arrays as literals (gateway.storage.db.pg_ints …): every value must
     arrive as it was, whatever characters an SMSC id or a phone number field holds."""
-    texts = ['a"b', "c\\d", None, "x,y}", "", " sp ", "NULL", "{}", "é€"]
+    texts = ['a"b', "c\\d", "x,y}", "", " sp ", "NULL", "{}", "é€", '\\"', '"']
+    ints = [1, 2**40, -3]
     with pg_sessions() as s:
-        row = s.execute(
-            text("SELECT CAST(:t AS varchar[]), CAST(:i AS bigint[]), CAST(:f AS float8[])"),
-            {"t": pg_texts(texts), "i": pg_ints([1, 2**40, -3]), "f": pg_floats([1764245000.123456, 0.5])},
-        ).one()
-    assert row == (texts, [1, 2**40, -3], [1764245000.123456, 0.5])
+        # With and without NULLs: each has its own way of building the literal.
+        for t, i in ((texts, ints), ([*texts[:2], None, *texts[2:]], [None, *ints]), ([], [])):
+            row = s.execute(
+                text("SELECT CAST(:t AS varchar[]), CAST(:i AS bigint[]), CAST(:f AS float8[])"),
+                {"t": pg_texts(t), "i": pg_ints(i), "f": pg_floats([1764245000.123456, 0.5])},
+            ).one()
+            assert row == (t, i, [1764245000.123456, 0.5])
+    with pytest.raises(ValueError, match="NUL"):
+        pg_texts(["a\0b"])
 
 
 def test_a_big_insert_refreshes_the_planners_statistics(pg_sessions):

@@ -79,8 +79,9 @@ def claim_sms(
     texts = {} if texts is None else texts
     with sessions() as session, session.begin():
         if _postgres(session):
-            rows = session.execute(_PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker,
-                                               "now": now}).all()
+            found = session.execute(_PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now})
+            rows = found.cursor.fetchall()  # the driver's tuples: no conversion is needed, no Row
+            found.close()
         else:
             owned = claim(session, message_ids, worker)
             if not owned:

@@ -88,7 +88,10 @@ def refresh_statistics_after_growth(session: Session, table: str, added: int) ->
 
 def pg_ints(values: Iterable[int | None]) -> str:
     """None is NULL (the same for pg_floats)."""
-    return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    values = list(values)
+    if None in values:
+        return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
+    return "{" + ",".join(map(str, map(int, values))) + "}"  # the common case: no Python loop
 
 
 def pg_floats(values: Iterable[float | None]) -> str:
@@ -97,6 +100,15 @@ def pg_floats(values: Iterable[float | None]) -> str:
 
 def pg_texts(values: Iterable[str | None]) -> str:
     """Each string quoted (backslash and double quote escaped); None is NULL."""
-    return "{" + ",".join(
-        "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
-    ) + "}"
+    values = list(values)
+    if None in values:
+        return "{" + ",".join(
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
+        ) + "}"
+    if not values:
+        return "{}"
+    # The common case, escaped all at once: joined by NUL, which no PostgreSQL text can hold.
+    joined = "\0".join(values)
+    if joined.count("\0") != len(values) - 1:
+        raise ValueError("a text for PostgreSQL holds a NUL character")
+    return '{"' + joined.replace("\\", "\\\\").replace('"', '\\"').replace("\0", '","') + '"}'
