@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import os
 import re
@@ -136,7 +135,7 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
     bind._bound.set()
     tasks = [asyncio.create_task(bind._send(link)), asyncio.create_task(bind._read(link)),  # type: ignore[arg-type]
              asyncio.create_task(worker._flush_loop())]
-    gc.freeze()  # as run_sms_worker does
+    W.settle_garbage_collector()  # as run_sms_worker does
     started = time.process_time()
     next_id = 0
     while link.acks < n:
