@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from gateway import collector  # noqa: E402
 from gateway.sms import pdu as P  # noqa: E402
 from gateway.sms import worker as W  # noqa: E402
 from gateway.sms.binds import load_sms_config  # noqa: E402
@@ -135,7 +136,7 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
     bind._bound.set()
     tasks = [asyncio.create_task(bind._send(link)), asyncio.create_task(bind._read(link)),  # type: ignore[arg-type]
              asyncio.create_task(worker._flush_loop())]
-    W.settle_garbage_collector()  # as run_sms_worker does
+    collector.settle_after_start_up()  # as run_sms_worker does
     started = time.process_time()
     next_id = 0
     while link.acks < n:

@@ -23,6 +23,7 @@ from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway import collector
 from gateway.actions import wording
 from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
@@ -116,6 +117,11 @@ def preview_spoken(action: Action) -> str:
 def launch(session: Session, action_id: int, now: datetime, settings: Settings) -> Queued:
     """Open a draft: give it an action code, target it and queue one alert per phone number —
     the first `FAN_OUT_FIRST` of them; the rest come back in `Queued.rest` for `fan_out_step`."""
+    with collector.paused():  # the targeting's rows stay alive until the fan-out has used them
+        return _launch(session, action_id, now, settings)
+
+
+def _launch(session: Session, action_id: int, now: datetime, settings: Settings) -> Queued:
     code = _open_with_code(session, action_id, now, settings)
     action = get_action(session, action_id, fresh=True)
     # In phone order (as _insert_messages writes them): each chunk goes on where the last ended.
@@ -326,7 +332,12 @@ def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[NewMes
     """Queue the bulletin to each (phone, participant id, channel). Created `enqueued_at`: the
     bulletin's `published_at` confirms the publish for all of them (gateway.queue.publish_messages);
     without `published_with_bulletin` NULL, each confirmed by its own publish."""
-    enqueued = now if published_with_bulletin else None
+    with collector.paused():
+        return _insert(session, bulletin, rows, now, now if published_with_bulletin else None)
+
+
+def _insert(session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], now: datetime,
+            enqueued: datetime | None) -> Queued:
     ids: dict[str, list[int]] = defaultdict(list)
     if session.get_bind().dialect.name == "postgresql":
         # In phone order: both indexes on the phone number are then filled at their right edge,

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import collector
 from gateway.phone import masked
 from gateway.queue import WorkQueue, upkeep
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
@@ -580,23 +580,6 @@ class SmsWorker:
                 log.warning("SMS worker: publishing the binds' health failed (%s)", _short(exc))
 
 
-
-
-GC_YOUNG_THRESHOLD = 20_000
-
-
-def settle_garbage_collector() -> None:
-    """Once start-up is done. What it built (modules, the ORM's mappings, the binds) lives as long
-    as the process: frozen, the collector no longer walks it on every full collection, each such
-    walk a pause of the event loop while the window's submits wait. And the youngest generation is
-    collected after 20,000 net allocations instead of 700: a message's objects mostly live until
-    its receipt, so at 700 the collector ran every ~130 messages and walked them again and again
-    (bench.sms_hotpath: 127,667 → 122,715 instructions a message)."""
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
-
-
 async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None) -> None:
     """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds."""
     import redis
@@ -637,7 +620,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    settle_garbage_collector()
+    collector.settle_after_start_up()
     log.info("SMS worker %s: binds %s", worker.worker_id, ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.binds))
     try:
         await worker.run(stop)

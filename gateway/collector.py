@@ -1,0 +1,53 @@
+"""The garbage collector's settings for bulk work: the SMS worker's long run, a launch's fan-out.
+
+CPython's cyclic collector runs after every 700 net allocations of container objects and walks
+every young object still alive. Reference counting frees what this code makes (it builds no
+cycles that matter); the collector only finds what is still in use, so where thousands of
+objects stay alive on purpose each collection is work for nothing.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+YOUNG_THRESHOLD = 20_000
+
+_lock = threading.Lock()
+_pausing = 0
+_was_enabled = True
+
+
+def settle_after_start_up() -> None:
+    """For a long-running worker, once start-up is done. What start-up built (modules, the ORM's
+    mappings, the binds) lives as long as the process: frozen, the collector no longer walks it on
+    every full collection, each such walk a pause of the event loop while the window's submits
+    wait. And the youngest generation is collected after 20,000 net allocations instead of 700:
+    an SMS's objects mostly live until its receipt, so at 700 the collector ran every ~130
+    messages and walked them again and again (bench.sms_hotpath: 127,667 → 122,715 instructions a
+    message)."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No cyclic collection during bulk work whose objects stay alive until it ends (a launch's
+    registrations, recipients and message ids: 100,000 of each). It resumes when the last such
+    job in the process ends, as it was; a few seconds' cyclic garbage of other threads waits."""
+    global _pausing, _was_enabled
+    with _lock:
+        if _pausing == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pausing += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _pausing -= 1
+            if _pausing == 0 and _was_enabled:
+                gc.enable()
