@@ -161,7 +161,7 @@ class Batch:
         self.submitted.append(item)
 
     def fold(self, operator: str, ids: tuple[str, ...], status: MessageStatus | None, detail: str, at: datetime,
-             ack: Callable[[int], None] | None) -> bool:
+             ack: Callable[[int], None]) -> bool:
         """Take a final receipt (`status`) of a single-part message submitted in this very batch
         into its submit (one write instead of two; no ReceiptIn for the common case); False when
         the receipt is not about one. `ids`: the spellings of its SMSC id (ReceiptIn.ids)."""
@@ -172,8 +172,7 @@ class Batch:
             if index is not None:
                 item = self.submitted[index]
                 item.status, item.detail, item.final_at = status, detail[:200] or None, at
-                if ack is not None:
-                    self.folded.append(ack)
+                self.folded.append(ack)
                 return True
         return False
 
