@@ -50,7 +50,9 @@ has fully booted. The bound is *at most one call per attempt*:
   get no call at all. Rare: a stopping Asterisk reports its calls before it closes.
 - answered → stays answered (the IVR records how far they listened before the line dropped).
 "Stopping" is decided by a Ping at once (refused with "Asterisk is shutting down" from the start
-of `core stop`), as the Shutdown event and the closed connection may come seconds later. After a
+of `core stop`), as the Shutdown event and the closed connection may come seconds later, and is
+remembered for that AMI connection: no Originate goes out on it afterwards, so the slots the
+cut-off calls free wait for the reconnect instead of sending into a dying connection. After a
 reconnect, calls whose channels no longer exist are treated as ended, so their slots come back.
 
 A crashed voice worker: every claim is a lease of this worker (`worker_id`), renewed while it
@@ -133,7 +135,6 @@ class _Outcome:
     kind: str  # "answered", "retry", "failed", "again" (nobody was called: place it again)
     detail: str
     uniqueid: str | None = None
-    stopping: int | None = None  # "again": the AMI connection of an Asterisk that is stopping
 
 
 def _now() -> datetime:
@@ -178,7 +179,7 @@ class VoiceWorker:
         self._attempts: dict[int, _Attempt] = {}  # message id → its Originate in flight
         self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → that Originate
         self._hungup: deque[str] = deque(maxlen=4096)  # recent Hangups, for the answered Uniqueid
-        self._shutdown_seen = False  # Asterisk announced a shutdown; cleared on reconnect
+        self._stopping_on = -1  # the AMI connection (`ami.reconnects`) whose Asterisk is known to be stopping
         self._reconnected = asyncio.Event()  # set (and replaced) at each reconnect
         # Chain onto the client's hooks: ours see VarSet/Hangup synchronously, in wire order.
         previous_event, previous_reconnect = ami.on_event, ami.on_reconnect
@@ -297,11 +298,9 @@ class VoiceWorker:
         while True:
             tries += 1
             outcome = await self._call_once(call, audio)
-            if outcome.kind == "again":  # nobody was called: place it once Asterisk is back
+            if outcome.kind == "again":  # nobody was called: placed once Asterisk is back (_until_placeable)
                 self.stats["again"] += 1
                 tries -= 1
-                if outcome.stopping is not None:  # not to the stopping Asterisk, which refuses it at once
-                    await self._until_reconnected(outcome.stopping)
                 continue
             if outcome.kind == "answered":
                 self.stats["answered"] += 1
@@ -346,7 +345,7 @@ class VoiceWorker:
     async def _call_once(self, call: VoiceCall, audio: str) -> _Outcome:
         """One Originate, holding a call slot until every channel it made has hung up."""
         async with self._slots:
-            await self.ami.wait_connected()  # not placed while Asterisk is away: placed after the reconnect
+            await self._until_placeable()
             attempt = self._attempts[call.message_id] = _Attempt(call.message_id)
             try:
                 return await self._originate(call, audio, attempt)
@@ -374,7 +373,7 @@ class VoiceWorker:
         except AMIActionError as exc:  # refused outright: no channel, nobody called
             refusal = exc.response.get("Message", "no reason")
             if await self._asterisk_stopping(connection, refusal):
-                return _Outcome("again", "Asterisk is shutting down", stopping=connection)
+                return _Outcome("again", "Asterisk is shutting down")
             return _Outcome("failed", f"Originate refused: {refusal}"[:200])
         except (AMIConnectionLost, TimeoutError):
             log.warning("voice message %d: Originate outcome lost; not calling again", call.message_id)
@@ -386,7 +385,7 @@ class VoiceWorker:
             # No channel was made, so no phone rang. A stopping Asterisk refuses every channel
             # and then drops the connection: such a call is placed again after the reconnect.
             if await self._asterisk_stopping(connection):
-                return _Outcome("again", "Asterisk is shutting down", stopping=connection)
+                return _Outcome("again", "Asterisk is shutting down")
         elif not result.success and result.reason in (0, 1) and await self._asterisk_stopping(connection):
             # It rang, and Asterisk hung it up as it stopped: an attempt like a busy line, so
             # retried (within VOICE_RETRIES) but never placed again as if it had not rung.
@@ -405,16 +404,22 @@ class VoiceWorker:
         return _Outcome("failed", f"call failed: {result.reason_text} (reason {result.reason})", uniqueid)
 
     async def _asterisk_stopping(self, connection: int, refusal: str = "") -> bool:
-        """Whether a call that failed was failed because Asterisk is stopping.
+        """Whether a call that failed was failed because Asterisk is stopping; remembered per connection.
 
         Asterisk 22.10.1, once `core stop` began, hangs up every channel (a ringing Originate
         fails with reason 0) and refuses every AMI action with "Asterisk is shutting down"; its
         Shutdown event and the dropped connection may follow only seconds later (modules unload
         first). So the refusal of a Ping is the answer, asked right away.
         """
+        stopping = await self._ask_stopping(connection, refusal)
+        if stopping:
+            self._stopping_on = max(self._stopping_on, connection)
+        return stopping
+
+    async def _ask_stopping(self, connection: int, refusal: str) -> bool:
         if "shutting down" in refusal.lower():
             return True
-        if self._shutdown_seen or not self.ami.connected or self.ami.reconnects != connection:
+        if self._stopping_on == connection or not self.ami.connected or self.ami.reconnects != connection:
             return True
         try:
             response = await self.ami.action("Ping", timeout=10)
@@ -423,6 +428,18 @@ class VoiceWorker:
         except TimeoutError:  # an Asterisk too busy to answer a Ping is not stopping on purpose
             return False
         return not response.ok and "shutting down" in response.get("Message", "").lower()
+
+    async def _until_placeable(self) -> None:
+        """Until an Originate can go out: connected, and not to an Asterisk known to be stopping.
+
+        The slot a cut-off call frees must not go to the next call while the same Asterisk is
+        still winding down: that Originate may be answered by nothing but the dropped connection,
+        and its outcome is then unknown — a participant who gets no call at all.
+        """
+        await self.ami.wait_connected()  # not placed while Asterisk is away: placed after the reconnect
+        while self._stopping_on == self.ami.reconnects:
+            await self._until_reconnected(self._stopping_on)
+            await self.ami.wait_connected()
 
     async def _until_reconnected(self, connection: int) -> None:
         """Until the AMI client has a connection newer than `connection` (it reconnects by itself)."""
@@ -453,7 +470,7 @@ class VoiceWorker:
                 attempt.track(uniqueid)
                 self._owner[uniqueid] = attempt
         elif name == "Shutdown":
-            self._shutdown_seen = True
+            self._stopping_on = self.ami.reconnects
         elif name == "Hangup":
             uniqueid = event.get("Uniqueid")
             if uniqueid:
@@ -464,7 +481,6 @@ class VoiceWorker:
 
     async def _on_reconnect(self) -> None:
         """Events were lost with the connection: calls whose channels are gone have ended."""
-        self._shutdown_seen = False
         self._reconnected.set()
         self._reconnected = asyncio.Event()
         if not self._owner:
