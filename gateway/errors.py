@@ -1,4 +1,5 @@
-"""Typed errors that carry their HTTP status and a stable `error_id`; one handler renders them."""
+"""Typed errors that carry their HTTP status and a stable `error_id`; one handler renders them.
+And `brief`: how any error reads in a log line."""
 
 from typing import Any
 
@@ -45,3 +46,9 @@ class Unauthenticated(GatewayError):
 class Forbidden(GatewayError):
     status_code = 403
     error_id = "forbidden"
+
+
+def brief(exc: BaseException) -> str:
+    """The first line of an error, for a log line (a driver's message can span a page)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+

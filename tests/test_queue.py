@@ -11,6 +11,7 @@ from sqlalchemy import insert, select, text
 
 from gateway.queue import (
     Delivery,
+    Intake,
     MemoryQueue,
     RedisStreamQueue,
     WorkQueue,
@@ -162,6 +163,47 @@ def test_ten_thousand_ids_each_exactly_once(make_q):
     assert [d.message_id for d in got] == ids
     assert len({d.entry_id for d in got}) == 10_000
     assert q.pending("sms") == 0 and q.backlog("sms") == 0
+
+
+# --- Intake: a worker's consume, claim and ack -------------------------------------------------
+
+
+def test_intake_claims_first_what_a_failed_claim_took(make_q):
+    """Left to the queue, the entries of a failed claim would come back only after claim_idle_ms
+    (60 s here): the intake keeps them and claims them first, before anything new."""
+    q = make_q()
+    q.publish("voice", [1, 2, 3])
+    intake = Intake(q, "voice", "w1")
+
+    def database_away(ids):
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        intake.take(10, 50, database_away)
+    assert q.pending("voice") == 3  # nothing acked
+    q.publish("voice", [4])
+    assert intake.take(10, 50, lambda ids: [i * 10 for i in ids]) == [10, 20, 30]
+    assert q.pending("voice") == 0
+    assert intake.take(10, 50, lambda ids: ids) == [4]
+    assert q.backlog("voice") == 0
+    assert intake.take(10, 20, database_away) == []  # nothing to claim: the claim is not called
+
+
+def test_intake_a_failed_ack_keeps_the_claim(make_q, monkeypatch, caplog):
+    """The claim committed: its messages must go out even if the ack failed (they come back from
+    the queue later, and claiming them again gets nothing)."""
+    q = make_q()
+    q.publish("voice", [1, 2])
+
+    def redis_away(channel, entry_ids):
+        raise ConnectionError("Redis went away\n(a second line not for the log)")
+
+    monkeypatch.setattr(q, "ack", redis_away)
+    with caplog.at_level("WARNING", logger="gateway.queue.intake"):
+        assert Intake(q, "voice", "w1").take(10, 50, lambda ids: ids) == [1, 2]
+    assert "voice: acknowledging 2 queue entries failed (Redis went away); they come back" in caplog.text
+    assert "second line" not in caplog.text
+    assert q.pending("voice") == 2
 
 
 def test_sms_ids_travel_a_hundred_to_an_entry_on_redis(redis_url, key_prefix):

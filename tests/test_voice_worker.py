@@ -7,11 +7,12 @@ Participants' phones are [test-endpoints] Local channels chosen per number by th
 """
 
 import asyncio
+import logging
 import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -223,6 +224,102 @@ def test_a_stopped_workers_messages_are_taken_over(voice):
     assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
         (MessageStatus.answered, "listened to the end", 2)}  # claimed twice: by the dead worker, then this one
     assert worker.stats["originates"] == 3  # the dialled one was not called again
+
+
+def run_worker(api, make_worker, count: int, timeout: float = 90, during=None):
+    """Runs `make_worker(ami)` until `count` messages are final and refined by the IVR (meanwhile
+    `during(worker)`, if given); returns (worker, messages)."""
+
+    async def scenario():
+        ami = AMIClient(api.asterisk.ami_host, api.asterisk.ami_port, api.asterisk.ami_user, api.asterisk.ami_secret)
+        await ami.connect()
+        worker = make_worker(ami)
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, poll_ms=200))
+        side = asyncio.create_task(during(worker)) if during else None
+        try:
+            return worker, await until_all_final(api, count, timeout=timeout)
+        finally:
+            if side:
+                side.cancel()
+            stop.set()
+            await asyncio.wait_for(running, 30)
+            await ami.close()
+
+    return asyncio.run(asyncio.wait_for(scenario(), timeout + 60))
+
+
+def answering(api, phones: list[str]) -> None:
+    port = api.start_ivr()
+    api.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
+                    BN_RING_SECONDS="3", HOLD="40", BN_AMD="no")
+    register(api, phones)
+    launch(api)
+
+
+@postgresql_only
+def test_a_claim_whose_answer_was_lost_is_called_once_its_lease_runs_out(voice):
+    """A claim committed while its answer died with the connection: two messages are `sending` in
+    the worker's own name, but it never had them. It renews only the leases of the calls in hand,
+    so theirs run out and they are called — once."""
+    from gateway.queue import claim
+
+    phones = [f"+3161100{n:04d}" for n in range(4)]
+    answering(voice, phones)
+    with voice.sessions() as s:
+        lost = list(s.scalars(select(Message.id).where(Message.phone.in_(phones[:2]))))
+        assert len(claim(s, lost, worker="voice-test")) == 2  # the worker's claim; its answer lost
+        s.commit()
+
+    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5,
+                                                            lease_seconds=1, worker="voice-test"), 4, timeout=60)
+    assert {(got[p].status, got[p].detail) for p in phones} == {(MessageStatus.answered, "listened to the end")}
+    assert [got[p].attempts for p in phones] == [2, 2, 1, 1]  # the lost two claimed twice
+    assert worker.stats["originates"] == 4  # nobody called twice
+
+
+@postgresql_only
+def test_the_database_dropping_the_workers_connections_loses_no_call(voice, caplog):
+    """The database cuts the worker's connections again and again while it calls (as a restart or
+    a failover does): failed claims and writes are tried again, the worker keeps running, every
+    participant is called once and every outcome is recorded. Its pool does not test connections
+    before use here, so that each cut fails the next claim or write."""
+    from gateway.storage.db import make_engine, session_factory
+
+    url = voice.sessions.kw["bind"].url.render_as_string(hide_password=False)
+    engine = make_engine(url, pool_pre_ping=False, connect_args={"application_name": "voice-worker-under-test"})
+    admin = make_engine(url)
+    phones = [f"+3161100{n:04d}" for n in range(8)]
+    answering(voice, phones)
+    cuts = 0
+
+    async def cut_connections(worker):
+        nonlocal cuts
+        while True:
+            await asyncio.sleep(1.0)
+            with admin.connect() as conn:  # the IVR's and the test's connections are left alone
+                cuts += conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                         "WHERE application_name = 'voice-worker-under-test'"))
+
+    def make(ami):
+        # A short lease: a claim whose commit went through as its connection was cut comes back soon.
+        worker = worker_for(voice, ami, {p: "answer" for p in phones}, max_calls=2, ring_seconds=5, lease_seconds=5)
+        worker.sessions = session_factory(engine)
+        return worker
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gateway.voice.worker"):
+            worker, got = run_worker(voice, make, len(phones), timeout=120, during=cut_connections)
+    finally:
+        engine.dispose()
+        admin.dispose()
+    assert cuts >= 3
+    assert {(got[p].status, got[p].detail) for p in phones} == {(MessageStatus.answered, "listened to the end")}
+    assert worker.stats["originates"] == len(phones)  # nobody called twice
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("taking messages failed" in m or "database write failed" in m for m in logged), (
+        "the cuts failed no claim or write: the test did not test it")
+    assert not any("unexpected error" in m for m in logged), caplog.text  # no call's task died
 
 
 PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per call that reached a phone ([test-phones])

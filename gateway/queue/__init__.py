@@ -12,6 +12,7 @@ On Redis an SMS entry carries up to 100 ids (streams.IDS_PER_ENTRY).
 """
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
+from .intake import Intake
 from .lease import REQUEUED_DISPATCHED_DETAIL, Requeued, mark_dispatched, renew, requeue_stale, upkeep, worker_id
 from .memory import MemoryQueue
 from .reconcile import claim, publish_messages, reconcile
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_PREFIX",
     "Delivery",
+    "Intake",
     "MemoryQueue",
     "RedisStreamQueue",
     "Requeued",

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import collector
+from gateway.errors import brief
 from gateway.phone import masked
-from gateway.queue import WorkQueue, upkeep
+from gateway.queue import Intake, WorkQueue, upkeep
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
-from gateway.queue.base import Delivery
 from gateway.storage.models import MessageStatus
 
 from . import pdu as P
@@ -63,11 +63,6 @@ DISPATCH_SLICE = 50  # claimed messages handed to the binds per turn of the even
 
 
 _now = functools.partial(datetime.now, timezone.utc)  # per PDU: no Python frame
-
-
-def _short(exc: BaseException) -> str:
-    """The first line of an error, for a log line (a driver's message can span a page)."""
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | None, str]:
@@ -123,7 +118,7 @@ class SmsWorker:
         self.batch = Batch()
         self._templates: dict[tuple[int, str], P.SubmitTemplate | str] = {}
         self._texts: dict[int, str] = {}  # bulletin id → its SMS text (claim_sms reads each once)
-        self._unclaimed: list[Delivery] = []  # queue entries taken whose claim failed (see _take)
+        self.intake = Intake(queue, CHANNEL, self.worker_id)
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -194,11 +189,10 @@ class SmsWorker:
                     pass
                 continue
             try:
-                claimed = await asyncio.to_thread(self._take, min(room, 500))
+                claimed = await asyncio.to_thread(self.intake.take, min(room, 500), 500, self._claim)
             except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
-                # Nothing is lost: a claim that failed left its messages queued and their queue
-                # entries pending, delivered again (gateway.queue) once it works.
-                log.warning("SMS worker: taking messages failed (%s); trying again in 1 s", _short(exc))
+                # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
+                log.warning("SMS worker: taking messages failed (%s); trying again in 1 s", brief(exc))
                 await asyncio.sleep(1)
                 continue
             for item in claimed:
@@ -213,27 +207,8 @@ class SmsWorker:
                 for item in claimed[start : start + DISPATCH_SLICE]:
                     self._dispatch(item, up=up)
 
-    def _take(self, count: int) -> list[Claimed]:
-        """Up to `count` ids from the queue, claimed; their entries acked once the claim is
-        committed. In a thread, all three steps in one hop."""
-        # Entries whose claim failed are claimed again first: left to the queue, they would come
-        # back only once idle for its claim_idle_ms.
-        deliveries = self._unclaimed or self.queue.consume(CHANNEL, self.worker_id, count, 500)
-        self._unclaimed = []
-        if not deliveries:
-            return []
-        try:
-            claimed = claim_sms(self.sessions, [d.message_id for d in deliveries], self.worker_id, self._texts)
-        except BaseException:
-            self._unclaimed = deliveries
-            raise
-        try:
-            self.queue.ack(CHANNEL, [d.entry_id for d in deliveries])
-        except Exception as exc:  # noqa: BLE001 — the claim is committed: these must go out
-            # The entries stay pending and come back; claiming them again is a no-op.
-            log.warning("SMS worker: acknowledging %d queue entries failed (%s); they come back "
-                        "and are skipped", len(deliveries), _short(exc))
-        return claimed
+    def _claim(self, message_ids: list[int]) -> list[Claimed]:
+        return claim_sms(self.sessions, message_ids, self.worker_id, self._texts)
 
     def _template(self, item: Claimed, bind: Bind) -> P.SubmitTemplate | str:
         """The submit_sm PDUs of the bulletin's text over `bind` (its sender), built once per
@@ -577,7 +552,7 @@ class SmsWorker:
             try:
                 await asyncio.to_thread(self.health.publish)
             except Exception as exc:  # noqa: BLE001 — Redis away: the next round publishes again
-                log.warning("SMS worker: publishing the binds' health failed (%s)", _short(exc))
+                log.warning("SMS worker: publishing the binds' health failed (%s)", brief(exc))
 
 
 async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None) -> None:

@@ -55,11 +55,14 @@ remembered for that AMI connection: no Originate goes out on it afterwards, so t
 cut-off calls free wait for the reconnect instead of sending into a dying connection. After a
 reconnect, calls whose channels no longer exist are treated as ended, so their slots come back.
 
-A crashed voice worker: every claim is a lease of this worker (`worker_id`), renewed while it
-lives (gateway/queue/lease.py, as for SMS). Each Originate is preceded by the dispatch mark. When a
-worker stops renewing for VOICE_LEASE_SECONDS, any voice worker returns its `sending` messages to
-the queue; the next claim places the undialled ones and fails the dialled ones as "outcome unknown
-(voice worker stopped)" — the same rule as a lost Originate outcome: at most one call per attempt.
+A crashed voice worker: every claim is a lease of this worker (`worker_id`), renewed while the
+worker has the message in hand (gateway/queue/lease.py, as for SMS). Each Originate is preceded
+by the dispatch mark. When a lease is not renewed for VOICE_LEASE_SECONDS — the worker died, or
+its claim committed while the answer was lost, or a bug ended the message's task — any voice
+worker returns the message to the queue; the next claim places the undialled ones and fails the
+dialled ones as "outcome unknown (voice worker stopped)" — the same rule as a lost Originate
+outcome: at most one call per attempt. A failed take (database or Redis away) is tried again
+after a second; the worker keeps running.
 
 Stopping (`stop` set): nothing new is claimed; calls and retry waits already under way finish.
 """
@@ -76,9 +79,11 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.queue import REQUEUED_DISPATCHED_DETAIL, WorkQueue, claim, mark_dispatched, upkeep, worker_id
+from gateway.errors import brief
+from gateway.queue import REQUEUED_DISPATCHED_DETAIL, Intake, WorkQueue, claim, mark_dispatched, upkeep, worker_id
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
 from gateway.tts import AudioCache, AudioResult
 from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
@@ -96,6 +101,7 @@ WORKER_STOPPED = "outcome unknown (voice worker stopped)"
 CUT_OFF = "cut off (Asterisk restarted)"
 DEFAULT_CALL_TIMEOUT = 3600.0  # an answered call may be put through to the centralist (a tip)
 FAILED_CHANNEL_GRACE = 10.0
+WRITE_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)  # seconds, between tries of a write the database refused
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class VoiceWorker:
         self.consumer, self.call_timeout, self.failed_channel_grace = consumer, call_timeout, failed_channel_grace
         self.worker, self.lease_seconds = worker or worker_id(CHANNEL), lease_seconds
         self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
+        self.intake = Intake(queue, CHANNEL, consumer)
+        self._in_hand: set[int] = set()  # ids of the messages claimed and not yet done with (their leases)
         self._slots = asyncio.Semaphore(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
         self._attempts: dict[int, _Attempt] = {}  # message id → its Originate in flight
@@ -229,12 +237,15 @@ class VoiceWorker:
                 await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
                 stopping.cancel()
                 continue
-            deliveries = await asyncio.to_thread(self.queue.consume, CHANNEL, self.consumer, free, poll_ms)
-            if not deliveries:
+            try:
+                calls = await asyncio.to_thread(self.intake.take, free, poll_ms, self._claim)
+            except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
+                # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
+                log.warning("voice worker: taking messages failed (%s); trying again in 1 s", brief(exc))
+                await asyncio.sleep(1)
                 continue
-            calls = await asyncio.to_thread(self._claim, [d.message_id for d in deliveries])
-            await asyncio.to_thread(self.queue.ack, CHANNEL, [d.entry_id for d in deliveries])
             for call in calls:
+                self._in_hand.add(call.message_id)
                 task = asyncio.create_task(self._deliver(call), name=f"voice-message-{call.message_id}")
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -245,22 +256,25 @@ class VoiceWorker:
     async def _lease_loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.keep_leases)
+                await asyncio.to_thread(self.keep_leases, list(self._in_hand))  # read here, on the loop
             except Exception:  # noqa: BLE001 — a database hiccup must not stop the calls
                 log.exception("voice worker: lease upkeep failed; trying again")
             await asyncio.sleep(max(self.lease_seconds / 4, 0.2))
 
-    def keep_leases(self) -> None:
-        """Renew this worker's leases; queue again what a stopped voice worker left `sending`."""
-        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker, self.lease_seconds)
+    def keep_leases(self, holding: list[int]) -> None:
+        """Renew the leases of the messages in hand (`holding`): a claim committed whose answer was
+        lost leaves messages `sending` in this worker's name that it never had, and those must run
+        out and go again. Queue again what a stopped voice worker left `sending`."""
+        requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker, self.lease_seconds, holding)
         if requeued.total:
             log.warning("voice: %d message(s) of a stopped worker queued again (%d had been dialled: "
                         "recorded as outcome unknown, not called again)", requeued.total, requeued.dispatched)
 
     def _claim(self, message_ids: list[int]) -> list[VoiceCall]:
-        with self.sessions() as session:
+        # One transaction, the rows read before its commit: only a commit whose answer was lost leaves
+        # messages claimed that the worker does not have (their leases then run out: keep_leases).
+        with self.sessions() as session, session.begin():
             owned = claim(session, message_ids, worker=self.worker)
-            session.commit()
             if not owned:
                 return []
             rows = session.execute(
@@ -284,8 +298,10 @@ class VoiceWorker:
     async def _deliver(self, call: VoiceCall) -> None:
         try:
             await self._deliver_unguarded(call)
-        except Exception:  # a bug must not take the other calls down; the message stays `sending`
+        except Exception:  # a bug must not take the other calls down; the message's lease runs out
             log.exception("voice message %d: unexpected error", call.message_id)
+        finally:
+            self._in_hand.discard(call.message_id)
 
     async def _deliver_unguarded(self, call: VoiceCall) -> None:
         try:
@@ -498,7 +514,18 @@ class VoiceWorker:
     # -- the database (each in a thread) --
 
     async def _write(self, fn: Callable, *args):
-        return await asyncio.to_thread(fn, *args)
+        """`fn(*args)` in a thread, tried again while the database is unreachable (a restart, a
+        failover: up to ~15 s): an answered call's outcome must not be lost to a dropped
+        connection. Every write here is guarded, so a repeat whose first try did commit changes
+        nothing — except `_begin_retry`, which then counts one attempt too many."""
+        for delay in (*WRITE_RETRY_DELAYS, None):
+            try:
+                return await asyncio.to_thread(fn, *args)
+            except OperationalError as exc:
+                if delay is None:
+                    raise
+                log.warning("voice worker: database write failed (%s); trying again in %.1f s", brief(exc), delay)
+                await asyncio.sleep(delay)
 
     def _guarded(self, message_id: int):
         return update(Message).where(

@@ -1,0 +1,51 @@
+"""A worker's side of the queue: entries taken, their ids claimed, the entries acked once the
+claim is committed — the same three steps for every channel's worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from gateway.errors import brief
+
+from .base import Delivery, WorkQueue
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Intake:
+    """Takes ids from one channel's queue for one consumer and hands back what `claim` made of
+    them. Synchronous (one thread hop for all three steps); not for two threads at once.
+
+    Nothing is lost when a step fails: a claim that raised left its messages `queued` and its
+    entries pending — kept here and claimed again first on the next take (left to the queue,
+    they would come back only after its claim_idle_ms). An ack that failed after a committed
+    claim is only logged: the entries come back, and claiming a `sending` message again gets
+    nothing. A claim committed whose answer was lost is the lease's business (gateway.queue.lease:
+    the worker renews only what it has in hand)."""
+
+    def __init__(self, queue: WorkQueue, channel: str, consumer: str) -> None:
+        self.queue, self.channel, self.consumer = queue, channel, consumer
+        self._unclaimed: list[Delivery] = []
+
+    def take(self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]]) -> list[T]:
+        """Up to about `count` messages, claimed by `claim(message_ids)`; waits up to `block_ms`
+        when the queue is empty. Raises what `consume` or `claim` raised."""
+        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms)
+        self._unclaimed = []
+        if not deliveries:
+            return []
+        try:
+            claimed = claim([d.message_id for d in deliveries])
+        except BaseException:
+            self._unclaimed = deliveries
+            raise
+        try:
+            self.queue.ack(self.channel, [d.entry_id for d in deliveries])
+        except Exception as exc:  # noqa: BLE001 — the claim is committed: these must go out
+            log.warning("%s: acknowledging %d queue entries failed (%s); they come back and are skipped",
+                        self.channel, len(deliveries), brief(exc))
+        return claimed
