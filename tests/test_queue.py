@@ -1,6 +1,8 @@
 """The work queue: the WorkQueue contract on Redis Streams and on the in-memory substitute,
 and the database side (publish_messages, reconcile, claim) on PostgreSQL and SQLite."""
 
+import asyncio
+import logging
 import threading
 import time
 from datetime import timedelta, timezone
@@ -530,6 +532,38 @@ def test_reconcile_and_upkeep_settle_what_is_done(sessions, bulletin_id):
     upkeep(sessions, q, "sms", "w1", lease_seconds=60)
     with sessions() as s:
         assert s.get(Bulletin, other).settled_at is not None
+
+
+def test_lease_upkeep_outlives_a_database_outage_and_a_bug(caplog):
+    """The workers' lease loop (`keep_up`) goes on after a failed round: a database that cannot be
+    reached (nothing listens on the port) is one line in the log, a bug a traceback."""
+    from gateway.queue import keep_up, upkeep
+    from gateway.storage.db import make_engine, session_factory
+
+    away = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/burgernet")  # port 9: connection refused
+    rounds: list[list[int]] = []
+
+    def one_round(holding: list[int]) -> None:
+        rounds.append(holding)
+        if len(rounds) == 1:
+            upkeep(session_factory(away), MemoryQueue(), "voice", "w1", 60, holding)
+        elif len(rounds) == 2:
+            raise KeyError("a bug")
+
+    async def three_rounds():
+        loop = asyncio.create_task(keep_up(one_round, lambda: [7], 0.04, "voice worker"))
+        while len(rounds) < 3:
+            await asyncio.sleep(0.01)
+        loop.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="gateway.queue.lease"):
+        asyncio.run(asyncio.wait_for(three_rounds(), 30))
+    away.dispose()
+    outage, bug = [r for r in caplog.records if r.name == "gateway.queue.lease"][:2]
+    assert (outage.levelno, outage.exc_info) == (logging.WARNING, None)
+    assert outage.getMessage().startswith("voice worker: lease upkeep failed (") and "\n" not in outage.getMessage()
+    assert bug.levelno == logging.ERROR and bug.exc_info[0] is KeyError
+    assert rounds[:3] == [[7], [7], [7]]
 
 
 def test_status_writes_are_hot_updates(pg_sessions):

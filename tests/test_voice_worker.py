@@ -322,8 +322,10 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
     assert {(got[p].status, got[p].detail) for p in answer} == {(MessageStatus.answered, "listened to the end")}
     assert worker.stats["originates"] == 3 * len(busy) + len(answer)  # nobody called more than allowed
     logged = [r.getMessage() for r in caplog.records]
-    assert sum("database write failed" in m for m in logged) >= 2, "the cuts failed no write: the test did not test it"
-    assert not any("unexpected error" in m for m in logged), caplog.text  # no call's task died
+    # At least the first cut fails a write (busy lines write about every second); the second may
+    # fall to the lease upkeep instead, when a slow machine has left the worker nothing to write.
+    assert any("database write failed" in m for m in logged), "the cuts failed no write: the test did not test it"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text  # no call's task died, no traceback
 
 
 PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per call that reached a phone ([test-phones])

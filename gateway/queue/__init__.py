@@ -13,7 +13,7 @@ On Redis an SMS entry carries up to 100 ids (streams.IDS_PER_ENTRY).
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
 from .intake import Intake
-from .lease import REQUEUED_DISPATCHED_DETAIL, Requeued, mark_dispatched, renew, requeue_stale, upkeep, worker_id
+from .lease import REQUEUED_DISPATCHED_DETAIL, Requeued, keep_up, mark_dispatched, renew, requeue_stale, upkeep, worker_id
 from .memory import MemoryQueue
 from .reconcile import claim, publish_messages, reconcile
 from .streams import RedisStreamQueue
@@ -36,6 +36,7 @@ __all__ = [
     "Requeued",
     "WorkQueue",
     "claim",
+    "keep_up",
     "make_queue",
     "REQUEUED_DISPATCHED_DETAIL",
     "mark_dispatched",

@@ -2,8 +2,8 @@
 
 `claim()` records who claimed a message (`claimed_by`) and when (`claimed_at`). A living worker
 renews its leases (`renew`) well within `lease_seconds`; `requeue_stale` returns the `sending`
-messages of a channel whose lease ran out to `queued` and publishes them again. Channel-agnostic:
-the SMS worker uses it, the voice worker can.
+messages of a channel whose lease ran out to `queued` and publishes them again; `upkeep` does
+both, and `keep_up` runs it for a worker's lifetime. Channel-agnostic: both workers use it.
 
 `dispatched_at` tells the two kinds of stale message apart: NULL means the worker never handed it
 to the provider (requeued: sent once later), set means it may have reached the provider before
@@ -13,20 +13,26 @@ and counted, so the caller can log the bound ("at most N of these may arrive twi
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import brief
 from gateway.storage.models import Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
 from .reconcile import publish_messages, status_guard
 from .settle import in_unsettled_bulletin, settle
+
+log = logging.getLogger(__name__)
 
 REQUEUED_DETAIL = "requeued: the worker that claimed it stopped"
 # The same, for a message that had been dispatched: the next worker may look for proof that the
@@ -99,6 +105,24 @@ def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, work
     with sessions() as session, session.begin():
         settle(session)
     return requeued
+
+
+async def keep_up(one_round: Callable[[list[int]], object], in_hand: Callable[[], list[int]], lease_seconds: float,
+                  worker: str) -> None:
+    """A worker's lease upkeep for its lifetime (until cancelled): `one_round(in_hand())` in a
+    thread every quarter lease — `upkeep` and what the worker logs of it. `in_hand` is called
+    here, on the event loop: the thread must not iterate what the loop changes. A failed round
+    does not stop the worker: the database away is one line in the log (it fails every round
+    until it is back), anything else a traceback."""
+    every = max(lease_seconds / 4, 0.2)
+    while True:
+        try:
+            await asyncio.to_thread(one_round, in_hand())
+        except OperationalError as exc:
+            log.warning("%s: lease upkeep failed (%s); trying again in %.1f s", worker, brief(exc), every)
+        except Exception:  # noqa: BLE001 — a bug here must not stop the sending either
+            log.exception("%s: lease upkeep failed; trying again in %.1f s", worker, every)
+        await asyncio.sleep(every)
 
 
 def requeue_stale(

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import collector
 from gateway.errors import brief
 from gateway.phone import masked
-from gateway.queue import Intake, WorkQueue, upkeep
+from gateway.queue import Intake, WorkQueue, keep_up, upkeep
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
 from gateway.storage.models import MessageStatus
 
@@ -144,7 +144,8 @@ class SmsWorker:
         bind_tasks = [asyncio.create_task(b.run(), name=f"bind {b.name}") for b in self.binds.values()]
         helpers = [
             asyncio.create_task(self._flush_loop(), name="sms flush"),
-            asyncio.create_task(self._lease_loop(), name="sms leases"),
+            asyncio.create_task(keep_up(self._leases, lambda: list(self.open), self.lease_seconds, "SMS worker"),
+                                name="sms leases"),
             asyncio.create_task(self._health_loop(), name="sms health"),
             asyncio.create_task(self._parked_loop(), name="sms parked"),
         ]
@@ -528,17 +529,6 @@ class SmsWorker:
                      self.proven_by_receipt - proven)
         self._room.set()
         self._flushed.set()
-
-    async def _lease_loop(self) -> None:
-        every = max(self.lease_seconds / 4, 0.2)
-        while True:
-            try:
-                # What the worker has in hand, read here on the loop (the thread must not iterate
-                # a dict the loop changes).
-                await asyncio.to_thread(self._leases, list(self.open))
-            except Exception:  # noqa: BLE001 — a database hiccup must not stop the worker
-                log.exception("SMS worker: lease upkeep failed; trying again")
-            await asyncio.sleep(every)
 
     def _leases(self, holding: list[int]) -> None:
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)

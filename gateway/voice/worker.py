@@ -83,7 +83,16 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import brief
-from gateway.queue import REQUEUED_DISPATCHED_DETAIL, Intake, WorkQueue, claim, mark_dispatched, upkeep, worker_id
+from gateway.queue import (
+    REQUEUED_DISPATCHED_DETAIL,
+    Intake,
+    WorkQueue,
+    claim,
+    keep_up,
+    mark_dispatched,
+    upkeep,
+    worker_id,
+)
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
 from gateway.tts import AudioCache, AudioResult
 from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
@@ -229,7 +238,8 @@ class VoiceWorker:
         stop = stop or asyncio.Event()
         tasks: set[asyncio.Task] = set()
         room = 2 * self.max_calls
-        leases = asyncio.create_task(self._lease_loop(), name="voice leases")
+        leases = asyncio.create_task(keep_up(self.keep_leases, lambda: list(self._in_hand), self.lease_seconds,
+                                             "voice worker"), name="voice leases")
         while not stop.is_set():
             free = room - len(tasks)
             if free <= 0:
@@ -252,14 +262,6 @@ class VoiceWorker:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         leases.cancel()
-
-    async def _lease_loop(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(self.keep_leases, list(self._in_hand))  # read here, on the loop
-            except Exception:  # noqa: BLE001 — a database hiccup must not stop the calls
-                log.exception("voice worker: lease upkeep failed; trying again")
-            await asyncio.sleep(max(self.lease_seconds / 4, 0.2))
 
     def keep_leases(self, holding: list[int]) -> None:
         """Renew the leases of the messages in hand (`holding`): a claim committed whose answer was
