@@ -125,107 +125,6 @@ async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]
         await asyncio.sleep(0.3)
 
 
-@postgresql_only
-def test_thirty_recipients_with_a_cap_of_five(voice):
-    port = voice.start_ivr()
-    voice.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
-                      BN_RING_SECONDS="3", HOLD="40",  # the participant stays on until the IVR ends the call
-                      BN_AMD="no")  # [test-endpoints] answer is silent (AMD: tests/test_alert_call.py)
-    phones = [f"+3161000{n:04d}" for n in range(30)]
-    endpoint_of = {p: "answer" for p in phones}
-    busy, never = phones[:12], phones[12:14]
-    endpoint_of.update({p: "busy" for p in busy} | {p: "noanswer" for p in never})
-    register(voice, phones)
-    launch(voice)
-
-    async def scenario():
-        ami = AMIClient(voice.asterisk.ami_host, voice.asterisk.ami_port, voice.asterisk.ami_user, voice.asterisk.ami_secret)
-        await ami.connect()
-        worker = worker_for(voice, ami, endpoint_of, max_calls=5, retries=2, retry_delay=1, ring_seconds=2)
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop, poll_ms=200))
-        most = 0
-
-        async def watch():
-            nonlocal most
-            while True:  # the worker's calls are the outgoing halves (;1) of Local channels
-                listing = await ami.action("CoreShowChannels")
-                up = [e for e in listing.events if e["Channel"].startswith("Local/") and e["Channel"].endswith(";1")]
-                most = max(most, len(up))
-                await asyncio.sleep(0.05)
-
-        watcher = asyncio.create_task(watch())
-        try:
-            got = await until_all_final(voice, 30, timeout=120)
-        finally:
-            watcher.cancel()
-            stop.set()
-            await asyncio.wait_for(running, 30)
-            await ami.close()
-        return worker, most, got
-
-    worker, most, got = asyncio.run(asyncio.wait_for(scenario(), 180))
-    assert most == 5  # the cap was used, and never exceeded
-    for phone in busy:
-        m = got[phone]
-        assert (m.status, m.detail, m.attempts) == (MessageStatus.failed, "busy after 3 attempts", 3)
-    for phone in never:
-        m = got[phone]
-        assert (m.status, m.detail, m.attempts) == (MessageStatus.failed, "no answer after 3 attempts", 3)
-    answered = [got[p] for p in phones[14:]]
-    assert {(m.status, m.detail, m.attempts) for m in answered} == {(MessageStatus.answered, "listened to the end", 1)}
-    assert len({m.provider_id for m in answered}) == 16 and all(m.provider_id for m in answered)
-    assert all(m.sent_at for m in got.values())
-    assert worker.stats["originates"] == 16 + 3 * 14
-    assert voice.audio.calls == 1  # synthesized once for the bulletin, never per call
-
-
-@postgresql_only
-def test_a_stopped_workers_messages_are_taken_over(voice):
-    """A voice worker died holding four messages, one of them already dialled: once its lease ran
-    out, a living worker calls the three nobody dialled and records the dialled one as unknown."""
-    from datetime import timedelta
-
-    from gateway.queue import claim, mark_dispatched, renew
-    from gateway.storage.models import utcnow
-    from gateway.voice.worker import WORKER_STOPPED
-
-    port = voice.start_ivr()
-    voice.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
-                      BN_RING_SECONDS="3", HOLD="40", BN_AMD="no")
-    phones = [f"+3161100{n:04d}" for n in range(4)]
-    register(voice, phones)
-    launch(voice)
-    deliveries = voice.queue.consume("voice", "dead-worker", count=10, block_ms=0)
-    with voice.sessions() as s:
-        owned = claim(s, [d.message_id for d in deliveries], worker="voice-dead")
-        dialled = s.scalar(select(Message.id).where(Message.phone == phones[0]))
-        mark_dispatched(s, [dialled], "voice-dead")
-        renew(s, "voice-dead", now=utcnow() - timedelta(seconds=30))  # its last sign of life
-        s.commit()
-    voice.queue.ack("voice", [d.entry_id for d in deliveries])
-    assert len(owned) == 4
-
-    async def scenario():
-        ami = AMIClient(voice.asterisk.ami_host, voice.asterisk.ami_port, voice.asterisk.ami_user, voice.asterisk.ami_secret)
-        await ami.connect()
-        worker = worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5, lease_seconds=5)
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop, poll_ms=200))
-        try:
-            return worker, await until_all_final(voice, 4, timeout=60)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, 30)
-            await ami.close()
-
-    worker, got = asyncio.run(asyncio.wait_for(scenario(), 120))
-    assert (got[phones[0]].status, got[phones[0]].detail) == (MessageStatus.failed, WORKER_STOPPED)
-    assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
-        (MessageStatus.answered, "listened to the end", 2)}  # claimed twice: by the dead worker, then this one
-    assert worker.stats["originates"] == 3  # the dialled one was not called again
-
-
 def run_worker(api, make_worker, count: int, timeout: float = 90, during=None):
     """Runs `make_worker(ami)` until `count` messages are final and refined by the IVR (meanwhile
     `during(worker)`, if given); returns (worker, messages)."""
@@ -255,6 +154,71 @@ def answering(api, phones: list[str]) -> None:
                     BN_RING_SECONDS="3", HOLD="40", BN_AMD="no")
     register(api, phones)
     launch(api)
+
+
+@postgresql_only
+def test_thirty_recipients_with_a_cap_of_five(voice):
+    phones = [f"+3161000{n:04d}" for n in range(30)]
+    endpoint_of = {p: "answer" for p in phones}
+    busy, never = phones[:12], phones[12:14]
+    endpoint_of.update({p: "busy" for p in busy} | {p: "noanswer" for p in never})
+    answering(voice, phones)  # the participant stays on until the IVR ends the call; no AMD
+    most = 0
+
+    async def watch(worker):
+        nonlocal most
+        while True:  # the worker's calls are the outgoing halves (;1) of Local channels
+            listing = await worker.ami.action("CoreShowChannels")
+            up = [e for e in listing.events if e["Channel"].startswith("Local/") and e["Channel"].endswith(";1")]
+            most = max(most, len(up))
+            await asyncio.sleep(0.05)
+
+    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, endpoint_of, max_calls=5, retries=2,
+                                                            retry_delay=1, ring_seconds=2),
+                             30, timeout=120, during=watch)
+    assert most == 5  # the cap was used, and never exceeded
+    for phone in busy:
+        m = got[phone]
+        assert (m.status, m.detail, m.attempts) == (MessageStatus.failed, "busy after 3 attempts", 3)
+    for phone in never:
+        m = got[phone]
+        assert (m.status, m.detail, m.attempts) == (MessageStatus.failed, "no answer after 3 attempts", 3)
+    answered = [got[p] for p in phones[14:]]
+    assert {(m.status, m.detail, m.attempts) for m in answered} == {(MessageStatus.answered, "listened to the end", 1)}
+    assert len({m.provider_id for m in answered}) == 16 and all(m.provider_id for m in answered)
+    assert all(m.sent_at for m in got.values())
+    assert worker.stats["originates"] == 16 + 3 * 14
+    assert voice.audio.calls == 1  # synthesized once for the bulletin, never per call
+
+
+@postgresql_only
+def test_a_stopped_workers_messages_are_taken_over(voice):
+    """A voice worker died holding four messages, one of them already dialled: once its lease ran
+    out, a living worker calls the three nobody dialled and records the dialled one as unknown."""
+    from datetime import timedelta
+
+    from gateway.queue import claim, mark_dispatched, renew
+    from gateway.storage.models import utcnow
+    from gateway.voice.worker import WORKER_STOPPED
+
+    phones = [f"+3161100{n:04d}" for n in range(4)]
+    answering(voice, phones)
+    deliveries = voice.queue.consume("voice", "dead-worker", count=10, block_ms=0)
+    with voice.sessions() as s:
+        owned = claim(s, [d.message_id for d in deliveries], worker="voice-dead")
+        dialled = s.scalar(select(Message.id).where(Message.phone == phones[0]))
+        mark_dispatched(s, [dialled], "voice-dead")
+        renew(s, "voice-dead", now=utcnow() - timedelta(seconds=30))  # its last sign of life
+        s.commit()
+    voice.queue.ack("voice", [d.entry_id for d in deliveries])
+    assert len(owned) == 4
+
+    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5,
+                                                            lease_seconds=5), 4, timeout=60)
+    assert (got[phones[0]].status, got[phones[0]].detail) == (MessageStatus.failed, WORKER_STOPPED)
+    assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
+        (MessageStatus.answered, "listened to the end", 2)}  # claimed twice: by the dead worker, then this one
+    assert worker.stats["originates"] == 3  # the dialled one was not called again
 
 
 @postgresql_only
