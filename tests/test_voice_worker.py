@@ -166,12 +166,15 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
     most = 0
 
     async def watch(worker):
+        # The calls are the outgoing halves (;1) of Local channels, counted from Asterisk's events in
+        # wire order, the order they happened in. (A CoreShowChannels listing is not a snapshot:
+        # Asterisk builds it channel by channel while calls start and end.)
         nonlocal most
-        while True:  # the worker's calls are the outgoing halves (;1) of Local channels
-            listing = await worker.ami.action("CoreShowChannels")
-            up = [e for e in listing.events if e["Channel"].startswith("Local/") and e["Channel"].endswith(";1")]
-            most = max(most, len(up))
-            await asyncio.sleep(0.05)
+        up = set()
+        async for event in worker.ami.events("Newchannel", "Hangup"):
+            if event["Channel"].startswith("Local/") and event["Channel"].endswith(";1"):
+                (up.add if event.name == "Newchannel" else up.discard)(event["Uniqueid"])
+                most = max(most, len(up))
 
     worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, endpoint_of, max_calls=5, retries=2,
                                                             retry_delay=1, ring_seconds=2),
@@ -189,6 +192,79 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
     assert all(m.sent_at for m in got.values())
     assert worker.stats["originates"] == 16 + 3 * 14
     assert voice.audio.calls == 1  # synthesized once for the bulletin, never per call
+
+
+HANGUP = """
+Event: Hangup
+Privilege: call,all
+Channel: Local/busy@test-endpoints-00000000;1
+Uniqueid: $UNIQUEID
+Cause: 17
+Cause-txt: User busy
+"""
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_came_first(api, tmp_path):
+    """The OriginateResponse leaves Asterisk's originating thread at once, the channel's events pass
+    through Stasis: on a loaded Asterisk a busy call's outcome can come before even its Newchannel.
+    With one call slot, the second call is not placed while the first one's channel still exists —
+    and a failure whose channel never existed frees its slot at once (not after the grace)."""
+    from test_ami import NEWCHANNEL, ORIGINATE_BUSY, ORIGINATE_QUEUED, fake_asterisk, wire
+
+    phones = ["+31612000001", "+31612000002", "+31612000003"]
+    api.register(*phones, channel="voice")
+    api.launch(channels=("voice",))
+    alive: set[str] = set()
+    hung_up_at: dict[str, float] = {}  # the first two calls' channels
+    sent_at: list[float] = []
+
+    async def originate(fake, action, writer):
+        sent_at.append(time.monotonic())
+        uniqueid = action.get("ChannelId") or f"1795344442.{len(sent_at)}"
+        writer.write(wire(ORIGINATE_QUEUED, action_id=action["ActionID"])
+                     + wire(ORIGINATE_BUSY, action_id=action["ActionID"]).replace(b"<unknown>", uniqueid.encode()))
+        if len(sent_at) > 2:
+            return  # the third call failed before any channel was made
+
+        async def channel_events():  # late, as from a Stasis queue that lags behind
+            alive.add(uniqueid)
+            await asyncio.sleep(0.3)
+            writer.write(wire(NEWCHANNEL).replace(b"1795344442.0", uniqueid.encode()))
+            await asyncio.sleep(0.5)
+            alive.discard(uniqueid)
+            hung_up_at[uniqueid] = time.monotonic()
+            writer.write(wire(HANGUP, uniqueid=uniqueid))
+
+        asyncio.ensure_future(channel_events())
+
+    async def getvar(fake, action, writer):
+        if action["Channel"] in alive:
+            writer.write(wire("Response: Success\nActionID: $ACTION_ID\nVariable: BN_MESSAGE_ID\nValue: 1",
+                              action_id=action["ActionID"]))
+        else:
+            writer.write(wire("Response: Error\nActionID: $ACTION_ID\nMessage: No such channel",
+                              action_id=action["ActionID"]))
+
+    async def scenario():
+        async with fake_asterisk() as (fake, ami):
+            fake.script.update(Originate=originate, Getvar=getvar)
+            worker = VoiceWorker(api.sessions, api.queue, ami, AudioCache(tmp_path, engines=make_engines("espeak")),
+                                 max_calls=1, retries=0, failed_channel_grace=30)
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop, poll_ms=100))
+            got = await until_final(api, 3, timeout=20)
+            done_at = time.monotonic()
+            stop.set()
+            await asyncio.wait_for(running, 10)
+            return got, done_at
+
+    got, done_at = asyncio.run(asyncio.wait_for(scenario(), 40))
+    assert {m.detail for m in got.values()} == {"busy after 1 attempt"}
+    assert len(sent_at) == 3
+    first, second = sorted(hung_up_at.values()) + [float("inf")] * (2 - len(hung_up_at))  # inf: not hung up yet
+    assert sent_at[1] >= first and sent_at[2] >= second, "a call was placed while the channel before it existed"
+    assert done_at - sent_at[2] < 5  # the third call ended with its outcome, not after the grace of 30 s
 
 
 @postgresql_only

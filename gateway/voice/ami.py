@@ -476,13 +476,15 @@ class AMIClient:
         caller_id: str | None = None,
         variables: Mapping[str, Any] | None = None,
         timeout_ms: int = 30000,
+        channel_id: str | None = None,
         action_id: str | None = None,
         response_timeout: float | None = None,
     ) -> str:
         """Queue a call (`Async: true`) and return its ActionID; its outcome: `wait_originate()`.
 
         Either `context`+`exten` (+`priority`) or `application` (+`data`). `variables` are escaped
-        against Asterisk's splitting at commas. The outcome comes as a `call`-class event, so the
+        against Asterisk's splitting at commas. `channel_id` becomes the Uniqueid of the channel
+        (ChannelId; of a Local channel's ;1 half), so its events can be told apart from the start. The outcome comes as a `call`-class event, so the
         client's `events` filter must include it. Raises AMIActionError when Asterisk refuses the
         Originate outright, AMIConnectionLost when the connection drops before Asterisk answered
         (the call may or may not have been queued).
@@ -501,6 +503,7 @@ class AMIClient:
             fields.update(Context=context, Exten=exten, Priority=priority)
         fields.update(
             CallerID=caller_id,
+            ChannelId=channel_id,
             Timeout=int(timeout_ms),
             Async=True,
             Variable=[_variable(k, v) for k, v in (variables or {}).items()] or None,

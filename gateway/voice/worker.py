@@ -11,13 +11,13 @@ Per message:
    run in a thread once per (bulletin, language) per process; every later call of that bulletin
    reuses the result without touching the disk. No audio → failed "audio unavailable: …".
 2. A call slot (an asyncio.Semaphore of `max_calls`) is taken right before the Originate and given
-   back once the call has ended. How the end is known: every channel Asterisk creates for the
-   Originate carries BN_MESSAGE_ID, so its `VarSet` event (class `dialplan`) names the channel's
-   Uniqueid; the call has ended when each of those channels had its `Hangup` event. An answered
-   call's OriginateResponse Uniqueid is tracked too (should VarSet not be readable), and a safety
-   timeout (`call_timeout`, `failed_channel_grace` after a failure) bounds the wait. A failed
-   Originate is reported before its channel is gone (seen on 22.10.1), hence the wait after
-   failures as well: the cap counts channels, not outcomes.
+   back once the call has ended: when the Originate's channel had its `Hangup` event. The worker
+   names that channel itself (ChannelId "bn-<message id>-<random>", its Uniqueid), so its events
+   are known from the first one on. A failed Originate may be reported before its channel is gone,
+   and its outcome can even overtake the channel's Newchannel (the OriginateResponse does not pass
+   through Stasis): a channel nothing was heard of is looked up by Uniqueid and waited for if it
+   exists. The cap counts channels, not outcomes. A safety timeout (`call_timeout`,
+   `failed_channel_grace` after a failure) bounds the wait.
 3. Originate: Channel `dial_string(call)` (default: VOICE_DIAL_TEMPLATE with {number} = the E.164
    number), Context alert-call, Exten s, CallerID VOICE_CALLER_ID, Timeout VOICE_RING_SECONDS,
    channel variables BN_MESSAGE_ID and BN_AUDIO (the audio path as Asterisk sees it).
@@ -71,7 +71,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, deque
+import secrets
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -127,22 +128,17 @@ class VoiceCall:
 
 @dataclass
 class _Attempt:
-    """One Originate: the channels Asterisk made for it that have not hung up yet."""
+    """One Originate and its channel, whose Uniqueid the worker chose (the Originate's ChannelId)."""
 
     message_id: int
-    channels: set[str] = field(default_factory=set)
-    first: str | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    uniqueid: str
+    made: bool = False  # Asterisk announced the channel (Newchannel or Hangup): a phone may have rung
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # the channel hung up (or never was)
 
-    def track(self, uniqueid: str) -> None:
-        self.first = self.first or uniqueid
-        self.channels.add(uniqueid)
-        self.ended.clear()
-
-    def gone(self, uniqueid: str) -> None:
-        self.channels.discard(uniqueid)
-        if not self.channels:
-            self.ended.set()
+    @classmethod
+    def of(cls, message_id: int) -> _Attempt:
+        # Unique per attempt: it is also the IVR's agi_uniqueid, the key of a tip from this call.
+        return cls(message_id, f"bn-{message_id}-{secrets.token_hex(6)}")
 
 
 @dataclass(frozen=True)
@@ -193,12 +189,10 @@ class VoiceWorker:
         self._in_hand: set[int] = set()  # ids of the messages claimed and not yet done with (their leases)
         self._slots = asyncio.Semaphore(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
-        self._attempts: dict[int, _Attempt] = {}  # message id → its Originate in flight
-        self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → that Originate
-        self._hungup: deque[str] = deque(maxlen=4096)  # recent Hangups, for the answered Uniqueid
+        self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → its Originate, until the channel hung up
         self._stopping_on = -1  # the AMI connection (`ami.reconnects`) whose Asterisk is known to be stopping
         self._reconnected = asyncio.Event()  # set (and replaced) at each reconnect
-        # Chain onto the client's hooks: ours see VarSet/Hangup synchronously, in wire order.
+        # Chain onto the client's hooks: ours see Newchannel/Hangup synchronously, in wire order.
         previous_event, previous_reconnect = ami.on_event, ami.on_reconnect
         ami.on_event = self._chain(self._on_event, previous_event)
         ami.on_reconnect = self._chain(self._on_reconnect, previous_reconnect)
@@ -361,16 +355,15 @@ class VoiceWorker:
         return result.playback_name
 
     async def _call_once(self, call: VoiceCall, audio: str) -> _Outcome:
-        """One Originate, holding a call slot until every channel it made has hung up."""
+        """One Originate, holding a call slot until its channel has hung up (or never was)."""
         async with self._slots:
             await self._until_placeable()
-            attempt = self._attempts[call.message_id] = _Attempt(call.message_id)
+            attempt = _Attempt.of(call.message_id)
+            self._owner[attempt.uniqueid] = attempt  # before the Originate: its events may come first
             try:
                 return await self._originate(call, audio, attempt)
             finally:
-                self._attempts.pop(call.message_id, None)
-                for uniqueid in attempt.channels:
-                    self._owner.pop(uniqueid, None)
+                self._owner.pop(attempt.uniqueid, None)
 
     async def _originate(self, call: VoiceCall, audio: str, attempt: _Attempt) -> _Outcome:
         connection = self.ami.reconnects  # which AMI connection this Originate went out on
@@ -384,6 +377,7 @@ class VoiceWorker:
                 caller_id=self.caller_id,
                 variables={"BN_MESSAGE_ID": call.message_id, "BN_AUDIO": audio},
                 timeout_ms=self.ring_seconds * 1000,
+                channel_id=attempt.uniqueid,
             )
             result = await self.ami.wait_originate(action_id, timeout=self.ring_seconds + 60)
         except AMINotSent:  # the connection was gone before the Originate went out
@@ -395,11 +389,12 @@ class VoiceWorker:
             return _Outcome("failed", f"Originate refused: {refusal}"[:200])
         except (AMIConnectionLost, TimeoutError):
             log.warning("voice message %d: Originate outcome lost; not calling again", call.message_id)
-            return _Outcome("failed", OUTCOME_UNKNOWN, attempt.first)
-        uniqueid = result.uniqueid or attempt.first
-        if attempt.first or result.success:
+            return _Outcome("failed", OUTCOME_UNKNOWN, attempt.uniqueid if attempt.made else None)
+        made = attempt.made or result.success
+        uniqueid = attempt.uniqueid if made else None
+        if made:
             self.stats["placed"] += 1
-        if not result.success and result.reason == 0 and attempt.first is None:
+        if not result.success and result.reason == 0 and not made:
             # No channel was made, so no phone rang. A stopping Asterisk refuses every channel
             # and then drops the connection: such a call is placed again after the reconnect.
             if await self._asterisk_stopping(connection):
@@ -410,9 +405,6 @@ class VoiceWorker:
             await self._until_ended(attempt, self.failed_channel_grace)
             return _Outcome("retry", CUT_OFF, uniqueid)
         if result.success:
-            if result.uniqueid and result.uniqueid not in attempt.channels and result.uniqueid not in self._hungup:
-                attempt.track(result.uniqueid)
-                self._owner[result.uniqueid] = attempt
             await self._write(self._answered, call.message_id, uniqueid)
             await self._until_ended(attempt, self.call_timeout)
             return _Outcome("answered", "answered", uniqueid)
@@ -470,32 +462,42 @@ class VoiceWorker:
                     await self.ami.wait_connected()  # raises the error that ended the client, if one did
 
     async def _until_ended(self, attempt: _Attempt, timeout: float) -> None:
-        if not attempt.channels:
+        """Until the attempt's channel hung up (at most `timeout`): the cap counts channels.
+
+        The OriginateResponse comes straight from the originating thread, the channel's events
+        through Stasis: on a busy Asterisk the outcome can overtake even the Newchannel. A channel
+        nothing was heard of is looked up (by Uniqueid), and waited for only if it exists.
+        """
+        if attempt.ended.is_set() or not (attempt.made or await self._exists(attempt.uniqueid)):
             return
         try:
             await asyncio.wait_for(attempt.ended.wait(), timeout)
         except TimeoutError:
             log.warning("voice message %d: no Hangup within %.0f s; freeing its call slot", attempt.message_id, timeout)
 
+    async def _exists(self, uniqueid: str) -> bool:
+        """Whether Asterisk has a channel with this Uniqueid now; True when it cannot tell."""
+        try:
+            response = await self.ami.action("Getvar", Channel=uniqueid, Variable="BN_MESSAGE_ID", timeout=10)
+        except (AMIError, TimeoutError):
+            return True
+        return response.ok or "no such channel" not in response.get("Message", "").lower()
+
     # -- AMI events --
 
     def _on_event(self, event) -> None:
         name = event.name
-        if name == "VarSet" and event.get("Variable") == "BN_MESSAGE_ID":
-            value, uniqueid = event.get("Value", ""), event.get("Uniqueid")
-            attempt = self._attempts.get(int(value)) if value.isdigit() else None
-            if attempt is not None and uniqueid and uniqueid not in self._hungup:
-                attempt.track(uniqueid)
-                self._owner[uniqueid] = attempt
+        if name == "Newchannel":
+            attempt = self._owner.get(event.get("Uniqueid", ""))
+            if attempt is not None:
+                attempt.made = True
+        elif name == "Hangup":
+            attempt = self._owner.pop(event.get("Uniqueid", ""), None)
+            if attempt is not None:
+                attempt.made = True
+                attempt.ended.set()
         elif name == "Shutdown":
             self._stopping_on = self.ami.reconnects
-        elif name == "Hangup":
-            uniqueid = event.get("Uniqueid")
-            if uniqueid:
-                self._hungup.append(uniqueid)
-                attempt = self._owner.pop(uniqueid, None)
-                if attempt is not None:
-                    attempt.gone(uniqueid)
 
     async def _on_reconnect(self) -> None:
         """Events were lost with the connection: calls whose channels are gone have ended."""
@@ -511,7 +513,7 @@ class VoiceWorker:
         for uniqueid, attempt in list(self._owner.items()):
             if uniqueid not in alive:
                 del self._owner[uniqueid]
-                attempt.gone(uniqueid)
+                attempt.ended.set()
 
     # -- the database (each in a thread) --
 
