@@ -168,7 +168,6 @@ class VoiceWorker:
         retries: int = 2,
         retry_delay: float = 60.0,
         asterisk_audio_dir: str = "",
-        consumer: str = "voice-worker",
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         failed_channel_grace: float = FAILED_CHANNEL_GRACE,
         worker: str | None = None,
@@ -182,10 +181,10 @@ class VoiceWorker:
         self.caller_id, self.max_calls, self.ring_seconds = caller_id or None, max_calls, ring_seconds
         self.retries, self.retry_delay = retries, retry_delay
         self.asterisk_audio_dir = asterisk_audio_dir.rstrip("/")
-        self.consumer, self.call_timeout, self.failed_channel_grace = consumer, call_timeout, failed_channel_grace
+        self.call_timeout, self.failed_channel_grace = call_timeout, failed_channel_grace
         self.worker, self.lease_seconds = worker or worker_id(CHANNEL), lease_seconds
         self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
-        self.intake = Intake(queue, CHANNEL, consumer)
+        self.intake = Intake(queue, CHANNEL, self.worker)  # the queue's consumer: this process, as for SMS
         self._in_hand: set[int] = set()  # ids of the messages claimed and not yet done with (their leases)
         self._slots = asyncio.Semaphore(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
