@@ -3,7 +3,8 @@ with dialplans/alert.conf, the real FastAGI server (the `alert_call` handler ans
 records how far the participant listened), espeak-ng audio written into Asterisk's chroot.
 
 Participants' phones are [test-endpoints] Local channels chosen per number by the worker's
-`dial_string` function: most answer, some are busy or never answer.
+`dial_string` function: most answer, some are busy or never answer. One test speaks to test_ami's
+fake Asterisk instead, to deliver events in an order the real one produces only when loaded.
 """
 
 import asyncio
@@ -218,6 +219,7 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
     alive: set[str] = set()
     hung_up_at: dict[str, float] = {}  # the first two calls' channels
     sent_at: list[float] = []
+    later: set[asyncio.Task] = set()  # the fake's pending channel events (held: the loop keeps only weak references)
 
     async def originate(fake, action, writer):
         sent_at.append(time.monotonic())
@@ -236,7 +238,7 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
             hung_up_at[uniqueid] = time.monotonic()
             writer.write(wire(HANGUP, uniqueid=uniqueid))
 
-        asyncio.ensure_future(channel_events())
+        later.add(asyncio.ensure_future(channel_events()))
 
     async def getvar(fake, action, writer):
         if action["Channel"] in alive:
