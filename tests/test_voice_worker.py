@@ -269,6 +269,21 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
     assert done_at - sent_at[2] < 5  # the third call ended with its outcome, not after the grace of 30 s
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_retry_written_twice_is_counted_once(api):
+    """The worker writes again when the database did not answer (`_write`), and a commit may have
+    gone through whose answer was lost: the retry's attempt is then written twice, counted once."""
+    api.register("+31612000009", channel="voice")
+    api.launch(channels=("voice",))
+    worker = VoiceWorker(api.sessions, api.queue, AMIClient("127.0.0.1", 9, "unused", "unused"), audio=None)
+    [delivery] = api.queue.consume("voice", "test", count=10, block_ms=0)
+    [call] = worker._claim([delivery.message_id])
+    assert call.attempts == 1
+    assert worker._begin_retry(call.message_id, call.attempts) is True
+    assert worker._begin_retry(call.message_id, call.attempts) is True  # the repeat
+    assert messages(api)["+31612000009"].attempts == 2
+
+
 @postgresql_only
 def test_a_stopped_workers_messages_are_taken_over(voice):
     """A voice worker died holding four messages, one of them already dialled: once its lease ran

@@ -124,6 +124,7 @@ class VoiceCall:
     bulletin_id: int
     text: str
     language: str
+    attempts: int  # the message's `attempts` as claimed (this attempt included)
 
 
 @dataclass
@@ -274,7 +275,7 @@ class VoiceWorker:
                 return []
             rows = session.execute(
                 select(Message.id, Message.phone, Message.action_id, Message.bulletin_id, Bulletin.spoken_text,
-                       Participant.language, Message.detail)
+                       Participant.language, Message.attempts, Message.detail)
                 .join(Bulletin, Bulletin.id == Message.bulletin_id)
                 .outerjoin(Participant, Participant.id == Message.participant_id)
                 .where(Message.id.in_(owned))
@@ -285,8 +286,8 @@ class VoiceWorker:
         for message_id in dialled:
             self._finish(message_id, MessageStatus.failed, WORKER_STOPPED, None)
         self.stats["failed"] += len(dialled)
-        return [VoiceCall(mid, phone, aid, bid, text, language or "nl")
-                for mid, phone, aid, bid, text, language, detail in rows if detail != REQUEUED_DISPATCHED_DETAIL]
+        return [VoiceCall(mid, phone, aid, bid, text, language or "nl", attempts)
+                for mid, phone, aid, bid, text, language, attempts, detail in rows if detail != REQUEUED_DISPATCHED_DETAIL]
 
     # -- one message --
 
@@ -327,7 +328,7 @@ class VoiceWorker:
                 return
             await self._write(self._note, call.message_id, f"{outcome.detail} (attempt {tries}); retrying", outcome.uniqueid)
             await asyncio.sleep(self.retry_delay)
-            allowed = await self._write(self._begin_retry, call.message_id)
+            allowed = await self._write(self._begin_retry, call.message_id, call.attempts + tries - 1)
             if allowed is None:  # no longer ours (finished or cancelled elsewhere)
                 return
             if not allowed:
@@ -520,7 +521,7 @@ class VoiceWorker:
         """`fn(*args)` in a thread, tried again while the database is unreachable (a restart, a
         failover: up to ~15 s): an answered call's outcome must not be lost to a dropped
         connection. Every write here is guarded, so a repeat whose first try did commit changes
-        nothing — except `_begin_retry`, which then counts one attempt too many."""
+        nothing."""
         for delay in (*WRITE_RETRY_DELAYS, None):
             try:
                 return await asyncio.to_thread(fn, *args)
@@ -567,9 +568,10 @@ class VoiceWorker:
         with self.sessions() as session, session.begin():
             session.execute(self._guarded(message_id).values(**values))
 
-    def _begin_retry(self, message_id: int) -> bool | None:
+    def _begin_retry(self, message_id: int, counted: int) -> bool | None:
         """Count the next attempt if a retry is allowed: True; the action closed: False; the
-        message is no longer ours to send: None."""
+        message is no longer ours to send: None. `counted`: the attempts so far — the update sets
+        `counted + 1`, so a repeat after a commit whose answer was lost counts nothing twice."""
         now = _now()
         still_open = (
             select(Action.id)
@@ -583,7 +585,9 @@ class VoiceWorker:
         closing = select(Bulletin.id).where(Bulletin.id == Message.bulletin_id, Bulletin.kind == BulletinKind.closing).exists()
         with self.sessions() as session, session.begin():
             changed = session.execute(
-                self._guarded(message_id).where(or_(still_open, closing)).values(attempts=Message.attempts + 1)
+                self._guarded(message_id)
+                .where(Message.attempts.in_((counted, counted + 1)), or_(still_open, closing))
+                .values(attempts=counted + 1)
             ).rowcount
             if changed:
                 return True
