@@ -51,4 +51,3 @@ class Forbidden(GatewayError):
 def brief(exc: BaseException) -> str:
     """The first line of an error, for a log line (a driver's message can span a page)."""
     return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-

@@ -390,11 +390,11 @@ class VoiceWorker:
         except (AMIConnectionLost, TimeoutError):
             log.warning("voice message %d: Originate outcome lost; not calling again", call.message_id)
             return _Outcome("failed", OUTCOME_UNKNOWN, attempt.uniqueid if attempt.made else None)
-        made = attempt.made or result.success
-        uniqueid = attempt.uniqueid if made else None
-        if made:
+        attempt.made = attempt.made or result.success  # answered: its channel exists, whatever the events say
+        uniqueid = attempt.uniqueid if attempt.made else None
+        if attempt.made:
             self.stats["placed"] += 1
-        if not result.success and result.reason == 0 and not made:
+        if not result.success and result.reason == 0 and not attempt.made:
             # No channel was made, so no phone rang. A stopping Asterisk refuses every channel
             # and then drops the connection: such a call is placed again after the reconnect.
             if await self._asterisk_stopping(connection):
