@@ -72,7 +72,19 @@ def test_a_sqlite_upgrade_keeps_the_rows_that_refer_to_a_copied_table(tmp_path):
     url = f"sqlite:///{tmp_path / 'data.db'}"
     upgrade(url, "0006_hot_status")
     engine = make_engine(url)
-    _action_with_a_submitted_sms(session_factory(engine))
+    # Written as that revision's rows: today's models have columns added later (action.urgency).
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO centralist (id, name, meldkamer, dial_string, created_at) VALUES (1, 'C', 'MN', 'PJSIP/4021@mk', '2026-12-07 12:00:00')")
+        conn.exec_driver_sql(
+            "INSERT INTO action (id, type, description, lat, lon, radius_m, send_sms, send_voice, centralist_id, "
+            "status, created_at, expired) VALUES (1, 'robbery', 'Man', 52.09, 5.12, 1000, 1, 1, 1, 'open', "
+            "'2026-12-07 12:00:00', 0)")
+        conn.exec_driver_sql("INSERT INTO bulletin (id, action_id, kind, seq, sms_text, spoken_text, created_at) "
+                             "VALUES (1, 1, 'alert', 0, 't', 't', '2026-12-07 12:00:00')")
+        conn.exec_driver_sql("INSERT INTO message (id, bulletin_id, action_id, phone, channel, status, attempts, "
+                             "created_at) VALUES (1, 1, 1, '+31612345678', 'sms', 'submitted', 1, '2026-12-07 12:00:00')")
+        conn.exec_driver_sql("INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, "
+                             "submitted_at) VALUES ('op', 'a1', 1, 1, 1, 'b', '2026-12-07 12:00:00')")
     upgrade(url)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(SmsPart)) == 1

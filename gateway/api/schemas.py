@@ -19,7 +19,7 @@ from pydantic import (
 
 from gateway.actions.wording import OUTCOME_DETAILS
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
-from gateway.storage.models import ActionStatus, ActionType, Channel, MatchedBy, Outcome, Role, TipChannel
+from gateway.storage.models import ActionStatus, ActionType, Channel, MatchedBy, Outcome, Role, TipChannel, Urgency
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -108,6 +108,7 @@ class ActionPublic(BaseModel):
     lat: float
     lon: float
     radius_m: int
+    urgency: Urgency
     channels: list[Channel]
     centralist_id: int
     action_code: str | None

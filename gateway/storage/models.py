@@ -109,6 +109,20 @@ class ActionType(str, enum.Enum):
     other = "other"
 
 
+class Urgency(str, enum.Enum):
+    """How an action's alert shares the binds and voice lines with other open actions
+    (gateway/queue/schedule.py weighs them)."""
+
+    critical = "critical"  # a missing person: a child must not wait for a shop theft
+    high = "high"  # every other time-critical action
+    routine = "routine"  # not time-critical (a municipality's message)
+
+    @classmethod
+    def for_type(cls, action_type: "ActionType") -> "Urgency":
+        """RULE: a missing person is critical from the start; an admin may raise any other."""
+        return cls.critical if action_type == ActionType.missing_person else cls.high
+
+
 class ActionStatus(str, enum.Enum):
     draft = "draft"
     open = "open"
@@ -282,6 +296,7 @@ class Action(Base):
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     radius_m: Mapped[int] = mapped_column(Integer)
+    urgency: Mapped[Urgency] = mapped_column(_enum(Urgency, "urgency"), default=Urgency.high)
     send_sms: Mapped[bool] = mapped_column(Boolean, default=True)
     send_voice: Mapped[bool] = mapped_column(Boolean, default=True)
     centralist_id: Mapped[int] = mapped_column(ForeignKey("centralist.id"), index=True)

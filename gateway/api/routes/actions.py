@@ -33,7 +33,7 @@ from gateway.errors import Conflict, Invalid
 from gateway.actions.fanout import commit_and_publish
 from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
-from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip
+from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip, Urgency
 from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -79,6 +79,7 @@ def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, 
     owner = _owner(session, user, body.centralist_id)
     action = Action(
         type=body.type,
+        urgency=Urgency.for_type(body.type),
         description=body.description,
         lat=body.lat,
         lon=body.lon,
@@ -122,6 +123,8 @@ def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user
     channels = changes.pop("channels", None)
     for name, value in changes.items():
         setattr(action, name, value)
+    if "type" in changes:
+        action.urgency = Urgency.for_type(action.type)
     if channels is not None:
         action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
     _check_action(settings, action.radius_m, action.description)
@@ -317,7 +320,8 @@ def import_cap(
         field = ".".join(str(p) for p in first["loc"])
         raise Invalid(f"CAP: {field}: {first['msg']}", field=field) from None
     _check_action(settings, body.radius_m, body.description)
-    action = Action(type=body.type, description=body.description, lat=body.lat, lon=body.lon, radius_m=body.radius_m,
+    action = Action(type=body.type, urgency=Urgency.for_type(body.type), description=body.description,
+                    lat=body.lat, lon=body.lon, radius_m=body.radius_m,
                     send_sms="sms" in body.channels, send_voice="voice" in body.channels,
                     centralist_id=_owner(session, user, centralist_id))
     session.add(action)
