@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one value that marks an unset secret. Allowed in development only.
@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # are published again after this grace period.
     reconcile_grace_seconds: float = Field(60, ge=0)
     reconcile_interval_seconds: float = Field(30, gt=0)
+    # How open actions share each bind's rate and the voice lines (gateway/queue/schedule.py):
+    # a weight per urgency class; every class with messages waiting gets weight / sum of weights.
+    schedule_weights: str = "critical=8,high=4,follow_up=2,routine=1"
 
     # Statistics (gateway/stats): an action's messages are rolled up once it has been closed this
     # long (closing messages sent, receipts in); before that they are counted one by one.
@@ -111,6 +114,14 @@ class Settings(BaseSettings):
     map_tiles_url: str = ""
     # Where the gateway reads the tip line's voice recordings (Asterisk's BN_RECORDINGS_DIR, shared).
     recordings_dir: Path = Path("/var/spool/asterisk/recording/burgernet")
+
+    @field_validator("schedule_weights")
+    @classmethod
+    def _weights_parse(cls, value: str) -> str:
+        from gateway.queue.schedule import parse_weights
+
+        parse_weights(value)  # refused at start-up with what is wrong, not at the first launch
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":

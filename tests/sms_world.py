@@ -12,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, insert, select
 
 from gateway.queue import publish_messages
+from gateway.queue.flows import FlowPlanner
+from gateway.queue.schedule import Scheduler
 from gateway.sms.binds import load_sms_config
 from gateway.sms.worker import SmsWorker
 from gateway.storage.models import (
@@ -85,6 +87,7 @@ def make_worker(sessions, queue, sim, *, worker_id="sms-test", rate_limits=None,
     config = load_sms_config(bind_json(sim, **bind_extra), "", "")
     options.setdefault("lease_seconds", 30)
     options.setdefault("flush_seconds", 0.05)
+    options.setdefault("plan", FlowPlanner(sessions, Scheduler()))
     return SmsWorker(sessions, queue, config, worker_id=worker_id, rate_limits=rate_limits, health=health, **options)
 
 

@@ -259,7 +259,7 @@ def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, 
     later = datetime.now(timezone.utc) + timedelta(seconds=61)
     assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0  # all still on the queue
 
-    redis.Redis.from_url(redis_url).delete(f"{key_prefix}queue:sms")  # the data loss
+    redis.Redis.from_url(redis_url).delete(queue.key("sms", queued.bulletin_id))  # the data loss
     assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 8  # the SMS, not the calls
     assert drain(api.sessions, queue, "sms") == 8
     assert drain(api.sessions, queue, "voice") == 4

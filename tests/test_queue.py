@@ -69,6 +69,40 @@ def drain(q: WorkQueue, channel: str, consumer: str = "w1", count: int = 1000) -
     return got
 
 
+def test_flows_are_taken_as_the_plan_says_in_its_order(make_q):
+    """Each flow (bulletin) has its own line; the plan picks whose entries go, and the
+    deliveries come in the plan's order, interleaved."""
+    q = make_q()
+    q.publish("sms", [1, 2, 3, 4], flow=10)
+    q.publish("sms", [21, 22], flow=20)
+    assert q.waiting("sms") == {10: 4, 20: 2} and q.backlog("sms") == 6
+    seen = []
+
+    def plan(waiting, count):
+        seen.append((dict(waiting), count))
+        return [20, 10, 20, 10][:count]
+
+    got = q.consume("sms", "w1", count=4, block_ms=50, plan=plan)
+    assert seen == [({10: 4, 20: 2}, 4)]
+    assert [d.message_id for d in got] == [21, 1, 22, 2]
+    q.ack("sms", [d.entry_id for d in got])
+    assert q.waiting("sms") == {10: 2}  # a flow with nothing left is forgotten
+    assert [d.message_id for d in drain(q, "sms")] == [3, 4]  # the default plan: oldest flow first
+    assert q.waiting("sms") == {} and q.backlog("sms") == 0
+    q.publish("sms", [5], flow=20)  # a forgotten flow comes back with its next publish
+    assert [d.message_id for d in drain(q, "sms")] == [5]
+
+
+def test_a_flow_taken_by_a_dead_consumer_comes_back_in_its_flow(make_q):
+    q = make_q(claim_idle_ms=50)
+    q.publish("voice", [1], flow=3)
+    q.publish("voice", [2], flow=4)
+    assert len(q.consume("voice", "dead", count=2, block_ms=50)) == 2
+    time.sleep(0.1)
+    again = q.consume("voice", "alive", count=1, block_ms=50, plan=lambda waiting, count: [4])
+    assert [d.message_id for d in again] == [2]
+
+
 def test_round_trip_keeps_order_per_channel(make_q):
     q = make_q()
     assert isinstance(q, WorkQueue)
@@ -208,22 +242,22 @@ def test_intake_a_failed_ack_keeps_the_claim(make_q, monkeypatch, caplog):
     assert q.pending("voice") == 2
 
 
-def test_sms_ids_travel_a_hundred_to_an_entry_on_redis(redis_url, key_prefix):
-    """One XADD per 100 SMS ids; each id is still its own Delivery, acked with its entry."""
+def test_sms_ids_travel_ten_to_an_entry_on_redis(redis_url, key_prefix):
+    """One XADD per 10 SMS ids; each id is still its own Delivery, acked with its entry."""
     q = RedisStreamQueue(redis_url, prefix=key_prefix, claim_idle_ms=50)
     try:
-        ids = list(range(1, 251))
+        ids = list(range(1, 26))
         q.publish("sms", ids)
         q.publish("voice", [7, 8])
         assert q.backlog("sms") == 3 and q.backlog("voice") == 2  # entries: voice is not packed
-        first = q.consume("sms", "a", count=200, block_ms=50)
-        assert [d.message_id for d in first] == ids[:200]
+        first = q.consume("sms", "a", count=20, block_ms=50)
+        assert [d.message_id for d in first] == ids[:20]
         assert len({d.entry_id for d in first}) == 2
         # "a" dies before acking the second entry: "b" gets all of its ids, and the rest.
-        q.ack("sms", [d.entry_id for d in first[:100]])
+        q.ack("sms", [d.entry_id for d in first[:10]])
         time.sleep(0.1)
         again = drain(q, "sms", "b", count=500)
-        assert sorted(d.message_id for d in again) == ids[100:]
+        assert sorted(d.message_id for d in again) == ids[10:]
         assert q.pending("sms") == 0 and q.backlog("sms") == 0
     finally:
         q.close()
@@ -234,7 +268,7 @@ def test_make_queue(redis_url, key_prefix):
     q = make_queue(redis_url, prefix=key_prefix)
     try:
         assert isinstance(q, RedisStreamQueue)
-        assert q.key("sms") == f"{key_prefix}queue:sms" and q.group == "workers"
+        assert q.key("sms", 7) == f"{key_prefix}queue:sms:7" and q.group == "workers"
     finally:
         q.close()
 
@@ -243,8 +277,9 @@ def test_redis_entries_are_plain_ids_and_survive_a_lost_group(redis_url, key_pre
     q = RedisStreamQueue(redis_url, prefix=key_prefix)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        q.publish("sms", [12])
-        key = f"{key_prefix}queue:sms"
+        q.publish("sms", [12], flow=3)
+        key = f"{key_prefix}queue:sms:3"
+        assert client.smembers(f"{key_prefix}queue:sms:flows") == {"3"}
         [(_, fields)] = client.xrange(key)
         assert fields == {"message_id": "12"}
         assert [g["name"] for g in client.xinfo_groups(key)] == ["workers"]

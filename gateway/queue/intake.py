@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from gateway.errors import brief
 
-from .base import Delivery, WorkQueue
+from .base import Delivery, Plan, WorkQueue, oldest_first
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,15 @@ class Intake:
     nothing. A claim committed whose answer was lost is the lease's business (gateway.queue.lease:
     the worker renews only what it has in hand)."""
 
-    def __init__(self, queue: WorkQueue, channel: str, consumer: str) -> None:
-        self.queue, self.channel, self.consumer = queue, channel, consumer
+    def __init__(self, queue: WorkQueue, channel: str, consumer: str, plan: Plan = oldest_first) -> None:
+        self.queue, self.channel, self.consumer, self.plan = queue, channel, consumer, plan
         self._unclaimed: list[Delivery] = []
 
     def take(self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]]) -> list[T]:
-        """Up to about `count` messages, claimed by `claim(message_ids)`; waits up to `block_ms`
-        when the queue is empty. Raises what `consume` or `claim` raised."""
-        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms)
+        """Up to about `count` messages from the flows `plan` picks, in its order, claimed by
+        `claim(message_ids)`; waits up to `block_ms` when the queue is empty. Raises what
+        `consume` or `claim` raised."""
+        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms, self.plan)
         self._unclaimed = []
         if not deliveries:
             return []

@@ -33,9 +33,9 @@ def publish_messages(
     With `bulletin_id` the ids are messages of that new bulletin (created with `enqueued_at`
     set): the record is one mark, `Bulletin.published_at`, after the last chunk — of the last
     publish of its fan-out (`last`; gateway/actions/fanout.py).
-    Without, each message gets its own `enqueued_at` (a message queued again). The only place that
-    sets either. Publish first: a crash before the mark leaves it unset and the reconciler publishes
-    again, which a duplicate entry survives.
+    Without, each message gets its own `enqueued_at` (a message queued again), and is published in
+    its bulletin's flow. The only place that sets either. Publish first: a crash before the mark
+    leaves it unset and the reconciler publishes again, which a duplicate entry survives.
     """
     # Chunk by chunk (publish, then mark and commit): a worker starts on the first chunk at once,
     # and each mark holds its rows' locks only briefly. One transaction over a whole launch
@@ -43,11 +43,14 @@ def publish_messages(
     published = 0
     for channel, ids in message_ids_by_channel.items():
         for chunk in _chunks(list(ids)):
-            queue.publish(channel_name(channel), chunk)
-            published += len(chunk)
             if bulletin_id is not None:
+                queue.publish(channel_name(channel), chunk, flow=bulletin_id)
+                published += len(chunk)
                 continue
             with sessions() as session, session.begin():
+                for flow, flow_ids in _by_bulletin(session, chunk).items():
+                    queue.publish(channel_name(channel), flow_ids, flow=flow)
+                    published += len(flow_ids)
                 session.execute(
                     update(Message)
                     .where(Message.id.in_(chunk))
@@ -57,6 +60,16 @@ def publish_messages(
     if bulletin_id is not None and last:
         _mark_published(sessions, Bulletin.id == bulletin_id)
     return published
+
+
+def _by_bulletin(session: Session, message_ids: Sequence[int]) -> dict[int, list[int]]:
+    """The ids grouped by their bulletin (each bulletin is a flow of the queue), in the given order."""
+    bulletin_of = dict(session.execute(select(Message.id, Message.bulletin_id).where(Message.id.in_(message_ids))).all())
+    grouped: dict[int, list[int]] = defaultdict(list)
+    for message_id in message_ids:
+        if message_id in bulletin_of:  # a message deleted meanwhile has nothing to send
+            grouped[bulletin_of[message_id]].append(message_id)
+    return grouped
 
 
 def _mark_published(sessions: sessionmaker[Session], which) -> None:

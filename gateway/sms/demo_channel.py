@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.queue import WorkQueue
+from gateway.queue.flows import FlowPlanner
+from gateway.queue.schedule import Scheduler
 from gateway.storage.models import Channel, Message, MessageStatus
 
 from .binds import load_sms_config
@@ -42,7 +44,7 @@ class DemoSms:
                              "system_id": self.sim.system_id, "password": self.sim.password}])
         config = load_sms_config(binds, "", "", sender)
         self.worker = SmsWorker(sessions, queue, config, worker_id="sms-demo", max_parts=max_parts,
-                                flush_seconds=0.05, unanswered_grace=0)
+                                flush_seconds=0.05, unanswered_grace=0, plan=FlowPlanner(sessions, Scheduler()))
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()

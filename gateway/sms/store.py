@@ -21,7 +21,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import itemgetter
 
 from sqlalchemy import bindparam, case, insert, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -95,7 +94,10 @@ def claim_sms(
         missing = {bid for _, _, bid, _ in rows} - texts.keys()
         if missing:
             texts.update(session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).all())
-    rows.sort(key=itemgetter(0))  # in id order, i.e. as the launch ordered them
+    # In the order asked for: the scheduler's (gateway/queue/schedule.py), which interleaves the
+    # actions waiting; within an action, the launch's order.
+    position = {message_id: i for i, message_id in enumerate(message_ids)}
+    rows.sort(key=lambda row: position[row[0]])
     return [Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, detail in rows]
 
 

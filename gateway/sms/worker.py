@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from gateway import collector
 from gateway.errors import brief
 from gateway.phone import masked
 from gateway.queue import Intake, WorkQueue, keep_up, upkeep
+from gateway.queue.base import Plan, oldest_first
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
 from gateway.storage.models import MessageStatus
 
@@ -55,6 +57,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHANNEL = "sms"
+# How much a worker holds claimed and not yet written, in seconds of its binds' contracted rate:
+# enough to keep sending between two takes, little enough that a newly launched action's first
+# messages (planned first at the next take) go out within a second behind any backlog.
+LOOKAHEAD_S = 0.25
 UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
 # Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
 # window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
@@ -98,6 +104,7 @@ class SmsWorker:
         max_open: int | None = None,
         unrecorded_cap: int | None = None,
         unanswered_grace: float = 5.0,
+        plan: Plan = oldest_first,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
@@ -118,7 +125,7 @@ class SmsWorker:
         self.batch = Batch()
         self._templates: dict[tuple[int, str], P.SubmitTemplate | str] = {}
         self._texts: dict[int, str] = {}  # bulletin id → its SMS text (claim_sms reads each once)
-        self.intake = Intake(queue, CHANNEL, self.worker_id)
+        self.intake = Intake(queue, CHANNEL, self.worker_id, plan)
         self._room = asyncio.Event()
         self._flushed = asyncio.Event()
         # Set when enough outcomes wait: accepted submits not yet in the database are what a
@@ -181,16 +188,16 @@ class SmsWorker:
 
     async def _consume(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            room = self.max_open - len(self.open)
+            room = self._room_to_take()
             if room <= 0 or not self._any_up():
                 self._room.clear()
                 try:
-                    await asyncio.wait_for(self._room.wait(), 0.5)
+                    await asyncio.wait_for(self._room.wait(), LOOKAHEAD_S / 5)
                 except asyncio.TimeoutError:
                     pass
                 continue
             try:
-                claimed = await asyncio.to_thread(self.intake.take, min(room, 500), 500, self._claim)
+                claimed = await asyncio.to_thread(self.intake.take, room, 500, self._claim)
             except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
                 # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
                 log.warning("SMS worker: taking messages failed (%s); trying again in 1 s", brief(exc))
@@ -207,6 +214,19 @@ class SmsWorker:
                 up = self._up()
                 for item in claimed[start : start + DISPATCH_SLICE]:
                     self._dispatch(item, up=up)
+
+    def _room_to_take(self) -> int:
+        """How many to take now: the lookahead's worth less what is claimed and not yet written —
+        and nothing until half of it is used up, so that a take is worth its round trips. RULE:
+        a worker holds no backlog of its own; the order of the actions is decided at the queue."""
+        lookahead = 0
+        for bind in self.binds.values():
+            if bind.up:
+                rate = bind.config.rate_per_second
+                lookahead += math.ceil(rate * LOOKAHEAD_S) if rate else self.max_open
+        lookahead = min(lookahead, self.max_open - len(self.open))
+        unwritten = sum(len(b.ready) for b in self.binds.values()) + len(self.parked)
+        return lookahead - unwritten if unwritten * 2 <= lookahead else 0
 
     def _claim(self, message_ids: list[int]) -> list[Claimed]:
         return claim_sms(self.sessions, message_ids, self.worker_id, self._texts)
@@ -551,6 +571,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
     import redis.asyncio
 
     from gateway.queue import DEFAULT_PREFIX, make_queue
+    from gateway.queue.flows import planner
     from gateway.storage.db import make_engine, session_factory
 
     from .binds import load_sms_config
@@ -566,8 +587,9 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         for bind in config.binds:
             if bind.rate_per_second:
                 rate_limits[bind.name] = BindRateLimit(async_redis, bind.name, bind.rate_per_second, DEFAULT_PREFIX)
+    sessions = session_factory(engine)
     worker = SmsWorker(
-        session_factory(engine),
+        sessions,
         queue,
         config,
         worker_id=worker_id,
@@ -578,6 +600,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         lease_seconds=settings.sms_lease_seconds,
         retries=settings.sms_submit_retries,
         unanswered_grace=settings.sms_unanswered_grace_seconds,
+        plan=planner(sessions, settings.schedule_weights),
     )
     if stop is None:  # SIGTERM/SIGINT: stop claiming, finish what is under way
         import signal
