@@ -85,6 +85,7 @@ class BindEvents(Protocol):
 
 class RateLimit(Protocol):
     async def take(self, wanted: int) -> int: ...
+    def written(self, at: float) -> None: ...
 
 
 class BindRefused(Exception):
@@ -504,6 +505,8 @@ class Bind:
                 correlator.put(sequence, (message, index), now)
                 window.in_flight += 1
             self.rate.note_sent(now, count)
+            if self.rate_limit is not None:
+                self.rate_limit.written(time.monotonic())
             await writer.drain()
 
     async def _keep(self, links: list[_Link]) -> None:

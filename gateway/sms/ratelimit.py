@@ -21,6 +21,13 @@ All times are Redis's (`TIME` inside the script), so processes whose clocks disa
 timeline; a caller only ever sleeps for a relative duration the script computed. The window is
 one second plus a guard (default 10 ms, costing 1% of the rate), because PDUs reach the SMSC a
 little after their slot, by a delay that varies: the guard absorbs that variation.
+
+A batch written late — a busy CPU woke its sender 30 ms after the slot — would land next to the
+batch a second later, which was counted against the slot, not the write: the SMSC then saw more
+than the rate in one sliding second (measured: 514–550 at 500/s). So the caller says when it
+wrote (`written`), and the next take first moves that batch's log entry to its real time; every
+slot reserved after that keeps a full window from it. (Slots are reserved at most `lead` ahead,
+and a batch is written within milliseconds of its grant, so the move is always in time.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,9 +48,12 @@ GUARD_S = 0.010
 # How far ahead of its slot a caller may reserve it, in batches: room for a few processes to
 # hold the next slots at once.
 LEAD_BATCHES = 4
+# A batch written later than this after its slot has its log entry moved to its real time.
+LATE_US = 1000
 
 # KEYS: log (zset of "<member>:<size>" scored by slot, µs), next (the earliest next slot, µs).
-# ARGV: wanted, limit, window_us, batch, member, lead_us.
+# ARGV: wanted, limit, window_us, batch, member, lead_us, and the caller's last batch if it was
+# written late: its log member ("" if none) and the time it was written (µs).
 # Returns {granted, wait_us, slot_us}: granted > 0 with how long to sleep until the slot, or 0
 # with how long to wait before asking again.
 _TAKE = """
@@ -50,12 +61,17 @@ local log, next_key = KEYS[1], KEYS[2]
 local wanted = tonumber(ARGV[1])
 local limit, window, batch = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local member, lead = ARGV[5], tonumber(ARGV[6])
+local late_member, written = ARGV[7], tonumber(ARGV[8])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local function size(m) return tonumber(string.match(m, ':(%d+)$')) end
 -- Scores go to Redis as integer strings: Lua's default number format would round 16 digits.
 local function score(us) return string.format('%d', us) end
+
+if late_member ~= '' then
+  redis.call('ZADD', log, 'XX', score(written), late_member)
+end
 
 redis.call('ZREMRANGEBYSCORE', log, '-inf', score(now - window))
 local k = math.min(wanted, batch)
@@ -129,6 +145,9 @@ class BindRateLimit:
         self._token = secrets.token_hex(6)
         self._serial = 0
         self.last_grant_at: float | None = None  # Redis time (s) of the last grant's slot
+        # The last grant: its log member, its slot (Redis µs) and when that is on our clock.
+        self._grant: tuple[str, int, float] | None = None
+        self._late: tuple[str, int] = ("", 0)  # a late batch's member and real write time, to tell Redis
 
     @property
     def unlimited(self) -> bool:
@@ -160,12 +179,26 @@ class BindRateLimit:
         w = self._window
         while True:
             self._serial += 1
+            member = f"{self._token}.{self._serial}"
             granted, wait_us, slot_us = await self._script(
                 keys=self._keys,
-                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, f"{self._token}.{self._serial}",
-                      round(w.lead_s * 1e6)],
+                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6), *self._late],
             )
+            self._late = ("", 0)
+            due = time.monotonic() + max(0, int(wait_us)) / 1e6
             await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
                 self.last_grant_at = int(slot_us) / 1e6
+                self._grant = (f"{member}:{int(granted)}", int(slot_us), due)
                 return int(granted)
+
+    def written(self, at: float) -> None:
+        """The last granted batch was written at `at` (time.monotonic()); if that was later than
+        its slot, the next take moves it to when it really went (see the module docstring)."""
+        if self._grant is None:
+            return
+        member, slot_us, due = self._grant
+        self._grant = None
+        late_us = round((at - due) * 1e6)
+        if late_us > LATE_US:
+            self._late = (member, slot_us + late_us)
