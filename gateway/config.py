@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # Extra attempts after busy, no answer or congestion (only while the action is open).
     voice_retries: int = Field(2, ge=0)
     voice_retry_delay_seconds: float = Field(60, ge=0)
+    # An alert call's usual length, ringing included: only for the console's estimate of when
+    # everyone is reached (lines / this = calls a second).
+    voice_call_seconds: float = Field(45, gt=0)
     # AUDIO_DIR as Asterisk sees it when that differs (container, chroot); empty: the same path.
     voice_asterisk_audio_dir: str = ""
 

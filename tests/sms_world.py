@@ -34,7 +34,8 @@ def phone(i: int) -> str:
     return f"+316{10_000_000 + i:08d}"
 
 
-def open_action(sessions, text: str = "Gezocht: man met rode jas. Bel 0800-0011, actiecode 4821.") -> tuple[int, int]:
+def open_action(sessions, text: str = "Gezocht: man met rode jas. Bel 0800-0011, actiecode 4821.",
+                code: str = "4821") -> tuple[int, int]:
     """An open action with its alert bulletin; returns (action id, bulletin id)."""
     now = datetime.now(timezone.utc)
     with sessions() as s:
@@ -42,7 +43,7 @@ def open_action(sessions, text: str = "Gezocht: man met rode jas. Bel 0800-0011,
         s.add(c)
         s.flush()
         a = Action(type=ActionType.robbery, description="Man met rode jas", lat=52.09, lon=5.12, radius_m=1000,
-                   centralist_id=c.id, action_code="4821", status=ActionStatus.open, launched_at=now,
+                   centralist_id=c.id, action_code=code, status=ActionStatus.open, launched_at=now,
                    expires_at=now + timedelta(hours=2))
         s.add(a)
         s.flush()

@@ -198,6 +198,10 @@ class SmscSimulator:
 
         return self._call("GET", f"/texts?destination={quote(destination)}")["texts"]
 
+    def accepts(self, start: int = 0) -> list[tuple[float, str]]:
+        """Every accepted submit_sm from the `start`th on: (accept time in s since the epoch, destination)."""
+        return [(t / 1000, dest) for t, dest in self._call("GET", f"/accepts?from={start}")["accepts"]]
+
     def release_receipts(self) -> int:
         """Send the receipts held back by withhold_receipts; returns how many."""
         return self._call("POST", "/receipts/release")["released"]

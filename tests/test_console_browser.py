@@ -210,6 +210,10 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     page.click("#launch")
     expect(page.locator("#live-status")).to_have_text("Lopend", timeout=WAIT_MS)
     expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "10", timeout=WAIT_MS)
+    # A missing person: critical. What still waits, and (for voice: lines over a call's length) when
+    # everyone should be reached; no SMS estimate without a contracted rate.
+    expect(page.locator("#backlog")).to_contain_text("Urgentie: zeer urgent")
+    expect(page.locator("#backlog")).to_contain_text("SMS: 8 wachtend · spraak: 2 wachtend, iedereen bereikt over ~5 s")
 
     # The dry-run outbox hands the SMS to "the SMSC": the console shows them sent, live.
     assert drain(live.sessions, live.queue, "sms") == 8

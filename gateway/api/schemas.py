@@ -173,6 +173,27 @@ class QueuedPublic(BaseModel):
     queued: dict[str, int] = Field(description="Messages queued per channel by this step.")
 
 
+class UrgencyChange(BaseModel):
+    urgency: Urgency
+
+
+class ChannelBacklogPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    channel: Channel
+    waiting: int
+    # When the last of them should go at the action's current share; null: no estimate.
+    eta_seconds: float | None
+
+
+class ActionBacklogPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    action_id: int
+    urgency: Urgency
+    channels: list[ChannelBacklogPublic]
+
+
 class ProgressRow(BaseModel):
     kind: str
     seq: int

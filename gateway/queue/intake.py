@@ -31,11 +31,12 @@ class Intake:
         self.queue, self.channel, self.consumer, self.plan = queue, channel, consumer, plan
         self._unclaimed: list[Delivery] = []
 
-    def take(self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]]) -> list[T]:
+    def take(self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]], plan: Plan | None = None) -> list[T]:
         """Up to about `count` messages from the flows `plan` picks, in its order, claimed by
         `claim(message_ids)`; waits up to `block_ms` when the queue is empty. Raises what
-        `consume` or `claim` raised."""
-        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms, self.plan)
+        `consume` or `claim` raised. `plan`: this take's own, instead of the intake's."""
+        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms,
+                                                           plan or self.plan)
         self._unclaimed = []
         if not deliveries:
             return []

@@ -114,7 +114,9 @@ class Scheduler:
         when fewer wait. A flow is never planned more often than it has entries waiting."""
         left = {flow: n for flow, n in waiting.items() if n > 0}
         blocked = {f for f in left if any(f.waits_for(g) for g in left)}
-        self._finish = {f.bulletin_id: t for f, t in self._finish_of(left).items()}
+        # A flow that starts (or starts again) waiting begins now: no credit for the time it did
+        # not wait. One that went on waiting keeps its place, however far behind it is.
+        self._finish = {f.bulletin_id: self._finish.get(f.bulletin_id, self._now) for f in left}
         order: list[Flow] = []
         while len(order) < count:
             ready = [f for f in left if f not in blocked]
@@ -130,10 +132,6 @@ class Scheduler:
                 del left[flow]
                 blocked = {f for f in left if any(f.waits_for(g) for g in left)}
         return order
-
-    def _finish_of(self, flows: Mapping[Flow, int]) -> dict[Flow, float]:
-        # A flow that (re)starts waiting begins now: no credit for the time it did not wait.
-        return {f: max(self._finish.get(f.bulletin_id, self._now), self._now) for f in flows}
 
     def _next_finish(self, flow: Flow) -> float:
         return self._finish[flow.bulletin_id] + 1 / self.weights[flow.urgency]

@@ -32,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiosmpplib.state import SmppCommand as Cmd
 
@@ -85,7 +85,8 @@ class BindEvents(Protocol):
 
 class RateLimit(Protocol):
     async def take(self, wanted: int) -> int: ...
-    def written(self, at: float) -> None: ...
+    def written(self, at: float) -> object | None: ...  # the batch's grant, for `accepted`
+    def accepted(self, grant: Any, at: float) -> None: ...
 
 
 class BindRefused(Exception):
@@ -319,6 +320,10 @@ class Bind:
         self._tx: _Link | None = None
         self.state = "unbound"
         self.resent_after_drop = 0  # parts written again after a dropped connection
+        # For the rate limit: each batch's grant by the sequence of its last PDU, until answered,
+        # and the quickest recent answers (the link's own round trip, not a late SMSC).
+        self._batches: dict[int, tuple[Any, float]] = {}
+        self._round_trips: deque[float] = deque(maxlen=64)
 
     # --- what the worker calls -------------------------------------------------------------
 
@@ -459,6 +464,7 @@ class Bind:
         """The connection is gone: the worker decides when each unanswered part goes again."""
         pending = self.correlator.drain()
         self.window.reset()
+        self._batches.clear()  # their answers died with the connection
         pending = [(m, i) for m, i in pending if not m.done]
         if pending:
             log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending))
@@ -496,6 +502,7 @@ class Bind:
                 await asyncio.sleep(wait)
                 continue
             count = min(local, len(self.ready), window.size - window.in_flight)
+            sequence = None
             for _ in range(count):
                 message, index = self.ready.popleft()
                 if message.done:
@@ -506,7 +513,10 @@ class Bind:
                 window.in_flight += 1
             self.rate.note_sent(now, count)
             if self.rate_limit is not None:
-                self.rate_limit.written(time.monotonic())
+                written = time.monotonic()
+                grant = self.rate_limit.written(written)
+                if grant is not None and sequence is not None:
+                    self._batches[sequence] = (grant, written)
             await writer.drain()
 
     async def _keep(self, links: list[_Link]) -> None:
@@ -516,6 +526,8 @@ class Bind:
         while True:
             await asyncio.sleep(min(0.25, timeout / 4))
             now = time.monotonic()
+            if len(self._batches) > len(self.correlator):  # some last PDUs went unanswered (expired)
+                self._batches.clear()
             for message, index in self.correlator.expire(now):
                 self.window.release()
                 self._retry(message, index, "no response from the SMSC", transient=True)
@@ -534,6 +546,8 @@ class Bind:
             for raw in await link.read_pdus():
                 _, command, status, sequence = P.HEADER.unpack_from(raw)
                 if command in for_submit:
+                    if sequence in self._batches:
+                        self._batch_answered(sequence)
                     entry = self.correlator.pop(sequence)
                     if entry is None:
                         if command == GENERIC_NACK:
@@ -557,6 +571,14 @@ class Bind:
                     raise ConnectionLost("unbound")
                 else:
                     log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
+
+    def _batch_answered(self, sequence: int) -> None:
+        """The last PDU of a rate-limited batch was answered: the SMSC accepted the batch by now,
+        less the link's round trip — what a late batch tells the rate limit (see ratelimit.py)."""
+        grant, written = self._batches.pop(sequence)
+        now = time.monotonic()
+        self._round_trips.append(now - written)
+        self.rate_limit.accepted(grant, max(written, now - min(self._round_trips)))  # type: ignore[union-attr]
 
     # --- outcomes ------------------------------------------------------------------------------
 

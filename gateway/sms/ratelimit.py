@@ -22,12 +22,13 @@ timeline; a caller only ever sleeps for a relative duration the script computed.
 one second plus a guard (default 10 ms, costing 1% of the rate), because PDUs reach the SMSC a
 little after their slot, by a delay that varies: the guard absorbs that variation.
 
-A batch written late — a busy CPU woke its sender 30 ms after the slot — would land next to the
-batch a second later, which was counted against the slot, not the write: the SMSC then saw more
-than the rate in one sliding second (measured: 514–550 at 500/s). So the caller says when it
-wrote (`written`), and the next take first moves that batch's log entry to its real time; every
-slot reserved after that keeps a full window from it. (Slots are reserved at most `lead` ahead,
-and a batch is written within milliseconds of its grant, so the move is always in time.)
+A batch that reaches the SMSC late — a busy CPU woke the sender after its slot, or the SMSC
+read it late — lands next to the batch a second later, which was counted against the slot: the
+SMSC then sees more than the rate in one sliding second (measured: 514–550 at 500/s). So the
+caller reports when a batch went (`written`) and, once the SMSC answered its last PDU, when the
+SMSC accepted it at the latest (`accepted`); the next take first moves the batch's log entry to
+that time, and every slot reserved after it keeps a full window from it. (Slots are reserved at
+most `lead` ahead, and answers come within milliseconds, so the move is in time.)
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ LEAD_BATCHES = 4
 LATE_US = 1000
 
 # KEYS: log (zset of "<member>:<size>" scored by slot, µs), next (the earliest next slot, µs).
-# ARGV: wanted, limit, window_us, batch, member, lead_us, and the caller's last batch if it was
-# written late: its log member ("" if none) and the time it was written (µs).
+# ARGV: wanted, limit, window_us, batch, member, lead_us, then for each of the caller's batches
+# that reached the SMSC late: its log member and when it did (µs).
 # Returns {granted, wait_us, slot_us}: granted > 0 with how long to sleep until the slot, or 0
 # with how long to wait before asking again.
 _TAKE = """
@@ -61,7 +62,6 @@ local log, next_key = KEYS[1], KEYS[2]
 local wanted = tonumber(ARGV[1])
 local limit, window, batch = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local member, lead = ARGV[5], tonumber(ARGV[6])
-local late_member, written = ARGV[7], tonumber(ARGV[8])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
@@ -69,8 +69,8 @@ local function size(m) return tonumber(string.match(m, ':(%d+)$')) end
 -- Scores go to Redis as integer strings: Lua's default number format would round 16 digits.
 local function score(us) return string.format('%d', us) end
 
-if late_member ~= '' then
-  redis.call('ZADD', log, 'XX', score(written), late_member)
+for i = 7, #ARGV - 1, 2 do
+  redis.call('ZADD', log, 'XX', 'GT', score(tonumber(ARGV[i + 1])), ARGV[i])
 end
 
 redis.call('ZREMRANGEBYSCORE', log, '-inf', score(now - window))
@@ -99,6 +99,15 @@ redis.call('PEXPIRE', log, ttl)
 redis.call('SET', next_key, score(slot + math.ceil(k * window / limit)), 'PX', ttl)
 return {k, slot - now, slot}
 """
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A batch's place in the log: its member, its slot (Redis µs) and when that is on our clock."""
+
+    member: str
+    slot_us: int
+    due: float  # time.monotonic()
 
 
 @dataclass(frozen=True)
@@ -145,9 +154,8 @@ class BindRateLimit:
         self._token = secrets.token_hex(6)
         self._serial = 0
         self.last_grant_at: float | None = None  # Redis time (s) of the last grant's slot
-        # The last grant: its log member, its slot (Redis µs) and when that is on our clock.
-        self._grant: tuple[str, int, float] | None = None
-        self._late: tuple[str, int] = ("", 0)  # a late batch's member and real write time, to tell Redis
+        self._grant: Grant | None = None  # the last one, until it is written
+        self._late: dict[str, int] = {}  # member → when its batch reached the SMSC (Redis µs), to tell Redis
 
     @property
     def unlimited(self) -> bool:
@@ -182,23 +190,28 @@ class BindRateLimit:
             member = f"{self._token}.{self._serial}"
             granted, wait_us, slot_us = await self._script(
                 keys=self._keys,
-                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6), *self._late],
+                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
+                      *(item for pair in self._late.items() for item in pair)],
             )
-            self._late = ("", 0)
+            self._late.clear()
             due = time.monotonic() + max(0, int(wait_us)) / 1e6
             await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
                 self.last_grant_at = int(slot_us) / 1e6
-                self._grant = (f"{member}:{int(granted)}", int(slot_us), due)
+                self._grant = Grant(f"{member}:{int(granted)}", int(slot_us), due)
                 return int(granted)
 
-    def written(self, at: float) -> None:
-        """The last granted batch was written at `at` (time.monotonic()); if that was later than
-        its slot, the next take moves it to when it really went (see the module docstring)."""
-        if self._grant is None:
-            return
-        member, slot_us, due = self._grant
-        self._grant = None
-        late_us = round((at - due) * 1e6)
+    def written(self, at: float) -> Grant | None:
+        """The last granted batch was written at `at` (time.monotonic()); returns its grant, for
+        `accepted` once the SMSC answered (see the module docstring)."""
+        grant, self._grant = self._grant, None
+        if grant is not None:
+            self.accepted(grant, at)
+        return grant
+
+    def accepted(self, grant: Grant, at: float) -> None:
+        """The SMSC accepted the batch by `at` (time.monotonic()) at the latest: if that is past
+        its slot, the next take moves the batch there."""
+        late_us = round((at - grant.due) * 1e6)
         if late_us > LATE_US:
-            self._late = (member, slot_us + late_us)
+            self._late[grant.member] = max(self._late.get(grant.member, 0), grant.slot_us + late_us)

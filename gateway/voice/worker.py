@@ -2,16 +2,19 @@
 
 The worker protocol is gateway/outbox.py's: consume message ids from the "voice" queue, `claim()`
 them in SQL (queued → sending, attempts + 1 — the only way to own a message, so a duplicated queue
-entry never rings anybody twice), commit, ack the entries, then call. At most `2 × max_calls`
-messages are claimed and not yet finished at any time, so a crash strands few of them `sending`.
+entry never rings anybody twice), commit, ack the entries, then call. A message is taken only
+when a line is free for it (gateway/voice/lines.py), from the flow the scheduler picks: the open
+actions share the lines by urgency (gateway/queue/schedule.py), and a retry waiting for a line
+is weighed with its action's flow — so one action's busy numbers never hold the lines another
+action needs, and a newly launched action's first call goes out at the next free line.
 
 Per message:
 
 1. Audio: the bulletin's `spoken_text` in the participant's language through `AudioCache.ensure`,
    run in a thread once per (bulletin, language) per process; every later call of that bulletin
    reuses the result without touching the disk. No audio → failed "audio unavailable: …".
-2. A call slot (an asyncio.Semaphore of `max_calls`) is taken right before the Originate and given
-   back once the call has ended: when the Originate's channel had its `Hangup` event. The worker
+2. A line (one of `max_calls`) is held from the take until the call has ended: when the
+   Originate's channel had its `Hangup` event. The worker
    names that channel itself (ChannelId "bn-<message id>-<random>", its Uniqueid), so its events
    are known from the first one on. A failed Originate may be reported before its channel is gone,
    and its outcome can even overtake the channel's Newchannel (the OriginateResponse does not pass
@@ -28,7 +31,8 @@ Per message:
    → retried (below); anything else → failed "call failed: <reason> (reason n)".
 
 Retries: the worker keeps the message `sending` and calls again itself after
-VOICE_RETRY_DELAY_SECONDS (the slot is free meanwhile), at most VOICE_RETRIES more times. Each
+VOICE_RETRY_DELAY_SECONDS (the line is free meanwhile, and the retry then waits for the loop to
+give it one), at most VOICE_RETRIES more times. Each
 retry first increments `attempts` in one guarded UPDATE that also requires the action to be still
 open and not past `expires_at` — so no retry is ever placed after the action closed — unless the
 message is the closing bulletin itself (its action is closed by definition). Requeueing was not
@@ -94,9 +98,12 @@ from gateway.queue import (
     upkeep,
     worker_id,
 )
+from gateway.queue.base import Plan, oldest_first
+from gateway.queue.flows import planner
 from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
 from gateway.tts import AudioCache, AudioResult
 from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
+from gateway.voice.lines import Line, Lines
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -173,6 +180,7 @@ class VoiceWorker:
         failed_channel_grace: float = FAILED_CHANNEL_GRACE,
         worker: str | None = None,
         lease_seconds: float = 60.0,
+        plan: Plan = oldest_first,
     ) -> None:
         if max_calls < 1 or retries < 0 or retry_delay < 0 or ring_seconds <= 0:
             raise ValueError("max_calls >= 1, retries >= 0, retry_delay >= 0 and ring_seconds > 0 please")
@@ -185,9 +193,10 @@ class VoiceWorker:
         self.call_timeout, self.failed_channel_grace = call_timeout, failed_channel_grace
         self.worker, self.lease_seconds = worker or worker_id(CHANNEL), lease_seconds
         self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
-        self.intake = Intake(queue, CHANNEL, self.worker)  # the queue's consumer: this process, as for SMS
+        self.plan = plan
+        self.intake = Intake(queue, CHANNEL, self.worker, plan)  # the queue's consumer: this process, as for SMS
         self._in_hand: set[int] = set()  # ids of the messages claimed and not yet done with (their leases)
-        self._slots = asyncio.Semaphore(max_calls)
+        self.lines = Lines(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
         self._owner: dict[str, _Attempt] = {}  # channel Uniqueid → its Originate, until the channel hung up
         self._stopping_on = -1  # the AMI connection (`ami.reconnects`) whose Asterisk is known to be stopping
@@ -210,6 +219,7 @@ class VoiceWorker:
             retry_delay=settings.voice_retry_delay_seconds,
             asterisk_audio_dir=settings.voice_asterisk_audio_dir,
             lease_seconds=settings.voice_lease_seconds,
+            plan=planner(sessions, settings.schedule_weights),
         )
         options.update(kw)
         return cls(sessions, queue, ami, audio, **options)
@@ -231,31 +241,65 @@ class VoiceWorker:
         """Consume, claim and call until `stop` is set; then let what is under way finish."""
         stop = stop or asyncio.Event()
         tasks: set[asyncio.Task] = set()
-        room = 2 * self.max_calls
         leases = asyncio.create_task(keep_up(self.keep_leases, lambda: list(self._in_hand), self.lease_seconds,
                                              "voice worker"), name="voice leases")
-        while not stop.is_set():
-            free = room - len(tasks)
-            if free <= 0:
-                stopping = asyncio.ensure_future(stop.wait())
-                await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
-                stopping.cancel()
+        while not stop.is_set() or tasks:
+            self.lines.changed.clear()
+            if stop.is_set():  # nothing new; retries under way still get their lines
+                self._give_lines(oldest_first(self.lines.waiting(), self.lines.free))
+                await self._until(self.lines.changed.wait(), *tasks)
+                continue
+            if not self.lines.free:
+                await self._until(self.lines.changed.wait(), stop.wait())
                 continue
             try:
-                calls = await asyncio.to_thread(self.intake.take, free, poll_ms, self._claim)
+                calls = await self._next_calls(poll_ms)
             except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
                 # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
                 log.warning("voice worker: taking messages failed (%s); trying again in 1 s", brief(exc))
                 await asyncio.sleep(1)
                 continue
             for call in calls:
+                self.lines.take()
                 self._in_hand.add(call.message_id)
                 task = asyncio.create_task(self._deliver(call), name=f"voice-message-{call.message_id}")
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
         leases.cancel()
+
+    async def _next_calls(self, poll_ms: int) -> list[VoiceCall]:
+        """Fill the free lines: the scheduler weighs the queue's flows together with the retries
+        waiting for a line; the lines it gives to retries are given here, the rest are taken."""
+        retries = self.lines.waiting()
+        if not retries:
+            return await asyncio.to_thread(self.intake.take, self.lines.free, poll_ms, self._claim)
+        waiting = await asyncio.to_thread(self.queue.waiting, CHANNEL)
+        order = await asyncio.to_thread(self.plan, Counter(waiting) + retries, self.lines.free)
+        from_queue: list[int] = []
+        for flow in order:
+            if retries[flow]:
+                retries[flow] -= 1
+                self.lines.give(flow)
+            else:
+                from_queue.append(flow)
+        if not from_queue:
+            return []
+        return await asyncio.to_thread(self.intake.take, len(from_queue), 0, self._claim, lambda _w, _n: from_queue)
+
+    def _give_lines(self, flows: list[int]) -> None:
+        for flow in flows:
+            self.lines.give(flow)
+
+    @staticmethod
+    async def _until(*waits) -> None:
+        """Until the first of these is done: coroutines (cancelled after) or the calls' tasks (left running)."""
+        own = [asyncio.ensure_future(w) for w in waits if asyncio.iscoroutine(w)]
+        try:
+            await asyncio.wait([*own, *(w for w in waits if not asyncio.iscoroutine(w))],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in own:
+                wait.cancel()
 
     def keep_leases(self, holding: list[int]) -> None:
         """Renew the leases of the messages in hand (`holding`): a claim committed whose answer was
@@ -292,14 +336,17 @@ class VoiceWorker:
     # -- one message --
 
     async def _deliver(self, call: VoiceCall) -> None:
+        """One message to the end, on the line the loop gave it (given back however it ends)."""
+        line = Line(self.lines)
         try:
-            await self._deliver_unguarded(call)
+            await self._deliver_unguarded(call, line)
         except Exception:  # a bug must not take the other calls down; the message's lease runs out
             log.exception("voice message %d: unexpected error", call.message_id)
         finally:
             self._in_hand.discard(call.message_id)
+            line.release()
 
-    async def _deliver_unguarded(self, call: VoiceCall) -> None:
+    async def _deliver_unguarded(self, call: VoiceCall, line: Line) -> None:
         try:
             audio = await self._audio_for(call)
         except Exception as exc:  # noqa: BLE001 — every TTS failure ends the same way
@@ -327,7 +374,10 @@ class VoiceWorker:
                 await self._write(self._finish, call.message_id, MessageStatus.failed, done, outcome.uniqueid)
                 return
             await self._write(self._note, call.message_id, f"{outcome.detail} (attempt {tries}); retrying", outcome.uniqueid)
+            # RULE: a retry holds no line while it waits; then it waits its flow's turn for one.
+            line.release()
             await asyncio.sleep(self.retry_delay)
+            await line.wait(call.bulletin_id)
             allowed = await self._write(self._begin_retry, call.message_id, call.attempts + tries - 1)
             if allowed is None:  # no longer ours (finished or cancelled elsewhere)
                 return
@@ -355,15 +405,14 @@ class VoiceWorker:
         return result.playback_name
 
     async def _call_once(self, call: VoiceCall, audio: str) -> _Outcome:
-        """One Originate, holding a call slot until its channel has hung up (or never was)."""
-        async with self._slots:
-            await self._until_placeable()
-            attempt = _Attempt.of(call.message_id)
-            self._owner[attempt.uniqueid] = attempt  # before the Originate: its events may come first
-            try:
-                return await self._originate(call, audio, attempt)
-            finally:
-                self._owner.pop(attempt.uniqueid, None)
+        """One Originate, on the caller's line, until its channel has hung up (or never was)."""
+        await self._until_placeable()
+        attempt = _Attempt.of(call.message_id)
+        self._owner[attempt.uniqueid] = attempt  # before the Originate: its events may come first
+        try:
+            return await self._originate(call, audio, attempt)
+        finally:
+            self._owner.pop(attempt.uniqueid, None)
 
     async def _originate(self, call: VoiceCall, audio: str, attempt: _Attempt) -> _Outcome:
         connection = self.ami.reconnects  # which AMI connection this Originate went out on

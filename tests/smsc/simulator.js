@@ -161,6 +161,7 @@ let withheld;               // receipts waiting for POST /receipts/release
 let undelivered;            // receipts with no receiver bound (or whose bind closed un-acked)
 let concatParts;            // "dest|ref|total" -> Map(seq -> {bytes, dataCoding})
 let texts;                  // destination -> [whole message text, ...]
+let accepts;                // [[accept time in ms since the epoch, fractional; destination], ...]
 
 // Unique across restarts on the same port: a gateway's receipt map survives restarts, so a
 // restarted SMSC must not hand out an id it used before.
@@ -175,6 +176,7 @@ function reset() {
   undelivered = [];
   concatParts = new Map();
   texts = new Map();
+  accepts = [];
   stats = {
     submits_accepted: 0,
     submits_rejected: 0,
@@ -383,6 +385,8 @@ function accept(state, pdu, message, messageId, now) {
   const second = Math.floor(now / 1000);
   stats.per_second[second] = (stats.per_second[second] || 0) + 1;
   const dest = destinationKey(pdu);
+  // Each accept's own time (sub-millisecond): a rate is judged over sliding windows, not seconds.
+  accepts.push([performance.timeOrigin + performance.now(), dest]);
   const entry = stats.by_destination[dest] || (stats.by_destination[dest] = {submits: 0, messages: 0});
   entry.submits++;
 
@@ -664,6 +668,10 @@ const control = http.createServer((req, res) => {
           const dest = url.searchParams.get('destination');
           if (!dest) return reply(400, {error: 'query parameter destination is required'});
           return reply(200, {destination: dest, texts: texts.get(dest) || []});
+        }
+        case 'GET /accepts': {
+          const from = Number(url.searchParams.get('from') || 0);
+          return reply(200, {accepts: accepts.slice(from)});
         }
         case 'GET /config':
           return reply(200, config);

@@ -13,8 +13,10 @@ from sqlalchemy.orm import Session
 
 from gateway import cap
 from gateway.actions import lifecycle
-from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
+from gateway.actions.backlog import open_backlog
+from gateway.api.deps import AdminDep, CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
+    ActionBacklogPublic,
     ActionCreate,
     ActionEdit,
     ActionPublic,
@@ -26,6 +28,7 @@ from gateway.api.schemas import (
     SmsPreview,
     TipPublic,
     UpdateCreate,
+    UrgencyChange,
 )
 from gateway.config import Settings
 from gateway.actions import wording
@@ -108,6 +111,13 @@ def list_actions(
     return [_public(a) for a in session.scalars(stmt)]
 
 
+@router.get("/backlog", response_model=list[ActionBacklogPublic])
+def backlog(session: SessionDep, user: CentralistDep, settings: SettingsDep):
+    """Per open action and channel: messages still waiting, and when the last should go at the
+    action's share of the binds and lines (highest urgency first)."""
+    return open_backlog(session, settings)
+
+
 @router.get("/{action_id}", response_model=ActionPublic)
 def get_action(action_id: ActionId, session: SessionDep, user: CentralistDep):
     return _public(lifecycle.get_action(session, action_id))
@@ -182,6 +192,18 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
     return _commit_and_queue(request, session, action_id, queued)
 
 
+@router.post("/{action_id}/urgency", response_model=ActionPublic)
+def change_urgency(action_id: ActionId, body: UrgencyChange, session: SessionDep, user: AdminDep):
+    """Raise (or lower) an action's urgency, e.g. an AMBER-like alert: its waiting messages get
+    the new share within seconds (admins only)."""
+    action = lifecycle.get_action(session, action_id, for_update=True)
+    if action.status == ActionStatus.closed:
+        raise Conflict(f"action {action_id} is closed; its urgency no longer matters")
+    action.urgency = body.urgency
+    session.commit()
+    return _public(action)
+
+
 @router.post("/{action_id}/outcome", response_model=ActionPublic)
 def set_outcome(action_id: ActionId, body: OutcomeRequest, session: SessionDep, user: CentralistDep):
     """Set or correct the outcome of a closed (or expired) action; nothing is sent again."""
@@ -217,11 +239,16 @@ async def action_progress_stream(action_id: ActionId, request: Request, user: Ce
     """The action and its message counts (as GET …/progress), pushed whenever they change."""
     sessions = request.app.state.sessions
 
+    settings = request.app.state.settings
+
     def snapshot() -> str:
         with sessions() as session:
             action = _public(lifecycle.get_action(session, action_id))
             rows = _progress(session, action_id)
-        return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows]})
+            waiting = next((b for b in open_backlog(session, settings) if b.action_id == action_id), None)
+        backlog = ActionBacklogPublic.model_validate(waiting).model_dump(mode="json") if waiting else None
+        return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows],
+                           "backlog": backlog})
 
     last: list[str | None] = [None]
 

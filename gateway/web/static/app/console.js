@@ -224,6 +224,7 @@ function follow(action) {
   state.streams.push(stream(`/api/v1/actions/${action.id}/progress/stream`, "progress", (data) => {
     showAction(data.action);
     showProgress(data.rows);
+    showBacklog(data.action, data.backlog);
   }));
   state.streams.push(stream(`/api/v1/actions/${action.id}/tips/stream`, "tip", showTip));
 }
@@ -282,6 +283,25 @@ function showProgress(rows) {
   $("#closing-progress").textContent = closing.length
     ? `Slotbericht: ${closing.map((r) => `${number(r.count)} ${CHANNELS[r.channel]} ${MESSAGE_STATUS[r.status]}`).join(", ")}`
     : "";
+}
+
+const URGENCY = { critical: "zeer urgent", high: "urgent", routine: "niet urgent" };
+
+// What still waits for the binds and lines, and when everyone should be reached at this
+// action's share of them (it shares them with the other open actions, by urgency).
+function showBacklog(action, backlog) {
+  const parts = [`Urgentie: ${URGENCY[action.urgency] || action.urgency}`];
+  for (const c of backlog?.channels || []) {
+    const eta = c.eta_seconds == null ? "" : `, iedereen bereikt over ~${duration(c.eta_seconds)}`;
+    parts.push(`${CHANNELS[c.channel]}: ${number(c.waiting)} wachtend${eta}`);
+  }
+  $("#backlog").textContent = parts.join(" · ");
+}
+
+function duration(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.round(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} uur`;
 }
 
 function tipSummary(tip) {

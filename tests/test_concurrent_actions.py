@@ -1,0 +1,141 @@
+"""Concurrent actions share a bind by urgency (gateway/queue/schedule.py), against the independent
+SMSC, PostgreSQL and Redis: a missing child never waits for a shop theft's backlog, every action's
+share holds, and the contracted rate holds in every sliding second of the SMSC's own accept times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import redis.asyncio as aredis
+from sqlalchemy import update
+
+from gateway.queue import RedisStreamQueue
+from gateway.sms.ratelimit import BindRateLimit
+from gateway.storage.models import Action, MessageStatus, Urgency
+
+from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
+
+# A CPU hog beside the worker: the sends are woken late, the rate must hold all the same.
+HOG = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
+
+
+CODES: list[int] = []  # action codes are unique among open actions
+
+
+@pytest.fixture
+def queue(redis_url, key_prefix):
+    q = RedisStreamQueue(redis_url, prefix=key_prefix, claim_idle_ms=60_000)
+    yield q
+    q.close()
+
+
+def action_with(sessions, queue, urgency: Urgency, phones: list[str]) -> tuple[int, list[str]]:
+    """An open action of that urgency whose alert is queued to `phones`; (action id, phones)."""
+    action, bulletin = open_action(sessions, code=str(1000 + len(CODES)))
+    CODES.append(action)
+    with sessions() as s, s.begin():
+        s.execute(update(Action).where(Action.id == action).values(urgency=urgency))
+    queue_messages(sessions, queue, action, bulletin, phones)
+    return action, phones
+
+
+def busiest_window(times: list[float], width: float = 1.0) -> int:
+    """The most accepts in any sliding window of `width` seconds."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= width:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def rate_limited(redis_url: str, key_prefix: str, rate: int):
+    client = aredis.Redis.from_url(redis_url)
+    return client, {"sim1": BindRateLimit(client, "sim1", rate, prefix=key_prefix)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cpu_hog", [False, True], ids=["quiet", "busy-cpu"])
+def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(pg_sessions, queue, smsc, redis_url, key_prefix, cpu_hog):
+    """A shop theft has 2,400 SMS queued at a 200/s bind; a missing child launched 1.5 s into it
+    has its first SMS at the SMSC within a second, then gets two thirds of the bind (8 : 4)
+    until it is done; both complete, each number once, never above 200 in any sliding second."""
+    rate, sessions = 200, pg_sessions
+    _, theft = action_with(sessions, queue, Urgency.high, [phone(i) for i in range(2400)])
+    child_phones = [phone(100_000 + i) for i in range(300)]
+    hog = subprocess.Popen([sys.executable, "-c", HOG, "30"]) if cpu_hog else None
+
+    async def scenario() -> float:
+        client, limits = rate_limited(redis_url, key_prefix, rate)
+        try:
+            worker = make_worker(sessions, queue, smsc, rate_limits=limits, bind={"rate_per_second": rate})
+            async with running(worker):
+                await until(lambda: smsc.stats(destinations=False)["submits_accepted"] >= 300, 30, "300 accepted")
+                launched = time.time()
+                await asyncio.to_thread(action_with, sessions, queue, Urgency.critical, child_phones)
+                await until(all_final(sessions, 2700), 60, "2,700 final statuses")
+            return launched
+        finally:
+            await client.aclose()
+
+    try:
+        launched = asyncio.run(scenario())
+    finally:
+        if hog is not None:
+            hog.kill()
+    accepts = smsc.accepts()
+    child = set(child_phones)
+    first_child = min(t for t, dest in accepts if dest in child)
+    last_child = max(t for t, dest in accepts if dest in child)
+    assert first_child - launched <= 1.0, f"the child's first SMS {first_child - launched:.2f} s after its launch"
+    # While both waited, the child had its weight's share of what the SMSC accepted.
+    during = [dest in child for t, dest in accepts if first_child <= t <= last_child]
+    assert sum(during) / len(during) == pytest.approx(8 / 12, rel=0.1)
+    assert busiest_window([t for t, _ in accepts]) <= rate
+    stats = smsc.stats()
+    assert {p: stats["by_destination"][p]["submits"] for p in theft + child_phones} == {p: 1 for p in theft + child_phones}
+    assert statuses(sessions)[MessageStatus.delivered] == 2700
+    print(f"\nchild's first SMS {first_child - launched:.2f} s after launch; share {sum(during) / len(during):.3f}; "
+          f"busiest sliding second {busiest_window([t for t, _ in accepts])}")
+
+
+@pytest.mark.slow
+def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(pg_sessions, queue, smsc, redis_url, key_prefix):
+    """Critical, high and routine alerts all waiting at a 300/s bind: over a 10 s window each gets
+    its weight's share (8 : 4 : 1) within 10%, and the routine one keeps moving."""
+    rate, sessions = 300, pg_sessions
+    sizes = {Urgency.critical: 2500, Urgency.high: 1500, Urgency.routine: 600}
+    owner: dict[str, Urgency] = {}
+    start = 0
+    for urgency, n in sizes.items():
+        phones = [phone(start + i) for i in range(n)]
+        owner.update(dict.fromkeys(phones, urgency))
+        action_with(sessions, queue, urgency, phones)
+        start += n
+
+    async def scenario() -> None:
+        client, limits = rate_limited(redis_url, key_prefix, rate)
+        try:
+            worker = make_worker(sessions, queue, smsc, rate_limits=limits, bind={"rate_per_second": rate})
+            async with running(worker):
+                await until(all_final(sessions, sum(sizes.values())), 60, "every message final")
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+    accepts = smsc.accepts()
+    begin = accepts[0][0] + 0.5  # the first take planned before the shares settled
+    window = Counter(owner[dest] for t, dest in accepts if begin <= t < begin + 10)
+    total = sum(window.values())
+    for urgency, weight in ((Urgency.critical, 8), (Urgency.high, 4), (Urgency.routine, 1)):
+        assert window[urgency] / total == pytest.approx(weight / 13, rel=0.1), (urgency, window)
+    assert busiest_window([t for t, _ in accepts]) <= rate
+    stats = smsc.stats()
+    assert all(stats["by_destination"][p]["submits"] == 1 for p in owner)
