@@ -487,3 +487,59 @@ def test_the_worker_command_refuses_an_empty_ami_secret(monkeypatch, tmp_path):
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "AMI_SECRET is empty" in result.output + (result.stderr if result.stderr_bytes is not None else "")
+
+
+@postgresql_only
+def test_a_new_actions_first_call_takes_the_next_free_line(voice):
+    """Sixty calls queued for a robbery at a cap of five, the lines all busy; a missing person is
+    launched: the very next call placed is hers, and while both wait she gets two lines in three
+    (8 : 4). Each number called once."""
+    theft = [f"+3161000{n:04d}" for n in range(60)]
+    child = [f"+3162000{n:04d}" for n in range(6)]
+    answering(voice, theft)  # launched: the robbery, at Utrecht
+    voice.set_globals(HOLD="3")  # each call lasts the message plus three seconds, then hangs up
+    voice.register(*child, channel="voice", lat=52.3, lon=5.5)
+    placed: list[tuple[float, str]] = []
+
+    def dial(call) -> str:
+        placed.append((time.monotonic(), call.phone))
+        return "Local/answer@test-endpoints"
+
+    launched: list[float] = []
+
+    async def launch_the_child(worker):
+        while worker.lines.busy < 5 or len(placed) < 8:  # the lines full, a few calls done
+            await asyncio.sleep(0.05)
+        draft = await asyncio.to_thread(voice.call, "centralist", "POST", "/api/v1/actions", expect=201, json={
+            "type": "missing_person", "description": "Meisje, 6 jaar.", "lat": 52.3, "lon": 5.5,
+            "radius_m": 1000, "channels": ["voice"]})
+        await asyncio.to_thread(voice.call, "centralist", "POST", f"/api/v1/actions/{draft['id']}/launch")
+        launched.append(time.monotonic())  # her calls are on the queue
+
+    async def scenario():
+        ami = AMIClient(voice.asterisk.ami_host, voice.asterisk.ami_port, voice.asterisk.ami_user, voice.asterisk.ami_secret)
+        await ami.connect()
+        worker = VoiceWorker.from_settings(voice.settings, voice.sessions, voice.queue, ami, voice.audio, max_calls=5,
+                                           retries=0, dial_string=dial, asterisk_audio_dir=AUDIO_DIR)
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, poll_ms=200))
+        try:
+            await launch_the_child(worker)
+            deadline = time.monotonic() + 120
+            while sum(phone in child for _, phone in placed) < len(child) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 90)
+            await ami.close()
+
+    asyncio.run(scenario())
+    after = [phone for at, phone in placed if at > launched[0]]
+    # The next free line is hers: at most one robbery call goes before, one whose take was under
+    # way when her launch returned. (In the order of the queue, all 60 would go first.)
+    assert any(phone in child for phone in after[:2]), f"the calls after the launch: {after[:6]}"
+    # Two of every three lines to her while both wait (8 : 4).
+    first_six = after[:6]
+    assert sum(phone in child for phone in first_six) >= 4, first_six
+    assert sorted(phone for _, phone in placed if phone in child) == child  # each called once
+    assert len({phone for _, phone in placed}) == len(placed)
