@@ -6,6 +6,7 @@ share holds, and the contracted rate holds in every sliding second of the SMSC's
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -19,13 +20,17 @@ from gateway.queue import RedisStreamQueue
 from gateway.sms.ratelimit import BindRateLimit
 from gateway.storage.models import Action, MessageStatus, Urgency
 
-from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
+from sms_world import all_final, bind_json, make_worker, open_action, phone, queue_messages, running, statuses, until
+from test_sms_processes import all_final as proc_all_final
+from test_sms_processes import processes_world, start_worker, stop, wait_for
 
 # A CPU hog beside the worker: the sends are woken late, the rate must hold all the same.
 HOG = "import time\nend = time.monotonic() + float(__import__('sys').argv[1])\nwhile time.monotonic() < end: pass\n"
 
 
 CODES: list[int] = []  # action codes are unique among open actions
+# The worker processes' Redis database (they use the default key prefix): not test_sms_processes'.
+REDIS_DB = 12
 
 
 @pytest.fixture
@@ -43,6 +48,11 @@ def action_with(sessions, queue, urgency: Urgency, phones: list[str]) -> tuple[i
         s.execute(update(Action).where(Action.id == action).values(urgency=urgency))
     queue_messages(sessions, queue, action, bulletin, phones)
     return action, phones
+
+
+@pytest.fixture
+def world(pg_url, redis_url):
+    yield from processes_world(pg_url, redis_url, REDIS_DB)
 
 
 def busiest_window(times: list[float], width: float = 1.0) -> int:
@@ -139,3 +149,50 @@ def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(pg_
     assert busiest_window([t for t, _ in accepts]) <= rate
     stats = smsc.stats()
     assert all(stats["by_destination"][p]["submits"] == 1 for p in owner)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_the_bind_by_urgency_and_a_killed_one_loses_nothing(world, pg_url, smsc, tmp_path):
+    """Two `burgernet worker sms` processes on one 200/s bind, a robbery with 2,000 SMS and a
+    missing child with 600 launched behind it: her first SMS within a second, two thirds of the
+    bind while both wait, never above 200 in any sliding second; one worker SIGKILLed midway, a
+    third started: nobody lost, a second copy only where the dead worker may have sent one."""
+    from sqlalchemy import select
+
+    from gateway.storage.models import Message
+
+    sessions, queue, url = world
+    rate = 200
+    binds = bind_json(smsc, rate_per_second=rate)
+    log = tmp_path / "workers.log"
+    workers = [start_worker(pg_url, url, binds, f"sms-{i}", log, SMS_LEASE_SECONDS="3") for i in (1, 2)]
+    try:
+        smsc.wait_for(lambda s: len(s["binds"]) == 2, 30, "both workers bound")
+        _, theft = action_with(sessions, queue, Urgency.high, [phone(i) for i in range(2000)])
+        smsc.wait_for(lambda s: s["submits_accepted"] >= 300, 30, "300 accepted")
+        launched = time.time()
+        _, child = action_with(sessions, queue, Urgency.critical, [phone(100_000 + i) for i in range(600)])
+        smsc.wait_for(lambda s: s["submits_accepted"] >= 800, 30, "800 accepted")
+        killed_at = time.time()
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(10)
+        with sessions() as s:
+            may_have_reached = set(s.scalars(select(Message.phone).where(
+                Message.status == MessageStatus.sending, Message.dispatched_at.is_not(None))))
+        workers.append(start_worker(pg_url, url, binds, "sms-3", log, SMS_LEASE_SECONDS="3"))
+        wait_for(proc_all_final(sessions, 2600), 120, "2,600 final statuses")
+    finally:
+        for proc in workers:
+            stop(proc)
+    accepts = smsc.accepts()
+    kids = set(child)
+    first_child = min(t for t, dest in accepts if dest in kids)
+    assert first_child - launched <= 1.0, f"her first SMS {first_child - launched:.2f} s after the launch"
+    before_kill = [dest in kids for t, dest in accepts if first_child <= t < killed_at]
+    assert sum(before_kill) / len(before_kill) == pytest.approx(8 / 12, rel=0.1)
+    assert busiest_window([t for t, _ in accepts]) <= rate
+    stats = smsc.stats()
+    submits = {p: stats["by_destination"].get(p, {}).get("submits", 0) for p in theft + child}
+    assert [p for p, n in submits.items() if n == 0] == []  # nobody lost
+    assert {p for p, n in submits.items() if n > 1} <= may_have_reached  # RULE: the bound on duplicates
+    assert max(submits.values()) <= 2

@@ -29,7 +29,12 @@ REDIS_DB = 11
 
 @pytest.fixture
 def world(pg_url, redis_url):
-    url = redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+    yield from processes_world(pg_url, redis_url, REDIS_DB)
+
+
+def processes_world(pg_url: str, redis_url: str, db: int):
+    """(sessions, queue, Redis URL) for worker processes on Redis database `db`, emptied before and after."""
+    url = redis_url.rsplit("/", 1)[0] + f"/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     engine = make_engine(pg_url)

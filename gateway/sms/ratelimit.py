@@ -188,13 +188,16 @@ class BindRateLimit:
         while True:
             self._serial += 1
             member = f"{self._token}.{self._serial}"
+            # Before the call: Redis's `now` is no earlier, so the slot is not earlier than `due`
+            # below, and a batch's lateness is never underestimated by the reply's own delay.
+            asked = time.monotonic()
             granted, wait_us, slot_us = await self._script(
                 keys=self._keys,
                 args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
                       *(item for pair in self._late.items() for item in pair)],
             )
             self._late.clear()
-            due = time.monotonic() + max(0, int(wait_us)) / 1e6
+            due = asked + max(0, int(wait_us)) / 1e6
             await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
                 self.last_grant_at = int(slot_us) / 1e6
