@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import housekeeping
 from gateway.actions.fanout import repair
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
-from gateway.auth import SESSION_COOKIE
+from gateway.api.deps import CALLER, authenticate_request
 from gateway.config import Settings, get_settings
-from gateway.errors import GatewayError, Unauthenticated
+from gateway.errors import GatewayError
 from gateway.queue import RedisStreamQueue, WorkQueue, make_queue
 from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
@@ -100,6 +100,13 @@ def create_app(
         body = {"error_id": error_id, "message": str(exc.detail), "details": {}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception):
+        # A bug, not bad input: the caller gets the error shape (never a traceback), the log the rest.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        body = {"error_id": "internal", "message": "internal error; it has been logged", "details": {}}
+        return JSONResponse(body, status_code=500)
+
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError):
         return _invalid(
@@ -136,15 +143,13 @@ def _invalid(errors: list[dict]) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
-SESSION_COOKIE_SET = f"{SESSION_COOKIE}=".encode()
-
-
 class RequireCredentials:
-    """401 for API requests that carry no key and no session cookie, before anything reads their body.
+    """Authenticates every API request — key or session cookie, and the CSRF header — before
+    anything reads its body; 401 (403) otherwise.
 
-    FastAPI parses a request body before it runs dependencies, so without this an anonymous
-    caller would reach the JSON and multipart parsers. The key itself is checked by the route's
-    dependency (gateway.api.deps.current_user).
+    FastAPI parses a request body before it runs dependencies, so a check in a dependency alone
+    would let any caller with `Bearer <anything>` have megabytes parsed first. The caller found
+    here is what the routes' dependency (gateway.api.deps.current_user) hands them.
     """
 
     def __init__(self, app):
@@ -152,11 +157,11 @@ class RequireCredentials:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
-            headers = dict(scope["headers"])
-            has_key = headers.get(b"authorization", b"").lower().startswith(b"bearer ")
-            has_cookie = SESSION_COOKIE_SET in headers.get(b"cookie", b"")
-            if not (has_key or has_cookie):
-                body = Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
-                await JSONResponse(body.to_json(), status_code=401)(scope, receive, send)
+            request = Request(scope)
+            try:
+                user = await asyncio.to_thread(authenticate_request, request)
+            except GatewayError as exc:
+                await JSONResponse(exc.to_json(), status_code=exc.status_code)(scope, receive, send)
                 return
+            scope.setdefault("state", {})[CALLER] = user
         await self.app(scope, receive, send)
