@@ -106,9 +106,3 @@ def require_role(user: User, *roles: Role) -> None:
     if user.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"this needs the role {allowed}; you are {user.role.value}", role=user.role.value)
-
-
-def require_municipality(user: User, municipality_id: int) -> None:
-    """RULE: a municipality sees and changes only its own participants."""
-    if user.role == Role.municipality and user.municipality_id != municipality_id:
-        raise Forbidden("this belongs to another municipality")

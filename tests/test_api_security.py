@@ -222,9 +222,13 @@ def test_allowed_roles_get_past_the_role_check(api):
         for who in sorted({"admin", "centralist", "utrecht"} - _roles_refused(path)):
             # A server-sent-events stream never ends: look at its status, then hang up.
             with api.client.stream(method, _concrete(path), headers=api.as_(who), **_request_kwargs(route)) as r:
-                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")[:200]
+                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")
+            # A municipality may be refused a figure that would reveal another (gateway.policy): a
+            # decision about the data, not about her role.
+            if status == 403 and '"reason":"group-too-small"' in text:
+                continue
             if status in (401, 403) or status >= 500:
-                failures.append(f"{method} {path} as {who}: {status} {text}")
+                failures.append(f"{method} {path} as {who}: {status} {text[:200]}")
     assert not failures, "\n".join(failures)
 
 

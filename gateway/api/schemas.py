@@ -448,8 +448,10 @@ class AreaAverage(SuccessRates):
 class StatsByMunicipality(BaseModel):
     filters: StatsFilters
     rows: list[MunicipalityFigures]
-    region_average: AreaAverage = Field(description="Every action that reached the region, counted once.")
-    national_average: AreaAverage
+    region_average: AreaAverage | None = Field(
+        description="Every action that reached the region, counted once; null for a municipality when the "
+        "region has too few other municipalities with participants to keep theirs private.")
+    national_average: AreaAverage | None = Field(description="As region_average, for the country.")
 
 
 class SignupPoint(BaseModel):

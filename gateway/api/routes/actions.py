@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import cap
+from gateway import cap, policy
 from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
@@ -57,6 +57,13 @@ def _check_action(settings: Settings, radius_m: int, description: str) -> None:
 
 def _public(action: Action) -> ActionPublic:
     return ActionPublic.model_validate(action)
+
+
+def _owned(session: Session, user, action_id: int, *, for_update: bool = False) -> Action:
+    """The action, or NotFound; Forbidden unless `user` may change it (gateway.policy)."""
+    action = lifecycle.get_action(session, action_id, for_update=for_update)
+    policy.require_action_owner(user, action)
+    return action
 
 
 def _owner(session: Session, user, centralist_id: int | None) -> int:
@@ -116,7 +123,7 @@ def get_action(action_id: ActionId, session: SessionDep, user: CentralistDep):
 @router.patch("/{action_id}", response_model=ActionPublic)
 def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Change a draft (after launch, send an update instead)."""
-    action = lifecycle.get_action(session, action_id, for_update=True)
+    action = _owned(session, user, action_id, for_update=True)
     if action.status != ActionStatus.draft:
         raise Conflict(f"action {action_id} is {action.status.value}; only drafts can be edited; send an update")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -158,6 +165,7 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
 @router.post("/{action_id}/launch", response_model=QueuedPublic)
 def launch_action(action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Give the action its code and queue one alert per phone number in the circle."""
+    _owned(session, user, action_id)
     return _commit_and_queue(request, session, action_id, lifecycle.launch(session, action_id, _now(), settings))
 
 
@@ -166,6 +174,7 @@ def update_action(
     action_id: ActionId, body: UpdateCreate, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep
 ):
     """Send a follow-up (e.g. a corrected description) to everyone the alert went to."""
+    _owned(session, user, action_id)
     try:
         check_parts(wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
     except TextTooLong as exc:
@@ -176,6 +185,7 @@ def update_action(
 @router.post("/{action_id}/close", response_model=QueuedPublic)
 def close_action(action_id: ActionId, body: CloseRequest, request: Request, session: SessionDep, user: CentralistDep):
     """Record the outcome and queue the closing message to every number reached."""
+    _owned(session, user, action_id)
     queued = lifecycle.close(
         session, action_id, _now(), outcome=body.outcome, outcome_detail=body.outcome_detail, note=body.note
     )

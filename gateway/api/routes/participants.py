@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, UploadFile, status
 from gateway import participants
 from gateway.api.deps import MunicipalityDep, SessionDep
 from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text
-from gateway.auth import require_municipality
+from gateway.policy import require_own_municipality
 from gateway.errors import Invalid
 from gateway.storage.models import Municipality, Role, User
 
@@ -33,7 +33,7 @@ def _municipality_of(session, user: User, requested: int | None) -> int:
 
 def _owned(session, user: User, participant_id: int):
     p = participants.get(session, participant_id)
-    require_municipality(user, p.municipality_id)
+    require_own_municipality(user, p.municipality_id)
     return p
 
 

@@ -47,8 +47,9 @@ def signups(f: FiltersDep, session: SessionDep, user: UserDep,
 
 @router.get("/by-municipality", response_model=StatsByMunicipality)
 def by_municipality(f: FiltersDep, session: SessionDep, user: UserDep):
-    """One row per municipality (a municipality user: her own), with regional and national averages."""
-    report.allow(session, user, f)
+    """One row per municipality (a municipality user: her own), with regional and national averages
+    (for a municipality user each only when it cannot reveal another municipality: else null)."""
+    report.allow(session, user, f, group_figures=False)
     return report.by_municipality(session, user, f, _today())
 
 
