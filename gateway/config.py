@@ -106,6 +106,10 @@ class Settings(BaseSettings):
 
     # The browser console and dashboard (/console/, /dashboard/): how long a login lasts, in hours.
     session_hours: float = Field(8, gt=0, le=24 * 7)
+    # Failed logins (a wrong key at /auth/login) allowed per client address in the window; beyond
+    # that the client's logins are refused with 429 until the window has passed.
+    login_max_failures: int = Field(10, ge=1)
+    login_window_seconds: float = Field(300, gt=0)
     # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
     # outline of NL/BE/DE only (no internet needed).
     map_tiles_url: str = ""

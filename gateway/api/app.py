@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
 from gateway.actions.fanout import repair
+from gateway.api.throttle import LoginThrottle
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.api.deps import CALLER, authenticate_request
 from gateway.config import Settings, get_settings
@@ -86,10 +87,11 @@ def create_app(
     )
     app.state.settings, app.state.sessions, app.state.queue = settings, sessions, queue
     app.state.route_cache = route_cache
+    app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_seconds)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError):
-        return JSONResponse(exc.to_json(), status_code=exc.status_code)
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException):
@@ -161,7 +163,7 @@ class RequireCredentials:
             try:
                 user = await asyncio.to_thread(authenticate_request, request)
             except GatewayError as exc:
-                await JSONResponse(exc.to_json(), status_code=exc.status_code)(scope, receive, send)
+                await JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
                 return
             scope.setdefault("state", {})[CALLER] = user
         await self.app(scope, receive, send)

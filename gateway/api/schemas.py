@@ -366,6 +366,10 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; store it now.")
 
 
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="Browser sessions that were live and have now ended.")
+
+
 # --- statistics (definitions: gateway/stats/definitions.py) ---------------------------------------
 
 

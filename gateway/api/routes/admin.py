@@ -1,8 +1,9 @@
 """Administration: municipalities, centralists and API users."""
 
+from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -13,15 +14,17 @@ from gateway.api.schemas import (
     CentralistPublic,
     MunicipalityIn,
     MunicipalityPublic,
+    SessionsEnded,
     UserCreated,
     UserIn,
     UserPublic,
 )
-from gateway.errors import Conflict, Invalid
+from gateway.errors import Conflict, Invalid, NotFound
 from gateway.storage.models import Centralist, Municipality, Role, User
 
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 Limit = Annotated[int, Query(ge=1, le=1000)]
+UserId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 @router.get("/me", response_model=UserPublic)
@@ -82,3 +85,14 @@ def create_user(body: UserIn, session: SessionDep, _: AdminDep, settings: Settin
 @router.get("/users", response_model=list[UserPublic])
 def list_users(session: SessionDep, _: AdminDep, limit: Limit = 500):
     return [UserPublic.model_validate(u) for u in session.scalars(select(User).order_by(User.id).limit(limit))]
+
+
+@router.delete("/users/{user_id}/sessions", response_model=SessionsEnded)
+def end_sessions(user_id: UserId, session: SessionDep, _: AdminDep):
+    """End every browser session of a user (a lost laptop, a departure); her API key stays valid
+    — deactivate the user to refuse that too."""
+    if session.get(User, user_id) is None:
+        raise NotFound(f"user {user_id} does not exist", user_id=user_id)
+    ended = auth.end_user_sessions(session, user_id, datetime.now(timezone.utc))
+    session.commit()
+    return SessionsEnded(ended=ended)
