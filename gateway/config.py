@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # that the client's logins are refused with 429 until the window has passed.
     login_max_failures: int = Field(10, ge=1)
     login_window_seconds: float = Field(300, gt=0)
+    # The audit trail (who changed actions, who read or changed participant data) is kept this
+    # many days, then deleted by housekeeping (GDPR: no longer than needed; two years by default).
+    audit_retention_days: int = Field(730, ge=1, le=36500)
     # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
     # outline of NL/BE/DE only (no internet needed).
     map_tiles_url: str = ""

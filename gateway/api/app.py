@@ -69,6 +69,11 @@ def create_app(
                         lambda: housekeeping.roll_up_statistics(sessions, settings),
                     )
                 ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "prune", housekeeping.PRUNE_SECONDS, lambda: housekeeping.prune(sessions, settings)
+                    )
+                ),
             ]
         yield
         for task in tasks:

@@ -366,6 +366,19 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; store it now.")
 
 
+class AuditEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    user_id: int | None
+    role: str | None
+    event: str = Field(description="What happened, e.g. action.close or participant.read.")
+    subject_type: str
+    subject_id: int | None
+    detail: str | None = Field(description="Counts or field names; never personal data.")
+
+
 class SessionsEnded(BaseModel):
     ended: int = Field(description="Browser sessions that were live and have now ended.")
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import cap, policy
+from gateway import audit, cap, policy
 from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
@@ -96,6 +96,8 @@ def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, 
         centralist_id=owner,
     )
     session.add(action)
+    session.flush()
+    audit.record(session, user, "action.create", "action", action.id)
     session.commit()
     return _public(action)
 
@@ -135,6 +137,7 @@ def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user
     if channels is not None:
         action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
     _check_action(settings, action.radius_m, action.description)
+    audit.record(session, user, "action.edit", "action", action_id, ",".join(sorted(changes) + (["channels"] if channels else [])))
     session.commit()
     return _public(action)
 
@@ -166,7 +169,9 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
 def launch_action(action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Give the action its code and queue one alert per phone number in the circle."""
     _owned(session, user, action_id)
-    return _commit_and_queue(request, session, action_id, lifecycle.launch(session, action_id, _now(), settings))
+    queued = lifecycle.launch(session, action_id, _now(), settings)
+    audit.record(session, user, "action.launch", "action", action_id)
+    return _commit_and_queue(request, session, action_id, queued)
 
 
 @router.post("/{action_id}/updates", response_model=QueuedPublic, status_code=status.HTTP_201_CREATED)
@@ -179,7 +184,9 @@ def update_action(
         check_parts(wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
     except TextTooLong as exc:
         raise Invalid(f"text too long for SMS: {exc}", field="text") from None
-    return _commit_and_queue(request, session, action_id, lifecycle.send_update(session, action_id, body.text, _now(), settings))
+    queued = lifecycle.send_update(session, action_id, body.text, _now(), settings)
+    audit.record(session, user, "action.update", "action", action_id)
+    return _commit_and_queue(request, session, action_id, queued)
 
 
 @router.post("/{action_id}/close", response_model=QueuedPublic)
@@ -189,6 +196,7 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
     queued = lifecycle.close(
         session, action_id, _now(), outcome=body.outcome, outcome_detail=body.outcome_detail, note=body.note
     )
+    audit.record(session, user, "action.close", "action", action_id, f"outcome={body.outcome.value}")
     return _commit_and_queue(request, session, action_id, queued)
 
 
@@ -196,6 +204,7 @@ def close_action(action_id: ActionId, body: CloseRequest, request: Request, sess
 def set_outcome(action_id: ActionId, body: OutcomeRequest, session: SessionDep, user: CentralistDep):
     """Set or correct the outcome of a closed (or expired) action; nothing is sent again."""
     action = marking.set_outcome(session, user, action_id, body.outcome, body.outcome_detail, body.note)
+    audit.record(session, user, "action.outcome", "action", action_id, f"outcome={body.outcome.value}")
     session.commit()
     return _public(action)
 
@@ -335,6 +344,8 @@ def import_cap(
                     send_sms="sms" in body.channels, send_voice="voice" in body.channels,
                     centralist_id=_owner(session, user, centralist_id))
     session.add(action)
+    session.flush()
+    audit.record(session, user, "action.create", "action", action.id, "from CAP")
     session.commit()
     return _public(action)
 

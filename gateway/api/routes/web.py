@@ -17,12 +17,12 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway import auth
+from gateway import audit, auth
 from gateway.api.deps import SessionDep, SettingsDep, UserDep
 from gateway.api.schemas import MunicipalityPublic, Strict, UserPublic
 from gateway.config import Settings
 from gateway.errors import Forbidden, Unauthenticated
-from gateway.storage.models import Municipality, Role
+from gateway.storage.models import Municipality, Role, User
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 PAGES = {"login": "login.html", "console": "console.html", "dashboard": "dashboard.html"}
@@ -109,6 +109,7 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
         raise
     now, lifetime = datetime.now(timezone.utc), timedelta(hours=settings.session_hours)
     token = auth.start_session(session, settings.secret_key, user, now, lifetime)
+    audit.record(session, user, "user.login", "user", user.id)
     session.commit()
     public = UserPublic.model_validate(user)
     response.set_cookie(
@@ -129,7 +130,9 @@ def logout(request: Request, response: Response, session: SessionDep, settings: 
     cookie is removed."""
     cookie = request.cookies.get(auth.SESSION_COOKIE)
     if cookie:
-        auth.end_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
+        user_id = auth.end_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
+        if user_id is not None:
+            audit.record(session, session.get(User, user_id), "user.logout", "user", user_id)
         session.commit()
     response.delete_cookie(
         auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=settings.environment == "production"
