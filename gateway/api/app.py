@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import traceback
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,11 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
 from gateway.actions.fanout import repair
+from gateway.api.accesslog import AccessLog
 from gateway.api.throttle import LoginThrottle
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.api.deps import CALLER, authenticate_request
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError
+from gateway.phone import mask_numbers
 from gateway.queue import RedisStreamQueue, WorkQueue, make_queue
 from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
@@ -109,8 +112,10 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _unexpected_error(request: Request, exc: Exception):
-        # A bug, not bad input: the caller gets the error shape (never a traceback), the log the rest.
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        # A bug, not bad input: the caller gets the error shape (never a traceback), the log the
+        # rest — with phone numbers masked (a database error quotes the row it refused).
+        trace = mask_numbers("".join(traceback.format_exception(exc)))
+        log.error("%s %s failed:\n%s", request.method, mask_numbers(request.url.path), trace)
         body = {"error_id": "internal", "message": "internal error; it has been logged", "details": {}}
         return JSONResponse(body, status_code=500)
 
@@ -140,6 +145,7 @@ def create_app(
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequireCredentials)
+    app.add_middleware(AccessLog)  # outermost: it sees every answer, the 401s included
     return app
 
 
