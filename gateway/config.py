@@ -1,14 +1,29 @@
 """All configuration in one place: every option, with its default, is listed in `.env.example`."""
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one value that marks an unset secret. Allowed in development only.
 DEFAULT_SECRET = "change-me"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip_networks(text: str) -> tuple[IPNetwork, ...] | None:
+    """"127.0.0.1, 10.0.0.0/8" as networks; None for "*" (any address)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["*"]:
+        return None
+    if not items:
+        raise ValueError('give the Asterisk addresses (e.g. 127.0.0.1,::1), or "*" for any')
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"not an address or network: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -69,6 +84,10 @@ class Settings(BaseSettings):
     # The tip line's IVR (FastAGI server `burgernet ivr`).
     ivr_host: str = "127.0.0.1"
     ivr_port: int = Field(4573, gt=0, lt=65536)
+    # The Asterisk addresses the FastAGI server answers (addresses or networks, comma-separated).
+    # FastAGI has no authentication: never make the port reachable from outside. "*" serves any
+    # address — only on a network where nothing but Asterisk can reach the port.
+    ivr_allowed_hosts: str = "127.0.0.0/8,::1"
     # The meldkamer's number, ring times, recording and prompt paths are Asterisk's side:
     # dialplans/globals.conf (they reach the IVR as AGI arguments).
 
@@ -128,6 +147,17 @@ class Settings(BaseSettings):
                 "or run with ENVIRONMENT=development"
             )
         return self
+
+    @field_validator("ivr_allowed_hosts")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        _ip_networks(value)  # refused at start, not at the first call
+        return value
+
+    @property
+    def ivr_allowed_networks(self) -> tuple[IPNetwork, ...] | None:
+        """IVR_ALLOWED_HOSTS as networks; None when any address is allowed ("*")."""
+        return _ip_networks(self.ivr_allowed_hosts)
 
     @property
     def sqlalchemy_url(self) -> str:
