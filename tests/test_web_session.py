@@ -5,12 +5,13 @@ or is ended on the server (logout, an admin). Failed logins are rate-limited per
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from gateway import auth
 from gateway.api.routes.web import STATIC_DIR
-from gateway.api.throttle import LoginThrottle
+from gateway.api.throttle import LoginThrottle, RedisLoginThrottle
 from gateway.errors import TooManyRequests
 from gateway.storage.models import User, UserSession
 
@@ -180,9 +181,20 @@ def test_failed_logins_are_rate_limited_per_client(api):
     assert elsewhere.post("/auth/login", json={"api_key": api.keys["admin"]}, headers=CSRF).status_code == 200
 
 
-def test_the_login_window_slides():
+@pytest.fixture(params=["in-process", "redis"])
+def make_throttle(request):
+    """A throttle of each kind, on a clock the test moves: (throttle, now)."""
     now = [1000.0]
-    throttle = LoginThrottle(limit=2, window=60, clock=lambda: now[0])
+    if request.param == "in-process":
+        return lambda **kw: LoginThrottle(clock=lambda: now[0], **kw), now
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = request.getfixturevalue("key_prefix")
+    return lambda **kw: RedisLoginThrottle(client, prefix=prefix, clock=lambda: now[0], **kw), now
+
+
+def test_the_login_window_slides(make_throttle):
+    make, now = make_throttle
+    throttle = make(limit=2, window=60)
     throttle.failed("a")
     now[0] += 30
     throttle.failed("a")
@@ -192,7 +204,27 @@ def test_the_login_window_slides():
     throttle.check("b")
     now[0] += 30
     throttle.check("a")  # one failure left in the window
-    now[0] += 30
+    throttle.failed("a")
+    with pytest.raises(TooManyRequests):
+        throttle.check("a")
+
+
+def test_with_redis_every_api_process_shares_the_window(redis_url, key_prefix):
+    client = redis.Redis.from_url(redis_url)
+    one, other = (RedisLoginThrottle(client, limit=3, window=60, prefix=key_prefix) for _ in range(2))
+    one.failed("192.0.2.1")
+    other.failed("192.0.2.1")
+    one.failed("192.0.2.1")
+    with pytest.raises(TooManyRequests):
+        other.check("192.0.2.1")
+    other.check("192.0.2.2")
+
+
+def test_the_in_process_window_forgets_clients_without_recent_failures():
+    now = [1000.0]
+    throttle = LoginThrottle(limit=2, window=60, clock=lambda: now[0])
+    throttle.failed("a")
+    now[0] += 61
     throttle.check("a")
     assert throttle._failures == {}  # noqa: SLF001 — nothing kept for clients with no recent failures
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway import housekeeping
 from gateway.actions.fanout import repair
 from gateway.api.accesslog import AccessLog
-from gateway.api.throttle import LoginThrottle
+from gateway.api.throttle import make_login_throttle
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.api.deps import CALLER, authenticate_request
 from gateway.config import Settings, get_settings
@@ -95,7 +95,7 @@ def create_app(
     )
     app.state.settings, app.state.sessions, app.state.queue = settings, sessions, queue
     app.state.route_cache = route_cache
-    app.state.login_throttle = LoginThrottle(settings.login_max_failures, settings.login_window_seconds)
+    app.state.login_throttle = make_login_throttle(settings)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError):
