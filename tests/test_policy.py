@@ -5,7 +5,6 @@
    `?region=` (a one-municipality region, or a two-municipality region minus her own figures).
 """
 
-import pytest
 from sqlalchemy import select
 
 from gateway import auth
