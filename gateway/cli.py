@@ -45,12 +45,17 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="Port (default API_PORT)")] = None,
 ) -> None:
     """Serve the HTTP API (and, without Redis, the in-process queue and housekeeping)."""
+    import logging
+
     import uvicorn
 
     from gateway.api.app import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port)
+    # The app writes its own access log (gateway.api.accesslog): uvicorn's would hold full
+    # phone numbers and search terms from query strings.
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, access_log=False)
 
 
 @app.command("create-admin")

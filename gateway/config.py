@@ -1,5 +1,6 @@
 """All configuration in one place: every option, with its default, is listed in `.env.example`."""
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -9,6 +10,20 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The one value that marks an unset secret. Allowed in development only.
 DEFAULT_SECRET = "change-me"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ip_networks(text: str) -> tuple[IPNetwork, ...] | None:
+    """"127.0.0.1, 10.0.0.0/8" as networks; None for "*" (any address)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["*"]:
+        return None
+    if not items:
+        raise ValueError('give the Asterisk addresses (e.g. 127.0.0.1,::1), or "*" for any')
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"not an address or network: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -72,6 +87,10 @@ class Settings(BaseSettings):
     # The tip line's IVR (FastAGI server `burgernet ivr`).
     ivr_host: str = "127.0.0.1"
     ivr_port: int = Field(4573, gt=0, lt=65536)
+    # The Asterisk addresses the FastAGI server answers (addresses or networks, comma-separated).
+    # FastAGI has no authentication: never make the port reachable from outside. "*" serves any
+    # address — only on a network where nothing but Asterisk can reach the port.
+    ivr_allowed_hosts: str = "127.0.0.0/8,::1"
     # The meldkamer's number, ring times, recording and prompt paths are Asterisk's side:
     # dialplans/globals.conf (they reach the IVR as AGI arguments).
 
@@ -112,6 +131,13 @@ class Settings(BaseSettings):
 
     # The browser console and dashboard (/console/, /dashboard/): how long a login lasts, in hours.
     session_hours: float = Field(8, gt=0, le=24 * 7)
+    # Failed logins (a wrong key at /auth/login) allowed per client address in the window; beyond
+    # that the client's logins are refused with 429 until the window has passed.
+    login_max_failures: int = Field(10, ge=1)
+    login_window_seconds: float = Field(300, gt=0)
+    # The audit trail (who changed actions, who read or changed participant data) is kept this
+    # many days, then deleted by housekeeping (GDPR: no longer than needed; two years by default).
+    audit_retention_days: int = Field(730, ge=1, le=36500)
     # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
     # outline of NL/BE/DE only (no internet needed).
     map_tiles_url: str = ""
@@ -135,6 +161,17 @@ class Settings(BaseSettings):
                 "or run with ENVIRONMENT=development"
             )
         return self
+
+    @field_validator("ivr_allowed_hosts")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        _ip_networks(value)  # refused at start, not at the first call
+        return value
+
+    @property
+    def ivr_allowed_networks(self) -> tuple[IPNetwork, ...] | None:
+        """IVR_ALLOWED_HOSTS as networks; None when any address is allowed ("*")."""
+        return _ip_networks(self.ivr_allowed_hosts)
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -198,11 +198,13 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
     ):
         call_id = f"demo-{n}"
         env = simulator.env_block("tipline", callerid=callerid, uniqueid=call_id, **args)
-        routed = simulator.variables(simulator.call(ivr_port, env, answer)).get("BN_DIAL")
+        set_by_ivr = simulator.variables(simulator.call(ivr_port, env, answer))
+        routed = set_by_ivr.get("BN_DIAL")
         _say(f"   call from {who}: put through to {routed}")
         # Asterisk's hangup handler: the centralist answered and they talked for a while.
         hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
-        hangup.update({"agi_arg_1": "ANSWER", "agi_arg_2": str(30 + 15 * n), "agi_arg_3": routed or ""})
+        hangup.update({"agi_arg_1": "ANSWER", "agi_arg_2": str(30 + 15 * n), "agi_arg_3": routed or "",
+                       "agi_arg_4": "", "agi_arg_5": "", "agi_arg_6": set_by_ivr.get("BN_CALL_TOKEN", "")})
         simulator.call(ivr_port, hangup)
 
 

@@ -18,6 +18,11 @@ class GatewayError(Exception):
     def to_json(self) -> dict[str, Any]:
         return {"error_id": self.error_id, "message": self.message, "details": self.details}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body."""
+        return {}
+
 
 class NotFound(GatewayError):
     status_code = 404
@@ -46,6 +51,21 @@ class Unauthenticated(GatewayError):
 class Forbidden(GatewayError):
     status_code = 403
     error_id = "forbidden"
+
+
+class TooManyRequests(GatewayError):
+    """Too many attempts from one client; `retry_after` seconds until the next is taken."""
+
+    status_code = 429
+    error_id = "too-many-requests"
+
+    def __init__(self, message: str, retry_after: int, **details: Any):
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def brief(exc: BaseException) -> str:

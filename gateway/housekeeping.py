@@ -5,16 +5,20 @@ import asyncio
 import logging
 from datetime import datetime, timezone
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway import audit
 from gateway.actions import lifecycle
 from gateway.actions.fanout import commit_and_publish, repair
 from gateway.config import Settings
 from gateway.queue import MemoryQueue, WorkQueue
 from gateway.stats import rollup
+from gateway.storage.models import UserSession
 from gateway.tipline.lookup import RouteCache, sync_action
 
 log = logging.getLogger(__name__)
+PRUNE_SECONDS = 3600  # how often the audit trail and old browser sessions are pruned
 
 
 def expire_actions(
@@ -47,6 +51,19 @@ def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now:
     if done:
         log.info("rolled up the messages of %d settled action(s)", done)
     return done
+
+
+def prune(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
+    """Delete audit events past AUDIT_RETENTION_DAYS and browser sessions that have expired;
+    returns how many audit events went."""
+    now = now or datetime.now(timezone.utc)
+    with sessions() as session:
+        pruned = audit.prune(session, now, settings.audit_retention_days)
+        session.execute(delete(UserSession).where(UserSession.expires_at < now))
+        session.commit()
+    if pruned:
+        log.info("deleted %d audit event(s) older than %d days", pruned, settings.audit_retention_days)
+    return pruned
 
 
 def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings,

@@ -1,5 +1,7 @@
 """Phone numbers: one home for parsing to E.164 and for keeping full numbers out of logs."""
 
+import re
+
 import phonenumbers
 
 # Numbers without a country prefix (06…, 030…) are Dutch.
@@ -38,3 +40,13 @@ def masked(e164: str | None) -> str:
         return "<none>"
     keep_head = 4 if len(e164) > 8 else 2
     return e164[:keep_head] + "*" * max(0, len(e164) - keep_head - 2) + e164[-2:]
+
+
+# Anything that may be a phone number in free text: +…, 00… or a Dutch 0… number of 10 digits,
+# with the separators people type. Ids (no leading 0 or +) are left alone.
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w+])(?:\+|00|0(?=[1-9]))[0-9][0-9 ()./-]{6,18}[0-9](?!\w)")
+
+
+def mask_numbers(text: str) -> str:
+    """`text` (a URL, a log line, an error) with every phone number in it masked (see `masked`)."""
+    return _NUMBER_IN_TEXT.sub(lambda m: masked(re.sub(r"[^0-9+]", "", m.group())), text)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,10 +40,21 @@ class IvrContext:
     # With Redis: tip records go to the tip stream and the `burgernet tip-writer` process; without,
     # to `tips`, this process's writer thread.
     stream: TipStream | None = None
+    # Signs each call's token (`call_token`). Every IVR process of a pool needs the same one
+    # (SECRET_KEY): a call's hangup may reach another process than its first AGI did.
+    call_secret: str = field(default_factory=lambda: secrets.token_hex(32))
 
     def __post_init__(self) -> None:
         if self.tips is None:
             self.tips = TipWriter(self.sessions)
+
+    def call_token(self, call_id: str) -> str:
+        """The token that proves a FastAGI session belongs to call `call_id` (set as a channel
+        variable at its first AGI; nobody without the secret can make one for another call)."""
+        return hmac.new(self.call_secret.encode(), f"fastagi-call|{call_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def is_call_token(self, call_id: str, token: str) -> bool:
+        return hmac.compare_digest(self.call_token(call_id), token)
 
     def arrive(self, call_id: str, caller: str | None, received_at: datetime, meldkamer: str) -> Lookup:
         """A call arrived: its caller's open alerts — with the cache and the stream, looked up and

@@ -23,6 +23,7 @@ def make_context(settings: Settings) -> IvrContext:
         cache=RouteCache(settings.redis_url) if settings.redis_url else None,
         # Tip records via Redis to `burgernet tip-writer` (which must run), not SQL from here.
         stream=TipStream(settings.redis_url) if settings.redis_url else None,
+        call_secret=settings.secret_key,  # the same in every IVR process: a hangup may reach another
     )
 
 
@@ -42,8 +43,12 @@ def serve_ivr(settings: Settings, host: str, port: int) -> None:
     ctx = make_context(settings)
     stop = threading.Event()
     threading.Thread(target=keep_cache_complete, args=(ctx, stop), name="route-cache", daemon=True).start()
-    with FastAGIServer((host, port), registry(ctx)) as server:
-        log.info("FastAGI server on %s:%d: %s", host, port, ", ".join(sorted(server.handlers)))
+    allowed = settings.ivr_allowed_networks
+    if allowed is None:
+        log.warning("IVR_ALLOWED_HOSTS is *: any address may use the FastAGI server; keep its port closed to all but Asterisk")
+    with FastAGIServer((host, port), registry(ctx), allowed=allowed) as server:
+        log.info("FastAGI server on %s:%d for %s: %s", host, port, settings.ivr_allowed_hosts,
+                 ", ".join(sorted(server.handlers)))
         try:
             server.serve_forever()
         finally:

@@ -3,6 +3,10 @@
 # Set by the `tipline` handler: the decision. The dialplan owns the rest of the call (ring
 # times, the meldkamer fallback, the voice-tip recording; see dialplans/tipline.conf).
 DIAL = "BN_DIAL"  # where to put the caller through: an action's centralist, or the meldkamer
+# Set by `tipline` (and `alert_call` when it puts a participant through) at the call's first AGI;
+# the dialplan's hangup handler hands it back to `tipline_hangup`, which finishes only the tip
+# record of the call the token was made for (ivr.context.IvrContext.call_token).
+CALL_TOKEN = "BN_CALL_TOKEN"
 
 # Set by the voice worker's AMI Originate for an alert call (dialplans/alert.conf), read by the
 # `alert_call` handler.

@@ -5,9 +5,12 @@ freshly migrated database per test session; tables are emptied after every test.
 """
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 from sqlalchemy import create_engine, text
 
 from gateway.storage.db import make_engine, session_factory
@@ -16,6 +19,12 @@ from gateway.storage.models import Base
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+# Hypothesis (tests/test_fuzz.py, and schemathesis in tests/test_schemathesis.py) writes caches
+# (unicode tables, constants found in the source) as soon as strategies are built, at collection
+# time. Keep them out of the working tree unless the caller chose a place. Process-wide.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "burgernet-test-hypothesis")
 
 
 def _pg_create() -> str:

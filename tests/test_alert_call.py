@@ -128,6 +128,7 @@ def test_1_plays_it_again_at_most_three_times(ivr):
 
 def test_2_puts_the_participant_through_to_the_centralist_and_logs_a_tip(ivr):
     commands, got = answered(ivr, AsteriskSide(ivr.message.id, digits=[key("2")]))
+    token = got.pop("BN_CALL_TOKEN")  # for the tip's hangup handler
     assert got == {"BN_DIAL": "PJSIP/4021@mk", "BN_ALERT_RESULT": "dial"}
     assert commands[-2].startswith('SET VARIABLE "BN_DIAL"')  # the decision first, then the result
     m = message(ivr, ivr.message.id)
@@ -139,7 +140,8 @@ def test_2_puts_the_participant_through_to_the_centralist_and_logs_a_tip(ivr):
     assert tip.participant_id is not None and tip.ended_at is None
 
     # The dialplan's hangup handler finishes the tip as on the tip line.
-    env = agi_client.env_block("tipline_hangup", uniqueid="alert.1", agi_arg_1="ANSWER", agi_arg_2="31", agi_arg_3="PJSIP/4021@mk")
+    env = agi_client.env_block("tipline_hangup", uniqueid="alert.1", agi_arg_1="ANSWER", agi_arg_2="31", agi_arg_3="PJSIP/4021@mk",
+                               agi_arg_4="", agi_arg_5="", agi_arg_6=token)
     agi_client.call(ivr.ivr_port, env)
     ivr.ivr_ctx.tips.flush()
     with ivr.sessions() as s:

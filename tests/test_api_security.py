@@ -46,7 +46,7 @@ ACTIONS = "/api/v1/actions"
 TIPS = "/api/v1/tips"  # marking: centralists and admins, like actions
 PARTICIPANTS = "/api/v1/participants"
 AREA = "/api/v1/area"  # a municipality's view of the actions that reached its participants
-ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users")
+ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users", "/api/v1/admin/")
 # Routes every authenticated role may use.
 ANY_ROLE = {"/api/v1/me", "/api/v1/console/config", *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type"))}
 
@@ -96,7 +96,7 @@ def _api_routes(app) -> list[tuple[str, str, APIRoute]]:
     entries = [(m, p, r) for m, p, r in _route_entries(app) if isinstance(r, APIRoute)]
     paths = {p for _, p, _ in entries}
     # Guard against a walk that silently misses the included routers.
-    assert {"/api/v1/me", ACTIONS, PARTICIPANTS, *ADMIN_ONLY} <= paths, sorted(paths)
+    assert {"/api/v1/me", ACTIONS, PARTICIPANTS, *ADMIN_ONLY[:3], "/api/v1/admin/audit"} <= paths, sorted(paths)
     return entries
 
 
@@ -222,9 +222,13 @@ def test_allowed_roles_get_past_the_role_check(api):
         for who in sorted({"admin", "centralist", "utrecht"} - _roles_refused(path)):
             # A server-sent-events stream never ends: look at its status, then hang up.
             with api.client.stream(method, _concrete(path), headers=api.as_(who), **_request_kwargs(route)) as r:
-                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")[:200]
+                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")
+            # A municipality may be refused a figure that would reveal another (gateway.policy): a
+            # decision about the data, not about her role.
+            if status == 403 and '"reason":"group-too-small"' in text:
+                continue
             if status in (401, 403) or status >= 500:
-                failures.append(f"{method} {path} as {who}: {status} {text}")
+                failures.append(f"{method} {path} as {who}: {status} {text[:200]}")
     assert not failures, "\n".join(failures)
 
 

@@ -8,7 +8,6 @@ This runs on PostgreSQL only, on a database of its own: the SQLite code paths ar
 the other API tests, which run on both backends, and one backend keeps this file fast.
 """
 
-import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import not_a_server_error
 from sqlalchemy.orm import sessionmaker
 
@@ -36,12 +34,6 @@ pytestmark = pytest.mark.slow
 # existing rows rather than only missing ones.
 SEED_ROWS = 3
 
-
-# Hypothesis writes caches (unicode tables, constants found in the source) as soon as
-# schemathesis builds its strategies, at collection time. Keep them out of the working tree
-# unless the caller chose a place. (This is process-wide; no other test module uses Hypothesis.)
-if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
-    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "burgernet-test-hypothesis")
 
 # schemathesis needs the schema when tests are collected, and its lazy loader
 # (`schemathesis.pytest.from_fixture`) does not work with the pytest installed here (it sets

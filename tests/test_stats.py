@@ -281,14 +281,17 @@ def test_a_deleted_participant_leaves_the_trend_at_the_next_rebuild(world):
 def test_a_municipality_sees_its_own_figures_and_the_averages_only(world):
     api, _ = world
     assert stats(api, "summary", "utrecht", municipality="GM0344", **JANUARY)["actions"] == 4
-    assert stats(api, "summary", "utrecht", region="Midden-Nederland", **JANUARY)["actions"] == 4
-    assert stats(api, "summary", "utrecht", **JANUARY)["actions"] == 5  # national: numbers only
+    # Midden-Nederland holds Utrecht and Zeist only: its figures minus Utrecht's would be Zeist's.
+    r = api.client.get("/api/v1/stats/summary", params={"region": "Midden-Nederland", **JANUARY}, headers=api.as_("utrecht"))
+    assert r.status_code == 403 and r.json()["details"]["reason"] == "group-too-small"
+    assert stats(api, "summary", "utrecht", **JANUARY)["actions"] == 5  # national: Zeist and Amsterdam besides her
     for path in ("summary", "signups", "by-type", "by-municipality"):
         r = api.client.get(f"/api/v1/stats/{path}", params={"municipality": "GM0355"}, headers=api.as_("utrecht"))
         assert r.status_code == 403 and r.json()["error_id"] == "forbidden", path
     mine = stats(api, "by-municipality", "utrecht", **JANUARY)
     assert [r["cbs_code"] for r in mine["rows"]] == ["GM0344"]
-    assert mine["filters"]["region"] == "Midden-Nederland" and mine["region_average"]["actions"] == 4
+    assert mine["filters"]["region"] == "Midden-Nederland" and mine["region_average"] is None
+    assert mine["national_average"]["actions"] == 5
     assert len(stats(api, "by-municipality", "admin", **JANUARY)["rows"]) == 3
     assert api.client.get("/api/v1/stats/summary").status_code == 401
 

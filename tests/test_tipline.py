@@ -165,7 +165,9 @@ def tip(api, call_id: str) -> Tip:
 
 
 def hangup(api, call_id: str, *args: str) -> None:
+    """The dialplan's hangup handler: its five arguments, then the token the call's first AGI set."""
     env = agi_client.env_block("tipline_hangup", uniqueid=call_id)
+    args = (*args, *[""] * (5 - len(args)), api.ivr_ctx.call_token(call_id))
     env.update({f"agi_arg_{i}": a for i, a in enumerate(args, 1)})
     agi_client.call(api.ivr_port, env)
 
@@ -181,7 +183,8 @@ def test_a_participant_who_received_the_action_reaches_its_centralist(ivr):
     commands = agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c1.1"))
     got = agi_client.variables(commands)
     assert got["BN_DIAL"] == "PJSIP/4021@mk"
-    assert commands[0].startswith('SET VARIABLE "BN_DIAL"')  # the decision before anything else
+    # The call's token (for its hangup record), then the decision before anything else.
+    assert commands[0].startswith('SET VARIABLE "BN_CALL_TOKEN"') and commands[1].startswith('SET VARIABLE "BN_DIAL"')
     t = tip(ivr, "c1.1")
     assert (t.matched_by, t.action_id, t.caller_number, t.routed_to) == (MatchedBy.caller_id, action["id"], "+31612345678", "PJSIP/4021@mk")
     assert t.participant_id is not None and t.ended_at is None
@@ -347,3 +350,22 @@ def test_the_dutch_mobile_shortcut_agrees_with_phonenumbers():
         except BadPhoneNumber:
             expected = None
         assert caller_number(raw, "0") == expected, raw
+
+
+def test_a_hangup_record_must_carry_its_calls_token(ivr):
+    """Issue 17, defect 10: anyone reaching the IVR port rewrote a tip's end by its call id."""
+    register(ivr, "+31612345678")
+    launch(ivr)
+    token = agi_client.variables(agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.1")))["BN_CALL_TOKEN"]
+    other = agi_client.variables(agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.2")))["BN_CALL_TOKEN"]
+    assert token != other
+    forged = {"agi_arg_1": "FORGED", "agi_arg_2": "999", "agi_arg_3": "PJSIP/evil@x", "agi_arg_4": "", "agi_arg_5": ""}
+    for claimed in ({}, {"agi_arg_6": ""}, {"agi_arg_6": "0" * 32}, {"agi_arg_6": other}, {"agi_arg_6": token.upper()}):
+        agi_client.call(ivr.ivr_port, {**agi_client.env_block("tipline_hangup", uniqueid="c9.1"), **forged, **claimed})
+    t = tip(ivr, "c9.1")
+    assert (t.dial_status, t.talk_seconds, t.ended_at) == (None, None, None)  # untouched
+    agi_client.call(ivr.ivr_port, {**agi_client.env_block("tipline_hangup", uniqueid="c9.1"), "agi_arg_1": "ANSWER",
+                                   "agi_arg_2": "12", "agi_arg_3": "PJSIP/4021@mk", "agi_arg_4": "", "agi_arg_5": "",
+                                   "agi_arg_6": token})
+    t = tip(ivr, "c9.1")
+    assert (t.dial_status, t.talk_seconds) == ("ANSWER", 12) and t.ended_at is not None

@@ -251,7 +251,8 @@ def test_a_calls_end_handled_by_another_ivr_server_finishes_the_same_tip(api, re
     servers, contexts = [], []
     for _ in range(2):
         cache = RouteCache(redis_url, prefix=key_prefix)
-        ctx = IvrContext(api.sessions, cache, stream=TipStream(redis_url, prefix=key_prefix))
+        # One secret for the pool (SECRET_KEY in production): the token is checked by the other server.
+        ctx = IvrContext(api.sessions, cache, stream=TipStream(redis_url, prefix=key_prefix), call_secret=key_prefix)
         server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
         server.start_in_background()
         servers.append(server)
@@ -262,9 +263,9 @@ def test_a_calls_end_handled_by_another_ivr_server_finishes_the_same_tip(api, re
     try:
         for n in range(20):
             call = agi_client.env_block("tipline", callerid="0612345678", uniqueid=f"pool.{n}", agi_arg_1=MELDKAMER, agi_arg_2="")
+            token = agi_client.variables(agi_client.call(servers[0].server_address[1], call))["BN_CALL_TOKEN"]
             hangup = agi_client.env_block("tipline_hangup", uniqueid=f"pool.{n}", agi_arg_1="ANSWER", agi_arg_2="30",
-                                          agi_arg_3="PJSIP/4021@mk")
-            agi_client.call(servers[0].server_address[1], call)
+                                          agi_arg_3="PJSIP/4021@mk", agi_arg_4="", agi_arg_5="", agi_arg_6=token)
             agi_client.call(servers[1].server_address[1], hangup)
         writer.drain()
     finally:

@@ -1,13 +1,19 @@
-"""The browser session: an API key exchanged once for a signed, expiring HttpOnly cookie, which the
-API accepts in place of the key — with the same roles, and a CSRF header on changes."""
+"""The browser session: an API key exchanged once for an expiring HttpOnly cookie, which the API
+accepts in place of the key — with the same roles, and a CSRF header on changes — until it expires
+or is ended on the server (logout, an admin). Failed logins are rate-limited per client."""
 
-import time
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from gateway import auth
 from gateway.api.routes.web import STATIC_DIR
-from gateway.storage.models import User
+from gateway.api.throttle import LoginThrottle, RedisLoginThrottle
+from gateway.errors import TooManyRequests
+from gateway.storage.models import User, UserSession
 
 CSRF = {auth.CSRF_HEADER: "1"}
 PARTICIPANT = {
@@ -67,25 +73,28 @@ def test_login_refuses_unknown_keys_and_requests_without_the_header(api):
 
 
 def test_an_expired_cookie_is_refused(api):
-    user = _user(api, "centralist")
-    expired = auth.session_token(api.settings.secret_key, user, int(time.time()) - 1)
-    r = api.client.get("/api/v1/me", headers=_as(expired))
+    token = _token(api, "centralist")
+    with api.sessions() as s:
+        s.execute(update(UserSession).values(expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)))
+        s.commit()
+    r = api.client.get("/api/v1/me", headers=_as(token))
     assert r.status_code == 401 and "expired" in r.json()["message"]
 
 
 def test_forged_cookies_are_refused(api):
     good = _token(api, "utrecht")
-    user_id, expires, signature = good.split(".")
-    admin = _user(api, "admin")
+    with api.sessions() as s:  # a session of the admin's, its token made with another secret
+        other_secret = auth.start_session(s, "another-secret", _user(api, "admin"), datetime.now(timezone.utc), timedelta(hours=1))
+        s.commit()
     forged = [
-        f"{admin.id}.{expires}.{signature}",  # someone else's id under my signature
-        f"{user_id}.{int(expires) + 86400}.{signature}",  # a longer life
-        f"{user_id}.{expires}.{'0' * 64}",
-        auth.session_token("another-secret", admin, int(time.time()) + 3600),  # signed with the wrong key
+        good[:-1] + ("A" if good[-1] != "A" else "B"),  # one character changed
+        good + "x",
+        other_secret,
+        auth.hash_key(api.settings.secret_key, good),  # what the database stores is no cookie
         "garbage",
         "1.2",
         "x.y.z",
-        "9" * 30 + ".1.abc",
+        "9" * 300,
     ]
     for token in forged:
         r = api.client.get("/api/v1/me", headers=_as(token))
@@ -134,6 +143,92 @@ def test_logout_removes_the_cookie(api):
     assert api.client.get("/api/v1/me").status_code == 401
 
 
+def test_logout_ends_the_session_wherever_the_cookie_was_copied(api):
+    token = _token(api, "utrecht")  # the value an attacker copied
+    assert api.client.get("/api/v1/me", headers=_as(token)).status_code == 200
+    assert api.client.post("/auth/logout", headers=_as(token, **CSRF)).status_code == 204
+    r = api.client.get("/api/v1/participants", headers=_as(token))
+    assert r.status_code == 401 and "ended" in r.json()["message"]
+    assert api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token, **CSRF)).status_code == 401
+    # Another session of the same user lives on; logging out twice is harmless.
+    other = _token(api, "utrecht")
+    assert api.client.post("/auth/logout", headers=_as(token, **CSRF)).status_code == 204
+    assert api.client.get("/api/v1/me", headers=_as(other)).status_code == 200
+
+
+def test_an_admin_ends_every_session_of_a_user(api):
+    laptop, phone, mine = _token(api, "utrecht"), _token(api, "utrecht"), _token(api, "zeist")
+    utrecht = _user(api, "utrecht")
+    api.call("zeist", "DELETE", f"/api/v1/users/{utrecht.id}/sessions", expect=403)
+    assert api.call("admin", "DELETE", f"/api/v1/users/{utrecht.id}/sessions") == {"ended": 2}
+    for token in (laptop, phone):
+        assert api.client.get("/api/v1/me", headers=_as(token)).status_code == 401
+    assert api.client.get("/api/v1/me", headers=_as(mine)).status_code == 200  # other users keep theirs
+    assert api.call("utrecht", "GET", "/api/v1/me")["name"] == "utrecht"  # the key itself still works
+    assert api.call("admin", "DELETE", f"/api/v1/users/{utrecht.id}/sessions") == {"ended": 0}
+    api.call("admin", "DELETE", "/api/v1/users/999999/sessions", expect=404)
+
+
+def test_failed_logins_are_rate_limited_per_client(api):
+    limit = api.settings.login_max_failures
+    for _ in range(limit):
+        assert api.client.post("/auth/login", json={"api_key": "bn_guess"}, headers=CSRF).status_code == 401
+    r = _login(api, "admin")  # even the right key, until the window has passed
+    assert r.status_code == 429 and r.json()["error_id"] == "too-many-requests"
+    assert 1 <= int(r.headers["Retry-After"]) <= api.settings.login_window_seconds
+    assert auth.SESSION_COOKIE not in r.cookies
+    elsewhere = TestClient(api.client.app, client=("192.0.2.7", 40000))
+    assert elsewhere.post("/auth/login", json={"api_key": api.keys["admin"]}, headers=CSRF).status_code == 200
+
+
+@pytest.fixture(params=["in-process", "redis"])
+def make_throttle(request):
+    """A throttle of each kind, on a clock the test moves: (throttle, now)."""
+    now = [1000.0]
+    if request.param == "in-process":
+        return lambda **kw: LoginThrottle(clock=lambda: now[0], **kw), now
+    client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+    prefix = request.getfixturevalue("key_prefix")
+    return lambda **kw: RedisLoginThrottle(client, prefix=prefix, clock=lambda: now[0], **kw), now
+
+
+def test_the_login_window_slides(make_throttle):
+    make, now = make_throttle
+    throttle = make(limit=2, window=60)
+    throttle.failed("a")
+    now[0] += 30
+    throttle.failed("a")
+    with pytest.raises(TooManyRequests) as refused:
+        throttle.check("a")
+    assert refused.value.retry_after == 30  # the first failure leaves the window in 30 s
+    throttle.check("b")
+    now[0] += 30
+    throttle.check("a")  # one failure left in the window
+    throttle.failed("a")
+    with pytest.raises(TooManyRequests):
+        throttle.check("a")
+
+
+def test_with_redis_every_api_process_shares_the_window(redis_url, key_prefix):
+    client = redis.Redis.from_url(redis_url)
+    one, other = (RedisLoginThrottle(client, limit=3, window=60, prefix=key_prefix) for _ in range(2))
+    one.failed("192.0.2.1")
+    other.failed("192.0.2.1")
+    one.failed("192.0.2.1")
+    with pytest.raises(TooManyRequests):
+        other.check("192.0.2.1")
+    other.check("192.0.2.2")
+
+
+def test_the_in_process_window_forgets_clients_without_recent_failures():
+    now = [1000.0]
+    throttle = LoginThrottle(limit=2, window=60, clock=lambda: now[0])
+    throttle.failed("a")
+    now[0] += 61
+    throttle.check("a")
+    assert throttle._failures == {}  # noqa: SLF001 — nothing kept for clients with no recent failures
+
+
 def test_pages_are_served_with_a_strict_content_security_policy(api):
     for page in ("/login/", "/console/", "/dashboard/"):
         r = api.client.get(page)
@@ -159,8 +254,6 @@ def test_the_login_form_cannot_send_the_key_before_its_script_runs(api):
 
 
 def test_in_production_the_cookie_is_secure(api):
-    from fastapi.testclient import TestClient
-
     from gateway.api.app import create_app
     from gateway.queue import MemoryQueue
 

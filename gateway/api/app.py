@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import traceback
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -14,10 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import housekeeping
 from gateway.actions.fanout import repair
+from gateway.api.accesslog import AccessLog
+from gateway.api.throttle import make_login_throttle
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
-from gateway.auth import SESSION_COOKIE
+from gateway.api.deps import CALLER, authenticate_request
 from gateway.config import Settings, get_settings
-from gateway.errors import GatewayError, Unauthenticated
+from gateway.errors import GatewayError
+from gateway.phone import mask_numbers
 from gateway.queue import RedisStreamQueue, WorkQueue, make_queue
 from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
@@ -68,6 +72,11 @@ def create_app(
                         lambda: housekeeping.roll_up_statistics(sessions, settings),
                     )
                 ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "prune", housekeeping.PRUNE_SECONDS, lambda: housekeeping.prune(sessions, settings)
+                    )
+                ),
             ]
         yield
         for task in tasks:
@@ -86,10 +95,11 @@ def create_app(
     )
     app.state.settings, app.state.sessions, app.state.queue = settings, sessions, queue
     app.state.route_cache = route_cache
+    app.state.login_throttle = make_login_throttle(settings)
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(_: Request, exc: GatewayError):
-        return JSONResponse(exc.to_json(), status_code=exc.status_code)
+        return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException):
@@ -99,6 +109,15 @@ def create_app(
         error_id = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         body = {"error_id": error_id, "message": str(exc.detail), "details": {}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected_error(request: Request, exc: Exception):
+        # A bug, not bad input: the caller gets the error shape (never a traceback), the log the
+        # rest — with phone numbers masked (a database error quotes the row it refused).
+        trace = mask_numbers("".join(traceback.format_exception(exc)))
+        log.error("%s %s failed:\n%s", request.method, mask_numbers(request.url.path), trace)
+        body = {"error_id": "internal", "message": "internal error; it has been logged", "details": {}}
+        return JSONResponse(body, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError):
@@ -126,6 +145,7 @@ def create_app(
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequireCredentials)
+    app.add_middleware(AccessLog)  # outermost: it sees every answer, the 401s included
     return app
 
 
@@ -136,15 +156,13 @@ def _invalid(errors: list[dict]) -> JSONResponse:
     return JSONResponse(body, status_code=422)
 
 
-SESSION_COOKIE_SET = f"{SESSION_COOKIE}=".encode()
-
-
 class RequireCredentials:
-    """401 for API requests that carry no key and no session cookie, before anything reads their body.
+    """Authenticates every API request — key or session cookie, and the CSRF header — before
+    anything reads its body; 401 (403) otherwise.
 
-    FastAPI parses a request body before it runs dependencies, so without this an anonymous
-    caller would reach the JSON and multipart parsers. The key itself is checked by the route's
-    dependency (gateway.api.deps.current_user).
+    FastAPI parses a request body before it runs dependencies, so a check in a dependency alone
+    would let any caller with `Bearer <anything>` have megabytes parsed first. The caller found
+    here is what the routes' dependency (gateway.api.deps.current_user) hands them.
     """
 
     def __init__(self, app):
@@ -152,11 +170,11 @@ class RequireCredentials:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
-            headers = dict(scope["headers"])
-            has_key = headers.get(b"authorization", b"").lower().startswith(b"bearer ")
-            has_cookie = SESSION_COOKIE_SET in headers.get(b"cookie", b"")
-            if not (has_key or has_cookie):
-                body = Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
-                await JSONResponse(body.to_json(), status_code=401)(scope, receive, send)
+            request = Request(scope)
+            try:
+                user = await asyncio.to_thread(authenticate_request, request)
+            except GatewayError as exc:
+                await JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
                 return
+            scope.setdefault("state", {})[CALLER] = user
         await self.app(scope, receive, send)

@@ -1,7 +1,7 @@
 """Dependencies shared by the routes: the settings, the database session, the caller."""
 
-import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from gateway import auth
 from gateway.config import Settings
-from gateway.errors import Forbidden
+from gateway.errors import Forbidden, Unauthenticated
 from gateway.storage.models import Role, User
 
 _bearer = HTTPBearer(auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users")
@@ -34,21 +34,41 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def current_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
-) -> User:
-    """The caller, by API key (`Authorization: Bearer`) or by the browser's session cookie."""
+# Where gateway.api.app.RequireCredentials leaves the authenticated caller (request.state).
+CALLER = "caller"
+
+
+def authenticate_request(request: Request) -> User:
+    """The caller, by API key (`Authorization: Bearer`) or by the browser's session cookie; run by
+    the RequireCredentials middleware, before the body is read (blocking: it asks the database)."""
     settings: Settings = request.app.state.settings
+    key = _bearer_key(request)
     cookie = request.cookies.get(auth.SESSION_COOKIE)
     # A short session of its own: authentication must not hold the route's transaction.
     with request.app.state.sessions() as session:
-        if credentials is None and cookie:
-            user = auth.authenticate_session(session, settings.secret_key, cookie, time.time())
+        if key is None and cookie:
+            user = auth.authenticate_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
             if request.method not in SAFE_METHODS and auth.CSRF_HEADER not in request.headers:
                 raise Forbidden(f"a browser request that changes data must carry the {auth.CSRF_HEADER} header", reason="csrf")
         else:
-            user = auth.authenticate(session, settings.secret_key, credentials.credentials if credentials else None)
+            user = auth.authenticate(session, settings.secret_key, key)
         session.expunge(user)
+    return user
+
+
+def _bearer_key(request: Request) -> str | None:
+    """The key of `Authorization: Bearer <key>` (the scheme in any case), or None."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    return key.strip() or None if scheme.lower() == "bearer" else None
+
+
+def current_user(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
+) -> User:
+    """The caller the middleware authenticated (the Security parameter documents the scheme)."""
+    user = getattr(request.state, CALLER, None)
+    if user is None:  # a route outside /api/ that asks for a caller: a wiring mistake
+        raise Unauthenticated("missing API key: send `Authorization: Bearer <key>`")
     return user
 
 

@@ -17,17 +17,18 @@ from pydantic import (
     model_validator,
 )
 
+from gateway import xmltext
 from gateway.actions.wording import OUTCOME_DETAILS
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
 from gateway.storage.models import ActionStatus, ActionType, Channel, MatchedBy, Outcome, Role, TipChannel, Urgency
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
 
 def _printable(value: str) -> str:
-    # NUL and other control characters break SMS and PostgreSQL text alike.
-    if _CONTROL.search(value):
-        raise ValueError("contains control characters")
+    # NUL and other control characters break SMS and PostgreSQL text alike; what XML 1.0 forbids
+    # would break the action's CAP export (gateway/xmltext.py). DEL is allowed by XML, not by us.
+    bad = xmltext.first_forbidden(value) or ("\x7f" if "\x7f" in value else None)
+    if bad is not None:
+        raise ValueError(f"contains the control or non-character U+{ord(bad):04X}; remove it")
     return value
 
 
@@ -41,8 +42,15 @@ def Text(max_length: int):  # noqa: N802 — reads like a type in the models bel
 
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
-Latitude = Annotated[float, Field(ge=-90, le=90)]
-Longitude = Annotated[float, Field(ge=-180, le=180)]
+# RULE: every number the API takes is bounded and finite.
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+# A whole number of metres, as JSON's integer: `true` or "100" is a mistake, not a radius.
+Radius = Annotated[int, Field(strict=True, gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")]
+# Days the API accepts (statistics periods, pauses): date arithmetic near year 1 or 9999
+# overflows, and no Burgernet data lies outside these.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
+Day = Annotated[date, Field(ge=FIRST_DAY, le=LAST_DAY)]
 
 # Postcodes of the countries our border regions touch.
 POSTCODE_FORMATS = {
@@ -78,7 +86,7 @@ class ActionCreate(Strict):
     description: Text(1000) = Field(description="What to look out for, in plain language.")
     lat: Latitude
     lon: Longitude
-    radius_m: int = Field(gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")
+    radius_m: Radius
     channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
     centralist_id: Id | None = Field(None, description="Owner; admins must give it, centralists own their actions.")
 
@@ -95,7 +103,7 @@ class ActionEdit(Strict):
     description: Text(1000) | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
-    radius_m: int | None = Field(None, gt=0, le=1_000_000)
+    radius_m: Radius | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=2)
 
 
@@ -270,8 +278,8 @@ class ParticipantIn(Strict):
     name: Text(200)
     phone: str = Field(description="06…, +316…, 00316… or a foreign number with its country code.", max_length=32)
     language: Literal["nl", "en", "de", "fr"] = "nl"
-    pause_from: date | None = None
-    pause_until: date | None = None
+    pause_from: Day | None = None
+    pause_until: Day | None = None
     addresses: list[AddressIn] = Field(min_length=1, max_length=10)
     municipality_id: Id | None = Field(None, description="Admins only; a municipality registers for itself.")
 
@@ -379,6 +387,23 @@ class UserCreated(UserPublic):
     api_key: str = Field(description="Shown once; store it now.")
 
 
+class AuditEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    user_id: int | None
+    role: str | None
+    event: str = Field(description="What happened, e.g. action.close or participant.read.")
+    subject_type: str
+    subject_id: int | None
+    detail: str | None = Field(description="Counts or field names; never personal data.")
+
+
+class SessionsEnded(BaseModel):
+    ended: int = Field(description="Browser sessions that were live and have now ended.")
+
+
 # --- statistics (definitions: gateway/stats/definitions.py) ---------------------------------------
 
 
@@ -461,8 +486,10 @@ class AreaAverage(SuccessRates):
 class StatsByMunicipality(BaseModel):
     filters: StatsFilters
     rows: list[MunicipalityFigures]
-    region_average: AreaAverage = Field(description="Every action that reached the region, counted once.")
-    national_average: AreaAverage
+    region_average: AreaAverage | None = Field(
+        description="Every action that reached the region, counted once; null for a municipality when the "
+        "region has too few other municipalities with participants to keep theirs private.")
+    national_average: AreaAverage | None = Field(description="As region_average, for the country.")
 
 
 class SignupPoint(BaseModel):

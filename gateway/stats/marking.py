@@ -7,16 +7,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from gateway.errors import Conflict, Forbidden, NotFound
-from gateway.storage.models import Action, ActionStatus, Outcome, Role, Tip, User
-
-
-def require_owner(user: User, action: Action | None) -> None:
-    """RULE: tips and outcomes are marked by the centralist who owns the action, or an admin."""
-    if user.role == Role.admin:
-        return
-    if user.role != Role.centralist or action is None or action.centralist_id != user.centralist_id:
-        raise Forbidden("only the centralist who owns the action (or an admin) marks it")
+from gateway.errors import Conflict, NotFound
+from gateway.policy import require_action_owner
+from gateway.storage.models import Action, ActionStatus, Outcome, Tip, User
 
 
 def mark_tip(session: Session, user: User, tip_id: int, changes: dict, now: datetime) -> Tip:
@@ -24,7 +17,7 @@ def mark_tip(session: Session, user: User, tip_id: int, changes: dict, now: date
     tip = session.get(Tip, tip_id, with_for_update=True)
     if tip is None:
         raise NotFound(f"tip {tip_id} does not exist", tip_id=tip_id)
-    require_owner(user, session.get(Action, tip.action_id) if tip.action_id else None)
+    require_action_owner(user, session.get(Action, tip.action_id) if tip.action_id else None)
     for name in ("useful", "led_to_success"):
         if name in changes:
             setattr(tip, name, changes[name])
@@ -40,7 +33,7 @@ def set_outcome(
     action = session.get(Action, action_id, with_for_update=True)
     if action is None:
         raise NotFound(f"action {action_id} does not exist", action_id=action_id)
-    require_owner(user, action)
+    require_action_owner(user, action)
     if action.status != ActionStatus.closed:
         raise Conflict(
             f"action {action_id} is {action.status.value}; close it with its outcome (POST …/close)",

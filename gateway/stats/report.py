@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.errors import Forbidden, Invalid
+from gateway import policy
+from gateway.errors import Invalid
 from gateway.stats import definitions as d
 from gateway.stats import query
 from gateway.storage.models import ActionType, Municipality, Role, User
@@ -60,13 +61,9 @@ def _region_ids(session: Session, region: str) -> list[int]:
     return ids
 
 
-def allow(session: Session, user: User, filters: Filters) -> None:
-    """RULE: a municipality user sees the figures of her own municipality and aggregates (regional,
-    national: numbers only), never another municipality's own figures; centralists and admins see all."""
-    if user.role != Role.municipality or filters.municipality is None:
-        return
-    if _municipality(session, filters.municipality).id != user.municipality_id:
-        raise Forbidden("a municipality sees its own figures and the regional and national averages only")
+def allow(session: Session, user: User, filters: Filters, *, group_figures: bool = True) -> None:
+    """Whether `user` may see the figures `filters` select (the rules: gateway.policy)."""
+    policy.require_figures_allowed(session, user, filters.municipality, filters.region, group_figures=group_figures)
 
 
 def area(session: Session, filters: Filters) -> d.Area:
@@ -120,14 +117,15 @@ def by_municipality(session: Session, user: User, filters: Filters, today: date)
     region = filters.region
     if region is None and user.role == Role.municipality:
         region = session.get(Municipality, user.municipality_id).region
+    visible = policy.visible_groups(session, user)
     national = query.area_counts(session, period, d.Area(), filters.action_type)
     regional = (national if region is None else
                 query.area_counts(session, period, d.Area(tuple(_region_ids(session, region))), filters.action_type))
     return {
         "filters": {**filters.public(period), "region": region},
         "rows": rows,
-        "region_average": _average(regional),
-        "national_average": _average(national),
+        "region_average": _average(regional) if visible.region else None,
+        "national_average": _average(national) if visible.national else None,
     }
 
 

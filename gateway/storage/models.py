@@ -533,3 +533,39 @@ class SignupRollup(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     through: Mapped[date] = mapped_column(Date)
     rebuilt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- security (gateway/auth.py, gateway/audit.py) --------------------------------------------------
+
+
+class UserSession(Base):
+    """A browser session. The cookie carries a random token and only its HMAC is stored here, so
+    that logging out (or an admin) ends the session wherever the cookie was copied to."""
+
+    __tablename__ = "user_session"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("api_user.id", ondelete="CASCADE"), index=True)
+    # The user's key when she logged in: a new key ends her sessions.
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEvent(Base):
+    """Who did what to which action or participant, and when (GDPR art. 30/32). Append-only (a
+    trigger refuses UPDATE); rows older than AUDIT_RETENTION_DAYS are deleted by housekeeping.
+    Never the data itself: ids, counts and field names only."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    user_id: Mapped[int | None] = mapped_column(Integer, index=True)  # no foreign key: the trail outlives users
+    role: Mapped[str | None] = mapped_column(String(24))
+    event: Mapped[str] = mapped_column(String(40), index=True)  # e.g. action.close, participant.read
+    subject_type: Mapped[str] = mapped_column(String(24))  # action, participant, tip, user
+    subject_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    detail: Mapped[str | None] = mapped_column(String(500))

@@ -110,6 +110,7 @@ def alert_call(agi: AGISession, ctx: IvrContext) -> None:
     if key == "2":
         dial = alert.centralist_dial if alert.action_open or not meldkamer else meldkamer
         # The decision goes out first: the participant should hear ringing before we write.
+        agi.set_variable(var.CALL_TOKEN, ctx.call_token(call_id))  # for the tip's hangup handler
         agi.set_variable(var.DIAL, dial)
         agi.set_variable(var.ALERT_RESULT, "dial")
         record_outcome(ctx, alert.message_id, MessageStatus.answered, f"pressed 2 (put through); {listening.describe()}")

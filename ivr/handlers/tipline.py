@@ -27,6 +27,8 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
     meldkamer, prompts = (agi.args() + ["", ""])[:2]
     caller = caller_number(agi.env.get("agi_callerid"), agi.env.get("agi_callingpres"))
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"
+    # First, so that the hangup handler can finish this call's record whatever happens next.
+    agi.set_variable(var.CALL_TOKEN, ctx.call_token(call_id))
 
     found = ctx.arrive(call_id, caller, received, meldkamer)
     route = route_by_caller(caller, found.alerts, found.any_open)

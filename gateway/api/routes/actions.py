@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from gateway import cap
+from gateway import audit, cap, policy
 from gateway.actions import lifecycle
 from gateway.actions.backlog import open_backlog
 from gateway.api.deps import AdminDep, CentralistDep, SessionDep, SettingsDep
@@ -62,6 +62,13 @@ def _public(action: Action) -> ActionPublic:
     return ActionPublic.model_validate(action)
 
 
+def _owned(session: Session, user, action_id: int, *, for_update: bool = False) -> Action:
+    """The action, or NotFound; Forbidden unless `user` may change it (gateway.policy)."""
+    action = lifecycle.get_action(session, action_id, for_update=for_update)
+    policy.require_action_owner(user, action)
+    return action
+
+
 def _owner(session: Session, user, centralist_id: int | None) -> int:
     """The centralist a new action belongs to: herself, or the one an admin names."""
     if user.role == Role.centralist:
@@ -92,6 +99,8 @@ def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, 
         centralist_id=owner,
     )
     session.add(action)
+    session.flush()
+    audit.record(session, user, "action.create", "action", action.id)
     session.commit()
     return _public(action)
 
@@ -126,7 +135,7 @@ def get_action(action_id: ActionId, session: SessionDep, user: CentralistDep):
 @router.patch("/{action_id}", response_model=ActionPublic)
 def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Change a draft (after launch, send an update instead)."""
-    action = lifecycle.get_action(session, action_id, for_update=True)
+    action = _owned(session, user, action_id, for_update=True)
     if action.status != ActionStatus.draft:
         raise Conflict(f"action {action_id} is {action.status.value}; only drafts can be edited; send an update")
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -138,6 +147,7 @@ def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user
     if channels is not None:
         action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
     _check_action(settings, action.radius_m, action.description)
+    audit.record(session, user, "action.edit", "action", action_id, ",".join(sorted(changes) + (["channels"] if channels else [])))
     session.commit()
     return _public(action)
 
@@ -168,7 +178,10 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
 @router.post("/{action_id}/launch", response_model=QueuedPublic)
 def launch_action(action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """Give the action its code and queue one alert per phone number in the circle."""
-    return _commit_and_queue(request, session, action_id, lifecycle.launch(session, action_id, _now(), settings))
+    _owned(session, user, action_id)
+    queued = lifecycle.launch(session, action_id, _now(), settings)
+    audit.record(session, user, "action.launch", "action", action_id)
+    return _commit_and_queue(request, session, action_id, queued)
 
 
 @router.post("/{action_id}/updates", response_model=QueuedPublic, status_code=status.HTTP_201_CREATED)
@@ -176,19 +189,24 @@ def update_action(
     action_id: ActionId, body: UpdateCreate, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep
 ):
     """Send a follow-up (e.g. a corrected description) to everyone the alert went to."""
+    _owned(session, user, action_id)
     try:
         check_parts(wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
     except TextTooLong as exc:
         raise Invalid(f"text too long for SMS: {exc}", field="text") from None
-    return _commit_and_queue(request, session, action_id, lifecycle.send_update(session, action_id, body.text, _now(), settings))
+    queued = lifecycle.send_update(session, action_id, body.text, _now(), settings)
+    audit.record(session, user, "action.update", "action", action_id)
+    return _commit_and_queue(request, session, action_id, queued)
 
 
 @router.post("/{action_id}/close", response_model=QueuedPublic)
 def close_action(action_id: ActionId, body: CloseRequest, request: Request, session: SessionDep, user: CentralistDep):
     """Record the outcome and queue the closing message to every number reached."""
+    _owned(session, user, action_id)
     queued = lifecycle.close(
         session, action_id, _now(), outcome=body.outcome, outcome_detail=body.outcome_detail, note=body.note
     )
+    audit.record(session, user, "action.close", "action", action_id, f"outcome={body.outcome.value}")
     return _commit_and_queue(request, session, action_id, queued)
 
 
@@ -208,6 +226,7 @@ def change_urgency(action_id: ActionId, body: UrgencyChange, session: SessionDep
 def set_outcome(action_id: ActionId, body: OutcomeRequest, session: SessionDep, user: CentralistDep):
     """Set or correct the outcome of a closed (or expired) action; nothing is sent again."""
     action = marking.set_outcome(session, user, action_id, body.outcome, body.outcome_detail, body.note)
+    audit.record(session, user, "action.outcome", "action", action_id, f"outcome={body.outcome.value}")
     session.commit()
     return _public(action)
 
@@ -352,6 +371,8 @@ def import_cap(
                     send_sms="sms" in body.channels, send_voice="voice" in body.channels,
                     centralist_id=_owner(session, user, centralist_id))
     session.add(action)
+    session.flush()
+    audit.record(session, user, "action.create", "action", action.id, "from CAP")
     session.commit()
     return _public(action)
 

@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, UploadFile, status
 
-from gateway import participants
+from gateway import audit, participants
 from gateway.api.deps import MunicipalityDep, SessionDep
 from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text
-from gateway.auth import require_municipality
+from gateway.policy import require_own_municipality
 from gateway.errors import Invalid
 from gateway.storage.models import Municipality, Role, User
 
@@ -33,13 +33,15 @@ def _municipality_of(session, user: User, requested: int | None) -> int:
 
 def _owned(session, user: User, participant_id: int):
     p = participants.get(session, participant_id)
-    require_municipality(user, p.municipality_id)
+    require_own_municipality(user, p.municipality_id)
     return p
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ParticipantPublic)
 def create_participant(body: ParticipantIn, session: SessionDep, user: MunicipalityDep):
     p = participants.create(session, _municipality_of(session, user, body.municipality_id), body)
+    session.flush()
+    audit.record(session, user, "participant.create", "participant", p.id)
     session.commit()
     return participants.public(p)
 
@@ -55,12 +57,19 @@ def list_participants(
 ):
     """The municipality's own participants (admins: all, or one municipality's)."""
     scope = user.municipality_id if user.role == Role.municipality else municipality_id
-    return [participants.public(p) for p in participants.search(session, scope, q, limit, offset)]
+    found = [participants.public(p) for p in participants.search(session, scope, q, limit, offset)]
+    # How many were read, and whether by a search — never the search term (a name, a number).
+    audit.record(session, user, "participant.list", "participant", None, f"count={len(found)} search={q is not None}")
+    session.commit()
+    return found
 
 
 @router.get("/{participant_id}", response_model=ParticipantPublic)
 def get_participant(participant_id: ParticipantId, session: SessionDep, user: MunicipalityDep):
-    return participants.public(_owned(session, user, participant_id))
+    found = participants.public(_owned(session, user, participant_id))
+    audit.record(session, user, "participant.read", "participant", participant_id)
+    session.commit()
+    return found
 
 
 @router.put("/{participant_id}", response_model=ParticipantPublic)
@@ -70,6 +79,7 @@ def replace_participant(participant_id: ParticipantId, body: ParticipantIn, sess
     if body.municipality_id not in (None, p.municipality_id):
         raise Invalid("a participant cannot move to another municipality; register anew there", field="municipality_id")
     participants.replace(session, p, body)
+    audit.record(session, user, "participant.replace", "participant", participant_id)
     session.commit()
     return participants.public(p)
 
@@ -78,6 +88,7 @@ def replace_participant(participant_id: ParticipantId, body: ParticipantIn, sess
 def delete_participant(participant_id: ParticipantId, session: SessionDep, user: MunicipalityDep):
     """Remove a participant and her addresses (sent messages keep the number, not the person)."""
     session.delete(_owned(session, user, participant_id))
+    audit.record(session, user, "participant.delete", "participant", participant_id)
     session.commit()
 
 
@@ -87,6 +98,7 @@ def unsubscribe_participant(participant_id: ParticipantId, session: SessionDep, 
     p = _owned(session, user, participant_id)
     if p.unsubscribed_at is None:
         p.unsubscribed_at = datetime.now(timezone.utc)
+    audit.record(session, user, "participant.unsubscribe", "participant", participant_id)
     session.commit()
     return participants.public(p)
 
@@ -109,5 +121,7 @@ def import_participants(
     except UnicodeDecodeError as exc:
         raise Invalid(f"file is not UTF-8 text (byte {exc.start})", field="file") from None
     report = participants.import_csv(session, target, text)
+    audit.record(session, user, "participant.import", "municipality", target,
+                 f"rows={report.rows} created={report.created} updated={report.updated} errors={len(report.errors)}")
     session.commit()
     return report

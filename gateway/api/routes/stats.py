@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from gateway.api.deps import SessionDep, UserDep
-from gateway.api.schemas import SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text
+from gateway.api.schemas import Day, SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text
 from gateway.stats import report
 from gateway.stats.report import Filters
 from gateway.storage.models import ActionType
@@ -14,8 +14,8 @@ router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
 
 def filters(
-    from_: Annotated[date | None, Query(alias="from", description="First UTC day (default: a year before `to`).")] = None,
-    to: Annotated[date | None, Query(description="Last UTC day, inclusive (default: today).")] = None,
+    from_: Annotated[Day | None, Query(alias="from", description="First UTC day (default: a year before `to`).")] = None,
+    to: Annotated[Day | None, Query(description="Last UTC day, inclusive (default: today).")] = None,
     municipality: Annotated[str | None, Query(pattern=r"^GM[0-9]{4}$", description="CBS code, e.g. GM0344")] = None,
     region: Annotated[Text(100) | None, Query(description="Police region (Municipality.region)")] = None,
     action_type: Annotated[ActionType | None, Query()] = None,
@@ -47,8 +47,9 @@ def signups(f: FiltersDep, session: SessionDep, user: UserDep,
 
 @router.get("/by-municipality", response_model=StatsByMunicipality)
 def by_municipality(f: FiltersDep, session: SessionDep, user: UserDep):
-    """One row per municipality (a municipality user: her own), with regional and national averages."""
-    report.allow(session, user, f)
+    """One row per municipality (a municipality user: her own), with regional and national averages
+    (for a municipality user each only when it cannot reveal another municipality: else null)."""
+    report.allow(session, user, f, group_figures=False)
     return report.by_municipality(session, user, f, _today())
 
 

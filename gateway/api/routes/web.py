@@ -3,10 +3,11 @@
 The pages are static files (gateway/web/static) that read everything through the API; a page
 itself holds no data, so it is served without credentials and sends the visitor to the login page
 when the API answers 401. Logging in exchanges an API key, once, for an HttpOnly SameSite=Strict
-session cookie (gateway.auth.session_token); scripts never see the cookie or keep the key.
+session cookie (gateway.auth.start_session), which logging out ends on the server; scripts never
+see the cookie or keep the key. Failed logins are rate-limited per client (gateway.api.throttle).
 """
 
-import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -16,12 +17,12 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway import auth
+from gateway import audit, auth
 from gateway.api.deps import SessionDep, SettingsDep, UserDep
 from gateway.api.schemas import MunicipalityPublic, Strict, UserPublic
 from gateway.config import Settings
-from gateway.errors import Forbidden
-from gateway.storage.models import Municipality, Role
+from gateway.errors import Forbidden, Unauthenticated
+from gateway.storage.models import Municipality, Role, User
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 PAGES = {"login": "login.html", "console": "console.html", "dashboard": "dashboard.html"}
@@ -90,30 +91,49 @@ def dashboard_page(settings: SettingsDep) -> FileResponse:
     return _page("dashboard", settings)
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post("/auth/login", response_model=LoginPublic)
 def login(body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep):
     """Exchange an API key for a session cookie (HttpOnly, SameSite=Strict) for the pages."""
     if auth.CSRF_HEADER not in request.headers:
         raise Forbidden(f"log in from the login page (the {auth.CSRF_HEADER} header is missing)", reason="csrf")
-    user = auth.authenticate(session, settings.secret_key, body.api_key)
-    expires = int(time.time() + settings.session_hours * 3600)
-    token = auth.session_token(settings.secret_key, user, expires)
+    throttle = request.app.state.login_throttle
+    throttle.check(_client(request))
+    try:
+        user = auth.authenticate(session, settings.secret_key, body.api_key)
+    except Unauthenticated:
+        throttle.failed(_client(request))
+        raise
+    now, lifetime = datetime.now(timezone.utc), timedelta(hours=settings.session_hours)
+    token = auth.start_session(session, settings.secret_key, user, now, lifetime)
+    audit.record(session, user, "user.login", "user", user.id)
+    session.commit()
     public = UserPublic.model_validate(user)
     response.set_cookie(
         auth.SESSION_COOKIE,
         token,
-        max_age=int(settings.session_hours * 3600),
+        max_age=int(lifetime.total_seconds()),
         path="/",
         httponly=True,
         samesite="strict",
         secure=settings.environment == "production",
     )
-    return LoginPublic(user=public, home=HOME[public.role], expires_at=expires)
+    return LoginPublic(user=public, home=HOME[public.role], expires_at=int((now + lifetime).timestamp()))
 
 
 @router.post("/auth/logout", status_code=204)
-def logout(response: Response, settings: SettingsDep) -> Response:
-    """End the browser session (the cookie is removed)."""
+def logout(request: Request, response: Response, session: SessionDep, settings: SettingsDep) -> Response:
+    """End the browser session: on the server (every copy of the cookie stops working), and the
+    cookie is removed."""
+    cookie = request.cookies.get(auth.SESSION_COOKIE)
+    if cookie:
+        user_id = auth.end_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
+        if user_id is not None:
+            audit.record(session, session.get(User, user_id), "user.logout", "user", user_id)
+        session.commit()
     response.delete_cookie(
         auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=settings.environment == "production"
     )
