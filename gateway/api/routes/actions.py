@@ -218,6 +218,7 @@ def change_urgency(action_id: ActionId, body: UrgencyChange, session: SessionDep
     if action.status == ActionStatus.closed:
         raise Conflict(f"action {action_id} is closed; its urgency no longer matters")
     action.urgency = body.urgency
+    audit.record(session, user, "action.urgency", "action", action_id, f"urgency={body.urgency.value}")
     session.commit()
     return _public(action)
 
