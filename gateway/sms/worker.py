@@ -556,7 +556,10 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
     from .binds import load_sms_config
     from .ratelimit import BindRateLimit
 
-    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind, settings.sms_sender)
+    keep_alive = {"enquire_link_seconds": settings.sms_enquire_link_seconds,
+                  "enquire_link_timeout_seconds": settings.sms_enquire_link_timeout_seconds}
+    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind,
+                             settings.sms_sender, keep_alive)
     engine = make_engine(settings.sqlalchemy_url)
     queue = make_queue(settings.redis_url)
     sync_redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
