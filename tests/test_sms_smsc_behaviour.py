@@ -12,9 +12,13 @@ import pytest
 from sqlalchemy import select
 
 from gateway.queue import RedisStreamQueue
-from gateway.storage.models import MessageStatus, Tip
+from gateway.storage.models import Message, MessageStatus, Tip
 
 from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
+
+
+LONG_TEXT = ("Update: de man is gezien bij het station, hij draagt nu een blauwe jas en heeft een zwarte "
+             "rugzak bij zich. Bel gratis 0800-0011 met actiecode 4821 als u hem ziet.")
 
 
 @pytest.fixture
@@ -69,3 +73,74 @@ def test_a_silent_smsc_is_found_by_our_enquire_link_and_the_bind_recovers(sessio
     assert detected <= idle + timeout + 1.0, detected
     assert statuses(sessions)[MessageStatus.delivered] == 20
     assert _submits(smsc, phones) == {p: 1 for p in phones}
+
+
+# --- 2. SMSC ids are not unique --------------------------------------------------------------
+
+
+def test_ids_repeated_after_the_smscs_restart_do_not_stop_the_worker(sessions, queue, make_smsc):
+    """The SMSC's id counter starts at 1 again after its restart, so the update's submits get the
+    alert's ids. The receipt map takes the later submit (see gateway/sms/store.py); every message
+    of both rounds is delivered by its own receipts and each went out once. The update is long
+    (two parts): a concatenated message's receipts are never folded into its submit, so its
+    parts must go into the map."""
+    from sms_world import add_bulletin
+
+    smsc = make_smsc(message_ids="counter")
+    smsc.configure(receipt_delay_ms=300)  # receipts after the submits are written: the map is used
+    action, alert = open_action(sessions)
+    update = add_bulletin(sessions, action, LONG_TEXT, 1)
+    phones = [phone(i) for i in range(30)]
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await asyncio.to_thread(queue_messages, sessions, queue, action, alert, phones)
+            await until(all_final(sessions, 30), 30, "the alert's 30 final statuses")
+            await asyncio.to_thread(smsc.restart)
+            smsc.configure(receipt_delay_ms=300)
+            await asyncio.to_thread(queue_messages, sessions, queue, action, update, phones)
+            await until(all_final(sessions, 60), 30, "the update's 30 final statuses")
+
+    asyncio.run(scenario())
+    assert statuses(sessions) == {MessageStatus.delivered: 60}
+    assert _submits(smsc, phones) == {p: 2 for p in phones}  # since the restart: the update's 2 parts, once
+    with sessions() as s:
+        ids = {b: set(s.execute(select(Message.provider_id).where(Message.bulletin_id == b)).scalars())
+               for b in (alert, update)}
+    assert ids[alert] & ids[update], "the SMSC did not repeat its ids: the test shows nothing"
+
+
+def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(sessions, queue, smsc, caplog):
+    """One message of the batch is deleted while its submit is at the SMSC: its receipt-map row
+    now violates the foreign key. The other rows are written, that one is set aside with the
+    reason — logged without the full number, counted, and on the bind's health for /health —
+    instead of the whole batch being retried forever."""
+    from gateway.phone import masked
+    from gateway.sms.health import BindHealth
+
+    smsc.configure(resp_delay_ms=1000, receipt_delay_ms=300)
+    action, bulletin = open_action(sessions, LONG_TEXT)  # two parts: receipts never folded, the map is needed
+    phones = [phone(i) for i in range(10)]
+    ids = queue_messages(sessions, queue, action, bulletin, phones)
+    health = BindHealth(None, "")
+
+    async def scenario():
+        worker = make_worker(sessions, queue, smsc, health=health)
+        async with running(worker):
+            await smsc.await_for(lambda s: s["submits_accepted"] == 20, 10, "20 parts at the SMSC")
+            with sessions() as s:  # before their responses (1 s): the message goes away
+                s.execute(Message.__table__.delete().where(Message.id == ids[3]))
+                s.commit()
+            await until(all_final(sessions, 9), 20, "the other 9 final")
+            await until(lambda: worker.counts["set_aside"] == 1, 5, "the row set aside")
+        return worker
+
+    with caplog.at_level("WARNING"):
+        worker = asyncio.run(scenario())
+    assert statuses(sessions) == {MessageStatus.delivered: 9}
+    assert _submits(smsc, phones) == {p: 2 for p in phones}
+    lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
+    assert lines and masked(phones[3]) in lines[0] and phones[3] not in " ".join(lines)
+    assert health.states["sim1"]["rows_set_aside"] == 1
+    assert "foreign key" in health.states["sim1"]["last_set_aside"].lower()
+    assert not any("retrying" in r.getMessage() for r in caplog.records)

@@ -47,7 +47,7 @@ from .encoding import TextTooLong, check_parts
 from .health import BindHealth
 from .inbound import BadReceipt, handle_mo, mo_sender, parse_receipt, receipt_status
 from .routing import NoRoute, router_from_config
-from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, write_batch
+from .store import Batch, Claimed, Failed, ReceiptIn, SetAside, Submitted, claim_sms, write_batch
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -135,7 +135,7 @@ class SmsWorker:
         # An unknown receipt is kept this long: its submit may be recorded later, or be the
         # message of a dead worker that comes back once its lease runs out.
         self.receipt_patience = max(UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5))
-        self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0}
+        self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0, "set_aside": 0}
 
     # --- running -------------------------------------------------------------------------------
 
@@ -489,13 +489,16 @@ class SmsWorker:
             result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, _judge_stat)
         except Exception:
             self._writing = 0
-            # The database is unreachable: keep the batch (nothing is acked to anybody that is
-            # not also in memory) and try again at the next flush.
+            # The database is unreachable (rows it refuses are set aside by write_batch, not
+            # raised): keep the batch (nothing is acked to anybody that is not also in memory)
+            # and try again at the next flush.
             log.exception("SMS worker: writing %d status(es) failed; retrying", len(batch))
             self.batch.put_back(batch)
             await asyncio.sleep(1)
             return
         self._writing = 0
+        for refused in result.set_aside:
+            self._set_aside(refused)
         # A receipt is acknowledged once written; one whose submit is not (yet) known only when
         # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
         waiting = {id(r) for r in result.unknown}
@@ -529,6 +532,20 @@ class SmsWorker:
                      self.proven_by_receipt - proven)
         self._room.set()
         self._flushed.set()
+
+    def _set_aside(self, refused: SetAside) -> None:
+        """A row the database refused: logged (the number masked), counted, shown in /health."""
+        row = refused.row
+        if isinstance(row, ReceiptIn):
+            what = f"receipt for SMSC id {row.smsc_message_id[:4]}… to {masked(row.recipient)}"
+        else:
+            item = self.open.get(row.message_id)
+            kind = "submit" if isinstance(row, Submitted) else "failure"
+            what = f"{kind} of message {row.message_id} to {masked(item.phone) if item else 'an unknown number'}"
+        effect = " (the message is recorded submitted, without its receipt map)" if refused.written_unmapped else ""
+        log.error("SMS worker: %s set aside, the database refused it: %s%s", what, refused.reason, effect)
+        self.counts["set_aside"] += 1
+        self.health.note_set_aside(refused.reason)
 
     def _leases(self, holding: list[int]) -> None:
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)
