@@ -190,8 +190,10 @@ class SmscSimulator:
         """An MO message to a bound receiver; with wait, the answer says whether the ESME acknowledged it.
 
         `in_turn`: one_at_a_time=True (each part after the previous part's response, or its
-        part_timeout_ms), resend_part=k (part k once more afterwards); the answer then has each
-        part's `results` ({part, status, ms}; status None: no response in time) and `resent`."""
+        part_timeout_ms), only_parts=[k, …] (just those), reference=n (the concatenation
+        reference, to send the rest of a message later), resend_part=k (part k once more
+        afterwards); the answer then has each part's `results` ({part, status, ms}; status None:
+        no response in time) and `resent`."""
         body: dict[str, Any] = {"from": sender, "to": to, "text": text, "wait": wait, **in_turn}
         if system_id:
             body["system_id"] = system_id

@@ -144,3 +144,90 @@ def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(session
     assert health.states["sim1"]["rows_set_aside"] == 1
     assert "foreign key" in health.states["sim1"]["last_set_aside"].lower()
     assert not any("retrying" in r.getMessage() for r in caplog.records)
+
+
+# --- 1. concatenated MO messages -------------------------------------------------------------
+
+LONG_TIP = ("Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum "
+            "en keek steeds om. Hij had een zwarte tas bij zich en stapte bij de bushalte in lijn 4. ")
+assert 160 < len(LONG_TIP) <= 306  # two parts
+
+
+def _mo_tips(sessions, number) -> list[str]:
+    return [t.sms_text for t in _tips(sessions) if t.caller_number == number]
+
+
+def test_mo_parts_one_at_a_time_are_each_acknowledged_at_once(sessions, queue, smsc):
+    """An SMSC with a window of 1 sends part 2 only after part 1's deliver_sm_resp (or its 5 s
+    timer): each part is answered as soon as it is stored, the tip has the whole text."""
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await smsc.await_for(lambda s: s["binds"], 10, "the bind")
+            reply = await smsc.asend_mo(phone(7), "3000", LONG_TIP, one_at_a_time=True, part_timeout_ms=5000)
+            await until(lambda: _mo_tips(sessions, phone(7)), 10, "the tip")
+        return reply
+
+    reply = asyncio.run(scenario())
+    assert [r["status"] for r in reply["results"]] == [0, 0], reply
+    assert all(r["ms"] < 1000 for r in reply["results"]), reply  # not the SMSC's 5 s timer
+    assert _mo_tips(sessions, phone(7)) == [LONG_TIP]
+
+
+def test_a_part_sent_again_is_acknowledged_and_ignored(sessions, queue, smsc):
+    """A part sent again after its message was complete (the SMSC did not get our answer), and a
+    part sent twice before the message was complete: each answered, one tip per message."""
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc)):
+            await smsc.await_for(lambda s: s["binds"], 10, "the bind")
+            after = await smsc.asend_mo(phone(8), "3000", LONG_TIP, resend_part=1, part_timeout_ms=3000)
+            before = await smsc.asend_mo(phone(9), "3000", LONG_TIP, only_parts=[1, 1, 2], part_timeout_ms=3000)
+            await until(lambda: _mo_tips(sessions, phone(8)) and _mo_tips(sessions, phone(9)), 10, "the tips")
+        return after, before
+
+    after, before = asyncio.run(scenario())
+    assert after["acked"] and after["resent"]["status"] == 0, after
+    assert [r["status"] for r in before["results"]] == [0, 0, 0], before
+    assert _mo_tips(sessions, phone(8)) == [LONG_TIP]
+    assert _mo_tips(sessions, phone(9)) == [LONG_TIP]
+
+
+def test_an_incomplete_mo_message_is_handled_after_the_wait_and_says_so(sessions, queue, smsc):
+    """Part 2 of 3 never comes: after the configured wait the tip is recorded with what arrived,
+    marked incomplete, the gap shown."""
+    text = LONG_TIP * 2
+    assert 306 < len(text) <= 459  # three parts of 153
+    wait = 1.0
+
+    async def scenario():
+        async with running(make_worker(sessions, queue, smsc, mo_part_wait=wait)):
+            await smsc.await_for(lambda s: s["binds"], 10, "the bind")
+            reply = await smsc.asend_mo(phone(10), "3000", text, only_parts=[1, 3], part_timeout_ms=3000)
+            sent = time.monotonic()
+            await until(lambda: _mo_tips(sessions, phone(10)), 10, "the incomplete tip", every=0.05)
+            return reply, time.monotonic() - sent
+
+    reply, took = asyncio.run(scenario())
+    assert [r["status"] for r in reply["results"]] == [0, 0], reply
+    (tip,) = _mo_tips(sessions, phone(10))
+    assert tip == "[onvolledig: deel 2 van 3 ontbreekt] " + text[:153] + "[…]" + text[306:]
+    assert took < wait + 1.5, took
+
+
+def test_a_part_kept_before_the_worker_stopped_completes_its_message_after(sessions, queue, smsc):
+    """Part 1 reaches one worker, which stores and answers it and then stops; part 2 reaches the
+    next worker: the message is whole from the database."""
+    async def send(parts):
+        async with running(make_worker(sessions, queue, smsc)):
+            await smsc.await_for(lambda s: len(s["binds"]) == 1, 10, "the bind")
+            reply = await smsc.asend_mo(phone(11), "3000", LONG_TIP, only_parts=parts, reference=99,
+                                        part_timeout_ms=3000)
+            if parts == [2]:
+                await until(lambda: _mo_tips(sessions, phone(11)), 10, "the tip")
+            return reply
+
+    first = asyncio.run(send([1]))
+    assert [r["status"] for r in first["results"]] == [0], first
+    assert _mo_tips(sessions, phone(11)) == []
+    second = asyncio.run(send([2]))
+    assert [r["status"] for r in second["results"]] == [0], second
+    assert _mo_tips(sessions, phone(11)) == [LONG_TIP]

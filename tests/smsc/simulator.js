@@ -564,7 +564,7 @@ const pendingMo = new Map();  // "<bind id>:<sequence>" -> callback(status)
 let moReference = 0;
 const MO_ACK_TIMEOUT_MS = 5000;
 
-function moParts(text) {
+function moParts(text, reference) {
   const gsm = gsmEncode(text);
   if (gsm && gsm.length <= 160) return {dataCoding: 0, esmClass: 0, parts: [gsm]};
   if (!gsm && text.length <= 70) return {dataCoding: 8, esmClass: 0, parts: [ucs2Encode(text)]};
@@ -581,7 +581,7 @@ function moParts(text) {
     chunks.push(bytes.subarray(start, end));
     start = end;
   }
-  const ref = (moReference = (moReference + 1) % 256);
+  const ref = Number.isInteger(reference) ? reference % 256 : (moReference = (moReference + 1) % 256);
   const parts = chunks.map((chunk, i) => Buffer.concat([Buffer.from([5, 0, 3, ref, chunks.length, i + 1]), chunk]));
   return {dataCoding: gsm ? 0 : 8, esmClass: 0x40, parts};
 }
@@ -595,13 +595,13 @@ function sendMo(body, done) {
   if (!candidates.length) return done(409, {acked: false, error: 'no receiver or transceiver bound'});
   const target = candidates[receiverTurn++ % candidates.length];
   const international = from.startsWith('+');
-  const {dataCoding, esmClass, parts} = moParts(text);
+  const {dataCoding, esmClass, parts} = moParts(text, body.reference);
   const pdus = parts.map((part) => new smpp.PDU('deliver_sm', {
     source_addr_ton: international ? 1 : 0, source_addr_npi: 1, source_addr: international ? from.slice(1) : from,
     dest_addr_ton: 0, dest_addr_npi: 1, destination_addr: to,
     esm_class: esmClass, data_coding: dataCoding, short_message: part,
   }));
-  if (body.one_at_a_time || body.resend_part) return sendMoInTurn(target, pdus, body, done);
+  if (body.one_at_a_time || body.resend_part || body.only_parts) return sendMoInTurn(target, pdus, body, done);
   let waiting = pdus.length;
   let worst = 0;
   let finished = false;
@@ -632,7 +632,12 @@ function sendMo(body, done) {
 function sendMoPart(target, pdu, part, timeoutMs) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const key = `${target.id}:${pdu.sequence_number}`;
+    if (!target.session.send(pdu)) {
+      resolve({part, status: null, ms: 0, error: 'the receiver connection is closed'});
+      return;
+    }
+    stats.mo_sent++;
+    const key = `${target.id}:${pdu.sequence_number}`;  // numbered by send()
     const timer = setTimeout(() => {
       pendingMo.delete(key);
       stats.mo_timeouts++;
@@ -642,24 +647,21 @@ function sendMoPart(target, pdu, part, timeoutMs) {
       clearTimeout(timer);
       resolve({part, status, ms: Date.now() - started});
     });
-    if (!target.session.send(pdu)) {
-      clearTimeout(timer);
-      pendingMo.delete(key);
-      resolve({part, status: null, ms: 0, error: 'the receiver connection is closed'});
-      return;
-    }
-    stats.mo_sent++;
   });
 }
 
 /** MO parts as SMSCs with a window of 1 deliver them: each part only after the previous part's
- * response (or its timeout); with `resend_part` k, part k once more afterwards (same reference),
- * as an SMSC does whose response got lost. Answers every part's outcome. */
+ * response (or its timeout); `only_parts` [k, …]: just those, in that order (a part lost, or the
+ * rest sent later: give `reference` to keep the message's); with `resend_part` k, part k once
+ * more afterwards (same reference), as an SMSC does whose response got lost. Answers every
+ * part's outcome. */
 async function sendMoInTurn(target, pdus, body, done) {
   const timeoutMs = Number.isFinite(body.part_timeout_ms) ? body.part_timeout_ms : MO_ACK_TIMEOUT_MS;
+  const order = Array.isArray(body.only_parts) ? body.only_parts : pdus.map((_, i) => i + 1);
+  if (order.some(k => !pdus[k - 1])) return done(400, {error: `only_parts ${JSON.stringify(order)} of ${pdus.length} part(s)`});
   const results = [];
-  for (let i = 0; i < pdus.length; i++) {
-    results.push(await sendMoPart(target, pdus[i], i + 1, timeoutMs));
+  for (const k of order) {
+    results.push(await sendMoPart(target, new smpp.PDU('deliver_sm', pickParams(pdus[k - 1])), k, timeoutMs));
   }
   let resent = null;
   if (body.resend_part) {
