@@ -9,9 +9,12 @@ import asyncio
 import time
 
 import pytest
+import redis
 from sqlalchemy import select
 
+from gateway.phone import masked
 from gateway.queue import RedisStreamQueue
+from gateway.sms.health import BindHealth, read_bind_health
 from gateway.storage.models import Message, MessageStatus, Tip
 
 from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
@@ -62,13 +65,13 @@ def test_a_silent_smsc_is_found_by_our_enquire_link_and_the_bind_recovers(sessio
             silenced = time.monotonic()
             phones = [phone(i) for i in range(20)]
             await asyncio.to_thread(queue_messages, sessions, queue, action, bulletin, phones)
-            rebound = await smsc.await_for(lambda s: any(b["id"] != first and not b["silent"] for b in s["binds"]),
-                                           10, "a new bind")
+            await smsc.await_for(lambda s: any(b["id"] != first and not b["silent"] for b in s["binds"]),
+                                 10, "a new bind")
             detected = time.monotonic() - silenced
             await until(all_final(sessions, 20), 30, "20 final statuses")
-        return detected, rebound, phones
+        return detected, phones
 
-    detected, rebound, phones = asyncio.run(scenario())
+    detected, phones = asyncio.run(scenario())
     # Found dead within the idle time + the response timeout (+ the keeper's tick and the reconnect).
     assert detected <= idle + timeout + 1.0, detected
     assert statuses(sessions)[MessageStatus.delivered] == 20
@@ -110,19 +113,18 @@ def test_ids_repeated_after_the_smscs_restart_do_not_stop_the_worker(sessions, q
     assert ids[alert] & ids[update], "the SMSC did not repeat its ids: the test shows nothing"
 
 
-def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(sessions, queue, smsc, caplog):
+def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(sessions, queue, smsc, caplog, redis_url,
+                                                                         key_prefix):
     """One message of the batch is deleted while its submit is at the SMSC: its receipt-map row
     now violates the foreign key. The other rows are written, that one is set aside with the
     reason — logged without the full number, counted, and on the bind's health for /health —
     instead of the whole batch being retried forever."""
-    from gateway.phone import masked
-    from gateway.sms.health import BindHealth
-
     smsc.configure(resp_delay_ms=1000, receipt_delay_ms=300)
     action, bulletin = open_action(sessions, LONG_TEXT)  # two parts: receipts never folded, the map is needed
     phones = [phone(i) for i in range(10)]
     ids = queue_messages(sessions, queue, action, bulletin, phones)
-    health = BindHealth(None, "")
+    client = redis.Redis.from_url(redis_url)
+    health = BindHealth(client, key_prefix)
 
     async def scenario():
         worker = make_worker(sessions, queue, smsc, health=health)
@@ -133,16 +135,22 @@ def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(session
                 s.commit()
             await until(all_final(sessions, 9), 20, "the other 9 final")
             await until(lambda: worker.counts["set_aside"] == 1, 5, "the row set aside")
-        return worker
+            # What the API's /health returns under sms_binds (gateway.api.app: read_bind_health).
+            return await until(in_health, 5, "the set-aside row in /health")
+
+    def in_health():
+        entry = read_bind_health(client, key_prefix).get("sim1", {})
+        return entry if entry.get("rows_set_aside") else None
 
     with caplog.at_level("WARNING"):
-        worker = asyncio.run(scenario())
+        reported = asyncio.run(scenario())
+    client.close()
     assert statuses(sessions) == {MessageStatus.delivered: 9}
     assert _submits(smsc, phones) == {p: 2 for p in phones}
     lines = [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()]
     assert lines and masked(phones[3]) in lines[0] and phones[3] not in " ".join(lines)
-    assert health.states["sim1"]["rows_set_aside"] == 1
-    assert "foreign key" in health.states["sim1"]["last_set_aside"].lower()
+    assert reported["rows_set_aside"] == 1 and reported["state"] == "bound"
+    assert "foreign key" in reported["last_set_aside"].lower()
     assert not any("retrying" in r.getMessage() for r in caplog.records)
 
 

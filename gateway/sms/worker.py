@@ -296,8 +296,7 @@ class SmsWorker:
     def health_changed(self, bind: Bind, state: str, detail: str) -> None:
         name = bind.name
         self.health.set(name, state, detail)
-        if not self._stopping.is_set():
-            asyncio.get_running_loop().create_task(asyncio.to_thread(self.health.publish))
+        self._publish_health()
         if state == "bound":
             self._room.set()
 
@@ -542,6 +541,11 @@ class SmsWorker:
         log.error("SMS worker: %s set aside, the database refused it: %s%s", what, refused.reason, effect)
         self.counts["set_aside"] += 1
         self.health.note_set_aside(refused.reason)
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        if not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(asyncio.to_thread(self.health.publish))
 
     def _leases(self, holding: list[int]) -> None:
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)
