@@ -16,6 +16,9 @@ work. Here:
   a rejection fails it at once. Parts unanswered when the connection drops go again after the
   reconnect — the only way a message can reach the SMSC twice (it may have accepted a submit
   whose response was lost with the connection).
+- **Keep-alive**: our own enquire_link after `enquire_link_seconds` without a byte from the SMSC,
+  whether or not the SMSC probes; unanswered for `enquire_link_timeout_seconds`, the link is dead
+  (half-open) and is dropped and bound again at once (`_keep`, `LinkSilent`).
 - **Reconnect** with exponential backoff; a refused bind (wrong password …) is logged once per
   change in plain words, reported as health "auth_failed", and retried with a longer backoff.
 - **Dispatch mark**: a message is handed to a bind only once the worker has committed its
