@@ -221,3 +221,45 @@ def test_a_reference_reused_for_a_new_text_starts_a_new_message(sessions):
         assert [(g, kept) for g, kept, _ in open_groups(s)] == [(_part(1, "").group, 1)]
         assert keep_part(s, _part(2, "bericht"))  # the old part 2 went with the old message
         assert take_group(s, _part(1, "").group, T0, complete_only=True) == ("nieuw bericht", True)
+
+
+# --- the receipt map when SMSC ids repeat (gateway/sms/store.py) ---------------------------------
+
+
+def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
+    from sqlalchemy import insert
+
+    from gateway.sms.store import Batch, ReceiptIn, Submitted, write_batch
+    from gateway.sms.worker import _judge_stat
+    from gateway.storage.models import Message, SmsPart
+    from sms_world import open_action
+
+    action, bulletin = open_action(sessions)
+    with sessions() as s, s.begin():
+        s.execute(insert(Message), [{"bulletin_id": bulletin, "action_id": action, "phone": f"+3161000000{i}",
+                                     "channel": "sms", "status": MessageStatus.sending} for i in range(4)])
+        m1, m2, m3, m4 = s.execute(select(Message.id).order_by(Message.id)).scalars()
+
+    def write(*rows):
+        batch = Batch()
+        for row in rows:
+            if isinstance(row, Submitted):
+                batch.add_submitted(row)
+            else:
+                batch.receipts.append(row)
+        return write_batch(sessions, batch, "w", _judge_stat)
+
+    def delivered(smsc_id):
+        return ReceiptIn("sim", smsc_id, "DELIVRD", MessageStatus.delivered, "delivered", T0, T0)
+
+    write(Submitted(m1, "sim", "sim1", ("1", "2"), T0))
+    write(Submitted(m2, "sim", "sim1", ("1", "3"), T0))  # the SMSC restarted: "1" again
+    write(Submitted(m3, "sim", "sim1", ("9",), T0), Submitted(m4, "sim", "sim1", ("9",), T0))  # in one batch
+    result = write(delivered("1"), delivered("3"), delivered("9"))
+    assert (result.unknown, result.set_aside, result.delivered) == ([], [], 2)
+    with sessions() as s:
+        status = dict(s.execute(select(Message.id, Message.status)).all())
+        owner = dict(s.execute(select(SmsPart.smsc_message_id, SmsPart.message_id)).all())
+    assert owner == {"1": m2, "2": m1, "3": m2, "9": m4}
+    assert status == {m1: MessageStatus.submitted, m2: MessageStatus.delivered, m3: MessageStatus.submitted,
+                      m4: MessageStatus.delivered}

@@ -42,6 +42,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import brief
 from gateway.queue import claim, mark_dispatched
 from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
 from gateway.storage.db import pg_floats, pg_ints, pg_texts
@@ -265,7 +266,8 @@ def _write_isolating(sessions: sessionmaker[Session], rows: list[Row], worker: s
             middle = len(rows) // 2
             return (_write_isolating(sessions, rows[:middle], worker, stat_status)
                     + _write_isolating(sessions, rows[middle:], worker, stat_status))
-        return _set_aside(sessions, rows[0], brief_reason(exc), worker, stat_status)
+        # The database's own words, without the driver's exception class in front.
+        return _set_aside(sessions, rows[0], brief(getattr(exc, "orig", None) or exc), worker, stat_status)
 
 
 def _set_aside(sessions: sessionmaker[Session], row: Row, reason: str, worker: str, stat_status: StatStatus) -> BatchResult:
@@ -279,12 +281,6 @@ def _set_aside(sessions: sessionmaker[Session], row: Row, reason: str, worker: s
         else:
             return BatchResult([], 0, 0, [SetAside(row, reason, written_unmapped=True)])
     return BatchResult([], 0, 0, [SetAside(row, reason)])
-
-
-def brief_reason(exc: BaseException) -> str:
-    """The database's own words, without the driver's class in front."""
-    line = (str(getattr(exc, "orig", None) or exc).splitlines() or [type(exc).__name__])[0]
-    return line[:200]
 
 
 def _batch_of(rows: list[Row]) -> Batch:
