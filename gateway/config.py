@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     # A submit left unanswered by a dropped connection waits this long (while its bind is up) for
     # a delivery receipt proving the SMSC accepted it, before it is sent again; 0: at once.
     sms_unanswered_grace_seconds: float = Field(5, ge=0)
+    # Keep-alive, for every bind that does not set its own: an enquire_link after this long without
+    # a byte from the SMSC; unanswered for the timeout, the connection is dropped and bound again.
+    sms_enquire_link_seconds: float = Field(30, gt=0)
+    sms_enquire_link_timeout_seconds: float = Field(10, gt=0)
+    # A concatenated MO message still missing parts this long after its first part arrived is
+    # handled with what came, marked as incomplete (gateway/sms/mo.py).
+    sms_mo_part_wait_seconds: float = Field(60, gt=0)
 
     # Telephony numbers shown in messages.
     tip_line: str = "0800-0011"

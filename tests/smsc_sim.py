@@ -5,7 +5,10 @@
     sim.configure(throttle_ms=500)   # POST /config (merge); see tests/smsc/README.md
     sim.send_mo("+31612345678", "3000", "STOP")
     sim.stats()["submits_accepted"]
+    sim.send_mo("+316…", "3000", long_text, one_at_a_time=True, resend_part=1)  # an SMSC with a window of 1
+    sim.silence()                    # bound connections stop answering (half-open); new ones are served
     sim.restart()                    # same SMPP port, counters start afresh
+    SmscSimulator(message_ids="counter")  # ids start at 1 in every process (they repeat after a restart)
     sim.stop()
 
 The control calls are plain blocking HTTP on loopback. From inside an event loop that also runs
@@ -61,8 +64,9 @@ class SmscSimulator:
     """One simulator process: an SMPP port plus its HTTP control port, both on 127.0.0.1."""
 
     def __init__(self, system_id: str = "burgernet", password: str | None = None, port: int = 0,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, message_ids: str = "unique") -> None:
         self.system_id = system_id
+        self.message_ids = message_ids  # "unique", or "counter": from 1 in every process
         # A fresh password per simulator: nothing secret is written down, and a test that binds
         # with the wrong one fails for a reason.
         self.password = password or secrets.token_hex(4)  # SMPP passwords are at most 8 characters
@@ -81,7 +85,7 @@ class SmscSimulator:
             raise RuntimeError("the simulator is already running")
         node = node_binary()
         cmd = [node, str(SCRIPT), "--port", str(self.port), "--control-port", "0",
-               "--system-id", self.system_id, "--password", self.password]
+               "--system-id", self.system_id, "--password", self.password, "--message-ids", self.message_ids]
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -181,12 +185,24 @@ class SmscSimulator:
         """Merge settings into the simulator's configuration; returns the whole configuration."""
         return self._call("POST", "/config", settings)
 
-    def send_mo(self, sender: str, to: str, text: str, *, wait: bool = True, system_id: str | None = None) -> dict:
-        """An MO message to a bound receiver; with wait, the answer says whether the ESME acknowledged it."""
-        body: dict[str, Any] = {"from": sender, "to": to, "text": text, "wait": wait}
+    def send_mo(self, sender: str, to: str, text: str, *, wait: bool = True, system_id: str | None = None,
+                **in_turn: Any) -> dict:
+        """An MO message to a bound receiver; with wait, the answer says whether the ESME acknowledged it.
+
+        `in_turn`: one_at_a_time=True (each part after the previous part's response, or its
+        part_timeout_ms), only_parts=[k, …] (just those), reference=n (the concatenation
+        reference, to send the rest of a message later), resend_part=k (part k once more
+        afterwards); the answer then has each part's `results` ({part, status, ms}; status None:
+        no response in time) and `resent`."""
+        body: dict[str, Any] = {"from": sender, "to": to, "text": text, "wait": wait, **in_turn}
         if system_id:
             body["system_id"] = system_id
-        return self._call("POST", "/mo", body)
+        timeout = 10.0 + (len(text) // 100 + 2) * in_turn.get("part_timeout_ms", 5000) / 1000
+        return self._call("POST", "/mo", body, timeout=timeout)
+
+    def silence(self) -> int:
+        """Every bound connection stops answering and sending but stays open; returns how many."""
+        return self._call("POST", "/silence")["silenced"]
 
     def stats(self, destinations: bool = True) -> dict:
         """Counters (see tests/smsc/README.md); destinations=False leaves out by_destination."""

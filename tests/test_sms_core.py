@@ -42,6 +42,13 @@ def test_ton_npi_can_be_configured():
     assert bind.source_address == ("0880000000", 1, 1)
 
 
+def test_keep_alive_defaults_from_the_settings_unless_a_bind_sets_its_own():
+    binds = json.dumps([BIND, BIND | {"name": "kpn2", "enquire_link_seconds": 5}])
+    loaded = load_sms_config(binds, "", "", defaults={"enquire_link_seconds": 12, "enquire_link_timeout_seconds": 3})
+    assert [(b.enquire_link_seconds, b.enquire_link_timeout_seconds) for b in loaded.binds] == [(12, 3), (5, 3)]
+    assert (config(BIND).binds[0].enquire_link_seconds, config(BIND).binds[0].enquire_link_timeout_seconds) == (30, 10)
+
+
 def test_the_example_file_documents_a_valid_bind():
     loaded = load_sms_config("", "sms-binds.example.toml", "")
     assert loaded.binds[0].name == "kpn1" and loaded.default_bind == "kpn1"

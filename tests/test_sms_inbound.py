@@ -1,12 +1,13 @@
 """Inbound SMS: delivery receipts, STOP, and SMS tips (pure parts, then the database on both backends)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from gateway.actions import wording
 from gateway.sms.inbound import BadReceipt, handle_mo, is_stop, mo_sender, parse_receipt, receipt_status
+from gateway.sms.mo import Group, MoPart, assemble, due, keep_part, open_groups, take_group
 from gateway.storage.models import MatchedBy, MessageStatus, Participant, Tip, TipChannel
 
 STANDARD = "id:1a2b3c sub:001 dlvrd:001 submit date:2611270905 done date:2611270906 stat:DELIVRD err:000 text:Burgernet: Man met r"
@@ -175,3 +176,90 @@ def test_handle_mo_does_not_commit(api):
     with api.sessions() as s:
         assert s.scalars(select(Tip)).all() == []
         assert s.scalars(select(Participant)).one().unsubscribed_at is None
+
+
+# --- the parts of long MO messages (gateway/sms/mo.py) -------------------------------------------
+
+T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+
+def test_parts_assemble_in_order_and_a_gap_is_marked():
+    assert assemble({2: "wereld", 1: "hallo "}, 2) == ("hallo wereld", True)
+    text, complete = assemble({1: "een ", 3: " drie"}, 3)
+    assert (text, complete) == ("[onvolledig: deel 2 van 3 ontbreekt] een […] drie", False)
+    assert not is_stop(assemble({1: "STOP"}, 2)[0])  # an incomplete message is never a STOP
+
+
+def test_a_group_is_due_when_complete_or_its_wait_is_over():
+    whole, waiting, late = Group("+31612345678", 1, 2), Group("+31612345678", 2, 2), Group("+31612345678", 3, 3)
+    groups = [(whole, 2, T0), (waiting, 1, T0), (late, 2, T0 - timedelta(seconds=61))]
+    assert due(groups, T0, timedelta(seconds=60)) == [whole, late]
+
+
+def _part(number: int, text: str, reference: int = 7, total: int = 2) -> MoPart:
+    return MoPart("+31612345678", reference, total, number, text, T0)
+
+
+def test_a_part_is_kept_once_and_its_message_taken_once(sessions):
+    with sessions() as s, s.begin():
+        assert keep_part(s, _part(1, "hallo "))
+        assert not keep_part(s, _part(1, "hallo "))  # the same part again: a duplicate
+        assert take_group(s, _part(1, "").group, T0, complete_only=True) is None  # not whole yet
+        assert keep_part(s, _part(2, "wereld"))
+        assert take_group(s, _part(1, "").group, T0, complete_only=True) == ("hallo wereld", True)
+        assert take_group(s, _part(1, "").group, T0, complete_only=False) is None  # taken already
+        assert not keep_part(s, _part(2, "wereld"))  # resent after it was handled: still a duplicate
+        assert open_groups(s) == []
+
+
+def test_a_reference_reused_for_a_new_text_starts_a_new_message(sessions):
+    with sessions() as s, s.begin():
+        keep_part(s, _part(1, "oud "))
+        keep_part(s, _part(2, "bericht"))
+        take_group(s, _part(1, "").group, T0, complete_only=True)
+        assert keep_part(s, _part(1, "nieuw "))
+        assert [(g, kept) for g, kept, _ in open_groups(s)] == [(_part(1, "").group, 1)]
+        assert keep_part(s, _part(2, "bericht"))  # the old part 2 went with the old message
+        assert take_group(s, _part(1, "").group, T0, complete_only=True) == ("nieuw bericht", True)
+
+
+# --- the receipt map when SMSC ids repeat (gateway/sms/store.py) ---------------------------------
+
+
+def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
+    from sqlalchemy import insert
+
+    from gateway.sms.store import Batch, ReceiptIn, Submitted, write_batch
+    from gateway.sms.worker import _judge_stat
+    from gateway.storage.models import Message, SmsPart
+    from sms_world import open_action
+
+    action, bulletin = open_action(sessions)
+    with sessions() as s, s.begin():
+        s.execute(insert(Message), [{"bulletin_id": bulletin, "action_id": action, "phone": f"+3161000000{i}",
+                                     "channel": "sms", "status": MessageStatus.sending} for i in range(4)])
+        m1, m2, m3, m4 = s.execute(select(Message.id).order_by(Message.id)).scalars()
+
+    def write(*rows):
+        batch = Batch()
+        for row in rows:
+            if isinstance(row, Submitted):
+                batch.add_submitted(row)
+            else:
+                batch.receipts.append(row)
+        return write_batch(sessions, batch, "w", _judge_stat)
+
+    def delivered(smsc_id):
+        return ReceiptIn("sim", smsc_id, "DELIVRD", MessageStatus.delivered, "delivered", T0, T0)
+
+    write(Submitted(m1, "sim", "sim1", ("1", "2"), T0))
+    write(Submitted(m2, "sim", "sim1", ("1", "3"), T0))  # the SMSC restarted: "1" again
+    write(Submitted(m3, "sim", "sim1", ("9",), T0), Submitted(m4, "sim", "sim1", ("9",), T0))  # in one batch
+    result = write(delivered("1"), delivered("3"), delivered("9"))
+    assert (result.unknown, result.set_aside, result.delivered) == ([], [], 2)
+    with sessions() as s:
+        status = dict(s.execute(select(Message.id, Message.status)).all())
+        owner = dict(s.execute(select(SmsPart.smsc_message_id, SmsPart.message_id)).all())
+    assert owner == {"1": m2, "2": m1, "3": m2, "9": m4}
+    assert status == {m1: MessageStatus.submitted, m2: MessageStatus.delivered, m3: MessageStatus.submitted,
+                      m4: MessageStatus.delivered}

@@ -513,6 +513,85 @@ def test_mo_refused_by_the_esme_is_reported(smsc, esme):
     assert result == {"acked": False, "command_status": 0x08, "parts": 1, "bind": result["bind"]}
 
 
+def _in_thread(call) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(call()))
+    thread.start()
+    return thread, result
+
+
+LONG_MO = "Ik zie de man met de rode jas nu bij het station lopen, richting centrum. " * 3  # two parts
+
+
+def test_mo_parts_one_at_a_time_wait_for_each_answer_or_its_timer(smsc, esme):
+    """A window of 1: part 2 comes only once part 1 is answered, or once its timer ran out (the
+    SMSC then counts part 1 failed and goes on)."""
+    receiver = esme(BIND_RECEIVER)
+    thread, result = _in_thread(lambda: smsc.send_mo("0612345678", "3000", LONG_MO, one_at_a_time=True,
+                                                     part_timeout_ms=500))
+    first = receiver.read_command(DELIVER_SM)
+    second = receiver.read_command(DELIVER_SM)  # not answered the first: comes after its timer
+    receiver.ack(second)
+    thread.join(10)
+    assert [p.deliver_sm()["short_message"][5] for p in (first, second)] == [1, 2]  # UDH part numbers
+    assert [r["status"] for r in result["results"]] == [None, 0]
+    assert result["results"][0]["ms"] >= 500 and result["acked"] is False
+    assert smsc.stats()["mo_timeouts"] == 1
+
+
+def test_mo_only_some_parts_and_a_part_resent(smsc, esme):
+    receiver = esme(BIND_RECEIVER)
+    thread, result = _in_thread(lambda: smsc.send_mo("0612345678", "3000", LONG_MO, only_parts=[2], reference=42,
+                                                     resend_part=2))
+    pdus = []
+    for _ in range(2):  # each only after the previous one's answer
+        pdus.append(receiver.read_command(DELIVER_SM))
+        receiver.ack(pdus[-1])
+    thread.join(10)
+    udh = [p.deliver_sm()["short_message"][:6] for p in pdus]
+    assert udh == [bytes([5, 0, 3, 42, 2, 2])] * 2  # part 2 of 2, reference 42, twice
+    assert pdus[0].seq != pdus[1].seq
+    assert result["acked"] and result["resent"]["status"] == 0
+
+
+def test_message_ids_from_a_counter_repeat_after_a_restart(make_smsc):
+    sim = make_smsc(message_ids="counter")
+    ids = []
+    for _ in range(2):
+        client = RawEsme(sim.port)
+        assert client.bind(sim) == ESME_ROK
+        client.submit("31612345678", gsm("x"), registered_delivery=0)
+        client.submit("31612345679", gsm("y"), registered_delivery=0)
+        ids.append([client.read_command(SUBMIT_SM | RESP).message_id() for _ in range(2)])
+        client.close()
+        sim.restart()
+    assert ids == [["1", "2"], ["1", "2"]]
+
+
+def test_the_smsc_probes_only_when_asked(smsc, esme):
+    client = esme()
+    smsc.configure(enquire_link_ms=100)
+    probe = client.read_command(ENQUIRE_LINK, timeout=2)
+    client.ack(probe)
+    smsc.configure(enquire_link_ms=0)
+    assert smsc.stats()["enquire_links_sent"] >= 1
+
+
+def test_a_silenced_connection_stays_open_and_answers_nothing(smsc, esme):
+    client = esme()
+    assert smsc.silence() == 1
+    client.send(ENQUIRE_LINK)
+    client.submit("31612345678", gsm("x"))
+    client.sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):  # open (no EOF), and silent
+        client.sock.recv(1)
+    smsc.wait_for(lambda s: s["ignored_while_silent"] == 2 and s["binds"][0]["silent"])
+    fresh = esme()  # a new connection is served
+    fresh.send(ENQUIRE_LINK)
+    assert fresh.read_command(ENQUIRE_LINK | RESP).status == ESME_ROK
+    assert smsc.stats()["submits_accepted"] == 0
+
+
 # --- lifecycle ----------------------------------------------------------------------------------
 
 

@@ -16,6 +16,9 @@ work. Here:
   a rejection fails it at once. Parts unanswered when the connection drops go again after the
   reconnect — the only way a message can reach the SMSC twice (it may have accepted a submit
   whose response was lost with the connection).
+- **Keep-alive**: our own enquire_link after `enquire_link_seconds` without a byte from the SMSC,
+  whether or not the SMSC probes; unanswered for `enquire_link_timeout_seconds`, the link is dead
+  (half-open) and is dropped and bound again at once (`_keep`, `LinkSilent`).
 - **Reconnect** with exponential backoff; a refused bind (wrong password …) is logged once per
   change in plain words, reported as health "auth_failed", and retried with a longer backoff.
 - **Dispatch mark**: a message is handed to a bind only once the worker has committed its
@@ -103,6 +106,10 @@ class BindRefused(Exception):
 
 class ConnectionLost(Exception):
     """The SMSC closed the connection, or stopped answering enquire_link."""
+
+
+class LinkSilent(ConnectionLost):
+    """An enquire_link went unanswered: the connection is open but nobody answers (half-open)."""
 
 
 class _Link:
@@ -447,10 +454,11 @@ class Bind:
         stopper = asyncio.create_task(self._stop.wait())
         try:
             done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            if not all(r.done() for r in readers) and not self._stopping:
+            if not all(r.done() for r in readers) and not self._stopping and not _silent(done):
                 # A write failed first: the responses the SMSC sent before closing are still in
                 # the receive buffer. Read them (up to EOF) before calling anything unanswered,
-                # or accepted submits would be sent twice.
+                # or accepted submits would be sent twice. (A silent link has nothing more to
+                # read: waiting for it only delays the reconnect.)
                 done |= (await asyncio.wait(readers, timeout=2.0))[0]
         finally:
             for task in (*tasks, stopper):
@@ -520,11 +528,15 @@ class Bind:
             await writer.drain()
 
     async def _keep(self, links: list[_Link]) -> None:
-        """Expire unanswered submits, recover the rate, keep the links alive with enquire_link."""
+        """Expire unanswered submits, recover the rate, keep the links alive with enquire_link.
+
+        RULE: after `enquire_link_seconds` without a byte from the SMSC, an enquire_link of our own
+        (whether or not the SMSC probes); unanswered for `enquire_link_timeout_seconds`, the link
+        is dead (a half-open connection, a NAT that forgot it) and is dropped and bound again."""
         interval = self.config.enquire_link_seconds
-        timeout = self.config.response_timeout_seconds
+        tick = min(0.25, self.config.response_timeout_seconds / 4, self.config.enquire_link_timeout_seconds / 4)
         while True:
-            await asyncio.sleep(min(0.25, timeout / 4))
+            await asyncio.sleep(tick)
             now = time.monotonic()
             if len(self._batches) > len(self.correlator):  # some last PDUs went unanswered (expired)
                 self._batches.clear()
@@ -534,8 +546,8 @@ class Bind:
             self.rate.tick(now)
             for link in links:
                 if link.enquiry_sent is not None:
-                    if now - link.enquiry_sent > timeout:
-                        raise ConnectionLost("no answer to enquire_link")
+                    if now - link.enquiry_sent > self.config.enquire_link_timeout_seconds:
+                        raise LinkSilent(f"no answer to enquire_link within {self.config.enquire_link_timeout_seconds:g} s")
                 elif now - link.last_heard > interval:
                     link.enquiry_sent = now
                     link.write(P.request_pdu("enquire_link", link.next_sequence()))
@@ -621,6 +633,10 @@ class Bind:
         if not message.done:
             self.ready.appendleft((message, index))
             self._wake.set()
+
+
+def _silent(finished: set[asyncio.Task]) -> bool:
+    return any(not t.cancelled() and isinstance(t.exception(), LinkSilent) for t in finished)
 
 
 def _responder(link: _Link, sequence: int) -> Callable[[int], None]:

@@ -49,7 +49,10 @@ class BindConfig(BaseModel):
     prefixes: tuple[str, ...] = ()
     # Whether this bind takes other binds' traffic while all of theirs are down.
     failover: bool = True
+    # Keep-alive: an enquire_link of our own after this long without a byte from the SMSC; one
+    # unanswered for enquire_link_timeout_seconds drops the connection and binds again.
     enquire_link_seconds: float = Field(30, gt=0)
+    enquire_link_timeout_seconds: float = Field(10, gt=0)
     response_timeout_seconds: float = Field(10, gt=0)
 
     @field_validator("prefixes")
@@ -102,11 +105,13 @@ class SmsConfig(BaseModel):
         return next(b for b in self.binds if b.name == name)
 
 
-def load_sms_config(binds_json: str, binds_file: str, default_bind: str, sender: str = "Burgernet") -> SmsConfig:
+def load_sms_config(binds_json: str, binds_file: str, default_bind: str, sender: str = "Burgernet",
+                    defaults: dict[str, object] | None = None) -> SmsConfig:
     """Bind configuration from SMS_BINDS (JSON) or SMS_BINDS_FILE (TOML); raises BindConfigError.
 
-    A bind without its own `source` sends as SMS_SENDER. The default route is SMS_DEFAULT_BIND,
-    or the first bind.
+    A bind without its own `source` sends as SMS_SENDER, and takes each option it leaves out from
+    `defaults` (the SMS_ENQUIRE_LINK_* settings). The default route is SMS_DEFAULT_BIND, or the
+    first bind.
     """
     if binds_json and binds_file:
         raise BindConfigError("set SMS_BINDS or SMS_BINDS_FILE, not both")
@@ -124,7 +129,7 @@ def load_sms_config(binds_json: str, binds_file: str, default_bind: str, sender:
     if not isinstance(raw, list) or not raw:
         raise BindConfigError(f"{where} must be a non-empty list of binds")
     try:
-        binds = tuple(BindConfig(**({"source": sender} | entry)) for entry in raw)
+        binds = tuple(BindConfig(**({"source": sender} | (defaults or {}) | entry)) for entry in raw)
         return SmsConfig(binds=binds, default_bind=default_bind or binds[0].name)
     except (ValidationError, TypeError) as exc:
         raise BindConfigError(f"{where}: {_without_input(exc)}") from None

@@ -1,6 +1,8 @@
 """Each bind's state (bound / unbound / auth_failed / bind_refused / stopped) where the API's
 /health can read it: one small Redis key per bind, refreshed while the worker lives and expiring
-(TTL) when it does not — a missing key means no worker reports that bind."""
+(TTL) when it does not — a missing key means no worker reports that bind. Each entry also carries
+the worker's rows set aside (`rows_set_aside`, `last_set_aside`: what the database refused to
+store, gateway/sms/store.py), so /health shows them without a key of their own."""
 
 from __future__ import annotations
 
@@ -23,9 +25,16 @@ class BindHealth:
         self.client = client
         self.prefix = prefix
         self.states: dict[str, dict[str, object]] = {}
+        self.set_aside: dict[str, object] = {"rows_set_aside": 0, "last_set_aside": None}
 
     def set(self, bind: str, state: str, detail: str) -> None:
-        self.states[bind] = {"state": state, "detail": detail[:200], "since": round(time.time(), 3)}
+        self.states[bind] = {"state": state, "detail": detail[:200], "since": round(time.time(), 3), **self.set_aside}
+
+    def note_set_aside(self, reason: str) -> None:
+        """One more row the database refused; `reason` the latest."""
+        self.set_aside = {"rows_set_aside": int(self.set_aside["rows_set_aside"]) + 1, "last_set_aside": reason[:200]}
+        for value in self.states.values():
+            value.update(self.set_aside)
 
     def publish(self) -> None:
         """Write every bind's state with a fresh TTL (blocking: run it in a thread)."""

@@ -11,6 +11,20 @@ Chosen over Redis because it is then atomic with the status and as durable as th
 receipt lookup is one indexed `IN` query per batch. A receipt whose id is not (yet) there is
 returned to the caller, tried again in the next batches (its submit may still be on its way to
 the database — e.g. the receipt came over a receiver bind first), then logged and ignored.
+
+SMSC ids are not trusted to be unique: an SMSC's counter restarts at 1 after the SMSC restarts,
+and counters wrap. RULE: the later submit wins — a part stored under an (operator, SMSC id) that
+is already in the map replaces that row, and a receipt with that id is matched to the later
+submit. The earlier message keeps its status (`submitted`, which counts as reached); its own
+receipt, should it still come, cannot be told apart by the SMSC id and is taken as the later
+one's. Keying on the destination as well was not chosen: SMSCs do not all echo the destination
+in the receipt's source_addr in one form, and a receipt that no longer matches would be lost.
+(docs/sms.md)
+
+One bad row never holds up the others: a batch the database refuses for what is in a row (a
+constraint, a value out of range — not a connection that is away, which is retried whole) is
+written again in halves until the offending rows are isolated; those are set aside with the
+reason (`BatchResult.set_aside`) and everything else is written.
 """
 
 from __future__ import annotations
@@ -22,9 +36,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import bindparam, case, insert, or_, select, text, update
+from sqlalchemy import bindparam, case, or_, select, text, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.errors import brief
 from gateway.queue import claim, mark_dispatched
 from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
 from gateway.storage.db import pg_floats, pg_ints, pg_texts
@@ -114,6 +131,9 @@ class Submitted:
     status: MessageStatus | None = None
     detail: str | None = None
     final_at: datetime | None = None
+    # Written without its parts in the receipt map (they were refused: see SetAside); its
+    # receipts then find nothing and it stays `submitted`.
+    unmapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -189,16 +209,91 @@ class Batch:
         }
 
 
+Row = Submitted | Failed | ReceiptIn
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A row the database refused, and why; `written_unmapped`: a submit written without its
+    parts in the receipt map (the message is `submitted`, its receipts will find nothing)."""
+
+    row: Row
+    reason: str
+    written_unmapped: bool = False
+
+
 @dataclass(frozen=True)
 class BatchResult:
     unknown: list[ReceiptIn]  # receipts whose SMSC id is not in sms_part
     delivered: int
     failed_by_receipt: int
+    set_aside: list[SetAside] = field(default_factory=list)
+
+    def __add__(self, other: "BatchResult") -> "BatchResult":
+        return BatchResult(self.unknown + other.unknown, self.delivered + other.delivered,
+                           self.failed_by_receipt + other.failed_by_receipt, self.set_aside + other.set_aside)
+
+
+def refused_row(exc: BaseException) -> bool:
+    """Whether the database refused what a row holds (a constraint, a value that does not fit),
+    as opposed to being away: only then does writing the batch in parts help."""
+    return isinstance(exc, (IntegrityError, DataError)) and not (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
-    """Write a batch of outcomes in one transaction (submits first, so that a receipt in the same
-    batch finds its part). `stat_status` judges a receipt's stat (gateway.sms.inbound.receipt_status)."""
+    """Write a batch of outcomes; rows the database refuses are set aside, the rest is written.
+
+    One transaction for the whole batch when it goes through (the normal case). Raises only when
+    the database is away (or for an error no smaller batch would avoid): then nothing is written
+    and the caller keeps the batch."""
+    try:
+        return _write_once(sessions, batch, worker, stat_status)
+    except (IntegrityError, DataError) as exc:
+        if not refused_row(exc):
+            raise
+        rows: list[Row] = [*batch.submitted, *batch.failed, *batch.receipts]
+        return _write_isolating(sessions, rows, worker, stat_status)
+
+
+def _write_isolating(sessions: sessionmaker[Session], rows: list[Row], worker: str, stat_status: StatStatus) -> BatchResult:
+    """Halves, recursively, until the refused rows are alone (log2 of the batch transactions deep);
+    in order, so that submits still go before the receipts that need them."""
+    try:
+        return _write_once(sessions, _batch_of(rows), worker, stat_status)
+    except (IntegrityError, DataError) as exc:
+        if not refused_row(exc):
+            raise
+        if len(rows) > 1:
+            middle = len(rows) // 2
+            return (_write_isolating(sessions, rows[:middle], worker, stat_status)
+                    + _write_isolating(sessions, rows[middle:], worker, stat_status))
+        # The database's own words, without the driver's exception class in front.
+        return _set_aside(sessions, rows[0], brief(getattr(exc, "orig", None) or exc), worker, stat_status)
+
+
+def _set_aside(sessions: sessionmaker[Session], row: Row, reason: str, worker: str, stat_status: StatStatus) -> BatchResult:
+    # A submit whose receipt-map rows were refused still records its message as submitted.
+    if isinstance(row, Submitted) and not row.unmapped:
+        try:
+            _write_once(sessions, _batch_of([dataclasses.replace(row, unmapped=True)]), worker, stat_status)
+        except (IntegrityError, DataError) as exc:
+            if not refused_row(exc):
+                raise
+        else:
+            return BatchResult([], 0, 0, [SetAside(row, reason, written_unmapped=True)])
+    return BatchResult([], 0, 0, [SetAside(row, reason)])
+
+
+def _batch_of(rows: list[Row]) -> Batch:
+    return Batch(submitted=[r for r in rows if isinstance(r, Submitted)],
+                 failed=[r for r in rows if isinstance(r, Failed)],
+                 receipts=[r for r in rows if isinstance(r, ReceiptIn)])
+
+
+def _write_once(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
+    """A batch of outcomes in one transaction (submits first, so that a receipt in the same batch
+    finds its part). `stat_status` judges a receipt's stat (gateway.sms.inbound.receipt_status)."""
     with sessions() as session, session.begin():
         if batch.submitted:
             _write_submitted(session, batch.submitted, worker)
@@ -241,6 +336,9 @@ _PG_PARTS = text("""
     SELECT * FROM unnest(CAST(:ops AS varchar[]), CAST(:sids AS varchar[]), CAST(:mids AS bigint[]),
                          CAST(:part AS smallint[]), CAST(:parts AS smallint[]), CAST(:binds AS varchar[]),
                          CAST(:ats AS timestamptz[]))
+        ON CONFLICT (operator, smsc_message_id) DO UPDATE
+       SET message_id = EXCLUDED.message_id, part = EXCLUDED.part, parts = EXCLUDED.parts, bind = EXCLUDED.bind,
+           submitted_at = EXCLUDED.submitted_at, stat = NULL, done_at = NULL
 """)
 _PG_FINAL = text("""
     UPDATE message AS m
@@ -257,12 +355,13 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
     groups: dict[tuple[MessageStatus, str | None], list[Submitted]] = defaultdict(list)
     for s in submitted:
         groups[(s.status or MessageStatus.submitted, s.detail)].append(s)
-    parts = [
-        (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
+    # RULE: the later submit wins an SMSC id seen before (module docstring), within a batch too.
+    parts = list({
+        (s.operator, smsc_id): (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
         for s in submitted
-        if s.status is None
+        if s.status is None and not s.unmapped
         for index, smsc_id in enumerate(s.smsc_ids)
-    ]
+    }.values())
     if _postgres(session):
         for (status, detail), group in groups.items():
             session.execute(_PG_SUBMITTED, {
@@ -288,7 +387,16 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
     )
     if parts:
         keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
-        session.execute(insert(_part), [dict(zip(keys, row)) for row in parts])
+        session.execute(_sqlite_parts_upsert(), [dict(zip(keys, row)) for row in parts])
+
+
+def _sqlite_parts_upsert():
+    insert = sqlite.insert(_part)
+    new = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=[_part.c.operator, _part.c.smsc_message_id],
+        set_={"message_id": new.message_id, "part": new.part, "parts": new.parts, "bind": new.bind,
+              "submitted_at": new.submitted_at, "stat": None, "done_at": None})
 
 
 # One primary-key lookup per id (LATERAL), whatever the statistics say: `smsc_message_id = ANY(:sids)`

@@ -15,9 +15,11 @@ Nothing lost: a message is `sending` only while this worker holds its lease; if 
 twice: only messages with `dispatched_at` set can have reached the SMSC; at most those whose
 submit_sm_resp was not yet written to the database when the worker died are sent again.
 
-Receipts are acknowledged to the SMSC at once (a receipt lost in a crash leaves the message
-`submitted`, which still counts as reached); MO messages only after their effect — an
-unsubscription, an SMS tip — is committed, so a crash makes the SMSC deliver them again.
+Receipts are acknowledged to the SMSC once written (a receipt lost in a crash leaves the message
+`submitted`, which still counts as reached); a single-part MO message only after its effect — an
+unsubscription, an SMS tip — is committed, so a crash makes the SMSC deliver it again; each part
+of a concatenated MO message as soon as it is stored (gateway/sms/mo.py), the message handled
+once complete or after SMS_MO_PART_WAIT_SECONDS.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -47,9 +48,10 @@ from .bind import Bind, OutMessage, RateLimit
 from .binds import SmsConfig
 from .encoding import TextTooLong, check_parts
 from .health import BindHealth
-from .inbound import BadReceipt, handle_mo, mo_sender, parse_receipt, receipt_status
+from .inbound import BadReceipt, MoOutcome, handle_mo, mo_sender, parse_receipt, receipt_status
+from .mo import MoAssembler, MoPart
 from .routing import NoRoute, router_from_config
-from .store import Batch, Claimed, Failed, ReceiptIn, Submitted, claim_sms, write_batch
+from .store import Batch, Claimed, Failed, ReceiptIn, SetAside, Submitted, claim_sms, write_batch
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -80,13 +82,6 @@ def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | No
     return status, f"{detail} ({stat})" if detail else "delivered"
 
 
-@dataclass
-class _MoParts:
-    parts: dict[int, str]
-    total: int
-    responders: list[Callable[[int], None]]
-
-
 class SmsWorker:
     def __init__(
         self,
@@ -105,6 +100,7 @@ class SmsWorker:
         unrecorded_cap: int | None = None,
         unanswered_grace: float = 5.0,
         plan: Plan = oldest_first,
+        mo_part_wait: float = 60.0,
     ) -> None:
         self.sessions = sessions
         self.queue = queue
@@ -134,7 +130,7 @@ class SmsWorker:
         self._writing = 0
         self.unrecorded_cap = unrecorded_cap or UNRECORDED_PER_WINDOW * max(b.window for b in config.binds)
         self._stopping = asyncio.Event()
-        self._mo: dict[tuple[str, int, int], _MoParts] = {}
+        self.mo_parts = MoAssembler(sessions, handle_mo, self._mo_done, _now, mo_part_wait)
         self.unanswered_grace = unanswered_grace
         # phone digits → unanswered submits waiting for a receipt or their grace to run out
         self.limbo: dict[str, list[tuple[Bind, OutMessage, int, float, bool]]] = {}
@@ -142,7 +138,7 @@ class SmsWorker:
         # An unknown receipt is kept this long: its submit may be recorded later, or be the
         # message of a dead worker that comes back once its lease runs out.
         self.receipt_patience = max(UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5))
-        self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0}
+        self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0, "set_aside": 0}
 
     # --- running -------------------------------------------------------------------------------
 
@@ -155,6 +151,7 @@ class SmsWorker:
                                 name="sms leases"),
             asyncio.create_task(self._health_loop(), name="sms health"),
             asyncio.create_task(self._parked_loop(), name="sms parked"),
+            asyncio.create_task(self.mo_parts.run(), name="sms mo parts"),
         ]
         consumer = asyncio.create_task(self._consume(stop), name="sms consume")
         try:
@@ -319,8 +316,7 @@ class SmsWorker:
     def health_changed(self, bind: Bind, state: str, detail: str) -> None:
         name = bind.name
         self.health.set(name, state, detail)
-        if not self._stopping.is_set():
-            asyncio.get_running_loop().create_task(asyncio.to_thread(self.health.publish))
+        self._publish_health()
         if state == "bound":
             self._room.set()
 
@@ -412,20 +408,15 @@ class SmsWorker:
             return
         text = message.short_message or message.message_payload
         segment = P.concatenation(message)
-        if segment is not None:
+        if segment is not None and segment[2] > 1:
             reference, part, total = segment
-            key = (sender, reference, total)
-            held = self._mo.setdefault(key, _MoParts({}, total, []))
-            held.parts[part] = text
-            held.responders.append(respond)
-            if len(held.parts) < total:
+            if not 1 <= part <= total:
+                log.warning("SMS bind %s: MO part %d of %d from %s refused", bind.name, part, total, masked(sender))
+                respond(0x65)  # ESME_RX_P_APPN: permanent
                 return
-            del self._mo[key]
-            text = "".join(held.parts[i] for i in sorted(held.parts))
-            responders = held.responders
-        else:
-            responders = [respond]
-        asyncio.get_running_loop().create_task(self._mo_received(bind, sender, text, responders))
+            self.mo_parts.received(bind.name, MoPart(sender, reference, total, part, text, _now()), respond)
+            return
+        asyncio.get_running_loop().create_task(self._mo_received(bind, sender, text, respond))
 
     def _receipt(self, bind: Bind, head: P.DeliverHead, respond: Callable[[int], None]) -> None:
         # Acknowledged (`respond`) once written: a receipt a crash swallowed is delivered again.
@@ -455,19 +446,23 @@ class SmsWorker:
                 return
         self.batch.receipts.append(entry)
 
-    async def _mo_received(self, bind: Bind, sender: str, text: str, responders: list[Callable[[int], None]]) -> None:
+    async def _mo_received(self, bind: Bind, sender: str, text: str, respond: Callable[[int], None]) -> None:
         try:
             outcome = await asyncio.to_thread(self._handle_mo, sender, text)
         except Exception:  # noqa: BLE001 — the SMSC gets a temporary error and delivers it again
             log.exception("SMS from %s could not be handled; the SMSC will deliver it again", masked(sender))
-            for respond in responders:
-                respond(0x64)  # ESME_RX_T_APPN: temporary
+            respond(0x64)  # ESME_RX_T_APPN: temporary
             return
-        for respond in responders:
-            respond(0)
+        respond(0)
+        self._mo_done(bind.name, sender, outcome)
+
+    def _mo_done(self, bind_name: str | None, sender: str, outcome: MoOutcome) -> None:
+        """An MO message's effect is committed: log it, send its reply (through the bind it came
+        in on while that is up)."""
         log.info("SMS from %s: %s%s", masked(sender), outcome.kind,
                  f" ({outcome.unsubscribed} registration(s) ended)" if outcome.kind == "unsubscribed" else "")
         if outcome.reply:
+            bind = self.binds.get(bind_name or "") or next(iter(self.binds.values()))
             self._send_service(bind, sender, outcome.reply)
 
     def _handle_mo(self, sender: str, text: str):
@@ -509,13 +504,16 @@ class SmsWorker:
             result = await asyncio.to_thread(write_batch, self.sessions, batch, self.worker_id, _judge_stat)
         except Exception:
             self._writing = 0
-            # The database is unreachable: keep the batch (nothing is acked to anybody that is
-            # not also in memory) and try again at the next flush.
+            # The database is unreachable (rows it refuses are set aside by write_batch, not
+            # raised): keep the batch (nothing is acked to anybody that is not also in memory)
+            # and try again at the next flush.
             log.exception("SMS worker: writing %d status(es) failed; retrying", len(batch))
             self.batch.put_back(batch)
             await asyncio.sleep(1)
             return
         self._writing = 0
+        for refused in result.set_aside:
+            self._set_aside(refused)
         # A receipt is acknowledged once written; one whose submit is not (yet) known only when
         # it is given up — until then a crash makes the SMSC deliver it again (see `unanswered`).
         waiting = {id(r) for r in result.unknown}
@@ -550,6 +548,25 @@ class SmsWorker:
         self._room.set()
         self._flushed.set()
 
+    def _set_aside(self, refused: SetAside) -> None:
+        """A row the database refused: logged (the number masked), counted, shown in /health."""
+        row = refused.row
+        if isinstance(row, ReceiptIn):
+            what = f"receipt for SMSC id {row.smsc_message_id[:4]}… to {masked(row.recipient)}"
+        else:
+            item = self.open.get(row.message_id)
+            kind = "submit" if isinstance(row, Submitted) else "failure"
+            what = f"{kind} of message {row.message_id} to {masked(item.phone) if item else 'an unknown number'}"
+        effect = " (the message is recorded submitted, without its receipt map)" if refused.written_unmapped else ""
+        log.error("SMS worker: %s set aside, the database refused it: %s%s", what, refused.reason, effect)
+        self.counts["set_aside"] += 1
+        self.health.note_set_aside(refused.reason)
+        self._publish_health()
+
+    def _publish_health(self) -> None:
+        if not self._stopping.is_set():
+            asyncio.get_running_loop().create_task(asyncio.to_thread(self.health.publish))
+
     def _leases(self, holding: list[int]) -> None:
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)
         if requeued.total:
@@ -577,7 +594,10 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
     from .binds import load_sms_config
     from .ratelimit import BindRateLimit
 
-    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind, settings.sms_sender)
+    keep_alive = {"enquire_link_seconds": settings.sms_enquire_link_seconds,
+                  "enquire_link_timeout_seconds": settings.sms_enquire_link_timeout_seconds}
+    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind,
+                             settings.sms_sender, keep_alive)
     engine = make_engine(settings.sqlalchemy_url)
     queue = make_queue(settings.redis_url)
     sync_redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -601,6 +621,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         retries=settings.sms_submit_retries,
         unanswered_grace=settings.sms_unanswered_grace_seconds,
         plan=planner(sessions, settings.schedule_weights),
+        mo_part_wait=settings.sms_mo_part_wait_seconds,
     )
     if stop is None:  # SIGTERM/SIGINT: stop claiming, finish what is under way
         import signal

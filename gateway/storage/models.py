@@ -569,3 +569,25 @@ class AuditEvent(Base):
     subject_type: Mapped[str] = mapped_column(String(24))  # action, participant, tip, user
     subject_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+# --- SMS in (gateway/sms/mo.py) ------------------------------------------------------------------
+
+
+class MoPart(Base):
+    """One part of a concatenated MO SMS, kept until its message is handled (gateway/sms/mo.py).
+
+    Stored before the part is acknowledged to the SMSC, so a crash loses none; `handled_at` is set
+    in the transaction that records the message's effect (tip or unsubscription), so it happens
+    once. Handled parts are kept a day to recognise a part the SMSC sends again.
+    """
+
+    __tablename__ = "mo_part"
+
+    sender: Mapped[str] = mapped_column(String(16), primary_key=True)  # E.164
+    reference: Mapped[int] = mapped_column(Integer, primary_key=True)  # the UDH's concatenation reference
+    total: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    part: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 1-based
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -31,7 +31,7 @@ const STATES = smpp.consts.MESSAGE_STATE;
 // Command line
 
 function parseArgs(argv) {
-  const args = {port: 0, controlPort: 0, host: '127.0.0.1', systemId: null, password: null};
+  const args = {port: 0, controlPort: 0, host: '127.0.0.1', systemId: null, password: null, messageIds: 'unique'};
   for (let i = 2; i < argv.length; i++) {
     const key = argv[i];
     const value = argv[i + 1];
@@ -40,16 +40,18 @@ function parseArgs(argv) {
     else if (key === '--host') { args.host = value; i++; }
     else if (key === '--system-id') { args.systemId = value; i++; }
     else if (key === '--password') { args.password = value; i++; }
+    else if (key === '--message-ids') { args.messageIds = value; i++; }
     else { usage(`unknown argument ${key}`); }
   }
   if (!Number.isInteger(args.port) || !Number.isInteger(args.controlPort)) usage('ports must be integers');
   if (!args.systemId || !args.password) usage('--system-id and --password are required');
+  if (!['unique', 'counter'].includes(args.messageIds)) usage('--message-ids must be unique or counter');
   return args;
 }
 
 function usage(problem) {
   process.stderr.write(`simulator: ${problem}\nusage: node simulator.js --port P --control-port Q ` +
-    '--system-id ID --password PW [--host 127.0.0.1]\n');
+    '--system-id ID --password PW [--host 127.0.0.1] [--message-ids unique|counter]\n');
   process.exit(2);
 }
 
@@ -149,6 +151,7 @@ const DEFAULT_CONFIG = {
   receipt_id_decimal: false,   // the receipt text's id: in decimal (TLV stays as submit_sm_resp)
   resp_delay_ms: 0,
   no_resp_every: 0,            // withhold the response of every Nth submit (the submit is lost)
+  enquire_link_ms: 0,          // the SMSC's own enquire_link on each bind this often; 0 = never
 };
 const CONFIG_KEYS = new Set([...Object.keys(DEFAULT_CONFIG), 'throttle_ms', 'msgqful_ms']);
 
@@ -163,9 +166,10 @@ let concatParts;            // "dest|ref|total" -> Map(seq -> {bytes, dataCoding
 let texts;                  // destination -> [whole message text, ...]
 let accepts;                // [[accept time in ms since the epoch, fractional; destination], ...]
 
-// Unique across restarts on the same port: a gateway's receipt map survives restarts, so a
-// restarted SMSC must not hand out an id it used before.
-let nextMessageId = Date.now() * 1000;
+// By default unique across restarts on the same port (it starts at the start time in µs). With
+// `--message-ids counter` it starts at 1 in every process, as SMSCs whose counter restarts (or
+// wraps) do: after a restart it hands out the ids it used before.
+let nextMessageId = ARGS.messageIds === 'counter' ? 1 : Date.now() * 1000;
 
 function reset() {
   config = JSON.parse(JSON.stringify(DEFAULT_CONFIG));
@@ -188,6 +192,10 @@ function reset() {
     receipts_acked: 0,
     mo_sent: 0,
     mo_acked: 0,
+    mo_timeouts: 0,
+    enquire_links_received: 0,
+    enquire_links_sent: 0,
+    ignored_while_silent: 0,
     bad_pdus: 0,
     drops: 0,
     binds_rejected: 0,
@@ -200,7 +208,8 @@ const binds = new Set();    // the sessions that are bound: {session, systemId, 
 let bindSerial = 0;
 
 function receivers(systemId) {
-  return [...binds].filter(b => b.mode !== 'transmitter' && !b.closing && (!systemId || b.systemId === systemId));
+  return [...binds].filter(b => b.mode !== 'transmitter' && !b.closing && !b.silent &&
+    (!systemId || b.systemId === systemId));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -214,7 +223,7 @@ const server = smpp.createServer((session) => {
   session.socket.setNoDelay(true);
   const peer = `${session.socket.remoteAddress}:${session.socket.remotePort}`;
   const state = {session, peer, systemId: null, mode: null, id: null, inFlight: 0, submits: 0,
-    closing: false, dropping: false, unackedReceipts: new Map()};
+    closing: false, dropping: false, silent: false, probe: null, unackedReceipts: new Map()};
 
   session.on('error', (err) => {
     // A socket error (err.code: ECONNRESET …) or a stream node-smpp cannot parse; either way the
@@ -232,6 +241,7 @@ const server = smpp.createServer((session) => {
 
   session.on('pdu', (pdu) => {
     if (state.closing || state.dropping) return;
+    if (state.silent) { stats.ignored_while_silent++; return; }
     try {
       handlePdu(state, pdu);
     } catch (err) {
@@ -248,6 +258,7 @@ function handlePdu(state, pdu) {
   if (pdu.command in BIND_MODES) return handleBind(state, pdu);
   switch (pdu.command) {
     case 'enquire_link':
+      stats.enquire_links_received++;
       return session.send(pdu.response());
     case 'unbind':
       session.send(pdu.response());
@@ -292,6 +303,7 @@ function handleBind(state, pdu) {
   binds.add(state);
   reply(E.ESME_ROK);
   log(`${state.mode} bind #${state.id} from ${state.peer} as ${state.systemId}`);
+  state.probe = startProbing(state);
   if (state.mode !== 'transmitter') flushUndelivered();
   return undefined;
 }
@@ -300,6 +312,7 @@ function closeBind(state) {
   if (state.closing) return;
   state.closing = true;
   if (binds.delete(state)) log(`bind #${state.id} (${state.mode}) closed`);
+  if (state.probe) clearInterval(state.probe);
   // A receipt the ESME never acknowledged is sent again to the next receiver, as an SMSC does.
   for (const receipt of state.unackedReceipts.values()) undelivered.push(receipt);
   state.unackedReceipts.clear();
@@ -422,10 +435,36 @@ function respond(state, resp) {
   if (state.inFlight > stats.max_in_flight_seen) stats.max_in_flight_seen = state.inFlight;
   const send = () => {
     state.inFlight--;
-    if (!state.closing) state.session.send(resp);
+    if (!state.closing && !state.silent) state.session.send(resp);
   };
   if (delay > 0) setTimeout(send, delay);
   else send();
+}
+
+/** The SMSC's own keep-alive: an enquire_link every `enquire_link_ms` (0, the default: never —
+ * as SMSCs that leave probing to the ESME). */
+function startProbing(state) {
+  let last = Date.now();
+  return setInterval(() => {
+    const every = config.enquire_link_ms;
+    if (!every || state.closing || state.silent || Date.now() - last < every) return;
+    last = Date.now();
+    stats.enquire_links_sent++;
+    state.session.send(new smpp.PDU('enquire_link', {}));
+  }, 50);
+}
+
+/** Every bound connection goes silent (half-open, as behind a NAT that forgot it): the TCP
+ * connection stays, nothing is answered or sent on it any more. New connections are served. */
+function silence() {
+  let count = 0;
+  for (const b of binds) {
+    if (b.closing || b.silent) continue;
+    b.silent = true;
+    count++;
+    log(`bind #${b.id} silenced (connection kept open)`);
+  }
+  return count;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,7 +526,7 @@ let receiverTurn = 0;
 
 /** Sends a receipt to a receiver of its system_id (the submitting bind first when it can take it). */
 function sendReceipt(receipt, preferred) {
-  let target = preferred && !preferred.closing && preferred.mode === 'transceiver' ? preferred : null;
+  let target = preferred && !preferred.closing && !preferred.silent && preferred.mode === 'transceiver' ? preferred : null;
   if (!target) {
     const candidates = receivers(receipt.systemId);
     if (!candidates.length) { undelivered.push(receipt); return; }
@@ -529,7 +568,7 @@ const pendingMo = new Map();  // "<bind id>:<sequence>" -> callback(status)
 let moReference = 0;
 const MO_ACK_TIMEOUT_MS = 5000;
 
-function moParts(text) {
+function moParts(text, reference) {
   const gsm = gsmEncode(text);
   if (gsm && gsm.length <= 160) return {dataCoding: 0, esmClass: 0, parts: [gsm]};
   if (!gsm && text.length <= 70) return {dataCoding: 8, esmClass: 0, parts: [ucs2Encode(text)]};
@@ -546,7 +585,7 @@ function moParts(text) {
     chunks.push(bytes.subarray(start, end));
     start = end;
   }
-  const ref = (moReference = (moReference + 1) % 256);
+  const ref = Number.isInteger(reference) ? reference % 256 : (moReference = (moReference + 1) % 256);
   const parts = chunks.map((chunk, i) => Buffer.concat([Buffer.from([5, 0, 3, ref, chunks.length, i + 1]), chunk]));
   return {dataCoding: gsm ? 0 : 8, esmClass: 0x40, parts};
 }
@@ -560,19 +599,20 @@ function sendMo(body, done) {
   if (!candidates.length) return done(409, {acked: false, error: 'no receiver or transceiver bound'});
   const target = candidates[receiverTurn++ % candidates.length];
   const international = from.startsWith('+');
-  const {dataCoding, esmClass, parts} = moParts(text);
-  let waiting = parts.length;
+  const {dataCoding, esmClass, parts} = moParts(text, body.reference);
+  const pdus = parts.map((part) => new smpp.PDU('deliver_sm', {
+    source_addr_ton: international ? 1 : 0, source_addr_npi: 1, source_addr: international ? from.slice(1) : from,
+    dest_addr_ton: 0, dest_addr_npi: 1, destination_addr: to,
+    esm_class: esmClass, data_coding: dataCoding, short_message: part,
+  }));
+  if (body.one_at_a_time || body.resend_part || body.only_parts) return sendMoInTurn(target, pdus, body, done);
+  let waiting = pdus.length;
   let worst = 0;
   let finished = false;
   const finish = (code, result) => { if (!finished) { finished = true; done(code, result); } };
   const timer = setTimeout(() => finish(200, {acked: false, error: 'no deliver_sm_resp in time', parts: parts.length}),
     MO_ACK_TIMEOUT_MS);
-  for (const part of parts) {
-    const pdu = new smpp.PDU('deliver_sm', {
-      source_addr_ton: international ? 1 : 0, source_addr_npi: 1, source_addr: international ? from.slice(1) : from,
-      dest_addr_ton: 0, dest_addr_npi: 1, destination_addr: to,
-      esm_class: esmClass, data_coding: dataCoding, short_message: part,
-    });
+  for (const pdu of pdus) {
     if (!target.session.send(pdu)) {
       clearTimeout(timer);
       return finish(409, {acked: false, error: 'the receiver connection is closed'});
@@ -591,13 +631,68 @@ function sendMo(body, done) {
   return undefined;
 }
 
+/** One MO part written and its deliver_sm_resp awaited: {part, status, ms}; status null when
+ * none came within `timeoutMs` (the SMSC then counts the part as failed and moves on). */
+function sendMoPart(target, pdu, part, timeoutMs) {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    if (!target.session.send(pdu)) {
+      resolve({part, status: null, ms: 0, error: 'the receiver connection is closed'});
+      return;
+    }
+    stats.mo_sent++;
+    const key = `${target.id}:${pdu.sequence_number}`;  // numbered by send()
+    const timer = setTimeout(() => {
+      pendingMo.delete(key);
+      stats.mo_timeouts++;
+      resolve({part, status: null, ms: Date.now() - started});
+    }, timeoutMs);
+    pendingMo.set(key, (status) => {
+      clearTimeout(timer);
+      resolve({part, status, ms: Date.now() - started});
+    });
+  });
+}
+
+/** MO parts as SMSCs with a window of 1 deliver them: each part only after the previous part's
+ * response (or its timeout); `only_parts` [k, …]: just those, in that order (a part lost, or the
+ * rest sent later: give `reference` to keep the message's); with `resend_part` k, part k once
+ * more afterwards (same reference), as an SMSC does whose response got lost. Answers every
+ * part's outcome. */
+async function sendMoInTurn(target, pdus, body, done) {
+  const timeoutMs = Number.isFinite(body.part_timeout_ms) ? body.part_timeout_ms : MO_ACK_TIMEOUT_MS;
+  const order = Array.isArray(body.only_parts) ? body.only_parts : pdus.map((_, i) => i + 1);
+  if (order.some(k => !pdus[k - 1])) return done(400, {error: `only_parts ${JSON.stringify(order)} of ${pdus.length} part(s)`});
+  const results = [];
+  for (const k of order) {
+    results.push(await sendMoPart(target, new smpp.PDU('deliver_sm', pickParams(pdus[k - 1])), k, timeoutMs));
+  }
+  let resent = null;
+  if (body.resend_part) {
+    const index = body.resend_part - 1;
+    if (!pdus[index]) return done(400, {error: `resend_part ${body.resend_part} of ${pdus.length} part(s)`});
+    const again = new smpp.PDU('deliver_sm', pickParams(pdus[index]));
+    resent = await sendMoPart(target, again, body.resend_part, timeoutMs);
+  }
+  const all = resent ? [...results, resent] : results;
+  const acked = all.every(r => r.status === 0);
+  if (results.every(r => r.status === 0)) stats.mo_acked++;
+  return done(200, {acked, parts: pdus.length, results, resent, bind: target.id});
+}
+
+function pickParams(pdu) {
+  const keys = ['source_addr_ton', 'source_addr_npi', 'source_addr', 'dest_addr_ton', 'dest_addr_npi',
+    'destination_addr', 'esm_class', 'data_coding', 'short_message'];
+  return Object.fromEntries(keys.map(k => [k, pdu[k]]));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Control port
 
 function publicStats(withDestinations) {
   const out = Object.assign({}, stats, {
     binds: [...binds].map(b => ({id: b.id, system_id: b.systemId, mode: b.mode, peer: b.peer,
-      bound_at: b.boundAt, submits: b.submits, in_flight: b.inFlight})),
+      bound_at: b.boundAt, submits: b.submits, in_flight: b.inFlight, silent: b.silent})),
     receipts_withheld: withheld.length,
     receipts_waiting_for_receiver: undelivered.length,
     incomplete_concatenated: concatParts.size,
@@ -612,7 +707,7 @@ function applyConfig(body) {
   if ('reject_bind' in body && ![false, 'password', 'bindfail'].includes(body.reject_bind)) {
     throw new Error('reject_bind must be false, "password" or "bindfail"');
   }
-  for (const key of ['throttle_ms', 'msgqful_ms', 'receipt_delay_ms', 'resp_delay_ms', 'no_resp_every']) {
+  for (const key of ['throttle_ms', 'msgqful_ms', 'receipt_delay_ms', 'resp_delay_ms', 'no_resp_every', 'enquire_link_ms']) {
     if (key in body && !(Number.isFinite(body[key]) && body[key] >= 0)) throw new Error(`${key} must be a number >= 0`);
   }
   if ('drop_after' in body && body.drop_after !== null && !(Number.isInteger(body.drop_after) && body.drop_after > 0)) {
@@ -678,6 +773,8 @@ const control = http.createServer((req, res) => {
         case 'POST /config':
           applyConfig(body);
           return reply(200, config);
+        case 'POST /silence':
+          return reply(200, {silenced: silence()});
         case 'POST /receipts/release':
           return reply(200, {released: releaseReceipts()});
         case 'POST /mo':
