@@ -582,8 +582,10 @@ class SmsWorker:
                 log.warning("SMS worker: publishing the binds' health failed (%s)", brief(exc))
 
 
-async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None) -> None:
-    """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds."""
+async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None,
+                         plan: Plan | None = None) -> None:
+    """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds.
+    `plan`: the order of the queue's flows (default: by urgency, SCHEDULE_WEIGHTS)."""
     import redis
     import redis.asyncio
 
@@ -620,7 +622,7 @@ async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None
         lease_seconds=settings.sms_lease_seconds,
         retries=settings.sms_submit_retries,
         unanswered_grace=settings.sms_unanswered_grace_seconds,
-        plan=planner(sessions, settings.schedule_weights),
+        plan=plan or planner(sessions, settings.schedule_weights),
         mo_part_wait=settings.sms_mo_part_wait_seconds,
     )
     if stop is None:  # SIGTERM/SIGINT: stop claiming, finish what is under way
