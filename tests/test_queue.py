@@ -225,6 +225,23 @@ def test_intake_claims_first_what_a_failed_claim_took(make_q):
     assert intake.take(10, 20, database_away) == []  # nothing to claim: the claim is not called
 
 
+def test_intake_gives_back_no_more_than_asked_after_a_failed_claim(make_q):
+    """A voice worker asks for one message per free line: after a failed claim of three, a take
+    of two gets two (the third comes with the next take), never three."""
+    q = make_q()
+    q.publish("voice", [1, 2, 3])
+    intake = Intake(q, "voice", "w1")
+
+    def database_away(ids):
+        raise ConnectionError("database away")
+
+    with pytest.raises(ConnectionError):
+        intake.take(3, 50, database_away)
+    assert intake.take(2, 50, lambda ids: ids) == [1, 2]
+    assert intake.take(2, 50, lambda ids: ids) == [3]
+    assert q.backlog("voice") == 0
+
+
 def test_intake_a_failed_ack_keeps_the_claim(make_q, monkeypatch, caplog):
     """The claim committed: its messages must go out even if the ack failed (they come back from
     the queue later, and claiming them again gets nothing)."""

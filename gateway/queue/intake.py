@@ -35,15 +35,14 @@ class Intake:
         """Up to about `count` messages from the flows `plan` picks, in its order, claimed by
         `claim(message_ids)`; waits up to `block_ms` when the queue is empty. Raises what
         `consume` or `claim` raised. `plan`: this take's own, instead of the intake's."""
-        deliveries = self._unclaimed or self.queue.consume(self.channel, self.consumer, count, block_ms,
-                                                           plan or self.plan)
-        self._unclaimed = []
+        deliveries = self._first_unclaimed(count) or self.queue.consume(self.channel, self.consumer, count,
+                                                                        block_ms, plan or self.plan)
         if not deliveries:
             return []
         try:
             claimed = claim([d.message_id for d in deliveries])
         except BaseException:
-            self._unclaimed = deliveries
+            self._unclaimed = deliveries + self._unclaimed
             raise
         try:
             self.queue.ack(self.channel, [d.entry_id for d in deliveries])
@@ -51,3 +50,17 @@ class Intake:
             log.warning("%s: acknowledging %d queue entries failed (%s); they come back and are skipped",
                         self.channel, len(deliveries), brief(exc))
         return claimed
+
+    def _first_unclaimed(self, count: int) -> list[Delivery]:
+        """Up to `count` of the deliveries a failed claim left, in whole entries (an entry is acked
+        whole, so its ids are claimed together) — not more than asked: the voice worker takes one
+        per free line."""
+        taken: list[Delivery] = []
+        entries: set[str] = set()
+        for delivery in self._unclaimed:
+            if delivery.entry_id not in entries and len(taken) >= count:
+                break
+            entries.add(delivery.entry_id)
+            taken.append(delivery)
+        self._unclaimed = self._unclaimed[len(taken):]
+        return taken
