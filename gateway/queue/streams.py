@@ -131,6 +131,7 @@ class RedisStreamQueue:
                 waiting[flow] = int(length)
             else:
                 self._forget_empty(keys=[self.flows_key(channel), self.key(channel, flow)], args=[flow])
+                self._claim_cursor.pop(self.key(channel, flow), None)
         return waiting
 
     def consume(
