@@ -327,9 +327,11 @@ class Bind:
         self._tx: _Link | None = None
         self.state = "unbound"
         self.resent_after_drop = 0  # parts written again after a dropped connection
-        # For the rate limit: each batch's grant by the sequence of its last PDU, until answered,
-        # and the quickest recent answers (the link's own round trip, not a late SMSC).
+        # For the rate limit: each batch's grant by the sequence of its last PDU, until answered;
+        # when each batch's first PDU was written, until answered: the quickest recent of those
+        # answers is the link's own round trip for one PDU, not a late SMSC.
         self._batches: dict[int, tuple[Any, float]] = {}
+        self._first_written: dict[int, float] = {}
         self._round_trips: deque[float] = deque(maxlen=64)
 
     # --- what the worker calls -------------------------------------------------------------
@@ -473,6 +475,7 @@ class Bind:
         pending = self.correlator.drain()
         self.window.reset()
         self._batches.clear()  # their answers died with the connection
+        self._first_written.clear()
         pending = [(m, i) for m, i in pending if not m.done]
         if pending:
             log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending))
@@ -510,12 +513,13 @@ class Bind:
                 await asyncio.sleep(wait)
                 continue
             count = min(local, len(self.ready), window.size - window.in_flight)
-            sequence = None
+            first = sequence = None
             for _ in range(count):
                 message, index = self.ready.popleft()
                 if message.done:
                     continue
                 sequence = correlator.next_sequence()
+                first = first or sequence
                 writer.write(P.with_sequence(message.pdus[index], sequence))
                 correlator.put(sequence, (message, index), now)
                 window.in_flight += 1
@@ -523,7 +527,8 @@ class Bind:
             if self.rate_limit is not None:
                 written = time.monotonic()
                 grant = self.rate_limit.written(written)
-                if grant is not None and sequence is not None:
+                if grant is not None and first is not None and sequence is not None:
+                    self._first_written[first] = written
                     self._batches[sequence] = (grant, written)
             await writer.drain()
 
@@ -538,8 +543,9 @@ class Bind:
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
-            if len(self._batches) > len(self.correlator):  # some last PDUs went unanswered (expired)
-                self._batches.clear()
+            if len(self._batches) + len(self._first_written) > 2 * len(self.correlator):
+                self._batches.clear()  # some of their PDUs went unanswered (expired)
+                self._first_written.clear()
             for message, index in self.correlator.expire(now):
                 self.window.release()
                 self._retry(message, index, "no response from the SMSC", transient=True)
@@ -558,7 +564,7 @@ class Bind:
             for raw in await link.read_pdus():
                 _, command, status, sequence = P.HEADER.unpack_from(raw)
                 if command in for_submit:
-                    if sequence in self._batches:
+                    if sequence in self._first_written or sequence in self._batches:
                         self._batch_answered(sequence)
                     entry = self.correlator.pop(sequence)
                     if entry is None:
@@ -585,12 +591,17 @@ class Bind:
                     log.warning("SMS bind %s: unexpected command 0x%08x ignored", self.name, command)
 
     def _batch_answered(self, sequence: int) -> None:
-        """The last PDU of a rate-limited batch was answered: the SMSC accepted the batch by now,
-        less the link's round trip — what a late batch tells the rate limit (see ratelimit.py)."""
-        grant, written = self._batches.pop(sequence)
+        """A rate-limited batch's first PDU was answered (a round trip of one PDU), or its last (the
+        SMSC accepted the whole batch by now, less that round trip): what a batch that reached the
+        SMSC late, or took it long to read, tells the rate limit (see ratelimit.py)."""
         now = time.monotonic()
-        self._round_trips.append(now - written)
-        self.rate_limit.accepted(grant, max(written, now - min(self._round_trips)))  # type: ignore[union-attr]
+        written = self._first_written.pop(sequence, None)
+        if written is not None:
+            self._round_trips.append(now - written)
+        if sequence in self._batches:
+            grant, written = self._batches.pop(sequence)
+            accepted = now - min(self._round_trips, default=0.0)
+            self.rate_limit.accepted(grant, max(written, accepted))  # type: ignore[union-attr]
 
     # --- outcomes ------------------------------------------------------------------------------
 
