@@ -161,6 +161,8 @@ def sms_part(args) -> dict[str, float]:
                 worker.kill()
     queue.close()
     engine.dispose()
+    if args.accepts:  # for a closer look: every accept's time and destination
+        Path(args.accepts).write_text(json.dumps({"started": started, "launched_b": launched_b, "accepts": accepts}))
     b_phones = {f"+316{30_000_000 + i:08d}" for i in range(sizes["B"])}
     b_times = [t for t, dest in accepts if dest in b_phones]
     ideal_b = sizes["B"] / (RATE * WEIGHT_B / (WEIGHT_A + WEIGHT_B))
@@ -312,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="answered call length L")
     parser.add_argument("--delay", type=float, default=10.0, help="seconds from A's launch to B's")
     parser.add_argument("--log-dir", default="/tmp")
+    parser.add_argument("--accepts", help="write the SMSC's accept log (JSON) to this file")
     args = parser.parse_args(argv)
     if args.command == "sms-worker":
         sms_worker(args.fifo)

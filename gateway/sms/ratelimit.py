@@ -191,12 +191,13 @@ class BindRateLimit:
             # Before the call: Redis's `now` is no earlier, so the slot is not earlier than `due`
             # below, and a batch's lateness is never underestimated by the reply's own delay.
             asked = time.monotonic()
+            # Taken before the call: answers read while it is under way add new ones.
+            late, self._late = self._late, {}
             granted, wait_us, slot_us = await self._script(
                 keys=self._keys,
                 args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
-                      *(item for pair in self._late.items() for item in pair)],
+                      *(item for pair in late.items() for item in pair)],
             )
-            self._late.clear()
             due = asked + max(0, int(wait_us)) / 1e6
             await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
