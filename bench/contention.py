@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
-from sqlalchemy import insert, update
+from sqlalchemy import insert
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -201,40 +201,19 @@ def sms_worker(fifo: bool) -> None:
 
 
 def voice_part(args) -> dict[str, float]:
-    from asterisk_harness import AsteriskServer, ensure_chroot
-    from phone_sounds import HUMAN, write_phone_sounds
-
-    from bench.voice import AUDIO_DIR, set_globals
+    from bench.voice import asterisk_with_ivr
     from gateway.tts import AudioCache, make_engines
-    from ivr.context import IvrContext
-    from ivr.handlers import registry
-    from ivr.server import FastAGIServer
 
     url = fresh_database(PG_DB)
     engine = make_engine(url)
     sessions = session_factory(engine)
     sizes = {"A": args.voice_a, "B": args.voice_b}
     actions = world(sessions, sizes, "voice")
-    asterisk = AsteriskServer(ensure_chroot(), turn_timeout=3600)
-    asterisk.start()
-    ctx = IvrContext(sessions, cache=None)
-    server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
-    server.start_in_background()
     try:
-        audio_dir = asterisk.chroot / AUDIO_DIR.lstrip("/")
-        for stale in audio_dir.glob("*.wav"):
-            stale.unlink()
-        write_phone_sounds(asterisk.chroot)
-        set_globals(asterisk, BN_IVR=f"agi://127.0.0.1:{server.server_address[1]}", BN_AMD="no",
-                    PHONE_RING="0", PHONE_HOLD=str(args.seconds), PHONE_SAY=HUMAN)
-        audio = AudioCache(audio_dir, engines=make_engines("espeak"))
-        placed, ended, launched = asyncio.run(_voice_run(args, asterisk, sessions, audio, actions))
+        with asterisk_with_ivr(sessions, amd="no", hold_seconds=args.seconds) as (asterisk, _, audio_dir):
+            audio = AudioCache(audio_dir, engines=make_engines("espeak"))
+            placed, ended, launched = asyncio.run(_voice_run(args, asterisk, sessions, audio, actions))
     finally:
-        ctx.tips.flush()
-        server.shutdown()
-        server.server_close()
-        ctx.tips.close()
-        asterisk.stop()
         engine.dispose()
     b_phones = {f"+316{30_000_000 + i:08d}" for i in range(sizes["B"])}
     first_b = min(at for at, phone in placed if phone in b_phones)

@@ -176,25 +176,16 @@ async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_p
     return timeline, worker
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cap", type=int, default=20, help="simultaneous calls C (default 20)")
-    parser.add_argument("--seconds", type=int, default=10, help="how long each answered call lasts, L (default 10)")
-    parser.add_argument("--calls", type=int, default=300, help="participants called (default 300)")
-    args = parser.parse_args(argv)
-    if args.cap < 1 or args.seconds < 1 or args.calls < args.cap:
-        parser.error("--cap >= 1, --seconds >= 1 and --calls >= --cap please")
-
+@contextlib.contextmanager
+def asterisk_with_ivr(sessions, *, amd: str, hold_seconds: int):
+    """The real Asterisk (the tests' chroot; waits while a test run holds it) and the FastAGI IVR
+    on `sessions`, the test phones answering at once and hanging up `hold_seconds` after; yields
+    (asterisk, the IVR's port, the audio directory on the host), both stopped after."""
     from ivr.context import IvrContext
     from ivr.handlers import registry
     from ivr.server import FastAGIServer
 
-    print(f"voice bench: {args.calls} calls, cap C={args.cap}, answered calls L={args.seconds} s", flush=True)
-    url = fresh_database(DB_NAME)
-    engine = make_engine(url)
-    sessions = session_factory(engine)
-    asterisk = AsteriskServer(ensure_chroot(), turn_timeout=3600)  # test runs may hold it for a while
-    print("starting the real Asterisk (waits while a test run holds it)", flush=True)
+    asterisk = AsteriskServer(ensure_chroot(), turn_timeout=3600)
     asterisk.start()
     ctx = IvrContext(sessions, cache=None)
     server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
@@ -204,19 +195,37 @@ def main(argv: list[str] | None = None) -> int:
         for stale in audio_dir.glob("*.wav"):  # bulletin ids restart with the fresh database
             stale.unlink()
         write_phone_sounds(asterisk.chroot)
-        (asterisk.chroot / PHONE_LOG).write_text("")
-        asterisk.run_in_chroot("chown", "asterisk:asterisk", f"/{PHONE_LOG}")
-        set_globals(asterisk, BN_IVR=f"agi://127.0.0.1:{server.server_address[1]}", BN_AMD="yes",
-                    PHONE_RING="0", PHONE_HOLD=str(args.seconds), PHONE_SAY=HUMAN)
-        cache = TimedCache(audio_dir, engines=make_engines("espeak"))
-        timeline, worker = asyncio.run(run(args, asterisk, sessions, cache, server.server_address[1]))
-        rings = (asterisk.chroot / PHONE_LOG).read_text().split()
+        set_globals(asterisk, BN_IVR=f"agi://127.0.0.1:{server.server_address[1]}", BN_AMD=amd,
+                    PHONE_RING="0", PHONE_HOLD=str(hold_seconds), PHONE_SAY=HUMAN)
+        yield asterisk, server.server_address[1], audio_dir
     finally:
         ctx.tips.flush()
         server.shutdown()
         server.server_close()
         ctx.tips.close()
         asterisk.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cap", type=int, default=20, help="simultaneous calls C (default 20)")
+    parser.add_argument("--seconds", type=int, default=10, help="how long each answered call lasts, L (default 10)")
+    parser.add_argument("--calls", type=int, default=300, help="participants called (default 300)")
+    args = parser.parse_args(argv)
+    if args.cap < 1 or args.seconds < 1 or args.calls < args.cap:
+        parser.error("--cap >= 1, --seconds >= 1 and --calls >= --cap please")
+
+    print(f"voice bench: {args.calls} calls, cap C={args.cap}, answered calls L={args.seconds} s", flush=True)
+    url = fresh_database(DB_NAME)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    print("starting the real Asterisk (waits while a test run holds it)", flush=True)
+    with asterisk_with_ivr(sessions, amd="yes", hold_seconds=args.seconds) as (asterisk, ivr_port, audio_dir):
+        (asterisk.chroot / PHONE_LOG).write_text("")
+        asterisk.run_in_chroot("chown", "asterisk:asterisk", f"/{PHONE_LOG}")
+        cache = TimedCache(audio_dir, engines=make_engines("espeak"))
+        timeline, worker = asyncio.run(run(args, asterisk, sessions, cache, ivr_port))
+        rings = (asterisk.chroot / PHONE_LOG).read_text().split()
     with sessions() as s:
         statuses = s.execute(select(Message.status, Message.detail)).all()
     engine.dispose()
