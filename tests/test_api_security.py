@@ -30,6 +30,7 @@ from gateway.api.schemas import (
     ParticipantIn,
     TipMark,
     UpdateCreate,
+    UrgencyChange,
     UserIn,
 )
 from gateway.api.routes.web import LoginRequest
@@ -47,6 +48,8 @@ TIPS = "/api/v1/tips"  # marking: centralists and admins, like actions
 PARTICIPANTS = "/api/v1/participants"
 AREA = "/api/v1/area"  # a municipality's view of the actions that reached its participants
 ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users", "/api/v1/admin/")
+# Single admin-only routes inside another group's prefix.
+ADMIN_ONLY_PATHS = {"/api/v1/actions/{action_id}/urgency"}
 # Routes every authenticated role may use.
 ANY_ROLE = {"/api/v1/me", "/api/v1/console/config", *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type"))}
 
@@ -64,6 +67,7 @@ BODY_BY_MODEL = {
     ActionEdit: {"description": "Man in blauwe jas"},
     UpdateCreate: {"text": "Hij draagt nu een pet"},
     CloseRequest: {"outcome": "none"},
+    UrgencyChange: {"urgency": "critical"},
     OutcomeRequest: {"outcome": "direct", "outcome_detail": "arrest"},
     TipMark: {"useful": True},
     LoginRequest: {"api_key": "bn_not_a_key"},
@@ -120,7 +124,7 @@ def _request_kwargs(route: APIRoute) -> dict:
 
 def _roles_refused(path: str) -> set[str]:
     """Who must get 403 on `path`, by prefix; every API path must fall in a known group."""
-    if path.startswith(ADMIN_ONLY):
+    if path.startswith(ADMIN_ONLY) or path in ADMIN_ONLY_PATHS:
         return {"centralist", "utrecht"}
     if path.startswith((ACTIONS, TIPS)):
         return {"utrecht"}
