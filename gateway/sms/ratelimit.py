@@ -49,7 +49,7 @@ GUARD_S = 0.010
 # How far ahead of its slot a caller may reserve it, in batches: room for a few processes to
 # hold the next slots at once.
 LEAD_BATCHES = 4
-# A batch written later than this after its slot has its log entry moved to its real time.
+# A batch that reached the SMSC more than this after its slot has its log entry moved to then.
 LATE_US = 1000
 
 # KEYS: log (zset of "<member>:<size>" scored by slot, µs), next (the earliest next slot, µs).
@@ -193,11 +193,15 @@ class BindRateLimit:
             asked = time.monotonic()
             # Taken before the call: answers read while it is under way add new ones.
             late, self._late = self._late, {}
-            granted, wait_us, slot_us = await self._script(
-                keys=self._keys,
-                args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
-                      *(item for pair in late.items() for item in pair)],
-            )
+            try:
+                granted, wait_us, slot_us = await self._script(
+                    keys=self._keys,
+                    args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
+                          *(item for pair in late.items() for item in pair)],
+                )
+            except BaseException:
+                self._late = late | self._late  # told with the next take that gets through
+                raise
             due = asked + max(0, int(wait_us)) / 1e6
             await asyncio.sleep(max(0, int(wait_us)) / 1e6)
             if granted:
