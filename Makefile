@@ -62,11 +62,12 @@ test: venv system services smsc-sim ## Run the test suite against real PostgreSQ
 demo: venv demo-system smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo
 
-bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, SMS, voice, statistics)
+bench: venv services smsc-sim ## Run the benchmarks (targeting, tip line, SMS, voice, concurrent actions, statistics)
 	$(BIN)/python -m bench.targeting
 	$(BIN)/python -m bench.tipline
 	$(BIN)/python -m bench.sms
 	$(BIN)/python -m bench.voice
+	$(BIN)/python -m bench.contention
 	$(BIN)/python -m bench.stats
 
 migrate: venv ## Apply database migrations to the configured database (ARGS=...)
