@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system demo-system services smsc-sim web test demo bench migrate serve ivr clean
+.PHONY: help venv system demo-system services smsc-sim web lint test demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -55,6 +55,10 @@ $(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
 	@echo "==> installing the SMSC simulator's npm packages (tests/smsc)"
 	cd tests/smsc && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+lint: venv ## Check the code: ruff (lint and format); .ci/run runs it before the tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -109,7 +109,7 @@ def launch(sessions, queue, settings, action_id: int) -> float:
     """As POST /actions/{id}/launch does; returns the wall-clock time it was asked."""
     asked = time.time()
     with sessions() as s:
-        commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings))
+        commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(UTC), settings))
     return asked
 
 
@@ -229,13 +229,12 @@ def voice_part(args) -> dict[str, float]:
 
 
 async def _voice_run(args, asterisk, sessions, audio, actions):
+    from bench.voice import AUDIO_DIR
     from gateway.queue import MemoryQueue
     from gateway.queue.base import oldest_first
     from gateway.queue.flows import planner
     from gateway.voice.ami import AMIClient
     from gateway.voice.worker import VoiceWorker
-
-    from bench.voice import AUDIO_DIR
 
     settings = Settings(_env_file=None, environment="development")
     queue = MemoryQueue()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -77,10 +77,10 @@ def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[st
     start = backend_cpu()
     with sessions() as s, s.begin():
         bulletin = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet schrijfproef.",
-                            spoken_text="-", fanned_out_at=datetime.now(timezone.utc))
+                            spoken_text="-", fanned_out_at=datetime.now(UTC))
         s.add(bulletin)
         s.flush()
-        ids = _insert_messages(s, bulletin, recipients, datetime.now(timezone.utc)).ids_by_channel["sms"]
+        ids = _insert_messages(s, bulletin, recipients, datetime.now(UTC)).ids_by_channel["sms"]
     inserted = backend_cpu() - start
     n = len(ids)
     with engine.begin() as c:
@@ -91,7 +91,7 @@ def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[st
     for i in range(0, n, BATCH):
         claimed += claim_sms(sessions, ids[i : i + BATCH], WORKER)
     after_claim = backend_cpu()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for i in range(0, len(claimed), BATCH):
         batch = Batch()
         for item in claimed[i : i + BATCH]:

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -46,6 +46,8 @@ from sqlalchemy import func, insert, select
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+
+from smsc_sim import SmscSimulator, process_cpu_seconds  # noqa: E402
 
 from bench.pg import fresh_database  # noqa: E402
 from bench.smsc_reference import run_reference  # noqa: E402
@@ -65,7 +67,6 @@ from gateway.storage.models import (  # noqa: E402
     Participant,
 )
 from gateway.targeting.geo import tile_of  # noqa: E402
-from smsc_sim import SmscSimulator, process_cpu_seconds  # noqa: E402
 
 PG_DB = "burgernet_bench_sms"
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -236,7 +237,7 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         first_submit = FirstSubmit(sim)
         started = first_submit.started
         with sessions() as s:
-            counts = commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings))
+            counts = commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(UTC), settings))
         launched = time.monotonic() - started
         queued_count = counts.get("sms", 0)
         if queued_count != n:
@@ -288,7 +289,7 @@ def rate_run(sessions, queue, settings, sim, rate: int, seconds: int, log: Path)
         from gateway.storage.models import Bulletin, BulletinKind
 
         b = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet snelheidsproef.",
-                     spoken_text="-", fanned_out_at=datetime.now(timezone.utc))
+                     spoken_text="-", fanned_out_at=datetime.now(UTC))
         s.add(b)
         s.flush()
         ids = list(s.execute(insert(Message).returning(Message.id), [

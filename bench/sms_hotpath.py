@@ -145,7 +145,7 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
             worker._room.clear()
             try:
                 await asyncio.wait_for(worker._room.wait(), 0.05)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             continue
         # As SmsWorker._consume hands over what a claim returned.

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
@@ -41,7 +41,7 @@ PG_DB = "burgernet_bench_stats"
 PARTICIPANTS = 1_600_000
 START = date(2025, 11, 24)  # the year: 2025-11-24 … 2026-11-23
 END = date(2026, 11, 23)
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 GOAL_MS = 200.0
 
 
@@ -50,7 +50,7 @@ def _counts(engine: Engine) -> tuple[int, int] | None:
         with engine.connect() as conn:
             return (conn.execute(text("SELECT count(*) FROM participant")).scalar_one(),
                     conn.execute(text("SELECT count(*) FROM action")).scalar_one())
-    except Exception:  # noqa: BLE001 — no schema yet
+    except Exception:
         return None
 
 

@@ -60,7 +60,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -102,7 +102,7 @@ class Population:
 
 def ensure_actions(engine) -> bool:
     """Three open bench actions that stay open for the run; returns True when reused."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     settings = Settings(_env_file=None, environment="development")
     with Session(engine) as s:
         mine = s.scalars(
@@ -412,7 +412,7 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
         call = Call(kind, f"{token}-{server.kind}-{i}")
         try:
             await asyncio.wait_for(one_call(server.port, env, call), CALL_TIMEOUT_S)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             run.errors.append(f"call {i}: {type(exc).__name__} {exc}")
             call.decision_ns = None
         if not warmup <= i < warmup + calls:
@@ -502,7 +502,7 @@ def check_tip_log(writer: WriterProcess, token: str, run: Run, timeout_s: float 
 
 def pct(sorted_ns: list[int], q: float) -> float:
     """Nearest-rank percentile, in ms."""
-    k = max(0, min(len(sorted_ns) - 1, int(round(q / 100 * len(sorted_ns) + 0.5)) - 1))
+    k = max(0, min(len(sorted_ns) - 1, round(q / 100 * len(sorted_ns) + 0.5) - 1))
     return sorted_ns[k] / 1e6
 
 

@@ -30,7 +30,7 @@ import contextlib
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -41,7 +41,16 @@ from gateway.actions.fanout import commit_and_publish
 from gateway.config import Settings
 from gateway.queue import MemoryQueue
 from gateway.storage.db import make_engine, session_factory
-from gateway.storage.models import Action, ActionType, Address, Centralist, Message, MessageStatus, Municipality, Participant
+from gateway.storage.models import (
+    Action,
+    ActionType,
+    Address,
+    Centralist,
+    Message,
+    MessageStatus,
+    Municipality,
+    Participant,
+)
 from gateway.targeting.geo import tile_of
 from gateway.tts import AudioCache, make_engines
 from gateway.voice.ami import AMIClient
@@ -157,7 +166,7 @@ async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_p
     running = asyncio.create_task(worker.run(stop, poll_ms=100))
     timeline.launched = time.perf_counter()
     with sessions() as s:  # as POST /actions/{id}/launch does: commit, then publish
-        commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(timezone.utc), settings))
+        commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(UTC), settings))
     deadline = time.perf_counter() + args.calls / args.cap * (args.seconds + 5) * 3 + 120
     try:
         while not done.is_set():  # every call ended; or nothing left to call (a failure: reported below)

@@ -10,7 +10,7 @@ UPDATE, migration 0010_security); `prune` deletes those past the retention perio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -62,7 +62,7 @@ def events(session: Session, filters: AuditFilters, limit: int, offset: int) -> 
 
 
 def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=timezone.utc)
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 def prune(session: Session, now: datetime, retention_days: int) -> int:

@@ -1,7 +1,7 @@
 """The `burgernet` command: serve the API, migrate, make the first admin, import, seed, demo."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -41,8 +41,8 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Listen address (default API_HOST)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default API_PORT)")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default API_PORT)")] = None,
 ) -> None:
     """Serve the HTTP API (and, without Redis, the in-process queue and housekeeping)."""
     import logging
@@ -96,7 +96,7 @@ def import_participants(
 @app.command()
 def seed(
     participants: Annotated[int, typer.Option(min=1, help="How many participants to generate")] = 10_000,
-    around: Annotated[Optional[str], typer.Option(help="Only near LAT,LON,RADIUS_KM, e.g. 52.09,5.12,25")] = None,
+    around: Annotated[str | None, typer.Option(help="Only near LAT,LON,RADIUS_KM, e.g. 52.09,5.12,25")] = None,
     rng_seed: Annotated[int, typer.Option(help="Random seed (same seed, same population)")] = 2026,
 ) -> None:
     """Generate a synthetic participant population (for demos and benchmarks)."""
@@ -119,8 +119,8 @@ def seed(
 
 @app.command()
 def ivr(
-    host: Annotated[Optional[str], typer.Option(help="Listen address (default IVR_HOST)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (default IVR_PORT)")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default IVR_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default IVR_PORT)")] = None,
 ) -> None:
     """Serve the FastAGI server for the tip line (Asterisk: AGI(agi://host:port/tipline))."""
     import logging
@@ -134,7 +134,7 @@ def ivr(
 
 @app.command("tip-writer")
 def tip_writer(
-    consumer: Annotated[Optional[str], typer.Option(help="This writer's name in the consumer group (default: the host "
+    consumer: Annotated[str | None, typer.Option(help="This writer's name in the consumer group (default: the host "
                                                          "name); restarted under the same name it finishes its last batch at once")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only say whether the writer of this name is alive (health check)")] = False,
 ) -> None:
@@ -168,7 +168,7 @@ app.add_typer(prompts_app, name="prompts")
 
 @prompts_app.command("build")
 def prompts_build(
-    out: Annotated[Optional[Path], typer.Option(help="Where to write the audio (default prompts/sounds)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the audio (default prompts/sounds)")] = None,
 ) -> None:
     """Generate every prompt's audio (8 kHz WAV, espeak-ng) and check each has a real duration."""
     from gateway import prompts
@@ -230,7 +230,7 @@ def worker_voice() -> None:
 
 @worker_app.command("sms")
 def worker_sms(
-    name: Annotated[Optional[str], typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")] = None,
 ) -> None:
     """Send SMS over the SMPP binds (SMS_BINDS / SMS_BINDS_FILE) and handle receipts and replies until stopped."""
     import asyncio

@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         if self.database_url:
             url = self.database_url
             # Plain postgresql:// URLs get the psycopg 3 driver we ship.
-            if url.startswith("postgresql://") or url.startswith("postgres://"):
+            if url.startswith(("postgresql://", "postgres://")):
                 url = "postgresql+psycopg://" + url.split("://", 1)[1]
             return url
         return f"sqlite:///{self.data_dir / 'burgernet.db'}"

@@ -27,10 +27,10 @@ from gateway.outbox import drain
 from gateway.phone import masked
 from gateway.queue import MemoryQueue
 from gateway.seed import seed
+from gateway.sms.demo_channel import DemoSms
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Bulletin, Centralist, Message, Role
-from gateway.sms.demo_channel import DemoSms
 from gateway.tts import AudioCache
 from ivr import simulator
 from ivr.context import IvrContext

@@ -3,7 +3,7 @@ launches and lost publishes."""
 
 import asyncio
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +29,7 @@ def expire_actions(
     route_cache: RouteCache | None = None,
 ) -> int:
     """Close every open action past its expiry time and queue its closing messages."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with sessions() as session:
         closed = lifecycle.expire_due(session, now)
         for queued in closed:  # the first commits them all
@@ -43,7 +43,7 @@ def expire_actions(
 def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
     """Move settled actions' message counts into the statistics rollup and rebuild the sign-up
     rollup (gateway.stats.rollup); returns how many actions were rolled up."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     done = rollup.roll_up_settled(sessions, now, settings.stats_settle_hours)
     with sessions() as session:
         rollup.rebuild_signups(session, now)
@@ -56,7 +56,7 @@ def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now:
 def prune(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
     """Delete audit events past AUDIT_RETENTION_DAYS and browser sessions that have expired;
     returns how many audit events went."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with sessions() as session:
         pruned = audit.prune(session, now, settings.audit_retention_days)
         session.execute(delete(UserSession).where(UserSession.expires_at < now))

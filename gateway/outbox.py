@@ -5,7 +5,7 @@ and shows the worker protocol every real channel follows: consume ids from the q
 in SQL (so a duplicate queue entry is never sent twice), hand them on, record the result, ack.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,7 +23,7 @@ def drain(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, consu
         with sessions() as session:
             owned = claim(session, [d.message_id for d in deliveries])
             if owned:
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 session.execute(
                     update(Message)
                     .where(Message.id.in_(owned))

@@ -21,7 +21,7 @@ import random
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from sqlalchemy import Date, Engine, func, insert, select, text
@@ -95,22 +95,12 @@ CITIES: tuple[City, ...] = (
     City("GM0981", "Vaals", _LB, 50.7711, 6.0186, 10, 6291, 6295, "43"),
 )
 
-_FIRST = (
-    "Jan Piet Kees Henk Willem Bram Daan Sem Lucas Finn Luuk Thijs Jesse Ruben Mohamed Ahmed "
-    "Emre Johan Gerrit Dirk Anna Emma Julia Sophie Tess Sara Lisa Eva Fleur Noor Fatima Sanne "
-    "Anouk Ingrid Marieke Annemiek Wilma Petra Yasmina Lotte Iris Maria"
-).split()
-_LAST = (
-    "de Jong|Jansen|de Vries|van den Berg|van Dijk|Bakker|Janssen|Visser|Smit|Meijer|de Boer|"
-    "Mulder|de Groot|Bos|Vos|Peters|Hendriks|van Leeuwen|Dekker|Brouwer|de Wit|Dijkstra|Smits|"
-    "de Graaf|van der Meer|van der Linden|Kok|Jacobs|de Haan|Vermeulen|van den Heuvel|"
-    "van der Veen|van den Broek|de Bruijn|van der Heijden|Schouten|van Beek|Willems|van Vliet|"
-    "Hoekstra|Maas|Verhoeven|Koster|Prins|Huisman|El Amrani|Yılmaz|Öztürk|Nguyen|Peeters"
-).split("|")
-_FIRST_FOREIGN = {"en": "James Emily Oliver Chloe".split(), "de": "Lukas Anja Jonas Katrin".split(),
-                  "fr": "Louis Camille Hugo Manon".split()}
-_LAST_FOREIGN = {"en": "Smith Taylor Brown Walsh".split(), "de": "Müller Schmidt Becker Wagner".split(),
-                 "fr": "Dubois Lambert Martin Leroy".split()}
+_FIRST = ["Jan", "Piet", "Kees", "Henk", "Willem", "Bram", "Daan", "Sem", "Lucas", "Finn", "Luuk", "Thijs", "Jesse", "Ruben", "Mohamed", "Ahmed", "Emre", "Johan", "Gerrit", "Dirk", "Anna", "Emma", "Julia", "Sophie", "Tess", "Sara", "Lisa", "Eva", "Fleur", "Noor", "Fatima", "Sanne", "Anouk", "Ingrid", "Marieke", "Annemiek", "Wilma", "Petra", "Yasmina", "Lotte", "Iris", "Maria"]
+_LAST = ["de Jong", "Jansen", "de Vries", "van den Berg", "van Dijk", "Bakker", "Janssen", "Visser", "Smit", "Meijer", "de Boer", "Mulder", "de Groot", "Bos", "Vos", "Peters", "Hendriks", "van Leeuwen", "Dekker", "Brouwer", "de Wit", "Dijkstra", "Smits", "de Graaf", "van der Meer", "van der Linden", "Kok", "Jacobs", "de Haan", "Vermeulen", "van den Heuvel", "van der Veen", "van den Broek", "de Bruijn", "van der Heijden", "Schouten", "van Beek", "Willems", "van Vliet", "Hoekstra", "Maas", "Verhoeven", "Koster", "Prins", "Huisman", "El Amrani", "Yılmaz", "Öztürk", "Nguyen", "Peeters"]
+_FIRST_FOREIGN = {"en": ["James", "Emily", "Oliver", "Chloe"], "de": ["Lukas", "Anja", "Jonas", "Katrin"],
+                  "fr": ["Louis", "Camille", "Hugo", "Manon"]}
+_LAST_FOREIGN = {"en": ["Smith", "Taylor", "Brown", "Walsh"], "de": ["Müller", "Schmidt", "Becker", "Wagner"],
+                 "fr": ["Dubois", "Lambert", "Martin", "Leroy"]}
 # Dutch postcode letters never use F, I, O, Q, U or Y, and SA, SD and SS are not issued.
 _LETTERS = [a + b for a in "ABCDEGHJKLMNPRSTVWXZ" for b in "ABCDEGHJKLMNPRSTVWXZ"
             if a + b not in ("SA", "SD", "SS")]
@@ -158,7 +148,7 @@ def seed(
     """
     if participants < 0:
         raise ValueError("participants must be >= 0")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("naive datetime given; use datetime.now(timezone.utc)")
     cities = list(CITIES)
@@ -299,7 +289,7 @@ class _Generator:
         # Timestamps and dates, rendered once by the column types' own bind processors.
         if dialect.name == "postgresql":  # COPY text input
             def stamp(dt: datetime) -> str:
-                return dt.astimezone(timezone.utc).isoformat(sep=" ")
+                return dt.astimezone(UTC).isoformat(sep=" ")
 
             day = date.isoformat
         else:  # exactly what SQLAlchemy itself would store ("YYYY-MM-DD HH:MM:SS.ffffff")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, text
 
@@ -145,7 +145,7 @@ def _plan(rng, cities, munis, centralists, start, n_actions, n_messages, first_a
         kind = rng.choices(types, type_weights)[0]
         day = start + timedelta(days=rng.randrange(365))
         hour = rng.choices(range(24), HOURS)[0]
-        launched = datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60), tzinfo=timezone.utc)
+        launched = datetime(day.year, day.month, day.day, hour, rng.randrange(60), rng.randrange(60), tzinfo=UTC)
         expired = rng.random() < EXPIRED
         closed = launched + timedelta(minutes=120 if expired else rng.randrange(20, 61))
         has_tip = rng.random() < TIP_SHARE

@@ -15,7 +15,7 @@ import io
 
 from asterisk.agi import AGI, AGIResultHangup, AGIUnknownError
 
-__all__ = ["AGISession", "AGIResultHangup"]
+__all__ = ["AGIResultHangup", "AGISession"]
 
 
 class _Lines:

@@ -33,7 +33,7 @@ def _pg_create() -> str:
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001 — turned into a clear instruction
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not usable ({exc}); run `make test`, which starts it")
     finally:
         admin.dispose()

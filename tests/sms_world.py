@@ -7,7 +7,7 @@ import json
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, insert, select
 
@@ -37,7 +37,7 @@ def phone(i: int) -> str:
 def open_action(sessions, text: str = "Gezocht: man met rode jas. Bel 0800-0011, actiecode 4821.",
                 code: str = "4821") -> tuple[int, int]:
     """An open action with its alert bulletin; returns (action id, bulletin id)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with sessions() as s:
         c = Centralist(name="C", meldkamer="MN", dial_string="PJSIP/4021@mk")
         s.add(c)
@@ -74,7 +74,7 @@ def queue_messages(sessions, queue, action_id: int, bulletin_id: int, phones: li
 
 def statuses(sessions) -> Counter:
     with sessions() as s:
-        return Counter({status: n for status, n in s.execute(select(Message.status, func.count()).group_by(Message.status))})
+        return Counter(dict(s.execute(select(Message.status, func.count()).group_by(Message.status))))
 
 
 def bind_json(sim, **extra) -> str:

@@ -79,7 +79,7 @@ class SmscSimulator:
 
     # --- the process ------------------------------------------------------------------------
 
-    def start(self) -> "SmscSimulator":
+    def start(self) -> SmscSimulator:
         """Start node and wait for its ready line; the SMPP port stays the same across restarts."""
         if self._proc is not None:
             raise RuntimeError("the simulator is already running")
@@ -140,7 +140,7 @@ class SmscSimulator:
             os.kill(self._proc.pid, signal.SIGKILL)
         self.stop()
 
-    def restart(self) -> "SmscSimulator":
+    def restart(self) -> SmscSimulator:
         """Stop and start again on the same SMPP port (configuration and counters start afresh)."""
         self.stop()
         return self.start()
@@ -161,7 +161,7 @@ class SmscSimulator:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def __enter__(self) -> "SmscSimulator":
+    def __enter__(self) -> SmscSimulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

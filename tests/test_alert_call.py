@@ -11,7 +11,16 @@ import time
 import pytest
 from sqlalchemy import select, update
 
-from gateway.storage.models import Bulletin, Centralist, Channel, MatchedBy, Message, MessageStatus, Tip, TipChannel
+from gateway.storage.models import (
+    Bulletin,
+    Centralist,
+    Channel,
+    MatchedBy,
+    Message,
+    MessageStatus,
+    Tip,
+    TipChannel,
+)
 from ivr import simulator as agi_client
 from ivr.context import IvrContext
 from ivr.handlers import registry
@@ -246,6 +255,7 @@ def alerts(api, asterisk):
     """dialplans/alert.conf pointed at a FastAGI server on the host, a voice alert to PHONE and its
     espeak audio in the chroot, and an AMI connection that sees call, dialplan and AGI events."""
     from asterisk_harness import RawAMI
+
     from gateway.tts import AudioCache, make_engines
 
     ctx = IvrContext(api.sessions, cache=None)

@@ -17,11 +17,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gateway.voice.ami import (
+    LINE_LIMIT,
     AMIActionError,
     AMIAuthError,
     AMIClient,
     AMIConnectionLost,
-    LINE_LIMIT,
     Message,
     encode_action,
     masked_channel,
@@ -517,7 +517,7 @@ def test_an_originate_needs_an_extension_or_an_application():
 
 def test_an_event_list_action_collects_its_events_until_complete():
     async def scenario():
-        async with fake_asterisk() as (fake, client):
+        async with fake_asterisk() as (_fake, client):
             stream = client.events("Newchannel")
             channels = await client.action("CoreShowChannels")
             assert channels["EventList"] == "start"
@@ -700,7 +700,7 @@ def test_a_failing_event_hook_does_not_stop_the_reader(caplog):
         raise RuntimeError("a bug in a hook")
 
     async def scenario():
-        async with fake_asterisk(on_event=broken) as (fake, client):
+        async with fake_asterisk(on_event=broken) as (_fake, client):
             call = await client.originate("Local/answer@test-endpoints", application="Wait")
             assert (await client.wait_originate(call, timeout=5)).success
             seen: list[str] = []

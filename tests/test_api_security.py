@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from gateway import auth
+from gateway.api.routes.web import LoginRequest
 from gateway.api.schemas import (
     ActionCreate,
     ActionEdit,
@@ -33,7 +34,6 @@ from gateway.api.schemas import (
     UrgencyChange,
     UserIn,
 )
-from gateway.api.routes.web import LoginRequest
 from gateway.storage.models import Participant, User
 
 # Reachable without a key, on purpose. A new public route must be added here deliberately.

@@ -1,7 +1,7 @@
 """The audit trail (issue 17, deliverable 5): who did what to which action or participant, and when —
 append-only, readable by admins, kept AUDIT_RETENTION_DAYS, never holding the data itself."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
@@ -82,7 +82,7 @@ def test_the_trail_is_filtered_and_paged_for_admins_only(api):
     assert [e[0] for e in _trail(api, subject_type="action")] == ["action.create"]
     first, second = (api.call("admin", "GET", AUDIT, params={"limit": 2, "offset": o}) for o in (0, 2))
     assert len(first) == 2 and len(second) == 2 and {e["id"] for e in first}.isdisjoint(e["id"] for e in second)
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     assert len(_trail(api, **{"from": str(today), "to": str(today)})) == 4
     assert _trail(api, to=str(today - timedelta(days=1))) == []
     for who in ("centralist", "utrecht"):
@@ -105,7 +105,7 @@ def test_the_trail_is_append_only(api):
 
 
 def test_housekeeping_deletes_events_past_the_retention_and_expired_sessions(api):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     keep = api.settings.audit_retention_days
     with api.sessions() as s:
         for age in (keep + 1, keep - 1, 0):

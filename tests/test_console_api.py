@@ -3,12 +3,12 @@ live progress stream, the actions in a municipality's area, the pages' configura
 
 import json
 import wave
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from conftest import UTRECHT
 from sqlalchemy import select
 
-from conftest import UTRECHT
 from gateway.outbox import drain
 from gateway.stats import rollup
 from gateway.storage.models import Bulletin, Tip, TipChannel
@@ -53,7 +53,7 @@ def test_the_spoken_alert_of_a_draft_and_of_a_launched_action(offline_api, tmp_p
 
 def _tip(api, recording_path: str | None) -> int:
     with api.sessions() as s:
-        tip = Tip(channel=TipChannel.call, received_at=datetime.now(timezone.utc), recording_path=recording_path)
+        tip = Tip(channel=TipChannel.call, received_at=datetime.now(UTC), recording_path=recording_path)
         s.add(tip)
         s.commit()
         return tip.id
@@ -102,7 +102,7 @@ def test_a_municipality_sees_the_actions_that_reached_its_participants(api):
 
     # Once the action is closed and settled, its counts come from the statistics' rollup: the same answer.
     api.call("centralist", "POST", f"/api/v1/actions/{mine['id']}/close", json={"outcome": "none"})
-    later = datetime.now(timezone.utc) + timedelta(days=3)
+    later = datetime.now(UTC) + timedelta(days=3)
     assert rollup.roll_up_settled(api.sessions, later, settle_hours=24) == 1  # the other one is still open
     rows = api.call("utrecht", "GET", "/api/v1/area/actions")
     assert [(r["id"], r["reached"], r["status"]) for r in rows] == [(mine["id"], 1, "closed")]

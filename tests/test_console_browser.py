@@ -15,17 +15,25 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-
+from conftest import UTRECHT, ApiWorld, _empty_tables
 from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import select
 
-from conftest import UTRECHT, ApiWorld, _empty_tables
 from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.outbox import drain
 from gateway.queue import MemoryQueue
 from gateway.storage.db import make_engine, session_factory
-from gateway.storage.models import Action, Channel, Message, MessageStatus, Outcome, Participant, Tip, TipChannel
+from gateway.storage.models import (
+    Action,
+    Channel,
+    Message,
+    MessageStatus,
+    Outcome,
+    Participant,
+    Tip,
+    TipChannel,
+)
 from ivr import simulator
 from ivr.context import IvrContext
 from ivr.handlers import registry

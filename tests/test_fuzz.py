@@ -11,19 +11,20 @@ to the terminal at the end of the module.
 
 import json
 import re
-from datetime import timedelta
 import tempfile
 import uuid
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from conftest import _pg_create, _pg_drop
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_api_security import _api_routes, _request_kwargs
 
-from conftest import _pg_create, _pg_drop
 from gateway import auth
 from gateway.api.app import create_app
 from gateway.config import Settings
@@ -31,10 +32,20 @@ from gateway.queue import MemoryQueue
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import (
-    Action, ActionStatus, ActionType, Address, Centralist, Channel, Municipality, Participant, Role, Tip, TipChannel, utcnow,
+    Action,
+    ActionStatus,
+    ActionType,
+    Address,
+    Centralist,
+    Channel,
+    Municipality,
+    Participant,
+    Role,
+    Tip,
+    TipChannel,
+    utcnow,
 )
 from gateway.targeting.geo import tile_of
-from test_api_security import _api_routes, _request_kwargs
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +204,7 @@ def _aimed_at(annotation) -> st.SearchStrategy[str]:
 def _request(method: str, path: str, route, keys: dict[str, str]) -> st.SearchStrategy[dict]:
     """Everything about one request: who, which path values, which query, which body."""
     ids = st.one_of(st.sampled_from(EDGE_INTS).map(str), url_text)
-    concrete = st.fixed_dictionaries({name: ids for name in re.findall(r"\{([^}]+)\}", path)}).map(
+    concrete = st.fixed_dictionaries(dict.fromkeys(re.findall(r"\{([^}]+)\}", path), ids)).map(
         lambda values: re.sub(r"\{([^}]+)\}", lambda m: quote(values[m.group(1)], safe=""), path))
     query = st.fixed_dictionaries({}, optional=_query_params(route))
     who = st.sampled_from(sorted(keys) + ["nobody"])

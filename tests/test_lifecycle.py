@@ -1,7 +1,7 @@
 """The action lifecycle through the API, on PostgreSQL and SQLite: create → launch → update → close."""
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -103,10 +103,10 @@ def test_concurrent_launches_open_the_action_once(api):
         barrier.wait()
         with api.sessions() as s:
             try:
-                lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+                lifecycle.launch(s, action["id"], datetime.now(UTC), api.settings)
                 s.commit()
                 results.append("launched")
-            except Exception as exc:  # noqa: BLE001 — the test counts the kinds of failure
+            except Exception as exc:
                 s.rollback()
                 results.append(type(exc).__name__)
 
@@ -174,8 +174,8 @@ def test_action_codes_are_unique_among_open_actions(api):
     # The database enforces it too, and lets a closed action keep a code an open one uses.
     with api.sessions() as s:
         template = s.get(Action, 1)
-        twin = dict(type=template.type, description="x", lat=0.0, lon=0.0, radius_m=1, centralist_id=template.centralist_id,
-                    action_code=codes[0])
+        twin = {"type": template.type, "description": "x", "lat": 0.0, "lon": 0.0, "radius_m": 1, "centralist_id": template.centralist_id,
+                    "action_code": codes[0]}
         s.add(Action(**twin, status=ActionStatus.closed))
         s.commit()
         s.add(Action(**twin, status=ActionStatus.open))
@@ -189,7 +189,7 @@ def test_forgotten_open_actions_expire_with_a_closing_message(api):
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
     drain(api.sessions, api.queue, "sms")
     drain(api.sessions, api.queue, "voice")
-    later = datetime.now(timezone.utc) + timedelta(minutes=api.settings.action_expiry_minutes, seconds=1)
+    later = datetime.now(UTC) + timedelta(minutes=api.settings.action_expiry_minutes, seconds=1)
     assert expire_actions(api.sessions, api.queue, later) == 1
     assert expire_actions(api.sessions, api.queue, later) == 0
     got = api.call("centralist", "GET", f"/api/v1/actions/{action['id']}")
@@ -230,7 +230,7 @@ def test_a_lost_publish_is_repaired_by_the_reconciler(api):
     populate(api)
     action = new_action(api)
     with api.sessions() as s:
-        lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        lifecycle.launch(s, action["id"], datetime.now(UTC), api.settings)
         s.commit()  # … and the process dies before publish_messages
     fresh = MemoryQueue()
     assert reconcile(api.sessions, fresh, grace_seconds=0) == 12
@@ -253,10 +253,10 @@ def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, 
     queue = RedisStreamQueue(redis_url, prefix=key_prefix)
     action = new_action(api)
     with api.sessions() as s:
-        queued = lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        queued = lifecycle.launch(s, action["id"], datetime.now(UTC), api.settings)
         s.commit()
     publish_messages(api.sessions, queue, queued.ids_by_channel, queued.bulletin_id)
-    later = datetime.now(timezone.utc) + timedelta(seconds=61)
+    later = datetime.now(UTC) + timedelta(seconds=61)
     assert reconcile(api.sessions, queue, grace_seconds=60, now=later) == 0  # all still on the queue
 
     redis.Redis.from_url(redis_url).delete(queue.key("sms", queued.bulletin_id))  # the data loss
@@ -295,7 +295,7 @@ def launch_first_chunk(api, action_id):
     from gateway.queue import publish_messages
 
     with api.sessions() as s:
-        queued = lifecycle.launch(s, action_id, datetime.now(timezone.utc), api.settings)
+        queued = lifecycle.launch(s, action_id, datetime.now(UTC), api.settings)
         s.commit()
     publish_messages(api.sessions, api.queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
     return queued
@@ -327,7 +327,7 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     rest = list(queued.rest)
     assert queued.count == 3 and len(rest) == 9
     with api.sessions() as s, s.begin():  # one more chunk, committed but never published: the crash
-        lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(timezone.utc), last=False)
+        lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(UTC), last=False)
     assert len(messages(api, action["id"])) == 7
     assert alert_bulletin(api, action["id"]).fanned_out_at is None
     # Updates go to everyone the alert went to: not before the alert has them all.
@@ -362,7 +362,7 @@ def test_the_tip_line_learns_the_numbers_of_a_launch_that_died_before_telling_it
     populate(api)
     action = new_action(api)
     with api.sessions() as s:
-        lifecycle.launch(s, action["id"], datetime.now(timezone.utc), api.settings)
+        lifecycle.launch(s, action["id"], datetime.now(UTC), api.settings)
         s.commit()  # … and the process dies
     phones = sorted(p for p, _, _ in messages(api, action["id"]))
     assert all(cache.alerts_for(p) == [] for p in phones)
@@ -377,7 +377,7 @@ def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
     queued = launch_first_chunk(api, action["id"])
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, list(queued.rest)[:4], datetime.now(timezone.utc), last=False) is None
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, list(queued.rest)[:4], datetime.now(UTC), last=False) is None
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 3 and {st for _, _, st in alert} == {MessageStatus.cancelled}
     assert alert_bulletin(api, action["id"]).fanned_out_at is not None  # nothing left for housekeeping
@@ -400,14 +400,14 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
         closed.set()
 
     with api.sessions() as s, s.begin():
-        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(timezone.utc), last=False)
+        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, rest[:4], datetime.now(UTC), last=False)
         closer = threading.Thread(target=close)
         closer.start()
         assert not closed.wait(0.5)  # held by this chunk's locks
     closer.join(10)
     assert closed.is_set() and chunk.count == 4
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, rest[4:], datetime.now(timezone.utc), last=True) is None
+        assert lifecycle.fan_out_step(s, queued.bulletin_id, rest[4:], datetime.now(UTC), last=True) is None
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 7 and {st for _, _, st in alert} == {MessageStatus.cancelled}
 
@@ -415,8 +415,9 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
 def test_a_launch_whose_fan_out_fails_midway_still_answers_and_is_completed(api, small_chunks, monkeypatch):
     """The database goes away after the launch's commit: the launch happened (200, what was
     queued), and housekeeping creates the rest."""
-    from gateway.actions.fanout import repair
     from sqlalchemy.exc import OperationalError
+
+    from gateway.actions.fanout import repair
 
     populate(api)
     action = new_action(api)

@@ -1,6 +1,6 @@
 """Migrations: up from empty to head and back down, on PostgreSQL and SQLite; models match them."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -62,7 +62,7 @@ def _action_with_a_submitted_sms(sessions) -> tuple[int, int]:
         s.add(message)
         s.flush()
         s.add(SmsPart(operator="op", smsc_message_id="a1", message_id=message.id, part=1, parts=1, bind="b",
-                      submitted_at=datetime.now(timezone.utc)))
+                      submitted_at=datetime.now(UTC)))
     return action_id, bulletin_id
 
 

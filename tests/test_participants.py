@@ -1,6 +1,6 @@
 """Participants as a municipality manages them, on PostgreSQL and SQLite."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.participants import unsubscribe_number
 
@@ -54,7 +54,7 @@ def test_unsubscribing_a_number_ends_every_registration_of_it(api):
     b = api.call("zeist", "POST", "/api/v1/participants", expect=201, json={**JAN, "name": "Jan op zijn werk"})
     other = api.call("zeist", "POST", "/api/v1/participants", expect=201, json={**JAN, "phone": "0687654321"})
     with api.sessions() as s:
-        assert unsubscribe_number(s, "+31612345678", datetime.now(timezone.utc)) == 2
+        assert unsubscribe_number(s, "+31612345678", datetime.now(UTC)) == 2
         s.commit()
     assert api.call("utrecht", "GET", f"/api/v1/participants/{a['id']}")["unsubscribed_at"]
     assert api.call("zeist", "GET", f"/api/v1/participants/{b['id']}")["unsubscribed_at"]

@@ -8,7 +8,16 @@
 from sqlalchemy import select
 
 from gateway import auth
-from gateway.storage.models import Action, ActionStatus, Address, Centralist, Channel, Municipality, Participant, Role
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    Address,
+    Centralist,
+    Channel,
+    Municipality,
+    Participant,
+    Role,
+)
 from gateway.targeting.geo import tile_of
 
 ACTION = {"type": "burglary", "description": "Man in rode jas", "lat": 52.09, "lon": 5.12, "radius_m": 1000}

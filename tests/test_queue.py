@@ -5,7 +5,7 @@ import asyncio
 import logging
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 import pytest
 import redis
@@ -34,7 +34,6 @@ from gateway.storage.models import (
     MessageStatus,
     utcnow,
 )
-
 
 # --- the WorkQueue contract, on both implementations ------------------------------------------
 
@@ -529,7 +528,7 @@ def test_renew_extends_only_the_workers_old_leases(sessions, bulletin_id):
         leased = dict(s.execute(select(Message.id, Message.claimed_at)).all())
 
     def as_utc(t):
-        return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+        return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
     assert all(as_utc(leased[i]) == as_utc(now) for i in old)  # renewed
     assert all(as_utc(leased[i]) < as_utc(now) - timedelta(seconds=0.5) for i in young)  # recent: left

@@ -14,18 +14,27 @@ from pathlib import Path
 
 import pytest
 import schemathesis
+from conftest import _pg_create, _pg_drop
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from sqlalchemy.orm import sessionmaker
 
-from conftest import _pg_create, _pg_drop
 from gateway import auth
 from gateway.api.app import create_app
 from gateway.config import Settings
 from gateway.queue import MemoryQueue
 from gateway.storage.db import make_engine
 from gateway.storage.migrate import upgrade
-from gateway.storage.models import Action, ActionType, Address, Centralist, Channel, Municipality, Participant, Role
+from gateway.storage.models import (
+    Action,
+    ActionType,
+    Address,
+    Centralist,
+    Channel,
+    Municipality,
+    Participant,
+    Role,
+)
 from gateway.targeting.geo import tile_of
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The synthetic population: shape, validity and determinism, on PostgreSQL and SQLite."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import phonenumbers
 import pytest
@@ -12,7 +12,7 @@ from gateway.storage.models import Address, Channel, Municipality, Participant
 from gateway.targeting.geo import distance_m, tile_of
 
 N = 2_000
-NOW = datetime(2026, 11, 24, 13, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
 UTRECHT = (52.0907, 5.1214)
 
 

@@ -1,6 +1,6 @@
 """The year generator: the product's rates come out, the statistics read its data, the schema stays whole."""
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import inspect, text
@@ -10,7 +10,7 @@ from gateway.seed_year import seed_year
 from gateway.stats import query, rollup
 from gateway.stats.definitions import Area, Period
 
-NOW = datetime(2026, 11, 24, 13, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
 
 
 def test_a_year_of_actions_at_the_products_rates(engine, sessions):

@@ -45,7 +45,7 @@ def _assert_valid(encoded: EncodedText, text: str) -> None:
 def test_alphabet_tables():
     assert len(GSM7_BASIC) == 127  # 128 positions minus ESC
     assert "\x1b" not in GSM7_BASIC
-    assert GSM7_EXTENSION == set("^{}\\[~]|€\f")
+    assert set("^{}\\[~]|€\f") == GSM7_EXTENSION
     assert not GSM7_BASIC & GSM7_EXTENSION
     for char in "@£$¥èéùìòÇØøÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ¤¡ÄÖÑÜ§¿äöñüà\n\r ":
         assert char in GSM7_BASIC

@@ -63,7 +63,7 @@ def test_id_candidates_bridge_hex_and_decimal():
 
 @pytest.mark.parametrize("garbage", ["", "hello world", "stat:DELIVRD err:000", "id: stat:DELIVRD", "id:42 err:000"])
 def test_garbage_is_a_clear_error(garbage):
-    with pytest.raises(BadReceipt, match="without a (message id|state)"):
+    with pytest.raises(BadReceipt, match=r"without a (message id|state)"):
         parse_receipt(garbage)
 
 
@@ -227,12 +227,12 @@ def test_a_reference_reused_for_a_new_text_starts_a_new_message(sessions):
 
 
 def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
+    from sms_world import open_action
     from sqlalchemy import insert
 
     from gateway.sms.store import Batch, ReceiptIn, Submitted, write_batch
     from gateway.sms.worker import _judge_stat
     from gateway.storage.models import Message, SmsPart
-    from sms_world import open_action
 
     action, bulletin = open_action(sessions)
     with sessions() as s, s.begin():

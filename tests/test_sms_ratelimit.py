@@ -1,6 +1,7 @@
 """The per-bind rate limit in Redis: never above the rate in any one-second window, across processes."""
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def test_grants_are_paced_in_batches_at_reserved_slots(redis_url, key_prefix):
     grants, elapsed = asyncio.run(asyncio.wait_for(scenario(), 30))
     # 40/s in batches of 2: one slot every 2 x 1.01 s / 40, never a whole second's worth at once
     assert {n for n, _ in grants} == {2}
-    gaps = [b - a for (_, a), (_, b) in zip(grants, grants[1:])]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(grants)]
     assert min(gaps) == pytest.approx(2 * 1.01 / 40, abs=1e-5)
     assert busiest_second(grants_as_times(grants)) <= 40
     assert elapsed >= 29 * 2 * 1.01 / 40  # the caller really waited for its slots

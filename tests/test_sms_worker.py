@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 
 import pytest
 import redis
+from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
 from sqlalchemy import func, select, text
 
 from gateway.queue import RedisStreamQueue
@@ -15,8 +15,6 @@ from gateway.sms.health import BindHealth, read_bind_health
 from gateway.sms.store import claim_sms
 from gateway.storage.db import make_engine, session_factory
 from gateway.storage.models import Message, MessageStatus, SmsPart
-
-from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
 
 
 @pytest.fixture
@@ -47,7 +45,7 @@ def test_messages_are_submitted_and_delivered_with_receipts(sessions, queue, sms
 
     asyncio.run(scenario())
     stats = smsc.stats()
-    assert {p: stats["by_destination"][p]["submits"] for p in phones} == {p: 1 for p in phones}
+    assert {p: stats["by_destination"][p]["submits"] for p in phones} == dict.fromkeys(phones, 1)
     for m in messages(sessions).values():
         assert m.status == MessageStatus.delivered and m.detail == "delivered", (m.status, m.detail)
         assert m.provider_id and m.sent_at and m.final_at and m.sent_at <= m.final_at
@@ -149,7 +147,7 @@ def test_a_claim_whose_answer_was_lost_goes_out_once_its_lease_runs_out(sessions
 
     asyncio.run(scenario())
     stats = smsc.stats()
-    assert {p: stats["by_destination"][p]["submits"] for p in phones} == {p: 1 for p in phones}
+    assert {p: stats["by_destination"][p]["submits"] for p in phones} == dict.fromkeys(phones, 1)
     assert statuses(sessions)[MessageStatus.delivered] == 20
 
 
@@ -166,14 +164,14 @@ def test_throttled_the_bind_backs_off_and_everything_still_goes(sessions, queue,
         return worker
 
     with caplog.at_level("WARNING"):
-        worker = asyncio.run(scenario())
+        asyncio.run(scenario())
     stats = smsc.stats()
     assert stats["rejected_by_status"].get(str(0x58), 0) > 0  # it was throttled
     assert "slowing down" in caplog.text
     # Backed off: far fewer throttled answers than a blind resend loop would collect in 1.5 s.
     assert stats["rejected_by_status"][str(0x58)] < 1500
     assert statuses(sessions)[MessageStatus.delivered] == 300
-    assert {p: stats["by_destination"][p]["submits"] for p in phones} == {p: 1 for p in phones}
+    assert {p: stats["by_destination"][p]["submits"] for p in phones} == dict.fromkeys(phones, 1)
 
 
 def test_message_queue_full_is_retried_too(sessions, queue, smsc):
@@ -206,7 +204,7 @@ def test_lost_responses_are_sent_again_after_the_timeout(sessions, queue, smsc):
     stats = smsc.stats()
     assert stats["submits_unanswered"] >= 10
     assert statuses(sessions)[MessageStatus.delivered] == 70
-    assert {p: stats["by_destination"][p]["submits"] for p in phones} == {p: 1 for p in phones}
+    assert {p: stats["by_destination"][p]["submits"] for p in phones} == dict.fromkeys(phones, 1)
 
 
 def test_a_rejected_destination_fails_with_the_reason_and_an_undeliverable_receipt_fails(sessions, queue, smsc):
@@ -399,7 +397,7 @@ def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_st
 
 
 def test_an_sms_tip_during_an_open_action_is_attached_to_it(sessions, queue, smsc):
-    from gateway.storage.models import MatchedBy, Tip
+    from gateway.storage.models import MatchedBy
 
     action, bulletin = open_action(sessions)
     queue_messages(sessions, queue, action, bulletin, [phone(7)])

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from smsc_sim import ControlError
 
 BIND_TRANSCEIVER, BIND_TRANSMITTER, BIND_RECEIVER = 0x09, 0x02, 0x01

@@ -20,7 +20,7 @@ The data set (January 2026; every time UTC):
 u1–u4 are Utrecht's participants, z1–z2 Zeist's (both Midden-Nederland), a1 Amsterdam's.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,7 +44,7 @@ from gateway.storage.models import (
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 PHONES = {"u1": "+31610000001", "u2": "+31610000002", "u3": "+31610000003", "u4": "+31610000004",

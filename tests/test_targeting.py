@@ -1,6 +1,6 @@
 """Targeting: who gets an action. Pure-function cases first, then the same rules through SQL."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,7 +15,7 @@ from gateway.targeting.select import in_window, is_paused, select_recipients_in_
 AMS = ZoneInfo("Europe/Amsterdam")
 UTRECHT = (52.0907, 5.1214)
 # A weekday afternoon in winter.
-NOON = datetime(2026, 1, 14, 13, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 1, 14, 13, 0, tzinfo=UTC)
 ALL = (Channel.sms, Channel.voice)
 
 
@@ -112,14 +112,14 @@ def test_windows_follow_the_clock_across_the_dst_change():
     # summer (inside): the same UTC instant of day gives different answers on either side of the
     # change on 29 March 2026 — the window follows the participant's clock, not UTC.
     day = reg(1, window=(8 * 60, 22 * 60))
-    before = datetime(2026, 3, 28, 6, 30, tzinfo=timezone.utc)
-    after = datetime(2026, 3, 29, 6, 30, tzinfo=timezone.utc)
+    before = datetime(2026, 3, 28, 6, 30, tzinfo=UTC)
+    after = datetime(2026, 3, 29, 6, 30, tzinfo=UTC)
     assert not select_recipients([day], *UTRECHT, 1000, ALL, before)
     assert select_recipients([day], *UTRECHT, 1000, ALL, after)
     # During the night of the change itself, 01:30 UTC is 03:30 CEST: inside a 03:00–04:00 window.
-    assert select_recipients([reg(2, window=(180, 240))], *UTRECHT, 1000, ALL, datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc))
+    assert select_recipients([reg(2, window=(180, 240))], *UTRECHT, 1000, ALL, datetime(2026, 3, 29, 1, 30, tzinfo=UTC))
     # And in autumn 01:30 UTC on 25 October is 02:30 CET (the repeated hour, second time round).
-    assert select_recipients([reg(3, window=(150, 160))], *UTRECHT, 1000, ALL, datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc))
+    assert select_recipients([reg(3, window=(150, 160))], *UTRECHT, 1000, ALL, datetime(2026, 10, 25, 1, 30, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
@@ -148,7 +148,7 @@ def test_paused_and_unsubscribed_participants_get_nothing():
 def test_the_pause_uses_the_local_date():
     # 23:30 UTC on 13 January is already 14 January in Amsterdam: the pause has begun.
     starts_14th = reg(1, pause=(date(2026, 1, 14), date(2026, 1, 20)))
-    assert not select_recipients([starts_14th], *UTRECHT, 1000, ALL, datetime(2026, 1, 13, 23, 30, tzinfo=timezone.utc))
+    assert not select_recipients([starts_14th], *UTRECHT, 1000, ALL, datetime(2026, 1, 13, 23, 30, tzinfo=UTC))
 
 
 def test_only_the_actions_channels_are_used():

@@ -3,15 +3,13 @@ handlers over a real socket, Asterisk's side played from the recorded transcript
 
 import socket
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from ivr import simulator as agi_client
 from gateway.storage.models import MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache, sync_action
-from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from gateway.tipline.routing import (
     OpenAlert,
     Route,
@@ -21,12 +19,14 @@ from gateway.tipline.routing import (
     route_by_code,
     route_by_menu,
 )
+from gateway.tipline.tipstream import TipStream, TipStreamWriter
+from ivr import simulator as agi_client
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
 
 # Relative to now: route-cache entries expire at the action's expiry (an hour after, at most).
-T0 = datetime.now(timezone.utc).replace(microsecond=0)
+T0 = datetime.now(UTC).replace(microsecond=0)
 A = OpenAlert(1, "4821", "PJSIP/4021@mk", T0)
 B = OpenAlert(2, "3317", "PJSIP/4022@mk", T0 + timedelta(minutes=5))
 MELDKAMER = "PJSIP/meldkamer@mk"

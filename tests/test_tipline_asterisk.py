@@ -10,9 +10,9 @@ import threading
 import time
 
 import pytest
+from asterisk_harness import RawAMI
 from sqlalchemy import select, update
 
-from asterisk_harness import RawAMI
 from gateway import prompts
 from gateway.storage.models import Centralist, MatchedBy, Tip
 from gateway.tipline.lookup import RouteCache

@@ -1,13 +1,13 @@
 """The tip writer: in order, batched, and one bad write does not cost the others their record."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from gateway.storage.models import Tip, TipChannel
 from ivr.tiplog import TipWriter
 
-NOW = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
 def add_tip(call_id):

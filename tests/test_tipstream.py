@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -26,7 +26,7 @@ from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
 
-T0 = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MELDKAMER = "PJSIP/meldkamer@mk"
 
 
@@ -312,7 +312,7 @@ def test_a_hot_connection_redis_dropped_is_replaced_on_the_spot(redis_url, clien
     try:
         assert hot.call("PING")
         [idle] = hot._idle
-        client.client_kill("%s:%d" % idle._sock.getsockname())  # as a Redis restart would
+        client.client_kill("{}:{}".format(*idle._sock.getsockname()))  # as a Redis restart would
         assert hot.call("PING")
         assert len(hot._idle) == 1 and hot._idle[0] is not idle
     finally:

@@ -277,7 +277,7 @@ def test_every_engine_failing_is_reported_and_leaves_nothing(tmp_path):
         def synthesize(self, text, language):
             raise RuntimeError("voice missing")
 
-    with pytest.raises(TTSError, match="gtts: TTSError: gTTS failed.*; espeak: RuntimeError: voice missing"):
+    with pytest.raises(TTSError, match=r"gtts: TTSError: gTTS failed.*; espeak: RuntimeError: voice missing"):
         AudioCache(tmp_path).ensure(9, SENTENCE, "nl", [GTTSEngine(), Broken()])
     assert all_files(tmp_path) == []
 

@@ -160,9 +160,9 @@ def answering(api, phones: list[str]) -> None:
 @postgresql_only
 def test_thirty_recipients_with_a_cap_of_five(voice):
     phones = [f"+3161000{n:04d}" for n in range(30)]
-    endpoint_of = {p: "answer" for p in phones}
+    endpoint_of = dict.fromkeys(phones, "answer")
     busy, never = phones[:12], phones[12:14]
-    endpoint_of.update({p: "busy" for p in busy} | {p: "noanswer" for p in never})
+    endpoint_of.update(dict.fromkeys(busy, "busy") | dict.fromkeys(never, "noanswer"))
     answering(voice, phones)  # the participant stays on until the IVR ends the call; no AMD
     most = 0
 
@@ -306,7 +306,7 @@ def test_a_stopped_workers_messages_are_taken_over(voice):
     voice.queue.ack("voice", [d.entry_id for d in deliveries])
     assert len(owned) == 4
 
-    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5,
+    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5,
                                                             lease_seconds=5), 4, timeout=60)
     assert (got[phones[0]].status, got[phones[0]].detail) == (MessageStatus.failed, WORKER_STOPPED)
     assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
@@ -328,7 +328,7 @@ def test_a_claim_whose_answer_was_lost_is_called_once_its_lease_runs_out(voice):
         assert len(claim(s, lost, worker="voice-test")) == 2  # the worker's claim; its answer lost
         s.commit()
 
-    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, {p: "answer" for p in phones}, ring_seconds=5,
+    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5,
                                                             lease_seconds=1, worker="voice-test"), 4, timeout=60)
     assert {(got[p].status, got[p].detail) for p in phones} == {(MessageStatus.answered, "listened to the end")}
     assert [got[p].attempts for p in phones] == [2, 2, 1, 1]  # the lost two claimed twice
@@ -361,7 +361,7 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
                     cuts.append(cut)
 
     def make(ami):
-        endpoint_of = {p: "busy" for p in busy} | {p: "answer" for p in answer}
+        endpoint_of = dict.fromkeys(busy, "busy") | dict.fromkeys(answer, "answer")
         # A long lease: its upkeep (every quarter lease) does not take the cut connections first.
         worker = worker_for(voice, ami, endpoint_of, max_calls=4, ring_seconds=5, retries=2, retry_delay=1,
                             lease_seconds=60)
@@ -401,7 +401,7 @@ def test_asterisk_restarted_mid_action(voice, moment):
     nobody twice (counted at Asterisk's side), and every recipient ends with an outcome."""
     asterisk = voice.asterisk
     port = voice.start_ivr()
-    keep = dict(BN_IVR=f"agi://127.0.0.1:{port}", PHONE_RING="2", PHONE_HOLD="2", BN_AMD="no")  # silent phones
+    keep = {"BN_IVR": f"agi://127.0.0.1:{port}", "PHONE_RING": "2", "PHONE_HOLD": "2", "BN_AMD": "no"}  # silent phones
     asterisk.globals.update(keep)  # the restarted Asterisk reads them from its configuration
     voice.set_globals(**keep)
     (asterisk.chroot / PHONE_LOG).write_text("")

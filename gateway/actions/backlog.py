@@ -71,7 +71,7 @@ def open_backlog(session: Session, settings: Settings) -> list[ActionBacklog]:
             action_id = action_of[bulletin_id][0]
             count, eta = per_action[action_id].get(channel, (0, 0.0))
             per_action[action_id][channel] = (count + n, max(eta, etas[bulletin_id]))
-    urgency_of = {action_id: urgency for action_id, urgency in action_of.values()}
+    urgency_of = dict(action_of.values())
     order = sorted(per_action, key=lambda a: (list(Urgency).index(urgency_of[a]), a))
     return [
         ActionBacklog(a, urgency_of[a], [

@@ -18,7 +18,7 @@ A close meanwhile stops the fan-out: no alert goes out after the action's closin
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from sqlalchemy import select
@@ -45,7 +45,7 @@ def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue:
         return counts
     try:
         _fan_out(sessions, queue, queued, counts)
-    except Exception:  # noqa: BLE001 — the launch itself is done: the rest is housekeeping's
+    except Exception:
         log.exception("action %d: the fan-out stopped after %d message(s); housekeeping completes it",
                       queued.action_id, sum(counts.values()))
     return counts
@@ -62,7 +62,7 @@ def _fan_out_chunks(sessions: sessionmaker[Session], queue: WorkQueue, queued: l
     rows = list(islice(rest, size))
     while rows:
         following = list(islice(rest, size))  # decided before this chunk commits: is it the last?
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with sessions() as session, session.begin():
             chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
@@ -81,7 +81,7 @@ def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: flo
     """Housekeeping's repair of the way to the workers: complete the fan-outs of launches that
     died midway, publish again what lost its queue entry, and tell the tip line about the actions
     whose step died before it could; returns how many messages were published."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     cutoff = now - timedelta(seconds=grace_seconds)
     with sessions() as session, session.begin():
         # A step that died before its publish mark died before telling the tip line, too.

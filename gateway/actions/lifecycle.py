@@ -30,6 +30,7 @@ from gateway.errors import Conflict, NotFound
 from gateway.sms.encoding import EncodedText, split_sms
 from gateway.storage.db import pg_ints, pg_texts, refresh_statistics_after_growth
 from gateway.storage.models import (
+    REACHED_STATUSES,
     Action,
     ActionStatus,
     Bulletin,
@@ -38,7 +39,6 @@ from gateway.storage.models import (
     Message,
     MessageStatus,
     Outcome,
-    REACHED_STATUSES,
     utcnow,
 )
 from gateway.targeting import Recipient, find_recipients, recipients_in_phone_order

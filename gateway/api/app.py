@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import housekeeping
 from gateway.actions.fanout import repair
 from gateway.api.accesslog import AccessLog
-from gateway.api.throttle import make_login_throttle
-from gateway.api.routes import actions, admin, media, participants, stats, tips, web
 from gateway.api.deps import CALLER, authenticate_request
+from gateway.api.routes import actions, admin, media, participants, stats, tips, web
+from gateway.api.throttle import make_login_throttle
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError
 from gateway.phone import mask_numbers

@@ -1,7 +1,7 @@
 """Dependencies shared by the routes: the settings, the database session, the caller."""
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -47,7 +47,7 @@ def authenticate_request(request: Request) -> User:
     # A short session of its own: authentication must not hold the route's transaction.
     with request.app.state.sessions() as session:
         if key is None and cookie:
-            user = auth.authenticate_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
+            user = auth.authenticate_session(session, settings.secret_key, cookie, datetime.now(UTC))
             if request.method not in SAFE_METHODS and auth.CSRF_HEADER not in request.headers:
                 raise Forbidden(f"a browser request that changes data must carry the {auth.CSRF_HEADER} header", reason="csrf")
         else:

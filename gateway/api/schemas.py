@@ -20,7 +20,16 @@ from pydantic import (
 from gateway import xmltext
 from gateway.actions.wording import OUTCOME_DETAILS
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
-from gateway.storage.models import ActionStatus, ActionType, Channel, MatchedBy, Outcome, Role, TipChannel, Urgency
+from gateway.storage.models import (
+    ActionStatus,
+    ActionType,
+    Channel,
+    MatchedBy,
+    Outcome,
+    Role,
+    TipChannel,
+    Urgency,
+)
 
 
 def _printable(value: str) -> str:
@@ -32,7 +41,7 @@ def _printable(value: str) -> str:
     return value
 
 
-def Text(max_length: int):  # noqa: N802 — reads like a type in the models below
+def Text(max_length: int):
     """Non-empty printable text, trimmed."""
     return Annotated[
         str,

@@ -13,7 +13,16 @@ On Redis an SMS entry carries up to 100 ids (streams.IDS_PER_ENTRY).
 
 from .base import DEFAULT_GROUP, DEFAULT_PREFIX, Delivery, WorkQueue
 from .intake import Intake
-from .lease import REQUEUED_DISPATCHED_DETAIL, Requeued, keep_up, mark_dispatched, renew, requeue_stale, upkeep, worker_id
+from .lease import (
+    REQUEUED_DISPATCHED_DETAIL,
+    Requeued,
+    keep_up,
+    mark_dispatched,
+    renew,
+    requeue_stale,
+    upkeep,
+    worker_id,
+)
 from .memory import MemoryQueue
 from .reconcile import claim, publish_messages, reconcile
 from .streams import RedisStreamQueue
@@ -29,6 +38,7 @@ def make_queue(redis_url: str, prefix: str = DEFAULT_PREFIX) -> WorkQueue:
 __all__ = [
     "DEFAULT_GROUP",
     "DEFAULT_PREFIX",
+    "REQUEUED_DISPATCHED_DETAIL",
     "Delivery",
     "Intake",
     "MemoryQueue",
@@ -38,7 +48,6 @@ __all__ = [
     "claim",
     "keep_up",
     "make_queue",
-    "REQUEUED_DISPATCHED_DETAIL",
     "mark_dispatched",
     "publish_messages",
     "reconcile",

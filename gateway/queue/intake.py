@@ -46,7 +46,7 @@ class Intake:
             raise
         try:
             self.queue.ack(self.channel, [d.entry_id for d in deliveries])
-        except Exception as exc:  # noqa: BLE001 — the claim is committed: these must go out
+        except Exception as exc:
             log.warning("%s: acknowledging %d queue entries failed (%s); they come back and are skipped",
                         self.channel, len(deliveries), brief(exc))
         return claimed

@@ -120,7 +120,7 @@ async def keep_up(one_round: Callable[[list[int]], object], in_hand: Callable[[]
             await asyncio.to_thread(one_round, in_hand())
         except OperationalError as exc:
             log.warning("%s: lease upkeep failed (%s); trying again in %.1f s", worker, brief(exc), every)
-        except Exception:  # noqa: BLE001 — a bug here must not stop the sending either
+        except Exception:
             log.exception("%s: lease upkeep failed; trying again in %.1f s", worker, every)
         await asyncio.sleep(every)
 

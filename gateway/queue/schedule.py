@@ -145,7 +145,7 @@ def completion_estimates(waiting: Mapping[int, tuple[float, int]], rate: float) 
     left = {key: float(n) for key, (_, n) in waiting.items() if n > 0}
     done = {key: 0.0 for key, (_, n) in waiting.items() if n <= 0}
     if not rate > 0:
-        return {**done, **{key: math.inf for key in left}}
+        return {**done, **dict.fromkeys(left, math.inf)}
     weight = {key: waiting[key][0] for key in left}
     elapsed = 0.0
     while left:

@@ -78,12 +78,12 @@ class BindEvents(Protocol):
     """What a bind tells the worker."""
 
     async def may_write(self) -> None: ...
-    def submitted(self, bind: "Bind", message: OutMessage) -> None: ...
-    def failed(self, bind: "Bind", message: OutMessage, reason: str) -> None: ...
-    def deliver(self, bind: "Bind", pdu: bytes, respond: Callable[[int], None]) -> None: ...
-    def health_changed(self, bind: "Bind", state: str, detail: str) -> None: ...
-    def down(self, bind: "Bind") -> None: ...
-    def unanswered(self, bind: "Bind", parts: list[tuple[OutMessage, int]]) -> None: ...
+    def submitted(self, bind: Bind, message: OutMessage) -> None: ...
+    def failed(self, bind: Bind, message: OutMessage, reason: str) -> None: ...
+    def deliver(self, bind: Bind, pdu: bytes, respond: Callable[[int], None]) -> None: ...
+    def health_changed(self, bind: Bind, state: str, detail: str) -> None: ...
+    def down(self, bind: Bind) -> None: ...
+    def unanswered(self, bind: Bind, parts: list[tuple[OutMessage, int]]) -> None: ...
 
 
 class RateLimit(Protocol):
@@ -144,7 +144,7 @@ class _Link:
         self.loop.add_reader(self._fd, self._readable)
 
     @classmethod
-    async def open(cls, host: str, port: int, mode: str) -> "_Link":
+    async def open(cls, host: str, port: int, mode: str) -> _Link:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         family, kind, proto, _, address = infos[0]
@@ -373,7 +373,7 @@ class Bind:
         if link is not None and self.up:
             try:
                 await asyncio.wait_for(link.sendall(P.request_pdu("unbind", link.next_sequence())), 2)
-            except (OSError, asyncio.TimeoutError, ConnectionLost):
+            except (TimeoutError, OSError, ConnectionLost):
                 pass
 
     # --- the connection's life ---------------------------------------------------------------
@@ -403,7 +403,7 @@ class Bind:
                 self._set_health(state, str(exc))
                 await self._pause(self.auth_backoff.delay(failures))
                 continue
-            except (OSError, asyncio.TimeoutError, ConnectionLost) as exc:
+            except (TimeoutError, OSError, ConnectionLost) as exc:
                 failures += 1
                 reason = _describe(exc)
                 if self.state != "unbound" or failures == 1:
@@ -425,7 +425,7 @@ class Bind:
     async def _pause(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _connect(self, mode: str) -> _Link:

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # SMPP 3.4 §5.2.5/5.2.6: type of number and numbering plan of source/destination addresses.
 TON_INTERNATIONAL, TON_NATIONAL, TON_ALPHANUMERIC = 1, 2, 5
@@ -64,7 +72,7 @@ class BindConfig(BaseModel):
         return prefixes
 
     @model_validator(mode="after")
-    def _source_fits(self) -> "BindConfig":
+    def _source_fits(self) -> BindConfig:
         if not self.source.lstrip("+").isdigit() and len(self.source) > 11:
             raise ValueError(f"an alphanumeric sender has at most 11 characters, {self.source!r} has {len(self.source)}")
         return self
@@ -93,7 +101,7 @@ class SmsConfig(BaseModel):
     default_bind: str
 
     @model_validator(mode="after")
-    def _consistent(self) -> "SmsConfig":
+    def _consistent(self) -> SmsConfig:
         names = [b.name for b in self.binds]
         if len(set(names)) != len(names):
             raise ValueError(f"bind names must be unique: {names}")

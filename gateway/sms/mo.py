@@ -56,7 +56,7 @@ class MoPart:
     received_at: datetime
 
     @property
-    def group(self) -> "Group":
+    def group(self) -> Group:
         return Group(self.sender, self.reference, self.total)
 
 
@@ -172,7 +172,7 @@ class MoAssembler:
     async def _receive(self, bind: str, part: MoPart, respond: Callable[[int], None]) -> None:
         try:
             new = await asyncio.to_thread(self._keep, part)
-        except Exception as exc:  # noqa: BLE001 — not kept: the SMSC gets a temporary error and sends it again
+        except Exception as exc:
             log.warning("SMS part %d/%d from %s could not be stored (%s); the SMSC will send it again",
                         part.part, part.total, masked(part.sender), brief(exc))
             respond(ESME_RX_T_APPN)
@@ -193,7 +193,7 @@ class MoAssembler:
     async def _handle(self, bind: str | None, group: Group, complete_only: bool) -> None:
         try:
             handled = await asyncio.to_thread(self._take_and_handle, group, complete_only)
-        except Exception as exc:  # noqa: BLE001 — the parts are kept: the sweep tries again
+        except Exception as exc:
             log.warning("SMS from %s could not be handled yet (%s); trying again", masked(group.sender), brief(exc))
             return
         if handled is not None:
@@ -218,7 +218,7 @@ class MoAssembler:
         while True:
             try:
                 await self.sweep()
-            except Exception as exc:  # noqa: BLE001 — the database away: the next sweep tries again
+            except Exception as exc:
                 log.warning("SMS worker: looking for MO parts due failed (%s)", brief(exc))
             await asyncio.sleep(self.sweep_seconds)
 

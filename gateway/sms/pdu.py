@@ -65,7 +65,7 @@ class Address:
     npi: int
 
     @classmethod
-    def e164(cls, phone: str) -> "Address":
+    def e164(cls, phone: str) -> Address:
         return cls(phone.lstrip("+"), 1, 1)
 
     def smpp(self) -> PhoneNumber:
@@ -105,7 +105,7 @@ class SubmitTemplate:
     parts: tuple[tuple[bytes, bytes, int], ...]
 
     @classmethod
-    def build(cls, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True) -> "SubmitTemplate":
+    def build(cls, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True) -> SubmitTemplate:
         marker = "0"  # a placeholder destination, found again in the built PDU by its position
         parts = []
         for i, pdu in enumerate(submit_pdus(encoding, user_data(chunks, 0), source, Address(marker, 1, 1), receipt)):

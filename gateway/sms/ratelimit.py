@@ -140,7 +140,7 @@ def window_for(rate_per_second: float, guard_s: float = GUARD_S) -> Window:
 class BindRateLimit:
     """The send budget of one bind, shared through Redis by every process that uses the bind."""
 
-    def __init__(self, redis: "redis.asyncio.Redis", bind: str, rate_per_second: float,
+    def __init__(self, redis: redis.asyncio.Redis, bind: str, rate_per_second: float,
                  prefix: str = "burgernet:", guard_s: float = GUARD_S) -> None:
         if rate_per_second < 0:
             raise ValueError(f"rate must be 0 (unlimited) or positive, not {rate_per_second!r}")

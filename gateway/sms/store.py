@@ -198,7 +198,7 @@ class Batch:
                 return True
         return False
 
-    def put_back(self, unwritten: "Batch") -> None:
+    def put_back(self, unwritten: Batch) -> None:
         """A batch whose write failed goes in front of this one (written first next time)."""
         self.submitted[:0] = unwritten.submitted
         self.failed[:0] = unwritten.failed
@@ -229,7 +229,7 @@ class BatchResult:
     failed_by_receipt: int
     set_aside: list[SetAside] = field(default_factory=list)
 
-    def __add__(self, other: "BatchResult") -> "BatchResult":
+    def __add__(self, other: BatchResult) -> BatchResult:
         return BatchResult(self.unknown + other.unknown, self.delivered + other.delivered,
                            self.failed_by_receipt + other.failed_by_receipt, self.set_aside + other.set_aside)
 

@@ -30,7 +30,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,8 +39,8 @@ from gateway import collector
 from gateway.errors import brief
 from gateway.phone import masked
 from gateway.queue import Intake, WorkQueue, keep_up, upkeep
-from gateway.queue.base import Plan, oldest_first
 from gateway.queue import worker_id as lease_worker_id  # the name its leases carry
+from gateway.queue.base import Plan, oldest_first
 from gateway.storage.models import MessageStatus
 
 from . import pdu as P
@@ -70,7 +70,7 @@ UNRECORDED_PER_WINDOW = 10
 DISPATCH_SLICE = 50  # claimed messages handed to the binds per turn of the event loop
 
 
-_now = functools.partial(datetime.now, timezone.utc)  # per PDU: no Python frame
+_now = functools.partial(datetime.now, UTC)  # per PDU: no Python frame
 
 
 def _judge_stat(stat: str, error: str | None = None) -> tuple[MessageStatus | None, str]:
@@ -159,7 +159,7 @@ class SmsWorker:
             await consumer
             try:
                 await asyncio.wait_for(self._until_idle(), drain_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("SMS worker: stopping with %d message(s) unfinished; their leases return them",
                             len(self.open))
         finally:
@@ -190,12 +190,12 @@ class SmsWorker:
                 self._room.clear()
                 try:
                     await asyncio.wait_for(self._room.wait(), LOOKAHEAD_S / 5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             try:
                 claimed = await asyncio.to_thread(self.intake.take, room, 500, self._claim)
-            except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
+            except Exception as exc:
                 # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
                 log.warning("SMS worker: taking messages failed (%s); trying again in 1 s", brief(exc))
                 await asyncio.sleep(1)
@@ -449,7 +449,7 @@ class SmsWorker:
     async def _mo_received(self, bind: Bind, sender: str, text: str, respond: Callable[[int], None]) -> None:
         try:
             outcome = await asyncio.to_thread(self._handle_mo, sender, text)
-        except Exception:  # noqa: BLE001 — the SMSC gets a temporary error and delivers it again
+        except Exception:
             log.exception("SMS from %s could not be handled; the SMSC will deliver it again", masked(sender))
             respond(0x64)  # ESME_RX_T_APPN: temporary
             return
@@ -489,7 +489,7 @@ class SmsWorker:
         while True:
             try:
                 await asyncio.wait_for(self._flush_now.wait(), self.flush_seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._flush_now.clear()
             await self._flush()
@@ -578,11 +578,11 @@ class SmsWorker:
             await asyncio.sleep(10)
             try:
                 await asyncio.to_thread(self.health.publish)
-            except Exception as exc:  # noqa: BLE001 — Redis away: the next round publishes again
+            except Exception as exc:
                 log.warning("SMS worker: publishing the binds' health failed (%s)", brief(exc))
 
 
-async def run_sms_worker(settings: "Settings", stop: asyncio.Event | None = None, worker_id: str | None = None,
+async def run_sms_worker(settings: Settings, stop: asyncio.Event | None = None, worker_id: str | None = None,
                          plan: Plan | None = None) -> None:
     """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds.
     `plan`: the order of the queue's flows (default: by urgency, SCHEDULE_WEIGHTS)."""

@@ -40,7 +40,7 @@ The figures
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 
 def rate(numerator: int, denominator: int) -> float | None:
@@ -57,12 +57,12 @@ class Period:
 
     @property
     def lower(self) -> datetime:
-        return datetime.combine(self.start, time(0), timezone.utc)
+        return datetime.combine(self.start, time(0), UTC)
 
     @property
     def upper(self) -> datetime:
         """The first instant after the period."""
-        return datetime.combine(self.end + timedelta(days=1), time(0), timezone.utc)
+        return datetime.combine(self.end + timedelta(days=1), time(0), UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import and_, case, exists, func, or_, select, union_all
 from sqlalchemy.engine import Connection
@@ -243,7 +243,7 @@ def by_type(
 # --- the sign-up trend -----------------------------------------------------------------------
 
 
-class utc_day(FunctionElement):  # noqa: N801 — used like a SQL function
+class utc_day(FunctionElement):
     """The UTC calendar day of a timestamp (a date, or 'YYYY-MM-DD' text: read it with `as_day`)."""
 
     inherit_cache = True
@@ -265,7 +265,7 @@ def as_day(value) -> date:
 
 
 def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(0), timezone.utc)
+    return datetime.combine(day, time(0), UTC)
 
 
 def signup_counts(
@@ -295,7 +295,7 @@ def signup_counts(
 
     live_from = _midnight(through) if through > date.min else None
     for column, into, sign in ((_p.c.created_at, registered, 1), (_p.c.unsubscribed_at, left, -1)):
-        def live(q):
+        def live(q, column=column):
             q = q.where(column < period.upper)
             q = q if live_from is None else q.where(column >= live_from)
             return q if ids is None else q.where(_p.c.municipality_id.in_(ids))

@@ -14,7 +14,7 @@ arrives after the settle time is not counted unless `refresh()` is run for that 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import delete, func, insert, literal, select, union_all
 from sqlalchemy.orm import Session
@@ -57,8 +57,8 @@ def rebuild_signups(session: Session, now: datetime) -> date:
 
     Rebuilt whole each time (a GROUP BY over the participants, about a second nationally), so
     that deleted participants and corrections leave the past figures within one job interval."""
-    through = now.astimezone(timezone.utc).date()
-    cut = datetime.combine(through, time(0), timezone.utc)
+    through = now.astimezone(UTC).date()
+    cut = datetime.combine(through, time(0), UTC)
     p = Participant.__table__
     events = union_all(
         select(p.c.municipality_id, utc_day(p.c.created_at).label("day"), literal(1).label("registered"),

@@ -9,7 +9,7 @@ come back are `Tip`s.
 from __future__ import annotations
 
 import enum
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -54,18 +54,18 @@ class UTCDateTime(TypeDecorator):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given; use datetime.now(timezone.utc)")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
@@ -118,7 +118,7 @@ class Urgency(str, enum.Enum):
     routine = "routine"  # not time-critical (a municipality's message)
 
     @classmethod
-    def for_type(cls, action_type: "ActionType") -> "Urgency":
+    def for_type(cls, action_type: ActionType) -> Urgency:
         """RULE: a missing person is critical from the start; an admin may raise any other."""
         return cls.critical if action_type == ActionType.missing_person else cls.high
 

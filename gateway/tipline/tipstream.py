@@ -248,7 +248,7 @@ class TipStreamWriter:
 
     def _write(self, entries: Sequence[tuple[str, dict]]) -> None:
         records, refused = [], []
-        for entry_id, fields in entries:
+        for _entry_id, fields in entries:
             if not fields:  # deleted while pending: nothing left to write
                 continue
             try:

@@ -7,10 +7,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 import wave
 from pathlib import Path
-
-import warnings
 
 # pydub reads and writes WAV itself; only gTTS's MP3 needs ffmpeg (checked where it is decoded).
 with warnings.catch_warnings():

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.tts.audio import TTSError, asterisk_wav_seconds, check_language, to_asterisk, write_audio
 from gateway.tts.engines import Engine, engines_from_settings
@@ -58,7 +59,7 @@ class AudioCache:
         self._locks: dict[Path, list] = {}  # path → [lock, users]
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "AudioCache":
+    def from_settings(cls, settings: Settings) -> AudioCache:
         return cls(settings.audio_dir, engines_from_settings(settings))
 
     def path_for(self, key: int | str, language: str = "nl") -> Path:
@@ -112,7 +113,7 @@ class AudioCache:
             return AudioResult(path, engine.name, seconds, tuple(failures))
         raise TTSError(f"no TTS engine could speak {path.name}: " + "; ".join(f"{n}: {e}" for n, e in failures))
 
-    def _lock(self, path: Path) -> "_KeyLock":
+    def _lock(self, path: Path) -> _KeyLock:
         return _KeyLock(self, path)
 
 

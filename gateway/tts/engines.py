@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from gateway.tts.audio import TTSError, check_language, espeak_wav
 
@@ -140,5 +141,5 @@ def make_engines(order: str | Sequence[str] = "gtts,espeak", *, timeout: float =
     return engines
 
 
-def engines_from_settings(settings: "Settings") -> list[Engine]:
+def engines_from_settings(settings: Settings) -> list[Engine]:
     return make_engines(settings.tts_engines, timeout=settings.tts_timeout_seconds)

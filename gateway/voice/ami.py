@@ -94,7 +94,7 @@ class Message(Mapping[str, str]):
     action carries the list's events in `events` and its closing `...Complete` event in `complete`.
     """
 
-    __slots__ = ("_fields", "events", "complete")
+    __slots__ = ("_fields", "complete", "events")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()):
         self._fields: list[tuple[str, str]] = list(fields)

@@ -79,7 +79,7 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -100,7 +100,15 @@ from gateway.queue import (
 )
 from gateway.queue.base import Plan, oldest_first
 from gateway.queue.flows import planner
-from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Message, MessageStatus, Participant
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    Bulletin,
+    BulletinKind,
+    Message,
+    MessageStatus,
+    Participant,
+)
 from gateway.tts import AudioCache, AudioResult
 from gateway.voice.ami import AMIActionError, AMIClient, AMIConnectionLost, AMIError, AMINotSent
 from gateway.voice.lines import Line, Lines
@@ -157,7 +165,7 @@ class _Outcome:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class VoiceWorker:
@@ -210,17 +218,17 @@ class VoiceWorker:
     def from_settings(
         cls, settings: Settings, sessions: sessionmaker[Session], queue: WorkQueue, ami: AMIClient, audio: AudioCache, **kw
     ) -> VoiceWorker:
-        options = dict(
-            dial_template=settings.voice_dial_template,
-            caller_id=settings.voice_caller_id,
-            max_calls=settings.voice_max_calls,
-            ring_seconds=settings.voice_ring_seconds,
-            retries=settings.voice_retries,
-            retry_delay=settings.voice_retry_delay_seconds,
-            asterisk_audio_dir=settings.voice_asterisk_audio_dir,
-            lease_seconds=settings.voice_lease_seconds,
-            plan=planner(sessions, settings.schedule_weights),
-        )
+        options = {
+            "dial_template": settings.voice_dial_template,
+            "caller_id": settings.voice_caller_id,
+            "max_calls": settings.voice_max_calls,
+            "ring_seconds": settings.voice_ring_seconds,
+            "retries": settings.voice_retries,
+            "retry_delay": settings.voice_retry_delay_seconds,
+            "asterisk_audio_dir": settings.voice_asterisk_audio_dir,
+            "lease_seconds": settings.voice_lease_seconds,
+            "plan": planner(sessions, settings.schedule_weights),
+        }
         options.update(kw)
         return cls(sessions, queue, ami, audio, **options)
 
@@ -254,7 +262,7 @@ class VoiceWorker:
                 continue
             try:
                 calls = await self._next_calls(poll_ms)
-            except Exception as exc:  # noqa: BLE001 — the database or Redis away: try again
+            except Exception as exc:
                 # Nothing is lost: a claim that failed left its messages queued (gateway.queue.Intake).
                 log.warning("voice worker: taking messages failed (%s); trying again in 1 s", brief(exc))
                 await asyncio.sleep(1)
@@ -349,7 +357,7 @@ class VoiceWorker:
     async def _deliver_unguarded(self, call: VoiceCall, line: Line) -> None:
         try:
             audio = await self._audio_for(call)
-        except Exception as exc:  # noqa: BLE001 — every TTS failure ends the same way
+        except Exception as exc:
             await self._write(self._finish, call.message_id, MessageStatus.failed, f"audio unavailable: {exc}", None)
             self.stats["failed"] += 1
             return
@@ -603,7 +611,7 @@ class VoiceWorker:
 
     def _finish(self, message_id: int, status: MessageStatus, detail: str, uniqueid: str | None) -> None:
         now = _now()
-        values = dict(status=status, detail=detail[:200], final_at=now, sent_at=func.coalesce(Message.sent_at, now))
+        values = {"status": status, "detail": detail[:200], "final_at": now, "sent_at": func.coalesce(Message.sent_at, now)}
         if uniqueid:
             values["provider_id"] = uniqueid
         with self.sessions() as session, session.begin():
@@ -611,7 +619,7 @@ class VoiceWorker:
 
     def _note(self, message_id: int, detail: str, uniqueid: str | None) -> None:
         now = _now()
-        values = dict(detail=detail[:200], sent_at=func.coalesce(Message.sent_at, now))
+        values = {"detail": detail[:200], "sent_at": func.coalesce(Message.sent_at, now)}
         if uniqueid:
             values["provider_id"] = uniqueid
         with self.sessions() as session, session.begin():

@@ -24,7 +24,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from asterisk.agi import AGIAppError, AGIUnknownError
 from sqlalchemy import select, update
@@ -205,7 +205,7 @@ def audio_missing(agi: AGISession, ctx: IvrContext, alert: Alert, why: str) -> N
 
 
 def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, detail: str) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
 
     def write(session: Session) -> None:
         session.execute(update(Message).where(Message.id == message_id).values(status=status, detail=detail[:200], final_at=now))
@@ -215,6 +215,6 @@ def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, deta
 
 def _open_tip(ctx: IvrContext, call_id: str, alert: Alert, dial: str) -> None:
     """Pressing 2 is a tip about this action (PRODUCT §4.3); matched by the number we called."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     route = Route(Step.centralist, MatchedBy.caller_id, OpenAlert(alert.action_id, alert.action_code, dial, alert.launched_at or now))
     ctx.tips.submit(tips.CallOpened(call_id, alert.phone, route, dial, now))

@@ -21,7 +21,14 @@ from gateway.tts.audio import ASTERISK_RATE
 from ivr import variables as var
 from ivr.agi import AGIResultHangup, AGISession
 from ivr.context import IvrContext
-from ivr.handlers.alert_call import Listening, alert_and_audio, audio_missing, audio_samples, record_outcome, stream_file
+from ivr.handlers.alert_call import (
+    Listening,
+    alert_and_audio,
+    audio_missing,
+    audio_samples,
+    record_outcome,
+    stream_file,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,20 @@ trip) already says it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.tipline import tips
-from gateway.tipline.routing import CODE_TRIES, OpenAlert, Route, Step, caller_number, dial_for, route_by_caller, route_by_code, route_by_menu
+from gateway.tipline.routing import (
+    CODE_TRIES,
+    OpenAlert,
+    Route,
+    Step,
+    caller_number,
+    dial_for,
+    route_by_caller,
+    route_by_code,
+    route_by_menu,
+)
 from ivr import variables as var
 from ivr.agi import AGISession
 from ivr.context import IvrContext
@@ -23,7 +33,7 @@ DTMF_TIMEOUT_MS = 6000
 
 
 def tipline(agi: AGISession, ctx: IvrContext) -> None:
-    received = datetime.now(timezone.utc)
+    received = datetime.now(UTC)
     meldkamer, prompts = (agi.args() + ["", ""])[:2]
     caller = caller_number(agi.env.get("agi_callerid"), agi.env.get("agi_callingpres"))
     call_id = agi.env.get("agi_uniqueid") or f"no-uniqueid-{uuid.uuid4().hex}"

@@ -8,7 +8,7 @@ without extension (BN_RECORDING) and the call's token (BN_CALL_TOKEN, set by its
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway.tipline.tips import CallEnded
 from ivr.agi import AGISession
@@ -33,7 +33,7 @@ def tipline_hangup(agi: AGISession, ctx: IvrContext) -> None:
     ctx.log(
         CallEnded(
             call_id,
-            datetime.now(timezone.utc),
+            datetime.now(UTC),
             dial_status=dial_status or None,
             talk_seconds=int(answered) if answered.isdigit() else None,
             routed_to=routed_to or None,

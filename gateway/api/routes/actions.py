@@ -2,7 +2,7 @@
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway import audit, cap, policy
-from gateway.actions import lifecycle
+from gateway.actions import lifecycle, wording
 from gateway.actions.backlog import open_backlog
+from gateway.actions.fanout import commit_and_publish
 from gateway.api.deps import AdminDep, CentralistDep, SessionDep, SettingsDep
 from gateway.api.schemas import (
     ActionBacklogPublic,
@@ -31,12 +32,20 @@ from gateway.api.schemas import (
     UrgencyChange,
 )
 from gateway.config import Settings
-from gateway.actions import wording
 from gateway.errors import Conflict, Invalid
-from gateway.actions.fanout import commit_and_publish
-from gateway.stats import marking
 from gateway.sms.encoding import TextTooLong, check_parts
-from gateway.storage.models import Action, ActionStatus, Bulletin, BulletinKind, Centralist, Message, Role, Tip, Urgency
+from gateway.stats import marking
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    Bulletin,
+    BulletinKind,
+    Centralist,
+    Message,
+    Role,
+    Tip,
+    Urgency,
+)
 from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
@@ -45,7 +54,7 @@ TIP_POLL_SECONDS = 1.0  # how fresh the live tip stream is
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _check_action(settings: Settings, radius_m: int, description: str) -> None:

@@ -1,6 +1,6 @@
 """Administration: municipalities, centralists and API users."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
@@ -11,10 +11,10 @@ from gateway import audit, auth
 from gateway.api.deps import AdminDep, SessionDep, SettingsDep, UserDep
 from gateway.api.schemas import (
     AuditEventPublic,
-    Day,
-    Id,
     CentralistIn,
     CentralistPublic,
+    Day,
+    Id,
     MunicipalityIn,
     MunicipalityPublic,
     SessionsEnded,
@@ -67,12 +67,14 @@ def list_centralists(session: SessionDep, _: AdminDep, limit: Limit = 500):
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
 def create_user(body: UserIn, session: SessionDep, admin: AdminDep, settings: SettingsDep):
     """A new API user; the response carries its key, which is never shown again."""
-    if body.role == Role.municipality:
-        if body.municipality_id is None or session.get(Municipality, body.municipality_id) is None:
-            raise Invalid("a municipality user needs an existing municipality_id", field="municipality_id")
-    if body.role == Role.centralist:
-        if body.centralist_id is None or session.get(Centralist, body.centralist_id) is None:
-            raise Invalid("a centralist user needs an existing centralist_id", field="centralist_id")
+    if body.role == Role.municipality and (
+        body.municipality_id is None or session.get(Municipality, body.municipality_id) is None
+    ):
+        raise Invalid("a municipality user needs an existing municipality_id", field="municipality_id")
+    if body.role == Role.centralist and (
+        body.centralist_id is None or session.get(Centralist, body.centralist_id) is None
+    ):
+        raise Invalid("a centralist user needs an existing centralist_id", field="centralist_id")
     try:
         user, key = auth.create_user(
             session, settings.secret_key, body.name, body.role,
@@ -97,7 +99,7 @@ def end_sessions(user_id: UserId, session: SessionDep, admin: AdminDep):
     — deactivate the user to refuse that too."""
     if session.get(User, user_id) is None:
         raise NotFound(f"user {user_id} does not exist", user_id=user_id)
-    ended = auth.end_user_sessions(session, user_id, datetime.now(timezone.utc))
+    ended = auth.end_user_sessions(session, user_id, datetime.now(UTC))
     audit.record(session, admin, "user.end_sessions", "user", user_id, f"ended={ended}")
     session.commit()
     return SessionsEnded(ended=ended)

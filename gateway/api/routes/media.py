@@ -16,7 +16,16 @@ from gateway.actions import lifecycle
 from gateway.api.deps import CentralistDep, MunicipalityDep, SessionDep, SettingsDep
 from gateway.errors import Invalid, NotFound
 from gateway.stats import query as stats_query
-from gateway.storage.models import Action, ActionStatus, ActionType, Bulletin, BulletinKind, Outcome, Role, Tip
+from gateway.storage.models import (
+    Action,
+    ActionStatus,
+    ActionType,
+    Bulletin,
+    BulletinKind,
+    Outcome,
+    Role,
+    Tip,
+)
 from gateway.tts import AudioCache
 
 router = APIRouter(prefix="/api/v1", tags=["media"])

@@ -1,6 +1,6 @@
 """Participants for municipalities: register, change, remove, import, unsubscribe."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, UploadFile, status
@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Query, UploadFile, status
 from gateway import audit, participants
 from gateway.api.deps import MunicipalityDep, SessionDep
 from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text
-from gateway.policy import require_own_municipality
 from gateway.errors import Invalid
+from gateway.policy import require_own_municipality
 from gateway.storage.models import Municipality, Role, User
 
 router = APIRouter(prefix="/api/v1/participants", tags=["participants"])
@@ -97,7 +97,7 @@ def unsubscribe_participant(participant_id: ParticipantId, session: SessionDep, 
     """Stop all alerts to this participant (kept for the records; delete to remove)."""
     p = _owned(session, user, participant_id)
     if p.unsubscribed_at is None:
-        p.unsubscribed_at = datetime.now(timezone.utc)
+        p.unsubscribed_at = datetime.now(UTC)
     audit.record(session, user, "participant.unsubscribe", "participant", participant_id)
     session.commit()
     return participants.public(p)

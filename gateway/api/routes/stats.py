@@ -1,9 +1,10 @@
 """Statistics for dashboards: success, reach and the sign-up trend (definitions: gateway.stats)."""
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
+
 from gateway.api.deps import SessionDep, UserDep
 from gateway.api.schemas import Day, SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text
 from gateway.stats import report
@@ -27,7 +28,7 @@ FiltersDep = Annotated[Filters, Depends(filters)]
 
 
 def _today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()
 
 
 @router.get("/summary", response_model=StatsSummary)

@@ -1,6 +1,6 @@
 """Marking tips for success counting."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
@@ -18,7 +18,7 @@ TipId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 def mark_tip(tip_id: TipId, body: TipMark, session: SessionDep, user: CentralistDep):
     """Mark a tip useful or not, and whether it led to success (the action's centralist, or an admin)."""
     changes = body.model_dump(exclude_unset=True)
-    tip = marking.mark_tip(session, user, tip_id, changes, datetime.now(timezone.utc))
+    tip = marking.mark_tip(session, user, tip_id, changes, datetime.now(UTC))
     audit.record(session, user, "tip.mark", "tip", tip_id, ",".join(sorted(changes)))
     session.commit()
     return TipPublic.model_validate(tip)

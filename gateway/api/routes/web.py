@@ -7,7 +7,7 @@ session cookie (gateway.auth.start_session), which logging out ends on the serve
 see the cookie or keep the key. Failed logins are rate-limited per client (gateway.api.throttle).
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -107,7 +107,7 @@ def login(body: LoginRequest, request: Request, response: Response, session: Ses
     except Unauthenticated:
         throttle.failed(_client(request))
         raise
-    now, lifetime = datetime.now(timezone.utc), timedelta(hours=settings.session_hours)
+    now, lifetime = datetime.now(UTC), timedelta(hours=settings.session_hours)
     token = auth.start_session(session, settings.secret_key, user, now, lifetime)
     audit.record(session, user, "user.login", "user", user.id)
     session.commit()
@@ -130,7 +130,7 @@ def logout(request: Request, response: Response, session: SessionDep, settings: 
     cookie is removed."""
     cookie = request.cookies.get(auth.SESSION_COOKIE)
     if cookie:
-        user_id = auth.end_session(session, settings.secret_key, cookie, datetime.now(timezone.utc))
+        user_id = auth.end_session(session, settings.secret_key, cookie, datetime.now(UTC))
         if user_id is not None:
             audit.record(session, session.get(User, user_id), "user.logout", "user", user_id)
         session.commit()

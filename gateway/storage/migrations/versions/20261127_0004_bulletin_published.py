@@ -5,10 +5,10 @@ Revises: 0003_sms
 Create Date: 2026-11-27
 """
 
-from alembic import op
 import sqlalchemy as sa
-import gateway.storage.models
+from alembic import op
 
+import gateway.storage.models
 
 revision = '0004_published'
 down_revision = '0003_sms'

@@ -5,10 +5,10 @@ Revises: 0005_fanned_out
 Create Date: 2026-11-27
 """
 
-from alembic import op
 import sqlalchemy as sa
-import gateway.storage.models
+from alembic import op
 
+import gateway.storage.models
 
 revision = '0006_hot_status'
 down_revision = '0005_fanned_out'

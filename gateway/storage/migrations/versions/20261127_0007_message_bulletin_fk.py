@@ -7,7 +7,6 @@ Create Date: 2026-11-27
 
 from alembic import op
 
-
 revision = '0007_message_bulletin_fk'
 down_revision = '0006_hot_status'
 branch_labels = None

@@ -7,7 +7,6 @@ Create Date: 2026-11-27
 
 from alembic import op
 
-
 revision = '0008_message_participant'
 down_revision = '0007_message_bulletin_fk'
 branch_labels = None
