@@ -72,13 +72,30 @@ def seed(sessions, centre: tuple[float, float], first_phone: int, n: int, channe
     with sessions() as s:
         for start in range(0, n, 10_000):
             count = min(10_000, n - start)
-            ids = list(s.execute(insert(Participant).returning(Participant.id), [
-                {"municipality_id": town, "name": "P", "phone": f"+316{first_phone + start + i:08d}"}
-                for i in range(count)]).scalars())
-            s.execute(insert(Address), [
-                {"participant_id": pid, "postcode": "3511 AB", "house_number": "1", "lat": lat + (i % 100) * 1e-4,
-                 "lon": lon + (i // 100 % 100) * 1e-4, "tile": tile_of(lat, lon), "channel": channel}
-                for i, pid in enumerate(ids)])
+            ids = list(
+                s.execute(
+                    insert(Participant).returning(Participant.id),
+                    [
+                        {"municipality_id": town, "name": "P", "phone": f"+316{first_phone + start + i:08d}"}
+                        for i in range(count)
+                    ],
+                ).scalars()
+            )
+            s.execute(
+                insert(Address),
+                [
+                    {
+                        "participant_id": pid,
+                        "postcode": "3511 AB",
+                        "house_number": "1",
+                        "lat": lat + (i % 100) * 1e-4,
+                        "lon": lon + (i // 100 % 100) * 1e-4,
+                        "tile": tile_of(lat, lon),
+                        "channel": channel,
+                    }
+                    for i, pid in enumerate(ids)
+                ],
+            )
         s.commit()
 
 
@@ -86,7 +103,9 @@ def world(sessions, sizes: dict[str, int], channel: str) -> dict[str, int]:
     """The participants of A and B and their two draft actions; returns the actions' ids."""
     with sessions() as s:
         town = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
-        centralist = Centralist(name="Bench", meldkamer="Midden-Nederland", dial_string="Local/answer@test-endpoints")
+        centralist = Centralist(
+            name="Bench", meldkamer="Midden-Nederland", dial_string="Local/answer@test-endpoints"
+        )
         s.add_all([town, centralist])
         s.commit()
         town_id, centralist_id = town.id, centralist.id
@@ -94,10 +113,21 @@ def world(sessions, sizes: dict[str, int], channel: str) -> dict[str, int]:
     seed(sessions, AMERSFOORT, 30_000_000, sizes["B"], channel, town_id)
     actions = {}
     with sessions() as s:
-        for name, centre, type_ in (("A", UTRECHT, ActionType.robbery), ("B", AMERSFOORT, ActionType.missing_person)):
-            action = Action(type=type_, urgency=Urgency.for_type(type_), description=f"Bench {name}.", lat=centre[0],
-                            lon=centre[1], radius_m=3000, send_sms=channel == "sms", send_voice=channel == "voice",
-                            centralist_id=centralist_id)
+        for name, centre, type_ in (
+            ("A", UTRECHT, ActionType.robbery),
+            ("B", AMERSFOORT, ActionType.missing_person),
+        ):
+            action = Action(
+                type=type_,
+                urgency=Urgency.for_type(type_),
+                description=f"Bench {name}.",
+                lat=centre[0],
+                lon=centre[1],
+                radius_m=3000,
+                send_sms=channel == "sms",
+                send_voice=channel == "voice",
+                centralist_id=centralist_id,
+            )
             s.add(action)
             s.flush()
             actions[name] = action.id
@@ -139,19 +169,41 @@ def sms_part(args) -> dict[str, float]:
     settings = Settings(_env_file=None, environment="development", database_url=url)
     log = Path(args.log_dir) / "contention-sms-worker.log"
     with SmscSimulator(log_path=Path(args.log_dir) / "contention-smsc.log") as sim:
-        binds = json.dumps([{"name": "bench", "operator": "sim", "host": "127.0.0.1", "port": sim.port,
-                             "system_id": sim.system_id, "password": sim.password, "rate_per_second": RATE}])
-        env = os.environ | {"ENVIRONMENT": "development", "DATABASE_URL": url, "REDIS_URL": REDIS_URL,
-                            "SMS_BINDS": binds}
-        worker = subprocess.Popen([sys.executable, "-m", "bench.contention", "sms-worker", *(["--fifo"] if args.fifo else [])],
-                                  env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        binds = json.dumps(
+            [
+                {
+                    "name": "bench",
+                    "operator": "sim",
+                    "host": "127.0.0.1",
+                    "port": sim.port,
+                    "system_id": sim.system_id,
+                    "password": sim.password,
+                    "rate_per_second": RATE,
+                }
+            ]
+        )
+        env = os.environ | {
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": url,
+            "REDIS_URL": REDIS_URL,
+            "SMS_BINDS": binds,
+        }
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "bench.contention", "sms-worker", *(["--fifo"] if args.fifo else [])],
+            env=env,
+            cwd=ROOT,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         try:
             sim.wait_for(lambda s: len(s["binds"]) >= 1, 60, "the worker's bind")
             total = sum(sizes.values())
             started = launch(sessions, queue, settings, actions["A"])
             time.sleep(max(0.0, started + args.delay - time.time()))
             launched_b = launch(sessions, queue, settings, actions["B"])
-            sim.wait_for(lambda s: s["submits_accepted"] >= total, total / RATE * 3 + 120, f"{total} accepted submits")
+            sim.wait_for(
+                lambda s: s["submits_accepted"] >= total, total / RATE * 3 + 120, f"{total} accepted submits"
+            )
             accepts = sim.accepts()
         finally:
             worker.send_signal(signal.SIGTERM)
@@ -162,7 +214,9 @@ def sms_part(args) -> dict[str, float]:
     queue.close()
     engine.dispose()
     if args.accepts:  # for a closer look: every accept's time and destination
-        Path(args.accepts).write_text(json.dumps({"started": started, "launched_b": launched_b, "accepts": accepts}))
+        Path(args.accepts).write_text(
+            json.dumps({"started": started, "launched_b": launched_b, "accepts": accepts})
+        )
     b_phones = {f"+316{30_000_000 + i:08d}" for i in range(sizes["B"])}
     b_times = [t for t, dest in accepts if dest in b_phones]
     ideal_b = sizes["B"] / (RATE * WEIGHT_B / (WEIGHT_A + WEIGHT_B))
@@ -173,11 +227,14 @@ def sms_part(args) -> dict[str, float]:
         "sliding_max": busiest_second([t for t, _ in accepts]),
         "twice": sum(n > 1 for n in _counts(accepts).values()),
     }
-    print(f"SMS: A {sizes['A']:,} then B {sizes['B']:,} {args.delay:.0f} s later at {RATE}/s "
-          f"({'queue order' if args.fifo else 'by urgency'}): B's first SMS {figures['sms_first']:.2f} s after its launch, "
-          f"B done in {max(b_times) - launched_b:.1f} s (ideal at its share {ideal_b:.1f} s: {figures['sms_share']:.2f}); "
-          f"all done in {max(t for t, _ in accepts) - started:.1f} s (limit {total / RATE:.1f} s: {figures['sms_total']:.3f}); "
-          f"busiest sliding second {figures['sliding_max']}; numbers sent twice {figures['twice']}", flush=True)
+    print(
+        f"SMS: A {sizes['A']:,} then B {sizes['B']:,} {args.delay:.0f} s later at {RATE}/s "
+        f"({'queue order' if args.fifo else 'by urgency'}): B's first SMS {figures['sms_first']:.2f} s after its launch, "
+        f"B done in {max(b_times) - launched_b:.1f} s (ideal at its share {ideal_b:.1f} s: {figures['sms_share']:.2f}); "
+        f"all done in {max(t for t, _ in accepts) - started:.1f} s (limit {total / RATE:.1f} s: {figures['sms_total']:.3f}); "
+        f"busiest sliding second {figures['sliding_max']}; numbers sent twice {figures['twice']}",
+        flush=True,
+    )
     return figures
 
 
@@ -194,7 +251,9 @@ def sms_worker(fifo: bool) -> None:
     from gateway.queue.base import oldest_first
     from gateway.sms.worker import run_sms_worker
 
-    asyncio.run(run_sms_worker(get_settings(), worker_id="bench-contention", plan=oldest_first if fifo else None))
+    asyncio.run(
+        run_sms_worker(get_settings(), worker_id="bench-contention", plan=oldest_first if fifo else None)
+    )
 
 
 # --- voice ---------------------------------------------------------------------------------------
@@ -219,12 +278,18 @@ def voice_part(args) -> dict[str, float]:
     first_b = min(at for at, phone in placed if phone in b_phones)
     calls = sum(sizes.values())
     limit = calls * args.seconds / args.cap
-    figures = {"voice_first": first_b - launched["B"], "voice_total": (max(ended) - launched["A"]) / limit,
-               "voice_twice": len(placed) - len({phone for _, phone in placed})}
-    print(f"voice: A {sizes['A']} then B {sizes['B']} {args.delay:.0f} s later, C={args.cap}, L={args.seconds} s "
-          f"({'queue order' if args.fifo else 'by urgency'}): B's first call {figures['voice_first']:.2f} s after its launch; "
-          f"all ended in {max(ended) - launched['A']:.1f} s (limit {limit:.0f} s: {figures['voice_total']:.3f}); "
-          f"numbers called twice {figures['voice_twice']}", flush=True)
+    figures = {
+        "voice_first": first_b - launched["B"],
+        "voice_total": (max(ended) - launched["A"]) / limit,
+        "voice_twice": len(placed) - len({phone for _, phone in placed}),
+    }
+    print(
+        f"voice: A {sizes['A']} then B {sizes['B']} {args.delay:.0f} s later, C={args.cap}, L={args.seconds} s "
+        f"({'queue order' if args.fifo else 'by urgency'}): B's first call {figures['voice_first']:.2f} s after its launch; "
+        f"all ended in {max(ended) - launched['A']:.1f} s (limit {limit:.0f} s: {figures['voice_total']:.3f}); "
+        f"numbers called twice {figures['voice_twice']}",
+        flush=True,
+    )
     return figures
 
 
@@ -247,8 +312,18 @@ async def _voice_run(args, asterisk, sessions, audio, actions):
         placed.append((time.time(), call.phone))
         return f"Local/{call.phone.lstrip('+')}@test-phones"
 
-    worker = VoiceWorker(sessions, queue, ami, audio, max_calls=args.cap, retries=0, ring_seconds=30, dial_string=dial,
-                         asterisk_audio_dir=AUDIO_DIR, plan=oldest_first if args.fifo else planner(sessions, settings.schedule_weights))
+    worker = VoiceWorker(
+        sessions,
+        queue,
+        ami,
+        audio,
+        max_calls=args.cap,
+        retries=0,
+        ring_seconds=30,
+        dial_string=dial,
+        asterisk_audio_dir=AUDIO_DIR,
+        plan=oldest_first if args.fifo else planner(sessions, settings.schedule_weights),
+    )
     calls = args.voice_a + args.voice_b
 
     async def watch(stream) -> None:
@@ -281,7 +356,9 @@ async def _voice_run(args, asterisk, sessions, audio, actions):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.contention", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "sms-worker"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "sms-worker"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--fifo", action="store_true", help="queue order instead of urgency (the comparison)")
     parser.add_argument("--part", choices=["sms", "voice", "both"], default="both")
     parser.add_argument("--sms-a", type=int, default=100_000)
@@ -305,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     total = max(v for k, v in figures.items() if k.endswith("_total"))
     parts = []
     if "sms_first" in figures:
-        parts += [f"sms_first {figures['sms_first']:.1f} s (goal <= 1)", f"sms_share {figures['sms_share']:.2f} (goal <= 1.1)"]
+        parts += [
+            f"sms_first {figures['sms_first']:.1f} s (goal <= 1)",
+            f"sms_share {figures['sms_share']:.2f} (goal <= 1.1)",
+        ]
     if "voice_first" in figures:
         parts.append(f"voice_first {figures['voice_first']:.1f} s (goal <= 2)")
     parts.append(f"total {total:.2f} (goal <= 1.02)")

@@ -66,8 +66,11 @@ def update_counts(engine) -> tuple[int, int]:
     hands its counts to the shared statistics when it ends (or idles a while)."""
     engine.dispose()
     with engine.connect() as c:
-        return tuple(c.execute(text(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'message'")).one())
+        return tuple(
+            c.execute(
+                text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'message'")
+            ).one()
+        )
 
 
 def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[str, float]:
@@ -76,8 +79,13 @@ def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[st
     action_id = draft_action(sessions, "Schrijfproef.")
     start = backend_cpu()
     with sessions() as s, s.begin():
-        bulletin = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet schrijfproef.",
-                            spoken_text="-", fanned_out_at=datetime.now(UTC))
+        bulletin = Bulletin(
+            action_id=action_id,
+            kind=BulletinKind.alert,
+            sms_text="Burgernet schrijfproef.",
+            spoken_text="-",
+            fanned_out_at=datetime.now(UTC),
+        )
         s.add(bulletin)
         s.flush()
         ids = _insert_messages(s, bulletin, recipients, datetime.now(UTC)).ids_by_channel["sms"]
@@ -95,24 +103,43 @@ def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[st
     for i in range(0, len(claimed), BATCH):
         batch = Batch()
         for item in claimed[i : i + BATCH]:
-            batch.add_submitted(Submitted(item.message_id, "sim", "bench", (f"{item.message_id:016x}",), now,
-                                          MessageStatus.delivered, None, now))
+            batch.add_submitted(
+                Submitted(
+                    item.message_id,
+                    "sim",
+                    "bench",
+                    (f"{item.message_id:016x}",),
+                    now,
+                    MessageStatus.delivered,
+                    None,
+                    now,
+                )
+            )
         write_batch(sessions, batch, WORKER, _judge_stat)
     after_outcome = backend_cpu()
     upd1, hot1 = update_counts(engine)
-    return {"insert": inserted, "claim": after_claim - start, "outcome": after_outcome - after_claim,
-            "hot": (hot1 - hot0) / max(1, upd1 - upd0), "claimed": len(claimed)}
+    return {
+        "insert": inserted,
+        "claim": after_claim - start,
+        "outcome": after_outcome - after_claim,
+        "hot": (hot1 - hot0) / max(1, upd1 - upd0),
+        "claimed": len(claimed),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=100_000)
     args = parser.parse_args()
     engine = make_engine(fresh_database(PG_DB))
     sessions = session_factory(engine)
     seed_participants(sessions, args.n)
     with sessions() as s:
-        recipients = [(phone, pid, "sms") for phone, pid in s.execute(text("SELECT phone, id FROM participant"))]
+        recipients = [
+            (phone, pid, "sms") for phone, pid in s.execute(text("SELECT phone, id FROM participant"))
+        ]
     results = {}
     for label, schema in (("ref", BEFORE), ("now", AS_MIGRATED)):
         with engine.begin() as c:
@@ -120,15 +147,20 @@ def main() -> None:
             for statement in schema:
                 c.execute(text(statement))
         r = results[label] = one_run(sessions, engine, recipients)
-        print(f"({label}) {'status index, full pages, three foreign keys' if label == 'ref' else 'as migrated'}: "
-              f"insert {r['insert']:.2f} s, claim {r['claim']:.2f} s, outcome {r['outcome']:.2f} s of PostgreSQL "
-              f"CPU for {r['claimed']:,} messages; {100 * r['hot']:.0f}% of the updates HOT", flush=True)
+        print(
+            f"({label}) {'status index, full pages, three foreign keys' if label == 'ref' else 'as migrated'}: "
+            f"insert {r['insert']:.2f} s, claim {r['claim']:.2f} s, outcome {r['outcome']:.2f} s of PostgreSQL "
+            f"CPU for {r['claimed']:,} messages; {100 * r['hot']:.0f}% of the updates HOT",
+            flush=True,
+        )
     engine.dispose()
     ref, now = results["ref"], results["now"]
     writes = lambda r: r["claim"] + r["outcome"]  # noqa: E731
-    print(f"message writes n={args.n:,}: insert {ref['insert']:.2f} s → {now['insert']:.2f} s (ratio now/ref "
-          f"{now['insert'] / ref['insert']:.2f}); claim + outcome {writes(ref):.2f} s → {writes(now):.2f} s of "
-          f"PostgreSQL CPU (ratio now/ref {writes(now) / writes(ref):.2f})")
+    print(
+        f"message writes n={args.n:,}: insert {ref['insert']:.2f} s → {now['insert']:.2f} s (ratio now/ref "
+        f"{now['insert'] / ref['insert']:.2f}); claim + outcome {writes(ref):.2f} s → {writes(now):.2f} s of "
+        f"PostgreSQL CPU (ratio now/ref {writes(now) / writes(ref):.2f})"
+    )
 
 
 if __name__ == "__main__":

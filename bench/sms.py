@@ -74,8 +74,6 @@ CENTRE = (52.0907, 5.1214)
 BURGERNET = Path(sys.executable).with_name("burgernet")
 
 
-
-
 def pg_backends(database: str = PG_DB) -> dict[int, float]:
     """pid → CPU seconds of the PostgreSQL backends serving `database` (their process titles
     name it)."""
@@ -114,17 +112,34 @@ def seed_participants(sessions, n: int) -> None:
         s.flush()
         for start in range(0, n, 10_000):
             count = min(10_000, n - start)
-            ids = list(s.execute(
-                insert(Participant).returning(Participant.id),
-                [{"municipality_id": town.id, "name": "P", "phone": f"+316{20_000_000 + start + i:08d}"}
-                 for i in range(count)],
-            ).scalars())
+            ids = list(
+                s.execute(
+                    insert(Participant).returning(Participant.id),
+                    [
+                        {
+                            "municipality_id": town.id,
+                            "name": "P",
+                            "phone": f"+316{20_000_000 + start + i:08d}",
+                        }
+                        for i in range(count)
+                    ],
+                ).scalars()
+            )
             rows = []
             for pid in ids:
                 lat = CENTRE[0] + rng.uniform(-0.012, 0.012)
                 lon = CENTRE[1] + rng.uniform(-0.018, 0.018)
-                rows.append({"participant_id": pid, "postcode": "3511 AB", "house_number": "1", "lat": lat,
-                             "lon": lon, "tile": tile_of(lat, lon), "channel": "sms"})
+                rows.append(
+                    {
+                        "participant_id": pid,
+                        "postcode": "3511 AB",
+                        "house_number": "1",
+                        "lat": lat,
+                        "lon": lon,
+                        "tile": tile_of(lat, lon),
+                        "channel": "sms",
+                    }
+                )
             s.execute(insert(Address), rows)
         s.commit()
 
@@ -136,8 +151,16 @@ def draft_action(sessions, description: str) -> int:
             c = Centralist(name="Bench", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
             s.add(c)
             s.flush()
-        a = Action(type=ActionType.robbery, description=description, lat=CENTRE[0], lon=CENTRE[1],
-                   radius_m=3000, send_sms=True, send_voice=False, centralist_id=c.id)
+        a = Action(
+            type=ActionType.robbery,
+            description=description,
+            lat=CENTRE[0],
+            lon=CENTRE[1],
+            radius_m=3000,
+            send_sms=True,
+            send_voice=False,
+            centralist_id=c.id,
+        )
         s.add(a)
         s.commit()
         return a.id
@@ -145,8 +168,13 @@ def draft_action(sessions, description: str) -> int:
 
 def count_final(sessions, action_id: int) -> tuple[int, int]:
     with sessions() as s:
-        rows = dict(s.execute(select(Message.status, func.count()).where(Message.action_id == action_id)
-                              .group_by(Message.status)).all())
+        rows = dict(
+            s.execute(
+                select(Message.status, func.count())
+                .where(Message.action_id == action_id)
+                .group_by(Message.status)
+            ).all()
+        )
     return rows.get(MessageStatus.delivered, 0), rows.get(MessageStatus.failed, 0)
 
 
@@ -154,12 +182,31 @@ class Worker:
     """`burgernet worker sms` as a subprocess, with its RSS sampled."""
 
     def __init__(self, pg_url: str, sim: SmscSimulator, log: Path, **bind) -> None:
-        binds = json.dumps([{"name": "bench", "operator": "sim", "host": "127.0.0.1", "port": sim.port,
-                             "system_id": sim.system_id, "password": sim.password} | bind])
-        env = os.environ | {"ENVIRONMENT": "development", "DATABASE_URL": pg_url, "REDIS_URL": REDIS_URL,
-                            "SMS_BINDS": binds}
-        self.proc = subprocess.Popen([str(BURGERNET), "worker", "sms", "--name", "bench-sms"], env=env,
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        binds = json.dumps(
+            [
+                {
+                    "name": "bench",
+                    "operator": "sim",
+                    "host": "127.0.0.1",
+                    "port": sim.port,
+                    "system_id": sim.system_id,
+                    "password": sim.password,
+                }
+                | bind
+            ]
+        )
+        env = os.environ | {
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": REDIS_URL,
+            "SMS_BINDS": binds,
+        }
+        self.proc = subprocess.Popen(
+            [str(BURGERNET), "worker", "sms", "--name", "bench-sms"],
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
         self.peak = 0
         # Backends seen during the run, their CPU when last seen (they live as long as the pools).
         self.backends: dict[int, float] = {}
@@ -230,14 +277,19 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         time.sleep(1.0)
         rss_before = worker.rss()
         action_id = draft_action(sessions, "Man met rode jas, fietst richting centrum.")
-        cpu_before = {"worker": process_cpu_seconds(worker.proc.pid), "simulator": sim.cpu_seconds(),
-                      "launch": own_cpu(resource.RUSAGE_SELF)}
+        cpu_before = {
+            "worker": process_cpu_seconds(worker.proc.pid),
+            "simulator": sim.cpu_seconds(),
+            "launch": own_cpu(resource.RUSAGE_SELF),
+        }
         backends_before = pg_backends()
         waited_before = {"worker": cpu_wait_seconds(worker.proc.pid), "simulator": cpu_wait_seconds(sim.pid)}
         first_submit = FirstSubmit(sim)
         started = first_submit.started
         with sessions() as s:
-            counts = commit_and_publish(s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(UTC), settings))
+            counts = commit_and_publish(
+                s, sessions, queue, lifecycle.launch(s, action_id, datetime.now(UTC), settings)
+            )
         launched = time.monotonic() - started
         queued_count = counts.get("sms", 0)
         if queued_count != n:
@@ -245,22 +297,40 @@ def gateway_run(sessions, queue, settings, sim, n: int, log: Path) -> dict:
         # Watch the SMSC until it has them all, then the database: counting the action's statuses
         # is a scan of its 100,000 rows (~40 ms), which polled all along loads the database the
         # run measures.
-        wait_until(lambda: sim.stats(destinations=False)["submits_accepted"] >= n, max(600, n / 50),
-                   f"{n} submits at the SMSC")
+        wait_until(
+            lambda: sim.stats(destinations=False)["submits_accepted"] >= n,
+            max(600, n / 50),
+            f"{n} submits at the SMSC",
+        )
         wait_until(lambda: sum(count_final(sessions, action_id)) >= n, 600, f"{n} final statuses", every=0.05)
         elapsed = time.monotonic() - started
-        waited = {"worker": cpu_wait_seconds(worker.proc.pid) - waited_before["worker"],
-                  "simulator": cpu_wait_seconds(sim.pid) - waited_before["simulator"]}
-        cpu = {"worker": process_cpu_seconds(worker.proc.pid) - cpu_before["worker"],
-               "PostgreSQL": sum(t - backends_before.get(pid, 0.0)
-                                 for pid, t in (worker.backends | pg_backends()).items()),
-               "launch": own_cpu(resource.RUSAGE_SELF) - cpu_before["launch"],
-               "simulator": sim.cpu_seconds() - cpu_before["simulator"]}
+        waited = {
+            "worker": cpu_wait_seconds(worker.proc.pid) - waited_before["worker"],
+            "simulator": cpu_wait_seconds(sim.pid) - waited_before["simulator"],
+        }
+        cpu = {
+            "worker": process_cpu_seconds(worker.proc.pid) - cpu_before["worker"],
+            "PostgreSQL": sum(
+                t - backends_before.get(pid, 0.0) for pid, t in (worker.backends | pg_backends()).items()
+            ),
+            "launch": own_cpu(resource.RUSAGE_SELF) - cpu_before["launch"],
+            "simulator": sim.cpu_seconds() - cpu_before["simulator"],
+        }
         delivered, failed = count_final(sessions, action_id)
         rss_after = worker.rss()
-        return {"rate": n / elapsed, "seconds": elapsed, "launch_seconds": launched, "cpu": cpu, "waited": waited,
-                "first_submit_seconds": first_submit.after(), "delivered": delivered,
-                "failed": failed, "rss_before": rss_before, "rss_after": rss_after, "rss_peak": worker.peak}
+        return {
+            "rate": n / elapsed,
+            "seconds": elapsed,
+            "launch_seconds": launched,
+            "cpu": cpu,
+            "waited": waited,
+            "first_submit_seconds": first_submit.after(),
+            "delivered": delivered,
+            "failed": failed,
+            "rss_before": rss_before,
+            "rss_after": rss_after,
+            "rss_peak": worker.peak,
+        }
     finally:
         worker.stop()
 
@@ -270,12 +340,15 @@ def reference_run(sim, n: int) -> tuple[float, dict[str, float], float]:
     seconds the simulator's main thread waited for a CPU."""
     before = own_cpu(resource.RUSAGE_CHILDREN), sim.cpu_seconds(), cpu_wait_seconds(sim.pid)
     rate = run_reference(n, sim.port, sim.system_id, sim.password)
-    return (rate, {"client": own_cpu(resource.RUSAGE_CHILDREN) - before[0], "simulator": sim.cpu_seconds() - before[1]},
-            cpu_wait_seconds(sim.pid) - before[2])
+    return (
+        rate,
+        {"client": own_cpu(resource.RUSAGE_CHILDREN) - before[0], "simulator": sim.cpu_seconds() - before[1]},
+        cpu_wait_seconds(sim.pid) - before[2],
+    )
 
 
 def per_message(cpu: dict[str, float], n: int, seconds: float) -> str:
-    """"worker 51 µs, …" and how busy the machine's cores were."""
+    """ "worker 51 µs, …" and how busy the machine's cores were."""
     parts = ", ".join(f"{name} {1e6 * t / n:.0f} µs" for name, t in cpu.items())
     return f"{parts} (together {100 * sum(cpu.values()) / seconds:.0f}% of a core, {os.cpu_count()} cores)"
 
@@ -288,33 +361,60 @@ def rate_run(sessions, queue, settings, sim, rate: int, seconds: int, log: Path)
     with sessions() as s:
         from gateway.storage.models import Bulletin, BulletinKind
 
-        b = Bulletin(action_id=action_id, kind=BulletinKind.alert, sms_text="Burgernet snelheidsproef.",
-                     spoken_text="-", fanned_out_at=datetime.now(UTC))
+        b = Bulletin(
+            action_id=action_id,
+            kind=BulletinKind.alert,
+            sms_text="Burgernet snelheidsproef.",
+            spoken_text="-",
+            fanned_out_at=datetime.now(UTC),
+        )
         s.add(b)
         s.flush()
-        ids = list(s.execute(insert(Message).returning(Message.id), [
-            {"bulletin_id": b.id, "action_id": action_id, "phone": p, "channel": "sms", "status": MessageStatus.queued}
-            for p in phones]).scalars())
+        ids = list(
+            s.execute(
+                insert(Message).returning(Message.id),
+                [
+                    {
+                        "bulletin_id": b.id,
+                        "action_id": action_id,
+                        "phone": p,
+                        "channel": "sms",
+                        "status": MessageStatus.queued,
+                    }
+                    for p in phones
+                ],
+            ).scalars()
+        )
         s.commit()
     worker = Worker(settings.database_url, sim, log, rate_per_second=rate)
     try:
         sim.wait_for(lambda st: len(st["binds"]) >= 1, 60, "the worker's bind")
         publish_messages(sessions, queue, {"sms": ids})
-        wait_until(lambda: sum(count_final(sessions, action_id)) >= len(ids), seconds * 3 + 60, "the rate run")
+        wait_until(
+            lambda: sum(count_final(sessions, action_id)) >= len(ids), seconds * 3 + 60, "the rate run"
+        )
     finally:
         worker.stop()
     per_second = {int(k): v for k, v in sim.stats(destinations=False)["per_second"].items()}
     full = sorted(per_second)[1:-1]  # the first and last seconds are partial
     achieved = sum(per_second[k] for k in full) / len(full) if full else 0.0
-    return {"achieved": achieved, "max_second": max(per_second.values()), "seconds": len(per_second),
-            "messages": len(ids)}
+    return {
+        "achieved": achieved,
+        "max_second": max(per_second.values()),
+        "seconds": len(per_second),
+        "messages": len(ids),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=100_000, help="recipients (default 100,000)")
     parser.add_argument("--rate", type=int, default=200, help="the limited bind's rate (default 200 msg/s)")
-    parser.add_argument("--rate-seconds", type=int, default=60, help="how long the rate test runs (default 60 s)")
+    parser.add_argument(
+        "--rate-seconds", type=int, default=60, help="how long the rate test runs (default 60 s)"
+    )
     args = parser.parse_args()
     n = args.n
     logs = ROOT / ".cache" / "bench"
@@ -333,42 +433,62 @@ def main() -> None:
     with SmscSimulator(log_path=logs / "sms-smsc.log") as sim:
         print("(a) reference: node smpp client, window 100 …", flush=True)
         before, ref_cpu, ref_wait = reference_run(sim, n)
-        print(f"    {before:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / before)}; the simulator "
-              f"waited for a CPU {100 * ref_wait * before / n:.0f}% of the run", flush=True)
+        print(
+            f"    {before:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / before)}; the simulator "
+            f"waited for a CPU {100 * ref_wait * before / n:.0f}% of the run",
+            flush=True,
+        )
         sim.reset()
         print("(b) gateway: launch → queue → worker sms → SMSC → receipts → PostgreSQL …", flush=True)
         gateway = gateway_run(sessions, queue, settings, sim, n, logs / "sms-worker.log")
-        print(f"    {gateway['rate']:,.0f} msg/s ({gateway['seconds']:.1f} s; first submit at the SMSC "
-              f"{gateway['first_submit_seconds']:.2f} s after the launch, all queued after {gateway['launch_seconds']:.1f} s; "
-              f"{gateway['delivered']:,} delivered, {gateway['failed']} failed)")
+        print(
+            f"    {gateway['rate']:,.0f} msg/s ({gateway['seconds']:.1f} s; first submit at the SMSC "
+            f"{gateway['first_submit_seconds']:.2f} s after the launch, all queued after {gateway['launch_seconds']:.1f} s; "
+            f"{gateway['delivered']:,} delivered, {gateway['failed']} failed)"
+        )
         mib = 1024 * 1024
-        print(f"    worker RSS: {gateway['rss_before'] / mib:.0f} MiB before, {gateway['rss_after'] / mib:.0f} MiB after, "
-              f"peak {gateway['rss_peak'] / mib:.0f} MiB (growth {(gateway['rss_after'] - gateway['rss_before']) / mib:+.0f} MiB "
-              f"over {n:,} messages)")
+        print(
+            f"    worker RSS: {gateway['rss_before'] / mib:.0f} MiB before, {gateway['rss_after'] / mib:.0f} MiB after, "
+            f"peak {gateway['rss_peak'] / mib:.0f} MiB (growth {(gateway['rss_after'] - gateway['rss_before']) / mib:+.0f} MiB "
+            f"over {n:,} messages)"
+        )
         print(f"    CPU per message: {per_message(gateway['cpu'], n, gateway['seconds'])}", flush=True)
-        print("    waiting for a CPU (main thread, share of the run): " + ", ".join(
-            f"{name} {100 * t / gateway['seconds']:.0f}%" for name, t in gateway["waited"].items()), flush=True)
+        print(
+            "    waiting for a CPU (main thread, share of the run): "
+            + ", ".join(
+                f"{name} {100 * t / gateway['seconds']:.0f}%" for name, t in gateway["waited"].items()
+            ),
+            flush=True,
+        )
         sim.reset()
         print("(a) the reference again …", flush=True)
         after, ref_cpu, ref_wait = reference_run(sim, n)
         reference = (before + after) / 2
-        print(f"    {after:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / after)}; the simulator "
-              f"waited for a CPU {100 * ref_wait * after / n:.0f}% of the run; mean of both runs {reference:,.0f} msg/s",
-              flush=True)
+        print(
+            f"    {after:,.0f} msg/s; CPU per message: {per_message(ref_cpu, n, n / after)}; the simulator "
+            f"waited for a CPU {100 * ref_wait * after / n:.0f}% of the run; mean of both runs {reference:,.0f} msg/s",
+            flush=True,
+        )
         sim.reset()
         if args.rate_seconds > 0:
             print(f"(c) bind limited to {args.rate} msg/s for {args.rate_seconds} s …", flush=True)
-            limited = rate_run(sessions, queue, settings, sim, args.rate, args.rate_seconds, logs / "sms-worker-rate.log")
+            limited = rate_run(
+                sessions, queue, settings, sim, args.rate, args.rate_seconds, logs / "sms-worker-rate.log"
+            )
             deviation = 100 * (limited["achieved"] - args.rate) / args.rate
-            print(f"    achieved {limited['achieved']:.1f} msg/s over the full seconds ({deviation:+.1f}% of {args.rate}); "
-                  f"most in any one second: {limited['max_second']} (limit {args.rate}); {limited['messages']:,} messages")
+            print(
+                f"    achieved {limited['achieved']:.1f} msg/s over the full seconds ({deviation:+.1f}% of {args.rate}); "
+                f"most in any one second: {limited['max_second']} (limit {args.rate}); {limited['messages']:,} messages"
+            )
     queue.close()
     client.flushdb()
     client.close()
     engine.dispose()
     ratio = gateway["rate"] / reference
-    print(f"SMS n={n:,}: gateway {gateway['rate']:,.0f} msg/s vs node reference {reference:,.0f} msg/s: "
-          f"ratio b/a {ratio:.2f} (goal >= 0.75)")
+    print(
+        f"SMS n={n:,}: gateway {gateway['rate']:,.0f} msg/s vs node reference {reference:,.0f} msg/s: "
+        f"ratio b/a {ratio:.2f} (goal >= 0.75)"
+    )
 
 
 if __name__ == "__main__":

@@ -127,15 +127,32 @@ def prepared(n: int, response: bytes, receipt: bytes) -> tuple[list[bytes], list
 async def drive(n: int, response: bytes, receipt: bytes) -> float:
     """Send n messages through the worker's code; returns the CPU seconds it took."""
     W.write_batch = lambda sessions, batch, worker, judge: BatchResult([], 0, 0)  # no database here
-    config = load_sms_config(json.dumps([{"name": "hot", "operator": "sim", "host": "127.0.0.1", "port": 1,
-                                          "system_id": "x", "password": "y"}]), "", "")
+    config = load_sms_config(
+        json.dumps(
+            [
+                {
+                    "name": "hot",
+                    "operator": "sim",
+                    "host": "127.0.0.1",
+                    "port": 1,
+                    "system_id": "x",
+                    "password": "y",
+                }
+            ]
+        ),
+        "",
+        "",
+    )
     worker = W.SmsWorker(None, None, config)  # type: ignore[arg-type]
     bind = worker.binds["hot"]
     link = AnsweringLink(*prepared(n, response, receipt))
     bind._tx = link  # type: ignore[assignment]
     bind._bound.set()
-    tasks = [asyncio.create_task(bind._send(link)), asyncio.create_task(bind._read(link)),  # type: ignore[arg-type]
-             asyncio.create_task(worker._flush_loop())]
+    tasks = [
+        asyncio.create_task(bind._send(link)),
+        asyncio.create_task(bind._read(link)),  # type: ignore[arg-type]
+        asyncio.create_task(worker._flush_loop()),
+    ]
     collector.settle_after_start_up()  # as run_sms_worker does
     started = time.process_time()
     next_id = 0
@@ -149,7 +166,10 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
                 pass
             continue
         # As SmsWorker._consume hands over what a claim returned.
-        claimed = [Claimed(10**6 + i, f"+3162{i:07d}", 1, TEXT) for i in range(next_id, min(n, next_id + 500, next_id + room))]
+        claimed = [
+            Claimed(10**6 + i, f"+3162{i:07d}", 1, TEXT)
+            for i in range(next_id, min(n, next_id + 500, next_id + room))
+        ]
         next_id += len(claimed)
         for item in claimed:
             worker.open[item.message_id] = item
@@ -169,10 +189,25 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
 
 def counted(n: int, pdus: Path) -> int:
     """Instructions of a whole run with n messages, under callgrind."""
-    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-m",
-                          "bench.sms_hotpath", "--run", str(n), "--pdus", str(pdus)],
-                         cwd=ROOT, capture_output=True, text=True, check=True,
-                         env=os.environ | {"PYTHONHASHSEED": "0"})  # the same dict layouts every run
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "bench.sms_hotpath",
+            "--run",
+            str(n),
+            "--pdus",
+            str(pdus),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=os.environ | {"PYTHONHASHSEED": "0"},
+    )  # the same dict layouts every run
     found = re.search(r"Collected : (\d+)", out.stderr)
     if found is None:
         raise SystemExit(f"callgrind gave no count:\n{out.stderr[-2000:]}")
@@ -180,8 +215,12 @@ def counted(n: int, pdus: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--time", action="store_true", help="time 100,000 messages instead of counting instructions")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--time", action="store_true", help="time 100,000 messages instead of counting instructions"
+    )
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)  # one counted run (under valgrind)
     parser.add_argument("--pdus", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -194,7 +233,9 @@ def main() -> None:
     if args.time:
         n = 100_000
         spent = asyncio.run(drive(n, response, receipt))
-        print(f"SMS worker hot path: {1e6 * spent / n:.1f} µs of CPU a message ({n:,} messages; noisy, see --help)")
+        print(
+            f"SMS worker hot path: {1e6 * spent / n:.1f} µs of CPU a message ({n:,} messages; noisy, see --help)"
+        )
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind); or use --time")
@@ -202,15 +243,20 @@ def main() -> None:
     pdus.parent.mkdir(parents=True, exist_ok=True)
     pdus.write_bytes(response + receipt)
     low, high = (counted(n, pdus) for n in COUNTS)
-    print(f"SMS worker hot path: {(high - low) / (COUNTS[1] - COUNTS[0]):,.0f} instructions a message "
-          f"(callgrind, {COUNTS[1]:,} − {COUNTS[0]:,} messages; git {_revision()})")
+    print(
+        f"SMS worker hot path: {(high - low) / (COUNTS[1] - COUNTS[0]):,.0f} instructions a message "
+        f"(callgrind, {COUNTS[1]:,} − {COUNTS[0]:,} messages; git {_revision()})"
+    )
 
 
 def _revision() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "gateway"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "gateway"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
         return head + ("+changes" if dirty else "")
     except OSError:
         return "?"

@@ -25,18 +25,33 @@ class ReferenceFailed(RuntimeError):
     """The node reference client did not finish (bind refused, connection lost, stalled)."""
 
 
-def reference_result(n: int, port: int, system_id: str, password: str, window: int = 100,
-                     timeout_s: float | None = None) -> dict:
+def reference_result(
+    n: int, port: int, system_id: str, password: str, window: int = 100, timeout_s: float | None = None
+) -> dict:
     """Run the node reference client once; its JSON result (rate, seconds, submit_rate, …)."""
     node = shutil.which("node")
     if not node:
         raise ReferenceFailed("node is not installed; run `make smsc-sim` (it needs nodejs and npm)")
-    cmd = [node, str(SCRIPT), "--port", str(port), "--system-id", system_id, "--password", password,
-           "-n", str(n), "--window", str(window)]
+    cmd = [
+        node,
+        str(SCRIPT),
+        "--port",
+        str(port),
+        "--system-id",
+        system_id,
+        "--password",
+        password,
+        "-n",
+        str(n),
+        "--window",
+        str(window),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s or max(120.0, n / 100))
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        raise ReferenceFailed(f"the reference client failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+        raise ReferenceFailed(
+            f"the reference client failed (exit {done.returncode}): {done.stderr.strip()[-500:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -46,7 +61,9 @@ def run_reference(n: int, port: int, system_id: str, password: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", type=int, default=100_000)
     parser.add_argument("--window", type=int, default=100)
     args = parser.parse_args()
@@ -60,10 +77,14 @@ def main() -> None:
         wall = time.monotonic() - wall_before
         stats = sim.stats(destinations=False)
     print(json.dumps(result))
-    print(f"simulator: {stats['submits_accepted']} accepted, {stats['receipts_acked']} receipts acknowledged, "
-          f"{cpu:.1f} s CPU in {wall:.1f} s ({100 * cpu / wall:.0f}% of a core)")
-    print(f"reference (node smpp client, window {args.window}, n={args.n}): {result['rate']:,.0f} msg/s "
-          f"end to end with receipts ({result['submit_rate']:,.0f} msg/s to the last submit_sm_resp)")
+    print(
+        f"simulator: {stats['submits_accepted']} accepted, {stats['receipts_acked']} receipts acknowledged, "
+        f"{cpu:.1f} s CPU in {wall:.1f} s ({100 * cpu / wall:.0f}% of a core)"
+    )
+    print(
+        f"reference (node smpp client, window {args.window}, n={args.n}): {result['rate']:,.0f} msg/s "
+        f"end to end with receipts ({result['submit_rate']:,.0f} msg/s to the last submit_sm_resp)"
+    )
 
 
 if __name__ == "__main__":

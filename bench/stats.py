@@ -48,8 +48,10 @@ GOAL_MS = 200.0
 def _counts(engine: Engine) -> tuple[int, int] | None:
     try:
         with engine.connect() as conn:
-            return (conn.execute(text("SELECT count(*) FROM participant")).scalar_one(),
-                    conn.execute(text("SELECT count(*) FROM action")).scalar_one())
+            return (
+                conn.execute(text("SELECT count(*) FROM participant")).scalar_one(),
+                conn.execute(text("SELECT count(*) FROM action")).scalar_one(),
+            )
     except Exception:
         return None
 
@@ -86,10 +88,17 @@ def prepare(actions: int, messages: int, reseed: bool) -> Engine:
         _log(f"seeded {PARTICIPANTS:,} participants in {t1 - t0:.1f} s")
     else:
         _log(f"postgresql: reusing the {PARTICIPANTS:,} participants of {PG_DB}")
-    year = seed_year(engine, start=START, actions=actions, messages=messages,
-                     progress=lambda m: _log(f"  {time.perf_counter() - t1:6.1f} s  {m}"))
+    year = seed_year(
+        engine,
+        start=START,
+        actions=actions,
+        messages=messages,
+        progress=lambda m: _log(f"  {time.perf_counter() - t1:6.1f} s  {m}"),
+    )
     t2 = time.perf_counter()
-    _log(f"seeded a year: {year.actions:,} actions, {year.messages:,} messages, {year.tips:,} tips in {t2 - t1:.1f} s")
+    _log(
+        f"seeded a year: {year.actions:,} actions, {year.messages:,} messages, {year.tips:,} tips in {t2 - t1:.1f} s"
+    )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE"))
     t3 = time.perf_counter()
@@ -97,7 +106,9 @@ def prepare(actions: int, messages: int, reseed: bool) -> Engine:
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE action_reach"))
         conn.execute(text("VACUUM ANALYZE reach_rollup"))
-    _log(f"VACUUM ANALYZE {t3 - t2:.1f} s; rolled up {done:,} settled actions in {time.perf_counter() - t3:.1f} s")
+    _log(
+        f"VACUUM ANALYZE {t3 - t2:.1f} s; rolled up {done:,} settled actions in {time.perf_counter() - t3:.1f} s"
+    )
     return engine
 
 
@@ -142,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         def once():
             with Session(engine) as s:
                 fn(s)
+
         return once
 
-    reference = _median_ms(run(lambda s: s.execute(text("SELECT count(*) FROM message")).scalar_one()), args.runs)
+    reference = _median_ms(
+        run(lambda s: s.execute(text("SELECT count(*) FROM message")).scalar_one()), args.runs
+    )
     print(f"\nyear of national data: {n_messages:,} messages; median of {args.runs} runs after a warm-up\n")
     print(f"{'query':<36} {'ms':>8} {'x reference':>12}")
     print(f"{'reference: SELECT count(*) FROM message':<36} {reference:8.1f} {1:12.2f}")
@@ -155,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         if ms > worst:
             worst_name, worst = name, ms
     ok = worst < GOAL_MS
-    print(f"\nslowest dashboard query: {worst_name} {worst:.1f} ms (goal < {GOAL_MS:.0f} ms, "
-          f"{worst / reference:.3f}x count(*) FROM message): {'met' if ok else 'MISSED'}")
+    print(
+        f"\nslowest dashboard query: {worst_name} {worst:.1f} ms (goal < {GOAL_MS:.0f} ms, "
+        f"{worst / reference:.3f}x count(*) FROM message): {'met' if ok else 'MISSED'}"
+    )
     return 0 if ok else 1
 
 

@@ -61,8 +61,11 @@ def _seed(engine: Engine, label: str, participants: int) -> None:
     start = time.perf_counter()
 
     def progress(n: int) -> None:
-        print(f"  {label}: {n:>9,} / {participants:,} participants  {time.perf_counter() - start:6.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"  {label}: {n:>9,} / {participants:,} participants  {time.perf_counter() - start:6.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     summary = seed(engine, participants, now=NOW, progress=progress)
     seeded = time.perf_counter() - start
@@ -73,9 +76,12 @@ def _seed(engine: Engine, label: str, participants: int) -> None:
         with engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    print(f"  {label}: seeded {summary.participants:,} participants / {summary.addresses:,} addresses "
-          f"in {seeded:.1f} s (+ {time.perf_counter() - start - seeded:.1f} s ANALYZE)",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {label}: seeded {summary.participants:,} participants / {summary.addresses:,} addresses "
+        f"in {seeded:.1f} s (+ {time.perf_counter() - start - seeded:.1f} s ANALYZE)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def prepare_postgresql(participants: int, reseed: bool) -> Engine:
@@ -106,8 +112,10 @@ def prepare_sqlite(participants: int, reseed: bool) -> Engine:
         engine = make_engine(url)
         if _count(engine) == participants:
             upgrade(url)
-            print(f"sqlite: reusing {SQLITE_PATH.relative_to(ROOT)} ({participants:,} participants)",
-                  file=sys.stderr)
+            print(
+                f"sqlite: reusing {SQLITE_PATH.relative_to(ROOT)} ({participants:,} participants)",
+                file=sys.stderr,
+            )
             return engine
         engine.dispose()
     for suffix in ("", "-wal", "-shm"):
@@ -201,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", action="store_true", help="print the tile query's plans")
     args = parser.parse_args(argv)
 
-    engines = [prepare_postgresql(args.participants, args.reseed),
-               prepare_sqlite(args.participants, args.reseed)]
+    engines = [
+        prepare_postgresql(args.participants, args.reseed),
+        prepare_sqlite(args.participants, args.reseed),
+    ]
     results = []
     for engine in engines:
         for radius in RADII_M:
@@ -211,20 +221,28 @@ def main(argv: list[str] | None = None) -> int:
             results.append(measure(engine, radius))
         engine.dispose()
 
-    header = f"{'backend':<11} {'radius':>6} {'candidates':>10} {'recipients':>10} " \
-             f"{'targeting ms':>12} {'reference ms':>12} {'ratio':>6}"
-    print(f"targeting benchmark: {args.participants:,} participants, centre {CENTRE}, "
-          f"now {NOW.isoformat()}, median of {RUNS} runs")
+    header = (
+        f"{'backend':<11} {'radius':>6} {'candidates':>10} {'recipients':>10} "
+        f"{'targeting ms':>12} {'reference ms':>12} {'ratio':>6}"
+    )
+    print(
+        f"targeting benchmark: {args.participants:,} participants, centre {CENTRE}, "
+        f"now {NOW.isoformat()}, median of {RUNS} runs"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
-        print(f"{r['backend']:<11} {r['radius']:>6} {r['candidates']:>10,} {r['recipients']:>10,} "
-              f"{r['targeting_ms']:>12.1f} {r['reference_ms']:>12.1f} {r['ratio']:>6.2f}")
+        print(
+            f"{r['backend']:<11} {r['radius']:>6} {r['candidates']:>10,} {r['recipients']:>10,} "
+            f"{r['targeting_ms']:>12.1f} {r['reference_ms']:>12.1f} {r['ratio']:>6.2f}"
+        )
     worst_ratio = max(r["ratio"] for r in results)
     worst_5km = max(r["targeting_ms"] for r in results if r["radius_m"] == 5_000)
     ok = worst_ratio <= GOAL_RATIO and worst_5km < GOAL_5KM_MS
-    print(f"targeting: worst ratio {worst_ratio:.1f} (goal <= {GOAL_RATIO:g}); "
-          f"5 km worst {worst_5km:.0f} ms (goal < {GOAL_5KM_MS:g} ms)")
+    print(
+        f"targeting: worst ratio {worst_ratio:.1f} (goal <= {GOAL_RATIO:g}); "
+        f"5 km worst {worst_5km:.0f} ms (goal < {GOAL_5KM_MS:g} ms)"
+    )
     return 0 if ok else 1
 
 

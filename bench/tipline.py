@@ -118,9 +118,16 @@ def ensure_actions(engine) -> bool:
             s.add(centralist)
             s.flush()
         for place, lat, lon in PLACES:
-            action = Action(type=ActionType.robbery, description=f"{MARK}: man met rode jas, {place}.",
-                            lat=lat, lon=lon, radius_m=RADIUS_M, send_sms=True, send_voice=True,
-                            centralist_id=centralist.id)
+            action = Action(
+                type=ActionType.robbery,
+                description=f"{MARK}: man met rode jas, {place}.",
+                lat=lat,
+                lon=lon,
+                radius_m=RADIUS_M,
+                send_sms=True,
+                send_voice=True,
+                centralist_id=centralist.id,
+            )
             s.add(action)
             s.flush()
             queued = lifecycle.launch(s, action.id, now, settings)
@@ -186,47 +193,59 @@ def _profiled(server_mod, agi_mod, context_mod) -> dict[str, list]:
     srv = server_mod.FastAGIServer
 
     get_request = srv.get_request
+
     def _get_request(self):
         sock, addr = get_request(self)
         accepted[id(sock)] = time.perf_counter_ns()
         return sock, addr
+
     srv.get_request = _get_request
 
     finish_request = srv.finish_request
+
     def _finish_request(self, request, client_address):
         local.rec = [accepted.pop(id(request), None), time.perf_counter_ns(), None, None, None, None, None]
         return finish_request(self, request, client_address)
+
     srv.finish_request = _finish_request
 
     get_env = agi_mod.AGISession._get_agi_env
+
     def _get_env(self):
         get_env(self)
         local.rec[ENV_READ] = time.perf_counter_ns()
         per_call[self.env.get("agi_uniqueid", "")] = local.rec
+
     agi_mod.AGISession._get_agi_env = _get_env
 
     arrive = context_mod.IvrContext.arrive
+
     def _arrive(self, *a, **kw):
         local.rec[LOOKUP] = time.perf_counter_ns()
         out = arrive(self, *a, **kw)
         local.rec[LOOKED_UP] = time.perf_counter_ns()
         return out
+
     context_mod.IvrContext.arrive = _arrive
 
     lua = TipStream.arrive
+
     def _lua(self, *a, **kw):  # raises: Redis could not answer (error, timeout), the lookup goes to SQL
         start = time.perf_counter_ns()
         local.rec[REDIS] = (False, 0)
         out = lua(self, *a, **kw)
         local.rec[REDIS] = (True, time.perf_counter_ns() - start)
         return out
+
     TipStream.arrive = _lua
 
     set_variable = agi_mod.AGISession.set_variable
+
     def _set_variable(self, name, value):
         if name == "BN_DIAL":
             local.rec[DIAL_SENT] = time.perf_counter_ns()  # set_variable writes before it waits
         return set_variable(self, name, value)
+
     agi_mod.AGISession.set_variable = _set_variable
     return per_call
 
@@ -305,10 +324,14 @@ class ServerProcess:
         if layout == "split":
             ctx = multiprocessing.get_context("spawn")
             self.conn, child = ctx.Pipe()
-            self.proc = ctx.Process(target=serve, args=(kind, child, profile), name=f"fastagi-{kind}", daemon=True)
+            self.proc = ctx.Process(
+                target=serve, args=(kind, child, profile), name=f"fastagi-{kind}", daemon=True
+            )
         else:  # the same process, a thread: for comparing layouts
             self.conn, child = multiprocessing.Pipe()
-            self.proc = threading.Thread(target=serve, args=(kind, child, profile), name=f"fastagi-{kind}", daemon=True)
+            self.proc = threading.Thread(
+                target=serve, args=(kind, child, profile), name=f"fastagi-{kind}", daemon=True
+            )
         self.proc.start()
         if layout == "split":
             child.close()  # so that a server that dies is an EOFError here, not a hang
@@ -358,7 +381,7 @@ async def one_call(port: int, env: bytes, call: Call) -> Call:
         while line := await reader.readline():
             if call.decision_ns is None and line.startswith(_DIAL):
                 call.decision_ns = time.perf_counter_ns() - start
-                call.dial = line[len(_DIAL):].strip().strip(b'"').decode()
+                call.dial = line[len(_DIAL) :].strip().strip(b'"').decode()
             if line.startswith(b"GET DATA"):
                 call.get_data += 1
                 writer.write(b"200 result= (timeout)\n")
@@ -383,8 +406,16 @@ class Run:
     planned: dict = field(default_factory=dict)  # sessions started, by kind of caller
 
 
-async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int, concurrency: int,
-                seed: int, token: str, rate: float | None = None) -> Run:
+async def drive(
+    server: ServerProcess,
+    pop: Population,
+    calls: int,
+    warmup: int,
+    concurrency: int,
+    seed: int,
+    token: str,
+    rate: float | None = None,
+) -> Run:
     """Keep `concurrency` sessions in flight (or, with `rate`, start calls at that rate with at most
     `concurrency` in flight); count calls [warmup, warmup + calls)."""
     rng = random.Random(seed)
@@ -418,7 +449,13 @@ async def drive(server: ServerProcess, pop: Population, calls: int, warmup: int,
         if not warmup <= i < warmup + calls:
             return
         run.counted.append(call)
-        expect = TRIVIAL_DIAL if server.kind == "trivial" else MELDKAMER if kind == "unknown" else pop.single[phone][1]
+        expect = (
+            TRIVIAL_DIAL
+            if server.kind == "trivial"
+            else MELDKAMER
+            if kind == "unknown"
+            else pop.single[phone][1]
+        )
         if call.decision_ns is None or call.dial != expect:
             run.errors.append(f"call {i} ({kind} {phone}): BN_DIAL {call.dial!r}, expected {expect!r}")
         counted_done += 1
@@ -480,20 +517,26 @@ def check_tip_log(writer: WriterProcess, token: str, run: Run, timeout_s: float 
     engine = make_engine(PG_URL)
     with Session(engine) as s:
         rows, distinct, by_caller = s.execute(
-            select(func.count(Tip.id), func.count(func.distinct(Tip.call_id)),
-                   func.count(Tip.id).filter(Tip.matched_by == MatchedBy.caller_id))
-            .where(Tip.call_id.startswith(f"{token}-real-"))
+            select(
+                func.count(Tip.id),
+                func.count(func.distinct(Tip.call_id)),
+                func.count(Tip.id).filter(Tip.matched_by == MatchedBy.caller_id),
+            ).where(Tip.call_id.startswith(f"{token}-real-"))
         ).one()
     engine.dispose()
     errors = []
     if left or dead:
         errors.append(f"tip stream: {left} records not written after {timeout_s:.0f} s, {dead} refused")
     if rows != sessions or distinct != sessions or by_caller != run.planned.get("alerted", 0):
-        errors.append(f"tip rows: {rows} ({distinct} calls, {by_caller} matched by caller ID) for {sessions} sessions "
-                      f"({run.planned.get('alerted', 0)} alerted)")
-    line = (f"real: tip log {rows:,} rows for {sessions:,} sessions ({by_caller:,} matched by caller ID), "
-            f"{'complete' if not errors else 'INCOMPLETE'}; tip writer caught up {caught_up:.1f} s after the "
-            f"last call, its CPU {cpu_s / sessions * 1000:.2f} ms per call (own process, PostgreSQL's not counted)")
+        errors.append(
+            f"tip rows: {rows} ({distinct} calls, {by_caller} matched by caller ID) for {sessions} sessions "
+            f"({run.planned.get('alerted', 0)} alerted)"
+        )
+    line = (
+        f"real: tip log {rows:,} rows for {sessions:,} sessions ({by_caller:,} matched by caller ID), "
+        f"{'complete' if not errors else 'INCOMPLETE'}; tip writer caught up {caught_up:.1f} s after the "
+        f"last call, its CPU {cpu_s / sessions * 1000:.2f} ms per call (own process, PostgreSQL's not counted)"
+    )
     return TipLogCheck(line, errors)
 
 
@@ -514,18 +557,25 @@ def summary(ns: list[int]) -> tuple[int, float, float, float]:
 def print_profile(run: Run) -> None:
     """Where the decision time of the counted alerted calls goes, from the real server's stamps."""
     steps: dict[str, list[int]] = {
-        "waiting to be accepted (backlog)": [], "accept → handler thread running": [],
-        "thread running → environment read": [], "environment read → lookup starts": [],
-        "lookup + arrival logged (ctx.arrive)": [], "lookup done → BN_DIAL written": [],
+        "waiting to be accepted (backlog)": [],
+        "accept → handler thread running": [],
+        "thread running → environment read": [],
+        "environment read → lookup starts": [],
+        "lookup + arrival logged (ctx.arrive)": [],
+        "lookup done → BN_DIAL written": [],
         "BN_DIAL written → read by the client": [],
     }
     cache: dict[bool, list[int]] = {True: [], False: []}  # the Lua round trip answered or not
     for call in run.counted:
         rec = run.marks.get(call.uniqueid)
-        if call.kind != "alerted" or rec is None or call.decision_ns is None or None in rec[:DIAL_SENT + 1]:
+        if call.kind != "alerted" or rec is None or call.decision_ns is None or None in rec[: DIAL_SENT + 1]:
             continue
         # Stamps before the environment was sent (an early accept) count from the send.
-        t = [call.sent_ns] + [max(x, call.sent_ns) for x in rec[:DIAL_SENT + 1]] + [call.sent_ns + call.decision_ns]
+        t = (
+            [call.sent_ns]
+            + [max(x, call.sent_ns) for x in rec[: DIAL_SENT + 1]]
+            + [call.sent_ns + call.decision_ns]
+        )
         for name, a, b in zip(steps, t, t[1:]):
             steps[name].append(b - a)
         if rec[REDIS] is not None:
@@ -534,23 +584,34 @@ def print_profile(run: Run) -> None:
     for name, ns in steps.items():
         if ns:
             n, p50, p99, mx = summary(ns)
-            print(f"  {name:<38} mean {sum(ns) / n / 1e6:7.2f} ms  p50 {p50:7.2f}  p99 {p99:7.2f}  max {mx:7.1f}")
+            print(
+                f"  {name:<38} mean {sum(ns) / n / 1e6:7.2f} ms  p50 {p50:7.2f}  p99 {p99:7.2f}  max {mx:7.1f}"
+            )
     for answered, ns in cache.items():
         if ns:
             n, p50, p99, mx = summary(ns)
             what = "Redis answered" if answered else "Redis gave up (timeout/error) → SQL fallback"
-            print(f"  lookup + log script: {what:<44} {n:>6,} calls, Redis part p50 {p50:.2f} p99 {p99:.2f} max {mx:.1f} ms")
+            print(
+                f"  lookup + log script: {what:<44} {n:>6,} calls, Redis part p50 {p50:.2f} p99 {p99:.2f} max {mx:.1f} ms"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tipline", description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20_000, help="counted calls per server")
     parser.add_argument("--concurrency", type=int, default=200)
-    parser.add_argument("--layout", choices=("split", "single"), default="split",
-                        help="split: servers in subprocesses, client in this process (default); "
-                             "single: all in this process")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="open loop: start calls at this rate (calls/s), at most --concurrency in flight")
+    parser.add_argument(
+        "--layout",
+        choices=("split", "single"),
+        default="split",
+        help="split: servers in subprocesses, client in this process (default); single: all in this process",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: start calls at this rate (calls/s), at most --concurrency in flight",
+    )
     parser.add_argument("--profile", action="store_true", help="time the steps of a call in the real server")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -560,11 +621,14 @@ def main(argv: list[str] | None = None) -> int:
     engine = prepare_postgresql(1_600_000, reseed=False)
     pop, written = prepare(engine, random.Random(args.seed))
     engine.dispose()
-    print(f"data: {'reused' if pop.reused else 'launched'} {len(pop.actions)} open actions "
-          f"({', '.join(f'#{a} code {c}: {n:,}' for a, c, n in pop.actions)} numbers); "
-          f"route cache {PREFIX!r}: {written:,} numbers; callers: {len(pop.single):,} with one alert, "
-          f"{pop.several} with several (menu, not used), unknown {UNKNOWN_SHARE:.0%} of calls "
-          f"({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    print(
+        f"data: {'reused' if pop.reused else 'launched'} {len(pop.actions)} open actions "
+        f"({', '.join(f'#{a} code {c}: {n:,}' for a, c, n in pop.actions)} numbers); "
+        f"route cache {PREFIX!r}: {written:,} numbers; callers: {len(pop.single):,} with one alert, "
+        f"{pop.several} with several (menu, not used), unknown {UNKNOWN_SHARE:.0%} of calls "
+        f"({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
     if len(pop.single) < 1000:
         print("too few alerted numbers: is another run's data in the way?", file=sys.stderr)
         return 2
@@ -577,18 +641,29 @@ def main(argv: list[str] | None = None) -> int:
         writer = WriterProcess() if kind == "real" else None
         server = ServerProcess(kind, args.profile and kind == "real", args.layout)
         t = time.perf_counter()
-        runs[kind] = asyncio.run(drive(server, pop, args.calls, warmup, args.concurrency, args.seed, token,
-                                          args.rate))
-        print(f"{kind}: {warmup + args.calls + args.concurrency:,} sessions in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        runs[kind] = asyncio.run(
+            drive(server, pop, args.calls, warmup, args.concurrency, args.seed, token, args.rate)
+        )
+        print(
+            f"{kind}: {warmup + args.calls + args.concurrency:,} sessions in {time.perf_counter() - t:.1f} s",
+            file=sys.stderr,
+        )
     tip_log = check_tip_log(writer, token, runs["real"])
 
-    print(f"tip-line benchmark: {args.calls:,} counted calls per server ({warmup:,} warm-up), "
-          + (f"arrivals at {args.rate:g}/s, at most {args.concurrency} in flight" if args.rate else
-             f"{args.concurrency} sessions in flight") + f", layout {args.layout}, "
-          f"{len(pop.single):,} alerted callers + unknown callers ({UNKNOWN_SHARE:.0%})")
-    header = (f"{'server':<8} {'callers':<8} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-              f"{'session p50':>11} {'calls/s':>8} {'srv CPU/call':>12} {'client CPU':>10}")
+    print(
+        f"tip-line benchmark: {args.calls:,} counted calls per server ({warmup:,} warm-up), "
+        + (
+            f"arrivals at {args.rate:g}/s, at most {args.concurrency} in flight"
+            if args.rate
+            else f"{args.concurrency} sessions in flight"
+        )
+        + f", layout {args.layout}, "
+        f"{len(pop.single):,} alerted callers + unknown callers ({UNKNOWN_SHARE:.0%})"
+    )
+    header = (
+        f"{'server':<8} {'callers':<8} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'session p50':>11} {'calls/s':>8} {'srv CPU/call':>12} {'client CPU':>10}"
+    )
     if args.layout == "single":
         header += "  (single: CPU of the one process, client included)"
     print(header)
@@ -602,12 +677,16 @@ def main(argv: list[str] | None = None) -> int:
             n, p50, p99, mx = summary([c.decision_ns for c in calls])
             session_p50 = summary([c.session_ns for c in calls])[1]
             figures[(kind, who)] = (p50, p99, mx)
-            print(f"{kind:<8} {who:<8} {n:>6,} {p50:>8.2f} {p99:>8.2f} {mx:>8.1f} {session_p50:>11.2f} "
-                  f"{args.calls / run.wall_s:>8,.0f} {run.server_cpu_s / args.calls * 1000:>9.2f} ms "
-                  f"{run.client_cpu_s / run.wall_s:>9.0%}")
+            print(
+                f"{kind:<8} {who:<8} {n:>6,} {p50:>8.2f} {p99:>8.2f} {mx:>8.1f} {session_p50:>11.2f} "
+                f"{args.calls / run.wall_s:>8,.0f} {run.server_cpu_s / args.calls * 1000:>9.2f} ms "
+                f"{run.client_cpu_s / run.wall_s:>9.0%}"
+            )
     for kind, run in runs.items():
-        print(f"{kind}: server stats {run.stats}; {len(run.errors)} errors"
-              + (f", first: {run.errors[0]}" if run.errors else ""))
+        print(
+            f"{kind}: server stats {run.stats}; {len(run.errors)} errors"
+            + (f", first: {run.errors[0]}" if run.errors else "")
+        )
     print(tip_log.line)
     if args.profile:
         print_profile(runs["real"])
@@ -618,10 +697,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = figures.get(("real", "unknown"))
     ratio = real[1] / triv[1]
     if unknown:
-        print(f"tipline, unknown callers (3 code prompts answered at once, then the meldkamer): "
-              f"p99 {unknown[1]:.1f} ms, p50 {unknown[0]:.1f} ms (not part of the goal)")
-    print(f"tipline: p99 {real[1]:.1f} ms vs trivial {triv[1]:.1f} ms, ratio {ratio:.1f} "
-          f"(goal <= {GOAL_RATIO:g})")
+        print(
+            f"tipline, unknown callers (3 code prompts answered at once, then the meldkamer): "
+            f"p99 {unknown[1]:.1f} ms, p50 {unknown[0]:.1f} ms (not part of the goal)"
+        )
+    print(
+        f"tipline: p99 {real[1]:.1f} ms vs trivial {triv[1]:.1f} ms, ratio {ratio:.1f} "
+        f"(goal <= {GOAL_RATIO:g})"
+    )
     return 0 if ratio <= GOAL_RATIO and total_errors == 0 else 1
 
 

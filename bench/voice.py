@@ -96,22 +96,39 @@ class Timeline:
     lasted: list[float] = field(default_factory=list)  # each phone channel's life, ring to hangup
 
 
-
-
 def create_action(sessions, calls: int) -> int:
     """`calls` voice participants at one address in Utrecht and a draft action around it."""
     lat, lon = UTRECHT
     with sessions() as s:
         town = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
-        centralist = Centralist(name="Bench", meldkamer="Midden-Nederland", dial_string="Local/answer@test-endpoints")
+        centralist = Centralist(
+            name="Bench", meldkamer="Midden-Nederland", dial_string="Local/answer@test-endpoints"
+        )
         s.add_all([town, centralist])
         s.flush()
         for n in range(calls):
             p = Participant(municipality_id=town.id, name="P", phone=f"+3161200{n:04d}")
-            p.addresses = [Address(postcode="3511 AB", house_number="1", lat=lat, lon=lon, tile=tile_of(lat, lon), channel="voice")]
+            p.addresses = [
+                Address(
+                    postcode="3511 AB",
+                    house_number="1",
+                    lat=lat,
+                    lon=lon,
+                    tile=tile_of(lat, lon),
+                    channel="voice",
+                )
+            ]
             s.add(p)
-        action = Action(type=ActionType.robbery, description="Bench: man met rode jas, fiets zonder licht.",
-                        lat=lat, lon=lon, radius_m=500, send_sms=False, send_voice=True, centralist_id=centralist.id)
+        action = Action(
+            type=ActionType.robbery,
+            description="Bench: man met rode jas, fiets zonder licht.",
+            lat=lat,
+            lon=lon,
+            radius_m=500,
+            send_sms=False,
+            send_voice=True,
+            centralist_id=centralist.id,
+        )
         s.add(action)
         s.commit()
         return action.id
@@ -119,7 +136,11 @@ def create_action(sessions, calls: int) -> int:
 
 def all_final(sessions) -> bool:
     with sessions() as s:
-        return not s.scalar(select(Message.id).where(Message.status.in_([MessageStatus.queued, MessageStatus.sending])).limit(1))
+        return not s.scalar(
+            select(Message.id)
+            .where(Message.status.in_([MessageStatus.queued, MessageStatus.sending]))
+            .limit(1)
+        )
 
 
 def set_globals(asterisk: AsteriskServer, **values: str) -> None:
@@ -132,15 +153,24 @@ def set_globals(asterisk: AsteriskServer, **values: str) -> None:
         ami.close()
 
 
-async def run(args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_port: int) -> tuple[Timeline, VoiceWorker]:
+async def run(
+    args, asterisk: AsteriskServer, sessions, cache: TimedCache, ivr_port: int
+) -> tuple[Timeline, VoiceWorker]:
     settings = Settings(_env_file=None, environment="development")
     action_id = create_action(sessions, args.calls)
     queue = MemoryQueue()
     ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, asterisk.ami_secret)
     await ami.connect()
     worker = VoiceWorker(
-        sessions, queue, ami, cache, max_calls=args.cap, retries=0, ring_seconds=30,
-        dial_string=lambda call: f"Local/{call.phone.lstrip('+')}@test-phones", asterisk_audio_dir=AUDIO_DIR,
+        sessions,
+        queue,
+        ami,
+        cache,
+        max_calls=args.cap,
+        retries=0,
+        ring_seconds=30,
+        dial_string=lambda call: f"Local/{call.phone.lstrip('+')}@test-phones",
+        asterisk_audio_dir=AUDIO_DIR,
     )
     timeline = Timeline()
     done = asyncio.Event()
@@ -204,8 +234,14 @@ def asterisk_with_ivr(sessions, *, amd: str, hold_seconds: int):
         for stale in audio_dir.glob("*.wav"):  # bulletin ids restart with the fresh database
             stale.unlink()
         write_phone_sounds(asterisk.chroot)
-        set_globals(asterisk, BN_IVR=f"agi://127.0.0.1:{server.server_address[1]}", BN_AMD=amd,
-                    PHONE_RING="0", PHONE_HOLD=str(hold_seconds), PHONE_SAY=HUMAN)
+        set_globals(
+            asterisk,
+            BN_IVR=f"agi://127.0.0.1:{server.server_address[1]}",
+            BN_AMD=amd,
+            PHONE_RING="0",
+            PHONE_HOLD=str(hold_seconds),
+            PHONE_SAY=HUMAN,
+        )
         yield asterisk, server.server_address[1], audio_dir
     finally:
         ctx.tips.flush()
@@ -218,7 +254,9 @@ def asterisk_with_ivr(sessions, *, amd: str, hold_seconds: int):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.voice", description=__doc__.split("\n\n")[0])
     parser.add_argument("--cap", type=int, default=20, help="simultaneous calls C (default 20)")
-    parser.add_argument("--seconds", type=int, default=10, help="how long each answered call lasts, L (default 10)")
+    parser.add_argument(
+        "--seconds", type=int, default=10, help="how long each answered call lasts, L (default 10)"
+    )
     parser.add_argument("--calls", type=int, default=300, help="participants called (default 300)")
     args = parser.parse_args(argv)
     if args.cap < 1 or args.seconds < 1 or args.calls < args.cap:
@@ -240,30 +278,42 @@ def main(argv: list[str] | None = None) -> int:
     engine.dispose()
 
     answered = sum(status is MessageStatus.answered for status, _ in statuses)
-    listened = sum(status is MessageStatus.answered and detail.startswith("listened") for status, detail in statuses)
+    listened = sum(
+        status is MessageStatus.answered and detail.startswith("listened") for status, detail in statuses
+    )
     if len(timeline.ended) < args.calls:
         details = sorted({detail for _, detail in statuses})[:5]
-        print(f"voice: only {len(timeline.ended)} of {args.calls} calls were made; message details: {details}")
+        print(
+            f"voice: only {len(timeline.ended)} of {args.calls} calls were made; message details: {details}"
+        )
         return 1
     elapsed = timeline.ended[-1] - timeline.launched
     steady = timeline.ended[-1] - timeline.first_ring
     limit = 3600 * args.cap / args.seconds
     achieved = args.calls * 3600 / elapsed
-    print(f"calls placed {worker.stats['originates']}, answered {answered} of {args.calls} "
-          f"(IVR recorded 'listened …' on {listened}); rings at the phones {len(rings)}, "
-          f"numbers rung twice {len(rings) - len(set(rings))}")
+    print(
+        f"calls placed {worker.stats['originates']}, answered {answered} of {args.calls} "
+        f"(IVR recorded 'listened …' on {listened}); rings at the phones {len(rings)}, "
+        f"numbers rung twice {len(rings) - len(set(rings))}"
+    )
     print(f"launch -> first phone ringing: {(timeline.first_ring - timeline.launched) * 1000:.0f} ms")
-    print(f"TTS per action: {sum(cache.runs):.2f} s in {len(cache.runs)} run(s) for {args.calls} calls "
-          f"(made by {', '.join(cache.made_by)}; espeak-ng only, as after a gTTS fallback)")
+    print(
+        f"TTS per action: {sum(cache.runs):.2f} s in {len(cache.runs)} run(s) for {args.calls} calls "
+        f"(made by {', '.join(cache.made_by)}; espeak-ng only, as after a gTTS fallback)"
+    )
     print(f"first ring -> last call ended: {steady:.1f} s ({args.calls * 3600 / steady:,.0f} calls/h)")
     print(f"launch -> last call ended: {elapsed:.1f} s; ideal {args.calls / args.cap * args.seconds:.1f} s")
     mean = sum(timeline.lasted) / len(timeline.lasted)
-    print(f"phones: mean call {mean:.2f} s from ring to hangup (L = {args.seconds} s); "
-          f"the C lines were busy {sum(timeline.lasted) / (args.cap * elapsed):.1%} of the time")
+    print(
+        f"phones: mean call {mean:.2f} s from ring to hangup (L = {args.seconds} s); "
+        f"the C lines were busy {sum(timeline.lasted) / (args.cap * elapsed):.1%} of the time"
+    )
     ratio = achieved / limit
     ok = ratio >= GOAL and answered == args.calls and len(rings) == len(set(rings)) == args.calls
-    print(f"voice: {achieved:,.0f} calls/h vs limit 3600*C/L = {limit:,.0f} calls/h (C={args.cap}, L={args.seconds} s), "
-          f"ratio {ratio:.3f} (goal >= {GOAL})")
+    print(
+        f"voice: {achieved:,.0f} calls/h vs limit 3600*C/L = {limit:,.0f} calls/h (C={args.cap}, L={args.seconds} s), "
+        f"ratio {ratio:.3f} (goal >= {GOAL})"
+    )
     return 0 if ok else 1
 
 

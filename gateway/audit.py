@@ -18,18 +18,26 @@ from sqlalchemy.orm import Session
 from gateway.storage.models import AuditEvent, User, utcnow
 
 
-def record(session: Session, user: User | None, event: str, subject_type: str, subject_id: int | None = None,
-           detail: str | None = None) -> None:
+def record(
+    session: Session,
+    user: User | None,
+    event: str,
+    subject_type: str,
+    subject_id: int | None = None,
+    detail: str | None = None,
+) -> None:
     """RULE: every change to an action and every access to participant data leaves an audit event."""
-    session.add(AuditEvent(
-        at=utcnow(),
-        user_id=user.id if user else None,
-        role=user.role.value if user else None,
-        event=event,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        detail=detail[:500] if detail else None,
-    ))
+    session.add(
+        AuditEvent(
+            at=utcnow(),
+            user_id=user.id if user else None,
+            role=user.role.value if user else None,
+            event=event,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            detail=detail[:500] if detail else None,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +56,11 @@ def events(session: Session, filters: AuditFilters, limit: int, offset: int) -> 
     if filters.user_id is not None:
         stmt = stmt.where(AuditEvent.user_id == filters.user_id)
     if filters.event is not None:
-        stmt = stmt.where(AuditEvent.event.startswith(filters.event, autoescape=True) if filters.event.endswith(".")
-                          else AuditEvent.event == filters.event)
+        stmt = stmt.where(
+            AuditEvent.event.startswith(filters.event, autoescape=True)
+            if filters.event.endswith(".")
+            else AuditEvent.event == filters.event
+        )
     if filters.subject_type is not None:
         stmt = stmt.where(AuditEvent.subject_type == filters.subject_type)
     if filters.subject_id is not None:
@@ -67,4 +78,6 @@ def _midnight(day: date) -> datetime:
 
 def prune(session: Session, now: datetime, retention_days: int) -> int:
     """RULE: audit events are kept AUDIT_RETENTION_DAYS, then deleted. Returns how many went."""
-    return session.execute(delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=retention_days))).rowcount
+    return session.execute(
+        delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=retention_days))
+    ).rowcount

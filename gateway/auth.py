@@ -81,15 +81,24 @@ def authenticate(session: Session, secret: str, key: str | None) -> User:
 def start_session(session: Session, secret: str, user: User, now: datetime, lifetime: timedelta) -> str:
     """A new browser session for `user`; returns the cookie value (never stored, only its HMAC)."""
     token = secrets.token_urlsafe(32)
-    session.add(UserSession(token_hash=hash_key(secret, token), user_id=user.id, key_hash=user.key_hash,
-                            created_at=now, expires_at=now + lifetime))
+    session.add(
+        UserSession(
+            token_hash=hash_key(secret, token),
+            user_id=user.id,
+            key_hash=user.key_hash,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
     return token
 
 
 def _session_row(session: Session, secret: str, token: str) -> UserSession | None:
     if not token or len(token) > 100:
         return None
-    return session.scalars(select(UserSession).where(UserSession.token_hash == hash_key(secret, token))).one_or_none()
+    return session.scalars(
+        select(UserSession).where(UserSession.token_hash == hash_key(secret, token))
+    ).one_or_none()
 
 
 def authenticate_session(session: Session, secret: str, token: str, now: datetime) -> User:

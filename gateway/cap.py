@@ -86,7 +86,9 @@ def identifier(action_id: int) -> str:
 # --- export ------------------------------------------------------------------------------------
 
 
-def export(action: Action, updates: int, sender: str, tip_line: str, outcome_text: str | None = None) -> bytes:
+def export(
+    action: Action, updates: int, sender: str, tip_line: str, outcome_text: str | None = None
+) -> bytes:
     """The action as a CAP 1.2 alert (valid against the schema; checked before it is returned)."""
     base = identifier(action.id)
     sent_at = action.launched_at or action.created_at
@@ -129,10 +131,15 @@ def export(action: Action, updates: int, sender: str, tip_line: str, outcome_tex
     add(info, "headline", f"Burgernet: {EVENTS[action.type]}")
     add(info, "description", action.description)
     code = action.action_code
-    add(info, "instruction", f"Ziet u iets? Bel gratis {tip_line}" + (f", actiecode {code}." if code else "."))
+    add(
+        info, "instruction", f"Ziet u iets? Bel gratis {tip_line}" + (f", actiecode {code}." if code else ".")
+    )
     add(info, "contact", tip_line)
-    for name, value in ((P_TYPE, action.type.value), (P_CHANNELS, ",".join(c.value for c in action.channels)),
-                        (P_CODE, code)):
+    for name, value in (
+        (P_TYPE, action.type.value),
+        (P_CHANNELS, ",".join(c.value for c in action.channels)),
+        (P_CODE, code),
+    ):
         if value:
             parameter = add(info, "parameter")
             add(parameter, "valueName", name)
@@ -169,7 +176,9 @@ def parse(document: bytes) -> ImportedAlert:
     if not schema.validate(root):
         errors = [{"line": e.line, "message": e.message} for e in schema.error_log]
         first = errors[0]
-        raise Invalid(f"CAP: line {first['line']}: {first['message']}", field="body", line=first["line"], errors=errors)
+        raise Invalid(
+            f"CAP: line {first['line']}: {first['message']}", field="body", line=first["line"], errors=errors
+        )
 
     def find(parent, path: str):
         return parent.find(path, {"c": NS})
@@ -180,8 +189,11 @@ def parse(document: bytes) -> ImportedAlert:
 
     msg_type = text(root, "c:msgType")
     if msg_type != "Alert":
-        raise _invalid(f"msgType {msg_type}: only an Alert becomes an action", find(root, "c:msgType").sourceline,
-                       field="msgType")
+        raise _invalid(
+            f"msgType {msg_type}: only an Alert becomes an action",
+            find(root, "c:msgType").sourceline,
+            field="msgType",
+        )
     info = find(root, "c:info")
     if info is None:
         raise _invalid("the alert has no <info>: nothing to look out for", root.sourceline, field="info")
@@ -195,8 +207,16 @@ def parse(document: bytes) -> ImportedAlert:
         raise _invalid("<info> has no description or headline", info.sourceline, field="info.description")
     lat, lon, radius_m = _area(info)
     channels = [c for c in (parameters.get(P_CHANNELS) or "sms,voice").split(",") if c in Channel.__members__]
-    return ImportedAlert(text(root, "c:identifier"), text(root, "c:sender"), action_type, description,
-                         lat, lon, radius_m, channels or ["sms", "voice"])
+    return ImportedAlert(
+        text(root, "c:identifier"),
+        text(root, "c:sender"),
+        action_type,
+        description,
+        lat,
+        lon,
+        radius_m,
+        channels or ["sms", "voice"],
+    )
 
 
 def _area(info) -> tuple[float, float, int]:
@@ -209,7 +229,9 @@ def _area(info) -> tuple[float, float, int]:
     for area in areas:
         for polygon in area.findall("c:polygon", ns):
             return _polygon(polygon)
-    raise _invalid("<info> has no <area> with a circle or polygon: where to look?", info.sourceline, field="info.area")
+    raise _invalid(
+        "<info> has no <area> with a circle or polygon: where to look?", info.sourceline, field="info.area"
+    )
 
 
 def _circle(circle) -> tuple[float, float, int]:
@@ -217,13 +239,18 @@ def _circle(circle) -> tuple[float, float, int]:
     try:
         point, km_text = (circle.text or "").split()
     except ValueError:
-        raise _invalid(f"circle {circle.text!r} is not 'lat,lon radius_km'", circle.sourceline, field=field) from None
+        raise _invalid(
+            f"circle {circle.text!r} is not 'lat,lon radius_km'", circle.sourceline, field=field
+        ) from None
     lat, lon = _point(point, circle.sourceline, field)
     km = _number(km_text, circle.sourceline, field)
     # RULE: every number the API takes is bounded and finite — checked before any arithmetic.
     if not 0 < km <= MAX_RADIUS_KM:
-        raise _invalid(f"circle radius {km_text} km is not between 0 and {MAX_RADIUS_KM} km", circle.sourceline,
-                       field=field)
+        raise _invalid(
+            f"circle radius {km_text} km is not between 0 and {MAX_RADIUS_KM} km",
+            circle.sourceline,
+            field=field,
+        )
     return lat, lon, max(round(km * 1000), 1)
 
 
@@ -246,7 +273,9 @@ def _point(pair: str, line: int, field: str) -> tuple[float, float]:
         raise _invalid(f"{pair!r} is not a 'lat,lon' pair", line, field=field)
     lat, lon = (_number(v, line, field) for v in values)
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        raise _invalid(f"{pair!r} is not a place on earth (latitude -90..90, longitude -180..180)", line, field=field)
+        raise _invalid(
+            f"{pair!r} is not a place on earth (latitude -90..90, longitude -180..180)", line, field=field
+        )
     return lat, lon
 
 

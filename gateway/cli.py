@@ -55,7 +55,9 @@ def serve(
     settings = get_settings()
     # The app writes its own access log (gateway.api.accesslog): uvicorn's would hold full
     # phone numbers and search terms from query strings.
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port, access_log=False)
+    uvicorn.run(
+        create_app(settings), host=host or settings.api_host, port=port or settings.api_port, access_log=False
+    )
 
 
 @app.command("create-admin")
@@ -84,19 +86,25 @@ def import_participants(
     with _sessions()() as session:
         mid = session.scalar(select(Municipality.id).where(Municipality.cbs_code == municipality))
         if mid is None:
-            raise typer.BadParameter(f"no municipality with CBS code {municipality}", param_hint="--municipality")
+            raise typer.BadParameter(
+                f"no municipality with CBS code {municipality}", param_hint="--municipality"
+            )
         report = participants.import_csv(session, mid, csv_file.read_text(encoding="utf-8-sig"))
         session.commit()
     for err in report.errors:
         typer.echo(f"line {err.row}: {err.field or '-'}: {err.message}", err=True)
-    typer.echo(f"{report.rows} rows: {report.created} participants created, {report.updated} updated, {len(report.errors)} errors")
+    typer.echo(
+        f"{report.rows} rows: {report.created} participants created, {report.updated} updated, {len(report.errors)} errors"
+    )
     raise typer.Exit(1 if report.errors else 0)
 
 
 @app.command()
 def seed(
     participants: Annotated[int, typer.Option(min=1, help="How many participants to generate")] = 10_000,
-    around: Annotated[str | None, typer.Option(help="Only near LAT,LON,RADIUS_KM, e.g. 52.09,5.12,25")] = None,
+    around: Annotated[
+        str | None, typer.Option(help="Only near LAT,LON,RADIUS_KM, e.g. 52.09,5.12,25")
+    ] = None,
     rng_seed: Annotated[int, typer.Option(help="Random seed (same seed, same population)")] = 2026,
 ) -> None:
     """Generate a synthetic participant population (for demos and benchmarks)."""
@@ -112,7 +120,11 @@ def seed(
         where = (lat, lon, km)
     engine = make_engine(get_settings().sqlalchemy_url)
     summary = seeding.seed(
-        engine, participants, around=where, rng_seed=rng_seed, progress=lambda n: typer.echo(f"  {n:,} participants", err=True)
+        engine,
+        participants,
+        around=where,
+        rng_seed=rng_seed,
+        progress=lambda n: typer.echo(f"  {n:,} participants", err=True),
     )
     typer.echo(f"seeded {summary}")
 
@@ -134,9 +146,16 @@ def ivr(
 
 @app.command("tip-writer")
 def tip_writer(
-    consumer: Annotated[str | None, typer.Option(help="This writer's name in the consumer group (default: the host "
-                                                         "name); restarted under the same name it finishes its last batch at once")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Only say whether the writer of this name is alive (health check)")] = False,
+    consumer: Annotated[
+        str | None,
+        typer.Option(
+            help="This writer's name in the consumer group (default: the host "
+            "name); restarted under the same name it finishes its last batch at once"
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only say whether the writer of this name is alive (health check)")
+    ] = False,
 ) -> None:
     """Write the tip line's tip records from Redis to the database until stopped (needed with REDIS_URL)."""
     import logging
@@ -148,7 +167,10 @@ def tip_writer(
 
     settings = get_settings()
     if not settings.redis_url:
-        typer.echo("configuration error: REDIS_URL is empty; without Redis the IVR writes its tip records itself", err=True)
+        typer.echo(
+            "configuration error: REDIS_URL is empty; without Redis the IVR writes its tip records itself",
+            err=True,
+        )
         raise typer.Exit(2)
     name = consumer or socket.gethostname()
     if check:
@@ -168,7 +190,9 @@ app.add_typer(prompts_app, name="prompts")
 
 @prompts_app.command("build")
 def prompts_build(
-    out: Annotated[Path | None, typer.Option(help="Where to write the audio (default prompts/sounds)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the audio (default prompts/sounds)")
+    ] = None,
 ) -> None:
     """Generate every prompt's audio (8 kHz WAV, espeak-ng) and check each has a real duration."""
     from gateway import prompts
@@ -191,13 +215,14 @@ def expire() -> None:
 @app.command()
 def demo(
     participants: Annotated[int, typer.Option(min=100, help="Synthetic participants around Utrecht")] = 5_000,
-    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="Keep serving the API afterwards")] = True,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving the API afterwards")
+    ] = True,
 ) -> None:
     """Run the demo: a synthetic region around Utrecht and one action from create to close."""
     from gateway.demo import run_demo
 
     run_demo(get_settings(), participants=participants, keep_serving=serve_after)
-
 
 
 worker_app = typer.Typer(help="The channel workers (one process each).", no_args_is_help=True)
@@ -214,12 +239,18 @@ def worker_voice() -> None:
 
     settings = get_settings()
     if not settings.ami_secret:
-        typer.echo("configuration error: AMI_SECRET is empty; set the secret of the AMI user "
-                   f"{settings.ami_user!r} (asterisk/manager_users.conf)", err=True)
+        typer.echo(
+            "configuration error: AMI_SECRET is empty; set the secret of the AMI user "
+            f"{settings.ami_user!r} (asterisk/manager_users.conf)",
+            err=True,
+        )
         raise typer.Exit(2)
     if not settings.redis_url:
-        typer.echo("configuration error: REDIS_URL is empty; the voice worker runs in its own process "
-                   "and needs the Redis queue", err=True)
+        typer.echo(
+            "configuration error: REDIS_URL is empty; the voice worker runs in its own process "
+            "and needs the Redis queue",
+            err=True,
+        )
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -230,7 +261,9 @@ def worker_voice() -> None:
 
 @worker_app.command("sms")
 def worker_sms(
-    name: Annotated[str | None, typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")
+    ] = None,
 ) -> None:
     """Send SMS over the SMPP binds (SMS_BINDS / SMS_BINDS_FILE) and handle receipts and replies until stopped."""
     import asyncio

@@ -14,7 +14,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _ip_networks(text: str) -> tuple[IPNetwork, ...] | None:
-    """"127.0.0.1, 10.0.0.0/8" as networks; None for "*" (any address)."""
+    """ "127.0.0.1, 10.0.0.0/8" as networks; None for "*" (any address)."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     if items == ["*"]:
         return None

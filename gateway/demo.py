@@ -63,7 +63,9 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     )
     sessions = session_factory(engine)
     with sessions() as session:
-        centralist = Centralist(name="Centralist Demo", meldkamer="Meldkamer Midden-Nederland", dial_string="PJSIP/4021@meldkamer")
+        centralist = Centralist(
+            name="Centralist Demo", meldkamer="Meldkamer Midden-Nederland", dial_string="PJSIP/4021@meldkamer"
+        )
         session.add(centralist)
         session.flush()
         _, admin_key = auth.create_user(session, settings.secret_key, "demo-admin", Role.admin)
@@ -74,7 +76,9 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
 
     queue = MemoryQueue()
     app = create_app(settings, sessions=sessions, queue=queue)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     base = f"http://{settings.api_host}:{settings.api_port}"
@@ -89,14 +93,25 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
         _say(f"SMS: the SMS worker bound to the SMSC simulator on 127.0.0.1:{sms.sim.port}")
     calls = _VoiceCalls(settings, sessions, queue) if settings.ami_secret else None
     if calls is not None:
-        _say(f"voice: calls placed through Asterisk at {settings.ami_host}:{settings.ami_port} "
-             f"(AMI user {settings.ami_user}), dialling {settings.voice_dial_template}")
+        _say(
+            f"voice: calls placed through Asterisk at {settings.ami_host}:{settings.ami_port} "
+            f"(AMI user {settings.ami_user}), dialling {settings.voice_dial_template}"
+        )
         calls.start()
     else:
         _say("voice: no Asterisk configured (AMI_SECRET empty): voice messages go to the dry-run outbox")
     try:
-        steps = _scripted_action(base, centralist_key, sessions, queue, ivr.server_address[1], ivr_ctx.tips.flush,
-                                 AudioCache.from_settings(settings), sms, dry_run=_dry_run(sms, calls))
+        steps = _scripted_action(
+            base,
+            centralist_key,
+            sessions,
+            queue,
+            ivr.server_address[1],
+            ivr_ctx.tips.flush,
+            AudioCache.from_settings(settings),
+            sms,
+            dry_run=_dry_run(sms, calls),
+        )
     finally:
         if sms is not None:
             sms.stop()
@@ -108,7 +123,9 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
-    _say(f"centralist key, to log in to the console at {base}/console/ (development only):\n  {centralist_key}")
+    _say(
+        f"centralist key, to log in to the console at {base}/console/ (development only):\n  {centralist_key}"
+    )
     if keep_serving:
         _say("serving; press Ctrl-C to stop")
         try:
@@ -169,7 +186,9 @@ class _VoiceCalls:
             await worker.run(self.stopping, poll_ms=200)
         finally:
             await ami.close()
-        _say(f"voice: the worker placed {worker.stats['originates']} call(s), {worker.stats['answered']} answered")
+        _say(
+            f"voice: the worker placed {worker.stats['originates']} call(s), {worker.stats['answered']} answered"
+        )
 
 
 def _wait_until_up(base: str, server: uvicorn.Server, timeout: float = 30) -> None:
@@ -203,8 +222,16 @@ def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
         _say(f"   call from {who}: put through to {routed}")
         # Asterisk's hangup handler: the centralist answered and they talked for a while.
         hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
-        hangup.update({"agi_arg_1": "ANSWER", "agi_arg_2": str(30 + 15 * n), "agi_arg_3": routed or "",
-                       "agi_arg_4": "", "agi_arg_5": "", "agi_arg_6": set_by_ivr.get("BN_CALL_TOKEN", "")})
+        hangup.update(
+            {
+                "agi_arg_1": "ANSWER",
+                "agi_arg_2": str(30 + 15 * n),
+                "agi_arg_3": routed or "",
+                "agi_arg_4": "",
+                "agi_arg_5": "",
+                "agi_arg_6": set_by_ivr.get("BN_CALL_TOKEN", ""),
+            }
+        )
         simulator.call(ivr_port, hangup)
 
 
@@ -213,8 +240,17 @@ def _dry_run(sms: "DemoSms | None", calls: "_VoiceCalls | None") -> tuple[str, .
     return tuple(channel for channel, real in (("sms", sms), ("voice", calls)) if real is None)
 
 
-def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_written, audio: AudioCache,
-                     sms: "DemoSms | None", dry_run: tuple[str, ...]) -> dict:
+def _scripted_action(
+    base: str,
+    key: str,
+    sessions,
+    queue,
+    ivr_port: int,
+    tips_written,
+    audio: AudioCache,
+    sms: "DemoSms | None",
+    dry_run: tuple[str, ...],
+) -> dict:
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
 
     def call(method: str, path: str, **kw) -> dict:
@@ -231,7 +267,6 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
         if sms is not None:
             said.append(f"SMS via the SMSC simulator, all SMS so far: {sms.settle()}")
         return "; ".join(said)
-
 
     steps: dict = {}
     _say("\n1. create — a missing child near Utrecht Centraal, 2 km, SMS and voice")
@@ -254,7 +289,9 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     _say("2. preview")
     preview = steps["preview"] = call("GET", f"/api/v1/actions/{aid}/preview")
     _say(f"   would reach {preview['total']:,} numbers: {preview['recipients']}")
-    _say(f"   SMS: {preview['sms']['encoding']}, {preview['sms']['part_count']} part(s): {preview['sms']['text']}")
+    _say(
+        f"   SMS: {preview['sms']['encoding']}, {preview['sms']['part_count']} part(s): {preview['sms']['text']}"
+    )
     _say(f"   spoken: {preview['spoken_text']}")
 
     _say("3. launch")
@@ -277,11 +314,15 @@ def _scripted_action(base: str, key: str, sessions, queue, ivr_port: int, tips_w
     tips_written()
     steps["tips"] = call("GET", f"/api/v1/actions/{aid}/tips")
     for t in steps["tips"]:
-        _say(f"   tip {t['id']}: matched by {t['matched_by']}, {t['dial_status']}, {t['talk_seconds']} s talk")
+        _say(
+            f"   tip {t['id']}: matched by {t['matched_by']}, {t['dial_status']}, {t['talk_seconds']} s talk"
+        )
 
     _say("5. update")
     updated = steps["update"] = call(
-        "POST", f"/api/v1/actions/{aid}/updates", json={"text": "Sanne heeft mogelijk een rood step bij zich."}
+        "POST",
+        f"/api/v1/actions/{aid}/updates",
+        json={"text": "Sanne heeft mogelijk een rood step bij zich."},
     )
     _say(f"   queued {updated['queued']}; {outbox()}")
 

@@ -40,7 +40,9 @@ def expire_actions(
     return len(closed)
 
 
-def roll_up_statistics(sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None) -> int:
+def roll_up_statistics(
+    sessions: sessionmaker[Session], settings: Settings, now: datetime | None = None
+) -> int:
     """Move settled actions' message counts into the statistics rollup and rebuild the sign-up
     rollup (gateway.stats.rollup); returns how many actions were rolled up."""
     now = now or datetime.now(UTC)
@@ -66,11 +68,20 @@ def prune(sessions: sessionmaker[Session], settings: Settings, now: datetime | N
     return pruned
 
 
-def startup_reconcile(sessions: sessionmaker[Session], queue: WorkQueue, settings: Settings,
-                      route_cache: RouteCache | None = None) -> int:
+def startup_reconcile(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    settings: Settings,
+    route_cache: RouteCache | None = None,
+) -> int:
     """At start-up: an in-process queue starts empty, so everything still queued goes back on it."""
-    count = repair(sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache,
-                   republish_all=isinstance(queue, MemoryQueue))
+    count = repair(
+        sessions,
+        queue,
+        settings.reconcile_grace_seconds,
+        route_cache=route_cache,
+        republish_all=isinstance(queue, MemoryQueue),
+    )
     if count:
         log.info("re-queued %d message(s) left queued by an earlier run", count)
     return count

@@ -27,8 +27,17 @@ from gateway.targeting.geo import tile_of
 # One CSV row is one registration (a participant at one address). Rows with the same name and
 # phone make one participant with several addresses. Re-importing a file changes nothing twice.
 CSV_COLUMNS = (
-    "name", "phone", "language", "country", "postcode", "house_number", "lat", "lon",
-    "channel", "window_start", "window_end",
+    "name",
+    "phone",
+    "language",
+    "country",
+    "postcode",
+    "house_number",
+    "lat",
+    "lon",
+    "channel",
+    "window_start",
+    "window_end",
 )
 CSV_REQUIRED = ("name", "phone", "postcode", "house_number", "lat", "lon")
 MAX_IMPORT_ROWS = 100_000
@@ -78,7 +87,9 @@ def _address(a: AddressIn) -> Address:
 
 def get(session: Session, participant_id: int) -> Participant:
     p = session.scalars(
-        select(Participant).where(Participant.id == participant_id).options(selectinload(Participant.addresses))
+        select(Participant)
+        .where(Participant.id == participant_id)
+        .options(selectinload(Participant.addresses))
     ).one_or_none()
     if p is None:
         raise NotFound(f"participant {participant_id} does not exist", participant_id=participant_id)
@@ -106,7 +117,9 @@ def _apply(p: Participant, data: ParticipantIn) -> None:
     p.pause_from, p.pause_until = data.pause_from, data.pause_until
 
 
-def search(session: Session, municipality_id: int | None, q: str | None, limit: int, offset: int) -> list[Participant]:
+def search(
+    session: Session, municipality_id: int | None, q: str | None, limit: int, offset: int
+) -> list[Participant]:
     stmt = select(Participant).options(selectinload(Participant.addresses)).order_by(Participant.id)
     if municipality_id is not None:
         stmt = stmt.where(Participant.municipality_id == municipality_id)
@@ -139,7 +152,11 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
         return [], [ImportRowError(row=1, field=None, message=f"unreadable CSV header: {exc}")], 0
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
-        return [], [ImportRowError(row=1, field=None, message=f"header lacks column(s): {', '.join(missing)}")], 0
+        return (
+            [],
+            [ImportRowError(row=1, field=None, message=f"header lacks column(s): {', '.join(missing)}")],
+            0,
+        )
     reader.fieldnames = header
     groups: dict[tuple[str, str], tuple[int, dict, list[dict]]] = {}
     errors: list[ImportRowError] = []
@@ -147,7 +164,11 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
     for line, row in _rows(reader, errors):
         rows += 1
         if line - 1 > MAX_IMPORT_ROWS:
-            errors.append(ImportRowError(row=line, field=None, message=f"more than {MAX_IMPORT_ROWS} rows; split the file"))
+            errors.append(
+                ImportRowError(
+                    row=line, field=None, message=f"more than {MAX_IMPORT_ROWS} rows; split the file"
+                )
+            )
             break
         if None in row:
             errors.append(ImportRowError(row=line, field=None, message="more values than header columns"))
@@ -190,20 +211,29 @@ def _rows(reader: csv.DictReader, errors: list[ImportRowError]) -> Iterable[tupl
 def _row_errors(line: int, exc: ValidationError) -> Iterable[ImportRowError]:
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not isinstance(p, int) and p != "addresses"]
-        yield ImportRowError(row=line, field=".".join(loc) or None, message=err["msg"].removeprefix("Value error, "))
+        yield ImportRowError(
+            row=line, field=".".join(loc) or None, message=err["msg"].removeprefix("Value error, ")
+        )
 
 
 def import_csv(session: Session, municipality_id: int, text: str) -> ImportReport:
     """Create or update the participants in a CSV file; report every bad row by line and field."""
     parsed, errors, rows = parse_csv(text)
-    existing = {
-        (p.name, p.phone): p
-        for p in session.scalars(
-            select(Participant)
-            .where(Participant.municipality_id == municipality_id, Participant.phone.in_({d.phone for _, d in parsed}))
-            .options(selectinload(Participant.addresses))
-        )
-    } if parsed else {}
+    existing = (
+        {
+            (p.name, p.phone): p
+            for p in session.scalars(
+                select(Participant)
+                .where(
+                    Participant.municipality_id == municipality_id,
+                    Participant.phone.in_({d.phone for _, d in parsed}),
+                )
+                .options(selectinload(Participant.addresses))
+            )
+        }
+        if parsed
+        else {}
+    )
     created = updated = 0
     for _line, data in parsed:
         p = existing.get((data.name, data.phone))
@@ -218,4 +248,6 @@ def import_csv(session: Session, municipality_id: int, text: str) -> ImportRepor
             p.addresses = kept + [_address(a) for a in data.addresses]
             updated += 1
     session.flush()
-    return ImportReport(rows=rows, created=created, updated=updated, errors=sorted(errors, key=lambda e: e.row))
+    return ImportReport(
+        rows=rows, created=created, updated=updated, errors=sorted(errors, key=lambda e: e.row)
+    )

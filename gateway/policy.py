@@ -32,7 +32,9 @@ def require_action_owner(user: User, action: Action | None) -> None:
     if user.role == Role.admin:
         return
     if user.role != Role.centralist or action is None or action.centralist_id != user.centralist_id:
-        raise Forbidden("only the centralist who owns the action (or an admin) may change it", reason="not-owner")
+        raise Forbidden(
+            "only the centralist who owns the action (or an admin) may change it", reason="not-owner"
+        )
 
 
 # --- participants ---------------------------------------------------------------------------------
@@ -63,8 +65,13 @@ def visible_groups(session: Session, user: User) -> VisibleGroups:
         return VisibleGroups(region=True, national=True)
     own = session.get(Municipality, user.municipality_id)
     # The region of every other municipality that has participants (a few hundred rows at most).
-    regions = list(session.scalars(select(Municipality.region).where(
-        Municipality.id != own.id, exists().where(Participant.municipality_id == Municipality.id))))
+    regions = list(
+        session.scalars(
+            select(Municipality.region).where(
+                Municipality.id != own.id, exists().where(Participant.municipality_id == Municipality.id)
+            )
+        )
+    )
     in_region = sum(region == own.region for region in regions)
     elsewhere = len(regions) - in_region
     region = in_region >= MIN_OTHER_MUNICIPALITIES
@@ -73,8 +80,9 @@ def visible_groups(session: Session, user: User) -> VisibleGroups:
     return VisibleGroups(region=region, national=national)
 
 
-def require_figures_allowed(session: Session, user: User, municipality: str | None, region: str | None,
-                            *, group_figures: bool) -> None:
+def require_figures_allowed(
+    session: Session, user: User, municipality: str | None, region: str | None, *, group_figures: bool
+) -> None:
     """RULE: a municipality asks for her own municipality's figures and her own region's only, and
     gets a group's figures (`group_figures`: the answer is one figure for the whole selection)
     only when `visible_groups` allows it. Centralists and admins see everything."""

@@ -46,7 +46,13 @@ class City(NamedTuple):
 
 
 _MN, _AMS, _NH, _DH, _ROT = "Midden-Nederland", "Amsterdam", "Noord-Holland", "Den Haag", "Rotterdam"
-_ON, _NN, _LB, _OB, _ZWB = "Oost-Nederland", "Noord-Nederland", "Limburg", "Oost-Brabant", "Zeeland-West-Brabant"
+_ON, _NN, _LB, _OB, _ZWB = (
+    "Oost-Nederland",
+    "Noord-Nederland",
+    "Limburg",
+    "Oost-Brabant",
+    "Zeeland-West-Brabant",
+)
 
 CITIES: tuple[City, ...] = (
     # Utrecht and its neighbours (the demo region)
@@ -95,15 +101,116 @@ CITIES: tuple[City, ...] = (
     City("GM0981", "Vaals", _LB, 50.7711, 6.0186, 10, 6291, 6295, "43"),
 )
 
-_FIRST = ["Jan", "Piet", "Kees", "Henk", "Willem", "Bram", "Daan", "Sem", "Lucas", "Finn", "Luuk", "Thijs", "Jesse", "Ruben", "Mohamed", "Ahmed", "Emre", "Johan", "Gerrit", "Dirk", "Anna", "Emma", "Julia", "Sophie", "Tess", "Sara", "Lisa", "Eva", "Fleur", "Noor", "Fatima", "Sanne", "Anouk", "Ingrid", "Marieke", "Annemiek", "Wilma", "Petra", "Yasmina", "Lotte", "Iris", "Maria"]
-_LAST = ["de Jong", "Jansen", "de Vries", "van den Berg", "van Dijk", "Bakker", "Janssen", "Visser", "Smit", "Meijer", "de Boer", "Mulder", "de Groot", "Bos", "Vos", "Peters", "Hendriks", "van Leeuwen", "Dekker", "Brouwer", "de Wit", "Dijkstra", "Smits", "de Graaf", "van der Meer", "van der Linden", "Kok", "Jacobs", "de Haan", "Vermeulen", "van den Heuvel", "van der Veen", "van den Broek", "de Bruijn", "van der Heijden", "Schouten", "van Beek", "Willems", "van Vliet", "Hoekstra", "Maas", "Verhoeven", "Koster", "Prins", "Huisman", "El Amrani", "Yılmaz", "Öztürk", "Nguyen", "Peeters"]
-_FIRST_FOREIGN = {"en": ["James", "Emily", "Oliver", "Chloe"], "de": ["Lukas", "Anja", "Jonas", "Katrin"],
-                  "fr": ["Louis", "Camille", "Hugo", "Manon"]}
-_LAST_FOREIGN = {"en": ["Smith", "Taylor", "Brown", "Walsh"], "de": ["Müller", "Schmidt", "Becker", "Wagner"],
-                 "fr": ["Dubois", "Lambert", "Martin", "Leroy"]}
+_FIRST = [
+    "Jan",
+    "Piet",
+    "Kees",
+    "Henk",
+    "Willem",
+    "Bram",
+    "Daan",
+    "Sem",
+    "Lucas",
+    "Finn",
+    "Luuk",
+    "Thijs",
+    "Jesse",
+    "Ruben",
+    "Mohamed",
+    "Ahmed",
+    "Emre",
+    "Johan",
+    "Gerrit",
+    "Dirk",
+    "Anna",
+    "Emma",
+    "Julia",
+    "Sophie",
+    "Tess",
+    "Sara",
+    "Lisa",
+    "Eva",
+    "Fleur",
+    "Noor",
+    "Fatima",
+    "Sanne",
+    "Anouk",
+    "Ingrid",
+    "Marieke",
+    "Annemiek",
+    "Wilma",
+    "Petra",
+    "Yasmina",
+    "Lotte",
+    "Iris",
+    "Maria",
+]
+_LAST = [
+    "de Jong",
+    "Jansen",
+    "de Vries",
+    "van den Berg",
+    "van Dijk",
+    "Bakker",
+    "Janssen",
+    "Visser",
+    "Smit",
+    "Meijer",
+    "de Boer",
+    "Mulder",
+    "de Groot",
+    "Bos",
+    "Vos",
+    "Peters",
+    "Hendriks",
+    "van Leeuwen",
+    "Dekker",
+    "Brouwer",
+    "de Wit",
+    "Dijkstra",
+    "Smits",
+    "de Graaf",
+    "van der Meer",
+    "van der Linden",
+    "Kok",
+    "Jacobs",
+    "de Haan",
+    "Vermeulen",
+    "van den Heuvel",
+    "van der Veen",
+    "van den Broek",
+    "de Bruijn",
+    "van der Heijden",
+    "Schouten",
+    "van Beek",
+    "Willems",
+    "van Vliet",
+    "Hoekstra",
+    "Maas",
+    "Verhoeven",
+    "Koster",
+    "Prins",
+    "Huisman",
+    "El Amrani",
+    "Yılmaz",
+    "Öztürk",
+    "Nguyen",
+    "Peeters",
+]
+_FIRST_FOREIGN = {
+    "en": ["James", "Emily", "Oliver", "Chloe"],
+    "de": ["Lukas", "Anja", "Jonas", "Katrin"],
+    "fr": ["Louis", "Camille", "Hugo", "Manon"],
+}
+_LAST_FOREIGN = {
+    "en": ["Smith", "Taylor", "Brown", "Walsh"],
+    "de": ["Müller", "Schmidt", "Becker", "Wagner"],
+    "fr": ["Dubois", "Lambert", "Martin", "Leroy"],
+}
 # Dutch postcode letters never use F, I, O, Q, U or Y, and SA, SD and SS are not issued.
-_LETTERS = [a + b for a in "ABCDEGHJKLMNPRSTVWXZ" for b in "ABCDEGHJKLMNPRSTVWXZ"
-            if a + b not in ("SA", "SD", "SS")]
+_LETTERS = [
+    a + b for a in "ABCDEGHJKLMNPRSTVWXZ" for b in "ABCDEGHJKLMNPRSTVWXZ" if a + b not in ("SA", "SD", "SS")
+]
 
 # Receive windows (local minutes since midnight); 70% of addresses have none.
 _WINDOWS = ((420, 1380), (480, 1320), (420, 1320), (540, 1260), (360, 1410), (1320, 420), (1380, 480))
@@ -113,8 +220,16 @@ _WINDOW_WEIGHTS = (10, 8, 4, 2, 2, 3, 1)  # the last two cross midnight (night-s
 # multiplicative permutation, so numbers never collide by accident (sharing is deliberate).
 _MOBILE = ("+316", 8)  # 06-1…06-5 are mobile: 1xxxxxxx … 5xxxxxxx below
 _BE_MOBILE = ("+324", 8)  # 046x … 049x
-_DE_MOBILE = (("+49151", 8), ("+49152", 8), ("+49160", 7), ("+49162", 8), ("+49170", 8),
-              ("+49172", 8), ("+49176", 8), ("+49177", 8))
+_DE_MOBILE = (
+    ("+49151", 8),
+    ("+49152", 8),
+    ("+49160", 7),
+    ("+49162", 8),
+    ("+49170", 8),
+    ("+49172", 8),
+    ("+49176", 8),
+    ("+49177", 8),
+)
 _PERMUTE = 2_654_435_761  # prime, hence coprime with every space size (2^a·3^b·5^c)
 
 _CHUNK = 50_000
@@ -166,8 +281,9 @@ def seed(
         first_pid = (conn.scalar(select(func.max(Participant.id))) or 0) + 1
         first_aid = (conn.scalar(select(func.max(Address.id))) or 0) + 1
 
-        gen = _Generator(cities, [muni_ids[c.cbs] for c in cities], rng_seed, now,
-                         first_pid, first_aid, engine.dialect)
+        gen = _Generator(
+            cities, [muni_ids[c.cbs] for c in cities], rng_seed, now, first_pid, first_aid, engine.dialect
+        )
         if not pg:  # a bigger page cache while the indexes grow; the pooled connection gets its own back
             cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
             conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MB
@@ -178,8 +294,9 @@ def seed(
                 progress(gen.participants)
         if pg and gen.participants:
             for table in ("participant", "address"):
-                conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"))
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
+                )
         if not pg:
             conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
     return SeedSummary(len(cities), gen.participants, gen.addresses, gen.shared, gen.foreign)
@@ -187,21 +304,50 @@ def seed(
 
 def _upsert_municipalities(conn, cities: list[City], now: datetime) -> dict[str, int]:
     table = Municipality.__table__
-    have = dict(conn.execute(select(table.c.cbs_code, table.c.id)
-                             .where(table.c.cbs_code.in_([c.cbs for c in cities]))).all())
+    have = dict(
+        conn.execute(
+            select(table.c.cbs_code, table.c.id).where(table.c.cbs_code.in_([c.cbs for c in cities]))
+        ).all()
+    )
     missing = [c for c in cities if c.cbs not in have]
     if missing:
-        conn.execute(insert(table), [
-            {"cbs_code": c.cbs, "name": c.name, "region": c.region, "created_at": now} for c in missing])
-        have = dict(conn.execute(select(table.c.cbs_code, table.c.id)
-                                 .where(table.c.cbs_code.in_([c.cbs for c in cities]))).all())
+        conn.execute(
+            insert(table),
+            [{"cbs_code": c.cbs, "name": c.name, "region": c.region, "created_at": now} for c in missing],
+        )
+        have = dict(
+            conn.execute(
+                select(table.c.cbs_code, table.c.id).where(table.c.cbs_code.in_([c.cbs for c in cities]))
+            ).all()
+        )
     return have
 
 
-_P_COLS = ("id", "municipality_id", "name", "phone", "language", "pause_from", "pause_until",
-           "unsubscribed_at", "created_at", "updated_at")
-_A_COLS = ("id", "participant_id", "country", "postcode", "house_number", "lat", "lon", "tile",
-           "channel", "window_start", "window_end")
+_P_COLS = (
+    "id",
+    "municipality_id",
+    "name",
+    "phone",
+    "language",
+    "pause_from",
+    "pause_until",
+    "unsubscribed_at",
+    "created_at",
+    "updated_at",
+)
+_A_COLS = (
+    "id",
+    "participant_id",
+    "country",
+    "postcode",
+    "house_number",
+    "lat",
+    "lon",
+    "tile",
+    "channel",
+    "window_start",
+    "window_end",
+)
 
 
 def _pg_writer(conn):
@@ -209,8 +355,7 @@ def _pg_writer(conn):
     cur = conn.connection.driver_connection.cursor()
 
     def lines(rows) -> str:
-        return "".join(
-            "\t".join(r"\N" if v is None else str(v) for v in row) + "\n" for row in rows)
+        return "".join("\t".join(r"\N" if v is None else str(v) for v in row) + "\n" for row in rows)
 
     def write(people, places):
         with cur.copy(f"COPY participant ({', '.join(_P_COLS)}) FROM STDIN") as copy:
@@ -284,10 +429,13 @@ class _Generator:
         self.mobile = _Space(*_MOBILE, "12345", first_pid, rng)
         self.be = _Space(*_BE_MOBILE, "6789", first_pid, rng)
         self.de = [_Space(p, d, "0123456789", first_pid, rng) for p, d in _DE_MOBILE]
-        self.landline = {a: _Space("+31" + a, 9 - len(a), "23456789", first_pid, rng)
-                         for a in sorted({c.area for c in cities})}
+        self.landline = {
+            a: _Space("+31" + a, 9 - len(a), "23456789", first_pid, rng)
+            for a in sorted({c.area for c in cities})
+        }
         # Timestamps and dates, rendered once by the column types' own bind processors.
         if dialect.name == "postgresql":  # COPY text input
+
             def stamp(dt: datetime) -> str:
                 return dt.astimezone(UTC).isoformat(sep=" ")
 
@@ -300,8 +448,10 @@ class _Generator:
         # Sign-ups over eight years, at a rate that grew steadily (the sign-up trend's shape):
         # a creation time t in [0, T] with density ∝ t, i.e. T·sqrt(u).
         span = 8 * 365 * 86_400
-        self.created = [stamp(now - timedelta(seconds=int(span * (1.0 - math.sqrt(rng.random())))))
-                        for _ in range(_STAMPS)]
+        self.created = [
+            stamp(now - timedelta(seconds=int(span * (1.0 - math.sqrt(rng.random())))))
+            for _ in range(_STAMPS)
+        ]
         self.today = now.astimezone(LOCAL_TZ).date()
 
     # --- one participant ------------------------------------------------------------------------
@@ -342,8 +492,20 @@ class _Generator:
         elif r < 0.02:
             unsub = self.stamp(self.now - timedelta(seconds=rng.randrange(3 * 365 * 86_400)))
             updated = max(created, unsub)
-        people.append((self.pid, self.muni_ids[ci], f"{first} {last}", phone, lang,
-                       pause_from, pause_until, unsub, created, updated))
+        people.append(
+            (
+                self.pid,
+                self.muni_ids[ci],
+                f"{first} {last}",
+                phone,
+                lang,
+                pause_from,
+                pause_until,
+                unsub,
+                created,
+                updated,
+            )
+        )
         self.pid += 1
         self.participants += 1
         return last
@@ -374,8 +536,7 @@ class _Generator:
             ws, we = rng.choices(_WINDOWS, _WINDOW_WEIGHTS)[0]
         else:
             ws = we = None
-        places.append((self.aid, pid, "NL", postcode, house, lat, lon, tile_of(lat, lon),
-                       channel, ws, we))
+        places.append((self.aid, pid, "NL", postcode, house, lat, lon, tile_of(lat, lon), channel, ws, we))
         self.aid += 1
         self.addresses += 1
 
@@ -393,8 +554,9 @@ class _Generator:
             else:  # family, a second home …
                 wi = bisect(self.cum, rng.random() * self.total)
             wi = min(wi, len(self.cities) - 1)
-            channel = main if kind == "landline" or rng.random() < 0.9 else (
-                "voice" if main == "sms" else "sms")
+            channel = (
+                main if kind == "landline" or rng.random() < 0.9 else ("voice" if main == "sms" else "sms")
+            )
             self._address(pid, self._place(wi), channel, places)
 
     # --- chunks ---------------------------------------------------------------------------------

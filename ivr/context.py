@@ -51,7 +51,9 @@ class IvrContext:
     def call_token(self, call_id: str) -> str:
         """The token that proves a FastAGI session belongs to call `call_id` (set as a channel
         variable at its first AGI; nobody without the secret can make one for another call)."""
-        return hmac.new(self.call_secret.encode(), f"fastagi-call|{call_id}".encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(
+            self.call_secret.encode(), f"fastagi-call|{call_id}".encode(), hashlib.sha256
+        ).hexdigest()[:32]
 
     def is_call_token(self, call_id: str, token: str) -> bool:
         return hmac.compare_digest(self.call_token(call_id), token)
@@ -66,8 +68,12 @@ class IvrContext:
                 log.warning("route lookup and tip log in Redis failed (%s); using SQL", type(exc).__name__)
             else:
                 if found.complete:
-                    return Lookup(found.alerts, found.any_open or bool(found.alerts), logged=True,
-                                  codes=None if found.alerts else found.codes)
+                    return Lookup(
+                        found.alerts,
+                        found.any_open or bool(found.alerts),
+                        logged=True,
+                        codes=None if found.alerts else found.codes,
+                    )
         alerts = self.alerts_for(caller)
         return Lookup(alerts, bool(alerts) or bool(self.open_by_code()), logged=False)
 

@@ -45,10 +45,17 @@ def serve_ivr(settings: Settings, host: str, port: int) -> None:
     threading.Thread(target=keep_cache_complete, args=(ctx, stop), name="route-cache", daemon=True).start()
     allowed = settings.ivr_allowed_networks
     if allowed is None:
-        log.warning("IVR_ALLOWED_HOSTS is *: any address may use the FastAGI server; keep its port closed to all but Asterisk")
+        log.warning(
+            "IVR_ALLOWED_HOSTS is *: any address may use the FastAGI server; keep its port closed to all but Asterisk"
+        )
     with FastAGIServer((host, port), registry(ctx), allowed=allowed) as server:
-        log.info("FastAGI server on %s:%d for %s: %s", host, port, settings.ivr_allowed_hosts,
-                 ", ".join(sorted(server.handlers)))
+        log.info(
+            "FastAGI server on %s:%d for %s: %s",
+            host,
+            port,
+            settings.ivr_allowed_hosts,
+            ", ".join(sorted(server.handlers)),
+        )
         try:
             server.serve_forever()
         finally:

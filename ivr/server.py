@@ -64,7 +64,10 @@ class _Connection(socketserver.StreamRequestHandler):
             log.info("AGI connection lost: %s", exc)
         except Exception:  # a bug in a handler must not take the server down
             self.server.count("failures")
-            log.exception("handler %r failed; the dialplan falls back to [agi_fail]", getattr(locals().get("agi"), "script", "?"))
+            log.exception(
+                "handler %r failed; the dialplan falls back to [agi_fail]",
+                getattr(locals().get("agi"), "script", "?"),
+            )
         finally:
             try:
                 wfile.close()
@@ -79,8 +82,15 @@ class FastAGIServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 512  # bursts of hundreds of calls arriving at once
 
-    def __init__(self, address: tuple[str, int], handlers: dict[str, Handler], command_timeout: float = 300, *,
-                 allowed: Sequence[Network] | None = LOOPBACK, first_line_timeout: float = 10):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handlers: dict[str, Handler],
+        command_timeout: float = 300,
+        *,
+        allowed: Sequence[Network] | None = LOOPBACK,
+        first_line_timeout: float = 10,
+    ):
         """`allowed`: the Asterisk addresses served (None: any — only on a closed network)."""
         self.handlers = dict(handlers)
         self.command_timeout = command_timeout

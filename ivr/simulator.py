@@ -10,7 +10,9 @@ from collections.abc import Callable
 Answer = Callable[[str], "str | list[str] | None"]
 
 
-def env_block(script: str, callerid: str = "0612345678", uniqueid: str = "1795344376.14", **extra: str) -> dict:
+def env_block(
+    script: str, callerid: str = "0612345678", uniqueid: str = "1795344376.14", **extra: str
+) -> dict:
     env = {
         "agi_network": "yes",
         "agi_network_script": script,

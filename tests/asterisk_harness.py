@@ -86,7 +86,9 @@ def require_root() -> None:
         )
     for tool in ("chroot", "mount", "umount"):
         if shutil.which(tool) is None:
-            raise AsteriskUnavailable(f"`{tool}` is not installed; on Debian: apt-get install coreutils mount")
+            raise AsteriskUnavailable(
+                f"`{tool}` is not installed; on Debian: apt-get install coreutils mount"
+            )
 
 
 def debian_mirror() -> str:
@@ -144,7 +146,9 @@ def _ensure_debootstrap() -> str:
     if found:
         return found
     if shutil.which("apt-get") is None:
-        raise AsteriskUnavailable("debootstrap is missing and there is no apt-get to install it; install debootstrap")
+        raise AsteriskUnavailable(
+            "debootstrap is missing and there is no apt-get to install it; install debootstrap"
+        )
     _say("installing debootstrap on the host (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *HOST_PACKAGES]
@@ -172,7 +176,9 @@ def _locked(path: Path, waiting_message: str, timeout: float | None = None) -> I
                     break
                 except BlockingIOError:
                     if deadline is not None and time.monotonic() > deadline:
-                        raise AsteriskUnavailable(f"gave up after {timeout:.0f} s: {waiting_message}") from None
+                        raise AsteriskUnavailable(
+                            f"gave up after {timeout:.0f} s: {waiting_message}"
+                        ) from None
                     time.sleep(0.5)
         try:
             yield
@@ -232,7 +238,11 @@ def _install_packages(root: Path, log: Path) -> None:
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     # sid's Release file on a mirror can be past its Valid-Until date (FIELD-NOTES).
-    _run_logged(_in_chroot(root, "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false", "update"), log, "apt-get update")
+    _run_logged(
+        _in_chroot(root, "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false", "update"),
+        log,
+        "apt-get update",
+    )
     install = ("apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES)
     _run_logged(_in_chroot(root, *install), log, "apt-get install")
     _run_logged(_in_chroot(root, "apt-get", "clean"), log, "apt-get clean")
@@ -258,7 +268,9 @@ def _run_logged(command: list[str], log: Path, what: str) -> None:
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(command)}\n")
         out.flush()
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=_CHROOT_ENV, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, env=_CHROOT_ENV, stdin=subprocess.DEVNULL
+        )
     if done.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-25:])
         raise AsteriskUnavailable(f"{what} failed (exit {done.returncode}); end of {log}:\n{tail}")
@@ -344,7 +356,9 @@ class AsteriskServer:
             raise RuntimeError("Asterisk is already running")
         require_root()
         if not (self.chroot / MARKER).exists():
-            raise AsteriskUnavailable(f"{self.chroot} is not a complete Asterisk chroot; build it with ensure_chroot()")
+            raise AsteriskUnavailable(
+                f"{self.chroot} is not a complete Asterisk chroot; build it with ensure_chroot()"
+            )
         self._turn = contextlib.ExitStack()
         try:
             self._turn.enter_context(
@@ -484,7 +498,9 @@ class AsteriskServer:
         # <chroot>/var/run -> /run is absolute: made from outside it would be the host's /run/asterisk.
         self.run_in_chroot("install", "-d", "-o", "asterisk", "-g", "asterisk", "/var/run/asterisk")
         if self._fresh:  # a new test session starts without the state of earlier ones
-            self.run_in_chroot("sh", "-c", "rm -f /var/lib/asterisk/astdb.sqlite3 /var/spool/asterisk/outgoing/*")
+            self.run_in_chroot(
+                "sh", "-c", "rm -f /var/lib/asterisk/astdb.sqlite3 /var/spool/asterisk/outgoing/*"
+            )
             self.console_path.write_text("")
             self._fresh = False
         if self.log_path.exists():
@@ -503,7 +519,9 @@ class AsteriskServer:
         deadline = time.monotonic() + self.boot_timeout
         while True:
             if self._process.poll() is not None:
-                raise AsteriskUnavailable(f"Asterisk exited with {self._process.returncode} while starting\n{self._log_tail()}")
+                raise AsteriskUnavailable(
+                    f"Asterisk exited with {self._process.returncode} while starting\n{self._log_tail()}"
+                )
             if _ami_banner(AMI_HOST, AMI_PORT):
                 break
             if time.monotonic() > deadline:
@@ -515,7 +533,9 @@ class AsteriskServer:
             self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             raise AsteriskUnavailable(f"Asterisk did not finish booting: {exc}\n{self._log_tail()}") from exc
-        self.boot_messages = self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        self.boot_messages = (
+            self.log_path.read_text(errors="replace").splitlines() if self.log_path.exists() else []
+        )
 
     def _halt(self) -> None:
         process, self._process = self._process, None
@@ -532,7 +552,9 @@ class AsteriskServer:
             process.wait(timeout=10)
 
     def run_in_chroot(self, *command: str) -> None:
-        done = subprocess.run(_in_chroot(self.chroot, *command), capture_output=True, text=True, env=_CHROOT_ENV)
+        done = subprocess.run(
+            _in_chroot(self.chroot, *command), capture_output=True, text=True, env=_CHROOT_ENV
+        )
         if done.returncode != 0:
             raise AsteriskUnavailable(f"in the chroot, {' '.join(command)} failed: {done.stderr.strip()}")
 
@@ -581,7 +603,9 @@ class RawAMI:
         """The next event `name` whose fields start with the `match` values (socket timeout applies)."""
         while True:
             message = self.read_message()
-            if message.get("Event") == name and all(message.get(k, "").startswith(v) for k, v in match.items()):
+            if message.get("Event") == name and all(
+                message.get(k, "").startswith(v) for k, v in match.items()
+            ):
                 return message
 
     def read_message(self) -> dict[str, str]:

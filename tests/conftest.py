@@ -165,15 +165,23 @@ class ApiWorld:
         with sessions() as s:
             self.utrecht = Municipality(cbs_code="GM0344", name="Utrecht", region="Midden-Nederland")
             self.zeist = Municipality(cbs_code="GM0355", name="Zeist", region="Midden-Nederland")
-            self.centralist = Centralist(name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
+            self.centralist = Centralist(
+                name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk"
+            )
             s.add_all([self.utrecht, self.zeist, self.centralist])
             s.flush()
             secret = settings.secret_key
             self.keys = {
                 "admin": auth.create_user(s, secret, "admin", Role.admin)[1],
-                "centralist": auth.create_user(s, secret, "centralist", Role.centralist, centralist_id=self.centralist.id)[1],
-                "utrecht": auth.create_user(s, secret, "utrecht", Role.municipality, municipality_id=self.utrecht.id)[1],
-                "zeist": auth.create_user(s, secret, "zeist", Role.municipality, municipality_id=self.zeist.id)[1],
+                "centralist": auth.create_user(
+                    s, secret, "centralist", Role.centralist, centralist_id=self.centralist.id
+                )[1],
+                "utrecht": auth.create_user(
+                    s, secret, "utrecht", Role.municipality, municipality_id=self.utrecht.id
+                )[1],
+                "zeist": auth.create_user(
+                    s, secret, "zeist", Role.municipality, municipality_id=self.zeist.id
+                )[1],
             }
             s.commit()
 
@@ -186,7 +194,9 @@ class ApiWorld:
         assert r.status_code == expect, f"{method} {path} as {who}: {r.status_code} {r.text}"
         return r.json() if r.content else None
 
-    def register(self, *phones: str, channel: str = "sms", lat: float = UTRECHT[0], lon: float = UTRECHT[1]) -> None:
+    def register(
+        self, *phones: str, channel: str = "sms", lat: float = UTRECHT[0], lon: float = UTRECHT[1]
+    ) -> None:
         """Participants of Utrecht, one per number, each at one address at (lat, lon)."""
         from gateway.storage.models import Address, Participant
         from gateway.targeting.geo import tile_of
@@ -194,16 +204,43 @@ class ApiWorld:
         with self.sessions() as s:
             for phone in phones:
                 p = Participant(municipality_id=self.utrecht.id, name="P", phone=phone)
-                p.addresses = [Address(postcode="3511 AB", house_number="1", lat=lat, lon=lon, tile=tile_of(lat, lon), channel=channel)]
+                p.addresses = [
+                    Address(
+                        postcode="3511 AB",
+                        house_number="1",
+                        lat=lat,
+                        lon=lon,
+                        tile=tile_of(lat, lon),
+                        channel=channel,
+                    )
+                ]
                 s.add(p)
             s.commit()
 
-    def launch(self, description: str = "Man met rode jas.", *, channels=("sms",), lat: float = UTRECHT[0],
-               lon: float = UTRECHT[1], radius_m: int = 1000) -> dict:
+    def launch(
+        self,
+        description: str = "Man met rode jas.",
+        *,
+        channels=("sms",),
+        lat: float = UTRECHT[0],
+        lon: float = UTRECHT[1],
+        radius_m: int = 1000,
+    ) -> dict:
         """A robbery action around (lat, lon), created and launched by the centralist: the open action."""
-        action = self.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-            "type": "robbery", "description": description, "lat": lat, "lon": lon, "radius_m": radius_m,
-            "channels": list(channels)})
+        action = self.call(
+            "centralist",
+            "POST",
+            "/api/v1/actions",
+            expect=201,
+            json={
+                "type": "robbery",
+                "description": description,
+                "lat": lat,
+                "lon": lon,
+                "radius_m": radius_m,
+                "channels": list(channels),
+            },
+        )
         return self.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")["action"]
 
 

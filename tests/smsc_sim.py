@@ -56,15 +56,23 @@ def node_binary() -> str:
     if not node:
         raise SimulatorUnavailable("node is not installed; run `make test`, which installs it")
     if not (SMSC_DIR / "node_modules" / "smpp").is_dir():
-        raise SimulatorUnavailable(f"{SMSC_DIR / 'node_modules'} is missing; run `make test`, which runs npm ci there")
+        raise SimulatorUnavailable(
+            f"{SMSC_DIR / 'node_modules'} is missing; run `make test`, which runs npm ci there"
+        )
     return node
 
 
 class SmscSimulator:
     """One simulator process: an SMPP port plus its HTTP control port, both on 127.0.0.1."""
 
-    def __init__(self, system_id: str = "burgernet", password: str | None = None, port: int = 0,
-                 log_path: Path | None = None, message_ids: str = "unique") -> None:
+    def __init__(
+        self,
+        system_id: str = "burgernet",
+        password: str | None = None,
+        port: int = 0,
+        log_path: Path | None = None,
+        message_ids: str = "unique",
+    ) -> None:
         self.system_id = system_id
         self.message_ids = message_ids  # "unique", or "counter": from 1 in every process
         # A fresh password per simulator: nothing secret is written down, and a test that binds
@@ -84,14 +92,28 @@ class SmscSimulator:
         if self._proc is not None:
             raise RuntimeError("the simulator is already running")
         node = node_binary()
-        cmd = [node, str(SCRIPT), "--port", str(self.port), "--control-port", "0",
-               "--system-id", self.system_id, "--password", self.password, "--message-ids", self.message_ids]
+        cmd = [
+            node,
+            str(SCRIPT),
+            "--port",
+            str(self.port),
+            "--control-port",
+            "0",
+            "--system-id",
+            self.system_id,
+            "--password",
+            self.password,
+            "--message-ids",
+            self.message_ids,
+        ]
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self._log_thread = threading.Thread(target=self._collect_log, args=(self._proc,), daemon=True)
             self._log_thread.start()
-            ready_to_read, _, _ = select.select([self._proc.stdout], [], [], max(0.1, deadline - time.monotonic()))
+            ready_to_read, _, _ = select.select(
+                [self._proc.stdout], [], [], max(0.1, deadline - time.monotonic())
+            )
             line = self._proc.stdout.readline() if ready_to_read else ""
             if line:
                 ready = json.loads(line)
@@ -102,7 +124,9 @@ class SmscSimulator:
             self._proc = None
             # A restart may find the old port still held for a moment: try again until the deadline.
             if self.port == 0 or time.monotonic() > deadline:
-                raise SimulatorUnavailable("the SMSC simulator did not start:\n" + "\n".join(self.log_lines[-20:]))
+                raise SimulatorUnavailable(
+                    "the SMSC simulator did not start:\n" + "\n".join(self.log_lines[-20:])
+                )
             time.sleep(0.1)
 
     def _collect_log(self, proc: subprocess.Popen) -> None:
@@ -173,8 +197,12 @@ class SmscSimulator:
         if not self.running:
             raise SimulatorUnavailable("the SMSC simulator is not running")
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.control_port}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read())
@@ -185,8 +213,16 @@ class SmscSimulator:
         """Merge settings into the simulator's configuration; returns the whole configuration."""
         return self._call("POST", "/config", settings)
 
-    def send_mo(self, sender: str, to: str, text: str, *, wait: bool = True, system_id: str | None = None,
-                **in_turn: Any) -> dict:
+    def send_mo(
+        self,
+        sender: str,
+        to: str,
+        text: str,
+        *,
+        wait: bool = True,
+        system_id: str | None = None,
+        **in_turn: Any,
+    ) -> dict:
         """An MO message to a bound receiver; with wait, the answer says whether the ESME acknowledged it.
 
         `in_turn`: one_at_a_time=True (each part after the previous part's response, or its

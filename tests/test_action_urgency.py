@@ -7,25 +7,48 @@ from gateway.queue.schedule import Scheduler
 
 
 def create(api, type_: str = "robbery") -> dict:
-    return api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": type_, "description": "Gezocht.", "lat": 52.0907, "lon": 5.1214, "radius_m": 1000,
-        "channels": ["sms", "voice"]})
+    return api.call(
+        "centralist",
+        "POST",
+        "/api/v1/actions",
+        expect=201,
+        json={
+            "type": type_,
+            "description": "Gezocht.",
+            "lat": 52.0907,
+            "lon": 5.1214,
+            "radius_m": 1000,
+            "channels": ["sms", "voice"],
+        },
+    )
 
 
 def test_urgency_is_set_from_the_type_and_follows_a_draft_change(api):
     assert create(api, "missing_person")["urgency"] == "critical"
     theft = create(api, "shop_theft")
     assert theft["urgency"] == "high"
-    changed = api.call("centralist", "PATCH", f"/api/v1/actions/{theft['id']}", json={"type": "missing_person"})
+    changed = api.call(
+        "centralist", "PATCH", f"/api/v1/actions/{theft['id']}", json={"type": "missing_person"}
+    )
     assert changed["urgency"] == "critical"
 
 
 def test_an_admin_raises_an_actions_urgency_and_nobody_else_can(api):
     action = create(api)
-    api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/urgency", expect=403, json={"urgency": "critical"})
-    raised = api.call("admin", "POST", f"/api/v1/actions/{action['id']}/urgency", json={"urgency": "critical"})
+    api.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{action['id']}/urgency",
+        expect=403,
+        json={"urgency": "critical"},
+    )
+    raised = api.call(
+        "admin", "POST", f"/api/v1/actions/{action['id']}/urgency", json={"urgency": "critical"}
+    )
     assert raised["urgency"] == "critical"
-    answer = api.call("admin", "POST", f"/api/v1/actions/{action['id']}/urgency", expect=422, json={"urgency": "amber"})
+    answer = api.call(
+        "admin", "POST", f"/api/v1/actions/{action['id']}/urgency", expect=422, json={"urgency": "amber"}
+    )
     assert "urgency" in str(answer)
 
 

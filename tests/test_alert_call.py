@@ -49,7 +49,9 @@ def launch(api, description: str = "Man met rode jas.") -> tuple[dict, Message]:
     """An action with a voice alert to PHONE: the action and its Message row."""
     opened = api.launch(description, channels=("voice",))
     with api.sessions() as s:
-        message = s.scalars(select(Message).where(Message.action_id == opened["id"], Message.phone == PHONE)).one()
+        message = s.scalars(
+            select(Message).where(Message.action_id == opened["id"], Message.phone == PHONE)
+        ).one()
     assert message.channel is Channel.voice
     return opened, message
 
@@ -66,7 +68,9 @@ class AsteriskSide:
     """Asterisk's answers for one alert call: the channel variables, then scripted STREAM FILE and
     WAIT FOR DIGIT results in turn (afterwards: played to the end / no key)."""
 
-    def __init__(self, message_id, audio=AUDIO, streams=(), digits=(), size=TWELVE_SECONDS, status="200 result=6"):
+    def __init__(
+        self, message_id, audio=AUDIO, streams=(), digits=(), size=TWELVE_SECONDS, status="200 result=6"
+    ):
         self.vars = {"BN_MESSAGE_ID": str(message_id), "BN_AUDIO": audio}
         self.streams, self.digits, self.size, self.status = list(streams), list(digits), size, status
 
@@ -100,7 +104,9 @@ def ivr(api):
     ctx.tips.close()
 
 
-def answered(api, side: AsteriskSide, uniqueid: str = "alert.1", script: str = "alert_call") -> tuple[list[str], dict]:
+def answered(
+    api, side: AsteriskSide, uniqueid: str = "alert.1", script: str = "alert_call"
+) -> tuple[list[str], dict]:
     """One answered alert call; the commands sent and the variables set. Writes are flushed."""
     args = {"agi_arg_1": MELDKAMER} if script == "alert_call" else {}
     env = agi_client.env_block(script, uniqueid=uniqueid, agi_context="alert-call", **args)
@@ -145,12 +151,26 @@ def test_2_puts_the_participant_through_to_the_centralist_and_logs_a_tip(ivr):
     with ivr.sessions() as s:
         tip = s.scalars(select(Tip)).one()
     assert (tip.channel, tip.matched_by, tip.caller_number, tip.action_id, tip.routed_to, tip.call_id) == (
-        TipChannel.call, MatchedBy.caller_id, PHONE, ivr.action["id"], "PJSIP/4021@mk", "alert.1")
+        TipChannel.call,
+        MatchedBy.caller_id,
+        PHONE,
+        ivr.action["id"],
+        "PJSIP/4021@mk",
+        "alert.1",
+    )
     assert tip.participant_id is not None and tip.ended_at is None
 
     # The dialplan's hangup handler finishes the tip as on the tip line.
-    env = agi_client.env_block("tipline_hangup", uniqueid="alert.1", agi_arg_1="ANSWER", agi_arg_2="31", agi_arg_3="PJSIP/4021@mk",
-                               agi_arg_4="", agi_arg_5="", agi_arg_6=token)
+    env = agi_client.env_block(
+        "tipline_hangup",
+        uniqueid="alert.1",
+        agi_arg_1="ANSWER",
+        agi_arg_2="31",
+        agi_arg_3="PJSIP/4021@mk",
+        agi_arg_4="",
+        agi_arg_5="",
+        agi_arg_6=token,
+    )
     agi_client.call(ivr.ivr_port, env)
     ivr.ivr_ctx.tips.flush()
     with ivr.sessions() as s:
@@ -206,7 +226,9 @@ def test_missing_audio_fails_the_message_and_ends_the_call(ivr):
         assert s.scalars(select(Tip)).all() == []
 
 
-@pytest.mark.parametrize("raw", ["", "abc", "12abc", "-1", "0", "1e3", "99999999", "9" * 40, "١٢", "1 OR 1=1"])
+@pytest.mark.parametrize(
+    "raw", ["", "abc", "12abc", "-1", "0", "1e3", "99999999", "9" * 40, "١٢", "1 OR 1=1"]
+)
 def test_a_garbage_message_id_ends_the_call_cleanly(ivr, raw):
     commands, got = answered(ivr, AsteriskSide(raw))
     assert got == {"BN_ALERT_RESULT": "unknown-message"} and streams(commands) == []
@@ -236,7 +258,10 @@ def test_an_answering_machine_and_missing_audio_or_an_unknown_message(ivr):
     side = AsteriskSide(ivr.message.id, streams=["200 result=-1 endpos=0"], size="")
     _, got = answered(ivr, side, script="alert_voicemail")
     assert got == {"BN_ALERT_RESULT": "audio-missing"}
-    assert (message(ivr, ivr.message.id).status, message(ivr, ivr.message.id).detail) == (MessageStatus.failed, "audio missing")
+    assert (message(ivr, ivr.message.id).status, message(ivr, ivr.message.id).detail) == (
+        MessageStatus.failed,
+        "audio missing",
+    )
     commands, got = answered(ivr, AsteriskSide("abc"), uniqueid="alert.2", script="alert_voicemail")
     assert got == {"BN_ALERT_RESULT": "unknown-message"} and streams(commands) == []
 
@@ -297,9 +322,14 @@ def call_participant(api, audio: str | None = None, phone: str = ANSWERS) -> str
     for a minute) answers and enters [alert-call]. Returns the alert channel (the ;1 side)."""
     response = api.ami.action(
         "Originate",
-        ("Channel", phone), ("Context", "alert-call"), ("Exten", "s"), ("Priority", "1"),
-        ("Variable", f"BN_MESSAGE_ID={api.message.id}"), ("Variable", f"BN_AUDIO={audio or api.audio_name}"),
-        ("Variable", "HOLD=60"), ("Async", "true"),
+        ("Channel", phone),
+        ("Context", "alert-call"),
+        ("Exten", "s"),
+        ("Priority", "1"),
+        ("Variable", f"BN_MESSAGE_ID={api.message.id}"),
+        ("Variable", f"BN_AUDIO={audio or api.audio_name}"),
+        ("Variable", "HOLD=60"),
+        ("Async", "true"),
     )
     assert response["Response"] == "Success", response
     return api.events.wait_event("Newexten", Context="alert-call", Exten="s", Application="NoOp")["Channel"]
@@ -385,7 +415,11 @@ def test_real_asterisk_2_puts_the_participant_through_and_logs_the_tip(alerts):
     assert dial_end["DestChannel"].startswith(ANSWERS) and dial_end["DialStatus"] == "ANSWER"
     alerts.ami.action("Hangup", ("Channel", channel))
     tip = finished_tip(alerts)
-    assert (tip.matched_by, tip.action_id, tip.caller_number) == (MatchedBy.caller_id, alerts.action["id"], PHONE)
+    assert (tip.matched_by, tip.action_id, tip.caller_number) == (
+        MatchedBy.caller_id,
+        alerts.action["id"],
+        PHONE,
+    )
     assert (tip.routed_to, tip.dial_status) == (f"{ANSWERS}/n", "ANSWER")
     m = final_message(alerts)
     assert m.status is MessageStatus.answered and m.detail.startswith("pressed 2 (put through); listened ")
@@ -425,6 +459,7 @@ def test_real_asterisk_when_the_ivr_is_down_the_participant_is_not_left_in_silen
 
 # --- answering-machine detection on the real Asterisk ---------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def phone_sounds(asterisk) -> dict[str, float]:
     """The far sides' audio (tests/phone_sounds.py): seconds until the machine's beep ended."""
@@ -444,7 +479,9 @@ def test_real_asterisk_an_answering_machine_gets_the_message_after_the_beep(aler
     assert time.monotonic() - started > phone_sounds["machine"]  # not before the beep
     assert start["Command"] == f'STREAM FILE {alerts.audio_name} "" 0'  # once, no menu
     seen = events_until_hangup(alerts, channel)
-    assert not any(e.get("Event") == "AGIExecStart" and e.get("Command", "").startswith("STREAM FILE") for e in seen)
+    assert not any(
+        e.get("Event") == "AGIExecStart" and e.get("Command", "").startswith("STREAM FILE") for e in seen
+    )
     m = final_message(alerts)
     assert (m.status, m.detail) == (MessageStatus.answered, "voicemail: message left")
 

@@ -87,8 +87,12 @@ def test_an_action_cannot_smuggle_in_fields_through_a_line_break():
 
 def test_channel_names_are_masked_for_logs():
     assert masked_channel("PJSIP/0612345678@trunk") == "PJSIP/0612****78@trunk"  # gateway.phone.masked
-    assert masked_channel("Local/answer@test-endpoints-00000007;1") == "Local/answer@test-endpoints-00000007;1"
-    assert masked_channel(f"Local/+31{CALLER[1:]}@alerts-00000007;2") == "Local/+316******78@alerts-00000007;2"
+    assert (
+        masked_channel("Local/answer@test-endpoints-00000007;1") == "Local/answer@test-endpoints-00000007;1"
+    )
+    assert (
+        masked_channel(f"Local/+31{CALLER[1:]}@alerts-00000007;2") == "Local/+316******78@alerts-00000007;2"
+    )
 
 
 # --- a fake Asterisk on a real loopback socket --------------------------------------------------
@@ -318,7 +322,9 @@ class FakeAsterisk:
             while (action := await self._read_action(reader)) is not None:
                 self.received.append(action)
                 name = action["Action"]
-                handler = self.script.get(name) or getattr(FakeAsterisk, f"_on_{name.lower()}", FakeAsterisk._on_unknown)
+                handler = self.script.get(name) or getattr(
+                    FakeAsterisk, f"_on_{name.lower()}", FakeAsterisk._on_unknown
+                )
                 await handler(self, action, writer)
                 await writer.drain()
         except ConnectionError:
@@ -351,7 +357,9 @@ class FakeAsterisk:
             writer.close()  # as Asterisk does, after the error
             return
         self.logins += 1
-        writer.write(wire(LOGIN_OK, action_id=action["ActionID"]) + wire(FULLY_BOOTED) + wire(SUCCESSFUL_AUTH))
+        writer.write(
+            wire(LOGIN_OK, action_id=action["ActionID"]) + wire(FULLY_BOOTED) + wire(SUCCESSFUL_AUTH)
+        )
 
     async def _on_ping(self, action: Message, writer: asyncio.StreamWriter) -> None:
         writer.write(wire(PONG, action_id=action["ActionID"]))
@@ -369,7 +377,12 @@ class FakeAsterisk:
         writer.write(wire(ORIGINATE_QUEUED, action_id=action_id))
         await writer.drain()
         await asyncio.sleep(0.01)  # the call starts: events of its own and of other calls first
-        unrelated = wire(NEWCHANNEL) + wire(VARSET) + wire(ORIGINATE_BUSY, action_id="someone-elses-call") + wire(DIALEND)
+        unrelated = (
+            wire(NEWCHANNEL)
+            + wire(VARSET)
+            + wire(ORIGINATE_BUSY, action_id="someone-elses-call")
+            + wire(DIALEND)
+        )
         await self.send_in_pieces(writer, unrelated)
         outcome = ORIGINATE_BUSY if "busy" in action["Channel"] else ORIGINATE_ANSWERED
         await self.send_in_pieces(writer, wire(outcome, action_id=action_id))
@@ -465,12 +478,18 @@ def test_an_originate_outcome_arrives_after_unrelated_events(caplog):
                 variables={"BN_ALERT": "42", "BN_TEXT": "Let op, vermist"},
                 timeout_ms=25000,
             )
-            busy = await client.originate("Local/busy@test-endpoints", context="alerts", exten="s", action_id="my-busy-1")
+            busy = await client.originate(
+                "Local/busy@test-endpoints", context="alerts", exten="s", action_id="my-busy-1"
+            )
             assert busy == "my-busy-1"
             busy_result, answered_result = await asyncio.gather(
                 client.wait_originate(busy, timeout=5), client.wait_originate(answered, timeout=5)
             )
-            assert (answered_result.response, answered_result.reason, answered_result.uniqueid) == ("Success", 4, "1795344442.0")
+            assert (answered_result.response, answered_result.reason, answered_result.uniqueid) == (
+                "Success",
+                4,
+                "1795344442.0",
+            )
             assert answered_result.success and answered_result.reason_text == "answered"
             assert (busy_result.response, busy_result.reason, busy_result.uniqueid) == ("Failure", 5, None)
             assert busy_result.reason_text == "busy" and busy_result.action_id == "my-busy-1"
@@ -506,7 +525,9 @@ def test_an_originate_needs_an_extension_or_an_application():
             with pytest.raises(ValueError):
                 await client.originate("Local/answer@test-endpoints", exten="s", application="Wait")
             with pytest.raises(ValueError, match="variable name"):
-                await client.originate("Local/answer@test-endpoints", application="Wait", variables={"A=B": "1"})
+                await client.originate(
+                    "Local/answer@test-endpoints", application="Wait", variables={"A=B": "1"}
+                )
             fake.script["Originate"] = FakeAsterisk._on_unknown
             with pytest.raises(AMIActionError, match="refused"):
                 await client.originate("Local/answer@test-endpoints", application="Wait")
@@ -576,7 +597,9 @@ def test_an_originate_waiting_for_its_outcome_fails_when_the_connection_drops():
     async def scenario():
         async with fake_asterisk(reconnect_delay=(0.05,)) as (fake, client):
             fake.script["Originate"] = queue_and_drop
-            call = await client.originate("Local/noanswer@test-endpoints", application="Wait", timeout_ms=60000)
+            call = await client.originate(
+                "Local/noanswer@test-endpoints", application="Wait", timeout_ms=60000
+            )
             with pytest.raises(AMIConnectionLost):
                 await client.action("Ping")
             with pytest.raises(AMIConnectionLost):  # the outcome is unknown now: the caller decides
@@ -761,7 +784,9 @@ def test_real_login_and_a_refused_secret(asterisk, caplog):
 
     async def scenario():
         with pytest.raises(AMIAuthError, match="Authentication failed"):
-            await AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, "not-the-secret").connect()
+            await AMIClient(
+                asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, "not-the-secret"
+            ).connect()
         async with _real_client(asterisk) as client:
             assert client.banner.startswith("Asterisk Call Manager/")
             assert (await client.action("Ping"))["Ping"] == "Pong"
@@ -859,7 +884,9 @@ def test_real_three_answered_calls_are_six_local_channels(asterisk):
 def test_real_restart_the_client_reconnects_by_itself(asterisk):
     async def scenario():
         reconnected = asyncio.Event()
-        async with _real_client(asterisk, reconnect_delay=(0.2, 0.5, 1), on_reconnect=reconnected.set) as client:
+        async with _real_client(
+            asterisk, reconnect_delay=(0.2, 0.5, 1), on_reconnect=reconnected.set
+        ) as client:
             ringing = await client.originate(
                 "Local/noanswer@test-endpoints", application="Wait", data="1", timeout_ms=60000
             )

@@ -37,8 +37,17 @@ from gateway.api.schemas import (
 from gateway.storage.models import Participant, User
 
 # Reachable without a key, on purpose. A new public route must be added here deliberately.
-PUBLIC_PATHS = {"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
-                "/", "/login/", "/console/", "/dashboard/"}  # the pages hold no data: they read it through the API
+PUBLIC_PATHS = {
+    "/health",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/",
+    "/login/",
+    "/console/",
+    "/dashboard/",
+}  # the pages hold no data: they read it through the API
 # Logging in and out of the browser session: public, POST only (tests/test_web_session.py).
 SESSION_PATHS = {"/auth/login", "/auth/logout"}
 
@@ -51,14 +60,24 @@ ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users", 
 # Single admin-only routes inside another group's prefix.
 ADMIN_ONLY_PATHS = {"/api/v1/actions/{action_id}/urgency"}
 # Routes every authenticated role may use.
-ANY_ROLE = {"/api/v1/me", "/api/v1/console/config", *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type"))}
+ANY_ROLE = {
+    "/api/v1/me",
+    "/api/v1/console/config",
+    *(f"/api/v1/stats/{name}" for name in ("summary", "signups", "by-municipality", "by-type")),
+}
 
 PARTICIPANT = {
     "name": "Jan Jansen",
     "phone": "0612345678",
     "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.09, "lon": 5.12, "channel": "sms"}],
 }
-ACTION = {"type": "burglary", "description": "Man in rode jas op een fiets", "lat": 52.09, "lon": 5.12, "radius_m": 1000}
+ACTION = {
+    "type": "burglary",
+    "description": "Man in rode jas op een fiets",
+    "lat": 52.09,
+    "lon": 5.12,
+    "radius_m": 1000,
+}
 
 # A minimal valid body per request model: the role check is tested with input that would
 # otherwise be accepted.
@@ -100,7 +119,9 @@ def _api_routes(app) -> list[tuple[str, str, APIRoute]]:
     entries = [(m, p, r) for m, p, r in _route_entries(app) if isinstance(r, APIRoute)]
     paths = {p for _, p, _ in entries}
     # Guard against a walk that silently misses the included routers.
-    assert {"/api/v1/me", ACTIONS, PARTICIPANTS, *ADMIN_ONLY[:3], "/api/v1/admin/audit"} <= paths, sorted(paths)
+    assert {"/api/v1/me", ACTIONS, PARTICIPANTS, *ADMIN_ONLY[:3], "/api/v1/admin/audit"} <= paths, sorted(
+        paths
+    )
     return entries
 
 
@@ -225,8 +246,13 @@ def test_allowed_roles_get_past_the_role_check(api):
             continue
         for who in sorted({"admin", "centralist", "utrecht"} - _roles_refused(path)):
             # A server-sent-events stream never ends: look at its status, then hang up.
-            with api.client.stream(method, _concrete(path), headers=api.as_(who), **_request_kwargs(route)) as r:
-                status, text = r.status_code, "" if path.endswith("/stream") else r.read().decode(errors="replace")
+            with api.client.stream(
+                method, _concrete(path), headers=api.as_(who), **_request_kwargs(route)
+            ) as r:
+                status, text = (
+                    r.status_code,
+                    "" if path.endswith("/stream") else r.read().decode(errors="replace"),
+                )
             # A municipality may be refused a figure that would reveal another (gateway.policy): a
             # decision about the data, not about her role.
             if status == 403 and '"reason":"group-too-small"' in text:
@@ -263,7 +289,10 @@ def test_municipalities_see_and_change_only_their_own_participants(api):
     assert mine["name"] == "Jan Jansen" and mine["unsubscribed_at"] is None
     assert [p["id"] for p in api.call("utrecht", "GET", "/api/v1/participants")] == [pid]
     assert [p["id"] for p in api.call("admin", "GET", "/api/v1/participants")] == [pid]
-    assert [p["id"] for p in api.call("admin", "GET", "/api/v1/participants", params={"municipality_id": api.utrecht.id})] == [pid]
+    assert [
+        p["id"]
+        for p in api.call("admin", "GET", "/api/v1/participants", params={"municipality_id": api.utrecht.id})
+    ] == [pid]
     assert api.call("admin", "GET", "/api/v1/participants", params={"municipality_id": api.zeist.id}) == []
     assert api.call("admin", "GET", url)["id"] == pid
 
@@ -271,7 +300,11 @@ def test_municipalities_see_and_change_only_their_own_participants(api):
 def test_a_municipality_cannot_register_or_import_into_another(api):
     # In the body of a create: refused as a business-rule error naming the field.
     body = api.call(
-        "zeist", "POST", "/api/v1/participants", expect=422, json={**PARTICIPANT, "municipality_id": api.utrecht.id}
+        "zeist",
+        "POST",
+        "/api/v1/participants",
+        expect=422,
+        json={**PARTICIPANT, "municipality_id": api.utrecht.id},
     )
     assert body["error_id"] == "invalid" and body["details"] == {"field": "municipality_id"}, body
 

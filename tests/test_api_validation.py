@@ -17,7 +17,14 @@ ACTIONS = "/api/v1/actions"
 
 
 def _address(**changes) -> dict:
-    return {"postcode": "3511 AB", "house_number": "12", "lat": 52.09, "lon": 5.12, "channel": "sms", **changes}
+    return {
+        "postcode": "3511 AB",
+        "house_number": "12",
+        "lat": 52.09,
+        "lon": 5.12,
+        "channel": "sms",
+        **changes,
+    }
 
 
 def _participant(address: dict | None = None, **changes) -> dict:
@@ -25,7 +32,14 @@ def _participant(address: dict | None = None, **changes) -> dict:
 
 
 def _action(**changes) -> dict:
-    return {"type": "burglary", "description": "Man in rode jas op een fiets", "lat": 52.09, "lon": 5.12, "radius_m": 1000, **changes}
+    return {
+        "type": "burglary",
+        "description": "Man in rode jas op een fiets",
+        "lat": 52.09,
+        "lon": 5.12,
+        "radius_m": 1000,
+        **changes,
+    }
 
 
 def _fields(body: dict) -> set[str]:
@@ -103,7 +117,9 @@ def test_bad_postcodes_are_refused(api, address):
 
 
 def test_nl_postcodes_are_normalised(api):
-    created = api.call("utrecht", "POST", PARTICIPANTS, expect=201, json=_participant(_address(postcode=" 3511ab ")))
+    created = api.call(
+        "utrecht", "POST", PARTICIPANTS, expect=201, json=_participant(_address(postcode=" 3511ab "))
+    )
     assert created["addresses"][0]["postcode"] == "3511 AB"
 
 
@@ -113,7 +129,11 @@ def test_a_landline_cannot_receive_sms(api):
     assert _fields(body) == {"body"}, body
     # The same number by voice is fine.
     created = api.call(
-        "utrecht", "POST", PARTICIPANTS, expect=201, json=_participant(_address(channel="voice"), phone="0301234567")
+        "utrecht",
+        "POST",
+        PARTICIPANTS,
+        expect=201,
+        json=_participant(_address(channel="voice"), phone="0301234567"),
     )
     assert created["phone"] == "+31301234567"
 
@@ -163,7 +183,9 @@ def test_radius_must_be_positive_and_within_the_maximum(api, radius):
 
 
 def test_the_maximum_radius_itself_is_allowed(api):
-    created = api.call("centralist", "POST", ACTIONS, expect=201, json=_action(radius_m=api.settings.max_radius_m))
+    created = api.call(
+        "centralist", "POST", ACTIONS, expect=201, json=_action(radius_m=api.settings.max_radius_m)
+    )
     assert created["radius_m"] == 50_000
 
 
@@ -214,11 +236,17 @@ def test_a_draft_edit_is_checked_like_a_create(api):
     action = api.call("centralist", "POST", ACTIONS, expect=201, json=_action())
     url = f"{ACTIONS}/{action['id']}"
     assert _fields(_invalid(api, "centralist", "PATCH", url, json={"radius_m": 60_000})) == {"radius_m"}
-    assert _fields(_invalid(api, "centralist", "PATCH", url, json={"description": "x" * 1000})) == {"description"}
+    assert _fields(_invalid(api, "centralist", "PATCH", url, json={"description": "x" * 1000})) == {
+        "description"
+    }
     assert _fields(_invalid(api, "centralist", "PATCH", url, json={"channels": []})) == {"body.channels"}
     # None of the refused edits stuck.
     again = api.call("centralist", "GET", url)
-    assert (again["radius_m"], again["description"], again["channels"]) == (1000, action["description"], ["sms", "voice"])
+    assert (again["radius_m"], again["description"], again["channels"]) == (
+        1000,
+        action["description"],
+        ["sms", "voice"],
+    )
 
 
 # --- ids in the path -------------------------------------------------------------------------
@@ -291,6 +319,7 @@ def test_like_wildcards_in_the_search_text_are_literal(api):
 
 # --- bodies that are not JSON objects ---------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "content, content_type",
     [
@@ -304,7 +333,9 @@ def test_like_wildcards_in_the_search_text_are_literal(api):
     ids=["garbage", "truncated", "not-utf8", "array", "null", "string"],
 )
 def test_malformed_json_is_422(api, content, content_type):
-    r = api.client.post(ACTIONS, content=content, headers={**api.as_("centralist"), "Content-Type": content_type})
+    r = api.client.post(
+        ACTIONS, content=content, headers={**api.as_("centralist"), "Content-Type": content_type}
+    )
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["error_id"] == "invalid" and body["details"]["errors"], body
@@ -384,8 +415,7 @@ def test_framework_errors_use_the_error_shape(api, method, path, kwargs, status)
 
 HEADER = "name,phone,postcode,house_number,lat,lon,channel\n"
 GOOD_ROWS = (
-    "Anna de Vries,0612345671,3511 AB,1,52.09,5.12,sms\n"
-    "Carla Claes,0612345673,3511 AC,3,52.09,5.12,voice\n"
+    "Anna de Vries,0612345671,3511 AB,1,52.09,5.12,sms\nCarla Claes,0612345673,3511 AC,3,52.09,5.12,voice\n"
 )
 MIXED = (
     HEADER
@@ -429,7 +459,10 @@ def test_reimporting_a_file_updates_instead_of_creating(api):
 
 def test_import_accepts_a_utf8_bom(api):
     report = api.call(
-        "utrecht", "POST", IMPORT, files={"file": ("p.csv", ("\ufeff" + HEADER + GOOD_ROWS).encode(), "text/csv")}
+        "utrecht",
+        "POST",
+        IMPORT,
+        files={"file": ("p.csv", ("\ufeff" + HEADER + GOOD_ROWS).encode(), "text/csv")},
     )
     assert report["created"] == 2 and report["errors"] == []
 
@@ -478,11 +511,20 @@ def test_an_admin_must_say_which_municipality_an_import_is_for(api):
     body = _invalid(api, "admin", "POST", IMPORT, files={"file": ("p.csv", data, "text/csv")})
     assert _fields(body) == {"municipality_id"}, body
     body = _invalid(
-        api, "admin", "POST", IMPORT, params={"municipality_id": 999_999}, files={"file": ("p.csv", data, "text/csv")}
+        api,
+        "admin",
+        "POST",
+        IMPORT,
+        params={"municipality_id": 999_999},
+        files={"file": ("p.csv", data, "text/csv")},
     )
     assert _fields(body) == {"municipality_id"}, body
     report = api.call(
-        "admin", "POST", IMPORT, params={"municipality_id": api.zeist.id}, files={"file": ("p.csv", data, "text/csv")}
+        "admin",
+        "POST",
+        IMPORT,
+        params={"municipality_id": api.zeist.id},
+        files={"file": ("p.csv", data, "text/csv")},
     )
     assert report["created"] == 2
 
@@ -493,7 +535,9 @@ def test_an_oversized_csv_field_is_not_a_server_error(api, where):
         data = HEADER + "Anna de Vries,06" + "1" * 200_000 + ",3511 AB,1,52.09,5.12,sms\n"
     else:
         data = HEADER + '"Anna de Vries,0612345671,3511 AB,1,52.09,5.12,sms\n' + GOOD_ROWS * 3000
-    r = _no_raise(api).post(IMPORT, files={"file": ("p.csv", data.encode(), "text/csv")}, headers=api.as_("utrecht"))
+    r = _no_raise(api).post(
+        IMPORT, files={"file": ("p.csv", data.encode(), "text/csv")}, headers=api.as_("utrecht")
+    )
     assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
     assert any("unreadable CSV" in e["message"] for e in r.json()["errors"]), r.text[:300]
     _still_serving(api, "utrecht")

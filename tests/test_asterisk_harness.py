@@ -132,7 +132,11 @@ def _agi_fail_call(asterisk, meldkamer: str) -> Iterator[RawAMI]:
     try:
         ami.action("Setvar", ("Variable", "BN_MELDKAMER_DIAL"), ("Value", meldkamer))
         response = ami.action(
-            "Originate", ("Channel", "Local/s@agi_fail"), ("Application", "Wait"), ("Data", "30"), ("Async", "true")
+            "Originate",
+            ("Channel", "Local/s@agi_fail"),
+            ("Application", "Wait"),
+            ("Data", "30"),
+            ("Async", "true"),
         )
         assert response["Response"] == "Success", response
         yield ami
@@ -143,7 +147,9 @@ def _agi_fail_call(asterisk, meldkamer: str) -> Iterator[RawAMI]:
 
 
 def _sounds_missing(asterisk) -> list[str]:
-    return [line for line in asterisk.log_path.read_text().splitlines() if "does not exist in any format" in line]
+    return [
+        line for line in asterisk.log_path.read_text().splitlines() if "does not exist in any format" in line
+    ]
 
 
 def test_agi_fail_apologises_and_puts_the_caller_through_to_the_meldkamer(asterisk):
@@ -158,7 +164,9 @@ def test_agi_fail_apologises_and_puts_the_caller_through_to_the_meldkamer(asteri
 def test_agi_fail_without_a_meldkamer_apologises_and_hangs_up(asterisk):
     with _agi_fail_call(asterisk, "") as ami:
         ami.wait_event("Newexten", Context="agi_fail", Application="Playback", AppData="im-sorry")
-        ami.wait_event("Newexten", Context="agi_fail", Application="Playback", AppData="cannot-complete-as-dialed")
+        ami.wait_event(
+            "Newexten", Context="agi_fail", Application="Playback", AppData="cannot-complete-as-dialed"
+        )
         ami.wait_event("Newexten", Context="agi_fail", Application="Hangup")
     assert not _sounds_missing(asterisk)
 

@@ -11,8 +11,11 @@ from gateway import housekeeping
 from gateway.storage.models import AuditEvent, User, UserSession
 
 AUDIT = "/api/v1/admin/audit"
-PARTICIPANT = {"name": "Jan Jansen", "phone": "0612345678",
-               "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.09, "lon": 5.12}]}
+PARTICIPANT = {
+    "name": "Jan Jansen",
+    "phone": "0612345678",
+    "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.09, "lon": 5.12}],
+}
 CSV = "name,phone,postcode,house_number,lat,lon\nPiet Pieters,0687654321,3511 AB,3,52.09,5.12\n"
 
 
@@ -22,20 +25,40 @@ def _user_id(api, name: str) -> int:
 
 
 def _trail(api, **params) -> list[tuple]:
-    return [(e["event"], e["user_id"], e["subject_type"], e["subject_id"])
-            for e in api.call("admin", "GET", AUDIT, params={"limit": 1000, **params})]
+    return [
+        (e["event"], e["user_id"], e["subject_type"], e["subject_id"])
+        for e in api.call("admin", "GET", AUDIT, params={"limit": 1000, **params})
+    ]
 
 
 def test_changes_to_actions_and_access_to_participants_are_recorded(api):
     centralist, utrecht = _user_id(api, "centralist"), _user_id(api, "utrecht")
-    draft = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": "Man in rode jas", "lat": 52.09, "lon": 5.12, "radius_m": 1000})
+    draft = api.call(
+        "centralist",
+        "POST",
+        "/api/v1/actions",
+        expect=201,
+        json={
+            "type": "robbery",
+            "description": "Man in rode jas",
+            "lat": 52.09,
+            "lon": 5.12,
+            "radius_m": 1000,
+        },
+    )
     a = draft["id"]
     api.call("centralist", "PATCH", f"/api/v1/actions/{a}", json={"description": "Man in blauwe jas"})
     api.call("centralist", "POST", f"/api/v1/actions/{a}/launch")
-    api.call("centralist", "POST", f"/api/v1/actions/{a}/updates", expect=201, json={"text": "Hij draagt een pet"})
+    api.call(
+        "centralist", "POST", f"/api/v1/actions/{a}/updates", expect=201, json={"text": "Hij draagt een pet"}
+    )
     api.call("centralist", "POST", f"/api/v1/actions/{a}/close", json={"outcome": "none"})
-    api.call("admin", "POST", f"/api/v1/actions/{a}/outcome", json={"outcome": "direct", "outcome_detail": "arrest"})
+    api.call(
+        "admin",
+        "POST",
+        f"/api/v1/actions/{a}/outcome",
+        json={"outcome": "direct", "outcome_detail": "arrest"},
+    )
 
     p = api.call("utrecht", "POST", "/api/v1/participants", expect=201, json=PARTICIPANT)["id"]
     api.call("utrecht", "GET", "/api/v1/participants", params={"q": "+31612345678"})
@@ -43,8 +66,11 @@ def test_changes_to_actions_and_access_to_participants_are_recorded(api):
     api.call("utrecht", "PUT", f"/api/v1/participants/{p}", json={**PARTICIPANT, "name": "Jan de Vries"})
     api.call("utrecht", "POST", f"/api/v1/participants/{p}/unsubscribe")
     api.call("utrecht", "DELETE", f"/api/v1/participants/{p}", expect=204)
-    api.client.post("/api/v1/participants/import", files={"file": ("p.csv", CSV.encode(), "text/csv")},
-                    headers=api.as_("utrecht")).raise_for_status()
+    api.client.post(
+        "/api/v1/participants/import",
+        files={"file": ("p.csv", CSV.encode(), "text/csv")},
+        headers=api.as_("utrecht"),
+    ).raise_for_status()
 
     admin = _user_id(api, "admin")
     assert _trail(api)[::-1] == [
@@ -75,13 +101,20 @@ def test_changes_to_actions_and_access_to_participants_are_recorded(api):
 def test_the_trail_is_filtered_and_paged_for_admins_only(api):
     for _ in range(3):
         api.call("utrecht", "GET", "/api/v1/participants")
-    api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "robbery", "description": "Man", "lat": 52.09, "lon": 5.12, "radius_m": 1000})
+    api.call(
+        "centralist",
+        "POST",
+        "/api/v1/actions",
+        expect=201,
+        json={"type": "robbery", "description": "Man", "lat": 52.09, "lon": 5.12, "radius_m": 1000},
+    )
     assert [e[0] for e in _trail(api, event="participant.")] == ["participant.list"] * 3
     assert [e[0] for e in _trail(api, user_id=_user_id(api, "centralist"))] == ["action.create"]
     assert [e[0] for e in _trail(api, subject_type="action")] == ["action.create"]
     first, second = (api.call("admin", "GET", AUDIT, params={"limit": 2, "offset": o}) for o in (0, 2))
-    assert len(first) == 2 and len(second) == 2 and {e["id"] for e in first}.isdisjoint(e["id"] for e in second)
+    assert (
+        len(first) == 2 and len(second) == 2 and {e["id"] for e in first}.isdisjoint(e["id"] for e in second)
+    )
     today = datetime.now(UTC).date()
     assert len(_trail(api, **{"from": str(today), "to": str(today)})) == 4
     assert _trail(api, to=str(today - timedelta(days=1))) == []
@@ -109,11 +142,20 @@ def test_housekeeping_deletes_events_past_the_retention_and_expired_sessions(api
     keep = api.settings.audit_retention_days
     with api.sessions() as s:
         for age in (keep + 1, keep - 1, 0):
-            s.add(AuditEvent(at=now - timedelta(days=age), event="participant.read", subject_type="participant"))
+            s.add(
+                AuditEvent(at=now - timedelta(days=age), event="participant.read", subject_type="participant")
+            )
         admin = s.scalars(select(User).where(User.name == "admin")).one()
         for expires in (now - timedelta(minutes=1), now + timedelta(hours=1)):
-            s.add(UserSession(token_hash=f"{expires.timestamp():064.3f}"[-64:], user_id=admin.id, key_hash=admin.key_hash,
-                              created_at=now - timedelta(hours=8), expires_at=expires))
+            s.add(
+                UserSession(
+                    token_hash=f"{expires.timestamp():064.3f}"[-64:],
+                    user_id=admin.id,
+                    key_hash=admin.key_hash,
+                    created_at=now - timedelta(hours=8),
+                    expires_at=expires,
+                )
+            )
         s.commit()
     assert housekeeping.prune(api.sessions, api.settings, now) == 1
     with api.sessions() as s:

@@ -83,7 +83,9 @@ def rate_limited(redis_url: str, key_prefix: str, rate: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu_hog", [False, True], ids=["quiet", "busy-cpu"])
-def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(pg_sessions, queue, smsc, redis_url, key_prefix, cpu_hog):
+def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(
+    pg_sessions, queue, smsc, redis_url, key_prefix, cpu_hog
+):
     """A shop theft has 2,400 SMS queued at a 200/s bind; a missing child launched 1.5 s into it
     has its first SMS at the SMSC within a second, then gets two thirds of the bind (8 : 4)
     until it is done; both complete, each number once, never above 200 in any sliding second."""
@@ -97,7 +99,9 @@ def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(pg_sessions, 
         try:
             worker = make_worker(sessions, queue, smsc, rate_limits=limits, bind={"rate_per_second": rate})
             async with running(worker):
-                await until(lambda: smsc.stats(destinations=False)["submits_accepted"] >= 300, 30, "300 accepted")
+                await until(
+                    lambda: smsc.stats(destinations=False)["submits_accepted"] >= 300, 30, "300 accepted"
+                )
                 launched = time.time()
                 await asyncio.to_thread(action_with, sessions, queue, Urgency.critical, child_phones)
                 await until(all_final(sessions, 2700), 60, "2,700 final statuses")
@@ -114,20 +118,28 @@ def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(pg_sessions, 
     child = set(child_phones)
     first_child = min(t for t, dest in accepts if dest in child)
     last_child = max(t for t, dest in accepts if dest in child)
-    assert first_child - launched <= 1.0, f"the child's first SMS {first_child - launched:.2f} s after its launch"
+    assert first_child - launched <= 1.0, (
+        f"the child's first SMS {first_child - launched:.2f} s after its launch"
+    )
     # While both waited, the child had its weight's share of what the SMSC accepted.
     during = [dest in child for t, dest in accepts if first_child <= t <= last_child]
     assert sum(during) / len(during) == pytest.approx(8 / 12, rel=0.1)
     assert busiest_window([t for t, _ in accepts]) <= rate
     stats = smsc.stats()
-    assert {p: stats["by_destination"][p]["submits"] for p in theft + child_phones} == dict.fromkeys(theft + child_phones, 1)
+    assert {p: stats["by_destination"][p]["submits"] for p in theft + child_phones} == dict.fromkeys(
+        theft + child_phones, 1
+    )
     assert statuses(sessions)[MessageStatus.delivered] == 2700
-    print(f"\nchild's first SMS {first_child - launched:.2f} s after launch; share {sum(during) / len(during):.3f}; "
-          f"busiest sliding second {busiest_window([t for t, _ in accepts])}")
+    print(
+        f"\nchild's first SMS {first_child - launched:.2f} s after launch; share {sum(during) / len(during):.3f}; "
+        f"busiest sliding second {busiest_window([t for t, _ in accepts])}"
+    )
 
 
 @pytest.mark.slow
-def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(pg_sessions, queue, smsc, redis_url, key_prefix):
+def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(
+    pg_sessions, queue, smsc, redis_url, key_prefix
+):
     """Critical, high and routine alerts all waiting at a 300/s bind: over a 10 s window each gets
     its weight's share (8 : 4 : 1) within 10%, and the routine one keeps moving."""
     rate, sessions = 300, pg_sessions
@@ -162,7 +174,9 @@ def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(pg_
 
 
 @pytest.mark.slow
-def test_two_worker_processes_share_the_bind_by_urgency_and_a_killed_one_loses_nothing(world, pg_url, smsc, tmp_path):
+def test_two_worker_processes_share_the_bind_by_urgency_and_a_killed_one_loses_nothing(
+    world, pg_url, smsc, tmp_path
+):
     """Two `burgernet worker sms` processes on one 200/s bind, a robbery with 2,000 SMS and a
     missing child with 600 launched behind it: her first SMS within a second, two thirds of the
     bind while both wait, never above 200 in any sliding second; one worker SIGKILLed midway, a
@@ -187,8 +201,13 @@ def test_two_worker_processes_share_the_bind_by_urgency_and_a_killed_one_loses_n
         workers[0].send_signal(signal.SIGKILL)
         workers[0].wait(10)
         with sessions() as s:
-            may_have_reached = set(s.scalars(select(Message.phone).where(
-                Message.status == MessageStatus.sending, Message.dispatched_at.is_not(None))))
+            may_have_reached = set(
+                s.scalars(
+                    select(Message.phone).where(
+                        Message.status == MessageStatus.sending, Message.dispatched_at.is_not(None)
+                    )
+                )
+            )
         workers.append(start_worker(pg_url, url, binds, "sms-3", log, SMS_LEASE_SECONDS="3"))
         wait_for(proc_all_final(sessions, 2600), 120, "2,600 final statuses")
     finally:

@@ -45,7 +45,9 @@ def test_env_example_lists_exactly_the_settings_fields():
 def test_env_example_values_are_the_defaults():
     for name, value, _ in _env_example():
         field = Settings.model_fields[name.lower()]
-        assert value == str(field.default), f"{name}: .env.example says {value!r}, default is {field.default!r}"
+        assert value == str(field.default), (
+            f"{name}: .env.example says {value!r}, default is {field.default!r}"
+        )
 
 
 def test_env_example_explains_every_setting():

@@ -33,8 +33,19 @@ def _wav_seconds(data: bytes, tmp_path) -> float:
 
 def test_the_spoken_alert_of_a_draft_and_of_a_launched_action(offline_api, tmp_path):
     api = offline_api
-    draft = api.call("centralist", "POST", "/api/v1/actions", expect=201, json={
-        "type": "burglary", "description": "Man met rode jas op een fiets.", "lat": UTRECHT[0], "lon": UTRECHT[1], "radius_m": 500})
+    draft = api.call(
+        "centralist",
+        "POST",
+        "/api/v1/actions",
+        expect=201,
+        json={
+            "type": "burglary",
+            "description": "Man met rode jas op een fiets.",
+            "lat": UTRECHT[0],
+            "lon": UTRECHT[1],
+            "radius_m": 500,
+        },
+    )
     r = api.client.get(f"/api/v1/actions/{draft['id']}/audio", headers=api.as_("centralist"))
     assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
     assert _wav_seconds(r.content, tmp_path) > 2  # a sentence, not a click
@@ -47,7 +58,9 @@ def test_the_spoken_alert_of_a_draft_and_of_a_launched_action(offline_api, tmp_p
         alert = s.scalars(select(Bulletin).where(Bulletin.action_id == launched["id"])).one()
     # The very file the voice worker plays: the bulletin's entry in the audio cache.
     assert (api.settings.audio_dir / f"bulletin-{alert.id}-nl.wav").read_bytes() == r.content
-    missing = api.client.get(f"/api/v1/actions/{launched['id']}/audio?bulletin_id=999999", headers=api.as_("centralist"))
+    missing = api.client.get(
+        f"/api/v1/actions/{launched['id']}/audio?bulletin_id=999999", headers=api.as_("centralist")
+    )
     assert missing.status_code == 404 and missing.json()["error_id"] == "not-found"
 
 
@@ -80,14 +93,19 @@ def test_the_progress_stream_sends_the_action_and_its_counts(api):
     api.register("+31611111111", "+31611111112")
     action = api.launch()
     drain(api.sessions, api.queue, "sms")
-    with api.client.stream("GET", f"/api/v1/actions/{action['id']}/progress/stream", headers=api.as_("centralist")) as r:
+    with api.client.stream(
+        "GET", f"/api/v1/actions/{action['id']}/progress/stream", headers=api.as_("centralist")
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = r.iter_lines()
         assert next(lines) == "event: progress"
         data = json.loads(next(lines).removeprefix("data: "))
     assert data["action"]["status"] == "open"
     assert data["rows"] == [{"kind": "alert", "seq": 0, "channel": "sms", "status": "submitted", "count": 2}]
-    assert api.client.get("/api/v1/actions/999/progress/stream", headers=api.as_("centralist")).status_code == 404
+    assert (
+        api.client.get("/api/v1/actions/999/progress/stream", headers=api.as_("centralist")).status_code
+        == 404
+    )
 
 
 def test_a_municipality_sees_the_actions_that_reached_its_participants(api):
@@ -97,8 +115,12 @@ def test_a_municipality_sees_the_actions_that_reached_its_participants(api):
     rows = api.call("utrecht", "GET", "/api/v1/area/actions")
     assert [(r["id"], r["reached"], r["tips"], r["status"]) for r in rows] == [(mine["id"], 1, 0, "open")]
     assert api.call("zeist", "GET", "/api/v1/area/actions") == []
-    assert [r["id"] for r in api.call("admin", "GET", f"/api/v1/area/actions?municipality_id={api.utrecht.id}")] == [mine["id"]]
-    assert api.call("admin", "GET", "/api/v1/area/actions", expect=422)["details"] == {"field": "municipality_id"}
+    assert [
+        r["id"] for r in api.call("admin", "GET", f"/api/v1/area/actions?municipality_id={api.utrecht.id}")
+    ] == [mine["id"]]
+    assert api.call("admin", "GET", "/api/v1/area/actions", expect=422)["details"] == {
+        "field": "municipality_id"
+    }
 
     # Once the action is closed and settled, its counts come from the statistics' rollup: the same answer.
     api.call("centralist", "POST", f"/api/v1/actions/{mine['id']}/close", json={"outcome": "none"})
@@ -111,7 +133,9 @@ def test_a_municipality_sees_the_actions_that_reached_its_participants(api):
 def test_the_pages_configuration(api):
     api.settings.map_tiles_url = "https://tiles.example.org/{z}/{x}/{y}.png"
     config = api.call("utrecht", "GET", "/api/v1/console/config")
-    assert config["municipality"]["cbs_code"] == "GM0344" and config["map_tiles_url"].startswith("https://tiles.example.org/")
+    assert config["municipality"]["cbs_code"] == "GM0344" and config["map_tiles_url"].startswith(
+        "https://tiles.example.org/"
+    )
     assert api.call("centralist", "GET", "/api/v1/console/config")["municipality"] is None
     # The tile server is the one outside origin the pages may load images from.
     policy = api.client.get("/console/").headers["content-security-policy"]

@@ -104,7 +104,9 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make system` installs Debian's chromium", pytrace=False)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
+        )
         yield browser
         browser.close()
 
@@ -115,9 +117,20 @@ def page(browser, request):
     page = context.new_page()
     problems: list[str] = []
     # Script errors and failed requests, except the 401 that sends a visitor without a session to log in.
-    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource") and problems.append(m.text))
-    page.on("response", lambda r: r.status >= 400 and not (r.status == 401 and r.url.endswith("/api/v1/me"))
-            and problems.append(f"{r.status} {r.url}"))
+    page.on(
+        "console",
+        lambda m: (
+            m.type == "error" and not m.text.startswith("Failed to load resource") and problems.append(m.text)
+        ),
+    )
+    page.on(
+        "response",
+        lambda r: (
+            r.status >= 400
+            and not (r.status == 401 and r.url.endswith("/api/v1/me"))
+            and problems.append(f"{r.status} {r.url}")
+        ),
+    )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: d.accept())
     page.problems = problems
@@ -156,8 +169,13 @@ def _tip_call(sessions, caller: str, recordings: Path) -> None:
     ivr.start_in_background()
     try:
         call_id = "1795344376.77"
-        env = simulator.env_block("tipline", callerid=caller, uniqueid=call_id,
-                                  agi_arg_1="PJSIP/meldkamer@meldkamer", agi_arg_2="/var/lib/burgernet/prompts")
+        env = simulator.env_block(
+            "tipline",
+            callerid=caller,
+            uniqueid=call_id,
+            agi_arg_1="PJSIP/meldkamer@meldkamer",
+            agi_arg_2="/var/lib/burgernet/prompts",
+        )
         token = simulator.variables(simulator.call(ivr.server_address[1], env))["BN_CALL_TOKEN"]
         asterisk_path = f"/var/spool/asterisk/recording/burgernet/tip-{call_id}"
         recordings.mkdir(parents=True, exist_ok=True)
@@ -165,8 +183,16 @@ def _tip_call(sessions, caller: str, recordings: Path) -> None:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
             w.writeframes(b"\x00\x10" * 8000)
         hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
-        hangup.update({"agi_arg_1": "NOANSWER", "agi_arg_2": "0", "agi_arg_3": "PJSIP/4021@mk",
-                       "agi_arg_4": "SUCCESS", "agi_arg_5": asterisk_path, "agi_arg_6": token})
+        hangup.update(
+            {
+                "agi_arg_1": "NOANSWER",
+                "agi_arg_2": "0",
+                "agi_arg_3": "PJSIP/4021@mk",
+                "agi_arg_4": "SUCCESS",
+                "agi_arg_5": asterisk_path,
+                "agi_arg_6": token,
+            }
+        )
         simulator.call(ivr.server_address[1], hangup)
         ctx.tips.flush()
     finally:
@@ -177,7 +203,9 @@ def _tip_call(sessions, caller: str, recordings: Path) -> None:
 
 def _voice_messages(live) -> list[int]:
     with live.sessions() as s:
-        return list(s.scalars(select(Message.id).where(Message.channel == Channel.voice).order_by(Message.id)))
+        return list(
+            s.scalars(select(Message.id).where(Message.channel == Channel.voice).order_by(Message.id))
+        )
 
 
 def _set_status(live, message_id: int, status: MessageStatus) -> None:
@@ -206,8 +234,12 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     expect(page.locator("#sms-text")).to_contain_text("Sanne")
     with page.expect_response(lambda r: "/audio" in r.url) as audio:
         page.click("#play")
-    assert audio.value.status in (200, 206) and audio.value.headers["content-type"] == "audio/wav"  # 206: a media range request
-    page.wait_for_function("() => document.querySelector('#audio').duration > 1", timeout=WAIT_MS)  # the browser decoded speech
+    assert (
+        audio.value.status in (200, 206) and audio.value.headers["content-type"] == "audio/wav"
+    )  # 206: a media range request
+    page.wait_for_function(
+        "() => document.querySelector('#audio').duration > 1", timeout=WAIT_MS
+    )  # the browser decoded speech
     shot(page, "console-2-draft")
 
     with live.sessions() as s:
@@ -221,7 +253,9 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     # A missing person: critical. What still waits, and (for voice: lines over a call's length) when
     # everyone should be reached; no SMS estimate without a contracted rate.
     expect(page.locator("#backlog")).to_contain_text("Urgentie: zeer urgent")
-    expect(page.locator("#backlog")).to_contain_text("SMS: 8 wachtend · spraak: 2 wachtend, iedereen bereikt over ~5 s")
+    expect(page.locator("#backlog")).to_contain_text(
+        "SMS: 8 wachtend · spraak: 2 wachtend, iedereen bereikt over ~5 s"
+    )
 
     # The dry-run outbox hands the SMS to "the SMSC": the console shows them sent, live.
     assert drain(live.sessions, live.queue, "sms") == 8
@@ -237,9 +271,18 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     expect(page.locator("[data-figure=calling]")).to_have_attribute("data-count", "0")
 
     with live.sessions() as s:  # an SMS reply, as the SMS channel logs it
-        s.add(Tip(channel=TipChannel.sms, action_id=action.id, caller_number="+31610000001", sms_text="Ik zie haar bij de bakker"))
+        s.add(
+            Tip(
+                channel=TipChannel.sms,
+                action_id=action.id,
+                caller_number="+31610000001",
+                sms_text="Ik zie haar bij de bakker",
+            )
+        )
         s.commit()
-    expect(page.locator(".tip[data-channel=sms]")).to_contain_text("Ik zie haar bij de bakker", timeout=WAIT_MS)
+    expect(page.locator(".tip[data-channel=sms]")).to_contain_text(
+        "Ik zie haar bij de bakker", timeout=WAIT_MS
+    )
     _tip_call(live.sessions, "0610000000", live.settings.recordings_dir)
     tip = page.locator(".tip[data-channel=call]")
     expect(tip).to_have_count(1, timeout=WAIT_MS)
@@ -273,17 +316,27 @@ def test_centralist_creates_launches_follows_and_closes_an_action(live, page):
     # What had not gone out is cancelled; the nine numbers reached (8 SMS, 1 answered call) get the closing message.
     expect(page.locator("[data-figure=cancelled]")).to_have_attribute("data-count", "11", timeout=WAIT_MS)
     expect(page.locator("[data-figure=queued]")).to_have_attribute("data-count", "0")
-    expect(page.locator("#closing-progress")).to_have_text("Slotbericht: 8 SMS in wachtrij, 1 spraak in wachtrij")
+    expect(page.locator("#closing-progress")).to_have_text(
+        "Slotbericht: 8 SMS in wachtrij, 1 spraak in wachtrij"
+    )
     # A later correction of the outcome (nothing is sent again).
     page.select_option("#outcome", "indirect")
     page.click("#correct-outcome")
-    expect(page.locator("#outcome-text")).to_contain_text("Indirect succes — Persoon gevonden", timeout=WAIT_MS)
+    expect(page.locator("#outcome-text")).to_contain_text(
+        "Indirect succes — Persoon gevonden", timeout=WAIT_MS
+    )
     shot(page, "console-4-closed")
     cap = page.request.get(live.base + page.locator("#cap-link").get_attribute("href"))
-    assert cap.status == 200 and b"<msgType>Cancel</msgType>" in cap.body()  # the closed action, for other systems
+    assert (
+        cap.status == 200 and b"<msgType>Cancel</msgType>" in cap.body()
+    )  # the closed action, for other systems
     with live.sessions() as s:
         action = s.scalars(select(Action)).one()
-        assert (action.status.value, action.outcome, action.outcome_detail) == ("closed", Outcome.indirect, "person_found")
+        assert (action.status.value, action.outcome, action.outcome_detail) == (
+            "closed",
+            Outcome.indirect,
+            "person_found",
+        )
     assert page.problems == [], page.problems
 
 
@@ -299,9 +352,13 @@ BAD_CSV = (
 def test_municipality_imports_a_csv_and_is_told_which_rows_are_wrong_and_why(live, page):
     log_in(page, live, "utrecht", r"/dashboard/$")
     expect(page.locator("#municipality-name")).to_have_text("Utrecht")
-    page.set_input_files("#csv-file", files=[{"name": "deelnemers.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}])
+    page.set_input_files(
+        "#csv-file", files=[{"name": "deelnemers.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}]
+    )
     page.click("#import")
-    expect(page.locator("#import-message")).to_contain_text("4 regels: 2 nieuw, 0 bijgewerkt, 2 regels met fouten", timeout=WAIT_MS)
+    expect(page.locator("#import-message")).to_contain_text(
+        "4 regels: 2 nieuw, 0 bijgewerkt, 2 regels met fouten", timeout=WAIT_MS
+    )
     rows = page.locator("#import-errors tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_have_attribute("data-row", "3")
@@ -326,7 +383,9 @@ def test_municipality_adds_and_edits_a_participant(live, page):
     address.locator("[name=lat]").fill("52,0907")  # a Dutch decimal comma is fine
     address.locator("[name=lon]").fill("5.1214")
     page.click("#p-save")
-    expect(page.locator("#participant-message")).to_contain_text("phone", timeout=WAIT_MS)  # told what is wrong
+    expect(page.locator("#participant-message")).to_contain_text(
+        "phone", timeout=WAIT_MS
+    )  # told what is wrong
     page.fill("#p-phone", "06 1234 0009")
     page.click("#p-save")
     row = page.locator("#participants tbody tr", has_text="Eva Visser")
@@ -348,15 +407,22 @@ def test_municipality_adds_and_edits_a_participant(live, page):
     expect(row).to_contain_text("SMS, spraak")
     with live.sessions() as s:
         stored = s.scalars(select(Participant)).one()
-        assert (stored.name, stored.municipality_id, len(stored.addresses)) == ("Eva de Visser", live.world.utrecht.id, 2)
+        assert (stored.name, stored.municipality_id, len(stored.addresses)) == (
+            "Eva de Visser",
+            live.world.utrecht.id,
+            2,
+        )
     shot(page, "dashboard-participant")
 
 
 def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(live, page):
     live.world.register("+31614000001")  # Utrecht's (ApiWorld registers for Utrecht)
     with live.sessions() as s:
-        s.add(Participant(municipality_id=live.world.zeist.id, name="Zeister Zus", phone="+31614000002",
-                          addresses=[]))
+        s.add(
+            Participant(
+                municipality_id=live.world.zeist.id, name="Zeister Zus", phone="+31614000002", addresses=[]
+            )
+        )
         s.commit()
         zeister = s.scalars(select(Participant).where(Participant.name == "Zeister Zus")).one().id
     log_in(page, live, "utrecht", r"/dashboard/$")
@@ -369,7 +435,12 @@ def test_a_municipality_sees_only_its_own_participants_in_the_page_and_the_api(l
     listed = page.request.get(f"{live.base}/api/v1/participants?q=Zeister").json()
     assert listed == []
     assert page.request.get(f"{live.base}/api/v1/participants/{zeister}").status == 403
-    assert page.request.delete(f"{live.base}/api/v1/participants/{zeister}", headers={"X-Burgernet-Request": "1"}).status == 403
+    assert (
+        page.request.delete(
+            f"{live.base}/api/v1/participants/{zeister}", headers={"X-Burgernet-Request": "1"}
+        ).status
+        == 403
+    )
     with live.sessions() as s:
         assert s.get(Participant, zeister) is not None
     # Logging out ends the session for the page and for the API.
@@ -387,7 +458,12 @@ def test_the_dashboard_shows_the_municipalitys_figures_against_the_region(live, 
     world.register("+31615000001", "+31615000002")  # Utrecht's
     action = world.launch("Overval op een juwelier; man met rode jas.")
     drain(live.sessions, live.queue, "sms")
-    world.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "direct", "outcome_detail": "arrest"})
+    world.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{action['id']}/close",
+        json={"outcome": "direct", "outcome_detail": "arrest"},
+    )
     log_in(page, live, "utrecht", r"/dashboard/$")
     expect(page.locator("[data-figure=actions] .value")).to_have_text("1", timeout=WAIT_MS)
     expect(page.locator("[data-figure=direct] .value")).to_have_text("100,0\u00a0%")
@@ -398,7 +474,9 @@ def test_the_dashboard_shows_the_municipalitys_figures_against_the_region(live, 
     # The charts are drawn from the statistics API: this month's sign-ups, and success side by side.
     signups = page.evaluate("() => Chart.getChart('signups-chart').data.datasets.map(d => d.data.at(-1))")
     assert signups == [2, 2, 0], signups  # total, new, unsubscribed (drawn below the axis)
-    success = page.evaluate("() => Chart.getChart('success-chart').data.datasets.map(d => [d.label, d.data[1]])")
+    success = page.evaluate(
+        "() => Chart.getChart('success-chart').data.datasets.map(d => [d.label, d.data[1]])"
+    )
     # Only Utrecht has participants: the region's and the country's averages would be hers — or,
     # with one neighbour, the neighbour's by subtraction — so the API gives none (gateway.policy).
     assert success == [["Utrecht", 100], ["gemiddelde Midden-Nederland", None], ["landelijk", None]], success

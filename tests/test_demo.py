@@ -14,8 +14,14 @@ def free_port() -> int:
 
 
 def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
-    settings = Settings(environment="development", data_dir=tmp_path, api_port=free_port(), audio_dir=tmp_path / "audio",
-                        tts_engines="espeak", ami_secret="")
+    settings = Settings(
+        environment="development",
+        data_dir=tmp_path,
+        api_port=free_port(),
+        audio_dir=tmp_path / "audio",
+        tts_engines="espeak",
+        ami_secret="",
+    )
     steps = run_demo(settings, participants=1_000, keep_serving=False)
 
     reached = steps["preview"]["total"]
@@ -27,8 +33,10 @@ def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
         counts[(r["kind"], r["status"])] += r["count"]
     # Every number got the alert, the update and the closing message: once each. SMS went to the
     # SMSC simulator and came back delivered; voice messages to the dry-run outbox (submitted).
-    per_kind = {kind: sum(n for (k, st), n in counts.items() if k == kind and st in ("submitted", "delivered"))
-                for kind in ("alert", "update", "closing")}
+    per_kind = {
+        kind: sum(n for (k, st), n in counts.items() if k == kind and st in ("submitted", "delivered"))
+        for kind in ("alert", "update", "closing")
+    }
     assert per_kind == {"alert": reached, "update": reached, "closing": reached}
     assert {st for (_, st) in counts} <= {"submitted", "delivered"}
     assert any(st == "delivered" for (_, st) in counts)  # the SMS worker and its receipts did run
@@ -48,8 +56,15 @@ def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
 def test_with_an_asterisk_configured_voice_is_not_dry_run(tmp_path, capsys):
     """AMI_SECRET set: voice messages are for the voice worker, never marked sent by the dry-run
     outbox. Here nothing listens on the AMI port, so the demo says so and goes on without calls."""
-    settings = Settings(environment="development", data_dir=tmp_path, api_port=free_port(), audio_dir=tmp_path / "audio",
-                        tts_engines="espeak", ami_secret="demo-secret", ami_port=free_port())
+    settings = Settings(
+        environment="development",
+        data_dir=tmp_path,
+        api_port=free_port(),
+        audio_dir=tmp_path / "audio",
+        tts_engines="espeak",
+        ami_secret="demo-secret",
+        ami_port=free_port(),
+    )
     steps = run_demo(settings, participants=1_000, keep_serving=False)
     out = capsys.readouterr().out
     assert f"calls placed through Asterisk at 127.0.0.1:{settings.ami_port}" in out
@@ -57,5 +72,8 @@ def test_with_an_asterisk_configured_voice_is_not_dry_run(tmp_path, capsys):
     voice = {(r["kind"], r["status"]) for r in steps["progress"] if r["channel"] == "voice"}
     sms = {(r["kind"], r["status"]) for r in steps["progress"] if r["channel"] == "sms"}
     assert voice and all(status != "submitted" for _, status in voice)
-    assert {status for kind, status in sms if kind == "alert"} <= {"submitted", "delivered"}  # SMS still go out
+    assert {status for kind, status in sms if kind == "alert"} <= {
+        "submitted",
+        "delivered",
+    }  # SMS still go out
     assert any(kind == "alert" for kind, _ in sms)

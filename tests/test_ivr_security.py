@@ -42,7 +42,10 @@ def test_a_silent_connection_is_closed_after_the_first_line_timeout(serve):
     assert server.stats.failures == 1
     # A real call is not hurried: the first line arrives at once, later commands may take long.
     env = agi_client.env_block("tipline", agi_arg_1="PJSIP/meldkamer@mk", agi_arg_2="")
-    assert agi_client.variables(agi_client.call(server.server_address[1], env))["BN_DIAL"] == "PJSIP/meldkamer@mk"
+    assert (
+        agi_client.variables(agi_client.call(server.server_address[1], env))["BN_DIAL"]
+        == "PJSIP/meldkamer@mk"
+    )
 
 
 def test_an_address_not_allowed_is_refused_before_any_handler_runs(serve):
@@ -50,13 +53,23 @@ def test_an_address_not_allowed_is_refused_before_any_handler_runs(serve):
     env = agi_client.env_block("tipline", agi_arg_1="PJSIP/meldkamer@mk", agi_arg_2="")
     assert agi_client.call(server.server_address[1], env) == []  # closed: no command, no decision
     assert (server.stats.refused, server.stats.calls) == (1, 0)
-    assert serve().stats.refused == 0 and agi_client.call(serve().server_address[1], env)  # loopback by default
+    assert serve().stats.refused == 0 and agi_client.call(
+        serve().server_address[1], env
+    )  # loopback by default
 
 
-@pytest.mark.parametrize("host, allowed", [
-    ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True), ("::ffff:127.0.0.1", True),
-    ("10.0.0.5", False), ("192.0.2.1", False), ("fe80::1%eth0", False),
-])
+@pytest.mark.parametrize(
+    "host, allowed",
+    [
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("10.0.0.5", False),
+        ("192.0.2.1", False),
+        ("fe80::1%eth0", False),
+    ],
+)
 def test_loopback_is_allowed_and_nothing_else(host, allowed):
     assert is_allowed(host, LOOPBACK) is allowed
 
@@ -65,7 +78,9 @@ def test_the_allow_list_setting():
     assert Settings().ivr_allowed_networks == LOOPBACK
     assert Settings(ivr_allowed_hosts="*").ivr_allowed_networks is None
     assert Settings(ivr_allowed_hosts="10.1.2.3, 172.16.0.0/12").ivr_allowed_networks == (
-        ipaddress.ip_network("10.1.2.3/32"), ipaddress.ip_network("172.16.0.0/12"))
+        ipaddress.ip_network("10.1.2.3/32"),
+        ipaddress.ip_network("172.16.0.0/12"),
+    )
     for bad in ("", "asterisk.local", "10.0.0.0/33"):
         with pytest.raises(ValidationError, match="ivr_allowed_hosts"):
             Settings(ivr_allowed_hosts=bad)

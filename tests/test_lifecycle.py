@@ -32,23 +32,53 @@ def populate(api, n=12):
             lat, lon = destination(*UTRECHT, i * 30, 100 + i * 100)
             p = Participant(municipality_id=api.utrecht.id, name=f"P{i}", phone=f"+316000000{i:02d}")
             p.addresses = [
-                Address(postcode="3511 AB", house_number=str(i + 1), lat=lat, lon=lon, tile=tile_of(lat, lon),
-                        channel="voice" if i % 3 == 0 else "sms")
+                Address(
+                    postcode="3511 AB",
+                    house_number=str(i + 1),
+                    lat=lat,
+                    lon=lon,
+                    tile=tile_of(lat, lon),
+                    channel="voice" if i % 3 == 0 else "sms",
+                )
             ]
             s.add(p)
         twin = Participant(municipality_id=api.zeist.id, name="Twin", phone="+31600000001")
-        twin.addresses = [Address(postcode="3701 AA", house_number="1", lat=UTRECHT[0], lon=UTRECHT[1],
-                                  tile=tile_of(*UTRECHT), channel="sms")]
+        twin.addresses = [
+            Address(
+                postcode="3701 AA",
+                house_number="1",
+                lat=UTRECHT[0],
+                lon=UTRECHT[1],
+                tile=tile_of(*UTRECHT),
+                channel="sms",
+            )
+        ]
         far = Participant(municipality_id=api.utrecht.id, name="Far", phone="+31699999999")
-        far.addresses = [Address(postcode="1012 AB", house_number="1", lat=52.37, lon=4.89, tile=tile_of(52.37, 4.89), channel="sms")]
+        far.addresses = [
+            Address(
+                postcode="1012 AB",
+                house_number="1",
+                lat=52.37,
+                lon=4.89,
+                tile=tile_of(52.37, 4.89),
+                channel="sms",
+            )
+        ]
         s.add_all([twin, far])
         s.commit()
     return n  # distinct numbers inside the circle
 
 
 def new_action(api, **overrides):
-    body = {"type": "burglary", "description": "Man in donkere kleding, rende richting het station.",
-            "lat": UTRECHT[0], "lon": UTRECHT[1], "radius_m": 2000, "channels": ["sms", "voice"], **overrides}
+    body = {
+        "type": "burglary",
+        "description": "Man in donkere kleding, rende richting het station.",
+        "lat": UTRECHT[0],
+        "lon": UTRECHT[1],
+        "radius_m": 2000,
+        "channels": ["sms", "voice"],
+        **overrides,
+    }
     return api.call("centralist", "POST", "/api/v1/actions", expect=201, json=body)
 
 
@@ -124,8 +154,13 @@ def test_an_update_goes_to_the_same_numbers_on_the_same_channels(api):
     action = new_action(api)
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
     for seq in (1, 2):
-        r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=201,
-                     json={"text": f"Aanvulling {seq}: hij draagt een rode pet."})
+        r = api.call(
+            "centralist",
+            "POST",
+            f"/api/v1/actions/{action['id']}/updates",
+            expect=201,
+            json={"text": f"Aanvulling {seq}: hij draagt een rode pet."},
+        )
         assert r["queued"] == {"sms": 8, "voice": 4}
     alert = sorted((p, c) for p, c, _ in messages(api, action["id"], BulletinKind.alert))
     updates = sorted((p, c) for p, c, _ in messages(api, action["id"], BulletinKind.update))
@@ -138,15 +173,28 @@ def test_closing_reaches_every_number_reached_exactly_once_and_cancels_the_rest(
     aid = action["id"]
     api.call("centralist", "POST", f"/api/v1/actions/{aid}/launch")
     drain(api.sessions, api.queue, "sms")  # the SMS went out; the voice calls are still queued
-    api.call("centralist", "POST", f"/api/v1/actions/{aid}/updates", expect=201, json={"text": "Hij heeft een fiets."})
+    api.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{aid}/updates",
+        expect=201,
+        json={"text": "Hij heeft een fiets."},
+    )
     drain(api.sessions, api.queue, "sms")
     with api.sessions() as s:  # one SMS failed for good: that number was not reached
-        s.execute(update(Message).where(Message.action_id == aid, Message.phone == "+31600000001")
-                  .values(status=MessageStatus.failed))
+        s.execute(
+            update(Message)
+            .where(Message.action_id == aid, Message.phone == "+31600000001")
+            .values(status=MessageStatus.failed)
+        )
         s.commit()
 
-    closed = api.call("centralist", "POST", f"/api/v1/actions/{aid}/close",
-                      json={"outcome": "direct", "outcome_detail": "arrest"})
+    closed = api.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{aid}/close",
+        json={"outcome": "direct", "outcome_detail": "arrest"},
+    )
     assert closed["action"]["status"] == "closed" and closed["action"]["outcome"] == "direct"
     closing = messages(api, aid, BulletinKind.closing)
     reached = {p for p, c, st in messages(api, aid, BulletinKind.alert) if c == "sms"} - {"+31600000001"}
@@ -155,10 +203,14 @@ def test_closing_reaches_every_number_reached_exactly_once_and_cancels_the_rest(
     voice = [st for _, c, st in messages(api, aid) if c == "voice"]
     assert voice and set(voice) == {MessageStatus.cancelled}
     with api.sessions() as s:
-        text = s.scalar(select(Bulletin.sms_text).where(Bulletin.action_id == aid, Bulletin.kind == BulletinKind.closing))
+        text = s.scalar(
+            select(Bulletin.sms_text).where(Bulletin.action_id == aid, Bulletin.kind == BulletinKind.closing)
+        )
     assert "aangehouden" in text
 
-    again = api.call("centralist", "POST", f"/api/v1/actions/{aid}/close", expect=409, json={"outcome": "none"})
+    again = api.call(
+        "centralist", "POST", f"/api/v1/actions/{aid}/close", expect=409, json={"outcome": "none"}
+    )
     assert again["error_id"] == "conflict"
     assert len(messages(api, aid, BulletinKind.closing)) == len(closing)
     api.call("centralist", "POST", f"/api/v1/actions/{aid}/updates", expect=409, json={"text": "te laat"})
@@ -168,14 +220,23 @@ def test_action_codes_are_unique_among_open_actions(api):
     codes = []
     for _ in range(25):
         a = new_action(api)
-        codes.append(api.call("centralist", "POST", f"/api/v1/actions/{a['id']}/launch")["action"]["action_code"])
+        codes.append(
+            api.call("centralist", "POST", f"/api/v1/actions/{a['id']}/launch")["action"]["action_code"]
+        )
     assert len(set(codes)) == len(codes)
 
     # The database enforces it too, and lets a closed action keep a code an open one uses.
     with api.sessions() as s:
         template = s.get(Action, 1)
-        twin = {"type": template.type, "description": "x", "lat": 0.0, "lon": 0.0, "radius_m": 1, "centralist_id": template.centralist_id,
-                    "action_code": codes[0]}
+        twin = {
+            "type": template.type,
+            "description": "x",
+            "lat": 0.0,
+            "lon": 0.0,
+            "radius_m": 1,
+            "centralist_id": template.centralist_id,
+            "action_code": codes[0],
+        }
         s.add(Action(**twin, status=ActionStatus.closed))
         s.commit()
         s.add(Action(**twin, status=ActionStatus.open))
@@ -207,7 +268,9 @@ def test_a_launch_with_nobody_in_range_opens_the_action_and_queues_nothing(api):
 
 def test_only_drafts_can_be_edited(api):
     action = new_action(api)
-    edited = api.call("centralist", "PATCH", f"/api/v1/actions/{action['id']}", json={"radius_m": 3000, "channels": ["sms"]})
+    edited = api.call(
+        "centralist", "PATCH", f"/api/v1/actions/{action['id']}", json={"radius_m": 3000, "channels": ["sms"]}
+    )
     assert edited["radius_m"] == 3000 and edited["channels"] == ["sms"]
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
     api.call("centralist", "PATCH", f"/api/v1/actions/{action['id']}", expect=409, json={"radius_m": 1000})
@@ -219,7 +282,10 @@ def test_progress_counts_messages_by_status(api):
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/launch")
     drain(api.sessions, api.queue, "sms")
     rows = api.call("centralist", "GET", f"/api/v1/actions/{action['id']}/progress")
-    assert {(r["channel"], r["status"]): r["count"] for r in rows} == {("sms", "submitted"): 8, ("voice", "queued"): 4}
+    assert {(r["channel"], r["status"]): r["count"] for r in rows} == {
+        ("sms", "submitted"): 8,
+        ("voice", "queued"): 4,
+    }
 
 
 def test_a_lost_publish_is_repaired_by_the_reconciler(api):
@@ -272,7 +338,9 @@ def test_messages_whose_queue_entries_vanished_are_queued_again(api, redis_url, 
 
 def alert_bulletin(api, action_id):
     with api.sessions() as s:
-        return s.scalars(select(Bulletin).where(Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.alert)).one()
+        return s.scalars(
+            select(Bulletin).where(Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.alert)
+        ).one()
 
 
 def queued_ids(queue, channel):
@@ -331,11 +399,18 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     assert len(messages(api, action["id"])) == 7
     assert alert_bulletin(api, action["id"]).fanned_out_at is None
     # Updates go to everyone the alert went to: not before the alert has them all.
-    busy = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=409,
-                    json={"text": "Aanvulling: hij draagt een rode pet."})
+    busy = api.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{action['id']}/updates",
+        expect=409,
+        json={"text": "Aanvulling: hij draagt een rode pet."},
+    )
     assert busy["error_id"] == "conflict" and "still being queued" in busy["message"]
 
-    assert repair(api.sessions, api.queue, grace_seconds=0, route_cache=cache) >= 9  # 5 created; 4 unpublished
+    assert (
+        repair(api.sessions, api.queue, grace_seconds=0, route_cache=cache) >= 9
+    )  # 5 created; 4 unpublished
     phones = sorted(p for p, _, _ in messages(api, action["id"]))
     assert phones == sorted(f"+316000000{i:02d}" for i in range(12))
     # The tip line knows every number, the last ones created by the repair too.
@@ -346,8 +421,13 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     assert drain(api.sessions, api.queue, "sms") == 8  # each once, however often queued
     assert drain(api.sessions, api.queue, "voice") == 4
     assert repair(api.sessions, api.queue, grace_seconds=0) == 0
-    r = api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/updates", expect=201,
-                 json={"text": "Aanvulling: hij draagt een rode pet."})
+    r = api.call(
+        "centralist",
+        "POST",
+        f"/api/v1/actions/{action['id']}/updates",
+        expect=201,
+        json={"text": "Aanvulling: hij draagt een rode pet."},
+    )
     assert r["queued"] == {"sms": 8, "voice": 4}
 
 
@@ -377,7 +457,12 @@ def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
     queued = launch_first_chunk(api, action["id"])
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, list(queued.rest)[:4], datetime.now(UTC), last=False) is None
+        assert (
+            lifecycle.fan_out_step(
+                s, queued.bulletin_id, list(queued.rest)[:4], datetime.now(UTC), last=False
+            )
+            is None
+        )
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == 3 and {st for _, _, st in alert} == {MessageStatus.cancelled}
     assert alert_bulletin(api, action["id"]).fanned_out_at is not None  # nothing left for housekeeping

@@ -45,36 +45,57 @@ def review():
 
 
 def _participant(phone: str, name: str = "Jan Jansen") -> dict:
-    return {"name": name, "phone": phone,
-            "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.0907, "lon": 5.1214}]}
+    return {
+        "name": name,
+        "phone": phone,
+        "addresses": [{"postcode": "3511 AB", "house_number": "12", "lat": 52.0907, "lon": 5.1214}],
+    }
 
 
 def _story(api) -> None:
     """What a day of municipalities, centralists and an admin looks like, with odd input too."""
     client = TestClient(api.client.app, raise_server_exceptions=False)
     utrecht = api.as_("utrecht")
-    ids = [api.call("utrecht", "POST", "/api/v1/participants", expect=201, json=_participant(p))["id"] for p in PHONES[:3]]
-    api.call("utrecht", "POST", "/api/v1/participants", expect=201, json=_participant(PHONES[3], SEARCHED_NAME))
+    ids = [
+        api.call("utrecht", "POST", "/api/v1/participants", expect=201, json=_participant(p))["id"]
+        for p in PHONES[:3]
+    ]
+    api.call(
+        "utrecht", "POST", "/api/v1/participants", expect=201, json=_participant(PHONES[3], SEARCHED_NAME)
+    )
     for q in (PHONES[0], PHONES[1], "+316 1234 5678", SEARCHED_NAME, "5678"):
         client.get("/api/v1/participants", params={"q": q}, headers=utrecht)
     client.get(f"/api/v1/participants/{ids[0]}", headers=utrecht)
     client.put(f"/api/v1/participants/{ids[0]}", json=_participant(PHONES[4]), headers=utrecht)
     client.post("/api/v1/participants", json=_participant("+31 6 123"), headers=utrecht)  # invalid number
     client.post("/api/v1/participants", json=_participant(PHONES[0]), headers=utrecht)  # again: a conflict?
-    csv = "name,phone,postcode,house_number,lat,lon\n" + "".join(
-        f"{SEARCHED_NAME},{p},3511 AB,1,52.09,5.12\n" for p in PHONES) + "Bad,+31 6 1,3511 AB,1,52.09,5.12\n"
-    client.post("/api/v1/participants/import", files={"file": ("p.csv", csv.encode(), "text/csv")}, headers=utrecht)
-    client.get(f"/api/v1/participants/by-phone/{PHONES[0]}", headers=utrecht)  # no such route: a 404 with the number
-    client.get("/api/v1/stats/summary", params={"municipality": "GM0344", "region": PHONES[1]}, headers=utrecht)
+    csv = (
+        "name,phone,postcode,house_number,lat,lon\n"
+        + "".join(f"{SEARCHED_NAME},{p},3511 AB,1,52.09,5.12\n" for p in PHONES)
+        + "Bad,+31 6 1,3511 AB,1,52.09,5.12\n"
+    )
+    client.post(
+        "/api/v1/participants/import", files={"file": ("p.csv", csv.encode(), "text/csv")}, headers=utrecht
+    )
+    client.get(
+        f"/api/v1/participants/by-phone/{PHONES[0]}", headers=utrecht
+    )  # no such route: a 404 with the number
+    client.get(
+        "/api/v1/stats/summary", params={"municipality": "GM0344", "region": PHONES[1]}, headers=utrecht
+    )
     action = api.launch()
     client.get(f"/api/v1/actions/{action['id']}/tips", headers=api.as_("centralist"))
-    client.post(f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"}, headers=api.as_("centralist"))
+    client.post(
+        f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"}, headers=api.as_("centralist")
+    )
     client.post("/auth/login", json={"api_key": PHONES[0]}, headers={"X-Burgernet-Request": "1"})
     client.get("/api/v1/me", headers={"Authorization": f"Bearer {PHONES[2]}"})
     client.delete(f"/api/v1/participants/{ids[1]}", headers=utrecht)
 
     def broken():
-        raise ValueError(f"the database refused the row for {PHONES[0]} ({SEARCHED_NAME!r} stays out of messages)")
+        raise ValueError(
+            f"the database refused the row for {PHONES[0]} ({SEARCHED_NAME!r} stays out of messages)"
+        )
 
     api.client.app.add_api_route("/api/v1/broken-for-review", broken)
     assert client.get("/api/v1/broken-for-review", headers=utrecht).status_code == 500

@@ -57,12 +57,26 @@ def _action_with_a_submitted_sms(sessions) -> tuple[int, int]:
 
     action_id, bulletin_id = open_action(sessions)
     with sessions() as s, s.begin():
-        message = Message(bulletin_id=bulletin_id, action_id=action_id, phone="+31612345678",
-                          channel=Channel.sms, status=MessageStatus.submitted)
+        message = Message(
+            bulletin_id=bulletin_id,
+            action_id=action_id,
+            phone="+31612345678",
+            channel=Channel.sms,
+            status=MessageStatus.submitted,
+        )
         s.add(message)
         s.flush()
-        s.add(SmsPart(operator="op", smsc_message_id="a1", message_id=message.id, part=1, parts=1, bind="b",
-                      submitted_at=datetime.now(UTC)))
+        s.add(
+            SmsPart(
+                operator="op",
+                smsc_message_id="a1",
+                message_id=message.id,
+                part=1,
+                parts=1,
+                bind="b",
+                submitted_at=datetime.now(UTC),
+            )
+        )
     return action_id, bulletin_id
 
 
@@ -74,17 +88,26 @@ def test_a_sqlite_upgrade_keeps_the_rows_that_refer_to_a_copied_table(tmp_path):
     engine = make_engine(url)
     # Written as that revision's rows: today's models have columns added later (action.urgency).
     with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO centralist (id, name, meldkamer, dial_string, created_at) VALUES (1, 'C', 'MN', 'PJSIP/4021@mk', '2026-12-07 12:00:00')")
+        conn.exec_driver_sql(
+            "INSERT INTO centralist (id, name, meldkamer, dial_string, created_at) VALUES (1, 'C', 'MN', 'PJSIP/4021@mk', '2026-12-07 12:00:00')"
+        )
         conn.exec_driver_sql(
             "INSERT INTO action (id, type, description, lat, lon, radius_m, send_sms, send_voice, centralist_id, "
             "status, created_at, expired) VALUES (1, 'robbery', 'Man', 52.09, 5.12, 1000, 1, 1, 1, 'open', "
-            "'2026-12-07 12:00:00', 0)")
-        conn.exec_driver_sql("INSERT INTO bulletin (id, action_id, kind, seq, sms_text, spoken_text, created_at) "
-                             "VALUES (1, 1, 'alert', 0, 't', 't', '2026-12-07 12:00:00')")
-        conn.exec_driver_sql("INSERT INTO message (id, bulletin_id, action_id, phone, channel, status, attempts, "
-                             "created_at) VALUES (1, 1, 1, '+31612345678', 'sms', 'submitted', 1, '2026-12-07 12:00:00')")
-        conn.exec_driver_sql("INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, "
-                             "submitted_at) VALUES ('op', 'a1', 1, 1, 1, 'b', '2026-12-07 12:00:00')")
+            "'2026-12-07 12:00:00', 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO bulletin (id, action_id, kind, seq, sms_text, spoken_text, created_at) "
+            "VALUES (1, 1, 'alert', 0, 't', 't', '2026-12-07 12:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO message (id, bulletin_id, action_id, phone, channel, status, attempts, "
+            "created_at) VALUES (1, 1, 1, '+31612345678', 'sms', 'submitted', 1, '2026-12-07 12:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, "
+            "submitted_at) VALUES ('op', 'a1', 1, 1, 1, 'b', '2026-12-07 12:00:00')"
+        )
     upgrade(url)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(SmsPart)) == 1
@@ -98,13 +121,23 @@ def test_a_message_belongs_to_its_bulletins_action(sessions):
     bulletin's is refused."""
     action_id, bulletin_id = _action_with_a_submitted_sms(sessions)
     with sessions() as s, s.begin():
-        other = Action(type=ActionType.missing_person, description="Meisje, 8 jaar", lat=52.1, lon=5.1, radius_m=500,
-                       centralist_id=s.get(Action, action_id).centralist_id)
+        other = Action(
+            type=ActionType.missing_person,
+            description="Meisje, 8 jaar",
+            lat=52.1,
+            lon=5.1,
+            radius_m=500,
+            centralist_id=s.get(Action, action_id).centralist_id,
+        )
         s.add(other)
         s.flush()
         other_action = other.id
     with sessions() as s:
-        s.add(Message(bulletin_id=bulletin_id, action_id=other_action, phone="+31687654321", channel=Channel.sms))
+        s.add(
+            Message(
+                bulletin_id=bulletin_id, action_id=other_action, phone="+31687654321", channel=Channel.sms
+            )
+        )
         with pytest.raises(IntegrityError):
             s.commit()
 
@@ -118,8 +151,14 @@ def _message_to_a_participant(sessions, bulletin_id: int, action_id: int) -> tup
         person = Participant(municipality_id=town.id, name="Anna", phone="+31611111111")
         s.add(person)
         s.flush()
-        message = Message(bulletin_id=bulletin_id, action_id=action_id, phone=person.phone,
-                          participant_id=person.id, channel=Channel.sms, status=MessageStatus.delivered)
+        message = Message(
+            bulletin_id=bulletin_id,
+            action_id=action_id,
+            phone=person.phone,
+            participant_id=person.id,
+            channel=Channel.sms,
+            status=MessageStatus.delivered,
+        )
         s.add(message)
         s.flush()
         return person.id, message.id
@@ -135,8 +174,11 @@ def test_deleting_a_participant_keeps_her_messages(sessions):
     with sessions() as s:
         assert s.get(Participant, person_id) is None
         message = s.get(Message, message_id)
-        assert (message.phone, message.participant_id, message.status) == ("+31611111111", person_id,
-                                                                           MessageStatus.delivered)
+        assert (message.phone, message.participant_id, message.status) == (
+            "+31611111111",
+            person_id,
+            MessageStatus.delivered,
+        )
 
 
 def test_a_downgrade_unlinks_the_messages_of_deleted_participants(empty_db):
@@ -153,6 +195,8 @@ def test_a_downgrade_unlinks_the_messages_of_deleted_participants(empty_db):
     downgrade(empty_db, "0007_message_bulletin_fk")
     engine = make_engine(empty_db)
     with engine.connect() as conn:
-        rows = conn.exec_driver_sql(f"SELECT phone, participant_id FROM message WHERE id = {message_id}").all()
+        rows = conn.exec_driver_sql(
+            f"SELECT phone, participant_id FROM message WHERE id = {message_id}"
+        ).all()
     engine.dispose()
     assert rows == [("+31611111111", None)]

@@ -28,7 +28,9 @@ def _other_centralist(api) -> str:
         other = Centralist(name="O. Ther", meldkamer="Oost", dial_string="PJSIP/5000@mk")
         s.add(other)
         s.flush()
-        api.keys["other"] = auth.create_user(s, api.settings.secret_key, "other", Role.centralist, centralist_id=other.id)[1]
+        api.keys["other"] = auth.create_user(
+            s, api.settings.secret_key, "other", Role.centralist, centralist_id=other.id
+        )[1]
         s.commit()
     return "other"
 
@@ -45,7 +47,10 @@ def test_only_the_owner_or_an_admin_changes_an_action(api):
     other = _other_centralist(api)
     draft = api.call("centralist", "POST", "/api/v1/actions", expect=201, json=ACTION)
     base = f"/api/v1/actions/{draft['id']}"
-    for method, suffix, body in [("PATCH", "", {"description": "Man in blauwe jas"}), ("POST", "/launch", None)]:
+    for method, suffix, body in [
+        ("PATCH", "", {"description": "Man in blauwe jas"}),
+        ("POST", "/launch", None),
+    ]:
         r = api.call(other, method, base + suffix, expect=403, json=body)
         assert r["details"]["reason"] == "not-owner"
     assert _status(api, draft["id"]) == ActionStatus.draft
@@ -53,13 +58,22 @@ def test_only_the_owner_or_an_admin_changes_an_action(api):
     opened = api.launch()
     base = f"/api/v1/actions/{opened['id']}"
     api.call(other, "POST", base + "/updates", expect=403, json={"text": "Hij draagt een pet"})
-    api.call(other, "POST", base + "/close", expect=403, json={"outcome": "direct", "outcome_detail": "arrest"})
+    api.call(
+        other, "POST", base + "/close", expect=403, json={"outcome": "direct", "outcome_detail": "arrest"}
+    )
     assert _status(api, opened["id"]) == ActionStatus.open  # nothing changed, no closing message queued
     # The same rule as for the outcome afterwards: the owner, or an admin.
     api.call("admin", "POST", base + "/updates", expect=201, json={"text": "Hij draagt een pet"})
     api.call("centralist", "POST", base + "/close", json={"outcome": "none"})
-    api.call(other, "POST", base + "/outcome", expect=403, json={"outcome": "direct", "outcome_detail": "arrest"})
-    assert api.call("centralist", "POST", base + "/outcome", json={"outcome": "direct", "outcome_detail": "arrest"})["outcome"] == "direct"
+    api.call(
+        other, "POST", base + "/outcome", expect=403, json={"outcome": "direct", "outcome_detail": "arrest"}
+    )
+    assert (
+        api.call(
+            "centralist", "POST", base + "/outcome", json={"outcome": "direct", "outcome_detail": "arrest"}
+        )["outcome"]
+        == "direct"
+    )
     # Another's action is still readable: centralists follow each other's actions.
     assert api.call(other, "GET", base)["id"] == opened["id"]
     api.call(other, "POST", "/api/v1/actions/999999/close", expect=404, json={"outcome": "none"})
@@ -69,8 +83,17 @@ def test_only_the_owner_or_an_admin_changes_an_action(api):
 
 
 def _participant(municipality_id: int) -> Participant:
-    address = Address(postcode="3511 AB", house_number="1", lat=52.09, lon=5.12, tile=tile_of(52.09, 5.12), channel=Channel.sms)
-    return Participant(municipality_id=municipality_id, name="P", phone=f"+316{municipality_id:08d}", addresses=[address])
+    address = Address(
+        postcode="3511 AB",
+        house_number="1",
+        lat=52.09,
+        lon=5.12,
+        tile=tile_of(52.09, 5.12),
+        channel=Channel.sms,
+    )
+    return Participant(
+        municipality_id=municipality_id, name="P", phone=f"+316{municipality_id:08d}", addresses=[address]
+    )
 
 
 def _municipalities(api, region: str, *codes: str, participants: bool = True) -> None:

@@ -321,7 +321,9 @@ def bulletin_id(sessions):
 
 def new_bulletin(sessions) -> int:
     with sessions() as s, s.begin():
-        centralist = Centralist(name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk")
+        centralist = Centralist(
+            name="C. Entralist", meldkamer="Midden-Nederland", dial_string="PJSIP/4021@mk"
+        )
         action = Action(
             type=ActionType.burglary,
             description="Man, rode jas",
@@ -331,8 +333,14 @@ def new_bulletin(sessions) -> int:
             centralist=centralist,
         )
         # Published: these tests are about messages queued on their own (`enqueued_at`).
-        bulletin = Bulletin(action=action, kind=BulletinKind.alert, seq=0, sms_text="x", spoken_text="x",
-                            published_at=utcnow())
+        bulletin = Bulletin(
+            action=action,
+            kind=BulletinKind.alert,
+            seq=0,
+            sms_text="x",
+            spoken_text="x",
+            published_at=utcnow(),
+        )
         s.add(bulletin)
         s.flush()
         return bulletin.id
@@ -356,9 +364,7 @@ def add_messages(sessions, bulletin_id, n, channel="sms", age_s=0.0, **values) -
             for i in range(1, n + 1)
         ]
         s.execute(insert(Message), rows)
-        return list(
-            s.scalars(select(Message.id).where(Message.id > start).order_by(Message.id))
-        )
+        return list(s.scalars(select(Message.id).where(Message.id > start).order_by(Message.id)))
 
 
 def queued_ids(q: WorkQueue, channel: str) -> list[int]:
@@ -391,9 +397,7 @@ def test_reconcile_republishes_lost_publishes_only(sessions, bulletin_id):
     assert queued_ids(q, "sms") == lost_sms and queued_ids(q, "voice") == lost_voice
     with sessions() as s:
         unmarked = s.scalars(
-            select(Message.id).where(
-                Message.status == MessageStatus.queued, Message.enqueued_at.is_(None)
-            )
+            select(Message.id).where(Message.status == MessageStatus.queued, Message.enqueued_at.is_(None))
         ).all()
     assert sorted(unmarked) == fresh
     # Repaired: nothing more to do until the fresh ones pass the grace period.
@@ -414,8 +418,22 @@ def test_a_bulletins_messages_are_published_with_one_mark(sessions, bulletin_id)
     with sessions() as s, s.begin():
         action_id = s.get(Bulletin, bulletin_id).action_id
         old = utcnow() - timedelta(seconds=600)
-        lost = Bulletin(action_id=action_id, kind=BulletinKind.update, seq=1, sms_text="x", spoken_text="x", created_at=old)
-        done = Bulletin(action_id=action_id, kind=BulletinKind.update, seq=2, sms_text="x", spoken_text="x", created_at=old)
+        lost = Bulletin(
+            action_id=action_id,
+            kind=BulletinKind.update,
+            seq=1,
+            sms_text="x",
+            spoken_text="x",
+            created_at=old,
+        )
+        done = Bulletin(
+            action_id=action_id,
+            kind=BulletinKind.update,
+            seq=2,
+            sms_text="x",
+            spoken_text="x",
+            created_at=old,
+        )
         s.add_all([lost, done])
         s.flush()
         lost_id, done_id = lost.id, done.id
@@ -443,9 +461,13 @@ def test_a_bulletins_messages_are_published_with_one_mark(sessions, bulletin_id)
 def test_reconcile_republishes_what_an_emptied_queue_lost(sessions, bulletin_id):
     """Workers ack only after claiming, so `queued` messages with an empty queue lost their
     entries (Redis restarted without persistence): they are published again."""
-    published = add_messages(sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600))
+    published = add_messages(
+        sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600)
+    )
     recent = add_messages(sessions, bulletin_id, 1, "sms", age_s=600, enqueued_at=utcnow())
-    waiting = add_messages(sessions, bulletin_id, 1, "voice", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600))
+    waiting = add_messages(
+        sessions, bulletin_id, 1, "voice", age_s=600, enqueued_at=utcnow() - timedelta(seconds=600)
+    )
     q = MemoryQueue()
     q.publish("voice", waiting)  # the voice entry is still there; the SMS entries were lost
 
@@ -555,7 +577,9 @@ def test_a_bulletin_settles_once_none_of_its_messages_is_open(sessions, bulletin
         s.execute(Message.__table__.update().where(Message.id.in_(lost)).values(status=MessageStatus.failed))
     with sessions() as s, s.begin():
         assert settle(s) == 0  # one is still sending
-        s.execute(Message.__table__.update().where(Message.id == claimed).values(status=MessageStatus.submitted))
+        s.execute(
+            Message.__table__.update().where(Message.id == claimed).values(status=MessageStatus.submitted)
+        )
     with sessions() as s, s.begin():
         assert settle(s) == 1
         assert settle(s) == 0
@@ -567,8 +591,9 @@ def test_a_bulletin_settles_once_none_of_its_messages_is_open(sessions, bulletin
 def test_reconcile_and_upkeep_settle_what_is_done(sessions, bulletin_id):
     from gateway.queue import upkeep
 
-    ids = add_messages(sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow(),
-                       status=MessageStatus.delivered)
+    ids = add_messages(
+        sessions, bulletin_id, 2, "sms", age_s=600, enqueued_at=utcnow(), status=MessageStatus.delivered
+    )
     other = new_bulletin(sessions)
     add_messages(sessions, other, 1, "sms", status=MessageStatus.failed)
     with sessions() as s, s.begin():
@@ -612,7 +637,10 @@ def test_lease_upkeep_outlives_a_database_outage_and_a_bug(caplog):
     away.dispose()
     outage, bug = [r for r in caplog.records if r.name == "gateway.queue.lease"][:2]
     assert (outage.levelno, outage.exc_info) == (logging.WARNING, None)
-    assert outage.getMessage().startswith("voice worker: lease upkeep failed (") and "\n" not in outage.getMessage()
+    assert (
+        outage.getMessage().startswith("voice worker: lease upkeep failed (")
+        and "\n" not in outage.getMessage()
+    )
     assert bug.levelno == logging.ERROR and bug.exc_info[0] is KeyError
     assert rounds[:3] == [[7], [7], [7]]
 
@@ -626,8 +654,14 @@ def test_status_writes_are_hot_updates(pg_sessions):
     def counts() -> tuple[int, int]:
         with pg_sessions() as s:
             s.execute(text("SELECT pg_stat_clear_snapshot()"))
-            return tuple(s.execute(text("SELECT pg_stat_get_tuples_updated('message'::regclass),"
-                                        " pg_stat_get_tuples_hot_updated('message'::regclass)")).one())
+            return tuple(
+                s.execute(
+                    text(
+                        "SELECT pg_stat_get_tuples_updated('message'::regclass),"
+                        " pg_stat_get_tuples_hot_updated('message'::regclass)"
+                    )
+                ).one()
+            )
 
     def flushing_stats(s) -> None:  # this backend's counts reach the shared ones at its commit
         s.execute(text("SELECT pg_stat_force_next_flush()"))
@@ -637,9 +671,17 @@ def test_status_writes_are_hot_updates(pg_sessions):
         assert claim(s, ids, "w1") == ids
         flushing_stats(s)
     with pg_sessions() as s, s.begin():  # as the worker writes outcomes: its own transaction
-        s.execute(Message.__table__.update().where(Message.id.in_(ids))
-                  .values(status=MessageStatus.delivered, provider_id="0123456789abcdef", sent_at=utcnow(),
-                          final_at=utcnow(), detail=None))
+        s.execute(
+            Message.__table__.update()
+            .where(Message.id.in_(ids))
+            .values(
+                status=MessageStatus.delivered,
+                provider_id="0123456789abcdef",
+                sent_at=utcnow(),
+                final_at=utcnow(),
+                detail=None,
+            )
+        )
         flushing_stats(s)
     after, hot_after = counts()
     assert after - updated == 1000

@@ -82,7 +82,9 @@ def test_within_an_action_its_alert_goes_before_its_updates():
     closing = Flow(13, 7, BulletinKind.closing, 0, F)
     order = scheduler.plan({first: 2, update1: 2, update2: 2, closing: 1}, 7)
     assert order.index(update1) > order.index(first) and order.count(first) == 2
-    assert min(i for i, f in enumerate(order) if f == update2) > max(i for i, f in enumerate(order) if f == update1)
+    assert min(i for i, f in enumerate(order) if f == update2) > max(
+        i for i, f in enumerate(order) if f == update1
+    )
     assert closing in order
     # A close cancels what had not gone out: its message waits for nothing.
     assert closing in scheduler.plan({first: 100, closing: 1}, 5)
@@ -113,8 +115,13 @@ def test_urgency_classes():
 def test_weights_parse_with_clear_errors():
     assert parse_weights("") == DEFAULT_WEIGHTS
     assert parse_weights("critical=10, routine=0.5")[C] == 10
-    for bad, says in (("urgent=3", "unknown urgency class 'urgent'"), ("high=fast", "not a number"),
-                      ("routine=0", "positive"), ("high=inf", "positive"), ("high=nan", "positive")):
+    for bad, says in (
+        ("urgent=3", "unknown urgency class 'urgent'"),
+        ("high=fast", "not a number"),
+        ("routine=0", "positive"),
+        ("high=inf", "positive"),
+        ("high=nan", "positive"),
+    ):
         with pytest.raises(ValueError, match=says):
             parse_weights(bad)
     with pytest.raises(ValueError, match="positive weight"):

@@ -63,7 +63,9 @@ def _seed(sessions) -> str:
     with sessions() as s:
         for i in range(1, SEED_ROWS + 1):
             m = Municipality(cbs_code=f"GM{9000 + i}", name=f"Fuzzdorp {i}", region="Midden-Nederland")
-            c = Centralist(name=f"Centralist {i}", meldkamer="Midden-Nederland", dial_string=f"PJSIP/40{i:02d}@mk")
+            c = Centralist(
+                name=f"Centralist {i}", meldkamer="Midden-Nederland", dial_string=f"PJSIP/40{i:02d}@mk"
+            )
             s.add_all([m, c])
             s.flush()
             s.add(

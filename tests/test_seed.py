@@ -31,9 +31,11 @@ def test_population_has_the_promised_shape(engine):
     assert summary.municipalities == len(CITIES) == _scalar(engine, "SELECT count(*) FROM municipality")
     assert 1.1 <= summary.addresses / summary.participants <= 1.3
     assert summary.shared_numbers == _scalar(
-        engine, "SELECT count(*) FROM (SELECT phone FROM participant GROUP BY phone HAVING count(*) > 1) s")
+        engine, "SELECT count(*) FROM (SELECT phone FROM participant GROUP BY phone HAVING count(*) > 1) s"
+    )
     assert summary.foreign_numbers == _scalar(
-        engine, "SELECT count(DISTINCT phone) FROM participant WHERE phone NOT LIKE '+31%'")
+        engine, "SELECT count(DISTINCT phone) FROM participant WHERE phone NOT LIKE '+31%'"
+    )
     assert summary.shared_numbers > 0 and summary.foreign_numbers > 0
 
     with Session(engine) as db:
@@ -44,11 +46,22 @@ def test_population_has_the_promised_shape(engine):
             assert phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) == phone
         assert any(p.startswith("+32") for p in phones) or any(p.startswith("+49") for p in phones)
 
-        rows = db.execute(select(Address.lat, Address.lon, Address.tile, Address.postcode,
-                                 Address.channel, Address.window_start, Address.window_end)).all()
+        rows = db.execute(
+            select(
+                Address.lat,
+                Address.lon,
+                Address.tile,
+                Address.postcode,
+                Address.channel,
+                Address.window_start,
+                Address.window_end,
+            )
+        ).all()
         assert all(tile == tile_of(lat, lon) for lat, lon, tile, *_ in rows)
-        assert all(len(pc) == 7 and pc[:4].isdigit() and pc[4] == " " and pc[5:].isalpha()
-                   for *_, pc, _c, _s, _e in rows)
+        assert all(
+            len(pc) == 7 and pc[:4].isdigit() and pc[4] == " " and pc[5:].isalpha()
+            for *_, pc, _c, _s, _e in rows
+        )
         channels = [r.channel for r in rows]
         assert channels.count(Channel.voice) > 0.1 * len(rows)
         assert channels.count(Channel.sms) > 0.7 * len(rows)
@@ -56,8 +69,11 @@ def test_population_has_the_promised_shape(engine):
         assert sum(r.window_start is None for r in rows) > 0.6 * len(rows)
 
         # Landlines are voice-only; timestamps come back as aware UTC datetimes.
-        landline = select(Address.channel).join(Participant).where(
-            Participant.phone.like("+31%"), ~Participant.phone.like("+316%"))
+        landline = (
+            select(Address.channel)
+            .join(Participant)
+            .where(Participant.phone.like("+31%"), ~Participant.phone.like("+316%"))
+        )
         assert set(db.scalars(landline)) == {Channel.voice}
         person = db.scalars(select(Participant).where(Participant.unsubscribed_at.is_not(None))).first()
         assert person is not None and person.unsubscribed_at.tzinfo is not None

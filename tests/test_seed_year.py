@@ -26,10 +26,18 @@ def test_a_year_of_actions_at_the_products_rates(engine, sessions):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM message")).scalar_one() == summary.messages
         # One message per number per bulletin: the rebuilt unique constraint holds (and exists).
-        assert conn.execute(text(
-            "SELECT count(*) FROM (SELECT 1 FROM message GROUP BY bulletin_id, phone HAVING count(*) > 1) d")).scalar_one() == 0
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM (SELECT 1 FROM message GROUP BY bulletin_id, phone HAVING count(*) > 1) d"
+                )
+            ).scalar_one()
+            == 0
+        )
     assert {i["name"] for i in inspect(engine).get_indexes("message")} == indexes_before
-    assert {c["name"] for c in inspect(engine).get_unique_constraints("message")} == {"uq_message_bulletin_phone"}
+    assert {c["name"] for c in inspect(engine).get_unique_constraints("message")} == {
+        "uq_message_bulletin_phone"
+    }
 
     period = Period(date(2025, 11, 24), date(2026, 11, 23))
     with sessions() as s:
@@ -37,7 +45,11 @@ def test_a_year_of_actions_at_the_products_rates(engine, sessions):
     assert counts.actions == counts.closed == 1_000
     assert 0.42 < counts.with_tip / counts.actions < 0.54  # ~48 %
     assert 0.07 < counts.direct / counts.closed < 0.16  # 8–15 %
-    assert 0.88 < messages.sms_delivered / (messages.sms_delivered + messages.sms_submitted + messages.sms_failed) < 0.96
+    assert (
+        0.88
+        < messages.sms_delivered / (messages.sms_delivered + messages.sms_submitted + messages.sms_failed)
+        < 0.96
+    )
 
     # The rollup of every settled action gives the very same counts.
     assert rollup.roll_up_settled(sessions, NOW + timedelta(days=3), settle_hours=48) == 1_000
@@ -49,8 +61,12 @@ def test_sign_ups_grow_over_the_years(engine):
     """The population's sign-up dates make a trend: each recent year brings more than the one before."""
     seed(engine, 4_000, now=NOW)
     with engine.connect() as conn:
-        years = [conn.execute(text("SELECT count(*) FROM participant WHERE created_at >= :a AND created_at < :b"),
-                              {"a": NOW - timedelta(days=365 * (k + 1)), "b": NOW - timedelta(days=365 * k)}).scalar_one()
-                 for k in range(8)]
+        years = [
+            conn.execute(
+                text("SELECT count(*) FROM participant WHERE created_at >= :a AND created_at < :b"),
+                {"a": NOW - timedelta(days=365 * (k + 1)), "b": NOW - timedelta(days=365 * k)},
+            ).scalar_one()
+            for k in range(8)
+        ]
     assert sum(years) >= 3_900  # all but those of the last few hours' rounding
     assert years[0] > years[3] > years[7] > 0  # ~15/8 of the mean last year, ~1/8 eight years ago

@@ -31,7 +31,11 @@ def test_a_bind_gets_the_documented_defaults():
 
 @pytest.mark.parametrize(
     "source, expected",
-    [("+31880000000", ("31880000000", 1, 1)), ("0880000000", ("0880000000", 2, 1)), ("Politie", ("Politie", 5, 0))],
+    [
+        ("+31880000000", ("31880000000", 1, 1)),
+        ("0880000000", ("0880000000", 2, 1)),
+        ("Politie", ("Politie", 5, 0)),
+    ],
 )
 def test_the_sender_decides_ton_and_npi(source, expected):
     assert config(BIND | {"source": source}).binds[0].source_address == expected
@@ -44,9 +48,17 @@ def test_ton_npi_can_be_configured():
 
 def test_keep_alive_defaults_from_the_settings_unless_a_bind_sets_its_own():
     binds = json.dumps([BIND, BIND | {"name": "kpn2", "enquire_link_seconds": 5}])
-    loaded = load_sms_config(binds, "", "", defaults={"enquire_link_seconds": 12, "enquire_link_timeout_seconds": 3})
-    assert [(b.enquire_link_seconds, b.enquire_link_timeout_seconds) for b in loaded.binds] == [(12, 3), (5, 3)]
-    assert (config(BIND).binds[0].enquire_link_seconds, config(BIND).binds[0].enquire_link_timeout_seconds) == (30, 10)
+    loaded = load_sms_config(
+        binds, "", "", defaults={"enquire_link_seconds": 12, "enquire_link_timeout_seconds": 3}
+    )
+    assert [(b.enquire_link_seconds, b.enquire_link_timeout_seconds) for b in loaded.binds] == [
+        (12, 3),
+        (5, 3),
+    ]
+    assert (
+        config(BIND).binds[0].enquire_link_seconds,
+        config(BIND).binds[0].enquire_link_timeout_seconds,
+    ) == (30, 10)
 
 
 def test_the_example_file_documents_a_valid_bind():
@@ -171,8 +183,15 @@ def test_window_blocks_at_its_size_and_resumes_on_release():
 
 @pytest.mark.parametrize(
     "status, verdict",
-    [(0x00, Verdict.accepted), (0x58, Verdict.throttled), (0x14, Verdict.throttled),
-     (0x08, Verdict.transient), (0x45, Verdict.transient), (0x0B, Verdict.rejected), (0x400, Verdict.rejected)],
+    [
+        (0x00, Verdict.accepted),
+        (0x58, Verdict.throttled),
+        (0x14, Verdict.throttled),
+        (0x08, Verdict.transient),
+        (0x45, Verdict.transient),
+        (0x0B, Verdict.rejected),
+        (0x400, Verdict.rejected),
+    ],
 )
 def test_submit_statuses_are_judged(status, verdict):
     assert judge(status) is verdict
@@ -223,7 +242,9 @@ def test_a_long_text_goes_as_udh_parts_never_sar():
     text = "Gezocht: man met rode jas, € 50 beloning. " * 8
     encoded = split_sms(text)
     chunks = P.user_data(P.encode_parts(encoded), reference=7)
-    pdus = P.submit_pdus(encoded.encoding, chunks, P.Address("Burgernet", 5, 0), P.Address.e164("+31612345678"))
+    pdus = P.submit_pdus(
+        encoded.encoding, chunks, P.Address("Burgernet", 5, 0), P.Address.e164("+31612345678")
+    )
     assert len(pdus) == encoded.part_count > 1
     for i, raw in enumerate(pdus, start=1):
         assert raw[4:8] == b"\x00\x00\x00\x04"  # submit_sm
@@ -234,15 +255,24 @@ def test_a_long_text_goes_as_udh_parts_never_sar():
     assert P.parse_header(stamped[:16])[3] == 42 and stamped[16:] == pdus[0][16:]
 
 
-@pytest.mark.parametrize("text", ["Burgernet: man met rode jas. Actiecode 4821.", "Vermist: kind 🙂",
-                                  "Gezocht: man met rode jas, € 50 beloning. " * 8, "Vermist 🙂 " * 40])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Burgernet: man met rode jas. Actiecode 4821.",
+        "Vermist: kind 🙂",
+        "Gezocht: man met rode jas, € 50 beloning. " * 8,
+        "Vermist 🙂 " * 40,
+    ],
+)
 @pytest.mark.parametrize("source", [P.Address("Burgernet", 5, 0), P.Address("3197010000000", 1, 1)])
 def test_the_submit_template_gives_the_pdus_aiosmpplib_builds(text, source):
     encoded = split_sms(text)
     chunks = P.encode_parts(encoded)
     template = P.SubmitTemplate.build(encoded.encoding, chunks, source)
     for phone, reference in (("+31612345678", 7), ("+3247012345", 255), ("+491701234567", 1)):
-        expected = P.submit_pdus(encoded.encoding, P.user_data(chunks, reference), source, P.Address.e164(phone))
+        expected = P.submit_pdus(
+            encoded.encoding, P.user_data(chunks, reference), source, P.Address.e164(phone)
+        )
         assert template.pdus(phone.lstrip("+"), reference) == expected
 
 
@@ -256,7 +286,9 @@ def test_a_submit_sm_resp_gives_its_message_id():
 def test_a_single_part_has_no_header_and_ucs2_has_data_coding_8():
     encoded = split_sms("Vermist: kind 🙂")
     chunks = P.user_data(P.encode_parts(encoded), 1)
-    (raw,) = P.submit_pdus(encoded.encoding, chunks, P.Address("Burgernet", 5, 0), P.Address.e164("+31612345678"))
+    (raw,) = P.submit_pdus(
+        encoded.encoding, chunks, P.Address("Burgernet", 5, 0), P.Address.e164("+31612345678")
+    )
     assert encoded.encoding == "ucs2" and chunks[0] == "Vermist: kind 🙂".encode("utf-16-be")
     # registered_delivery 1, replace_if_present 0, data_coding 8, sm_default_msg_id 0, sm_length
     assert b"\x01\x00\x08\x00" + bytes([len(chunks[0])]) in raw

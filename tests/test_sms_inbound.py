@@ -23,20 +23,29 @@ def test_standard_receipt():
     assert r.text == "Burgernet: Man met r"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    # upper-case keys, seconds in the dates, underscores
-    ("ID:77 SUB:1 DLVRD:1 SUBMIT_DATE:261127090501 DONE_DATE:261127090659 STAT:UNDELIV ERR:034",
-     ("77", "UNDELIV", "034", datetime(2026, 11, 27, 9, 6, 59, tzinfo=UTC))),
-    # no text: at all, lower-case stat, long form
-    ("id:abc sub:001 dlvrd:000 submit date:2611270905 done date:2611270910 stat:expired err:000",
-     ("abc", "EXPIRED", "000", datetime(2026, 11, 27, 9, 10, tzinfo=UTC))),
-    ("id:5 stat:Delivered", ("5", "DELIVRD", None, None)),
-    # a text that itself contains key-like words does not confuse the fields
-    ("id:9 sub:001 dlvrd:001 submit date:2611270905 done date:2611270906 stat:DELIVRD err:000 text:stat:REJECTD id:1",
-     ("9", "DELIVRD", "000", datetime(2026, 11, 27, 9, 6, tzinfo=UTC))),
-    # an unreadable date is left out rather than failing the receipt
-    ("id:9 done date:2613999999 stat:DELIVRD", ("9", "DELIVRD", None, None)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # upper-case keys, seconds in the dates, underscores
+        (
+            "ID:77 SUB:1 DLVRD:1 SUBMIT_DATE:261127090501 DONE_DATE:261127090659 STAT:UNDELIV ERR:034",
+            ("77", "UNDELIV", "034", datetime(2026, 11, 27, 9, 6, 59, tzinfo=UTC)),
+        ),
+        # no text: at all, lower-case stat, long form
+        (
+            "id:abc sub:001 dlvrd:000 submit date:2611270905 done date:2611270910 stat:expired err:000",
+            ("abc", "EXPIRED", "000", datetime(2026, 11, 27, 9, 10, tzinfo=UTC)),
+        ),
+        ("id:5 stat:Delivered", ("5", "DELIVRD", None, None)),
+        # a text that itself contains key-like words does not confuse the fields
+        (
+            "id:9 sub:001 dlvrd:001 submit date:2611270905 done date:2611270906 stat:DELIVRD err:000 text:stat:REJECTD id:1",
+            ("9", "DELIVRD", "000", datetime(2026, 11, 27, 9, 6, tzinfo=UTC)),
+        ),
+        # an unreadable date is left out rather than failing the receipt
+        ("id:9 done date:2613999999 stat:DELIVRD", ("9", "DELIVRD", None, None)),
+    ],
+)
 def test_receipt_variants(text, expected):
     r = parse_receipt(text)
     assert (r.smsc_message_id, r.stat, r.error, r.done_at) == expected
@@ -61,7 +70,9 @@ def test_id_candidates_bridge_hex_and_decimal():
     assert parse_receipt("id:msg-42 stat:DELIVRD").id_candidates() == ("msg-42",)
 
 
-@pytest.mark.parametrize("garbage", ["", "hello world", "stat:DELIVRD err:000", "id: stat:DELIVRD", "id:42 err:000"])
+@pytest.mark.parametrize(
+    "garbage", ["", "hello world", "stat:DELIVRD err:000", "id: stat:DELIVRD", "id:42 err:000"]
+)
 def test_garbage_is_a_clear_error(garbage):
     with pytest.raises(BadReceipt, match=r"without a (message id|state)"):
         parse_receipt(garbage)
@@ -81,29 +92,62 @@ def test_receipt_status():
 # --- STOP and the sender ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["STOP", "stop", "Stop", " Stop. ", "S T O P", "stop!", "STOP\n", "AFMELDEN",
-                                  "afmelden", "Af melden", "STOP BURGERNET", "stop burgernet.", "🛑 stop", "ｓｔｏｐ"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "STOP",
+        "stop",
+        "Stop",
+        " Stop. ",
+        "S T O P",
+        "stop!",
+        "STOP\n",
+        "AFMELDEN",
+        "afmelden",
+        "Af melden",
+        "STOP BURGERNET",
+        "stop burgernet.",
+        "🛑 stop",
+        "ｓｔｏｐ",
+    ],
+)
 def test_stop_variants(text):
     assert is_stop(text)
 
 
-@pytest.mark.parametrize("text", ["stop met berichten", "stop de man bij de brug!", "Stopt u maar", "niet stoppen",
-                                  "burgernet", "", "   ", "STOP STOP", "ik wil afmelden", "stop 3511"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "stop met berichten",
+        "stop de man bij de brug!",
+        "Stopt u maar",
+        "niet stoppen",
+        "burgernet",
+        "",
+        "   ",
+        "STOP STOP",
+        "ik wil afmelden",
+        "stop 3511",
+    ],
+)
 def test_not_stop(text):
     assert not is_stop(text)
 
 
-@pytest.mark.parametrize(("addr", "ton", "expected"), [
-    ("31612345678", 1, "+31612345678"),
-    ("31612345678", 0, "+31612345678"),
-    ("31612345678", None, "+31612345678"),
-    ("+31612345678", 1, "+31612345678"),
-    ("0612345678", 0, "+31612345678"),
-    ("0031612345678", 0, "+31612345678"),
-    ("32470123456", 1, "+32470123456"),
-    ("Burgernet", 5, None),
-    ("", 0, None),
-])
+@pytest.mark.parametrize(
+    ("addr", "ton", "expected"),
+    [
+        ("31612345678", 1, "+31612345678"),
+        ("31612345678", 0, "+31612345678"),
+        ("31612345678", None, "+31612345678"),
+        ("+31612345678", 1, "+31612345678"),
+        ("0612345678", 0, "+31612345678"),
+        ("0031612345678", 0, "+31612345678"),
+        ("32470123456", 1, "+32470123456"),
+        ("Burgernet", 5, None),
+        ("", 0, None),
+    ],
+)
 def test_mo_sender(addr, ton, expected):
     assert mo_sender(addr, ton) == expected
 
@@ -121,7 +165,11 @@ def test_stop_ends_every_registration_of_the_number(api):
         s.commit()
     with api.sessions() as s:
         outcome = handle_mo(s, PIETER, " Stop. ", NOW)
-        assert (outcome.kind, outcome.unsubscribed, outcome.reply) == ("unsubscribed", 2, wording.unsubscribed_sms())
+        assert (outcome.kind, outcome.unsubscribed, outcome.reply) == (
+            "unsubscribed",
+            2,
+            wording.unsubscribed_sms(),
+        )
         assert outcome.tip is None
         s.commit()
     with api.sessions() as s:
@@ -147,7 +195,11 @@ def test_an_sms_tip_during_an_open_action_goes_to_the_most_recent(api):
     with api.sessions() as s:
         tip = s.scalars(select(Tip)).one()
         owner = s.scalars(select(Participant).where(Participant.phone == PIETER)).one()
-        assert (tip.channel, tip.caller_number, tip.matched_by) == (TipChannel.sms, PIETER, MatchedBy.caller_id)
+        assert (tip.channel, tip.caller_number, tip.matched_by) == (
+            TipChannel.sms,
+            PIETER,
+            MatchedBy.caller_id,
+        )
         assert (tip.action_id, tip.participant_id, tip.received_at) == (second["id"], owner.id, NOW)
 
 
@@ -191,7 +243,11 @@ def test_parts_assemble_in_order_and_a_gap_is_marked():
 
 
 def test_a_group_is_due_when_complete_or_its_wait_is_over():
-    whole, waiting, late = Group("+31612345678", 1, 2), Group("+31612345678", 2, 2), Group("+31612345678", 3, 3)
+    whole, waiting, late = (
+        Group("+31612345678", 1, 2),
+        Group("+31612345678", 2, 2),
+        Group("+31612345678", 3, 3),
+    )
     groups = [(whole, 2, T0), (waiting, 1, T0), (late, 2, T0 - timedelta(seconds=61))]
     assert due(groups, T0, timedelta(seconds=60)) == [whole, late]
 
@@ -236,8 +292,19 @@ def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
 
     action, bulletin = open_action(sessions)
     with sessions() as s, s.begin():
-        s.execute(insert(Message), [{"bulletin_id": bulletin, "action_id": action, "phone": f"+3161000000{i}",
-                                     "channel": "sms", "status": MessageStatus.sending} for i in range(4)])
+        s.execute(
+            insert(Message),
+            [
+                {
+                    "bulletin_id": bulletin,
+                    "action_id": action,
+                    "phone": f"+3161000000{i}",
+                    "channel": "sms",
+                    "status": MessageStatus.sending,
+                }
+                for i in range(4)
+            ],
+        )
         m1, m2, m3, m4 = s.execute(select(Message.id).order_by(Message.id)).scalars()
 
     def write(*rows):
@@ -261,5 +328,9 @@ def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
         status = dict(s.execute(select(Message.id, Message.status)).all())
         owner = dict(s.execute(select(SmsPart.smsc_message_id, SmsPart.message_id)).all())
     assert owner == {"1": m2, "2": m1, "3": m2, "9": m4}
-    assert status == {m1: MessageStatus.submitted, m2: MessageStatus.delivered, m3: MessageStatus.submitted,
-                      m4: MessageStatus.delivered}
+    assert status == {
+        m1: MessageStatus.submitted,
+        m2: MessageStatus.delivered,
+        m3: MessageStatus.submitted,
+        m4: MessageStatus.delivered,
+    }

@@ -45,16 +45,26 @@ def processes_world(pg_url: str, redis_url: str, db: int):
     client.close()
 
 
-def start_worker(pg_url: str, redis_url: str, binds: str, name: str, log: Path, **env: str) -> subprocess.Popen:
-    environment = os.environ | {
-        "ENVIRONMENT": "development",
-        "DATABASE_URL": pg_url,
-        "REDIS_URL": redis_url,
-        "SMS_BINDS": binds,
-        "SMS_FLUSH_MS": "50",
-    } | env
-    return subprocess.Popen([str(BURGERNET), "worker", "sms", "--name", name], env=environment,
-                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+def start_worker(
+    pg_url: str, redis_url: str, binds: str, name: str, log: Path, **env: str
+) -> subprocess.Popen:
+    environment = (
+        os.environ
+        | {
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": pg_url,
+            "REDIS_URL": redis_url,
+            "SMS_BINDS": binds,
+            "SMS_FLUSH_MS": "50",
+        }
+        | env
+    )
+    return subprocess.Popen(
+        [str(BURGERNET), "worker", "sms", "--name", name],
+        env=environment,
+        stdout=log.open("a"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
@@ -83,7 +93,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_dispatch_and_restart_nobody_lost_duplicates_within_the_bound(world, pg_url, smsc, tmp_path):
+def test_sigkill_mid_dispatch_and_restart_nobody_lost_duplicates_within_the_bound(
+    world, pg_url, smsc, tmp_path
+):
     sessions, queue, url = world
     n = 4000
     action, bulletin = open_action(sessions)
@@ -103,7 +115,9 @@ def test_sigkill_mid_dispatch_and_restart_nobody_lost_duplicates_within_the_boun
             first.kill()
     # What the database says right after the crash: the messages that may have reached the SMSC.
     with sessions() as s:
-        left = s.execute(select(Message.phone, Message.dispatched_at).where(Message.status == MessageStatus.sending)).all()
+        left = s.execute(
+            select(Message.phone, Message.dispatched_at).where(Message.status == MessageStatus.sending)
+        ).all()
     may_have_reached = {p for p, dispatched in left if dispatched is not None}
     assert left, "the kill came after everything was done: nothing tested"
     accepted_at_kill = smsc.stats()["submits_accepted"]
@@ -129,12 +143,16 @@ def test_sigkill_mid_dispatch_and_restart_nobody_lost_duplicates_within_the_boun
     assert statuses(sessions)[MessageStatus.delivered] == n
     text = log.read_text()
     assert "queued again" in text
-    print(f"\nkilled at {accepted_at_kill} accepted; {len(left)} left sending, {len(may_have_reached)} dispatched; "
-          f"{len(twice)} recipients got it twice")
+    print(
+        f"\nkilled at {accepted_at_kill} accepted; {len(left)} left sending, {len(may_have_reached)} dispatched; "
+        f"{len(twice)} recipients got it twice"
+    )
 
 
 @pytest.mark.slow
-def test_two_worker_processes_on_one_bind_keep_to_its_rate_and_send_nothing_twice(world, pg_url, smsc, tmp_path):
+def test_two_worker_processes_on_one_bind_keep_to_its_rate_and_send_nothing_twice(
+    world, pg_url, smsc, tmp_path
+):
     sessions, queue, url = world
     n = 1400
     rate = 200

@@ -37,8 +37,14 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]),
 def run_two_processes(redis_url, prefix, rate, wanted, seconds):
     start = time.time() + 1.5  # both interpreters up and connected before the clock starts
     until = start + seconds
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, redis_url, prefix, str(rate), str(wanted),
-                               str(start), str(until)], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, redis_url, prefix, str(rate), str(wanted), str(start), str(until)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = []
     for proc in procs:
         out, _ = proc.communicate(timeout=seconds + 60)

@@ -18,8 +18,10 @@ from gateway.queue import RedisStreamQueue
 from gateway.sms.health import BindHealth, read_bind_health
 from gateway.storage.models import Message, MessageStatus, Tip
 
-LONG_TEXT = ("Update: de man is gezien bij het station, hij draagt nu een blauwe jas en heeft een zwarte "
-             "rugzak bij zich. Bel gratis 0800-0011 met actiecode 4821 als u hem ziet.")
+LONG_TEXT = (
+    "Update: de man is gezien bij het station, hij draagt nu een blauwe jas en heeft een zwarte "
+    "rugzak bij zich. Bel gratis 0800-0011 met actiecode 4821 als u hem ziet."
+)
 
 
 @pytest.fixture
@@ -51,20 +53,27 @@ def test_a_silent_smsc_is_found_by_our_enquire_link_and_the_bind_recovers(sessio
     action, bulletin = open_action(sessions)
 
     async def scenario():
-        worker = make_worker(sessions, queue, smsc, bind={"enquire_link_seconds": idle,
-                                                          "enquire_link_timeout_seconds": timeout})
+        worker = make_worker(
+            sessions,
+            queue,
+            smsc,
+            bind={"enquire_link_seconds": idle, "enquire_link_timeout_seconds": timeout},
+        )
         bind = worker.binds["sim1"]
         async with running(worker):
             await until(lambda: bind.up, 10, "the bind")
-            await smsc.await_for(lambda s: s["enquire_links_received"] >= 2, 10, "the worker's own enquire_links")
+            await smsc.await_for(
+                lambda s: s["enquire_links_received"] >= 2, 10, "the worker's own enquire_links"
+            )
             assert smsc.stats()["enquire_links_sent"] == 0  # the SMSC never probes: the worker does
             first = smsc.stats()["binds"][0]["id"]
             assert await asyncio.to_thread(smsc.silence) == 1
             silenced = time.monotonic()
             phones = [phone(i) for i in range(20)]
             await asyncio.to_thread(queue_messages, sessions, queue, action, bulletin, phones)
-            await smsc.await_for(lambda s: any(b["id"] != first and not b["silent"] for b in s["binds"]),
-                                 10, "a new bind")
+            await smsc.await_for(
+                lambda s: any(b["id"] != first and not b["silent"] for b in s["binds"]), 10, "a new bind"
+            )
             detected = time.monotonic() - silenced
             await until(all_final(sessions, 20), 30, "20 final statuses")
         return detected, phones
@@ -106,13 +115,16 @@ def test_ids_repeated_after_the_smscs_restart_do_not_stop_the_worker(sessions, q
     assert statuses(sessions) == {MessageStatus.delivered: 60}
     assert _submits(smsc, phones) == dict.fromkeys(phones, 2)  # since the restart: the update's 2 parts, once
     with sessions() as s:
-        ids = {b: set(s.execute(select(Message.provider_id).where(Message.bulletin_id == b)).scalars())
-               for b in (alert, update)}
+        ids = {
+            b: set(s.execute(select(Message.provider_id).where(Message.bulletin_id == b)).scalars())
+            for b in (alert, update)
+        }
     assert ids[alert] & ids[update], "the SMSC did not repeat its ids: the test shows nothing"
 
 
-def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(sessions, queue, smsc, caplog, redis_url,
-                                                                         key_prefix):
+def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(
+    sessions, queue, smsc, caplog, redis_url, key_prefix
+):
     """One message of the batch is deleted while its submit is at the SMSC: its receipt-map row
     now violates the foreign key. The other rows are written, that one is set aside with the
     reason — logged without the full number, counted, and on the bind's health for /health —
@@ -154,8 +166,10 @@ def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(session
 
 # --- 1. concatenated MO messages -------------------------------------------------------------
 
-LONG_TIP = ("Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum "
-            "en keek steeds om. Hij had een zwarte tas bij zich en stapte bij de bushalte in lijn 4. ")
+LONG_TIP = (
+    "Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum "
+    "en keek steeds om. Hij had een zwarte tas bij zich en stapte bij de bushalte in lijn 4. "
+)
 assert 160 < len(LONG_TIP) <= 306  # two parts
 
 
@@ -166,6 +180,7 @@ def _mo_tips(sessions, number) -> list[str]:
 def test_mo_parts_one_at_a_time_are_each_acknowledged_at_once(sessions, queue, smsc):
     """An SMSC with a window of 1 sends part 2 only after part 1's deliver_sm_resp (or its 5 s
     timer): each part is answered as soon as it is stored, the tip has the whole text."""
+
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
             await smsc.await_for(lambda s: s["binds"], 10, "the bind")
@@ -182,11 +197,14 @@ def test_mo_parts_one_at_a_time_are_each_acknowledged_at_once(sessions, queue, s
 def test_a_part_sent_again_is_acknowledged_and_ignored(sessions, queue, smsc):
     """A part sent again after its message was complete (the SMSC did not get our answer), and a
     part sent twice before the message was complete: each answered, one tip per message."""
+
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
             await smsc.await_for(lambda s: s["binds"], 10, "the bind")
             after = await smsc.asend_mo(phone(8), "3000", LONG_TIP, resend_part=1, part_timeout_ms=3000)
-            before = await smsc.asend_mo(phone(9), "3000", LONG_TIP, only_parts=[1, 1, 2], part_timeout_ms=3000)
+            before = await smsc.asend_mo(
+                phone(9), "3000", LONG_TIP, only_parts=[1, 1, 2], part_timeout_ms=3000
+            )
             await until(lambda: _mo_tips(sessions, phone(8)) and _mo_tips(sessions, phone(9)), 10, "the tips")
         return after, before
 
@@ -222,11 +240,13 @@ def test_an_incomplete_mo_message_is_handled_after_the_wait_and_says_so(sessions
 def test_a_part_kept_before_the_worker_stopped_completes_its_message_after(sessions, queue, smsc):
     """Part 1 reaches one worker, which stores and answers it and then stops; part 2 reaches the
     next worker: the message is whole from the database."""
+
     async def send(parts):
         async with running(make_worker(sessions, queue, smsc)):
             await smsc.await_for(lambda s: len(s["binds"]) == 1, 10, "the bind")
-            reply = await smsc.asend_mo(phone(11), "3000", LONG_TIP, only_parts=parts, reference=99,
-                                        part_timeout_ms=3000)
+            reply = await smsc.asend_mo(
+                phone(11), "3000", LONG_TIP, only_parts=parts, reference=99, part_timeout_ms=3000
+            )
             if parts == [2]:
                 await until(lambda: _mo_tips(sessions, phone(11)), 10, "the tip")
             return reply

@@ -86,11 +86,15 @@ def test_ten_thousand_while_the_smsc_drops_the_connection_twice(pg_sessions, que
     assert wrong == {}, (wrong, final)
     assert stats["submits_accepted"] == n
     assert final[MessageStatus.delivered] == n, final
-    print(f"\nafter 2 drops: {worker.proven_by_receipt} unanswered submits proven accepted by their receipt, "
-          f"{worker.binds['sim1'].resent_after_drop} sent again")
+    print(
+        f"\nafter 2 drops: {worker.proven_by_receipt} unanswered submits proven accepted by their receipt, "
+        f"{worker.binds['sim1'].resent_after_drop} sent again"
+    )
 
 
-def test_the_database_dropping_the_workers_connections_loses_nothing(pg_url, pg_sessions, queue, smsc, caplog):
+def test_the_database_dropping_the_workers_connections_loses_nothing(
+    pg_url, pg_sessions, queue, smsc, caplog
+):
     """The database cuts the worker's connections twice while it sends (pg_terminate_backend, as
     a restart or a failover does): the failed claims and writes are tried again, every recipient
     gets exactly one submit and every status ends final. The worker's pool does not test its
@@ -107,15 +111,21 @@ def test_the_database_dropping_the_workers_connections_loses_nothing(pg_url, pg_
     def cut_connections() -> int:
         admin = make_engine(pg_url)
         with admin.connect() as conn:
-            cut = conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                   "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+            cut = conn.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
         admin.dispose()
         return cut
 
     async def scenario():
         async with running(make_worker(session_factory(engine), queue, smsc)):
             for accepted in (500, 1500):
-                await smsc.await_for(lambda s, a=accepted: s["submits_accepted"] >= a, 60, f"{accepted} submits")
+                await smsc.await_for(
+                    lambda s, a=accepted: s["submits_accepted"] >= a, 60, f"{accepted} submits"
+                )
                 # Right after the first cut the worker may hold no connection yet (it sends what it
                 # claimed before, and tries its write again a second later): cut once it has one.
                 await until(cut_connections, 10, "a connection of the worker's to cut", every=0.05)
@@ -207,7 +217,9 @@ def test_lost_responses_are_sent_again_after_the_timeout(sessions, queue, smsc):
     assert {p: stats["by_destination"][p]["submits"] for p in phones} == dict.fromkeys(phones, 1)
 
 
-def test_a_rejected_destination_fails_with_the_reason_and_an_undeliverable_receipt_fails(sessions, queue, smsc):
+def test_a_rejected_destination_fails_with_the_reason_and_an_undeliverable_receipt_fails(
+    sessions, queue, smsc
+):
     action, bulletin = open_action(sessions)
     smsc.configure(receipt_stat={"99": "UNDELIV"})
     queue_messages(sessions, queue, action, bulletin, [phone(1), phone(99)])
@@ -222,7 +234,9 @@ def test_a_rejected_destination_fails_with_the_reason_and_an_undeliverable_recei
     assert got[phone(99)].status == MessageStatus.failed and "UNDELIV" in got[phone(99)].detail
 
 
-def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(sessions, queue, smsc, caplog, redis_url, key_prefix):
+def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(
+    sessions, queue, smsc, caplog, redis_url, key_prefix
+):
     client = redis.Redis.from_url(redis_url)
     health = BindHealth(client, key_prefix)
 
@@ -231,8 +245,11 @@ def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(sessions,
         bind = worker.binds["sim1"]
         bind.auth_backoff = type(bind.auth_backoff)(0.5, 2.0, 60.0)
         async with running(worker):
-            await until(lambda: read_bind_health(client, key_prefix).get("sim1", {}).get("state") == "auth_failed",
-                        10, "health auth_failed")
+            await until(
+                lambda: read_bind_health(client, key_prefix).get("sim1", {}).get("state") == "auth_failed",
+                10,
+                "health auth_failed",
+            )
             await asyncio.sleep(3.2)  # backoff 0.5, 1, 2: about four attempts, not a loop
             api_health = await asyncio.to_thread(health_endpoint)
             return smsc.stats()["binds_rejected"], read_bind_health(client, key_prefix)["sim1"], api_health
@@ -244,8 +261,12 @@ def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(sessions,
         from gateway.config import Settings
 
         api_queue = RedisStreamQueue(redis_url, prefix=key_prefix)
-        app = create_app(Settings(environment="test", secret_key="x" * 32), sessions=sessions, queue=api_queue,
-                         housekeeping_jobs=False)
+        app = create_app(
+            Settings(environment="test", secret_key="x" * 32),
+            sessions=sessions,
+            queue=api_queue,
+            housekeeping_jobs=False,
+        )
         with TestClient(app) as http:
             return http.get("/health").json()
 
@@ -262,13 +283,16 @@ def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(sessions,
 
 def test_long_dutch_and_emoji_texts_every_part_receipt_maps_to_the_message(sessions, queue, smsc):
     action, _ = open_action(sessions)
-    dutch = ("Gezocht in Utrecht-Oost: een man van ongeveer veertig jaar met een rode jas en een "
-             "zwarte tas, gezien bij het station. Hij reed weg op een fiets met een kinderzitje. "
-             "Heeft u hem gezien? Bel gratis 0800-0011 met actiecode 4821. Beloning € 500; "
-             "de politie dankt u voor uw hulp bij deze zoektocht naar de daders uit België.")
+    dutch = (
+        "Gezocht in Utrecht-Oost: een man van ongeveer veertig jaar met een rode jas en een "
+        "zwarte tas, gezien bij het station. Hij reed weg op een fiets met een kinderzitje. "
+        "Heeft u hem gezien? Bel gratis 0800-0011 met actiecode 4821. Beloning € 500; "
+        "de politie dankt u voor uw hulp bij deze zoektocht naar de daders uit België."
+    )
     assert len(dutch) >= 300 and "€" in dutch and "ë" in dutch
     emoji = "Vermist: kind (6) met blauwe pet 🧢, laatst gezien bij de speeltuin 🛝. Bel 0800-0011, actiecode 4821."
     from sms_world import add_bulletin
+
     b1 = add_bulletin(sessions, action, dutch, 1)
     b2 = add_bulletin(sessions, action, emoji, 2)
     queue_messages(sessions, queue, action, b1, [phone(1)])
@@ -294,6 +318,7 @@ def test_long_dutch_and_emoji_texts_every_part_receipt_maps_to_the_message(sessi
 def test_one_failed_part_fails_the_concatenated_message(sessions, queue, smsc):
     action, _ = open_action(sessions)
     from sms_world import add_bulletin
+
     b = add_bulletin(sessions, action, "Lang bericht. " * 30, 1)
     smsc.configure(receipt_stat={phone(5)[-4:]: "EXPIRED"})
     queue_messages(sessions, queue, action, b, [phone(5)])
@@ -310,6 +335,7 @@ def test_one_failed_part_fails_the_concatenated_message(sessions, queue, smsc):
 def test_a_text_over_the_part_limit_fails_with_the_reason(sessions, queue, smsc):
     action, _ = open_action(sessions)
     from sms_world import add_bulletin
+
     b = add_bulletin(sessions, action, "x" * 400, 1)
     queue_messages(sessions, queue, action, b, [phone(1)])
 
@@ -361,12 +387,16 @@ def register_participants(sessions, *phones: str) -> None:
         s.flush()
         for number in phones:
             p = Participant(municipality_id=town.id, name="P", phone=number)
-            p.addresses = [Address(postcode="3511 AB", house_number="1", lat=52.09, lon=5.12, tile=0, channel="sms")]
+            p.addresses = [
+                Address(postcode="3511 AB", house_number="1", lat=52.09, lon=5.12, tile=0, channel="sms")
+            ]
             s.add(p)
         s.commit()
 
 
-def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_stop_is_a_tip(sessions, queue, smsc):
+def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_stop_is_a_tip(
+    sessions, queue, smsc
+):
     from gateway.actions import wording
     from gateway.storage.models import Participant, Tip
 
@@ -391,7 +421,9 @@ def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_st
         assert people[number].unsubscribed_at is not None, number
         assert smsc.texts(number) == [wording.unsubscribed_sms()]
     assert people[tip_number].unsubscribed_at is None
-    assert [(t.caller_number, t.sms_text, t.action_id) for t in tips] == [(tip_number, "stop de man bij de brug!", None)]
+    assert [(t.caller_number, t.sms_text, t.action_id) for t in tips] == [
+        (tip_number, "stop de man bij de brug!", None)
+    ]
     # The confirmation is not an action's message: no Message row for it.
     assert messages(sessions) == {}
 
@@ -401,7 +433,9 @@ def test_an_sms_tip_during_an_open_action_is_attached_to_it(sessions, queue, sms
 
     action, bulletin = open_action(sessions)
     queue_messages(sessions, queue, action, bulletin, [phone(7)])
-    long_tip = "Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum. " * 2
+    long_tip = (
+        "Ik zag een man met een rode jas bij de brug over de Vecht, hij liep richting het centrum. " * 2
+    )
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
@@ -411,7 +445,12 @@ def test_an_sms_tip_during_an_open_action_is_attached_to_it(sessions, queue, sms
 
     asyncio.run(scenario())
     (tip,) = _tips(sessions)
-    assert (tip.action_id, tip.caller_number, tip.sms_text, tip.matched_by) == (action, phone(7), long_tip, MatchedBy.caller_id)
+    assert (tip.action_id, tip.caller_number, tip.sms_text, tip.matched_by) == (
+        action,
+        phone(7),
+        long_tip,
+        MatchedBy.caller_id,
+    )
 
 
 def _tips(sessions):

@@ -63,11 +63,11 @@ class Pdu:
         byte(), byte()
         fields["data_coding"], _ = byte(), byte()
         length = byte()
-        fields["short_message"], pos = body[pos:pos + length], pos + length
+        fields["short_message"], pos = body[pos : pos + length], pos + length
         tlvs = {}
         while pos + 4 <= len(body):
-            tag, size = struct.unpack(">HH", body[pos:pos + 4])
-            tlvs[tag], pos = body[pos + 4:pos + 4 + size], pos + 4 + size
+            tag, size = struct.unpack(">HH", body[pos : pos + 4])
+            tlvs[tag], pos = body[pos + 4 : pos + 4 + size], pos + 4 + size
         fields["tlvs"] = tlvs
         return fields
 
@@ -122,18 +122,45 @@ class RawEsme:
                 return pdu
             self.backlog.append(pdu)
 
-    def bind(self, sim, command_id: int = BIND_TRANSCEIVER, password: str | None = None,
-             system_id: str | None = None) -> int:
-        body = (cstring(system_id or sim.system_id) + cstring(sim.password if password is None else password)
-                + cstring("") + bytes([0x34, 0, 0]) + cstring(""))
+    def bind(
+        self,
+        sim,
+        command_id: int = BIND_TRANSCEIVER,
+        password: str | None = None,
+        system_id: str | None = None,
+    ) -> int:
+        body = (
+            cstring(system_id or sim.system_id)
+            + cstring(sim.password if password is None else password)
+            + cstring("")
+            + bytes([0x34, 0, 0])
+            + cstring("")
+        )
         self.send(command_id, body)
         return self.read_command(command_id | RESP).status
 
-    def submit(self, destination: str, short_message: bytes, *, data_coding: int = 0, esm_class: int = 0,
-               registered_delivery: int = 1, source: str = "Burgernet") -> int:
-        body = (cstring("") + bytes([5, 0]) + cstring(source) + bytes([1, 1]) + cstring(destination)
-                + bytes([esm_class, 0, 0]) + cstring("") + cstring("")
-                + bytes([registered_delivery, 0, data_coding, 0, len(short_message)]) + short_message)
+    def submit(
+        self,
+        destination: str,
+        short_message: bytes,
+        *,
+        data_coding: int = 0,
+        esm_class: int = 0,
+        registered_delivery: int = 1,
+        source: str = "Burgernet",
+    ) -> int:
+        body = (
+            cstring("")
+            + bytes([5, 0])
+            + cstring(source)
+            + bytes([1, 1])
+            + cstring(destination)
+            + bytes([esm_class, 0, 0])
+            + cstring("")
+            + cstring("")
+            + bytes([registered_delivery, 0, data_coding, 0, len(short_message)])
+            + short_message
+        )
         return self.send(SUBMIT_SM, body)
 
     def ack(self, pdu: Pdu, status: int = 0) -> None:
@@ -186,8 +213,13 @@ def test_reject_bind_setting(smsc):
 
 
 def test_bad_settings_are_refused(smsc):
-    for bad in ({"reject_bind": "maybe"}, {"throttle_ms": -1}, {"no_such_thing": 1},
-                {"receipt_stat": {"78": "LOST"}}, {"drop_after": 0}):
+    for bad in (
+        {"reject_bind": "maybe"},
+        {"throttle_ms": -1},
+        {"no_such_thing": 1},
+        {"receipt_stat": {"78": "LOST"}},
+        {"drop_after": 0},
+    ):
         with pytest.raises(ControlError) as caught:
             smsc.configure(**bad)
         assert caught.value.status == 400
@@ -258,9 +290,15 @@ def test_receipt_stat_by_destination_suffix(smsc, esme):
         pdu = client.read_command(DELIVER_SM)
         client.ack(pdu)
         fields = pdu.deliver_sm()
-        got[fields["source_addr"]] = (fields["short_message"].decode().split("stat:")[1][:7], fields["tlvs"][TLV_MESSAGE_STATE])
-    assert got == {"31612345601": ("UNDELIV", b"\x05"), "31612345602": ("EXPIRED", b"\x03"),
-                   "31612345603": ("DELIVRD", b"\x02")}
+        got[fields["source_addr"]] = (
+            fields["short_message"].decode().split("stat:")[1][:7],
+            fields["tlvs"][TLV_MESSAGE_STATE],
+        )
+    assert got == {
+        "31612345601": ("UNDELIV", b"\x05"),
+        "31612345602": ("EXPIRED", b"\x03"),
+        "31612345603": ("DELIVRD", b"\x02"),
+    }
 
 
 def test_withheld_receipts_wait_for_release(smsc, esme):
@@ -310,7 +348,7 @@ def test_receipt_id_in_decimal_variant(smsc, esme):
 
 
 def concat_parts(payload: bytes, room: int, ref: int, sixteen_bit: bool = False) -> list[bytes]:
-    chunks = [payload[i:i + room] for i in range(0, len(payload), room)]
+    chunks = [payload[i : i + room] for i in range(0, len(payload), room)]
     if sixteen_bit:
         return [bytes([6, 8, 4, ref >> 8, ref & 0xFF, len(chunks), n + 1]) + c for n, c in enumerate(chunks)]
     return [bytes([5, 0, 3, ref, len(chunks), n + 1]) + c for n, c in enumerate(chunks)]
@@ -346,7 +384,9 @@ def test_concatenated_messages_count_once_when_whole(smsc, esme):
 
 def test_gsm_extension_characters_decode(smsc, esme):
     client = esme()
-    client.submit("31612345678", b"Prijs: \x1be5 \x1b<\x1b> \x5b\x7b")  # ESC e = €, ESC < = [, 0x5B = Ä, 0x7B = ä
+    client.submit(
+        "31612345678", b"Prijs: \x1be5 \x1b<\x1b> \x5b\x7b"
+    )  # ESC e = €, ESC < = [, 0x5B = Ä, 0x7B = ä
     client.read_command(SUBMIT_SM | RESP)
     assert smsc.texts("+31612345678") == ["Prijs: €5 [] Ää"]
 
@@ -373,7 +413,9 @@ def submit_until_accepted(client: RawEsme, deadline_s: float) -> list[int]:
     raise AssertionError(f"never accepted: {statuses[-5:]}")
 
 
-@pytest.mark.parametrize(("setting", "status"), [("throttle_ms", ESME_RTHROTTLED), ("msgqful_ms", ESME_RMSGQFUL)])
+@pytest.mark.parametrize(
+    ("setting", "status"), [("throttle_ms", ESME_RTHROTTLED), ("msgqful_ms", ESME_RMSGQFUL)]
+)
 def test_throttle_and_queue_full_last_as_configured(smsc, esme, setting, status):
     client = esme()
     started = time.monotonic()
@@ -463,10 +505,13 @@ def test_bad_pdus_do_not_stop_the_server(smsc, esme):
 # --- MO -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "data_coding", "encoded"), [
-    ("STOP", 0, gsm("STOP")),
-    ("Ik zag hem bij de brug naar België", 8, ucs2("Ik zag hem bij de brug naar België")),  # ë is not GSM
-])
+@pytest.mark.parametrize(
+    ("text", "data_coding", "encoded"),
+    [
+        ("STOP", 0, gsm("STOP")),
+        ("Ik zag hem bij de brug naar België", 8, ucs2("Ik zag hem bij de brug naar België")),  # ë is not GSM
+    ],
+)
 def test_mo_reaches_a_receiver_and_reports_its_acknowledgement(smsc, esme, text, data_coding, encoded):
     receiver = esme(BIND_RECEIVER)
     result = {}
@@ -474,7 +519,11 @@ def test_mo_reaches_a_receiver_and_reports_its_acknowledgement(smsc, esme, text,
     sender.start()
     pdu = receiver.read_command(DELIVER_SM)
     fields = pdu.deliver_sm()
-    assert (fields["source_addr"], fields["source_ton"], fields["destination_addr"]) == ("31612345678", 1, "3000")
+    assert (fields["source_addr"], fields["source_ton"], fields["destination_addr"]) == (
+        "31612345678",
+        1,
+        "3000",
+    )
     assert (fields["esm_class"], fields["data_coding"], fields["short_message"]) == (0, data_coding, encoded)
     receiver.ack(pdu)
     sender.join(10)
@@ -526,8 +575,9 @@ def test_mo_parts_one_at_a_time_wait_for_each_answer_or_its_timer(smsc, esme):
     """A window of 1: part 2 comes only once part 1 is answered, or once its timer ran out (the
     SMSC then counts part 1 failed and goes on)."""
     receiver = esme(BIND_RECEIVER)
-    thread, result = _in_thread(lambda: smsc.send_mo("0612345678", "3000", LONG_MO, one_at_a_time=True,
-                                                     part_timeout_ms=500))
+    thread, result = _in_thread(
+        lambda: smsc.send_mo("0612345678", "3000", LONG_MO, one_at_a_time=True, part_timeout_ms=500)
+    )
     first = receiver.read_command(DELIVER_SM)
     second = receiver.read_command(DELIVER_SM)  # not answered the first: comes after its timer
     receiver.ack(second)
@@ -540,8 +590,9 @@ def test_mo_parts_one_at_a_time_wait_for_each_answer_or_its_timer(smsc, esme):
 
 def test_mo_only_some_parts_and_a_part_resent(smsc, esme):
     receiver = esme(BIND_RECEIVER)
-    thread, result = _in_thread(lambda: smsc.send_mo("0612345678", "3000", LONG_MO, only_parts=[2], reference=42,
-                                                     resend_part=2))
+    thread, result = _in_thread(
+        lambda: smsc.send_mo("0612345678", "3000", LONG_MO, only_parts=[2], reference=42, resend_part=2)
+    )
     pdus = []
     for _ in range(2):  # each only after the previous one's answer
         pdus.append(receiver.read_command(DELIVER_SM))
@@ -616,7 +667,9 @@ def test_reset_clears_counters_and_settings(smsc, esme):
     client.read_command(SUBMIT_SM | RESP)
     smsc.reset()
     stats = smsc.stats()
-    assert stats["submits_accepted"] == 0 and stats["by_destination"] == {} and stats["receipts_withheld"] == 0
+    assert (
+        stats["submits_accepted"] == 0 and stats["by_destination"] == {} and stats["receipts_withheld"] == 0
+    )
     assert smsc.configure()["withhold_receipts"] is False
     assert len(stats["binds"]) == 1  # the bind stays
 
@@ -627,8 +680,13 @@ def test_reset_clears_counters_and_settings(smsc, esme):
 def test_the_benchmark_reference_runs_against_the_simulator(smsc):
     root = Path(__file__).resolve().parent.parent
     code = "import sys; from bench.smsc_reference import run_reference as r; a = sys.argv; print(r(int(a[1]), int(a[2]), a[3], a[4]))"
-    done = subprocess.run([sys.executable, "-c", code, "300", str(smsc.port), smsc.system_id, smsc.password],
-                          cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "300", str(smsc.port), smsc.system_id, smsc.password],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) > 0
     stats = smsc.stats()

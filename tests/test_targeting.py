@@ -19,8 +19,17 @@ NOON = datetime(2026, 1, 14, 13, 0, tzinfo=UTC)
 ALL = (Channel.sms, Channel.voice)
 
 
-def reg(aid, phone="+31612345678", lat=UTRECHT[0], lon=UTRECHT[1], channel="sms", window=(None, None),
-        pause=(None, None), unsubscribed=False, pid=None):
+def reg(
+    aid,
+    phone="+31612345678",
+    lat=UTRECHT[0],
+    lon=UTRECHT[1],
+    channel="sms",
+    window=(None, None),
+    pause=(None, None),
+    unsubscribed=False,
+    pid=None,
+):
     return Registration(aid, pid or aid, phone, channel, lat, lon, *window, *pause, unsubscribed, "nl")
 
 
@@ -36,7 +45,9 @@ def test_a_point_exactly_on_the_radius_is_inside_and_a_metre_further_is_not(bear
     on = destination(*UTRECHT, bearing, 2000)
     beyond = destination(*UTRECHT, bearing, 2001)
     assert distance_m(*UTRECHT, *on) == pytest.approx(2000, abs=1e-6)
-    got = select_recipients([reg(1, "+31600000001", *on), reg(2, "+31600000002", *beyond)], *UTRECHT, 2000, ALL, NOON)
+    got = select_recipients(
+        [reg(1, "+31600000001", *on), reg(2, "+31600000002", *beyond)], *UTRECHT, 2000, ALL, NOON
+    )
     assert phones(got) == ["+31600000001"]
 
 
@@ -63,14 +74,20 @@ def test_a_circle_across_the_belgian_border_reaches_both_sides():
     nl = reg(1, "+31611111111", 51.4500, 4.9300)
     be = reg(2, "+32470123456", 51.4300, 4.9250)
     far_be = reg(3, "+32470999999", 51.2194, 4.4025)  # Antwerp, 40 km
-    assert phones(select_recipients([nl, be, far_be], *baarle, 3000, ALL, NOON)) == ["+31611111111", "+32470123456"]
+    assert phones(select_recipients([nl, be, far_be], *baarle, 3000, ALL, NOON)) == [
+        "+31611111111",
+        "+32470123456",
+    ]
 
 
 def test_a_circle_across_the_german_border_reaches_both_sides():
     kerkrade = (50.8660, 6.0700)
     nl = reg(1, "+31622222222", 50.8650, 6.0620)
     de = reg(2, "+4915112345678", 50.8700, 6.0950)  # Herzogenrath
-    assert phones(select_recipients([nl, de], *kerkrade, 4000, ALL, NOON)) == ["+31622222222", "+4915112345678"]
+    assert phones(select_recipients([nl, de], *kerkrade, 4000, ALL, NOON)) == [
+        "+31622222222",
+        "+4915112345678",
+    ]
 
 
 # --- windows, pause, unsubscribe ------------------------------------------------------------------
@@ -117,9 +134,13 @@ def test_windows_follow_the_clock_across_the_dst_change():
     assert not select_recipients([day], *UTRECHT, 1000, ALL, before)
     assert select_recipients([day], *UTRECHT, 1000, ALL, after)
     # During the night of the change itself, 01:30 UTC is 03:30 CEST: inside a 03:00–04:00 window.
-    assert select_recipients([reg(2, window=(180, 240))], *UTRECHT, 1000, ALL, datetime(2026, 3, 29, 1, 30, tzinfo=UTC))
+    assert select_recipients(
+        [reg(2, window=(180, 240))], *UTRECHT, 1000, ALL, datetime(2026, 3, 29, 1, 30, tzinfo=UTC)
+    )
     # And in autumn 01:30 UTC on 25 October is 02:30 CET (the repeated hour, second time round).
-    assert select_recipients([reg(3, window=(150, 160))], *UTRECHT, 1000, ALL, datetime(2026, 10, 25, 1, 30, tzinfo=UTC))
+    assert select_recipients(
+        [reg(3, window=(150, 160))], *UTRECHT, 1000, ALL, datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,13 +163,17 @@ def test_paused_and_unsubscribed_participants_get_nothing():
     on_holiday = reg(1, "+31600000001", pause=(date(2026, 1, 10), date(2026, 1, 20)))
     back_home = reg(2, "+31600000002", pause=(date(2026, 1, 1), date(2026, 1, 13)))
     gone = reg(3, "+31600000003", unsubscribed=True)
-    assert phones(select_recipients([on_holiday, back_home, gone], *UTRECHT, 1000, ALL, NOON)) == ["+31600000002"]
+    assert phones(select_recipients([on_holiday, back_home, gone], *UTRECHT, 1000, ALL, NOON)) == [
+        "+31600000002"
+    ]
 
 
 def test_the_pause_uses_the_local_date():
     # 23:30 UTC on 13 January is already 14 January in Amsterdam: the pause has begun.
     starts_14th = reg(1, pause=(date(2026, 1, 14), date(2026, 1, 20)))
-    assert not select_recipients([starts_14th], *UTRECHT, 1000, ALL, datetime(2026, 1, 13, 23, 30, tzinfo=UTC))
+    assert not select_recipients(
+        [starts_14th], *UTRECHT, 1000, ALL, datetime(2026, 1, 13, 23, 30, tzinfo=UTC)
+    )
 
 
 def test_only_the_actions_channels_are_used():
@@ -182,7 +207,9 @@ def test_an_address_out_of_its_window_does_not_decide_the_channel():
 
 def test_at_equal_distance_sms_wins():
     phone = "+31612345678"
-    got = select_recipients([reg(1, phone, channel="voice"), reg(2, phone, channel="sms")], *UTRECHT, 100, ALL, NOON)
+    got = select_recipients(
+        [reg(1, phone, channel="voice"), reg(2, phone, channel="sms")], *UTRECHT, 100, ALL, NOON
+    )
     assert [(r.address_id, r.channel) for r in got] == [(2, Channel.sms)]
 
 
@@ -197,8 +224,16 @@ def test_in_phone_order_the_same_pick_is_made_as_it_streams():
         phone = f"+3160000{rng.randrange(800):04d}"  # ~4 registrations per number
         # Few distinct distances, so ties between channels and addresses happen.
         point = destination(*UTRECHT, rng.choice((0, 90, 180)), rng.choice((100, 700, 1500, 2500)))
-        regs.append(reg(aid, phone, *point, channel=rng.choice(("sms", "voice")),
-                        window=rng.choice(((None, None), (8 * 60, 9 * 60))), pid=aid % 997 + 1))
+        regs.append(
+            reg(
+                aid,
+                phone,
+                *point,
+                channel=rng.choice(("sms", "voice")),
+                window=rng.choice(((None, None), (8 * 60, 9 * 60))),
+                pid=aid % 997 + 1,
+            )
+        )
     rng.shuffle(regs)
     whole = select_recipients(regs, *UTRECHT, 2000, ALL, NOON)
     regs.sort(key=lambda r: r.phone)
@@ -214,7 +249,14 @@ def test_in_phone_order_the_same_pick_is_made_as_it_streams():
 def _register(session, municipality, phone, points, channel="sms", **participant):
     p = Participant(municipality_id=municipality.id, name="P", phone=phone, **participant)
     p.addresses = [
-        Address(postcode="3511 AB", house_number=str(i + 1), lat=lat, lon=lon, tile=tile_of(lat, lon), channel=channel)
+        Address(
+            postcode="3511 AB",
+            house_number=str(i + 1),
+            lat=lat,
+            lon=lon,
+            tile=tile_of(lat, lon),
+            channel=channel,
+        )
         for i, (lat, lon) in enumerate(points)
     ]
     session.add(p)

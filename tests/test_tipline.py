@@ -184,9 +184,16 @@ def test_a_participant_who_received_the_action_reaches_its_centralist(ivr):
     got = agi_client.variables(commands)
     assert got["BN_DIAL"] == "PJSIP/4021@mk"
     # The call's token (for its hangup record), then the decision before anything else.
-    assert commands[0].startswith('SET VARIABLE "BN_CALL_TOKEN"') and commands[1].startswith('SET VARIABLE "BN_DIAL"')
+    assert commands[0].startswith('SET VARIABLE "BN_CALL_TOKEN"') and commands[1].startswith(
+        'SET VARIABLE "BN_DIAL"'
+    )
     t = tip(ivr, "c1.1")
-    assert (t.matched_by, t.action_id, t.caller_number, t.routed_to) == (MatchedBy.caller_id, action["id"], "+31612345678", "PJSIP/4021@mk")
+    assert (t.matched_by, t.action_id, t.caller_number, t.routed_to) == (
+        MatchedBy.caller_id,
+        action["id"],
+        "+31612345678",
+        "PJSIP/4021@mk",
+    )
     assert t.participant_id is not None and t.ended_at is None
 
     hangup(ivr, "c1.1", "ANSWER", "42", "PJSIP/4021@mk", "", "")
@@ -239,7 +246,10 @@ def test_a_caller_reached_by_two_open_actions_chooses_from_the_menu(ivr):
     commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c4.1"), agi_client.keys("2"))
     assert any("tipline-menu" in c for c in commands)
     t = tip(ivr, "c4.1")
-    assert (t.matched_by, t.action_id) == (MatchedBy.caller_id, first["id"])  # 2 = the one before the most recent
+    assert (t.matched_by, t.action_id) == (
+        MatchedBy.caller_id,
+        first["id"],
+    )  # 2 = the one before the most recent
 
 
 def test_after_the_close_the_same_caller_goes_to_the_meldkamer(ivr):
@@ -278,10 +288,17 @@ def test_the_server_survives_garbage_hangups_and_511(ivr):
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.sendall(b"agi_network: yes\nagi_network_script: tipline\n")
     # A bare HANGUP notice, then 511 for every command: the channel is dead.
-    agi_client.call(port, tipline(uniqueid="c7.1"), lambda c: ["HANGUP", "511 Command Not Permitted on a dead channel or intercept routine"])
+    agi_client.call(
+        port,
+        tipline(uniqueid="c7.1"),
+        lambda c: ["HANGUP", "511 Command Not Permitted on a dead channel or intercept routine"],
+    )
     # A GET DATA the caller hangs up on (result=-1) while being asked for a code.
-    agi_client.call(port, tipline(callerid="anonymous", uniqueid="c7.2"),
-                    lambda c: "200 result=-1" if c.startswith("GET DATA") else "200 result=1")
+    agi_client.call(
+        port,
+        tipline(callerid="anonymous", uniqueid="c7.2"),
+        lambda c: "200 result=-1" if c.startswith("GET DATA") else "200 result=1",
+    )
     # Asterisk goes away in the middle of the session.
     agi_client.call(port, tipline(uniqueid="c7.3"), lambda c: None)
     # … and the server still routes the next call.
@@ -316,7 +333,9 @@ def test_the_cache_answers_without_sql(ivr):
     if ivr.ivr_ctx.cache is None:
         pytest.skip("SQL-only variant")
     # An entry only in Redis (no such action in SQL): the IVR must route by it.
-    ivr.ivr_ctx.cache.remember(OpenAlert(999, "5555", "PJSIP/cache-only@mk", T0), ["+31612345678"], T0 + timedelta(hours=2))
+    ivr.ivr_ctx.cache.remember(
+        OpenAlert(999, "5555", "PJSIP/cache-only@mk", T0), ["+31612345678"], T0 + timedelta(hours=2)
+    )
     ivr.ivr_ctx.cache.mark_complete()
     commands = agi_client.call(ivr.ivr_port, tipline(uniqueid="c8.1"))
     assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/cache-only@mk"
@@ -327,7 +346,9 @@ def test_tips_reach_the_centralist_live(ivr):
     action = launch(ivr)
     agi_client.call(ivr.ivr_port, tipline(uniqueid="live.1"))
     ivr.flush_tips()
-    with ivr.client.stream("GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")) as r:
+    with ivr.client.stream(
+        "GET", f"/api/v1/actions/{action['id']}/tips/stream", headers=ivr.as_("centralist")
+    ) as r:
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         lines = r.iter_lines()
         event = next(line for line in lines if line.startswith("event:"))
@@ -356,16 +377,43 @@ def test_a_hangup_record_must_carry_its_calls_token(ivr):
     """Issue 17, defect 10: anyone reaching the IVR port rewrote a tip's end by its call id."""
     register(ivr, "+31612345678")
     launch(ivr)
-    token = agi_client.variables(agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.1")))["BN_CALL_TOKEN"]
-    other = agi_client.variables(agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.2")))["BN_CALL_TOKEN"]
+    token = agi_client.variables(
+        agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.1"))
+    )["BN_CALL_TOKEN"]
+    other = agi_client.variables(
+        agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="c9.2"))
+    )["BN_CALL_TOKEN"]
     assert token != other
-    forged = {"agi_arg_1": "FORGED", "agi_arg_2": "999", "agi_arg_3": "PJSIP/evil@x", "agi_arg_4": "", "agi_arg_5": ""}
-    for claimed in ({}, {"agi_arg_6": ""}, {"agi_arg_6": "0" * 32}, {"agi_arg_6": other}, {"agi_arg_6": token.upper()}):
-        agi_client.call(ivr.ivr_port, {**agi_client.env_block("tipline_hangup", uniqueid="c9.1"), **forged, **claimed})
+    forged = {
+        "agi_arg_1": "FORGED",
+        "agi_arg_2": "999",
+        "agi_arg_3": "PJSIP/evil@x",
+        "agi_arg_4": "",
+        "agi_arg_5": "",
+    }
+    for claimed in (
+        {},
+        {"agi_arg_6": ""},
+        {"agi_arg_6": "0" * 32},
+        {"agi_arg_6": other},
+        {"agi_arg_6": token.upper()},
+    ):
+        agi_client.call(
+            ivr.ivr_port, {**agi_client.env_block("tipline_hangup", uniqueid="c9.1"), **forged, **claimed}
+        )
     t = tip(ivr, "c9.1")
     assert (t.dial_status, t.talk_seconds, t.ended_at) == (None, None, None)  # untouched
-    agi_client.call(ivr.ivr_port, {**agi_client.env_block("tipline_hangup", uniqueid="c9.1"), "agi_arg_1": "ANSWER",
-                                   "agi_arg_2": "12", "agi_arg_3": "PJSIP/4021@mk", "agi_arg_4": "", "agi_arg_5": "",
-                                   "agi_arg_6": token})
+    agi_client.call(
+        ivr.ivr_port,
+        {
+            **agi_client.env_block("tipline_hangup", uniqueid="c9.1"),
+            "agi_arg_1": "ANSWER",
+            "agi_arg_2": "12",
+            "agi_arg_3": "PJSIP/4021@mk",
+            "agi_arg_4": "",
+            "agi_arg_5": "",
+            "agi_arg_6": token,
+        },
+    )
     t = tip(ivr, "c9.1")
     assert (t.dial_status, t.talk_seconds) == ("ANSWER", 12) and t.ended_at is not None

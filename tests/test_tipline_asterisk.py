@@ -94,9 +94,13 @@ def dial_in(api, callerid: str, *, dtmf: str = "", hold: int = 6, delay: float =
     response = api.ami.action(
         "Originate",
         ("Channel", f"Local/{DID}@tipline-inbound"),
-        ("Context", "test-caller"), ("Exten", "s"), ("Priority", "1"),
+        ("Context", "test-caller"),
+        ("Exten", "s"),
+        ("Priority", "1"),
         ("CallerID", callerid),
-        ("Variable", f"DTMF={dtmf}"), ("Variable", f"HOLD={hold}"), ("Variable", f"DTMF_DELAY={delay}"),
+        ("Variable", f"DTMF={dtmf}"),
+        ("Variable", f"HOLD={hold}"),
+        ("Variable", f"DTMF_DELAY={delay}"),
         ("Async", "true"),
     )
     assert response["Response"] == "Success", response
@@ -109,7 +113,9 @@ def finished_tips(api, count: int, timeout: float = 90) -> list[Tip]:
         with api.sessions() as s:
             done = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.id)).all()
         if len(done) >= count or time.monotonic() > deadline:
-            assert len(done) == count, f"{len(done)} of {count} tips finished; Asterisk log:\n{api.asterisk._log_tail()}"
+            assert len(done) == count, (
+                f"{len(done)} of {count} tips finished; Asterisk log:\n{api.asterisk._log_tail()}"
+            )
             return done
         time.sleep(0.2)
 
@@ -121,7 +127,11 @@ def test_a_participant_who_received_the_action_is_put_through_to_its_centralist(
     action = launch(tipline)
     dial_in(tipline, '"Jan" <0612345678>', hold=5)
     [tip] = finished_tips(tipline, 1)
-    assert (tip.matched_by, tip.action_id, tip.caller_number) == (MatchedBy.caller_id, action["id"], "+31612345678")
+    assert (tip.matched_by, tip.action_id, tip.caller_number) == (
+        MatchedBy.caller_id,
+        action["id"],
+        "+31612345678",
+    )
     assert (tip.routed_to, tip.dial_status) == (ANSWERS, "ANSWER")
     assert tip.talk_seconds is not None and tip.talk_seconds >= 1
     assert tip.participant_id is not None and tip.recording_path is None
@@ -136,7 +146,11 @@ def test_a_withheld_caller_keys_the_code_and_wrong_codes_end_at_the_meldkamer(ti
     by_code, wrong = finished_tips(tipline, 2, timeout=120)
     if by_code.matched_by is MatchedBy.none:
         by_code, wrong = wrong, by_code
-    assert (by_code.matched_by, by_code.action_id, by_code.routed_to) == (MatchedBy.action_code, action["id"], "Local/answer@test-endpoints/n")
+    assert (by_code.matched_by, by_code.action_id, by_code.routed_to) == (
+        MatchedBy.action_code,
+        action["id"],
+        "Local/answer@test-endpoints/n",
+    )
     assert (wrong.matched_by, wrong.action_id, wrong.routed_to) == (MatchedBy.none, None, ANSWERS)
     assert by_code.dial_status == wrong.dial_status == "ANSWER"
 
@@ -167,7 +181,11 @@ def test_an_unanswered_centralist_falls_back_to_the_meldkamer_and_then_to_a_voic
         second = finished_tips(tipline, 2)[1]
     finally:
         tipline.ami.action("Setvar", ("Variable", "BN_MELDKAMER_DIAL"), ("Value", ANSWERS))
-    assert (second.dial_status, second.routed_to, second.action_id) == ("NOANSWER", NEVER_ANSWERS, action["id"])
+    assert (second.dial_status, second.routed_to, second.action_id) == (
+        "NOANSWER",
+        NEVER_ANSWERS,
+        action["id"],
+    )
     assert second.recording_path and second.recording_path.startswith(RECORDINGS)
     assert (tipline.asterisk.chroot / second.recording_path.lstrip("/")).is_file()
 
@@ -193,12 +211,17 @@ def test_fifty_simultaneous_calls_are_all_routed_and_logged(tipline):
         dial_in(tipline, f"<0{phone[3:]}>", hold=8)
     tips = finished_tips(tipline, 50, timeout=120)
     assert sorted(t.caller_number for t in tips) == phones
-    assert {(t.action_id, t.matched_by, t.dial_status) for t in tips} == {(action["id"], MatchedBy.caller_id, "ANSWER")}
+    assert {(t.action_id, t.matched_by, t.dial_status) for t in tips} == {
+        (action["id"], MatchedBy.caller_id, "ANSWER")
+    }
 
 
 def test_when_the_ivr_is_down_the_caller_still_reaches_the_meldkamer(tipline):
     events = RawAMI(tipline.asterisk.ami_host, tipline.asterisk.ami_port, timeout=30)
-    assert events.login(tipline.asterisk.ami_user, tipline.asterisk.ami_secret, "call,dialplan")["Response"] == "Success"
+    assert (
+        events.login(tipline.asterisk.ami_user, tipline.asterisk.ami_secret, "call,dialplan")["Response"]
+        == "Success"
+    )
     tipline.ami.action("Setvar", ("Variable", "BN_IVR"), ("Value", "agi://127.0.0.1:1"))  # nothing listens
     try:
         dial_in(tipline, "<0612345678>", hold=6)

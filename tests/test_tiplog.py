@@ -25,7 +25,9 @@ def test_writes_are_applied_in_order_and_a_failing_one_is_isolated(sessions):
         if n == 60:
             writer.submit(fail)
     # A later write that depends on an earlier one in the same batch sees it.
-    writer.submit(lambda s: setattr(s.scalars(select(Tip).where(Tip.call_id == "w119")).one(), "dial_status", "ANSWER"))
+    writer.submit(
+        lambda s: setattr(s.scalars(select(Tip).where(Tip.call_id == "w119")).one(), "dial_status", "ANSWER")
+    )
     writer.flush()
     with sessions() as s:
         rows = s.scalars(select(Tip).order_by(Tip.id)).all()

@@ -37,15 +37,35 @@ def alert(api_action: dict) -> OpenAlert:
 def a_call(call_id: str, action: OpenAlert | None) -> tuple[CallOpened, CallOpened, CallEnded]:
     """A caller asked for the code (opened undecided), keyed it (routed), was put through (ended)."""
     asked = CallOpened(call_id, None, Route(Step.ask_code), None, T0)
-    routed = CallOpened(call_id, None, Route(Step.centralist, MatchedBy.action_code, action), action.dial_string if action else MELDKAMER, T0 + timedelta(seconds=9))
-    ended = CallEnded(call_id, T0 + timedelta(minutes=2), dial_status="NOANSWER", routed_to=MELDKAMER, recording_path="/rec/x.wav")
+    routed = CallOpened(
+        call_id,
+        None,
+        Route(Step.centralist, MatchedBy.action_code, action),
+        action.dial_string if action else MELDKAMER,
+        T0 + timedelta(seconds=9),
+    )
+    ended = CallEnded(
+        call_id,
+        T0 + timedelta(minutes=2),
+        dial_status="NOANSWER",
+        routed_to=MELDKAMER,
+        recording_path="/rec/x.wav",
+    )
     return asked, routed, ended
 
 
 def row(sessions, call_id: str) -> tuple:
     with sessions() as s:
         t = s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
-        return (t.received_at, t.ended_at, t.matched_by, t.action_id, t.routed_to, t.dial_status, t.recording_path)
+        return (
+            t.received_at,
+            t.ended_at,
+            t.matched_by,
+            t.action_id,
+            t.routed_to,
+            t.dial_status,
+            t.recording_path,
+        )
 
 
 def count(sessions, like: str = "%") -> int:
@@ -58,7 +78,15 @@ def count(sessions, like: str = "%") -> int:
 
 def test_a_calls_records_in_any_order_and_twice_give_the_same_row(api):
     action = alert(api.launch())
-    expected = (T0, T0 + timedelta(minutes=2), MatchedBy.action_code, action.action_id, MELDKAMER, "NOANSWER", "/rec/x.wav")
+    expected = (
+        T0,
+        T0 + timedelta(minutes=2),
+        MatchedBy.action_code,
+        action.action_id,
+        MELDKAMER,
+        "NOANSWER",
+        "/rec/x.wav",
+    )
     for n, order in enumerate(itertools.permutations(a_call("x", action))):
         call_id = f"perm{n}"
         records = [dataclasses.replace(r, call_id=call_id) for r in order]
@@ -78,8 +106,11 @@ def test_an_end_without_opening_is_still_a_tip(api):
 
 def test_records_survive_the_stream_encoding():
     action = OpenAlert(7, "4821", "PJSIP/4021@mk", T0)
-    for record in (*a_call("enc", action), CallOpened("enc2", "+31612345678", Route(Step.meldkamer), MELDKAMER, T0),
-                   CallEnded("enc3", T0)):
+    for record in (
+        *a_call("enc", action),
+        CallOpened("enc2", "+31612345678", Route(Step.meldkamer), MELDKAMER, T0),
+        CallEnded("enc3", T0),
+    ):
         assert decode({k.encode(): v.encode() for k, v in encode(record).items()}) == record
     with pytest.raises((KeyError, ValueError)):
         decode({b"kind": b"opened", b"call": b"x"})
@@ -131,7 +162,9 @@ def flood(stream: TipStream, action: OpenAlert, calls: int, prefix: str = "f") -
 
 
 @pytest.mark.parametrize("writer_class", [DiesBeforeCommit, DiesAfterCommit])
-def test_a_writer_killed_before_or_after_its_commit_loses_and_doubles_nothing(api, stream, client, writer_class):
+def test_a_writer_killed_before_or_after_its_commit_loses_and_doubles_nothing(
+    api, stream, client, writer_class
+):
     action = alert(api.launch())
     flood(stream, action, 40)
     with pytest.raises(Crash):
@@ -141,7 +174,16 @@ def test_a_writer_killed_before_or_after_its_commit_loses_and_doubles_nothing(ap
     restarted.drain()
     assert count(api.sessions) == 40
     assert {row(api.sessions, f"f{n}") for n in range(40)} == {
-        (T0, T0 + timedelta(minutes=2), MatchedBy.action_code, action.action_id, MELDKAMER, "NOANSWER", "/rec/x.wav")}
+        (
+            T0,
+            T0 + timedelta(minutes=2),
+            MatchedBy.action_code,
+            action.action_id,
+            MELDKAMER,
+            "NOANSWER",
+            "/rec/x.wav",
+        )
+    }
 
 
 def test_another_writer_takes_over_what_a_dead_one_left(api, stream, client):
@@ -159,11 +201,21 @@ def test_another_writer_takes_over_what_a_dead_one_left(api, stream, client):
 def test_a_record_the_database_refuses_goes_to_the_dead_letters_and_the_rest_is_written(api, stream, client):
     action = alert(api.launch())
     flood(stream, action, 3)
-    stream.append(CallOpened("bad", None, Route(Step.centralist, MatchedBy.caller_id, OpenAlert(999_999, "0000", "x", T0)), "x", T0))
+    stream.append(
+        CallOpened(
+            "bad",
+            None,
+            Route(Step.centralist, MatchedBy.caller_id, OpenAlert(999_999, "0000", "x", T0)),
+            "x",
+            T0,
+        )
+    )
     client.xadd(stream.key, {"kind": "from-the-future", "call": "?"})
     flood(stream, action, 3, prefix="g")
     TipStreamWriter(stream, api.sessions, "w1").drain()
-    assert count(api.sessions, "f%") == 3 and count(api.sessions, "g%") == 3 and count(api.sessions, "bad") == 0
+    assert (
+        count(api.sessions, "f%") == 3 and count(api.sessions, "g%") == 3 and count(api.sessions, "bad") == 0
+    )
     dead = client.xrange(stream.dead_key)
     assert len(dead) == 2 and all(b"error" in fields for _, fields in dead)
 
@@ -196,7 +248,9 @@ TipStreamWriter(TipStream(redis_url, prefix), session_factory(make_engine(db_url
 """
 
 
-def test_a_writer_process_killed_mid_flood_loses_and_doubles_nothing_after_restart(api, db_url, stream, client, redis_url, key_prefix):
+def test_a_writer_process_killed_mid_flood_loses_and_doubles_nothing_after_restart(
+    api, db_url, stream, client, redis_url, key_prefix
+):
     action = alert(api.launch())
     start = lambda: subprocess.Popen([sys.executable, "-c", _WRITER_PROCESS, db_url, redis_url, key_prefix])  # noqa: E731
     writer = start()
@@ -218,7 +272,9 @@ def test_a_writer_process_killed_mid_flood_loses_and_doubles_nothing_after_resta
     assert client.xlen(stream.key) == 0
     assert count(api.sessions, "f%") == 400 and count(api.sessions, "h%") == 100
     with api.sessions() as s:
-        done = s.scalar(select(func.count(Tip.id)).where(Tip.ended_at.is_not(None), Tip.action_id == action.action_id))
+        done = s.scalar(
+            select(func.count(Tip.id)).where(Tip.ended_at.is_not(None), Tip.action_id == action.action_id)
+        )
     assert done == 500
 
 
@@ -233,7 +289,9 @@ def test_an_ivr_whose_redis_is_away_writes_the_tip_itself(api):
     server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
     server.start_in_background()
     try:
-        env = agi_client.env_block("tipline", callerid="0612345678", uniqueid="away.1", agi_arg_1=MELDKAMER, agi_arg_2="")
+        env = agi_client.env_block(
+            "tipline", callerid="0612345678", uniqueid="away.1", agi_arg_1=MELDKAMER, agi_arg_2=""
+        )
         got = agi_client.variables(agi_client.call(server.server_address[1], env))
         assert got["BN_DIAL"] == "PJSIP/4021@mk"
         assert row(api.sessions, "away.1")[3] is not None  # in SQL already: no writer involved
@@ -252,7 +310,9 @@ def test_a_calls_end_handled_by_another_ivr_server_finishes_the_same_tip(api, re
     for _ in range(2):
         cache = RouteCache(redis_url, prefix=key_prefix)
         # One secret for the pool (SECRET_KEY in production): the token is checked by the other server.
-        ctx = IvrContext(api.sessions, cache, stream=TipStream(redis_url, prefix=key_prefix), call_secret=key_prefix)
+        ctx = IvrContext(
+            api.sessions, cache, stream=TipStream(redis_url, prefix=key_prefix), call_secret=key_prefix
+        )
         server = FastAGIServer(("127.0.0.1", 0), registry(ctx))
         server.start_in_background()
         servers.append(server)
@@ -262,10 +322,20 @@ def test_a_calls_end_handled_by_another_ivr_server_finishes_the_same_tip(api, re
     writer = TipStreamWriter(contexts[0].stream, api.sessions, "w1")
     try:
         for n in range(20):
-            call = agi_client.env_block("tipline", callerid="0612345678", uniqueid=f"pool.{n}", agi_arg_1=MELDKAMER, agi_arg_2="")
+            call = agi_client.env_block(
+                "tipline", callerid="0612345678", uniqueid=f"pool.{n}", agi_arg_1=MELDKAMER, agi_arg_2=""
+            )
             token = agi_client.variables(agi_client.call(servers[0].server_address[1], call))["BN_CALL_TOKEN"]
-            hangup = agi_client.env_block("tipline_hangup", uniqueid=f"pool.{n}", agi_arg_1="ANSWER", agi_arg_2="30",
-                                          agi_arg_3="PJSIP/4021@mk", agi_arg_4="", agi_arg_5="", agi_arg_6=token)
+            hangup = agi_client.env_block(
+                "tipline_hangup",
+                uniqueid=f"pool.{n}",
+                agi_arg_1="ANSWER",
+                agi_arg_2="30",
+                agi_arg_3="PJSIP/4021@mk",
+                agi_arg_4="",
+                agi_arg_5="",
+                agi_arg_6=token,
+            )
             agi_client.call(servers[1].server_address[1], hangup)
         writer.drain()
     finally:
@@ -277,7 +347,9 @@ def test_a_calls_end_handled_by_another_ivr_server_finishes_the_same_tip(api, re
     with api.sessions() as s:
         tips = s.scalars(select(Tip).where(Tip.call_id.like("pool.%"))).all()
     assert len(tips) == 20
-    assert {(t.action_id, t.matched_by, t.dial_status, t.talk_seconds) for t in tips} == {(opened["id"], MatchedBy.caller_id, "ANSWER", 30)}
+    assert {(t.action_id, t.matched_by, t.dial_status, t.talk_seconds) for t in tips} == {
+        (opened["id"], MatchedBy.caller_id, "ANSWER", 30)
+    }
 
 
 def test_the_tip_writer_command_needs_redis_and_answers_its_health_check(monkeypatch, redis_url):

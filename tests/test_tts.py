@@ -28,7 +28,9 @@ from gateway.tts import (
     speak_to_file,
 )
 
-SENTENCE = alert_spoken("Gezocht: een man van ongeveer veertig jaar met een rode jas en een blauwe fiets.", "472")
+SENTENCE = alert_spoken(
+    "Gezocht: een man van ongeveer veertig jaar met een rode jas en een blauwe fiets.", "472"
+)
 SENTENCES = {
     "nl": "Er wordt een man met een rode jas gezocht.",
     "en": "The police are looking for a man in a red coat.",
@@ -54,7 +56,12 @@ class Counting:
 
 def wav_format(path: Path) -> tuple[int, int, int, float]:
     with wave.open(str(path), "rb") as wav:
-        return wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), wav.getnframes() / wav.getframerate()
+        return (
+            wav.getframerate(),
+            wav.getnchannels(),
+            wav.getsampwidth(),
+            wav.getnframes() / wav.getframerate(),
+        )
 
 
 def all_files(root: Path) -> list[Path]:
@@ -168,7 +175,9 @@ def test_an_existing_gtts_mp3_is_converted_for_asterisk(tmp_path):
     assert shutil.which("ffmpeg"), "ffmpeg is needed to decode gTTS's MP3 (apt-get install ffmpeg)"
     mp3 = subprocess.run(
         ["ffmpeg", "-loglevel", "error", "-f", "wav", "-i", "-", "-f", "mp3", "-"],
-        input=espeak_wav(SENTENCE, "nl"), capture_output=True, check=True,
+        input=espeak_wav(SENTENCE, "nl"),
+        capture_output=True,
+        check=True,
     ).stdout
 
     class Mp3Engine:

@@ -92,7 +92,10 @@ def voice(api, asterisk):
 
 def worker_for(api, ami: AMIClient, endpoint_of: dict[str, str], **options) -> VoiceWorker:
     return VoiceWorker(
-        api.sessions, api.queue, ami, api.audio,
+        api.sessions,
+        api.queue,
+        ami,
+        api.audio,
         dial_string=lambda call: f"Local/{endpoint_of[call.phone]}@test-endpoints",
         asterisk_audio_dir=AUDIO_DIR,
         **options,
@@ -106,7 +109,9 @@ async def until_final(api, count: int, timeout: float) -> dict[str, Message]:
         got = await asyncio.to_thread(messages, api)
         done = [m for m in got.values() if m.final_at is not None]
         if len(done) == count or time.monotonic() > deadline:
-            assert len(done) == count, f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}"
+            assert len(done) == count, (
+                f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}"
+            )
             return got
         await asyncio.sleep(0.3)
 
@@ -116,12 +121,17 @@ async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]
     deadline = time.monotonic() + timeout
     while True:
         got = await asyncio.to_thread(messages, api)
-        done = [m for m in got.values() if m.final_at is not None and m.status in (MessageStatus.answered, MessageStatus.failed)]
+        done = [
+            m
+            for m in got.values()
+            if m.final_at is not None and m.status in (MessageStatus.answered, MessageStatus.failed)
+        ]
         refined = all(m.detail != "answered" for m in done)
         if (len(done) == count and refined) or time.monotonic() > deadline:
             assert len(done) == count and refined, (
                 f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}\n"
-                f"{api.asterisk._log_tail()}")
+                f"{api.asterisk._log_tail()}"
+            )
             return got
         await asyncio.sleep(0.3)
 
@@ -131,7 +141,9 @@ def run_worker(api, make_worker, count: int, timeout: float = 90, during=None):
     `during(worker)`, if given); returns (worker, messages)."""
 
     async def scenario():
-        ami = AMIClient(api.asterisk.ami_host, api.asterisk.ami_port, api.asterisk.ami_user, api.asterisk.ami_secret)
+        ami = AMIClient(
+            api.asterisk.ami_host, api.asterisk.ami_port, api.asterisk.ami_user, api.asterisk.ami_secret
+        )
         await ami.connect()
         worker = make_worker(ami)
         stop = asyncio.Event()
@@ -151,8 +163,13 @@ def run_worker(api, make_worker, count: int, timeout: float = 90, during=None):
 
 def answering(api, phones: list[str]) -> None:
     port = api.start_ivr()
-    api.set_globals(BN_IVR=f"agi://127.0.0.1:{port}", BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
-                    BN_RING_SECONDS="3", HOLD="40", BN_AMD="no")
+    api.set_globals(
+        BN_IVR=f"agi://127.0.0.1:{port}",
+        BN_MELDKAMER_DIAL="Local/answer@test-endpoints",
+        BN_RING_SECONDS="3",
+        HOLD="40",
+        BN_AMD="no",
+    )
     register(api, phones)
     launch(api)
 
@@ -177,9 +194,15 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
                 (up.add if event.name == "Newchannel" else up.discard)(event["Uniqueid"])
                 most = max(most, len(up))
 
-    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, endpoint_of, max_calls=5, retries=2,
-                                                            retry_delay=1, ring_seconds=2),
-                             30, timeout=120, during=watch)
+    worker, got = run_worker(
+        voice,
+        lambda ami: worker_for(
+            voice, ami, endpoint_of, max_calls=5, retries=2, retry_delay=1, ring_seconds=2
+        ),
+        30,
+        timeout=120,
+        during=watch,
+    )
     assert most == 5  # the cap was used, and never exceeded
     for phone in busy:
         m = got[phone]
@@ -188,7 +211,9 @@ def test_thirty_recipients_with_a_cap_of_five(voice):
         m = got[phone]
         assert (m.status, m.detail, m.attempts) == (MessageStatus.failed, "no answer after 3 attempts", 3)
     answered = [got[p] for p in phones[14:]]
-    assert {(m.status, m.detail, m.attempts) for m in answered} == {(MessageStatus.answered, "listened to the end", 1)}
+    assert {(m.status, m.detail, m.attempts) for m in answered} == {
+        (MessageStatus.answered, "listened to the end", 1)
+    }
     assert len({m.provider_id for m in answered}) == 16 and all(m.provider_id for m in answered)
     assert all(m.sent_at for m in got.values())
     assert worker.stats["originates"] == 16 + 3 * 14
@@ -219,13 +244,17 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
     alive: set[str] = set()
     hung_up_at: dict[str, float] = {}  # the first two calls' channels
     sent_at: list[float] = []
-    later: set[asyncio.Task] = set()  # the fake's pending channel events (held: the loop keeps only weak references)
+    later: set[asyncio.Task] = (
+        set()
+    )  # the fake's pending channel events (held: the loop keeps only weak references)
 
     async def originate(fake, action, writer):
         sent_at.append(time.monotonic())
         uniqueid = action.get("ChannelId") or f"1795344442.{len(sent_at)}"
-        writer.write(wire(ORIGINATE_QUEUED, action_id=action["ActionID"])
-                     + wire(ORIGINATE_BUSY, action_id=action["ActionID"]).replace(b"<unknown>", uniqueid.encode()))
+        writer.write(
+            wire(ORIGINATE_QUEUED, action_id=action["ActionID"])
+            + wire(ORIGINATE_BUSY, action_id=action["ActionID"]).replace(b"<unknown>", uniqueid.encode())
+        )
         if len(sent_at) > 2:
             return  # the third call failed before any channel was made
 
@@ -242,17 +271,32 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
 
     async def getvar(fake, action, writer):
         if action["Channel"] in alive:
-            writer.write(wire("Response: Success\nActionID: $ACTION_ID\nVariable: BN_MESSAGE_ID\nValue: 1",
-                              action_id=action["ActionID"]))
+            writer.write(
+                wire(
+                    "Response: Success\nActionID: $ACTION_ID\nVariable: BN_MESSAGE_ID\nValue: 1",
+                    action_id=action["ActionID"],
+                )
+            )
         else:
-            writer.write(wire("Response: Error\nActionID: $ACTION_ID\nMessage: No such channel",
-                              action_id=action["ActionID"]))
+            writer.write(
+                wire(
+                    "Response: Error\nActionID: $ACTION_ID\nMessage: No such channel",
+                    action_id=action["ActionID"],
+                )
+            )
 
     async def scenario():
         async with fake_asterisk() as (fake, ami):
             fake.script.update(Originate=originate, Getvar=getvar)
-            worker = VoiceWorker(api.sessions, api.queue, ami, AudioCache(tmp_path, engines=make_engines("espeak")),
-                                 max_calls=1, retries=0, failed_channel_grace=30)
+            worker = VoiceWorker(
+                api.sessions,
+                api.queue,
+                ami,
+                AudioCache(tmp_path, engines=make_engines("espeak")),
+                max_calls=1,
+                retries=0,
+                failed_channel_grace=30,
+            )
             stop = asyncio.Event()
             running = asyncio.create_task(worker.run(stop, poll_ms=100))
             got = await until_final(api, 3, timeout=20)
@@ -264,8 +308,12 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
     got, done_at = asyncio.run(asyncio.wait_for(scenario(), 40))
     assert {m.detail for m in got.values()} == {"busy after 1 attempt"}
     assert len(sent_at) == 3
-    first, second = sorted(hung_up_at.values()) + [float("inf")] * (2 - len(hung_up_at))  # inf: not hung up yet
-    assert sent_at[1] >= first and sent_at[2] >= second, "a call was placed while the channel before it existed"
+    first, second = sorted(hung_up_at.values()) + [float("inf")] * (
+        2 - len(hung_up_at)
+    )  # inf: not hung up yet
+    assert sent_at[1] >= first and sent_at[2] >= second, (
+        "a call was placed while the channel before it existed"
+    )
     assert done_at - sent_at[2] < 5  # the third call ended with its outcome, not after the grace of 30 s
 
 
@@ -306,11 +354,16 @@ def test_a_stopped_workers_messages_are_taken_over(voice):
     voice.queue.ack("voice", [d.entry_id for d in deliveries])
     assert len(owned) == 4
 
-    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5,
-                                                            lease_seconds=5), 4, timeout=60)
+    worker, got = run_worker(
+        voice,
+        lambda ami: worker_for(voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5, lease_seconds=5),
+        4,
+        timeout=60,
+    )
     assert (got[phones[0]].status, got[phones[0]].detail) == (MessageStatus.failed, WORKER_STOPPED)
     assert {(got[p].status, got[p].detail, got[p].attempts) for p in phones[1:]} == {
-        (MessageStatus.answered, "listened to the end", 2)}  # claimed twice: by the dead worker, then this one
+        (MessageStatus.answered, "listened to the end", 2)
+    }  # claimed twice: by the dead worker, then this one
     assert worker.stats["originates"] == 3  # the dialled one was not called again
 
 
@@ -328,9 +381,17 @@ def test_a_claim_whose_answer_was_lost_is_called_once_its_lease_runs_out(voice):
         assert len(claim(s, lost, worker="voice-test")) == 2  # the worker's claim; its answer lost
         s.commit()
 
-    worker, got = run_worker(voice, lambda ami: worker_for(voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5,
-                                                            lease_seconds=1, worker="voice-test"), 4, timeout=60)
-    assert {(got[p].status, got[p].detail) for p in phones} == {(MessageStatus.answered, "listened to the end")}
+    worker, got = run_worker(
+        voice,
+        lambda ami: worker_for(
+            voice, ami, dict.fromkeys(phones, "answer"), ring_seconds=5, lease_seconds=1, worker="voice-test"
+        ),
+        4,
+        timeout=60,
+    )
+    assert {(got[p].status, got[p].detail) for p in phones} == {
+        (MessageStatus.answered, "listened to the end")
+    }
     assert [got[p].attempts for p in phones] == [2, 2, 1, 1]  # the lost two claimed twice
     assert worker.stats["originates"] == 4  # nobody called twice
 
@@ -345,7 +406,9 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
     from gateway.storage.db import make_engine, session_factory
 
     url = voice.sessions.kw["bind"].url.render_as_string(hide_password=False)
-    engine = make_engine(url, pool_pre_ping=False, connect_args={"application_name": "voice-worker-under-test"})
+    engine = make_engine(
+        url, pool_pre_ping=False, connect_args={"application_name": "voice-worker-under-test"}
+    )
     admin = make_engine(url)
     phones = [f"+3161100{n:04d}" for n in range(8)]
     busy, answer = phones[:4], phones[4:]
@@ -356,15 +419,20 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
         while len(cuts) < 2:  # two separate cuts, 1 s apart, each of the connections it had then
             await asyncio.sleep(1)
             with admin.connect() as conn:  # the IVR's and the test's connections are left alone
-                if cut := conn.scalar(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                           "WHERE application_name = 'voice-worker-under-test'")):
+                if cut := conn.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE application_name = 'voice-worker-under-test'"
+                    )
+                ):
                     cuts.append(cut)
 
     def make(ami):
         endpoint_of = dict.fromkeys(busy, "busy") | dict.fromkeys(answer, "answer")
         # A long lease: its upkeep (every quarter lease) does not take the cut connections first.
-        worker = worker_for(voice, ami, endpoint_of, max_calls=4, ring_seconds=5, retries=2, retry_delay=1,
-                            lease_seconds=60)
+        worker = worker_for(
+            voice, ami, endpoint_of, max_calls=4, ring_seconds=5, retries=2, retry_delay=1, lease_seconds=60
+        )
         worker.sessions = session_factory(engine)
         return worker
 
@@ -376,13 +444,19 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
         admin.dispose()
     assert len(cuts) == 2, cuts
     assert {(got[p].status, got[p].detail) for p in busy} == {(MessageStatus.failed, "busy after 3 attempts")}
-    assert {(got[p].status, got[p].detail) for p in answer} == {(MessageStatus.answered, "listened to the end")}
+    assert {(got[p].status, got[p].detail) for p in answer} == {
+        (MessageStatus.answered, "listened to the end")
+    }
     assert worker.stats["originates"] == 3 * len(busy) + len(answer)  # nobody called more than allowed
     logged = [r.getMessage() for r in caplog.records]
     # At least the first cut fails a write (busy lines write about every second); the second may
     # fall to the lease upkeep instead, when a slow machine has left the worker nothing to write.
-    assert any("database write failed" in m for m in logged), "the cuts failed no write: the test did not test it"
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text  # no call's task died, no traceback
+    assert any("database write failed" in m for m in logged), (
+        "the cuts failed no write: the test did not test it"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], (
+        caplog.text
+    )  # no call's task died, no traceback
 
 
 PHONE_LOG = "tmp/test-phones.log"  # in the chroot: one line per call that reached a phone ([test-phones])
@@ -401,7 +475,12 @@ def test_asterisk_restarted_mid_action(voice, moment):
     nobody twice (counted at Asterisk's side), and every recipient ends with an outcome."""
     asterisk = voice.asterisk
     port = voice.start_ivr()
-    keep = {"BN_IVR": f"agi://127.0.0.1:{port}", "PHONE_RING": "2", "PHONE_HOLD": "2", "BN_AMD": "no"}  # silent phones
+    keep = {
+        "BN_IVR": f"agi://127.0.0.1:{port}",
+        "PHONE_RING": "2",
+        "PHONE_HOLD": "2",
+        "BN_AMD": "no",
+    }  # silent phones
     asterisk.globals.update(keep)  # the restarted Asterisk reads them from its configuration
     voice.set_globals(**keep)
     (asterisk.chroot / PHONE_LOG).write_text("")
@@ -417,12 +496,25 @@ def test_asterisk_restarted_mid_action(voice, moment):
         return sum(m.status is MessageStatus.answered for m in messages(voice).values()) >= 3
 
     async def scenario():
-        ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, asterisk.ami_secret,
-                        reconnect_delay=(0.2, 0.5))
+        ami = AMIClient(
+            asterisk.ami_host,
+            asterisk.ami_port,
+            asterisk.ami_user,
+            asterisk.ami_secret,
+            reconnect_delay=(0.2, 0.5),
+        )
         await ami.connect()
-        worker = VoiceWorker(voice.sessions, voice.queue, ami, voice.audio, max_calls=3, retries=0, ring_seconds=10,
-                             dial_string=lambda call: f"Local/{call.phone.lstrip('+')}@test-phones",
-                             asterisk_audio_dir=AUDIO_DIR)
+        worker = VoiceWorker(
+            voice.sessions,
+            voice.queue,
+            ami,
+            voice.audio,
+            max_calls=3,
+            retries=0,
+            ring_seconds=10,
+            dial_string=lambda call: f"Local/{call.phone.lstrip('+')}@test-phones",
+            asterisk_audio_dir=AUDIO_DIR,
+        )
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
         try:
@@ -469,7 +561,9 @@ def test_asterisk_restarted_mid_action(voice, moment):
     assert all(number[p] in rung for p in phones if got[p].status is MessageStatus.answered)
     never_rang = sum(number[p] not in rung for p in unknown)
     assert worker.stats["originates"] == len(rung) + never_rang + worker.stats["again"], worker.stats
-    assert worker.stats["again"] <= 2 * len(phones), worker.stats  # no Originates hammering a stopping Asterisk
+    assert worker.stats["again"] <= 2 * len(phones), (
+        worker.stats
+    )  # no Originates hammering a stopping Asterisk
     if len(cut_off) == worker.max_calls:  # every slot was freed by a call Asterisk's stop cut off: once known
         # to be stopping, it was sent nothing more (so nothing refused, nothing lost with the connection)
         assert worker.stats["again"] == 0 and not unknown, (worker.stats, report)
@@ -510,17 +604,43 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice):
     async def launch_the_child(worker):
         while worker.lines.busy < 5 or len(placed) < 8:  # the lines full, a few calls done
             await asyncio.sleep(0.05)
-        draft = await asyncio.to_thread(voice.call, "centralist", "POST", "/api/v1/actions", expect=201, json={
-            "type": "missing_person", "description": "Meisje, 6 jaar.", "lat": 52.3, "lon": 5.5,
-            "radius_m": 1000, "channels": ["voice"]})
+        draft = await asyncio.to_thread(
+            voice.call,
+            "centralist",
+            "POST",
+            "/api/v1/actions",
+            expect=201,
+            json={
+                "type": "missing_person",
+                "description": "Meisje, 6 jaar.",
+                "lat": 52.3,
+                "lon": 5.5,
+                "radius_m": 1000,
+                "channels": ["voice"],
+            },
+        )
         await asyncio.to_thread(voice.call, "centralist", "POST", f"/api/v1/actions/{draft['id']}/launch")
         launched.append(time.monotonic())  # her calls are on the queue
 
     async def scenario():
-        ami = AMIClient(voice.asterisk.ami_host, voice.asterisk.ami_port, voice.asterisk.ami_user, voice.asterisk.ami_secret)
+        ami = AMIClient(
+            voice.asterisk.ami_host,
+            voice.asterisk.ami_port,
+            voice.asterisk.ami_user,
+            voice.asterisk.ami_secret,
+        )
         await ami.connect()
-        worker = VoiceWorker.from_settings(voice.settings, voice.sessions, voice.queue, ami, voice.audio, max_calls=5,
-                                           retries=0, dial_string=dial, asterisk_audio_dir=AUDIO_DIR)
+        worker = VoiceWorker.from_settings(
+            voice.settings,
+            voice.sessions,
+            voice.queue,
+            ami,
+            voice.audio,
+            max_calls=5,
+            retries=0,
+            dial_string=dial,
+            asterisk_audio_dir=AUDIO_DIR,
+        )
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
         try:

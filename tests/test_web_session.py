@@ -50,7 +50,12 @@ def test_login_sets_an_httponly_strict_cookie_that_the_api_accepts(api):
     assert r.status_code == 200, r.text
     assert r.json()["home"] == "/console/" and r.json()["user"]["name"] == "centralist"
     cookie = r.headers["set-cookie"]
-    for attribute in ("HttpOnly", "SameSite=strict", "Path=/", f"Max-Age={int(api.settings.session_hours * 3600)}"):
+    for attribute in (
+        "HttpOnly",
+        "SameSite=strict",
+        "Path=/",
+        f"Max-Age={int(api.settings.session_hours * 3600)}",
+    ):
         assert attribute.lower() in cookie.lower(), cookie
     assert "secure" not in cookie.lower()  # plain HTTP outside production
     assert api.keys["centralist"] not in cookie  # the key itself never goes into the cookie
@@ -84,7 +89,9 @@ def test_an_expired_cookie_is_refused(api):
 def test_forged_cookies_are_refused(api):
     good = _token(api, "utrecht")
     with api.sessions() as s:  # a session of the admin's, its token made with another secret
-        other_secret = auth.start_session(s, "another-secret", _user(api, "admin"), datetime.now(UTC), timedelta(hours=1))
+        other_secret = auth.start_session(
+            s, "another-secret", _user(api, "admin"), datetime.now(UTC), timedelta(hours=1)
+        )
         s.commit()
     forged = [
         good[:-1] + ("A" if good[-1] != "A" else "B"),  # one character changed
@@ -116,7 +123,9 @@ def test_changes_through_the_cookie_need_the_csrf_header(api):
     r = api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token, **CSRF))
     assert r.status_code == 201, r.text
     # The API key needs no such header: it is not sent by browsers on their own.
-    assert api.client.get("/api/v1/participants", headers=api.as_("utrecht")).json()[0]["name"] == "Jan Jansen"
+    assert (
+        api.client.get("/api/v1/participants", headers=api.as_("utrecht")).json()[0]["name"] == "Jan Jansen"
+    )
 
 
 def test_a_new_key_or_deactivation_ends_the_session(api):
@@ -139,7 +148,7 @@ def test_logout_removes_the_cookie(api):
     assert api.client.get("/api/v1/me").status_code == 200  # the client kept the cookie
     r = api.client.post("/auth/logout", headers=CSRF)
     assert r.status_code == 204
-    assert 'max-age=0' in r.headers["set-cookie"].lower()
+    assert "max-age=0" in r.headers["set-cookie"].lower()
     assert api.client.get("/api/v1/me").status_code == 401
 
 
@@ -149,7 +158,10 @@ def test_logout_ends_the_session_wherever_the_cookie_was_copied(api):
     assert api.client.post("/auth/logout", headers=_as(token, **CSRF)).status_code == 204
     r = api.client.get("/api/v1/participants", headers=_as(token))
     assert r.status_code == 401 and "ended" in r.json()["message"]
-    assert api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token, **CSRF)).status_code == 401
+    assert (
+        api.client.post("/api/v1/participants", json=PARTICIPANT, headers=_as(token, **CSRF)).status_code
+        == 401
+    )
     # Another session of the same user lives on; logging out twice is harmless.
     other = _token(api, "utrecht")
     assert api.client.post("/auth/logout", headers=_as(token, **CSRF)).status_code == 204
@@ -273,4 +285,6 @@ def test_the_bundled_packages_are_pinned_and_carry_no_download_addresses():
     lock = json.loads((web / "package-lock.json").read_text())
     assert not [p for p, entry in lock["packages"].items() if "resolved" in entry]
     for name in pinned:
-        assert (STATIC_DIR / "vendor" / name.replace("@", "").replace("/", "-")).is_dir(), f"`make web` did not copy {name}"
+        assert (STATIC_DIR / "vendor" / name.replace("@", "").replace("/", "-")).is_dir(), (
+            f"`make web` did not copy {name}"
+        )

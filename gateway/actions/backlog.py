@@ -42,7 +42,9 @@ def capacity(settings: Settings) -> dict[Channel, float]:
     try:
         binds = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind).binds
         # An unlimited bind (rate 0) has no figure to estimate with.
-        sms = 0.0 if any(not b.rate_per_second for b in binds) else float(sum(b.rate_per_second for b in binds))
+        sms = (
+            0.0 if any(not b.rate_per_second for b in binds) else float(sum(b.rate_per_second for b in binds))
+        )
     except BindConfigError:
         sms = 0.0
     return {Channel.sms: sms, Channel.voice: settings.voice_max_calls / settings.voice_call_seconds}
@@ -59,7 +61,9 @@ def open_backlog(session: Session, settings: Settings) -> list[ActionBacklog]:
     ).all()
     weights = parse_weights(settings.schedule_weights)
     rates = capacity(settings)
-    flows: dict[Channel, dict[int, tuple[float, int]]] = defaultdict(dict)  # per channel: bulletin → (weight, n)
+    flows: dict[Channel, dict[int, tuple[float, int]]] = defaultdict(
+        dict
+    )  # per channel: bulletin → (weight, n)
     action_of: dict[int, tuple[int, Urgency]] = {}
     for action_id, urgency, bulletin_id, kind, channel, n in rows:
         flows[Channel(channel)][bulletin_id] = (weights[urgency_class(urgency, kind)], n)
@@ -74,9 +78,13 @@ def open_backlog(session: Session, settings: Settings) -> list[ActionBacklog]:
     urgency_of = dict(action_of.values())
     order = sorted(per_action, key=lambda a: (list(Urgency).index(urgency_of[a]), a))
     return [
-        ActionBacklog(a, urgency_of[a], [
-            ChannelBacklog(channel, n, eta if eta != float("inf") else None)
-            for channel, (n, eta) in sorted(per_action[a].items(), key=lambda item: item[0].value)
-        ])
+        ActionBacklog(
+            a,
+            urgency_of[a],
+            [
+                ChannelBacklog(channel, n, eta if eta != float("inf") else None)
+                for channel, (n, eta) in sorted(per_action[a].items(), key=lambda item: item[0].value)
+            ],
+        )
         for a in order
     ]

@@ -33,8 +33,9 @@ from gateway.tipline.lookup import RouteCache, sync_action
 log = logging.getLogger(__name__)
 
 
-def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue: WorkQueue,
-                       queued: lifecycle.Queued) -> dict[str, int]:
+def commit_and_publish(
+    session: Session, sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued
+) -> dict[str, int]:
     """Commit the caller's step, put its messages on the queue and finish its fan-out; returns
     how many messages were queued per channel. A failure after the commit (the database gone
     midway) is logged, not raised: the step happened, and housekeeping completes the fan-out."""
@@ -46,18 +47,24 @@ def commit_and_publish(session: Session, sessions: sessionmaker[Session], queue:
     try:
         _fan_out(sessions, queue, queued, counts)
     except Exception:
-        log.exception("action %d: the fan-out stopped after %d message(s); housekeeping completes it",
-                      queued.action_id, sum(counts.values()))
+        log.exception(
+            "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
+            queued.action_id,
+            sum(counts.values()),
+        )
     return counts
 
 
-def _fan_out(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]) -> None:
+def _fan_out(
+    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
+) -> None:
     with collector.paused():  # the launch's recipients stay alive until the last chunk
         _fan_out_chunks(sessions, queue, queued, counts)
 
 
-def _fan_out_chunks(sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued,
-                    counts: dict[str, int]) -> None:
+def _fan_out_chunks(
+    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
+) -> None:
     rest, size = iter(queued.rest), lifecycle.FAN_OUT_CHUNK
     rows = list(islice(rest, size))
     while rows:
@@ -66,8 +73,11 @@ def _fan_out_chunks(sessions: sessionmaker[Session], queue: WorkQueue, queued: l
         with sessions() as session, session.begin():
             chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
-            log.info("action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",
-                     queued.action_id, sum(counts.values()))
+            log.info(
+                "action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",
+                queued.action_id,
+                sum(counts.values()),
+            )
             publish_messages(sessions, queue, {}, queued.bulletin_id)
             return
         for channel, ids in chunk.ids_by_channel.items():
@@ -76,8 +86,15 @@ def _fan_out_chunks(sessions: sessionmaker[Session], queue: WorkQueue, queued: l
         rows = following
 
 
-def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: float, *,
-           route_cache: RouteCache | None = None, republish_all: bool = False, now: datetime | None = None) -> int:
+def repair(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    grace_seconds: float,
+    *,
+    route_cache: RouteCache | None = None,
+    republish_all: bool = False,
+    now: datetime | None = None,
+) -> int:
     """Housekeeping's repair of the way to the workers: complete the fan-outs of launches that
     died midway, publish again what lost its queue entry, and tell the tip line about the actions
     whose step died before it could; returns how many messages were published."""
@@ -85,13 +102,21 @@ def repair(sessions: sessionmaker[Session], queue: WorkQueue, grace_seconds: flo
     cutoff = now - timedelta(seconds=grace_seconds)
     with sessions() as session, session.begin():
         # A step that died before its publish mark died before telling the tip line, too.
-        interrupted = set(session.scalars(
-            select(Bulletin.action_id).where(Bulletin.published_at.is_(None), Bulletin.created_at < cutoff)))
+        interrupted = set(
+            session.scalars(
+                select(Bulletin.action_id).where(
+                    Bulletin.published_at.is_(None), Bulletin.created_at < cutoff
+                )
+            )
+        )
         completed = lifecycle.complete_fan_outs(session, now, cutoff)
     published = 0
     for queued in completed:
-        log.warning("action %d: completed the fan-out of an interrupted launch (%d message(s) created)",
-                    queued.action_id, queued.count)
+        log.warning(
+            "action %d: completed the fan-out of an interrupted launch (%d message(s) created)",
+            queued.action_id,
+            queued.count,
+        )
         published += publish_messages(sessions, queue, queued.ids_by_channel)
     published += reconcile(sessions, queue, grace_seconds, now, republish_all=republish_all)
     if route_cache is not None:

@@ -126,8 +126,12 @@ def _launch(session: Session, action_id: int, now: datetime, settings: Settings)
     action = get_action(session, action_id, fresh=True)
     # In phone order (as _insert_messages writes them): each chunk goes on where the last ended.
     # Decided lazily: the first chunk is queued before the rest of the recipients are decided.
-    rows = ((r.phone, r.participant_id, r.channel)
-            for r in recipients_in_phone_order(session, action.lat, action.lon, action.radius_m, action.channels, now))
+    rows = (
+        (r.phone, r.participant_id, r.channel)
+        for r in recipients_in_phone_order(
+            session, action.lat, action.lon, action.radius_m, action.channels, now
+        )
+    )
     first = list(islice(rows, FAN_OUT_FIRST))
     following = next(rows, None)
     rest: Iterable[NewMessage] = () if following is None else chain((following,), rows)
@@ -145,7 +149,9 @@ def _launch(session: Session, action_id: int, now: datetime, settings: Settings)
     return queued
 
 
-def fan_out_step(session: Session, bulletin_id: int, rows: Sequence[NewMessage], now: datetime, *, last: bool) -> Queued | None:
+def fan_out_step(
+    session: Session, bulletin_id: int, rows: Sequence[NewMessage], now: datetime, *, last: bool
+) -> Queued | None:
     """Create the next chunk of a launch's messages (the caller commits, then publishes).
 
     None when the fan-out is over without them: the action was closed meanwhile (no alert goes
@@ -157,7 +163,9 @@ def fan_out_step(session: Session, bulletin_id: int, rows: Sequence[NewMessage],
         return None
     # Held until the commit: a close waits for this chunk, and the next chunk sees it closed.
     still_open = session.scalar(
-        select(Action.id).where(Action.id == bulletin.action_id, Action.status == ActionStatus.open).with_for_update(read=True)
+        select(Action.id)
+        .where(Action.id == bulletin.action_id, Action.status == ActionStatus.open)
+        .with_for_update(read=True)
     )
     if still_open is None:
         bulletin.fanned_out_at = now
@@ -174,7 +182,11 @@ def complete_fan_outs(session: Session, now: datetime, cutoff: datetime) -> list
     created = []
     stalled = session.scalars(
         select(Bulletin)
-        .where(Bulletin.kind == BulletinKind.alert, Bulletin.fanned_out_at.is_(None), Bulletin.created_at < cutoff)
+        .where(
+            Bulletin.kind == BulletinKind.alert,
+            Bulletin.fanned_out_at.is_(None),
+            Bulletin.created_at < cutoff,
+        )
         .order_by(Bulletin.id)
         .with_for_update()
     ).all()
@@ -182,9 +194,11 @@ def complete_fan_outs(session: Session, now: datetime, cutoff: datetime) -> list
         action = get_action(session, bulletin.action_id, for_update=True)
         if action.status == ActionStatus.open:
             have = set(session.scalars(select(Message.phone).where(Message.bulletin_id == bulletin.id)))
-            missing = [(r.phone, r.participant_id, r.channel)
-                       for r in recipients(session, action, action.launched_at or bulletin.created_at)
-                       if r.phone not in have]
+            missing = [
+                (r.phone, r.participant_id, r.channel)
+                for r in recipients(session, action, action.launched_at or bulletin.created_at)
+                if r.phone not in have
+            ]
             created.append(_insert_messages(session, bulletin, missing, now, published_with_bulletin=False))
         bulletin.fanned_out_at = now
     return created
@@ -211,7 +225,10 @@ def _open_with_code(session: Session, action_id: int, now: datetime, settings: S
         if changed == 1:
             return code
         action = get_action(session, action_id, fresh=True)
-        raise Conflict(f"action {action_id} is {action.status.value}, only a draft can be launched", status=action.status.value)
+        raise Conflict(
+            f"action {action_id} is {action.status.value}, only a draft can be launched",
+            status=action.status.value,
+        )
     raise Conflict("no free action code; too many open actions")
 
 
@@ -222,24 +239,43 @@ def send_update(session: Session, action_id: int, text: str, now: datetime, sett
         raise Conflict(f"action {action_id} is {action.status.value}; updates go to open actions only")
     seq = (
         session.scalar(
-            select(func.max(Bulletin.seq)).where(Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.update)
+            select(func.max(Bulletin.seq)).where(
+                Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.update
+            )
         )
         or 0
     ) + 1
     code = action.action_code
-    alert_done = session.scalar(
-        select(func.count()).select_from(Bulletin)
-        .where(Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert, Bulletin.fanned_out_at.is_(None))
-    ) == 0
+    alert_done = (
+        session.scalar(
+            select(func.count())
+            .select_from(Bulletin)
+            .where(
+                Bulletin.action_id == action.id,
+                Bulletin.kind == BulletinKind.alert,
+                Bulletin.fanned_out_at.is_(None),
+            )
+        )
+        == 0
+    )
     if not alert_done:
         # It goes to everyone the alert went to: wait until the alert has all of them.
-        raise Conflict(f"action {action_id}: the alert is still being queued for its recipients; "
-                       "send the update in a few seconds")
+        raise Conflict(
+            f"action {action_id}: the alert is still being queued for its recipients; "
+            "send the update in a few seconds"
+        )
     bulletin = _bulletin(
-        session, action, BulletinKind.update, seq, wording.update_sms(text, code, settings.tip_line), wording.update_spoken(text, code)
+        session,
+        action,
+        BulletinKind.update,
+        seq,
+        wording.update_sms(text, code, settings.tip_line),
+        wording.update_spoken(text, code),
     )
-    alert = select(Message.phone, Message.participant_id, Message.channel).join(Bulletin).where(
-        Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert
+    alert = (
+        select(Message.phone, Message.participant_id, Message.channel)
+        .join(Bulletin)
+        .where(Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert)
     )
     return _insert_messages(session, bulletin, session.execute(alert).all(), now)
 
@@ -270,7 +306,10 @@ def close(
     ).rowcount
     action = get_action(session, action_id, fresh=True)
     if changed != 1:
-        raise Conflict(f"action {action_id} is {action.status.value}; only an open action can be closed", status=action.status.value)
+        raise Conflict(
+            f"action {action_id} is {action.status.value}; only an open action can be closed",
+            status=action.status.value,
+        )
     # Alerts still waiting are pointless (even harmful: people searching for a child who was
     # found) once the action is closed.
     session.execute(
@@ -280,7 +319,12 @@ def close(
     )
     body = wording.closing_body(outcome, outcome_detail, note)
     bulletin = _bulletin(
-        session, action, BulletinKind.closing, 0, wording.closing_sms(action.action_code, body), wording.closing_spoken(body)
+        session,
+        action,
+        BulletinKind.closing,
+        0,
+        wording.closing_sms(action.action_code, body),
+        wording.closing_spoken(body),
     )
     # RULE: the closing message goes once to every number reached. A message still `sending`
     # is counted as reached: it was in flight when the action closed.
@@ -299,16 +343,32 @@ def close(
 def expire_due(session: Session, now: datetime) -> list[Queued]:
     """Close, without an outcome, every open action whose time has run out."""
     due = session.scalars(
-        select(Action.id).where(Action.status == ActionStatus.open, Action.expires_at <= now).order_by(Action.id)
+        select(Action.id)
+        .where(Action.status == ActionStatus.open, Action.expires_at <= now)
+        .order_by(Action.id)
     ).all()
     return [close(session, action_id, now, outcome=None, expired=True) for action_id in due]
 
 
-def _bulletin(session: Session, action: Action, kind: BulletinKind, seq: int, sms: str, spoken: str,
-              *, complete: bool = True) -> Bulletin:
+def _bulletin(
+    session: Session,
+    action: Action,
+    kind: BulletinKind,
+    seq: int,
+    sms: str,
+    spoken: str,
+    *,
+    complete: bool = True,
+) -> Bulletin:
     """A new bulletin; `complete`: its messages are all created in this transaction."""
-    bulletin = Bulletin(action_id=action.id, kind=kind, seq=seq, sms_text=sms, spoken_text=spoken,
-                        fanned_out_at=utcnow() if complete else None)
+    bulletin = Bulletin(
+        action_id=action.id,
+        kind=kind,
+        seq=seq,
+        sms_text=sms,
+        spoken_text=spoken,
+        fanned_out_at=utcnow() if complete else None,
+    )
     session.add(bulletin)
     session.flush()
     return bulletin
@@ -327,8 +387,14 @@ _PG_INSERT = text("""
 """)
 
 
-def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], now: datetime, *,
-                     published_with_bulletin: bool = True) -> Queued:
+def _insert_messages(
+    session: Session,
+    bulletin: Bulletin,
+    rows: Sequence[NewMessage],
+    now: datetime,
+    *,
+    published_with_bulletin: bool = True,
+) -> Queued:
     """Queue the bulletin to each (phone, participant id, channel). Created `enqueued_at`: the
     bulletin's `published_at` confirms the publish for all of them (gateway.queue.publish_messages);
     without `published_with_bulletin` NULL, each confirmed by its own publish."""
@@ -336,19 +402,27 @@ def _insert_messages(session: Session, bulletin: Bulletin, rows: Sequence[NewMes
         return _insert(session, bulletin, rows, now, now if published_with_bulletin else None)
 
 
-def _insert(session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], now: datetime,
-            enqueued: datetime | None) -> Queued:
+def _insert(
+    session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], now: datetime, enqueued: datetime | None
+) -> Queued:
     ids: dict[str, list[int]] = defaultdict(list)
     if session.get_bind().dialect.name == "postgresql":
         # In phone order: both indexes on the phone number are then filled at their right edge,
         # not at random pages (~a third less time for 100,000 rows).
         rows = sorted(rows, key=lambda row: row[0])
-        found = session.execute(_PG_INSERT, {
-            "bulletin": bulletin.id, "action": bulletin.action_id, "now": now, "enqueued": enqueued,
-            "phones": pg_texts(phone for phone, _, _ in rows),
-            "pids": pg_ints(pid for _, pid, _ in rows),
-            # A Channel is a str: its text is its value.
-            "channels": pg_texts(channel for _, _, channel in rows)})
+        found = session.execute(
+            _PG_INSERT,
+            {
+                "bulletin": bulletin.id,
+                "action": bulletin.action_id,
+                "now": now,
+                "enqueued": enqueued,
+                "phones": pg_texts(phone for phone, _, _ in rows),
+                "pids": pg_ints(pid for _, pid, _ in rows),
+                # A Channel is a str: its text is its value.
+                "channels": pg_texts(channel for _, _, channel in rows),
+            },
+        )
         # The driver's tuples (an id and a text need no conversion): iterating the Result fetched
         # and wrapped the 100,000 rows one at a time.
         for mid, channel in found.cursor.fetchall():
@@ -359,16 +433,26 @@ def _insert(session: Session, bulletin: Bulletin, rows: Sequence[NewMessage], no
         refresh_statistics_after_growth(session, "message", len(rows))
         return Queued(bulletin.action_id, bulletin.id, dict(ids))
     values = [
-        {"bulletin_id": bulletin.id, "action_id": bulletin.action_id, "phone": phone, "participant_id": pid,
-         "channel": Channel(channel), "status": MessageStatus.queued, "attempts": 0, "created_at": now,
-         "enqueued_at": enqueued}
+        {
+            "bulletin_id": bulletin.id,
+            "action_id": bulletin.action_id,
+            "phone": phone,
+            "participant_id": pid,
+            "channel": Channel(channel),
+            "status": MessageStatus.queued,
+            "attempts": 0,
+            "created_at": now,
+            "enqueued_at": enqueued,
+        }
         for phone, pid, channel in rows
     ]
     before = session.scalar(select(func.max(Message.id))) or 0  # SQLite: one writer, ids grow
     for start in range(0, len(values), _INSERT_CHUNK):
         session.execute(insert(Message), values[start : start + _INSERT_CHUNK])
     for mid, channel in session.execute(
-        select(Message.id, Message.channel).where(Message.bulletin_id == bulletin.id, Message.id > before).order_by(Message.id)
+        select(Message.id, Message.channel)
+        .where(Message.bulletin_id == bulletin.id, Message.id > before)
+        .order_by(Message.id)
     ):
         ids[channel.value].append(mid)
     return Queued(bulletin.action_id, bulletin.id, dict(ids))

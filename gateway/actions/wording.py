@@ -67,5 +67,7 @@ def closing_spoken(body: str) -> str:
 
 def unsubscribed_sms() -> str:
     """The confirmation of an SMS STOP / AFMELDEN: every registration of the number has ended."""
-    return ("Burgernet: u bent afgemeld en ontvangt op dit nummer geen berichten van Burgernet meer. "
-            "Weer meedoen? Meld u opnieuw aan bij uw gemeente.")
+    return (
+        "Burgernet: u bent afgemeld en ontvangt op dit nummer geen berichten van Burgernet meer. "
+        "Weer meedoen? Meld u opnieuw aan bij uw gemeente."
+    )

@@ -50,5 +50,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, remember_status)
         finally:
-            log.info("%s %s %d %.0f ms", scope["method"], loggable_target(scope["path"], scope.get("query_string", b"")),
-                     status[0], (time.perf_counter() - started) * 1000)
+            log.info(
+                "%s %s %d %.0f ms",
+                scope["method"],
+                loggable_target(scope["path"], scope.get("query_string", b"")),
+                status[0],
+                (time.perf_counter() - started) * 1000,
+            )

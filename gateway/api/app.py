@@ -62,7 +62,9 @@ def create_app(
                     housekeeping.run_periodically(
                         "reconcile",
                         settings.reconcile_interval_seconds,
-                        lambda: repair(sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache),
+                        lambda: repair(
+                            sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache
+                        ),
                     )
                 ),
                 asyncio.create_task(
@@ -123,7 +125,10 @@ def create_app(
     async def _validation_error(_: Request, exc: RequestValidationError):
         return _invalid(
             [
-                {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+                {
+                    "field": ".".join(str(p) for p in e["loc"]),
+                    "message": e["msg"].removeprefix("Value error, "),
+                }
                 for e in exc.errors()
             ]
         )
@@ -152,7 +157,11 @@ def create_app(
 def _invalid(errors: list[dict]) -> JSONResponse:
     """422 in the error shape, naming every field that is wrong (the first in the message)."""
     first = errors[0] if errors else {"field": "", "message": "invalid request"}
-    body = {"error_id": "invalid", "message": f"{first['field']}: {first['message']}", "details": {"errors": errors}}
+    body = {
+        "error_id": "invalid",
+        "message": f"{first['field']}: {first['message']}",
+        "details": {"errors": errors},
+    }
     return JSONResponse(body, status_code=422)
 
 
@@ -174,7 +183,9 @@ class RequireCredentials:
             try:
                 user = await asyncio.to_thread(authenticate_request, request)
             except GatewayError as exc:
-                await JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+                await JSONResponse(exc.to_json(), status_code=exc.status_code, headers=exc.headers)(
+                    scope, receive, send
+                )
                 return
             scope.setdefault("state", {})[CALLER] = user
         await self.app(scope, receive, send)

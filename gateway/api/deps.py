@@ -13,7 +13,9 @@ from gateway.config import Settings
 from gateway.errors import Forbidden, Unauthenticated
 from gateway.storage.models import Role, User
 
-_bearer = HTTPBearer(auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key made with `burgernet create-admin` or POST /api/v1/users"
+)
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,7 +51,10 @@ def authenticate_request(request: Request) -> User:
         if key is None and cookie:
             user = auth.authenticate_session(session, settings.secret_key, cookie, datetime.now(UTC))
             if request.method not in SAFE_METHODS and auth.CSRF_HEADER not in request.headers:
-                raise Forbidden(f"a browser request that changes data must carry the {auth.CSRF_HEADER} header", reason="csrf")
+                raise Forbidden(
+                    f"a browser request that changes data must carry the {auth.CSRF_HEADER} header",
+                    reason="csrf",
+                )
         else:
             user = auth.authenticate(session, settings.secret_key, key)
         session.expunge(user)

@@ -55,7 +55,9 @@ Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 # A whole number of metres, as JSON's integer: `true` or "100" is a mistake, not a radius.
-Radius = Annotated[int, Field(strict=True, gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")]
+Radius = Annotated[
+    int, Field(strict=True, gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")
+]
 # Days the API accepts (statistics periods, pauses): date arithmetic near year 1 or 9999
 # overflows, and no Burgernet data lies outside these.
 FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2199, 12, 31)
@@ -97,7 +99,9 @@ class ActionCreate(Strict):
     lon: Longitude
     radius_m: Radius
     channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
-    centralist_id: Id | None = Field(None, description="Owner; admins must give it, centralists own their actions.")
+    centralist_id: Id | None = Field(
+        None, description="Owner; admins must give it, centralists own their actions."
+    )
 
     @field_validator("channels")
     @classmethod
@@ -247,12 +251,16 @@ class TipPublic(BaseModel):
 class AddressIn(Strict):
     country: Literal["NL", "BE", "DE"] = "NL"
     postcode: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, max_length=8)]
-    house_number: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[1-9][0-9]{0,4}( ?[A-Za-z0-9-]{1,4})?$")]
+    house_number: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^[1-9][0-9]{0,4}( ?[A-Za-z0-9-]{1,4})?$")
+    ]
     lat: Latitude
     lon: Longitude
     channel: Channel = Channel.sms
     window_start: str | None = Field(None, description="Receive from HH:MM local time (with window_end).")
-    window_end: str | None = Field(None, description="Receive until HH:MM; earlier than the start crosses midnight.")
+    window_end: str | None = Field(
+        None, description="Receive until HH:MM; earlier than the start crosses midnight."
+    )
 
     @field_validator("postcode")
     @classmethod
@@ -285,7 +293,9 @@ class AddressIn(Strict):
 
 class ParticipantIn(Strict):
     name: Text(200)
-    phone: str = Field(description="06…, +316…, 00316… or a foreign number with its country code.", max_length=32)
+    phone: str = Field(
+        description="06…, +316…, 00316… or a foreign number with its country code.", max_length=32
+    )
     language: Literal["nl", "en", "de", "fr"] = "nl"
     pause_from: Day | None = None
     pause_until: Day | None = None
@@ -497,7 +507,8 @@ class StatsByMunicipality(BaseModel):
     rows: list[MunicipalityFigures]
     region_average: AreaAverage | None = Field(
         description="Every action that reached the region, counted once; null for a municipality when the "
-        "region has too few other municipalities with participants to keep theirs private.")
+        "region has too few other municipalities with participants to keep theirs private."
+    )
     national_average: AreaAverage | None = Field(description="As region_average, for the country.")
 
 

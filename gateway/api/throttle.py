@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 def make_login_throttle(settings: Settings) -> LoginThrottle | RedisLoginThrottle:
     """The throttle for this installation: shared through Redis when it is configured."""
     if settings.redis_url:
-        return RedisLoginThrottle(redis.Redis.from_url(settings.redis_url, socket_timeout=0.5),
-                                  settings.login_max_failures, settings.login_window_seconds)
+        return RedisLoginThrottle(
+            redis.Redis.from_url(settings.redis_url, socket_timeout=0.5),
+            settings.login_max_failures,
+            settings.login_window_seconds,
+        )
     return LoginThrottle(settings.login_max_failures, settings.login_window_seconds)
 
 
@@ -74,8 +77,14 @@ class RedisLoginThrottle:
     """LoginThrottle's window in Redis, shared by every API process. Should Redis fail, logins are
     let through (logged): the keys are 256-bit, the throttle only keeps the form useless for guessing."""
 
-    def __init__(self, client: redis.Redis, limit: int, window: float, prefix: str = "burgernet:",
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        client: redis.Redis,
+        limit: int,
+        window: float,
+        prefix: str = "burgernet:",
+        clock: Callable[[], float] = time.time,
+    ):
         self.client, self.limit, self.window, self.prefix, self._clock = client, limit, window, prefix, clock
 
     def _key(self, client: str) -> str:

@@ -42,8 +42,9 @@ class FlowPlanner:
 
     Thread-safe (a worker takes in a thread, its console figures may ask from another)."""
 
-    def __init__(self, sessions: sessionmaker[Session], scheduler: Scheduler,
-                 refresh_seconds: float = REFRESH_SECONDS) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], scheduler: Scheduler, refresh_seconds: float = REFRESH_SECONDS
+    ) -> None:
         self.sessions = sessions
         self.scheduler = scheduler
         self.refresh_seconds = refresh_seconds
@@ -54,7 +55,9 @@ class FlowPlanner:
         """What each flow id is; ids with no bulletin (0, or one deleted) as `unknown_flow`."""
         ids = set(flow_ids)
         now = time.monotonic()
-        stale = {i for i in ids if i and (i not in self._known or now - self._known[i][1] > self.refresh_seconds)}
+        stale = {
+            i for i in ids if i and (i not in self._known or now - self._known[i][1] > self.refresh_seconds)
+        }
         if stale:
             with self.sessions() as session:
                 fresh = load_flows(session, stale)

@@ -31,12 +31,15 @@ class Intake:
         self.queue, self.channel, self.consumer, self.plan = queue, channel, consumer, plan
         self._unclaimed: list[Delivery] = []
 
-    def take(self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]], plan: Plan | None = None) -> list[T]:
+    def take(
+        self, count: int, block_ms: int, claim: Callable[[list[int]], list[T]], plan: Plan | None = None
+    ) -> list[T]:
         """Up to about `count` messages from the flows `plan` picks, in its order, claimed by
         `claim(message_ids)`; waits up to `block_ms` when the queue is empty. Raises what
         `consume` or `claim` raised. `plan`: this take's own, instead of the intake's."""
-        deliveries = self._first_unclaimed(count) or self.queue.consume(self.channel, self.consumer, count,
-                                                                        block_ms, plan or self.plan)
+        deliveries = self._first_unclaimed(count) or self.queue.consume(
+            self.channel, self.consumer, count, block_ms, plan or self.plan
+        )
         if not deliveries:
             return []
         try:
@@ -47,8 +50,12 @@ class Intake:
         try:
             self.queue.ack(self.channel, [d.entry_id for d in deliveries])
         except Exception as exc:
-            log.warning("%s: acknowledging %d queue entries failed (%s); they come back and are skipped",
-                        self.channel, len(deliveries), brief(exc))
+            log.warning(
+                "%s: acknowledging %d queue entries failed (%s); they come back and are skipped",
+                self.channel,
+                len(deliveries),
+                brief(exc),
+            )
         return claimed
 
     def _first_unclaimed(self, count: int) -> list[Delivery]:
@@ -62,5 +69,5 @@ class Intake:
                 break
             entries.add(delivery.entry_id)
             taken.append(delivery)
-        self._unclaimed = self._unclaimed[len(taken):]
+        self._unclaimed = self._unclaimed[len(taken) :]
         return taken

@@ -53,8 +53,13 @@ class Requeued:
     dispatched: int  # may have reached the provider already: these may arrive twice
 
 
-def renew(session: Session, worker: str, now: datetime | None = None, older_than: timedelta | None = None,
-          holding: Collection[int] | None = None) -> int:
+def renew(
+    session: Session,
+    worker: str,
+    now: datetime | None = None,
+    older_than: timedelta | None = None,
+    holding: Collection[int] | None = None,
+) -> int:
     """Extend the leases of every message `worker` still holds; returns how many. Caller commits.
 
     With `older_than`, only leases taken or renewed longer ago than that: most messages are done
@@ -71,11 +76,15 @@ def renew(session: Session, worker: str, now: datetime | None = None, older_than
     if holding is None:
         return session.execute(renewal.where(*held)).rowcount or 0
     ids = sorted(holding)
-    return sum(session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))).rowcount or 0
-               for start in range(0, len(ids), CHUNK))
+    return sum(
+        session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))).rowcount or 0
+        for start in range(0, len(ids), CHUNK)
+    )
 
 
-def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, now: datetime | None = None) -> None:
+def mark_dispatched(
+    session: Session, message_ids: Sequence[int], worker: str, now: datetime | None = None
+) -> None:
     """Record that these messages are about to be handed to the provider. Caller commits — before
     handing them over, or the mark protects nothing."""
     stamp = now or utcnow()
@@ -92,8 +101,14 @@ def mark_dispatched(session: Session, message_ids: Sequence[int], worker: str, n
         )
 
 
-def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, worker: str, lease_seconds: float,
-           holding: Collection[int] | None = None) -> Requeued:
+def upkeep(
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    channel: str,
+    worker: str,
+    lease_seconds: float,
+    holding: Collection[int] | None = None,
+) -> Requeued:
     """A living worker's periodic duty (every quarter lease): renew its own leases (of `holding`,
     when it says which messages it has in hand; see `renew`), queue again what a stopped worker
     of the channel left `sending`, and settle the bulletins that are done (so that these scans
@@ -107,8 +122,12 @@ def upkeep(sessions: sessionmaker[Session], queue: WorkQueue, channel: str, work
     return requeued
 
 
-async def keep_up(one_round: Callable[[list[int]], object], in_hand: Callable[[], list[int]], lease_seconds: float,
-                  worker: str) -> None:
+async def keep_up(
+    one_round: Callable[[list[int]], object],
+    in_hand: Callable[[], list[int]],
+    lease_seconds: float,
+    worker: str,
+) -> None:
     """A worker's lease upkeep for its lifetime (until cancelled): `one_round(in_hand())` in a
     thread every quarter lease — `upkeep` and what the worker logs of it. `in_hand` is called
     here, on the event loop: the thread must not iterate what the loop changes. A failed round
@@ -148,7 +167,9 @@ def requeue_stale(
         ).scalar_one()
         ids: list[int] = []
         for dispatched_before, detail in ((True, REQUEUED_DISPATCHED_DETAIL), (False, REQUEUED_DETAIL)):
-            mark = Message.dispatched_at.is_not(None) if dispatched_before else Message.dispatched_at.is_(None)
+            mark = (
+                Message.dispatched_at.is_not(None) if dispatched_before else Message.dispatched_at.is_(None)
+            )
             ids += session.execute(
                 update(Message)
                 .where(stale, mark)

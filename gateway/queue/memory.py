@@ -92,9 +92,13 @@ class MemoryQueue:
                 self._cond.wait(remaining)
 
     @classmethod
-    def _take(cls, state: _Channel, order: list[int], consumer: str, now: float, idle_s: float) -> list[Delivery]:
-        taken = {flow: cls._take_flow(state.flows[flow], n, consumer, now, idle_s)
-                 for flow, n in Counter(order).items()}
+    def _take(
+        cls, state: _Channel, order: list[int], consumer: str, now: float, idle_s: float
+    ) -> list[Delivery]:
+        taken = {
+            flow: cls._take_flow(state.flows[flow], n, consumer, now, idle_s)
+            for flow, n in Counter(order).items()
+        }
         out: list[Delivery] = []
         for flow in order:
             if taken[flow]:

@@ -64,7 +64,9 @@ def publish_messages(
 
 def _by_bulletin(session: Session, message_ids: Sequence[int]) -> dict[int, list[int]]:
     """The ids grouped by their bulletin (each bulletin is a flow of the queue), in the given order."""
-    bulletin_of = dict(session.execute(select(Message.id, Message.bulletin_id).where(Message.id.in_(message_ids))).all())
+    bulletin_of = dict(
+        session.execute(select(Message.id, Message.bulletin_id).where(Message.id.in_(message_ids))).all()
+    )
     grouped: dict[int, list[int]] = defaultdict(list)
     for message_id in message_ids:
         if message_id in bulletin_of:  # a message deleted meanwhile has nothing to send

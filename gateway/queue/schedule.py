@@ -90,7 +90,9 @@ class Flow:
         next. A closing message waits for nothing: a close cancels what had not gone out."""
         if other.action_id is None or other.action_id != self.action_id or self.kind != BulletinKind.update:
             return False
-        return other.kind == BulletinKind.alert or (other.kind == BulletinKind.update and other.seq < self.seq)
+        return other.kind == BulletinKind.alert or (
+            other.kind == BulletinKind.update and other.seq < self.seq
+        )
 
 
 # A flow the queue holds but nothing is known about (no bulletin; tests publishing bare ids).

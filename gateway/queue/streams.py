@@ -109,8 +109,10 @@ class RedisStreamQueue:
         key = self.key(channel, flow)
         ensure_group(self.client, key, self.group)
         per_entry = self._per_entry(channel)
-        entries = [",".join(str(int(i)) for i in message_ids[at : at + per_entry])
-                   for at in range(0, len(message_ids), per_entry)]
+        entries = [
+            ",".join(str(int(i)) for i in message_ids[at : at + per_entry])
+            for at in range(0, len(message_ids), per_entry)
+        ]
         for start in range(0, len(entries), CHUNK):
             with self.client.pipeline(transaction=False) as pipe:
                 for entry in entries[start : start + CHUNK]:
@@ -164,20 +166,28 @@ class RedisStreamQueue:
                 out += taken[flow].popleft()
         return out
 
-    def _take_flow(self, channel: str, flow: int, consumer: str, n: int, broken: list[str]) -> list[list[Delivery]]:
+    def _take_flow(
+        self, channel: str, flow: int, consumer: str, n: int, broken: list[str]
+    ) -> list[list[Delivery]]:
         key = self.key(channel, flow)
         # 1. Entries a dead (or stuck) consumer left unacked for longer than claim_idle_ms.
         cursor = self._claim_cursor.get(key, "0-0")
         claimed = with_group(
-            self.client, key, self.group,
-            lambda: self.client.xautoclaim(key, self.group, consumer, self.claim_idle_ms, start_id=cursor, count=n),
+            self.client,
+            key,
+            self.group,
+            lambda: self.client.xautoclaim(
+                key, self.group, consumer, self.claim_idle_ms, start_id=cursor, count=n
+            ),
         )
         self._claim_cursor[key] = claimed[0]
         found = list(claimed[1] or ())
         # 2. New entries.
         if len(found) < n:
             reply = with_group(
-                self.client, key, self.group,
+                self.client,
+                key,
+                self.group,
                 lambda: self.client.xreadgroup(self.group, consumer, {key: ">"}, count=n - len(found)),
             )
             for _stream, new in reply or ():

@@ -397,9 +397,15 @@ class Bind:
                 failures += 1
                 state = "auth_failed" if exc.auth else "bind_refused"
                 if self.state != state:
-                    log.error("SMS bind %s: the SMSC %s:%s refused the bind as %r: %s — check the "
-                              "bind's system_id/password (retrying with backoff)",
-                              self.name, self.config.host, self.config.port, self.config.system_id, exc)
+                    log.error(
+                        "SMS bind %s: the SMSC %s:%s refused the bind as %r: %s — check the "
+                        "bind's system_id/password (retrying with backoff)",
+                        self.name,
+                        self.config.host,
+                        self.config.port,
+                        self.config.system_id,
+                        exc,
+                    )
                 self._set_health(state, str(exc))
                 await self._pause(self.auth_backoff.delay(failures))
                 continue
@@ -431,8 +437,13 @@ class Bind:
     async def _connect(self, mode: str) -> _Link:
         link = await asyncio.wait_for(_Link.open(self.config.host, self.config.port, mode), CONNECT_TIMEOUT)
         try:
-            bind = P.bind_pdu(mode, self.config.system_id, self.config.password.get_secret_value(),
-                              self.config.system_type, link.next_sequence())
+            bind = P.bind_pdu(
+                mode,
+                self.config.system_id,
+                self.config.password.get_secret_value(),
+                self.config.system_type,
+                link.next_sequence(),
+            )
             await asyncio.wait_for(link.sendall(bind), CONNECT_TIMEOUT)
             raw = await asyncio.wait_for(link.read_pdu(), CONNECT_TIMEOUT)
         except BaseException:
@@ -448,7 +459,13 @@ class Bind:
         self._tx = links[0]
         self._bound.set()
         self._set_health("bound", f"{self.config.mode} to {self.config.host}:{self.config.port}")
-        log.info("SMS bind %s: bound (%s) to %s:%s", self.name, self.config.mode, self.config.host, self.config.port)
+        log.info(
+            "SMS bind %s: bound (%s) to %s:%s",
+            self.name,
+            self.config.mode,
+            self.config.host,
+            self.config.port,
+        )
         readers = [asyncio.create_task(self._read(link)) for link in links]
         tasks = [*readers]
         tasks.append(asyncio.create_task(self._keep(links)))
@@ -478,7 +495,9 @@ class Bind:
         self._first_written.clear()
         pending = [(m, i) for m, i in pending if not m.done]
         if pending:
-            log.warning("SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending))
+            log.warning(
+                "SMS bind %s: %d submit(s) unanswered when the connection ended", self.name, len(pending)
+            )
             self.events.unanswered(self, pending)
 
     def resend(self, parts: list[tuple[OutMessage, int]]) -> None:
@@ -539,7 +558,9 @@ class Bind:
         (whether or not the SMSC probes); unanswered for `enquire_link_timeout_seconds`, the link
         is dead (a half-open connection, a NAT that forgot it) and is dropped and bound again."""
         interval = self.config.enquire_link_seconds
-        tick = min(0.25, self.config.response_timeout_seconds / 4, self.config.enquire_link_timeout_seconds / 4)
+        tick = min(
+            0.25, self.config.response_timeout_seconds / 4, self.config.enquire_link_timeout_seconds / 4
+        )
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
@@ -553,7 +574,9 @@ class Bind:
             for link in links:
                 if link.enquiry_sent is not None:
                     if now - link.enquiry_sent > self.config.enquire_link_timeout_seconds:
-                        raise LinkSilent(f"no answer to enquire_link within {self.config.enquire_link_timeout_seconds:g} s")
+                        raise LinkSilent(
+                            f"no answer to enquire_link within {self.config.enquire_link_timeout_seconds:g} s"
+                        )
                 elif now - link.last_heard > interval:
                     link.enquiry_sent = now
                     link.write(P.request_pdu("enquire_link", link.next_sequence()))
@@ -569,7 +592,12 @@ class Bind:
                     entry = self.correlator.pop(sequence)
                     if entry is None:
                         if command == GENERIC_NACK:
-                            log.warning("SMS bind %s: generic_nack %s for sequence %d", self.name, status_name(status), sequence)
+                            log.warning(
+                                "SMS bind %s: generic_nack %s for sequence %d",
+                                self.name,
+                                status_name(status),
+                                sequence,
+                            )
                         continue
                     self.window.release()
                     self._wake.set()
@@ -620,8 +648,12 @@ class Bind:
                 self.events.submitted(self, message)
         elif verdict is Verdict.throttled:
             if self.rate.throttled(time.monotonic()):
-                log.warning("SMS bind %s: SMSC says %s; slowing down to %.0f msg/s",
-                            self.name, status_name(status), self.rate.limit() or 0)
+                log.warning(
+                    "SMS bind %s: SMSC says %s; slowing down to %.0f msg/s",
+                    self.name,
+                    status_name(status),
+                    self.rate.limit() or 0,
+                )
             self.ready.appendleft((message, index))
         elif verdict is Verdict.transient:
             self._retry(message, index, f"SMSC error {status_name(status)}", transient=True)
@@ -653,6 +685,7 @@ def _silent(finished: set[asyncio.Task]) -> bool:
 def _responder(link: _Link, sequence: int) -> Callable[[int], None]:
     def respond(status: int = 0) -> None:
         link.write(P.response_pdu(Cmd.DELIVER_SM, sequence, status))
+
     return respond
 
 
@@ -662,5 +695,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused (is the SMSC up?)"
     return str(exc) or type(exc).__name__
-
-

@@ -74,7 +74,9 @@ class BindConfig(BaseModel):
     @model_validator(mode="after")
     def _source_fits(self) -> BindConfig:
         if not self.source.lstrip("+").isdigit() and len(self.source) > 11:
-            raise ValueError(f"an alphanumeric sender has at most 11 characters, {self.source!r} has {len(self.source)}")
+            raise ValueError(
+                f"an alphanumeric sender has at most 11 characters, {self.source!r} has {len(self.source)}"
+            )
         return self
 
     @property
@@ -83,12 +85,16 @@ class BindConfig(BaseModel):
         digits = self.source.lstrip("+")
         if digits.isdigit():
             ton = TON_INTERNATIONAL if self.source.startswith("+") else TON_NATIONAL
-            return digits, self.source_ton if self.source_ton is not None else ton, (
-                self.source_npi if self.source_npi is not None else NPI_ISDN
+            return (
+                digits,
+                self.source_ton if self.source_ton is not None else ton,
+                (self.source_npi if self.source_npi is not None else NPI_ISDN),
             )
-        return self.source, (
-            self.source_ton if self.source_ton is not None else TON_ALPHANUMERIC
-        ), self.source_npi if self.source_npi is not None else NPI_UNKNOWN
+        return (
+            self.source,
+            (self.source_ton if self.source_ton is not None else TON_ALPHANUMERIC),
+            self.source_npi if self.source_npi is not None else NPI_UNKNOWN,
+        )
 
     def __repr__(self) -> str:  # the password stays out of every repr, log and traceback
         return f"BindConfig(name={self.name!r}, operator={self.operator!r}, {self.host}:{self.port})"
@@ -113,8 +119,13 @@ class SmsConfig(BaseModel):
         return next(b for b in self.binds if b.name == name)
 
 
-def load_sms_config(binds_json: str, binds_file: str, default_bind: str, sender: str = "Burgernet",
-                    defaults: dict[str, object] | None = None) -> SmsConfig:
+def load_sms_config(
+    binds_json: str,
+    binds_file: str,
+    default_bind: str,
+    sender: str = "Burgernet",
+    defaults: dict[str, object] | None = None,
+) -> SmsConfig:
     """Bind configuration from SMS_BINDS (JSON) or SMS_BINDS_FILE (TOML); raises BindConfigError.
 
     A bind without its own `source` sends as SMS_SENDER, and takes each option it leaves out from
@@ -131,7 +142,9 @@ def load_sms_config(binds_json: str, binds_file: str, default_bind: str, sender:
             raw = json.loads(binds_json)
             where = "SMS_BINDS"
         else:
-            raise BindConfigError("no SMPP bind configured: set SMS_BINDS or SMS_BINDS_FILE (see .env.example)")
+            raise BindConfigError(
+                "no SMPP bind configured: set SMS_BINDS or SMS_BINDS_FILE (see .env.example)"
+            )
     except (OSError, ValueError) as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
         raise BindConfigError(f"cannot read the bind configuration: {exc}") from None
     if not isinstance(raw, list) or not raw:

@@ -34,17 +34,36 @@ SIMULATOR = Path(__file__).resolve().parents[2] / "tests" / "smsc_sim.py"
 class DemoSms:
     """A started simulator plus a running SMS worker; `stop()` ends both."""
 
-    def __init__(self, sessions: sessionmaker[Session], queue: WorkQueue, sender: str, max_parts: int) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], queue: WorkQueue, sender: str, max_parts: int
+    ) -> None:
         spec = importlib.util.spec_from_file_location("smsc_sim", SIMULATOR)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         spec.loader.exec_module(module)  # type: ignore[union-attr]
         self.sim = module.SmscSimulator().start()
         self.sessions = sessions
-        binds = json.dumps([{"name": "demo", "operator": "simulator", "port": self.sim.port,
-                             "system_id": self.sim.system_id, "password": self.sim.password}])
+        binds = json.dumps(
+            [
+                {
+                    "name": "demo",
+                    "operator": "simulator",
+                    "port": self.sim.port,
+                    "system_id": self.sim.system_id,
+                    "password": self.sim.password,
+                }
+            ]
+        )
         config = load_sms_config(binds, "", "", sender)
-        self.worker = SmsWorker(sessions, queue, config, worker_id="sms-demo", max_parts=max_parts,
-                                flush_seconds=0.05, unanswered_grace=0, plan=FlowPlanner(sessions, Scheduler()))
+        self.worker = SmsWorker(
+            sessions,
+            queue,
+            config,
+            worker_id="sms-demo",
+            max_parts=max_parts,
+            flush_seconds=0.05,
+            unanswered_grace=0,
+            plan=FlowPlanner(sessions, Scheduler()),
+        )
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -76,9 +95,13 @@ class DemoSms:
         deadline = time.monotonic() + timeout
         while True:
             with self.sessions() as session:
-                counts = dict(session.execute(
-                    select(Message.status, func.count()).where(Message.channel == Channel.sms).group_by(Message.status)
-                ).all())
+                counts = dict(
+                    session.execute(
+                        select(Message.status, func.count())
+                        .where(Message.channel == Channel.sms)
+                        .group_by(Message.status)
+                    ).all()
+                )
             busy = counts.get(MessageStatus.queued, 0) + counts.get(MessageStatus.sending, 0)
             if (busy == 0 and counts.get(MessageStatus.submitted, 0) == 0) or time.monotonic() > deadline:
                 return {s.value: n for s, n in counts.items()}

@@ -135,7 +135,11 @@ class AdaptiveRate:
         """The SMSC said ESME_RTHROTTLED / ESME_RMSGQFUL; returns whether the limit was cut now."""
         if now - self._last_cut < self.cooldown:
             return False
-        base = self.current if self.current is not None else (self.contracted or max(self._sent_count, self.floor * 2))
+        base = (
+            self.current
+            if self.current is not None
+            else (self.contracted or max(self._sent_count, self.floor * 2))
+        )
         self.current = max(self.floor, base / 2)
         self._last_cut = self._last_raise = now
         self._tokens = 0.0

@@ -28,11 +28,19 @@ class BindHealth:
         self.set_aside: dict[str, object] = {"rows_set_aside": 0, "last_set_aside": None}
 
     def set(self, bind: str, state: str, detail: str) -> None:
-        self.states[bind] = {"state": state, "detail": detail[:200], "since": round(time.time(), 3), **self.set_aside}
+        self.states[bind] = {
+            "state": state,
+            "detail": detail[:200],
+            "since": round(time.time(), 3),
+            **self.set_aside,
+        }
 
     def note_set_aside(self, reason: str) -> None:
         """One more row the database refused; `reason` the latest."""
-        self.set_aside = {"rows_set_aside": int(self.set_aside["rows_set_aside"]) + 1, "last_set_aside": reason[:200]}
+        self.set_aside = {
+            "rows_set_aside": int(self.set_aside["rows_set_aside"]) + 1,
+            "last_set_aside": reason[:200],
+        }
         for value in self.states.values():
             value.update(self.set_aside)
 

@@ -59,10 +59,23 @@ class Receipt:
 # "Submit Date", "DLVRD").
 _FIELD = re.compile(r"(?i)(?<![a-z])(id|sub|dlvrd|submit[ _]?date|done[ _]?date|stat|err)\s*:\s*(\S*)")
 _TEXT = re.compile(r"(?i)(?<![a-z])text\s*:")
-_STAT_ALIASES = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "REJECTD", "ACCEPTED": "ACCEPTD"}
+_STAT_ALIASES = {
+    "DELIVERED": "DELIVRD",
+    "UNDELIVERABLE": "UNDELIV",
+    "REJECTED": "REJECTD",
+    "ACCEPTED": "ACCEPTD",
+}
 # SMPP 3.4 message_state (section 5.2.28) in the receipt text's spelling.
-_MESSAGE_STATES = {1: "ENROUTE", 2: "DELIVRD", 3: "EXPIRED", 4: "DELETED", 5: "UNDELIV", 6: "ACCEPTD",
-                   7: "UNKNOWN", 8: "REJECTD"}
+_MESSAGE_STATES = {
+    1: "ENROUTE",
+    2: "DELIVRD",
+    3: "EXPIRED",
+    4: "DELETED",
+    5: "UNDELIV",
+    6: "ACCEPTD",
+    7: "UNKNOWN",
+    8: "REJECTD",
+}
 _TLV_TAGS = {0x001E: "receipted_message_id", 0x0427: "message_state"}
 
 
@@ -78,7 +91,7 @@ def parse_receipt(text: str | bytes, tlvs: dict | None = None) -> Receipt:
     text = text or ""
     tlv = _named_tlvs(tlvs or {})
     cut = _TEXT.search(text)
-    head, echoed = (text[:cut.start()], text[cut.end():]) if cut else (text, None)
+    head, echoed = (text[: cut.start()], text[cut.end() :]) if cut else (text, None)
     fields = {re.sub(r"[ _]", "", key.lower()): value for key, value in _FIELD.findall(head)}
 
     message_id = _tlv_text(tlv.get("receipted_message_id")) or fields.get("id", "")
@@ -89,7 +102,9 @@ def parse_receipt(text: str | bytes, tlvs: dict | None = None) -> Receipt:
     if not stat and tlv.get("message_state") is not None:
         stat = _MESSAGE_STATES.get(_tlv_int(tlv["message_state"]), "UNKNOWN")
     if not stat:
-        raise BadReceipt(f"delivery receipt for {message_id} without a state (stat: or message_state): {text[:80]!r}")
+        raise BadReceipt(
+            f"delivery receipt for {message_id} without a state (stat: or message_state): {text[:80]!r}"
+        )
     return Receipt(
         smsc_message_id=message_id,
         stat=stat,
@@ -101,7 +116,10 @@ def parse_receipt(text: str | bytes, tlvs: dict | None = None) -> Receipt:
 
 
 def _named_tlvs(tlvs: dict) -> dict:
-    return {_TLV_TAGS.get(key, key) if isinstance(key, int) else str(key).lower(): value for key, value in tlvs.items()}
+    return {
+        _TLV_TAGS.get(key, key) if isinstance(key, int) else str(key).lower(): value
+        for key, value in tlvs.items()
+    }
 
 
 def _tlv_text(value) -> str:
@@ -223,7 +241,10 @@ def handle_mo(session: Session, sender_e164: str, text: str, now: datetime) -> M
     alerts = alerts_for_sql(session, sender_e164)
     latest = max(alerts, key=lambda a: (a.launched_at, a.action_id), default=None)
     tip = record_sms_tip(
-        session, sender_e164, text, now,
+        session,
+        sender_e164,
+        text,
+        now,
         action_id=latest.action_id if latest else None,
         matched_by=MatchedBy.caller_id if latest else MatchedBy.none,
     )

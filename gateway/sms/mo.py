@@ -110,22 +110,36 @@ def keep_part(session: Session, part: MoPart) -> bool:
         if text == part.text:
             return False
         if handled_at is None:  # a part of an open message with another text: the later is kept
-            session.execute(update(MoPartRow).where(this_part).values(text=part.text, received_at=part.received_at))
+            session.execute(
+                update(MoPartRow).where(this_part).values(text=part.text, received_at=part.received_at)
+            )
             return True
         # The phone reused the reference (it has 256) for a new message: the old one is done.
         session.execute(delete(MoPartRow).where(part.group.where(), _row.handled_at.is_not(None)))
-    session.execute(insert(MoPartRow).values(sender=part.sender, reference=part.reference, total=part.total,
-                                             part=part.part, text=part.text, received_at=part.received_at))
+    session.execute(
+        insert(MoPartRow).values(
+            sender=part.sender,
+            reference=part.reference,
+            total=part.total,
+            part=part.part,
+            text=part.text,
+            received_at=part.received_at,
+        )
+    )
     return True
 
 
 def take_group(session: Session, group: Group, now: datetime, complete_only: bool) -> tuple[str, bool] | None:
     """Mark the group's open parts handled and return (text, complete); None when it is not
     (yet, with `complete_only`) there or another transaction took it first. Does not commit."""
-    rows = dict(session.execute(select(_row.part, _row.text).where(group.where(), _row.handled_at.is_(None))).all())
+    rows = dict(
+        session.execute(select(_row.part, _row.text).where(group.where(), _row.handled_at.is_(None))).all()
+    )
     if not rows or (complete_only and len(rows) < group.total):
         return None
-    taken = session.execute(update(MoPartRow).where(group.where(), _row.handled_at.is_(None)).values(handled_at=now))
+    taken = session.execute(
+        update(MoPartRow).where(group.where(), _row.handled_at.is_(None)).values(handled_at=now)
+    )
     if taken.rowcount != len(rows):
         return None  # another worker's transaction took (some of) them meanwhile
     return assemble(rows, group.total)
@@ -135,7 +149,8 @@ def open_groups(session: Session) -> list[tuple[Group, int, datetime]]:
     """Every group with parts not yet handled: (group, parts kept, first part's arrival)."""
     found = session.execute(
         select(_row.sender, _row.reference, _row.total, func.count(), func.min(_row.received_at))
-        .where(_row.handled_at.is_(None)).group_by(_row.sender, _row.reference, _row.total)
+        .where(_row.handled_at.is_(None))
+        .group_by(_row.sender, _row.reference, _row.total)
     )
     return [(Group(sender, reference, total), kept, first) for sender, reference, total, kept, first in found]
 
@@ -151,9 +166,14 @@ def forget_handled(session: Session, before: datetime) -> int:
 class MoAssembler:
     """Takes parts from the binds, acknowledges each once kept, handles each message once."""
 
-    def __init__(self, sessions: sessionmaker[Session], handle: HandleMo,
-                 done: Callable[[str | None, str, MoOutcome], None], now: Callable[[], datetime],
-                 wait_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        handle: HandleMo,
+        done: Callable[[str | None, str, MoOutcome], None],
+        now: Callable[[], datetime],
+        wait_seconds: float = 60.0,
+    ) -> None:
         self.sessions = sessions
         self.handle = handle
         self.done = done  # (bind name or None, sender, outcome): log it, send the reply
@@ -173,15 +193,24 @@ class MoAssembler:
         try:
             new = await asyncio.to_thread(self._keep, part)
         except Exception as exc:
-            log.warning("SMS part %d/%d from %s could not be stored (%s); the SMSC will send it again",
-                        part.part, part.total, masked(part.sender), brief(exc))
+            log.warning(
+                "SMS part %d/%d from %s could not be stored (%s); the SMSC will send it again",
+                part.part,
+                part.total,
+                masked(part.sender),
+                brief(exc),
+            )
             respond(ESME_RX_T_APPN)
             return
         respond(0)
         if not new:
             self.counts["duplicates"] += 1
-            log.info("SMS part %d/%d from %s received again: acknowledged, ignored", part.part, part.total,
-                     masked(part.sender))
+            log.info(
+                "SMS part %d/%d from %s received again: acknowledged, ignored",
+                part.part,
+                part.total,
+                masked(part.sender),
+            )
             return
         self.counts["parts"] += 1
         await self._handle(bind, part.group, complete_only=True)
@@ -194,7 +223,9 @@ class MoAssembler:
         try:
             handled = await asyncio.to_thread(self._take_and_handle, group, complete_only)
         except Exception as exc:
-            log.warning("SMS from %s could not be handled yet (%s); trying again", masked(group.sender), brief(exc))
+            log.warning(
+                "SMS from %s could not be handled yet (%s); trying again", masked(group.sender), brief(exc)
+            )
             return
         if handled is not None:
             complete, outcome = handled
@@ -209,8 +240,11 @@ class MoAssembler:
                 return None
             text, complete = taken
             if not complete:
-                log.warning("SMS from %s incomplete after %.0f s: handled with what arrived",
-                            masked(group.sender), self.wait.total_seconds())
+                log.warning(
+                    "SMS from %s incomplete after %.0f s: handled with what arrived",
+                    masked(group.sender),
+                    self.wait.total_seconds(),
+                )
             return complete, self.handle(session, group.sender, text, now)
 
     async def run(self) -> None:

@@ -72,7 +72,9 @@ class Address:
         return PhoneNumber(self.number, TON(self.ton), NPI(self.npi))
 
 
-def submit_pdus(encoding: str, chunks: list[bytes], source: Address, destination: Address, receipt: bool = True) -> list[bytes]:
+def submit_pdus(
+    encoding: str, chunks: list[bytes], source: Address, destination: Address, receipt: bool = True
+) -> list[bytes]:
     """One submit_sm PDU (sequence 0) per part (`user_data`) of a text in `encoding` (gsm7/ucs2)."""
     esm_class = UDHI if len(chunks) > 1 else 0
     out = []
@@ -105,10 +107,14 @@ class SubmitTemplate:
     parts: tuple[tuple[bytes, bytes, int], ...]
 
     @classmethod
-    def build(cls, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True) -> SubmitTemplate:
+    def build(
+        cls, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True
+    ) -> SubmitTemplate:
         marker = "0"  # a placeholder destination, found again in the built PDU by its position
         parts = []
-        for i, pdu in enumerate(submit_pdus(encoding, user_data(chunks, 0), source, Address(marker, 1, 1), receipt)):
+        for i, pdu in enumerate(
+            submit_pdus(encoding, user_data(chunks, 0), source, Address(marker, 1, 1), receipt)
+        ):
             start = pdu.index(0, PDU_HEADER_LENGTH) + 3  # service_type, source TON and NPI
             start = pdu.index(0, start) + 3  # source_addr, destination TON and NPI
             end = start + len(marker)
@@ -132,9 +138,7 @@ class SubmitTemplate:
 def bind_pdu(mode: str, system_id: str, password: str, system_type: str, sequence: int) -> bytes:
     """bind_transceiver / bind_transmitter / bind_receiver."""
     cls = {"transceiver": BindTransceiver, "transmitter": BindTransmitter, "receiver": BindReceiver}[mode]
-    message = cls(
-        system_id=system_id, password=password, system_type=system_type, interface_version=0x34
-    )
+    message = cls(system_id=system_id, password=password, system_type=system_type, interface_version=0x34)
     message.sequence_num = sequence
     return message.pdu()
 
@@ -169,7 +173,10 @@ def parse_deliver(pdu: bytes) -> DeliverSm:
 
 # deliver_sm_resp: the header and an empty message_id (a single NUL). One per receipt.
 _DELIVER_SM_RESP = struct.Struct("!IIIIx")
-_RESPONSES: dict[int, type[SmppMessage]] = {SmppCommand.ENQUIRE_LINK: EnquireLinkResp, SmppCommand.UNBIND: UnbindResp}
+_RESPONSES: dict[int, type[SmppMessage]] = {
+    SmppCommand.ENQUIRE_LINK: EnquireLinkResp,
+    SmppCommand.UNBIND: UnbindResp,
+}
 
 
 def response_pdu(command: int, sequence: int, status: int = 0) -> bytes:

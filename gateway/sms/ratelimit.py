@@ -140,8 +140,14 @@ def window_for(rate_per_second: float, guard_s: float = GUARD_S) -> Window:
 class BindRateLimit:
     """The send budget of one bind, shared through Redis by every process that uses the bind."""
 
-    def __init__(self, redis: redis.asyncio.Redis, bind: str, rate_per_second: float,
-                 prefix: str = "burgernet:", guard_s: float = GUARD_S) -> None:
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        bind: str,
+        rate_per_second: float,
+        prefix: str = "burgernet:",
+        guard_s: float = GUARD_S,
+    ) -> None:
         if rate_per_second < 0:
             raise ValueError(f"rate must be 0 (unlimited) or positive, not {rate_per_second!r}")
         self.bind = bind
@@ -196,8 +202,15 @@ class BindRateLimit:
             try:
                 granted, wait_us, slot_us = await self._script(
                     keys=self._keys,
-                    args=[wanted, w.limit, round(w.window_s * 1e6), w.batch, member, round(w.lead_s * 1e6),
-                          *(item for pair in late.items() for item in pair)],
+                    args=[
+                        wanted,
+                        w.limit,
+                        round(w.window_s * 1e6),
+                        w.batch,
+                        member,
+                        round(w.lead_s * 1e6),
+                        *(item for pair in late.items() for item in pair),
+                    ],
                 )
             except BaseException:
                 self._late = late | self._late  # told with the next take that gets through

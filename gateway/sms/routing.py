@@ -93,5 +93,3 @@ def router_from_config(config: SmsConfig) -> Router:
         default=config.default_bind,
         failover=tuple(b.name for b in config.binds if b.failover),
     )
-
-

@@ -81,7 +81,10 @@ _PG_CLAIM = text("""
 
 
 def claim_sms(
-    sessions: sessionmaker[Session], message_ids: Sequence[int], worker: str, texts: dict[int, str] | None = None
+    sessions: sessionmaker[Session],
+    message_ids: Sequence[int],
+    worker: str,
+    texts: dict[int, str] | None = None,
 ) -> list[Claimed]:
     """Claim (queued → sending, leased to `worker`, dispatched) and load what sending needs; one commit.
 
@@ -95,7 +98,9 @@ def claim_sms(
     texts = {} if texts is None else texts
     with sessions() as session, session.begin():
         if _postgres(session):
-            found = session.execute(_PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now})
+            found = session.execute(
+                _PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now}
+            )
             rows = found.cursor.fetchall()  # the driver's tuples: no conversion is needed, no Row
             found.close()
         else:
@@ -104,18 +109,25 @@ def claim_sms(
                 return []
             mark_dispatched(session, owned, worker, now)
             rows = session.execute(
-                select(Message.id, Message.phone, Message.bulletin_id, Message.detail).where(Message.id.in_(owned))
+                select(Message.id, Message.phone, Message.bulletin_id, Message.detail).where(
+                    Message.id.in_(owned)
+                )
             ).all()
         if len(texts) > 1000:
             texts.clear()
         missing = {bid for _, _, bid, _ in rows} - texts.keys()
         if missing:
-            texts.update(session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).all())
+            texts.update(
+                session.execute(select(Bulletin.id, Bulletin.sms_text).where(Bulletin.id.in_(missing))).all()
+            )
     # In the order asked for: the scheduler's (gateway/queue/schedule.py), which interleaves the
     # actions waiting; within an action, the launch's order.
     position = {message_id: i for i, message_id in enumerate(message_ids)}
     rows.sort(key=lambda row: position[row[0]])
-    return [Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL) for mid, phone, bid, detail in rows]
+    return [
+        Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL)
+        for mid, phone, bid, detail in rows
+    ]
 
 
 @dataclass(slots=True)
@@ -182,8 +194,15 @@ class Batch:
             self._waiting[(item.operator, item.smsc_ids[0])] = len(self.submitted)
         self.submitted.append(item)
 
-    def fold(self, operator: str, ids: tuple[str, ...], status: MessageStatus | None, detail: str, at: datetime,
-             ack: Callable[[int], None]) -> bool:
+    def fold(
+        self,
+        operator: str,
+        ids: tuple[str, ...],
+        status: MessageStatus | None,
+        detail: str,
+        at: datetime,
+        ack: Callable[[int], None],
+    ) -> bool:
         """Take a final receipt (`status`) of a single-part message submitted in this very batch
         into its submit (one write instead of two; no ReceiptIn for the common case); False when
         the receipt is not about one. `ids`: the spellings of its SMSC id (ReceiptIn.ids)."""
@@ -205,7 +224,9 @@ class Batch:
         self.receipts[:0] = unwritten.receipts
         self.folded[:0] = unwritten.folded
         self._waiting = {
-            (s.operator, s.smsc_ids[0]): i for i, s in enumerate(self.submitted) if s.status is None and len(s.smsc_ids) == 1
+            (s.operator, s.smsc_ids[0]): i
+            for i, s in enumerate(self.submitted)
+            if s.status is None and len(s.smsc_ids) == 1
         }
 
 
@@ -230,18 +251,25 @@ class BatchResult:
     set_aside: list[SetAside] = field(default_factory=list)
 
     def __add__(self, other: BatchResult) -> BatchResult:
-        return BatchResult(self.unknown + other.unknown, self.delivered + other.delivered,
-                           self.failed_by_receipt + other.failed_by_receipt, self.set_aside + other.set_aside)
+        return BatchResult(
+            self.unknown + other.unknown,
+            self.delivered + other.delivered,
+            self.failed_by_receipt + other.failed_by_receipt,
+            self.set_aside + other.set_aside,
+        )
 
 
 def refused_row(exc: BaseException) -> bool:
     """Whether the database refused what a row holds (a constraint, a value that does not fit),
     as opposed to being away: only then does writing the batch in parts help."""
     return isinstance(exc, (IntegrityError, DataError)) and not (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
 
 
-def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
+def write_batch(
+    sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus
+) -> BatchResult:
     """Write a batch of outcomes; rows the database refuses are set aside, the rest is written.
 
     One transaction for the whole batch when it goes through (the normal case). Raises only when
@@ -256,7 +284,9 @@ def write_batch(sessions: sessionmaker[Session], batch: Batch, worker: str, stat
         return _write_isolating(sessions, rows, worker, stat_status)
 
 
-def _write_isolating(sessions: sessionmaker[Session], rows: list[Row], worker: str, stat_status: StatStatus) -> BatchResult:
+def _write_isolating(
+    sessions: sessionmaker[Session], rows: list[Row], worker: str, stat_status: StatStatus
+) -> BatchResult:
     """Halves, recursively, until the refused rows are alone (log2 of the batch transactions deep);
     in order, so that submits still go before the receipts that need them."""
     try:
@@ -266,13 +296,16 @@ def _write_isolating(sessions: sessionmaker[Session], rows: list[Row], worker: s
             raise
         if len(rows) > 1:
             middle = len(rows) // 2
-            return (_write_isolating(sessions, rows[:middle], worker, stat_status)
-                    + _write_isolating(sessions, rows[middle:], worker, stat_status))
+            return _write_isolating(sessions, rows[:middle], worker, stat_status) + _write_isolating(
+                sessions, rows[middle:], worker, stat_status
+            )
         # The database's own words, without the driver's exception class in front.
         return _set_aside(sessions, rows[0], brief(getattr(exc, "orig", None) or exc), worker, stat_status)
 
 
-def _set_aside(sessions: sessionmaker[Session], row: Row, reason: str, worker: str, stat_status: StatStatus) -> BatchResult:
+def _set_aside(
+    sessions: sessionmaker[Session], row: Row, reason: str, worker: str, stat_status: StatStatus
+) -> BatchResult:
     # A submit whose receipt-map rows were refused still records its message as submitted.
     if isinstance(row, Submitted) and not row.unmapped:
         try:
@@ -286,12 +319,16 @@ def _set_aside(sessions: sessionmaker[Session], row: Row, reason: str, worker: s
 
 
 def _batch_of(rows: list[Row]) -> Batch:
-    return Batch(submitted=[r for r in rows if isinstance(r, Submitted)],
-                 failed=[r for r in rows if isinstance(r, Failed)],
-                 receipts=[r for r in rows if isinstance(r, ReceiptIn)])
+    return Batch(
+        submitted=[r for r in rows if isinstance(r, Submitted)],
+        failed=[r for r in rows if isinstance(r, Failed)],
+        receipts=[r for r in rows if isinstance(r, ReceiptIn)],
+    )
 
 
-def _write_once(sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus) -> BatchResult:
+def _write_once(
+    sessions: sessionmaker[Session], batch: Batch, worker: str, stat_status: StatStatus
+) -> BatchResult:
     """A batch of outcomes in one transaction (submits first, so that a receipt in the same batch
     finds its part). `stat_status` judges a receipt's stat (gateway.sms.inbound.receipt_status)."""
     with sessions() as session, session.begin():
@@ -348,7 +385,6 @@ _PG_FINAL = text("""
 """)
 
 
-
 def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
     # Grouped by outcome: `submitted` (waiting for receipts, so with its parts in the DLR map), or
     # the final status a folded receipt gave.
@@ -356,22 +392,42 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
     for s in submitted:
         groups[(s.status or MessageStatus.submitted, s.detail)].append(s)
     # RULE: the later submit wins an SMSC id seen before (module docstring), within a batch too.
-    parts = list({
-        (s.operator, smsc_id): (s.operator, smsc_id, s.message_id, index + 1, len(s.smsc_ids), s.bind, s.at)
-        for s in submitted
-        if s.status is None and not s.unmapped
-        for index, smsc_id in enumerate(s.smsc_ids)
-    }.values())
+    parts = list(
+        {
+            (s.operator, smsc_id): (
+                s.operator,
+                smsc_id,
+                s.message_id,
+                index + 1,
+                len(s.smsc_ids),
+                s.bind,
+                s.at,
+            )
+            for s in submitted
+            if s.status is None and not s.unmapped
+            for index, smsc_id in enumerate(s.smsc_ids)
+        }.values()
+    )
     if _postgres(session):
         for (status, detail), group in groups.items():
-            session.execute(_PG_SUBMITTED, {
-                "status": status.value, "detail": detail, "worker": worker,
-                "ids": pg_ints(s.message_id for s in group), "pids": pg_texts(s.smsc_ids[0][:64] for s in group),
-                "ats": pg_floats(s.at.timestamp() for s in group),
-                "finals": pg_floats(s.final_at and s.final_at.timestamp() for s in group)})
+            session.execute(
+                _PG_SUBMITTED,
+                {
+                    "status": status.value,
+                    "detail": detail,
+                    "worker": worker,
+                    "ids": pg_ints(s.message_id for s in group),
+                    "pids": pg_texts(s.smsc_ids[0][:64] for s in group),
+                    "ats": pg_floats(s.at.timestamp() for s in group),
+                    "finals": pg_floats(s.final_at and s.final_at.timestamp() for s in group),
+                },
+            )
         if parts:
             columns = list(zip(*parts))
-            session.execute(_PG_PARTS, dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))))
+            session.execute(
+                _PG_PARTS,
+                dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))),
+            )
         return
     session.execute(
         update(_message)
@@ -380,10 +436,25 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
             _message.c.status == MessageStatus.sending.value,
             or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
         )
-        .values(status=bindparam("status"), detail=bindparam("detail"), provider_id=bindparam("pid"),
-                sent_at=bindparam("at"), final_at=bindparam("final")),
-        [{"mid": s.message_id, "status": s.status or MessageStatus.submitted, "detail": s.detail,
-          "pid": s.smsc_ids[0][:64], "at": s.at, "final": s.final_at, "worker": worker} for s in submitted],
+        .values(
+            status=bindparam("status"),
+            detail=bindparam("detail"),
+            provider_id=bindparam("pid"),
+            sent_at=bindparam("at"),
+            final_at=bindparam("final"),
+        ),
+        [
+            {
+                "mid": s.message_id,
+                "status": s.status or MessageStatus.submitted,
+                "detail": s.detail,
+                "pid": s.smsc_ids[0][:64],
+                "at": s.at,
+                "final": s.final_at,
+                "worker": worker,
+            }
+            for s in submitted
+        ],
     )
     if parts:
         keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
@@ -395,8 +466,16 @@ def _sqlite_parts_upsert():
     new = insert.excluded
     return insert.on_conflict_do_update(
         index_elements=[_part.c.operator, _part.c.smsc_message_id],
-        set_={"message_id": new.message_id, "part": new.part, "parts": new.parts, "bind": new.bind,
-              "submitted_at": new.submitted_at, "stat": None, "done_at": None})
+        set_={
+            "message_id": new.message_id,
+            "part": new.part,
+            "parts": new.parts,
+            "bind": new.bind,
+            "submitted_at": new.submitted_at,
+            "stat": None,
+            "done_at": None,
+        },
+    )
 
 
 # One primary-key lookup per id (LATERAL), whatever the statistics say: `smsc_message_id = ANY(:sids)`
@@ -409,27 +488,35 @@ _PG_LOOKUP_PARTS = text("""
 """)
 
 
-def _lookup_parts(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+def _lookup_parts(
+    session: Session, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(operator, SMSC id) → (message id, part, parts) of the stored parts among `keys`."""
     by_operator: dict[str, list[str]] = defaultdict(list)
     for operator, smsc_id in keys:
         by_operator[operator].append(smsc_id)
     rows: dict[tuple[str, str], tuple[int, int, int]] = {}
-    columns = select(_part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts)
+    columns = select(
+        _part.c.operator, _part.c.smsc_message_id, _part.c.message_id, _part.c.part, _part.c.parts
+    )
     for operator, ids in by_operator.items():
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             if _postgres(session):
                 found = session.execute(_PG_LOOKUP_PARTS, {"op": operator, "sids": chunk})
             else:
-                found = session.execute(columns.where(_part.c.operator == operator, _part.c.smsc_message_id.in_(chunk)))
+                found = session.execute(
+                    columns.where(_part.c.operator == operator, _part.c.smsc_message_id.in_(chunk))
+                )
             for op, smsc_id, message_id, part, parts in found:
                 rows[(op, smsc_id)] = (message_id, part, parts)
     return rows
 
 
 def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
-    rows = _lookup_parts(session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))})
+    rows = _lookup_parts(
+        session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))}
+    )
     # Each receipt under the id its part was stored with (the first spelling that is there).
     resolved: list[ReceiptIn] = []
     unknown: list[ReceiptIn] = []
@@ -451,7 +538,10 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
             update(_part)
             .where(_part.c.operator == bindparam("op"), _part.c.smsc_message_id == bindparam("sid"))
             .values(stat=bindparam("stat"), done_at=bindparam("done")),
-            [{"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at} for r in multi_parts],
+            [
+                {"op": r.operator, "sid": r.smsc_message_id, "stat": r.stat[:8], "done": r.done_at}
+                for r in multi_parts
+            ],
         )
     # RULE: a concatenated message is delivered when every part is; it fails as soon as one part fails.
     outcome: dict[int, tuple[MessageStatus, str, datetime]] = {}
@@ -467,7 +557,9 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
     if multi:
         by_message: dict[int, list[tuple[str | None, int]]] = defaultdict(list)
         for message_id, stat, parts in session.execute(
-            select(_part.c.message_id, _part.c.stat, _part.c.parts).where(_part.c.message_id.in_(sorted(multi)))
+            select(_part.c.message_id, _part.c.stat, _part.c.parts).where(
+                _part.c.message_id.in_(sorted(multi))
+            )
         ):
             by_message[message_id].append((stat, parts))
         latest = {found[(r.operator, r.smsc_message_id)][0]: r for r in known}
@@ -486,17 +578,25 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
         groups[(status, (detail or "")[:200] or None)].append((message_id, at))
     for (status, detail), members in groups.items():
         if _postgres(session):
-            session.execute(_PG_FINAL, {"status": status.value, "detail": detail,
-                                        "ids": [m for m, _ in members], "ats": [at for _, at in members]})
+            session.execute(
+                _PG_FINAL,
+                {
+                    "status": status.value,
+                    "detail": detail,
+                    "ids": [m for m, _ in members],
+                    "ats": [at for _, at in members],
+                },
+            )
             continue
         for start in range(0, len(members), CHUNK):
             chunk = members[start : start + CHUNK]
             session.execute(
                 update(_message)
-                .where(_message.c.id.in_([m for m, _ in chunk]), _message.c.status == MessageStatus.submitted.value)
+                .where(
+                    _message.c.id.in_([m for m, _ in chunk]),
+                    _message.c.status == MessageStatus.submitted.value,
+                )
                 .values(status=status, detail=detail, final_at=case(dict(chunk), value=_message.c.id))
             )
     delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
     return BatchResult(unknown, delivered, len(outcome) - delivered)
-
-

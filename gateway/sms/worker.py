@@ -137,7 +137,9 @@ class SmsWorker:
         self.proven_by_receipt = 0
         # An unknown receipt is kept this long: its submit may be recorded later, or be the
         # message of a dead worker that comes back once its lease runs out.
-        self.receipt_patience = max(UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5))
+        self.receipt_patience = max(
+            UNKNOWN_RECEIPT_PATIENCE, timedelta(seconds=lease_seconds + unanswered_grace + 5)
+        )
         self.counts = {"submitted": 0, "failed": 0, "delivered": 0, "receipts_unknown": 0, "set_aside": 0}
 
     # --- running -------------------------------------------------------------------------------
@@ -147,8 +149,10 @@ class SmsWorker:
         bind_tasks = [asyncio.create_task(b.run(), name=f"bind {b.name}") for b in self.binds.values()]
         helpers = [
             asyncio.create_task(self._flush_loop(), name="sms flush"),
-            asyncio.create_task(keep_up(self._leases, lambda: list(self.open), self.lease_seconds, "SMS worker"),
-                                name="sms leases"),
+            asyncio.create_task(
+                keep_up(self._leases, lambda: list(self.open), self.lease_seconds, "SMS worker"),
+                name="sms leases",
+            ),
             asyncio.create_task(self._health_loop(), name="sms health"),
             asyncio.create_task(self._parked_loop(), name="sms parked"),
             asyncio.create_task(self.mo_parts.run(), name="sms mo parts"),
@@ -160,8 +164,10 @@ class SmsWorker:
             try:
                 await asyncio.wait_for(self._until_idle(), drain_seconds)
             except TimeoutError:
-                log.warning("SMS worker: stopping with %d message(s) unfinished; their leases return them",
-                            len(self.open))
+                log.warning(
+                    "SMS worker: stopping with %d message(s) unfinished; their leases return them",
+                    len(self.open),
+                )
         finally:
             consumer.cancel()
             self._stopping.set()
@@ -305,7 +311,9 @@ class SmsWorker:
 
     def failed(self, bind: Bind, message: OutMessage, reason: str) -> None:
         if message.message_id is None:
-            log.warning("SMS bind %s: confirmation to %s not sent: %s", bind.name, masked(message.phone), reason)
+            log.warning(
+                "SMS bind %s: confirmation to %s not sent: %s", bind.name, masked(message.phone), reason
+            )
             return
         log.warning("SMS to %s failed: %s", masked(message.phone), reason)
         self._fail(message.message_id, reason)
@@ -411,7 +419,9 @@ class SmsWorker:
         if segment is not None and segment[2] > 1:
             reference, part, total = segment
             if not 1 <= part <= total:
-                log.warning("SMS bind %s: MO part %d of %d from %s refused", bind.name, part, total, masked(sender))
+                log.warning(
+                    "SMS bind %s: MO part %d of %d from %s refused", bind.name, part, total, masked(sender)
+                )
                 respond(0x65)  # ESME_RX_P_APPN: permanent
                 return
             self.mo_parts.received(bind.name, MoPart(sender, reference, total, part, text, _now()), respond)
@@ -430,8 +440,18 @@ class SmsWorker:
             ids = (smsc_id,)
             if self.batch.fold(operator, ids, MessageStatus.delivered, "delivered", now, respond):
                 return
-            entry = ReceiptIn(operator, smsc_id, "DELIVRD", MessageStatus.delivered, "delivered", None, now,
-                              head.source.lstrip("+"), respond, ids)
+            entry = ReceiptIn(
+                operator,
+                smsc_id,
+                "DELIVRD",
+                MessageStatus.delivered,
+                "delivered",
+                None,
+                now,
+                head.source.lstrip("+"),
+                respond,
+                ids,
+            )
         else:
             try:
                 receipt = parse_receipt(head.short_message.decode("latin-1"), head.tlvs)
@@ -440,8 +460,18 @@ class SmsWorker:
                 log.warning("SMS bind %s: unreadable receipt ignored: %s", bind.name, str(exc)[:60])
                 return
             status, detail = _judge_stat(receipt.stat, receipt.error)
-            entry = ReceiptIn(operator, receipt.smsc_message_id, receipt.stat, status, detail, receipt.done_at, now,
-                              head.source.lstrip("+"), respond, receipt.id_candidates())
+            entry = ReceiptIn(
+                operator,
+                receipt.smsc_message_id,
+                receipt.stat,
+                status,
+                detail,
+                receipt.done_at,
+                now,
+                head.source.lstrip("+"),
+                respond,
+                receipt.id_candidates(),
+            )
             if self.batch.fold(operator, entry.ids, status, detail, now, respond):
                 return
         self.batch.receipts.append(entry)
@@ -459,8 +489,12 @@ class SmsWorker:
     def _mo_done(self, bind_name: str | None, sender: str, outcome: MoOutcome) -> None:
         """An MO message's effect is committed: log it, send its reply (through the bind it came
         in on while that is up)."""
-        log.info("SMS from %s: %s%s", masked(sender), outcome.kind,
-                 f" ({outcome.unsubscribed} registration(s) ended)" if outcome.kind == "unsubscribed" else "")
+        log.info(
+            "SMS from %s: %s%s",
+            masked(sender),
+            outcome.kind,
+            f" ({outcome.unsubscribed} registration(s) ended)" if outcome.kind == "unsubscribed" else "",
+        )
         if outcome.reply:
             bind = self.binds.get(bind_name or "") or next(iter(self.binds.values()))
             self._send_service(bind, sender, outcome.reply)
@@ -540,11 +574,16 @@ class SmsWorker:
                 if receipt.ack is not None:
                     receipt.ack(0)
                 self.counts["receipts_unknown"] += 1
-                log.warning("SMS receipt for unknown SMSC id %s… (operator %s) ignored",
-                            receipt.smsc_message_id[:4], receipt.operator)
+                log.warning(
+                    "SMS receipt for unknown SMSC id %s… (operator %s) ignored",
+                    receipt.smsc_message_id[:4],
+                    receipt.operator,
+                )
         if self.proven_by_receipt > proven:
-            log.info("SMS: %d unanswered submit(s) proven accepted by their receipt, not sent again",
-                     self.proven_by_receipt - proven)
+            log.info(
+                "SMS: %d unanswered submit(s) proven accepted by their receipt, not sent again",
+                self.proven_by_receipt - proven,
+            )
         self._room.set()
         self._flushed.set()
 
@@ -556,8 +595,14 @@ class SmsWorker:
         else:
             item = self.open.get(row.message_id)
             kind = "submit" if isinstance(row, Submitted) else "failure"
-            what = f"{kind} of message {row.message_id} to {masked(item.phone) if item else 'an unknown number'}"
-        effect = " (the message is recorded submitted, without its receipt map)" if refused.written_unmapped else ""
+            what = (
+                f"{kind} of message {row.message_id} to {masked(item.phone) if item else 'an unknown number'}"
+            )
+        effect = (
+            " (the message is recorded submitted, without its receipt map)"
+            if refused.written_unmapped
+            else ""
+        )
         log.error("SMS worker: %s set aside, the database refused it: %s%s", what, refused.reason, effect)
         self.counts["set_aside"] += 1
         self.health.note_set_aside(refused.reason)
@@ -570,8 +615,12 @@ class SmsWorker:
     def _leases(self, holding: list[int]) -> None:
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker_id, self.lease_seconds, holding)
         if requeued.total:
-            log.warning("SMS: %d message(s) of a stopped worker queued again; %d of them had been "
-                        "dispatched and may reach their phone twice", requeued.total, requeued.dispatched)
+            log.warning(
+                "SMS: %d message(s) of a stopped worker queued again; %d of them had been "
+                "dispatched and may reach their phone twice",
+                requeued.total,
+                requeued.dispatched,
+            )
 
     async def _health_loop(self) -> None:
         while True:
@@ -582,8 +631,12 @@ class SmsWorker:
                 log.warning("SMS worker: publishing the binds' health failed (%s)", brief(exc))
 
 
-async def run_sms_worker(settings: Settings, stop: asyncio.Event | None = None, worker_id: str | None = None,
-                         plan: Plan | None = None) -> None:
+async def run_sms_worker(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    worker_id: str | None = None,
+    plan: Plan | None = None,
+) -> None:
     """`burgernet worker sms`: the worker on the configured database, queue, Redis and binds.
     `plan`: the order of the queue's flows (default: by urgency, SCHEDULE_WEIGHTS)."""
     import redis
@@ -596,10 +649,17 @@ async def run_sms_worker(settings: Settings, stop: asyncio.Event | None = None, 
     from .binds import load_sms_config
     from .ratelimit import BindRateLimit
 
-    keep_alive = {"enquire_link_seconds": settings.sms_enquire_link_seconds,
-                  "enquire_link_timeout_seconds": settings.sms_enquire_link_timeout_seconds}
-    config = load_sms_config(settings.sms_binds, settings.sms_binds_file, settings.sms_default_bind,
-                             settings.sms_sender, keep_alive)
+    keep_alive = {
+        "enquire_link_seconds": settings.sms_enquire_link_seconds,
+        "enquire_link_timeout_seconds": settings.sms_enquire_link_timeout_seconds,
+    }
+    config = load_sms_config(
+        settings.sms_binds,
+        settings.sms_binds_file,
+        settings.sms_default_bind,
+        settings.sms_sender,
+        keep_alive,
+    )
     engine = make_engine(settings.sqlalchemy_url)
     queue = make_queue(settings.redis_url)
     sync_redis = redis.Redis.from_url(settings.redis_url) if settings.redis_url else None
@@ -608,7 +668,9 @@ async def run_sms_worker(settings: Settings, stop: asyncio.Event | None = None, 
     if async_redis is not None:
         for bind in config.binds:
             if bind.rate_per_second:
-                rate_limits[bind.name] = BindRateLimit(async_redis, bind.name, bind.rate_per_second, DEFAULT_PREFIX)
+                rate_limits[bind.name] = BindRateLimit(
+                    async_redis, bind.name, bind.rate_per_second, DEFAULT_PREFIX
+                )
     sessions = session_factory(engine)
     worker = SmsWorker(
         sessions,
@@ -632,7 +694,11 @@ async def run_sms_worker(settings: Settings, stop: asyncio.Event | None = None, 
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     collector.settle_after_start_up()
-    log.info("SMS worker %s: binds %s", worker.worker_id, ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.binds))
+    log.info(
+        "SMS worker %s: binds %s",
+        worker.worker_id,
+        ", ".join(f"{b.name} ({b.host}:{b.port})" for b in config.binds),
+    )
     try:
         await worker.run(stop)
     finally:

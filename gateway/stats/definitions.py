@@ -160,7 +160,9 @@ def buckets(period: Period, bucket: str) -> list[str]:
     return labels
 
 
-def signup_series(period: Period, bucket: str, before: int, registered: dict[date, int], left: dict[date, int]) -> list[dict]:
+def signup_series(
+    period: Period, bucket: str, before: int, registered: dict[date, int], left: dict[date, int]
+) -> list[dict]:
     """Per bucket: participants registered, unsubscribed, and active at its end, from per-day counts.
 
     `before` is the number active when the period starts; `total` runs on from it. A deleted

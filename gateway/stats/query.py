@@ -99,8 +99,11 @@ def reach(conn: Session | Connection, action_ids: Select):
     if not ids:
         return settled.cte("reach")
     # The condition is repeated: an action rolled up since the look-up must not count twice.
-    unsettled = (select(_a.c.id).where(_a.c.id.in_(ids), not_rolled_up) if len(ids) <= _UNSETTLED_AS_VALUES
-                 else action_ids.where(not_rolled_up))
+    unsettled = (
+        select(_a.c.id).where(_a.c.id.in_(ids), not_rolled_up)
+        if len(ids) <= _UNSETTLED_AS_VALUES
+        else action_ids.where(not_rolled_up)
+    )
     return union_all(settled, counted_reach(unsettled)).cte("reach")
 
 
@@ -148,7 +151,10 @@ def action_flags(action_ids: Select, period: Period):
 def _action_aggregates(flags) -> list[ColumnElement[int]]:
     return [
         func.count().label("actions"),
-        *(_sum(flags.c[name]).label(name) for name in ("closed", "direct", "indirect", "expired_without_outcome", "with_tip", "tips")),
+        *(
+            _sum(flags.c[name]).label(name)
+            for name in ("closed", "direct", "indirect", "expired_without_outcome", "with_tip", "tips")
+        ),
     ]
 
 
@@ -192,7 +198,9 @@ def summary_counts(
     return _counts(action_row), MessageCounts(**{k: int(v) for k, v in message_row._mapping.items()})
 
 
-def area_counts(conn: Session | Connection, period: Period, area: Area, action_type: ActionType | None) -> ActionCounts:
+def area_counts(
+    conn: Session | Connection, period: Period, area: Area, action_type: ActionType | None
+) -> ActionCounts:
     """Action-level counts over every action that reached the area (the regional average)."""
     scope = launched(period, action_type)
     actions = scope if area.municipality_ids is None else _actions_reaching(reach(conn, scope), area)
@@ -200,7 +208,10 @@ def area_counts(conn: Session | Connection, period: Period, area: Area, action_t
 
 
 def by_municipality(
-    conn: Session | Connection, period: Period, municipality_ids: Iterable[int], action_type: ActionType | None
+    conn: Session | Connection,
+    period: Period,
+    municipality_ids: Iterable[int],
+    action_type: ActionType | None,
 ) -> dict[int, tuple[ActionCounts, int]]:
     """Per municipality: action counts over the actions that reached it, and its recipients."""
     ids = list(municipality_ids)
@@ -215,7 +226,9 @@ def by_municipality(
     )
     flags = action_flags(scope, period)
     stmt = (
-        select(pairs.c.municipality_id, _sum(pairs.c.recipients).label("recipients"), *_action_aggregates(flags))
+        select(
+            pairs.c.municipality_id, _sum(pairs.c.recipients).label("recipients"), *_action_aggregates(flags)
+        )
         .select_from(pairs.join(flags, flags.c.action_id == pairs.c.action_id))
         .group_by(pairs.c.municipality_id)
     )
@@ -231,13 +244,20 @@ def by_type(
     actions, mine = _within(scope, rows, area)
     flags = action_flags(actions, period)
     per_action = conn.execute(select(flags.c.type, *_action_aggregates(flags)).group_by(flags.c.type)).all()
-    typed = select(mine, _a.c.type).join(_a, _a.c.id == mine.c.action_id).where(_a.c.id.in_(actions)).subquery("typed")
+    typed = (
+        select(mine, _a.c.type)
+        .join(_a, _a.c.id == mine.c.action_id)
+        .where(_a.c.id.in_(actions))
+        .subquery("typed")
+    )
     messages = _message_counts(typed).add_columns(typed.c.type).group_by(typed.c.type)
     per_message = {
         row.type: MessageCounts(**{k: int(v) for k, v in row._mapping.items() if k != "type"})
         for row in conn.execute(messages)
     }
-    return {ActionType(row.type): (_counts(row), per_message.get(row.type, MessageCounts())) for row in per_action}
+    return {
+        ActionType(row.type): (_counts(row), per_message.get(row.type, MessageCounts())) for row in per_action
+    }
 
 
 # --- the sign-up trend -----------------------------------------------------------------------
@@ -295,14 +315,19 @@ def signup_counts(
 
     live_from = _midnight(through) if through > date.min else None
     for column, into, sign in ((_p.c.created_at, registered, 1), (_p.c.unsubscribed_at, left, -1)):
+
         def live(q, column=column):
             q = q.where(column < period.upper)
             q = q if live_from is None else q.where(column >= live_from)
             return q if ids is None else q.where(_p.c.municipality_id.in_(ids))
 
         if live_from is None or live_from < period.lower:
-            before += sign * conn.execute(live(select(func.count()).where(column < period.lower))).scalar_one()
+            before += (
+                sign * conn.execute(live(select(func.count()).where(column < period.lower))).scalar_one()
+            )
         day = utc_day(column).label("day")
-        for value, n in conn.execute(live(select(day, func.count()).where(column >= period.lower)).group_by(day)):
+        for value, n in conn.execute(
+            live(select(day, func.count()).where(column >= period.lower)).group_by(day)
+        ):
             into[as_day(value)] += int(n)
     return before, dict(registered), dict(left)

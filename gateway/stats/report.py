@@ -63,7 +63,9 @@ def _region_ids(session: Session, region: str) -> list[int]:
 
 def allow(session: Session, user: User, filters: Filters, *, group_figures: bool = True) -> None:
     """Whether `user` may see the figures `filters` select (the rules: gateway.policy)."""
-    policy.require_figures_allowed(session, user, filters.municipality, filters.region, group_figures=group_figures)
+    policy.require_figures_allowed(
+        session, user, filters.municipality, filters.region, group_figures=group_figures
+    )
 
 
 def area(session: Session, filters: Filters) -> d.Area:
@@ -86,8 +88,11 @@ def summary(session: Session, filters: Filters, today: date) -> dict:
 def signups(session: Session, filters: Filters, bucket: str, today: date) -> dict:
     period = filters.period(today)
     before, registered, left = query.signup_counts(session, period, area(session, filters))
-    return {"filters": filters.public(period), "bucket": bucket,
-            "series": d.signup_series(period, bucket, before, registered, left)}
+    return {
+        "filters": filters.public(period),
+        "bucket": bucket,
+        "series": d.signup_series(period, bucket, before, registered, left),
+    }
 
 
 def _average(counts: d.ActionCounts) -> dict:
@@ -108,19 +113,32 @@ def by_municipality(session: Session, user: User, filters: Filters, today: date)
     rows = []
     for m in municipalities:
         counts, recipients = counted.get(m.id, (d.ActionCounts(), 0))
-        rows.append({
-            "cbs_code": m.cbs_code, "name": m.name, "region": m.region,
-            "actions": counts.actions, "recipients": recipients, "closed_actions": counts.closed,
-            "actions_with_tip": counts.with_tip, "direct_success": counts.direct,
-            "indirect_success": counts.indirect, **d.success_rates(counts),
-        })
+        rows.append(
+            {
+                "cbs_code": m.cbs_code,
+                "name": m.name,
+                "region": m.region,
+                "actions": counts.actions,
+                "recipients": recipients,
+                "closed_actions": counts.closed,
+                "actions_with_tip": counts.with_tip,
+                "direct_success": counts.direct,
+                "indirect_success": counts.indirect,
+                **d.success_rates(counts),
+            }
+        )
     region = filters.region
     if region is None and user.role == Role.municipality:
         region = session.get(Municipality, user.municipality_id).region
     visible = policy.visible_groups(session, user)
     national = query.area_counts(session, period, d.Area(), filters.action_type)
-    regional = (national if region is None else
-                query.area_counts(session, period, d.Area(tuple(_region_ids(session, region))), filters.action_type))
+    regional = (
+        national
+        if region is None
+        else query.area_counts(
+            session, period, d.Area(tuple(_region_ids(session, region))), filters.action_type
+        )
+    )
     return {
         "filters": {**filters.public(period), "region": region},
         "rows": rows,

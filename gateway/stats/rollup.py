@@ -42,7 +42,9 @@ def refresh(session: Session, action_ids: Sequence[int], now: datetime) -> None:
     session.execute(delete(ActionReach).where(ActionReach.action_id.in_(ids)))
     session.execute(delete(ReachRollup).where(ReachRollup.action_id.in_(ids)))
     session.execute(
-        insert(ActionReach).from_select(list(REACH_COLUMNS), counted_reach(select(Action.id).where(Action.id.in_(ids))))
+        insert(ActionReach).from_select(
+            list(REACH_COLUMNS), counted_reach(select(Action.id).where(Action.id.in_(ids)))
+        )
     )
     session.execute(
         insert(ReachRollup).from_select(
@@ -61,33 +63,49 @@ def rebuild_signups(session: Session, now: datetime) -> date:
     cut = datetime.combine(through, time(0), UTC)
     p = Participant.__table__
     events = union_all(
-        select(p.c.municipality_id, utc_day(p.c.created_at).label("day"), literal(1).label("registered"),
-               literal(0).label("unsubscribed")).where(p.c.created_at < cut),
-        select(p.c.municipality_id, utc_day(p.c.unsubscribed_at), literal(0), literal(1)).where(p.c.unsubscribed_at < cut),
+        select(
+            p.c.municipality_id,
+            utc_day(p.c.created_at).label("day"),
+            literal(1).label("registered"),
+            literal(0).label("unsubscribed"),
+        ).where(p.c.created_at < cut),
+        select(p.c.municipality_id, utc_day(p.c.unsubscribed_at), literal(0), literal(1)).where(
+            p.c.unsubscribed_at < cut
+        ),
     ).subquery()
     session.execute(delete(SignupDay))
     session.execute(delete(SignupRollup))
-    session.execute(insert(SignupDay).from_select(
-        ["municipality_id", "day", "registered", "unsubscribed"],
-        select(events.c.municipality_id, events.c.day, func.sum(events.c.registered), func.sum(events.c.unsubscribed))
-        .group_by(events.c.municipality_id, events.c.day),
-    ))
+    session.execute(
+        insert(SignupDay).from_select(
+            ["municipality_id", "day", "registered", "unsubscribed"],
+            select(
+                events.c.municipality_id,
+                events.c.day,
+                func.sum(events.c.registered),
+                func.sum(events.c.unsubscribed),
+            ).group_by(events.c.municipality_id, events.c.day),
+        )
+    )
     session.execute(insert(SignupRollup).values(id=1, through=through, rebuilt_at=now))
     return through
 
 
-def settled_not_rolled_up(session: Session, now: datetime, settle_hours: float, limit: int = BATCH) -> list[int]:
+def settled_not_rolled_up(
+    session: Session, now: datetime, settle_hours: float, limit: int = BATCH
+) -> list[int]:
     """Actions closed at least `settle_hours` ago that are not in the rollup yet."""
-    return list(session.scalars(
-        select(Action.id)
-        .where(
-            Action.status == ActionStatus.closed,
-            Action.closed_at <= now - timedelta(hours=settle_hours),
-            ~select(ReachRollup.action_id).where(ReachRollup.action_id == Action.id).exists(),
+    return list(
+        session.scalars(
+            select(Action.id)
+            .where(
+                Action.status == ActionStatus.closed,
+                Action.closed_at <= now - timedelta(hours=settle_hours),
+                ~select(ReachRollup.action_id).where(ReachRollup.action_id == Action.id).exists(),
+            )
+            .order_by(Action.id)
+            .limit(limit)
         )
-        .order_by(Action.id)
-        .limit(limit)
-    ))
+    )
 
 
 def roll_up_settled(sessions, now: datetime, settle_hours: float) -> int:

@@ -64,7 +64,9 @@ def refresh_statistics_after_growth(session: Session, table: str, added: int) ->
     """
     if session.get_bind().dialect.name != "postgresql" or added < 1000:
         return
-    known = session.execute(text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}).scalar()
+    known = session.execute(
+        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
+    ).scalar()
     if known is not None and known >= 0 and added <= GROWTH_TO_ANALYZE * known:
         return
     # ANALYZE waits for a VACUUM or ANALYZE of the table that holds its lock (autovacuum, another
@@ -102,9 +104,14 @@ def pg_texts(values: Iterable[str | None]) -> str:
     """Each string quoted (backslash and double quote escaped); None is NULL."""
     values = list(values)
     if None in values:
-        return "{" + ",".join(
-            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values
-        ) + "}"
+        return (
+            "{"
+            + ",".join(
+                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            )
+            + "}"
+        )
     if not values:
         return "{}"
     # The common case, escaped all at once: joined by NUL, which no PostgreSQL text can hold.

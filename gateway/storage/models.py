@@ -217,9 +217,7 @@ class Address(Base):
     __tablename__ = "address"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    participant_id: Mapped[int] = mapped_column(
-        ForeignKey("participant.id", ondelete="CASCADE"), index=True
-    )
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
     country: Mapped[str] = mapped_column(String(2), default="NL")
     postcode: Mapped[str] = mapped_column(String(8))
     house_number: Mapped[str] = mapped_column(String(10))
@@ -314,9 +312,7 @@ class Action(Base):
     outcome_note: Mapped[str | None] = mapped_column(Text)
 
     centralist: Mapped[Centralist] = relationship()
-    bulletins: Mapped[list[Bulletin]] = relationship(
-        back_populates="action", order_by="Bulletin.id"
-    )
+    bulletins: Mapped[list[Bulletin]] = relationship(back_populates="action", order_by="Bulletin.id")
 
     __table_args__ = (
         # RULE: an action code is unique among open actions (it is reused once closed).
@@ -418,8 +414,9 @@ class Message(Base):
         # One reference for both: the message's action is its bulletin's, and each inserted row
         # costs one foreign-key check instead of two (PostgreSQL runs a query per row and key;
         # bench/message_writes measures the launch's insert).
-        ForeignKeyConstraint(["bulletin_id", "action_id"], ["bulletin.id", "bulletin.action_id"],
-                             name="fk_message_bulletin"),
+        ForeignKeyConstraint(
+            ["bulletin_id", "action_id"], ["bulletin.id", "bulletin.action_id"], name="fk_message_bulletin"
+        ),
         Index("ix_message_phone", "phone"),
         # A message's status is written two or three times (claim, outcome, receipt). No index
         # holds a column those writes change, and each page keeps room for them, so PostgreSQL
@@ -462,9 +459,7 @@ class Tip(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     caller_number: Mapped[str | None] = mapped_column(String(16))  # NULL when withheld
-    participant_id: Mapped[int | None] = mapped_column(
-        ForeignKey("participant.id", ondelete="SET NULL")
-    )
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participant.id", ondelete="SET NULL"))
     action_id: Mapped[int | None] = mapped_column(ForeignKey("action.id"), index=True)
     matched_by: Mapped[MatchedBy] = mapped_column(_enum(MatchedBy, "matched_by"), default=MatchedBy.none)
     routed_to: Mapped[str | None] = mapped_column(String(200))
@@ -519,7 +514,9 @@ class SignupDay(Base):
 
     __tablename__ = "signup_day"
 
-    municipality_id: Mapped[int] = mapped_column(ForeignKey("municipality.id", ondelete="CASCADE"), primary_key=True)
+    municipality_id: Mapped[int] = mapped_column(
+        ForeignKey("municipality.id", ondelete="CASCADE"), primary_key=True
+    )
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     registered: Mapped[int] = mapped_column(Integer)
     unsubscribed: Mapped[int] = mapped_column(Integer)
@@ -563,7 +560,9 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    user_id: Mapped[int | None] = mapped_column(Integer, index=True)  # no foreign key: the trail outlives users
+    user_id: Mapped[int | None] = mapped_column(
+        Integer, index=True
+    )  # no foreign key: the trail outlives users
     role: Mapped[str | None] = mapped_column(String(24))
     event: Mapped[str] = mapped_column(String(40), index=True)  # e.g. action.close, participant.read
     subject_type: Mapped[str] = mapped_column(String(24))  # action, participant, tip, user

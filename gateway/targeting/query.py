@@ -29,7 +29,9 @@ _REGISTRATION_COLUMNS = (
 )
 _BATCH = 2000
 _MAX_UNION = 200  # grid rows: a radius of ~110 km
-LAUNCH_SORT_MEMORY = "32MB"  # PostgreSQL work_mem for a launch's sort by phone number (recipients_in_phone_order)
+LAUNCH_SORT_MEMORY = (
+    "32MB"  # PostgreSQL work_mem for a launch's sort by phone number (recipients_in_phone_order)
+)
 
 
 def _registrations():

@@ -220,9 +220,9 @@ class RouteCache:
 
 
 def _open_alert_columns():
-    return select(Action.id, Action.action_code, Centralist.dial_string, Action.launched_at, Action.expires_at).join(
-        Centralist, Centralist.id == Action.centralist_id
-    )
+    return select(
+        Action.id, Action.action_code, Centralist.dial_string, Action.launched_at, Action.expires_at
+    ).join(Centralist, Centralist.id == Action.centralist_id)
 
 
 def open_alerts(session: Session) -> list[tuple[OpenAlert, datetime]]:
@@ -245,7 +245,9 @@ def alerts_for_sql(session: Session, phone: str) -> list[OpenAlert]:
         _open_alert_columns()
         .join(Bulletin, Bulletin.action_id == Action.id)
         .join(Message, Message.bulletin_id == Bulletin.id)
-        .where(Message.phone == phone, Bulletin.kind == BulletinKind.alert, Action.status == ActionStatus.open)
+        .where(
+            Message.phone == phone, Bulletin.kind == BulletinKind.alert, Action.status == ActionStatus.open
+        )
     )
     return [OpenAlert(aid, code, dial, launched) for aid, code, dial, launched, _ in rows]
 

@@ -74,13 +74,22 @@ def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
     for o in openings:
         row = latest.get(o.call_id)
         if row is None:
-            row = latest[o.call_id] = {"channel": TipChannel.call, "call_id": o.call_id, "received_at": o.received_at, "caller_number": o.caller}
+            row = latest[o.call_id] = {
+                "channel": TipChannel.call,
+                "call_id": o.call_id,
+                "received_at": o.received_at,
+                "caller_number": o.caller,
+            }
         else:
             row["received_at"] = min(row["received_at"], o.received_at)
             row["caller_number"] = row["caller_number"] or o.caller
             if row["routed_to"] is not None and o.routed_to is None:
                 continue  # an undecided opening never takes a decided route back
-        row.update(matched_by=o.route.matched_by, action_id=o.route.alert.action_id if o.route.alert else None, routed_to=o.routed_to)
+        row.update(
+            matched_by=o.route.matched_by,
+            action_id=o.route.alert.action_id if o.route.alert else None,
+            routed_to=o.routed_to,
+        )
     owners = _owners(session, {row["caller_number"] for row in latest.values() if row["caller_number"]})
     rows = [{**row, "participant_id": owners.get(row["caller_number"])} for row in latest.values()]
     session.execute(_openings_upsert(session.get_bind().dialect.name), rows)
@@ -90,17 +99,35 @@ def _owners(session: Session, phones: set[str]) -> dict[str, int]:
     """A number's participant is its oldest registration."""
     if not phones:
         return {}
-    return dict(session.execute(
-        select(Participant.phone, func.min(Participant.id)).where(Participant.phone.in_(phones)).group_by(Participant.phone)
-    ).all())
+    return dict(
+        session.execute(
+            select(Participant.phone, func.min(Participant.id))
+            .where(Participant.phone.in_(phones))
+            .group_by(Participant.phone)
+        ).all()
+    )
 
 
-def record_sms_tip(session: Session, sender: str, text: str, received_at: datetime, *,
-                   action_id: int | None, matched_by: MatchedBy) -> Tip:
+def record_sms_tip(
+    session: Session,
+    sender: str,
+    text: str,
+    received_at: datetime,
+    *,
+    action_id: int | None,
+    matched_by: MatchedBy,
+) -> Tip:
     """An SMS tip (an MO message that is not a STOP), flushed but not committed."""
-    tip = Tip(channel=TipChannel.sms, received_at=received_at, ended_at=received_at, caller_number=sender,
-              participant_id=_owners(session, {sender}).get(sender), action_id=action_id,
-              matched_by=matched_by, sms_text=text)
+    tip = Tip(
+        channel=TipChannel.sms,
+        received_at=received_at,
+        ended_at=received_at,
+        caller_number=sender,
+        participant_id=_owners(session, {sender}).get(sender),
+        action_id=action_id,
+        matched_by=matched_by,
+        sms_text=text,
+    )
     session.add(tip)
     session.flush()
     return tip
@@ -120,7 +147,8 @@ def _openings_upsert(dialect: str):
             "matched_by": case((decided, new.matched_by), else_=old.matched_by),
             "action_id": case((decided, new.action_id), else_=old.action_id),
             "routed_to": case(
-                (decided & (old.ended_at.is_(None) | old.routed_to.is_(None)), new.routed_to), else_=old.routed_to
+                (decided & (old.ended_at.is_(None) | old.routed_to.is_(None)), new.routed_to),
+                else_=old.routed_to,
             ),
         },
     )
@@ -135,7 +163,9 @@ def record_endings(session: Session, endings: Sequence[CallEnded]) -> None:
         return
     latest: dict[str, dict] = {}
     for e in endings:
-        row = latest.setdefault(e.call_id, {"channel": TipChannel.call, "call_id": e.call_id, "received_at": e.ended_at})
+        row = latest.setdefault(
+            e.call_id, {"channel": TipChannel.call, "call_id": e.call_id, "received_at": e.ended_at}
+        )
         row["ended_at"] = e.ended_at
         for name in ("dial_status", "talk_seconds", "routed_to", "recording_path"):
             if (value := getattr(e, name)) is not None or name not in row:
@@ -151,7 +181,9 @@ def _endings_upsert(dialect: str):
         index_elements=[_TIP.call_id],
         set_={
             "ended_at": new.ended_at,
-            **{name: func.coalesce(getattr(new, name), _TIP[name])
-               for name in ("dial_status", "talk_seconds", "routed_to", "recording_path")},
+            **{
+                name: func.coalesce(getattr(new, name), _TIP[name])
+                for name in ("dial_status", "talk_seconds", "routed_to", "recording_path")
+            },
         },
     )

@@ -98,17 +98,32 @@ class TipStream:
         self._connections = HotConnections(url, timeout=0.5)
         self._arrive_sha = hashlib.sha1(_ARRIVE.encode()).hexdigest()
 
-    def arrive(self, cache: RouteCache, call_id: str, caller: str | None, received_at: datetime, meldkamer: str) -> Arrival:
+    def arrive(
+        self, cache: RouteCache, call_id: str, caller: str | None, received_at: datetime, meldkamer: str
+    ) -> Arrival:
         """Log that a call arrived together with what the route cache holds for its caller (one
         Lua script: nothing can change in between), and return that. `cache` must use the
         same Redis."""
         keys = (*cache.lookup_keys(caller), self.key)
-        args = ("call", call_id, "caller", caller or "", "at", received_at.isoformat(), "meldkamer", meldkamer)
+        args = (
+            "call",
+            call_id,
+            "caller",
+            caller or "",
+            "at",
+            received_at.isoformat(),
+            "meldkamer",
+            meldkamer,
+        )
         try:
-            complete, any_open, flat, codes = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
+            complete, any_open, flat, codes = self._connections.call(
+                "EVALSHA", self._arrive_sha, len(keys), *keys, *args
+            )
         except redis.exceptions.NoScriptError:  # Redis restarted since: load the script once more
             self._connections.call("SCRIPT", "LOAD", _ARRIVE)
-            complete, any_open, flat, codes = self._connections.call("EVALSHA", self._arrive_sha, len(keys), *keys, *args)
+            complete, any_open, flat, codes = self._connections.call(
+                "EVALSHA", self._arrive_sha, len(keys), *keys, *args
+            )
         alerts = [unpack_alert(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return Arrival(bool(complete), bool(any_open), alerts, unpack_codes(codes[1::2]))
 
@@ -125,16 +140,25 @@ class TipStream:
 def encode(record: TipRecord) -> dict[str, str]:
     if isinstance(record, CallOpened):
         fields = {
-            "kind": "opened", "call": record.call_id, "caller": record.caller or "", "at": record.received_at.isoformat(),
-            "step": record.route.step.value, "matched": record.route.matched_by.value, "to": record.routed_to or "",
+            "kind": "opened",
+            "call": record.call_id,
+            "caller": record.caller or "",
+            "at": record.received_at.isoformat(),
+            "step": record.route.step.value,
+            "matched": record.route.matched_by.value,
+            "to": record.routed_to or "",
         }
         if (alert := record.route.alert) is not None:
             fields[f"a:{alert.action_id}"] = pack_alert(alert)
         return fields
     return {
-        "kind": "ended", "call": record.call_id, "at": record.ended_at.isoformat(),
-        "status": record.dial_status or "", "talk": "" if record.talk_seconds is None else str(record.talk_seconds),
-        "to": record.routed_to or "", "recording": record.recording_path or "",
+        "kind": "ended",
+        "call": record.call_id,
+        "at": record.ended_at.isoformat(),
+        "status": record.dial_status or "",
+        "talk": "" if record.talk_seconds is None else str(record.talk_seconds),
+        "to": record.routed_to or "",
+        "recording": record.recording_path or "",
     }
 
 
@@ -154,8 +178,14 @@ def decode(raw: dict[bytes, bytes] | dict[str, str]) -> TipRecord:
         return CallOpened(call_id, f["caller"] or None, route, f["to"] or None, at)
     if kind == "ended":
         talk = f["talk"]
-        return CallEnded(call_id, at, dial_status=f["status"] or None, talk_seconds=int(talk) if talk else None,
-                         routed_to=f["to"] or None, recording_path=f["recording"] or None)
+        return CallEnded(
+            call_id,
+            at,
+            dial_status=f["status"] or None,
+            talk_seconds=int(talk) if talk else None,
+            routed_to=f["to"] or None,
+            recording_path=f["recording"] or None,
+        )
     raise ValueError(f"unknown tip record kind {kind!r}")
 
 
@@ -169,12 +199,22 @@ def _text(value: bytes | str) -> str:
 class TipStreamWriter:
     """Moves tip records from the stream to SQL: one transaction per batch, acknowledged after it."""
 
-    def __init__(self, stream: TipStream, sessions: sessionmaker[Session], consumer: str, *,
-                 batch: int = 500, claim_idle_ms: int = CLAIM_IDLE_MS, linger_ms: int = LINGER_MS):
+    def __init__(
+        self,
+        stream: TipStream,
+        sessions: sessionmaker[Session],
+        consumer: str,
+        *,
+        batch: int = 500,
+        claim_idle_ms: int = CLAIM_IDLE_MS,
+        linger_ms: int = LINGER_MS,
+    ):
         self.stream, self.sessions, self.consumer = stream, sessions, consumer
         self.batch, self.claim_idle_ms, self.linger_ms = batch, claim_idle_ms, linger_ms
         # Its own connection: blocking reads outlast the IVR's half-second timeout.
-        self.redis = redis.Redis.from_url(stream.url, socket_timeout=30, socket_connect_timeout=5, decode_responses=True)
+        self.redis = redis.Redis.from_url(
+            stream.url, socket_timeout=30, socket_connect_timeout=5, decode_responses=True
+        )
         self._mine_first = True  # entries this consumer read but never acknowledged come first
         self._claim_from = "0-0"
         self._claimed_at = -float("inf")
@@ -190,7 +230,9 @@ class TipStreamWriter:
                     # would cost the writer, and the database, many times the CPU).
                     stop.wait(self.linger_ms / 1000)
             except (redis.RedisError, *_DATABASE_AWAY) as exc:
-                log.warning("tip writer %s: %s; retrying in %.0f s", self.consumer, type(exc).__name__, retry_seconds)
+                log.warning(
+                    "tip writer %s: %s; retrying in %.0f s", self.consumer, type(exc).__name__, retry_seconds
+                )
                 stop.wait(retry_seconds)
 
     def run_once(self, block_ms: int | None = 1000) -> int:
@@ -218,26 +260,36 @@ class TipStreamWriter:
     def heartbeat(self) -> None:
         """Say this writer is alive (for health checks), every few seconds."""
         if time.monotonic() - self._beat_at >= HEARTBEAT_SECONDS:
-            self.redis.set(_heartbeat_key(self.stream.key, self.consumer), int(time.time()), ex=6 * HEARTBEAT_SECONDS)
+            self.redis.set(
+                _heartbeat_key(self.stream.key, self.consumer), int(time.time()), ex=6 * HEARTBEAT_SECONDS
+            )
             self._beat_at = time.monotonic()
 
     def _next(self, block_ms: int | None) -> list[tuple[str, dict]]:
         key = self.stream.key
         if self._mine_first:  # after a restart or a failed batch
-            entries = self._grouped(lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=self.batch))
+            entries = self._grouped(
+                lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: "0"}, count=self.batch)
+            )
             if entries:
                 return entries
             self._mine_first = False
         # What dead writers left: looked for every tenth of the idle time, not every batch.
         if time.monotonic() - self._claimed_at >= self.claim_idle_ms / 10_000:
             self._claim_from, claimed, *_ = self._grouped_raw(
-                lambda: self.redis.xautoclaim(key, GROUP, self.consumer, self.claim_idle_ms, self._claim_from, count=self.batch)
+                lambda: self.redis.xautoclaim(
+                    key, GROUP, self.consumer, self.claim_idle_ms, self._claim_from, count=self.batch
+                )
             )
             if claimed:
-                log.info("tip writer %s: took over %d records another writer left", self.consumer, len(claimed))
+                log.info(
+                    "tip writer %s: took over %d records another writer left", self.consumer, len(claimed)
+                )
                 return claimed
             self._claimed_at = time.monotonic()
-        return self._grouped(lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=self.batch, block=block_ms))
+        return self._grouped(
+            lambda: self.redis.xreadgroup(GROUP, self.consumer, {key: ">"}, count=self.batch, block=block_ms)
+        )
 
     def _grouped(self, read) -> list[tuple[str, dict]]:
         reply = self._grouped_raw(read)
@@ -260,7 +312,9 @@ class TipStreamWriter:
         except _DATABASE_AWAY:
             raise
         except SQLAlchemyError:
-            log.exception("tip writer %s: a batch of %d was refused; writing one by one", self.consumer, len(records))
+            log.exception(
+                "tip writer %s: a batch of %d was refused; writing one by one", self.consumer, len(records)
+            )
             for fields, record in records:
                 try:
                     self._commit([record])

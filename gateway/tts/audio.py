@@ -43,7 +43,10 @@ def espeak_wav(text: str, language: str = "nl") -> bytes:
     voice = ESPEAK_VOICES.get(language, language)
     # The text goes in on stdin, so a text starting with "-" is never read as an option.
     done = subprocess.run(
-        ["espeak-ng", "-v", voice, "--stdout", "--stdin"], input=text.encode("utf-8"), capture_output=True, timeout=60
+        ["espeak-ng", "-v", voice, "--stdout", "--stdin"],
+        input=text.encode("utf-8"),
+        capture_output=True,
+        timeout=60,
     )
     if done.returncode != 0 or len(done.stdout) <= 44:  # 44 bytes: a WAV header and no sound
         raise TTSError(f"espeak-ng failed: {done.stderr.decode(errors='replace').strip() or 'no audio'}")
@@ -60,7 +63,11 @@ def to_asterisk(data: bytes, audio_format: str = "wav") -> AudioSegment:
         audio = AudioSegment.from_file(io.BytesIO(data), format="mp3")
     else:
         raise ValueError(f"unknown audio format {audio_format!r}")
-    audio = audio.set_channels(ASTERISK_CHANNELS).set_sample_width(ASTERISK_SAMPLE_WIDTH).set_frame_rate(ASTERISK_RATE)
+    audio = (
+        audio.set_channels(ASTERISK_CHANNELS)
+        .set_sample_width(ASTERISK_SAMPLE_WIDTH)
+        .set_frame_rate(ASTERISK_RATE)
+    )
     if len(audio) == 0:
         raise TTSError("no audio produced")
     return audio

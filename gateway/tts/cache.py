@@ -109,9 +109,13 @@ class AudioCache:
             # Writing is not the engine's fault: a full disk or a bad directory is raised as it is.
             seconds = write_audio(audio, path)
             if failures:
-                log.info("TTS %s: %s took over after %s", path.name, engine.name, ", ".join(n for n, _ in failures))
+                log.info(
+                    "TTS %s: %s took over after %s", path.name, engine.name, ", ".join(n for n, _ in failures)
+                )
             return AudioResult(path, engine.name, seconds, tuple(failures))
-        raise TTSError(f"no TTS engine could speak {path.name}: " + "; ".join(f"{n}: {e}" for n, e in failures))
+        raise TTSError(
+            f"no TTS engine could speak {path.name}: " + "; ".join(f"{n}: {e}" for n, e in failures)
+        )
 
     def _lock(self, path: Path) -> _KeyLock:
         return _KeyLock(self, path)

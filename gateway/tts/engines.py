@@ -51,7 +51,9 @@ class GTTSEngine:
 
     name = "gtts"
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT_SECONDS, tld: str = "com", part_timeout: float = 10.0) -> None:
+    def __init__(
+        self, timeout: float = DEFAULT_TIMEOUT_SECONDS, tld: str = "com", part_timeout: float = 10.0
+    ) -> None:
         if timeout <= 0 or part_timeout <= 0:
             raise ValueError("the gTTS timeouts must be positive")
         self.timeout = timeout
@@ -119,21 +121,27 @@ ENGINE_NAMES = ("gtts", "espeak")
 
 
 def parse_engine_order(order: str | Sequence[str]) -> list[str]:
-    """"gtts,espeak" → ["gtts", "espeak"]; raises ValueError on unknown, duplicate or no names."""
+    """ "gtts,espeak" → ["gtts", "espeak"]; raises ValueError on unknown, duplicate or no names."""
     names = order.split(",") if isinstance(order, str) else list(order)
     names = [name.strip().lower() for name in names if name.strip()]
     if not names:
-        raise ValueError(f"no TTS engine configured; TTS_ENGINES is a comma-separated list of {', '.join(ENGINE_NAMES)}")
+        raise ValueError(
+            f"no TTS engine configured; TTS_ENGINES is a comma-separated list of {', '.join(ENGINE_NAMES)}"
+        )
     for name in names:
         if name not in ENGINE_NAMES:
-            raise ValueError(f"unknown TTS engine {name!r} in TTS_ENGINES; known engines: {', '.join(ENGINE_NAMES)}")
+            raise ValueError(
+                f"unknown TTS engine {name!r} in TTS_ENGINES; known engines: {', '.join(ENGINE_NAMES)}"
+            )
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise ValueError(f"TTS engine listed twice in TTS_ENGINES: {', '.join(duplicates)}")
     return names
 
 
-def make_engines(order: str | Sequence[str] = "gtts,espeak", *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> list[Engine]:
+def make_engines(
+    order: str | Sequence[str] = "gtts,espeak", *, timeout: float = DEFAULT_TIMEOUT_SECONDS
+) -> list[Engine]:
     """The engines named in `order`, in that order (`timeout` is gTTS's per-request timeout)."""
     engines: list[Engine] = []
     for name in parse_engine_order(order):

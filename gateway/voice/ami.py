@@ -338,7 +338,11 @@ class AMIClient:
         self.on_event, self.on_reconnect = on_event, on_reconnect
         self._event_filter = events
         self._retry_auth_errors = retry_auth_errors
-        self._connect_timeout, self._action_timeout, self._boot_timeout = connect_timeout, action_timeout, boot_timeout
+        self._connect_timeout, self._action_timeout, self._boot_timeout = (
+            connect_timeout,
+            action_timeout,
+            boot_timeout,
+        )
         # `FullyBooted` is a `system` event: waited for only when the filter lets it through.
         self._waits_for_boot = any(c.strip().lower() in ("on", "all", "system") for c in events.split(","))
         # ActionIDs unique across this client's reconnects and across processes sharing Asterisk.
@@ -517,7 +521,9 @@ class AMIClient:
             raise
         if not response.ok:
             self._forget_originate(action_id, outcome)
-            raise AMIActionError(f"Originate {action_id} refused: {response.get('Message', 'no message')}", response)
+            raise AMIActionError(
+                f"Originate {action_id} refused: {response.get('Message', 'no message')}", response
+            )
         log.debug("originate %s queued to %s", action_id, masked_channel(channel))
         return action_id
 
@@ -616,14 +622,20 @@ class AMIClient:
                 while True:
                     message = await self._read_message(reader)
                     if message is None:
-                        raise AMIConnectionLost(f"AMI at {where} closed the connection before Asterisk had booted")
+                        raise AMIConnectionLost(
+                            f"AMI at {where} closed the connection before Asterisk had booted"
+                        )
                     self._dispatch(message)
                     if message.name == "FullyBooted":
                         return
         except TimeoutError:
-            raise AMIConnectionLost(f"Asterisk at {where} did not finish booting within {self._boot_timeout:.0f} s") from None
+            raise AMIConnectionLost(
+                f"Asterisk at {where} did not finish booting within {self._boot_timeout:.0f} s"
+            ) from None
 
-    async def _open_with_backoff(self, *, wait_first: bool) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def _open_with_backoff(
+        self, *, wait_first: bool
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         delays = itertools.chain(self._delays, itertools.repeat(self._delays[-1]))
         if wait_first:
             await asyncio.sleep(next(delays))
@@ -645,8 +657,16 @@ class AMIClient:
             if self._closing:
                 return
             self._drop_connection()
-            failed = self._fail_waiting(AMIConnectionLost(f"AMI connection to {self.host}:{self.port} lost: {reason}"))
-            log.warning("AMI connection to %s:%s lost (%s); %d waiting failed; reconnecting", self.host, self.port, reason, failed)
+            failed = self._fail_waiting(
+                AMIConnectionLost(f"AMI connection to {self.host}:{self.port} lost: {reason}")
+            )
+            log.warning(
+                "AMI connection to %s:%s lost (%s); %d waiting failed; reconnecting",
+                self.host,
+                self.port,
+                reason,
+                failed,
+            )
             try:
                 reader, _ = await self._open_with_backoff(wait_first=True)
             except AMIAuthError as exc:
@@ -720,7 +740,9 @@ class AMIClient:
                 writer.write(wire)
                 await writer.drain()
             except OSError as exc:
-                raise AMIConnectionLost(f"AMI connection to {self.host}:{self.port} lost while sending") from exc
+                raise AMIConnectionLost(
+                    f"AMI connection to {self.host}:{self.port} lost while sending"
+                ) from exc
 
     def _drop_connection(self) -> None:
         if self._connected is not None:

@@ -202,7 +202,9 @@ class VoiceWorker:
         self.worker, self.lease_seconds = worker or worker_id(CHANNEL), lease_seconds
         self.stats: Counter[str] = Counter()  # originates, placed, answered, retries, failed, unknown, again
         self.plan = plan
-        self.intake = Intake(queue, CHANNEL, self.worker, plan)  # the queue's consumer: this process, as for SMS
+        self.intake = Intake(
+            queue, CHANNEL, self.worker, plan
+        )  # the queue's consumer: this process, as for SMS
         self._in_hand: set[int] = set()  # ids of the messages claimed and not yet done with (their leases)
         self.lines = Lines(max_calls)
         self._audio: dict[tuple[int, str], asyncio.Future[AudioResult]] = {}
@@ -216,7 +218,13 @@ class VoiceWorker:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, sessions: sessionmaker[Session], queue: WorkQueue, ami: AMIClient, audio: AudioCache, **kw
+        cls,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        queue: WorkQueue,
+        ami: AMIClient,
+        audio: AudioCache,
+        **kw,
     ) -> VoiceWorker:
         options = {
             "dial_template": settings.voice_dial_template,
@@ -249,8 +257,10 @@ class VoiceWorker:
         """Consume, claim and call until `stop` is set; then let what is under way finish."""
         stop = stop or asyncio.Event()
         tasks: set[asyncio.Task] = set()
-        leases = asyncio.create_task(keep_up(self.keep_leases, lambda: list(self._in_hand), self.lease_seconds,
-                                             "voice worker"), name="voice leases")
+        leases = asyncio.create_task(
+            keep_up(self.keep_leases, lambda: list(self._in_hand), self.lease_seconds, "voice worker"),
+            name="voice leases",
+        )
         while not stop.is_set() or tasks:
             self.lines.changed.clear()
             if stop.is_set():  # nothing new; retries under way still get their lines
@@ -292,7 +302,9 @@ class VoiceWorker:
                 from_queue.append(flow)
         if not from_queue:
             return []
-        return await asyncio.to_thread(self.intake.take, len(from_queue), 0, self._claim, lambda _w, _n: from_queue)
+        return await asyncio.to_thread(
+            self.intake.take, len(from_queue), 0, self._claim, lambda _w, _n: from_queue
+        )
 
     def _give_lines(self, flows: list[int]) -> None:
         for flow in flows:
@@ -303,8 +315,9 @@ class VoiceWorker:
         """Until the first of these is done: coroutines (cancelled after) or the calls' tasks (left running)."""
         own = [asyncio.ensure_future(w) for w in waits if asyncio.iscoroutine(w)]
         try:
-            await asyncio.wait([*own, *(w for w in waits if not asyncio.iscoroutine(w))],
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [*own, *(w for w in waits if not asyncio.iscoroutine(w))], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             for wait in own:
                 wait.cancel()
@@ -315,8 +328,12 @@ class VoiceWorker:
         out and go again. Queue again what a stopped voice worker left `sending`."""
         requeued = upkeep(self.sessions, self.queue, CHANNEL, self.worker, self.lease_seconds, holding)
         if requeued.total:
-            log.warning("voice: %d message(s) of a stopped worker queued again (%d had been dialled: "
-                        "recorded as outcome unknown, not called again)", requeued.total, requeued.dispatched)
+            log.warning(
+                "voice: %d message(s) of a stopped worker queued again (%d had been dialled: "
+                "recorded as outcome unknown, not called again)",
+                requeued.total,
+                requeued.dispatched,
+            )
 
     def _claim(self, message_ids: list[int]) -> list[VoiceCall]:
         # One transaction, the rows read before its commit: only a commit whose answer was lost leaves
@@ -326,8 +343,16 @@ class VoiceWorker:
             if not owned:
                 return []
             rows = session.execute(
-                select(Message.id, Message.phone, Message.action_id, Message.bulletin_id, Bulletin.spoken_text,
-                       Participant.language, Message.attempts, Message.detail)
+                select(
+                    Message.id,
+                    Message.phone,
+                    Message.action_id,
+                    Message.bulletin_id,
+                    Bulletin.spoken_text,
+                    Participant.language,
+                    Message.attempts,
+                    Message.detail,
+                )
                 .join(Bulletin, Bulletin.id == Message.bulletin_id)
                 .outerjoin(Participant, Participant.id == Message.participant_id)
                 .where(Message.id.in_(owned))
@@ -338,8 +363,11 @@ class VoiceWorker:
         for message_id in dialled:
             self._finish(message_id, MessageStatus.failed, WORKER_STOPPED, None)
         self.stats["failed"] += len(dialled)
-        return [VoiceCall(mid, phone, aid, bid, text, language or "nl", attempts)
-                for mid, phone, aid, bid, text, language, attempts, detail in rows if detail != REQUEUED_DISPATCHED_DETAIL]
+        return [
+            VoiceCall(mid, phone, aid, bid, text, language or "nl", attempts)
+            for mid, phone, aid, bid, text, language, attempts, detail in rows
+            if detail != REQUEUED_DISPATCHED_DETAIL
+        ]
 
     # -- one message --
 
@@ -358,7 +386,9 @@ class VoiceWorker:
         try:
             audio = await self._audio_for(call)
         except Exception as exc:
-            await self._write(self._finish, call.message_id, MessageStatus.failed, f"audio unavailable: {exc}", None)
+            await self._write(
+                self._finish, call.message_id, MessageStatus.failed, f"audio unavailable: {exc}", None
+            )
             self.stats["failed"] += 1
             return
         tries = 0
@@ -374,14 +404,18 @@ class VoiceWorker:
                 return  # recorded inside the slot, as soon as it was known
             if outcome.kind == "failed":
                 self.stats["unknown" if outcome.detail == OUTCOME_UNKNOWN else "failed"] += 1
-                await self._write(self._finish, call.message_id, MessageStatus.failed, outcome.detail, outcome.uniqueid)
+                await self._write(
+                    self._finish, call.message_id, MessageStatus.failed, outcome.detail, outcome.uniqueid
+                )
                 return
             done = f"{outcome.detail} after {tries} attempt{'s' if tries > 1 else ''}"
             if tries > self.retries:
                 self.stats["failed"] += 1
                 await self._write(self._finish, call.message_id, MessageStatus.failed, done, outcome.uniqueid)
                 return
-            await self._write(self._note, call.message_id, f"{outcome.detail} (attempt {tries}); retrying", outcome.uniqueid)
+            await self._write(
+                self._note, call.message_id, f"{outcome.detail} (attempt {tries}); retrying", outcome.uniqueid
+            )
             # RULE: a retry holds no line while it waits; then it waits its flow's turn for one.
             line.release()
             await asyncio.sleep(self.retry_delay)
@@ -391,7 +425,13 @@ class VoiceWorker:
                 return
             if not allowed:
                 self.stats["failed"] += 1
-                await self._write(self._finish, call.message_id, MessageStatus.failed, f"{done}; not retried: the action closed", None)
+                await self._write(
+                    self._finish,
+                    call.message_id,
+                    MessageStatus.failed,
+                    f"{done}; not retried: the action closed",
+                    None,
+                )
                 return
             self.stats["retries"] += 1
 
@@ -530,7 +570,11 @@ class VoiceWorker:
         try:
             await asyncio.wait_for(attempt.ended.wait(), timeout)
         except TimeoutError:
-            log.warning("voice message %d: no Hangup within %.0f s; freeing its call slot", attempt.message_id, timeout)
+            log.warning(
+                "voice message %d: no Hangup within %.0f s; freeing its call slot",
+                attempt.message_id,
+                timeout,
+            )
 
     async def _exists(self, uniqueid: str) -> bool:
         """Whether Asterisk has a channel with this Uniqueid now; True when it cannot tell."""
@@ -585,7 +629,9 @@ class VoiceWorker:
             except OperationalError as exc:
                 if delay is None:
                     raise
-                log.warning("voice worker: database write failed (%s); trying again in %.1f s", brief(exc), delay)
+                log.warning(
+                    "voice worker: database write failed (%s); trying again in %.1f s", brief(exc), delay
+                )
                 await asyncio.sleep(delay)
 
     def _guarded(self, message_id: int):
@@ -606,12 +652,19 @@ class VoiceWorker:
                 .values(provider_id=uniqueid, sent_at=func.coalesce(Message.sent_at, now))
             )
             session.execute(
-                self._guarded(message_id).values(status=MessageStatus.answered, detail="answered", final_at=now)
+                self._guarded(message_id).values(
+                    status=MessageStatus.answered, detail="answered", final_at=now
+                )
             )
 
     def _finish(self, message_id: int, status: MessageStatus, detail: str, uniqueid: str | None) -> None:
         now = _now()
-        values = {"status": status, "detail": detail[:200], "final_at": now, "sent_at": func.coalesce(Message.sent_at, now)}
+        values = {
+            "status": status,
+            "detail": detail[:200],
+            "final_at": now,
+            "sent_at": func.coalesce(Message.sent_at, now),
+        }
         if uniqueid:
             values["provider_id"] = uniqueid
         with self.sessions() as session, session.begin():
@@ -639,7 +692,11 @@ class VoiceWorker:
             )
             .exists()
         )
-        closing = select(Bulletin.id).where(Bulletin.id == Message.bulletin_id, Bulletin.kind == BulletinKind.closing).exists()
+        closing = (
+            select(Bulletin.id)
+            .where(Bulletin.id == Message.bulletin_id, Bulletin.kind == BulletinKind.closing)
+            .exists()
+        )
         with self.sessions() as session, session.begin():
             changed = session.execute(
                 self._guarded(message_id)
@@ -649,7 +706,13 @@ class VoiceWorker:
             if changed:
                 return True
             ours = session.scalar(
-                select(exists().where(Message.id == message_id, Message.status == MessageStatus.sending, Message.final_at.is_(None)))
+                select(
+                    exists().where(
+                        Message.id == message_id,
+                        Message.status == MessageStatus.sending,
+                        Message.final_at.is_(None),
+                    )
+                )
             )
         return False if ours else None
 
@@ -660,13 +723,19 @@ async def run_voice_worker(settings: Settings, stop: asyncio.Event | None = None
     from gateway.storage.db import make_engine, session_factory
 
     if not settings.ami_secret:
-        raise ValueError("AMI_SECRET is empty: set the secret of the AMI user AMI_USER (asterisk/manager_users.conf)")
+        raise ValueError(
+            "AMI_SECRET is empty: set the secret of the AMI user AMI_USER (asterisk/manager_users.conf)"
+        )
     if not settings.redis_url:
-        raise ValueError("REDIS_URL is empty: the voice worker runs in its own process and needs the Redis queue")
+        raise ValueError(
+            "REDIS_URL is empty: the voice worker runs in its own process and needs the Redis queue"
+        )
     engine = make_engine(settings.sqlalchemy_url)
     queue = make_queue(settings.redis_url)
     ami = AMIClient(settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret)
-    worker = VoiceWorker.from_settings(settings, session_factory(engine), queue, ami, AudioCache.from_settings(settings))
+    worker = VoiceWorker.from_settings(
+        settings, session_factory(engine), queue, ami, AudioCache.from_settings(settings)
+    )
     if stop is None:  # SIGTERM/SIGINT: stop claiming, let the calls under way finish
         import signal
 

@@ -113,7 +113,9 @@ def alert_call(agi: AGISession, ctx: IvrContext) -> None:
         agi.set_variable(var.CALL_TOKEN, ctx.call_token(call_id))  # for the tip's hangup handler
         agi.set_variable(var.DIAL, dial)
         agi.set_variable(var.ALERT_RESULT, "dial")
-        record_outcome(ctx, alert.message_id, MessageStatus.answered, f"pressed 2 (put through); {listening.describe()}")
+        record_outcome(
+            ctx, alert.message_id, MessageStatus.answered, f"pressed 2 (put through); {listening.describe()}"
+        )
         _open_tip(ctx, call_id, alert, dial)
     else:
         agi.set_variable(var.ALERT_RESULT, "listened")
@@ -126,7 +128,9 @@ def alert_and_audio(agi: AGISession, ctx: IvrContext) -> tuple[Alert, str] | Non
     raw_id, audio = agi.get_variable(var.MESSAGE_ID), agi.get_variable(var.AUDIO)
     alert = lookup_alert(ctx, raw_id)
     if alert is None:  # a bug upstream: nothing to play, nowhere to record it
-        log.warning("%s call %s for unknown message %r; ending it", agi.script, agi.env.get("agi_uniqueid"), raw_id)
+        log.warning(
+            "%s call %s for unknown message %r; ending it", agi.script, agi.env.get("agi_uniqueid"), raw_id
+        )
         agi.verbose(f"burgernet: alert call for unknown message {raw_id!r}", 1)
         agi.set_variable(var.ALERT_RESULT, "unknown-message")
         return None
@@ -176,7 +180,11 @@ def stream_file(agi: AGISession, audio: str, keys: str = _KEYS) -> tuple[int, in
 def audio_samples(agi: AGISession, audio: str) -> int | None:
     """The message's length in samples, when its file is a .wav Asterisk can stat (else None)."""
     size = agi.get_full_variable(f"${{STAT(s,{audio}.wav)}}")
-    return (int(size) - _WAV_HEADER) // ASTERISK_SAMPLE_WIDTH if size.isdigit() and int(size) > _WAV_HEADER else None
+    return (
+        (int(size) - _WAV_HEADER) // ASTERISK_SAMPLE_WIDTH
+        if size.isdigit() and int(size) > _WAV_HEADER
+        else None
+    )
 
 
 def lookup_alert(ctx: IvrContext, raw_id: str) -> Alert | None:
@@ -185,7 +193,15 @@ def lookup_alert(ctx: IvrContext, raw_id: str) -> Alert | None:
     if not raw_id.isascii() or not raw_id.isdigit() or not 0 < int(raw_id) <= _MAX_ID:
         return None
     query = (
-        select(Message.id, Message.phone, Action.id, Action.action_code, Action.status, Action.launched_at, Centralist.dial_string)
+        select(
+            Message.id,
+            Message.phone,
+            Action.id,
+            Action.action_code,
+            Action.status,
+            Action.launched_at,
+            Centralist.dial_string,
+        )
         .join(Action, Action.id == Message.action_id)
         .join(Centralist, Centralist.id == Action.centralist_id)
         .where(Message.id == int(raw_id))
@@ -208,7 +224,11 @@ def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, deta
     now = datetime.now(UTC)
 
     def write(session: Session) -> None:
-        session.execute(update(Message).where(Message.id == message_id).values(status=status, detail=detail[:200], final_at=now))
+        session.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(status=status, detail=detail[:200], final_at=now)
+        )
 
     ctx.tips.submit(write)
 
@@ -216,5 +236,9 @@ def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, deta
 def _open_tip(ctx: IvrContext, call_id: str, alert: Alert, dial: str) -> None:
     """Pressing 2 is a tip about this action (PRODUCT §4.3); matched by the number we called."""
     now = datetime.now(UTC)
-    route = Route(Step.centralist, MatchedBy.caller_id, OpenAlert(alert.action_id, alert.action_code, dial, alert.launched_at or now))
+    route = Route(
+        Step.centralist,
+        MatchedBy.caller_id,
+        OpenAlert(alert.action_id, alert.action_code, dial, alert.launched_at or now),
+    )
     ctx.tips.submit(tips.CallOpened(call_id, alert.phone, route, dial, now))

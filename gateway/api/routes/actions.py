@@ -60,9 +60,14 @@ def _now() -> datetime:
 def _check_action(settings: Settings, radius_m: int, description: str) -> None:
     """Business limits that depend on configuration (the schema checks the rest)."""
     if radius_m > settings.max_radius_m:
-        raise Invalid(f"radius_m {radius_m} is above the maximum of {settings.max_radius_m} m", field="radius_m")
+        raise Invalid(
+            f"radius_m {radius_m} is above the maximum of {settings.max_radius_m} m", field="radius_m"
+        )
     try:
-        check_parts(wording.alert_sms(description, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
+        check_parts(
+            wording.alert_sms(description, lifecycle.CODE_PLACEHOLDER, settings.tip_line),
+            settings.sms_max_parts,
+        )
     except TextTooLong as exc:
         raise Invalid(f"description too long for SMS: {exc}", field="description") from None
 
@@ -82,7 +87,9 @@ def _owner(session: Session, user, centralist_id: int | None) -> int:
     """The centralist a new action belongs to: herself, or the one an admin names."""
     if user.role == Role.centralist:
         if centralist_id not in (None, user.centralist_id):
-            raise Invalid("a centralist creates actions for herself; leave centralist_id out", field="centralist_id")
+            raise Invalid(
+                "a centralist creates actions for herself; leave centralist_id out", field="centralist_id"
+            )
         return user.centralist_id
     if centralist_id is None:
         raise Invalid("an admin must name the owning centralist_id", field="centralist_id")
@@ -142,11 +149,15 @@ def get_action(action_id: ActionId, session: SessionDep, user: CentralistDep):
 
 
 @router.patch("/{action_id}", response_model=ActionPublic)
-def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+def edit_action(
+    action_id: ActionId, body: ActionEdit, session: SessionDep, user: CentralistDep, settings: SettingsDep
+):
     """Change a draft (after launch, send an update instead)."""
     action = _owned(session, user, action_id, for_update=True)
     if action.status != ActionStatus.draft:
-        raise Conflict(f"action {action_id} is {action.status.value}; only drafts can be edited; send an update")
+        raise Conflict(
+            f"action {action_id} is {action.status.value}; only drafts can be edited; send an update"
+        )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     channels = changes.pop("channels", None)
     for name, value in changes.items():
@@ -156,7 +167,14 @@ def edit_action(action_id: ActionId, body: ActionEdit, session: SessionDep, user
     if channels is not None:
         action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
     _check_action(settings, action.radius_m, action.description)
-    audit.record(session, user, "action.edit", "action", action_id, ",".join(sorted(changes) + (["channels"] if channels else [])))
+    audit.record(
+        session,
+        user,
+        "action.edit",
+        "action",
+        action_id,
+        ",".join(sorted(changes) + (["channels"] if channels else [])),
+    )
     session.commit()
     return _public(action)
 
@@ -169,12 +187,16 @@ def preview_action(action_id: ActionId, session: SessionDep, user: CentralistDep
     return PreviewPublic(
         recipients=p.recipients,
         total=sum(p.recipients.values()),
-        sms=SmsPreview(text=p.sms_text, encoding=p.sms.encoding, part_count=p.sms.part_count, parts=p.sms.parts),
+        sms=SmsPreview(
+            text=p.sms_text, encoding=p.sms.encoding, part_count=p.sms.part_count, parts=p.sms.parts
+        ),
         spoken_text=p.spoken_text,
     )
 
 
-def _commit_and_queue(request: Request, session: Session, action_id: int, queued: lifecycle.Queued) -> QueuedPublic:
+def _commit_and_queue(
+    request: Request, session: Session, action_id: int, queued: lifecycle.Queued
+) -> QueuedPublic:
     action = _public(lifecycle.get_action(session, action_id, fresh=True))
     # Hand the ids to the workers only once they are committed (a launch's first recipients at
     # once, the rest chunk by chunk); housekeeping covers a crash in between.
@@ -185,7 +207,9 @@ def _commit_and_queue(request: Request, session: Session, action_id: int, queued
 
 
 @router.post("/{action_id}/launch", response_model=QueuedPublic)
-def launch_action(action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep):
+def launch_action(
+    action_id: ActionId, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep
+):
     """Give the action its code and queue one alert per phone number in the circle."""
     _owned(session, user, action_id)
     queued = lifecycle.launch(session, action_id, _now(), settings)
@@ -195,12 +219,20 @@ def launch_action(action_id: ActionId, request: Request, session: SessionDep, us
 
 @router.post("/{action_id}/updates", response_model=QueuedPublic, status_code=status.HTTP_201_CREATED)
 def update_action(
-    action_id: ActionId, body: UpdateCreate, request: Request, session: SessionDep, user: CentralistDep, settings: SettingsDep
+    action_id: ActionId,
+    body: UpdateCreate,
+    request: Request,
+    session: SessionDep,
+    user: CentralistDep,
+    settings: SettingsDep,
 ):
     """Send a follow-up (e.g. a corrected description) to everyone the alert went to."""
     _owned(session, user, action_id)
     try:
-        check_parts(wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line), settings.sms_max_parts)
+        check_parts(
+            wording.update_sms(body.text, lifecycle.CODE_PLACEHOLDER, settings.tip_line),
+            settings.sms_max_parts,
+        )
     except TextTooLong as exc:
         raise Invalid(f"text too long for SMS: {exc}", field="text") from None
     queued = lifecycle.send_update(session, action_id, body.text, _now(), settings)
@@ -209,7 +241,9 @@ def update_action(
 
 
 @router.post("/{action_id}/close", response_model=QueuedPublic)
-def close_action(action_id: ActionId, body: CloseRequest, request: Request, session: SessionDep, user: CentralistDep):
+def close_action(
+    action_id: ActionId, body: CloseRequest, request: Request, session: SessionDep, user: CentralistDep
+):
     """Record the outcome and queue the closing message to every number reached."""
     _owned(session, user, action_id)
     queued = lifecycle.close(
@@ -262,7 +296,12 @@ def _progress(session: Session, action_id: int) -> list[ProgressRow]:
 @router.get(
     "/{action_id}/progress/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events: `progress` whenever the counts or the action change."}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events: `progress` whenever the counts or the action change.",
+        }
+    },
 )
 async def action_progress_stream(action_id: ActionId, request: Request, user: CentralistDep):
     """The action and its message counts (as GET …/progress), pushed whenever they change."""
@@ -276,8 +315,13 @@ async def action_progress_stream(action_id: ActionId, request: Request, user: Ce
             rows = _progress(session, action_id)
             waiting = next((b for b in open_backlog(session, settings) if b.action_id == action_id), None)
         backlog = ActionBacklogPublic.model_validate(waiting).model_dump(mode="json") if waiting else None
-        return json.dumps({"action": action.model_dump(mode="json"), "rows": [r.model_dump(mode="json") for r in rows],
-                           "backlog": backlog})
+        return json.dumps(
+            {
+                "action": action.model_dump(mode="json"),
+                "rows": [r.model_dump(mode="json") for r in rows],
+                "backlog": backlog,
+            }
+        )
 
     last: list[str | None] = [None]
 
@@ -310,7 +354,9 @@ async def _event_stream(request: Request, snapshot, events_of) -> StreamingRespo
 
 
 def _tips(session: Session, action_id: int) -> list[TipPublic]:
-    tips = session.scalars(select(Tip).where(Tip.action_id == action_id).order_by(Tip.received_at.desc(), Tip.id.desc()))
+    tips = session.scalars(
+        select(Tip).where(Tip.action_id == action_id).order_by(Tip.received_at.desc(), Tip.id.desc())
+    )
     return [TipPublic.model_validate(t) for t in tips]
 
 
@@ -324,7 +370,12 @@ def action_tips(action_id: ActionId, session: SessionDep, user: CentralistDep):
 @router.get(
     "/{action_id}/tips/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-sent events, one `tip` event per new or changed tip."}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "Server-sent events, one `tip` event per new or changed tip.",
+        }
+    },
 )
 async def action_tips_stream(action_id: ActionId, request: Request, user: CentralistDep):
     """Tips as they arrive and as their calls end (server-sent events), for the centralist's screen."""
@@ -357,29 +408,46 @@ async def _xml_body(request: Request) -> bytes:
     "/import-cap",
     status_code=status.HTTP_201_CREATED,
     response_model=ActionPublic,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/xml": {"schema": {"type": "string"}}}}
+    },
 )
 def import_cap(
     user: CentralistDep,
     session: SessionDep,
     settings: SettingsDep,
     document: Annotated[bytes, Depends(_xml_body)],
-    centralist_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Admins: the owning centralist")] = None,
+    centralist_id: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Admins: the owning centralist")
+    ] = None,
 ):
     """A draft action from an OASIS CAP 1.2 alert (XML body); nothing is sent until it is launched."""
     alert = cap.parse(document)
     try:
-        body = ActionCreate(type=alert.type, description=alert.description, lat=alert.lat, lon=alert.lon,
-                            radius_m=alert.radius_m, channels=alert.channels)
+        body = ActionCreate(
+            type=alert.type,
+            description=alert.description,
+            lat=alert.lat,
+            lon=alert.lon,
+            radius_m=alert.radius_m,
+            channels=alert.channels,
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
         raise Invalid(f"CAP: {field}: {first['msg']}", field=field) from None
     _check_action(settings, body.radius_m, body.description)
-    action = Action(type=body.type, urgency=Urgency.for_type(body.type), description=body.description,
-                    lat=body.lat, lon=body.lon, radius_m=body.radius_m,
-                    send_sms="sms" in body.channels, send_voice="voice" in body.channels,
-                    centralist_id=_owner(session, user, centralist_id))
+    action = Action(
+        type=body.type,
+        urgency=Urgency.for_type(body.type),
+        description=body.description,
+        lat=body.lat,
+        lon=body.lon,
+        radius_m=body.radius_m,
+        send_sms="sms" in body.channels,
+        send_voice="voice" in body.channels,
+        centralist_id=_owner(session, user, centralist_id),
+    )
     session.add(action)
     session.flush()
     audit.record(session, user, "action.create", "action", action.id, "from CAP")
@@ -387,12 +455,25 @@ def import_cap(
     return _public(action)
 
 
-@router.get("/{action_id}/cap", response_class=Response,
-            responses={200: {"content": {"application/xml": {}}, "description": "The action as a CAP 1.2 alert."}})
+@router.get(
+    "/{action_id}/cap",
+    response_class=Response,
+    responses={200: {"content": {"application/xml": {}}, "description": "The action as a CAP 1.2 alert."}},
+)
 def export_cap(action_id: ActionId, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """The action as an OASIS CAP 1.2 alert: Alert, Update after an update, Cancel once closed."""
     action = lifecycle.get_action(session, action_id)
-    updates = session.scalar(select(func.count()).select_from(Bulletin).where(
-        Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.update))
-    outcome = wording.closing_body(action.outcome, action.outcome_detail, action.outcome_note) if action.closed_at else None
-    return Response(cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome), media_type="application/xml")
+    updates = session.scalar(
+        select(func.count())
+        .select_from(Bulletin)
+        .where(Bulletin.action_id == action_id, Bulletin.kind == BulletinKind.update)
+    )
+    outcome = (
+        wording.closing_body(action.outcome, action.outcome_detail, action.outcome_note)
+        if action.closed_at
+        else None
+    )
+    return Response(
+        cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome),
+        media_type="application/xml",
+    )

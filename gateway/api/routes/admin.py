@@ -48,7 +48,10 @@ def create_municipality(body: MunicipalityIn, session: SessionDep, _: AdminDep):
 
 @router.get("/municipalities", response_model=list[MunicipalityPublic])
 def list_municipalities(session: SessionDep, _: AdminDep, limit: Limit = 500):
-    return [MunicipalityPublic.model_validate(m) for m in session.scalars(select(Municipality).order_by(Municipality.name).limit(limit))]
+    return [
+        MunicipalityPublic.model_validate(m)
+        for m in session.scalars(select(Municipality).order_by(Municipality.name).limit(limit))
+    ]
 
 
 @router.post("/centralists", status_code=status.HTTP_201_CREATED, response_model=CentralistPublic)
@@ -61,7 +64,10 @@ def create_centralist(body: CentralistIn, session: SessionDep, _: AdminDep):
 
 @router.get("/centralists", response_model=list[CentralistPublic])
 def list_centralists(session: SessionDep, _: AdminDep, limit: Limit = 500):
-    return [CentralistPublic.model_validate(c) for c in session.scalars(select(Centralist).order_by(Centralist.name).limit(limit))]
+    return [
+        CentralistPublic.model_validate(c)
+        for c in session.scalars(select(Centralist).order_by(Centralist.name).limit(limit))
+    ]
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserCreated)
@@ -77,7 +83,10 @@ def create_user(body: UserIn, session: SessionDep, admin: AdminDep, settings: Se
         raise Invalid("a centralist user needs an existing centralist_id", field="centralist_id")
     try:
         user, key = auth.create_user(
-            session, settings.secret_key, body.name, body.role,
+            session,
+            settings.secret_key,
+            body.name,
+            body.role,
             municipality_id=body.municipality_id if body.role == Role.municipality else None,
             centralist_id=body.centralist_id if body.role == Role.centralist else None,
         )
@@ -90,7 +99,9 @@ def create_user(body: UserIn, session: SessionDep, admin: AdminDep, settings: Se
 
 @router.get("/users", response_model=list[UserPublic])
 def list_users(session: SessionDep, _: AdminDep, limit: Limit = 500):
-    return [UserPublic.model_validate(u) for u in session.scalars(select(User).order_by(User.id).limit(limit))]
+    return [
+        UserPublic.model_validate(u) for u in session.scalars(select(User).order_by(User.id).limit(limit))
+    ]
 
 
 @router.delete("/users/{user_id}/sessions", response_model=SessionsEnded)
@@ -113,8 +124,13 @@ def audit_trail(
     session: SessionDep,
     _: AdminDep,
     user_id: Annotated[Id | None, Query(description="Who acted")] = None,
-    event: Annotated[AuditText | None, Query(description="e.g. action.close, or participant. for every participant event")] = None,
-    subject_type: Annotated[str | None, Query(pattern=r"^[a-z_]{1,24}$", description="action, participant, tip, user, municipality")] = None,
+    event: Annotated[
+        AuditText | None, Query(description="e.g. action.close, or participant. for every participant event")
+    ] = None,
+    subject_type: Annotated[
+        str | None,
+        Query(pattern=r"^[a-z_]{1,24}$", description="action, participant, tip, user, municipality"),
+    ] = None,
     subject_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     from_: Annotated[Day | None, Query(alias="from", description="First UTC day")] = None,
     to: Annotated[Day | None, Query(description="Last UTC day, inclusive")] = None,

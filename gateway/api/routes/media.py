@@ -44,14 +44,21 @@ def _audio_cache(request: Request) -> AudioCache:
     return cache
 
 
-@router.get("/actions/{action_id}/audio", response_class=FileResponse,
-            responses={200: {"content": {"audio/wav": {}}, "description": "8 kHz mono WAV, as participants hear it."}})
+@router.get(
+    "/actions/{action_id}/audio",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"audio/wav": {}}, "description": "8 kHz mono WAV, as participants hear it."}
+    },
+)
 def action_audio(
     action_id: ActionId,
     request: Request,
     session: SessionDep,
     user: CentralistDep,
-    bulletin_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Default: the alert (a draft: its preview)")] = None,
+    bulletin_id: Annotated[
+        int | None, Query(ge=1, le=2**31 - 1, description="Default: the alert (a draft: its preview)")
+    ] = None,
 ):
     """The spoken alert as participants hear it: the voice worker's cached file, made when missing."""
     action = lifecycle.get_action(session, action_id)
@@ -72,8 +79,11 @@ def action_audio(
     return FileResponse(result.path, media_type="audio/wav", headers=_NO_STORE)
 
 
-@router.get("/tips/{tip_id}/recording", response_class=FileResponse,
-            responses={200: {"content": {"audio/wav": {}}, "description": "The voice tip as Asterisk recorded it."}})
+@router.get(
+    "/tips/{tip_id}/recording",
+    response_class=FileResponse,
+    responses={200: {"content": {"audio/wav": {}}, "description": "The voice tip as Asterisk recorded it."}},
+)
 def tip_recording(tip_id: TipId, session: SessionDep, user: CentralistDep, settings: SettingsDep):
     """A voice tip left on the tip line, read from RECORDINGS_DIR."""
     tip = session.get(Tip, tip_id)
@@ -127,8 +137,15 @@ def area_actions(
     )
     return [
         AreaAction(
-            id=a.id, type=a.type, description=a.description, status=a.status, launched_at=a.launched_at,
-            closed_at=a.closed_at, outcome=a.outcome, reached=n, tips=t,
+            id=a.id,
+            type=a.type,
+            description=a.description,
+            status=a.status,
+            launched_at=a.launched_at,
+            closed_at=a.closed_at,
+            outcome=a.outcome,
+            reached=n,
+            tips=t,
         )
         for a, n, t in rows
     ]

@@ -22,7 +22,10 @@ def _municipality_of(session, user: User, requested: int | None) -> int:
     """The municipality a write goes to: her own for a municipality user, the named one for an admin."""
     if user.role == Role.municipality:
         if requested not in (None, user.municipality_id):
-            raise Invalid("a municipality registers its own participants; leave municipality_id out", field="municipality_id")
+            raise Invalid(
+                "a municipality registers its own participants; leave municipality_id out",
+                field="municipality_id",
+            )
         return user.municipality_id
     if requested is None:
         raise Invalid("an admin must name the municipality_id", field="municipality_id")
@@ -59,7 +62,9 @@ def list_participants(
     scope = user.municipality_id if user.role == Role.municipality else municipality_id
     found = [participants.public(p) for p in participants.search(session, scope, q, limit, offset)]
     # How many were read, and whether by a search — never the search term (a name, a number).
-    audit.record(session, user, "participant.list", "participant", None, f"count={len(found)} search={q is not None}")
+    audit.record(
+        session, user, "participant.list", "participant", None, f"count={len(found)} search={q is not None}"
+    )
     session.commit()
     return found
 
@@ -73,11 +78,15 @@ def get_participant(participant_id: ParticipantId, session: SessionDep, user: Mu
 
 
 @router.put("/{participant_id}", response_model=ParticipantPublic)
-def replace_participant(participant_id: ParticipantId, body: ParticipantIn, session: SessionDep, user: MunicipalityDep):
+def replace_participant(
+    participant_id: ParticipantId, body: ParticipantIn, session: SessionDep, user: MunicipalityDep
+):
     """Overwrite a participant, addresses included."""
     p = _owned(session, user, participant_id)
     if body.municipality_id not in (None, p.municipality_id):
-        raise Invalid("a participant cannot move to another municipality; register anew there", field="municipality_id")
+        raise Invalid(
+            "a participant cannot move to another municipality; register anew there", field="municipality_id"
+        )
     participants.replace(session, p, body)
     audit.record(session, user, "participant.replace", "participant", participant_id)
     session.commit()
@@ -121,7 +130,13 @@ def import_participants(
     except UnicodeDecodeError as exc:
         raise Invalid(f"file is not UTF-8 text (byte {exc.start})", field="file") from None
     report = participants.import_csv(session, target, text)
-    audit.record(session, user, "participant.import", "municipality", target,
-                 f"rows={report.rows} created={report.created} updated={report.updated} errors={len(report.errors)}")
+    audit.record(
+        session,
+        user,
+        "participant.import",
+        "municipality",
+        target,
+        f"rows={report.rows} created={report.created} updated={report.updated} errors={len(report.errors)}",
+    )
     session.commit()
     return report

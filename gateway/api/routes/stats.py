@@ -15,9 +15,13 @@ router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
 
 def filters(
-    from_: Annotated[Day | None, Query(alias="from", description="First UTC day (default: a year before `to`).")] = None,
+    from_: Annotated[
+        Day | None, Query(alias="from", description="First UTC day (default: a year before `to`).")
+    ] = None,
     to: Annotated[Day | None, Query(description="Last UTC day, inclusive (default: today).")] = None,
-    municipality: Annotated[str | None, Query(pattern=r"^GM[0-9]{4}$", description="CBS code, e.g. GM0344")] = None,
+    municipality: Annotated[
+        str | None, Query(pattern=r"^GM[0-9]{4}$", description="CBS code, e.g. GM0344")
+    ] = None,
     region: Annotated[Text(100) | None, Query(description="Police region (Municipality.region)")] = None,
     action_type: Annotated[ActionType | None, Query()] = None,
 ) -> Filters:
@@ -39,8 +43,12 @@ def summary(f: FiltersDep, session: SessionDep, user: UserDep):
 
 
 @router.get("/signups", response_model=SignupSeries)
-def signups(f: FiltersDep, session: SessionDep, user: UserDep,
-            bucket: Annotated[Literal["month", "week"], Query()] = "month"):
+def signups(
+    f: FiltersDep,
+    session: SessionDep,
+    user: UserDep,
+    bucket: Annotated[Literal["month", "week"], Query()] = "month",
+):
     """Participants registered and unsubscribed per month or week, and the active total."""
     report.allow(session, user, f)
     return report.signups(session, f, bucket, _today())

@@ -53,7 +53,9 @@ class ConsoleConfig(BaseModel):
 def _content_security_policy(settings: Settings) -> str:
     """Our own files only; the configured tile server is the one outside origin allowed."""
     tiles = urlsplit(settings.map_tiles_url)
-    tile_origin = f" {tiles.scheme}://{tiles.netloc}" if tiles.scheme in ("http", "https") and tiles.netloc else ""
+    tile_origin = (
+        f" {tiles.scheme}://{tiles.netloc}" if tiles.scheme in ("http", "https") and tiles.netloc else ""
+    )
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
         f"img-src 'self' data:{tile_origin}; media-src 'self' blob:; connect-src 'self'; "
@@ -96,10 +98,14 @@ def _client(request: Request) -> str:
 
 
 @router.post("/auth/login", response_model=LoginPublic)
-def login(body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep):
+def login(
+    body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep
+):
     """Exchange an API key for a session cookie (HttpOnly, SameSite=Strict) for the pages."""
     if auth.CSRF_HEADER not in request.headers:
-        raise Forbidden(f"log in from the login page (the {auth.CSRF_HEADER} header is missing)", reason="csrf")
+        raise Forbidden(
+            f"log in from the login page (the {auth.CSRF_HEADER} header is missing)", reason="csrf"
+        )
     throttle = request.app.state.login_throttle
     throttle.check(_client(request))
     try:
@@ -135,7 +141,11 @@ def logout(request: Request, response: Response, session: SessionDep, settings: 
             audit.record(session, session.get(User, user_id), "user.logout", "user", user_id)
         session.commit()
     response.delete_cookie(
-        auth.SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=settings.environment == "production"
+        auth.SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=settings.environment == "production",
     )
     response.status_code = 204
     return response

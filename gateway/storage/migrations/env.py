@@ -39,8 +39,9 @@ def _run(connection) -> None:
         broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
         connection.rollback()
         if broken:
-            raise RuntimeError(f"the migration left {len(broken)} row(s) whose foreign key points nowhere, "
-                               f"e.g. {broken[0]}")
+            raise RuntimeError(
+                f"the migration left {len(broken)} row(s) whose foreign key points nowhere, e.g. {broken[0]}"
+            )
 
 
 if context.is_offline_mode():

@@ -10,24 +10,25 @@ from alembic import op
 
 import gateway.storage.models
 
-revision = '0011_smpp'
-down_revision = '0010_security'
+revision = "0011_smpp"
+down_revision = "0010_security"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('mo_part',
-    sa.Column('sender', sa.String(length=16), nullable=False),
-    sa.Column('reference', sa.Integer(), nullable=False),
-    sa.Column('total', sa.SmallInteger(), nullable=False),
-    sa.Column('part', sa.SmallInteger(), nullable=False),
-    sa.Column('text', sa.Text(), nullable=False),
-    sa.Column('received_at', gateway.storage.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('handled_at', gateway.storage.models.UTCDateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('sender', 'reference', 'total', 'part', name=op.f('pk_mo_part'))
+    op.create_table(
+        "mo_part",
+        sa.Column("sender", sa.String(length=16), nullable=False),
+        sa.Column("reference", sa.Integer(), nullable=False),
+        sa.Column("total", sa.SmallInteger(), nullable=False),
+        sa.Column("part", sa.SmallInteger(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("received_at", gateway.storage.models.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("handled_at", gateway.storage.models.UTCDateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("sender", "reference", "total", "part", name=op.f("pk_mo_part")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('mo_part')
+    op.drop_table("mo_part")
