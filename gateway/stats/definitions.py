@@ -139,9 +139,6 @@ def summary(c: ActionCounts, m: MessageCounts) -> dict[str, object]:
 # --- the sign-up trend -----------------------------------------------------------------------
 
 
-BUCKETS = ("month", "week")
-
-
 def bucket_of(day: date, bucket: str) -> str:
     """The label of the period a day falls in: 2026-01 for a month, the Monday 2026-01-05 for a week."""
     if bucket == "month":
