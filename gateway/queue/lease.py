@@ -20,8 +20,9 @@ import socket
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,16 +70,24 @@ def renew(
     whose commit went through while its answer was lost with the connection — then runs out of
     lease and goes again, instead of staying `sending` for as long as the worker lives."""
     stamp = now or utcnow()
-    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending, in_unsettled_bulletin())
+    held: list[ColumnElement[bool]] = [
+        Message.claimed_by == worker,
+        Message.status == MessageStatus.sending,
+        in_unsettled_bulletin(),
+    ]
     if older_than is not None:
-        held += (Message.claimed_at < stamp - older_than,)
+        held.append(Message.claimed_at < stamp - older_than)
     renewal = update(Message).values(claimed_at=stamp).execution_options(synchronize_session=False)
+
+    def renewed(*where: ColumnElement[bool]) -> int:
+        # An UPDATE's result is a CursorResult, which has the row count; execute() is typed wider.
+        return cast(CursorResult[Any], session.execute(renewal.where(*where))).rowcount
+
     if holding is None:
-        return session.execute(renewal.where(*held)).rowcount or 0
+        return renewed(*held)
     ids = sorted(holding)
     return sum(
-        session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))).rowcount or 0
-        for start in range(0, len(ids), CHUNK)
+        renewed(*held, Message.id.in_(ids[start : start + CHUNK])) for start in range(0, len(ids), CHUNK)
     )
 
 

@@ -1,8 +1,7 @@
 """Engines and sessions: the only place that knows how to connect to the database."""
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -39,13 +38,6 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work is committed when the block ends, rolled back on error."""
-    with factory() as session, session.begin():
-        yield session
 
 
 # ANALYZE once rows added in one go exceed this share of what the statistics think the table holds.
