@@ -45,6 +45,7 @@ def _metrics(role: str, port: int | None, *, sessions=None, queue=None) -> None:
 
 
 def _exit_cleanly(*_) -> None:
+    """SIGTERM before a process installed its own drain: nothing under way yet, exit 0."""
     raise SystemExit(0)
 
 
@@ -110,6 +111,7 @@ def housekeeping(metrics_port: MetricsPort = None) -> None:
     from gateway.queue import MemoryQueue, make_queue
     from gateway.tipline.lookup import RouteCache
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the loop's own handler finishes the jobs
     settings = get_settings()
     queue = make_queue(settings.redis_url)
     if isinstance(queue, MemoryQueue):
@@ -320,10 +322,12 @@ app.add_typer(worker_app, name="worker")
 def worker_voice(metrics_port: MetricsPort = None) -> None:
     """Place the spoken alert calls through Asterisk (AMI_HOST…; VOICE_* settings) until stopped."""
     import asyncio
+    import signal
 
     from gateway.queue import make_queue
     from gateway.voice.worker import run_voice_worker
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the worker's own handler drains
     settings = get_settings()
     if not settings.ami_secret:
         typer.echo(
@@ -356,11 +360,13 @@ def worker_sms(
 ) -> None:
     """Send SMS over the SMPP binds (SMS_BINDS / SMS_BINDS_FILE) and handle receipts and replies until stopped."""
     import asyncio
+    import signal
 
     from gateway.queue import make_queue
     from gateway.sms.binds import BindConfigError
     from gateway.sms.worker import run_sms_worker
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the worker's own handler drains
     _logging()
     settings = get_settings()
     if settings.redis_url:
