@@ -1,5 +1,6 @@
 # Image of the Burgernet gateway: the API (`burgernet serve`), the tip line's FastAGI server
-# (`burgernet ivr`), migrations and the prompt builder. Used by docker-compose.yml.
+# (`burgernet ivr`), the tip writer, the channel workers, housekeeping, migrations and the prompt
+# builder. Used by docker-compose.yml.
 # The base image is a build argument so that a machine without a registry can build on a local
 # stand-in (scripts/docker-standins.sh); its default is the official image.
 ARG PYTHON_IMAGE=python:3.11-slim
