@@ -101,7 +101,8 @@ if [ "${1:-}" = postgres ]; then
         fi
         su postgres -c "$BIN/pg_ctl -D '$PGDATA' -m fast -w stop" >/dev/null
     fi
-    exec su postgres -c "exec $BIN/postgres -D '$PGDATA' -c listen_addresses='*' $*"
+    # setpriv execs (su would stay the parent): SIGTERM reaches PostgreSQL, which shuts down and exits 0.
+    exec setpriv --reuid=postgres --regid=postgres --init-groups "$BIN/postgres" -D "$PGDATA" -c listen_addresses='*' "$@"
 fi
 if [ "${1:-}" = redis-server ]; then
     shift

@@ -25,8 +25,9 @@ if ! docker info >/dev/null 2>&1; then
         exit 1
     fi
     say "starting dockerd (log: /var/log/burgernet-dockerd.log)"
-    # containerd first when it is not running: Debian's dockerd expects it on its socket.
-    if ! [ -S /run/containerd/containerd.sock ]; then
+    # containerd first when it is not running: Debian's dockerd expects it on its socket (a socket
+    # file left by a containerd that was killed proves nothing: look for the process).
+    if ! pgrep -x containerd >/dev/null; then
         setsid containerd >>/var/log/burgernet-containerd.log 2>&1 </dev/null &
         for _ in $(seq 1 50); do [ -S /run/containerd/containerd.sock ] && break; sleep 0.2; done
     fi
