@@ -11,9 +11,11 @@ Checks, in order (each prints its time):
      stack's Asterisk to a SIPp phone (SIPp in Asterisk's network namespace, via nsenter)
   4. a tip call from the participant's number: Asterisk → IVR → the centralist (a SIPp phone),
      logged through the tip writer into PostgreSQL
-  5. `--scale sms-worker=2`: a 100-recipient action never exceeds the bind's rate in any
+  5. SIGTERM to the voice worker during an alert call: it exits 0 once the call is over, its
+     outcome written
+  6. `--scale sms-worker=2`: a 100-recipient action never exceeds the bind's rate in any
      sliding second of the SMSC's accept times
-  6. every gateway process serves /metrics
+  7. every gateway process serves /metrics
 Then `down -v` (also on failure). Standard library only: runs with the system's python3.
 """
 
@@ -380,7 +382,30 @@ def main() -> int:
         )
         say(f"tip call routed to the centralist and logged: {tip}")
 
-        # 5. two SMS workers hold the bind's rate
+        # 5. SIGTERM drains the voice worker: the call under way ends before it exits, outcome written
+        participant("+31612340003", "voice", lat=52.3)
+        invites_before = sipp.invites()
+        drained = launch(52.3, 500)
+        until(lambda: sipp.invites() > invites_before, 60, "the next alert call at the SIPp phone")
+        worker_id = stack.container("voice-worker")
+        started = time.monotonic()
+        stack.run("stop", "voice-worker")  # SIGTERM (stop_grace_period 2 min)
+        stopped_after = time.monotonic() - started
+        exit_code = subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.ExitCode}}", worker_id],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        outcome = stack.sql(
+            f"SELECT status FROM message WHERE action_id = {drained['id']} AND channel = 'voice'"
+        )
+        if exit_code != "0" or outcome in ("queued", "sending"):
+            raise CheckFailed(f"voice worker on SIGTERM: exit {exit_code}, its call left {outcome!r}")
+        say(f"voice worker stopped {stopped_after:.1f} s after SIGTERM, exit 0, its call {outcome}")
+        stack.run("start", "voice-worker")
+
+        # 6. two SMS workers hold the bind's rate
         stack.run("up", "-d", "--scale", "sms-worker=2", "--no-recreate", "sms-worker")
         until(lambda: len(stack.containers("sms-worker")) == 2, 60, "two SMS workers")
         until(lambda: len(smsc.get("/stats")["binds"]) >= 2, 90, "both workers bound")
@@ -397,7 +422,7 @@ def main() -> int:
         if peak > BIND_RATE:
             raise CheckFailed(f"the bind's rate was exceeded: {peak} in one second > {BIND_RATE}")
 
-        # 6. metrics from each process (on the compose network: from inside a container)
+        # 7. metrics from each process (on the compose network: from inside a container)
         for service, host in (
             ("gateway", "gateway"),
             ("sms-worker", "sms-worker"),
