@@ -16,13 +16,12 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from gateway.storage.db import upsert
 from gateway.storage.models import MatchedBy, Participant, Tip, TipChannel
 from gateway.tipline.routing import Route
 
-_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # The table, not the ORM class: a batch is one executemany without the ORM's bulk machinery.
 _TIP = Tip.__table__.c
 
@@ -135,7 +134,7 @@ def record_sms_tip(
 
 @cache  # built once per dialect: building it costs more CPU than running it for a batch
 def _openings_upsert(dialect: str):
-    insert = _UPSERT[dialect](Tip.__table__)
+    insert = upsert(dialect, Tip.__table__)
     new, old = insert.excluded, _TIP
     decided = new.routed_to.is_not(None)
     return insert.on_conflict_do_update(
@@ -175,7 +174,7 @@ def record_endings(session: Session, endings: Sequence[CallEnded]) -> None:
 
 @cache
 def _endings_upsert(dialect: str):
-    insert = _UPSERT[dialect](Tip.__table__)
+    insert = upsert(dialect, Tip.__table__)
     new = insert.excluded
     return insert.on_conflict_do_update(
         index_elements=[_TIP.call_id],
