@@ -24,7 +24,6 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import collector
 from gateway.actions import lifecycle
 from gateway.queue import WorkQueue, publish_messages, reconcile
 from gateway.storage.models import Bulletin
@@ -56,13 +55,6 @@ def commit_and_publish(
 
 
 def _fan_out(
-    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
-) -> None:
-    with collector.paused():  # the launch's recipients stay alive until the last chunk
-        _fan_out_chunks(sessions, queue, queued, counts)
-
-
-def _fan_out_chunks(
     sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
 ) -> None:
     rest, size = iter(queued.rest), lifecycle.FAN_OUT_CHUNK
