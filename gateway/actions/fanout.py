@@ -33,24 +33,30 @@ log = logging.getLogger(__name__)
 
 
 def commit_and_publish(
-    session: Session, sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued
+    session: Session,
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    queued: lifecycle.Queued,
+    route_cache: RouteCache | None = None,
 ) -> dict[str, int]:
-    """Commit the caller's step, put its messages on the queue and finish its fan-out; returns
-    how many messages were queued per channel. A failure after the commit (the database gone
-    midway) is logged, not raised: the step happened, and housekeeping completes the fan-out."""
+    """Commit the caller's step, put its messages on the queue, finish its fan-out and tell the
+    tip line (`route_cache`) once; returns how many messages were queued per channel. A failure
+    after the commit (the database gone midway) is logged, not raised: the step happened, and
+    housekeeping completes the fan-out."""
     session.commit()
     counts = {channel: len(ids) for channel, ids in queued.ids_by_channel.items()}
     publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
-    if not queued.rest or queued.bulletin_id is None:
-        return counts
-    try:
-        _fan_out(sessions, queue, queued, counts)
-    except Exception:
-        log.exception(
-            "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
-            queued.action_id,
-            sum(counts.values()),
-        )
+    if queued.rest and queued.bulletin_id is not None:
+        try:
+            _fan_out(sessions, queue, queued, counts)
+        except Exception:
+            log.exception(
+                "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
+                queued.action_id,
+                sum(counts.values()),
+            )
+    # Which numbers now lead to this action (or no longer do): the tip line must know at once.
+    sync_action(route_cache, session, queued.action_id)
     return counts
 
 
