@@ -22,9 +22,9 @@ from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, Table, func, insert, select, text
 
 from gateway.storage.models import Address, Municipality, Participant
 from gateway.targeting.geo import distance_m, tile_of
@@ -297,7 +297,7 @@ def seed(
 
 
 def _upsert_municipalities(conn, cities: list[City], now: datetime) -> dict[str, int]:
-    table = Municipality.__table__
+    table = cast(Table, Municipality.__table__)
     have = dict(
         conn.execute(
             select(table.c.cbs_code, table.c.id).where(table.c.cbs_code.in_([c.cbs for c in cities]))
@@ -344,8 +344,8 @@ _A_COLS = (
 )
 
 
-_PARTICIPANTS = insert(Participant.__table__)
-_ADDRESSES = insert(Address.__table__)
+_PARTICIPANTS = insert(cast(Table, Participant.__table__))
+_ADDRESSES = insert(cast(Table, Address.__table__))
 
 
 class _Space:

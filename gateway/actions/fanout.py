@@ -48,7 +48,7 @@ def commit_and_publish(
     publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
     if queued.rest and queued.bulletin_id is not None:
         try:
-            _fan_out(sessions, queue, queued, counts)
+            _fan_out(sessions, queue, queued, queued.bulletin_id, counts)
         except Exception:
             log.exception(
                 "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
@@ -61,7 +61,11 @@ def commit_and_publish(
 
 
 def _fan_out(
-    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    queued: lifecycle.Queued,
+    bulletin_id: int,
+    counts: dict[str, int],
 ) -> None:
     rest, size = iter(queued.rest), lifecycle.FAN_OUT_CHUNK
     rows = list(islice(rest, size))
@@ -69,18 +73,18 @@ def _fan_out(
         following = list(islice(rest, size))  # decided before this chunk commits: is it the last?
         now = datetime.now(UTC)
         with sessions() as session, session.begin():
-            chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
+            chunk = lifecycle.fan_out_step(session, bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
             log.info(
                 "action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",
                 queued.action_id,
                 sum(counts.values()),
             )
-            publish_messages(sessions, queue, {}, queued.bulletin_id)
+            publish_messages(sessions, queue, {}, bulletin_id)
             return
         for channel, ids in chunk.ids_by_channel.items():
             counts[channel] = counts.get(channel, 0) + len(ids)
-        publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=not following)
+        publish_messages(sessions, queue, chunk.ids_by_channel, bulletin_id, last=not following)
         rows = following
 
 

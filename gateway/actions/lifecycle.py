@@ -28,6 +28,7 @@ from gateway.config import Settings
 from gateway.errors import Conflict, NotFound
 from gateway.sms.encoding import EncodedText, split_sms
 from gateway.storage import postgresql
+from gateway.storage.db import rowcount
 from gateway.storage.models import (
     REACHED_STATUSES,
     Action,
@@ -204,16 +205,18 @@ def _open_with_code(session: Session, action_id: int, now: datetime, settings: S
         code = str(_CODE_LOW + secrets.randbelow(_CODE_HIGH - _CODE_LOW + 1))
         try:
             with session.begin_nested():
-                changed = session.execute(
-                    update(Action)
-                    .where(Action.id == action_id, Action.status == ActionStatus.draft)
-                    .values(
-                        status=ActionStatus.open,
-                        action_code=code,
-                        launched_at=now,
-                        expires_at=now + timedelta(minutes=settings.action_expiry_minutes),
+                changed = rowcount(
+                    session.execute(
+                        update(Action)
+                        .where(Action.id == action_id, Action.status == ActionStatus.draft)
+                        .values(
+                            status=ActionStatus.open,
+                            action_code=code,
+                            launched_at=now,
+                            expires_at=now + timedelta(minutes=settings.action_expiry_minutes),
+                        )
                     )
-                ).rowcount
+                )
         except IntegrityError:
             continue  # RULE: action codes are unique among open actions — draw again
         if changed == 1:
@@ -231,6 +234,7 @@ def send_update(session: Session, action_id: int, text: str, now: datetime, sett
     action = get_action(session, action_id, for_update=True)
     if action.status != ActionStatus.open:
         raise Conflict(f"action {action_id} is {action.status.value}; updates go to open actions only")
+    assert action.action_code is not None  # set when it opened
     seq = (
         session.scalar(
             select(func.max(Bulletin.seq)).where(
@@ -286,18 +290,20 @@ def close(
 ) -> Queued:
     """Close an open action: stop what has not gone out, and queue one closing message per
     number that was reached."""
-    changed = session.execute(
-        update(Action)
-        .where(Action.id == action_id, Action.status == ActionStatus.open)
-        .values(
-            status=ActionStatus.closed,
-            closed_at=now,
-            expired=expired,
-            outcome=outcome,
-            outcome_detail=outcome_detail,
-            outcome_note=note,
+    changed = rowcount(
+        session.execute(
+            update(Action)
+            .where(Action.id == action_id, Action.status == ActionStatus.open)
+            .values(
+                status=ActionStatus.closed,
+                closed_at=now,
+                expired=expired,
+                outcome=outcome,
+                outcome_detail=outcome_detail,
+                outcome_note=note,
+            )
         )
-    ).rowcount
+    )
     action = get_action(session, action_id, fresh=True)
     if changed != 1:
         raise Conflict(
@@ -312,6 +318,7 @@ def close(
         .values(status=MessageStatus.cancelled, detail="action closed before sending", final_at=now)
     )
     body = wording.closing_body(outcome, outcome_detail, note)
+    assert action.action_code is not None  # it was open
     bulletin = _bulletin(
         session,
         action,

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import brief
+from gateway.storage.db import rowcount
 from gateway.storage.models import Message, MessageStatus, utcnow
 
 from .base import CHUNK, WorkQueue, channel_name
@@ -69,15 +70,15 @@ def renew(
     whose commit went through while its answer was lost with the connection — then runs out of
     lease and goes again, instead of staying `sending` for as long as the worker lives."""
     stamp = now or utcnow()
-    held = (Message.claimed_by == worker, Message.status == MessageStatus.sending, in_unsettled_bulletin())
+    held = [Message.claimed_by == worker, Message.status == MessageStatus.sending, in_unsettled_bulletin()]
     if older_than is not None:
-        held += (Message.claimed_at < stamp - older_than,)
+        held.append(Message.claimed_at < stamp - older_than)
     renewal = update(Message).values(claimed_at=stamp).execution_options(synchronize_session=False)
     if holding is None:
-        return session.execute(renewal.where(*held)).rowcount or 0
+        return rowcount(session.execute(renewal.where(*held)))
     ids = sorted(holding)
     return sum(
-        session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))).rowcount or 0
+        rowcount(session.execute(renewal.where(*held, Message.id.in_(ids[start : start + CHUNK]))))
         for start in range(0, len(ids), CHUNK)
     )
 

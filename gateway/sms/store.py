@@ -35,8 +35,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, case, or_, select, update
+from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 CHUNK = 1000
 StatStatus = Callable[[str], "tuple[MessageStatus | None, str]"]
 
-_message = Message.__table__
-_part = SmsPart.__table__
+_message = cast(Table, Message.__table__)
+_part = cast(Table, SmsPart.__table__)
 
 
 @dataclass(slots=True)  # not frozen: one per message, and a frozen __init__ costs ~2 µs more
@@ -436,19 +437,18 @@ def _lookup_parts(
 
 
 def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
-    rows = _lookup_parts(
+    found = _lookup_parts(
         session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))}
     )
     # Each receipt under the id its part was stored with (the first spelling that is there).
     resolved: list[ReceiptIn] = []
     unknown: list[ReceiptIn] = []
     for r in receipts:
-        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in rows), None)
+        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in found), None)
         if stored is None:
             unknown.append(r)
         else:
             resolved.append(dataclasses.replace(r, smsc_message_id=stored))
-    found = rows
     known = resolved
     if not known:
         return BatchResult(unknown, 0, 0)
@@ -485,22 +485,22 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
         ):
             by_message[message_id].append((stat, parts))
         latest = {found[(r.operator, r.smsc_message_id)][0]: r for r in known}
-        for message_id, rows in by_message.items():
-            parts = rows[0][1]
-            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in rows]
+        for message_id, stats in by_message.items():
+            parts = stats[0][1]
+            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in stats]
             received = latest[message_id].received_at
             failed = [detail for status, detail in verdicts if status == MessageStatus.failed]
             if failed:
                 outcome[message_id] = (MessageStatus.failed, f"a part failed: {failed[0]}", received)
-            elif len(rows) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
+            elif len(stats) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
                 outcome[message_id] = (MessageStatus.delivered, f"all {parts} parts delivered", received)
     # One UPDATE per (status, detail) — in practice "delivered" and a few failure reasons.
     groups: dict[tuple[MessageStatus, str | None], list[tuple[int, datetime]]] = defaultdict(list)
-    for message_id, (status, detail, at) in outcome.items():
-        groups[(status, (detail or "")[:200] or None)].append((message_id, at))
-    for (status, detail), members in groups.items():
+    for message_id, (status, why, at) in outcome.items():
+        groups[(status, (why or "")[:200] or None)].append((message_id, at))
+    for (status, final_detail), members in groups.items():
         if postgresql.is_postgresql(session):
-            postgresql.write_final(session, status.value, detail, members)
+            postgresql.write_final(session, status.value, final_detail, members)
             continue
         for start in range(0, len(members), CHUNK):
             chunk = members[start : start + CHUNK]
@@ -510,7 +510,7 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
                     _message.c.id.in_([m for m, _ in chunk]),
                     status_guard(MessageStatus.submitted),
                 )
-                .values(status=status, detail=detail, final_at=case(dict(chunk), value=_message.c.id))
+                .values(status=status, detail=final_detail, final_at=case(dict(chunk), value=_message.c.id))
             )
     delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
     return BatchResult(unknown, delivered, len(outcome) - delivered)

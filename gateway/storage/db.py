@@ -1,8 +1,9 @@
 """Engines and sessions: the only place that knows how to connect to the database."""
 
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,3 +42,8 @@ def upsert(dialect: str, table: Table):
     (`session.get_bind().dialect.name`): SQLAlchemy builds ON CONFLICT, the same SQL on both of
     ours, only through each dialect's own `insert`."""
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def rowcount(result: Result) -> int:
+    """The rows an UPDATE or DELETE changed (Session.execute types its result as a plain Result)."""
+    return cast(CursorResult, result).rowcount or 0

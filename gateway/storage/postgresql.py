@@ -8,8 +8,9 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -78,10 +79,13 @@ _CLAIM = text("""
 """)
 
 
-def claim_sms(session: Session, message_ids: Iterable[int], worker: str, now: datetime) -> list[tuple]:
+def claim_sms(session: Session, message_ids: Iterable[int], worker: str, now: datetime) -> list[Any]:
     """(id, phone, bulletin id, detail) of the messages claimed (gateway.sms.store.claim_sms)."""
-    found = session.execute(_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now})
-    rows = found.cursor.fetchall()  # the driver's tuples: no conversion is needed, no Row
+    found = cast(
+        CursorResult,
+        session.execute(_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now}),
+    )
+    rows = list(found.cursor.fetchall())  # the driver's tuples: no conversion is needed, no Row
     found.close()
     return rows
 
@@ -213,10 +217,12 @@ def refresh_statistics_after_growth(session: Session, table: str, added: int) ->
 
 def pg_ints(values: Iterable[int | None]) -> str:
     """None is NULL."""
-    values = list(values)
-    if None in values:
-        return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
-    return "{" + ",".join(map(str, map(int, values))) + "}"  # the common case: no Python loop
+    listed = list(values)
+    if None in listed:
+        return "{" + ",".join("NULL" if v is None else str(int(v)) for v in listed) + "}"
+    return (
+        "{" + ",".join(map(str, map(int, cast(list[int], listed)))) + "}"
+    )  # the common case: no Python loop
 
 
 def pg_floats(values: Iterable[float | None]) -> str:
@@ -225,20 +231,20 @@ def pg_floats(values: Iterable[float | None]) -> str:
 
 def pg_texts(values: Iterable[str | None]) -> str:
     """Each string quoted (backslash and double quote escaped); None is NULL."""
-    values = list(values)
-    if None in values:
+    listed = list(values)
+    if None in listed:
         return (
             "{"
             + ",".join(
                 "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                for v in values
+                for v in listed
             )
             + "}"
         )
-    if not values:
+    if not listed:
         return "{}"
     # The common case, escaped all at once: joined by NUL, which no PostgreSQL text can hold.
-    joined = "\0".join(values)
-    if joined.count("\0") != len(values) - 1:
+    joined = "\0".join(cast(list[str], listed))
+    if joined.count("\0") != len(listed) - 1:
         raise ValueError("a text for PostgreSQL holds a NUL character")
     return '{"' + joined.replace("\\", "\\\\").replace('"', '\\"').replace("\0", '","') + '"}'

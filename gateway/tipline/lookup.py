@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
 import redis
 from sqlalchemy import select
@@ -122,7 +123,7 @@ class RouteCache:
         if not self._known_complete():
             return None
         try:
-            entries = self.redis.hgetall(self._codes)
+            entries = cast(dict[bytes, bytes], self.redis.hgetall(self._codes))  # no decode_responses
         except redis.RedisError:
             return None
         return unpack_codes(entries.values())
