@@ -1,6 +1,6 @@
 """A year of national Burgernet activity on top of a seeded population (gateway.seed), for the
 statistics' benchmark and for demos: about 8,400 actions and 23 million messages, with tips and
-outcomes at the product's rates (PRODUCT.md §1, §3).
+outcomes at the rates the Burgernet programme reports, as listed below.
 
 - Actions: ~700 a month, launched through the year (more by day than by night) in a municipality
   chosen by population; types weighted as in practice; open 20–60 minutes, 3% expire without an

@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 
 import pytest
 import redis
+from polling import until, until_async
 from sqlalchemy import insert, select, text
 
 from gateway.queue import (
@@ -98,8 +99,11 @@ def test_a_flow_taken_by_a_dead_consumer_comes_back_in_its_flow(make_q):
     q.publish("voice", [1], flow=3)
     q.publish("voice", [2], flow=4)
     assert len(q.consume("voice", "dead", count=2, block_ms=50)) == 2
-    time.sleep(0.1)
-    again = q.consume("voice", "alive", count=1, block_ms=50, plan=lambda waiting, count: [4])
+    again = until(
+        lambda: q.consume("voice", "alive", count=1, block_ms=20, plan=lambda waiting, count: [4]),
+        timeout=5,
+        what="flow 4's entry, idle past claim_idle_ms, to come back",
+    )
     assert [d.message_id for d in again] == [2]
 
 
@@ -145,9 +149,12 @@ def test_unacked_entries_are_redelivered_after_claim_idle(make_q):
     assert [d.message_id for d in first] == [1, 2, 3]
     # "a" dies without acking; "b" gets the same entries once they have been idle long enough.
     again: list[Delivery] = []
-    deadline = time.monotonic() + 5
-    while len(again) < 3 and time.monotonic() < deadline:
-        again += q.consume("sms", "b", block_ms=20)
+
+    def all_three_again() -> bool:
+        again.extend(q.consume("sms", "b", block_ms=20))
+        return len(again) >= 3
+
+    until(all_three_again, timeout=5, what="the three entries to come back to b")
     assert sorted(again, key=lambda d: d.message_id) == first
     q.ack("sms", [d.entry_id for d in again])
     assert q.pending("sms") == 0 and q.backlog("sms") == 0
@@ -629,8 +636,7 @@ def test_lease_upkeep_outlives_a_database_outage_and_a_bug(caplog):
 
     async def three_rounds():
         loop = asyncio.create_task(keep_up(one_round, lambda: [7], 0.04, "voice worker"))
-        while len(rounds) < 3:
-            await asyncio.sleep(0.01)
+        await until_async(lambda: len(rounds) >= 3, timeout=20, what="three upkeep rounds", every=0.01)
         loop.cancel()
 
     with caplog.at_level(logging.WARNING, logger="gateway.queue.lease"):

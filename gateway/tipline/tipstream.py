@@ -166,7 +166,7 @@ def encode(record: TipRecord) -> dict[str, str]:
 
 def decode(raw: dict[bytes, bytes] | dict[str, str]) -> TipRecord:
     """A stream entry's record; KeyError or ValueError when it is not one."""
-    f = raw if all(isinstance(k, str) for k in raw) else {_text(k): _text(v) for k, v in raw.items()}
+    f = {_text(k): _text(v) for k, v in raw.items()}
     kind, call_id, at = f["kind"], f["call"], datetime.fromisoformat(f["at"])
     alerts = [unpack_alert(k[2:], v) for k, v in f.items() if k.startswith("a:")]
     if kind == "arrived":
