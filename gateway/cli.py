@@ -310,8 +310,9 @@ def demo(
 ) -> None:
     """Run the demo: a synthetic region around Utrecht and one action from create to close."""
     from gateway.demo import run_demo
+    from ivr.demo_line import DemoTipLine  # the IVR depends on the gateway: wired here, at the top
 
-    run_demo(get_settings(), participants=participants, keep_serving=serve_after)
+    run_demo(get_settings(), DemoTipLine, participants=participants, keep_serving=serve_after)
 
 
 worker_app = typer.Typer(help="The channel workers (one process each).", no_args_is_help=True)

@@ -24,7 +24,7 @@ from gateway.config import Settings
 from gateway.queue import MemoryQueue, WorkQueue
 from gateway.stats import rollup
 from gateway.storage.models import UserSession
-from gateway.tipline.lookup import RouteCache, sync_action
+from gateway.tipline.lookup import RouteCache
 
 log = logging.getLogger(__name__)
 PRUNE_SECONDS = 3600  # how often the audit trail and old browser sessions are pruned
@@ -45,8 +45,7 @@ def expire_actions(
     with sessions() as session:
         closed = lifecycle.expire_due(session, now)
         for queued in closed:  # the first commits them all
-            commit_and_publish(session, sessions, queue, queued)
-            sync_action(route_cache, session, queued.action_id)
+            commit_and_publish(session, sessions, queue, queued, route_cache)
     if closed:
         log.info("expired %d action(s)", len(closed))
     return len(closed)

@@ -569,7 +569,7 @@ class Bind:
                 self._first_written.clear()
             for message, index in self.correlator.expire(now):
                 self.window.release()
-                self._retry(message, index, "no response from the SMSC", transient=True)
+                self._retry(message, index, "no response from the SMSC")
             self.rate.tick(now)
             for link in links:
                 if link.enquiry_sent is not None:
@@ -656,12 +656,12 @@ class Bind:
                 )
             self.ready.appendleft((message, index))
         elif verdict is Verdict.transient:
-            self._retry(message, index, f"SMSC error {status_name(status)}", transient=True)
+            self._retry(message, index, f"SMSC error {status_name(status)}")
         else:
             message.done = True
             self.events.failed(self, message, f"rejected by the SMSC: {status_name(status)}")
 
-    def _retry(self, message: OutMessage, index: int, reason: str, transient: bool) -> None:
+    def _retry(self, message: OutMessage, index: int, reason: str) -> None:
         if message.done:
             return
         message.retries += 1
