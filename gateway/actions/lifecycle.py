@@ -96,7 +96,9 @@ def get_action(session: Session, action_id: int, *, for_update: bool = False, fr
 
 
 def recipients(session: Session, action: Action, now: datetime) -> list[Recipient]:
-    return find_recipients(session, action.lat, action.lon, action.radius_m, action.channels, now)
+    return find_recipients(
+        session, action.lat, action.lon, action.radius_m, action.channels, now, action.polygon
+    )
 
 
 def preview(session: Session, action: Action, now: datetime, settings: Settings) -> Preview:
@@ -129,7 +131,7 @@ def _launch(session: Session, action_id: int, now: datetime, settings: Settings)
     rows = (
         (r.phone, r.participant_id, r.channel)
         for r in recipients_in_phone_order(
-            session, action.lat, action.lon, action.radius_m, action.channels, now
+            session, action.lat, action.lon, action.radius_m, action.channels, now, action.polygon
         )
     )
     first = list(islice(rows, FAN_OUT_FIRST))

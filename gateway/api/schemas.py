@@ -30,6 +30,7 @@ from gateway.storage.models import (
     TipChannel,
     Urgency,
 )
+from gateway.targeting.geo import crossing_edges, ring_area_deg2
 
 
 def _printable(value: str) -> str:
@@ -57,6 +58,35 @@ Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 # A whole number of metres, as JSON's integer: `true` or "100" is a mistake, not a radius.
 Radius = Annotated[
     int, Field(strict=True, gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")
+]
+MAX_CORNERS = 200
+
+
+def _ring(corners: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A polygon with an inside: the closing corner dropped, 3+ corners, no crossing edges."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else corners
+    if len(set(ring)) < 3:
+        raise ValueError("a polygon needs at least three different corners")
+    crossing = crossing_edges(ring)
+    if crossing is not None:
+        i, j = crossing
+        raise ValueError(
+            f"edges {i + 1} and {j + 1} of the polygon cross each other; draw it without crossings"
+        )
+    if ring_area_deg2(ring) < 1e-12:
+        raise ValueError("the polygon's corners lie on one line: it has no inside")
+    return ring
+
+
+PolygonIn = Annotated[
+    list[tuple[Latitude, Longitude]],
+    Field(
+        min_length=3,
+        max_length=MAX_CORNERS,
+        description="The area as corners [[lat, lon], …] (the ring closes itself); instead of lat, lon and "
+        "radius_m, which are then derived: its centre and the circle around it.",
+    ),
+    AfterValidator(_ring),
 ]
 # Days the API accepts (statistics periods, pauses): date arithmetic near year 1 or 9999
 # overflows, and no Burgernet data lies outside these.
@@ -92,12 +122,23 @@ class Strict(BaseModel):
 # --- actions -------------------------------------------------------------------------------------
 
 
+def _one_area(model):
+    """RULE: an action's area is a circle (lat, lon, radius_m) or a polygon, never both."""
+    circle = [name for name in ("lat", "lon", "radius_m") if getattr(model, name) is not None]
+    if model.polygon is not None and circle:
+        raise ValueError(
+            f"give a circle (lat, lon, radius_m) or a polygon, not both ({', '.join(circle)} given)"
+        )
+    return circle
+
+
 class ActionCreate(Strict):
     type: ActionType
     description: Text(1000) = Field(description="What to look out for, in plain language.")
-    lat: Latitude
-    lon: Longitude
-    radius_m: Radius
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
     channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
     centralist_id: Id | None = Field(
         None, description="Owner; admins must give it, centralists own their actions."
@@ -108,16 +149,31 @@ class ActionCreate(Strict):
     def _unique(cls, value: list[Channel]) -> list[Channel]:
         return sorted(set(value), key=list(Channel).index)
 
+    @model_validator(mode="after")
+    def _area(self) -> ActionCreate:
+        given = _one_area(self)
+        if self.polygon is None and len(given) < 3:
+            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
+            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        return self
+
 
 class ActionEdit(Strict):
-    """Changes to a draft; fields left out stay as they are."""
+    """Changes to a draft; fields left out stay as they are. A polygon replaces the circle; a
+    circle's field (lat, lon, radius_m) replaces the polygon by the circle around it."""
 
     type: ActionType | None = None
     description: Text(1000) | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
     radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _area(self) -> ActionEdit:
+        _one_area(self)
+        return self
 
 
 class ActionPublic(BaseModel):
@@ -129,6 +185,7 @@ class ActionPublic(BaseModel):
     lat: float
     lon: float
     radius_m: int
+    polygon: list[tuple[float, float]] | None = None
     urgency: Urgency
     channels: list[Channel]
     centralist_id: int

@@ -12,6 +12,7 @@ import enum
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -294,6 +295,10 @@ class Action(Base):
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     radius_m: Mapped[int] = mapped_column(Integer)
+    # A drawn area: [[lat, lon], …], the ring closing itself. NULL: the area is the circle. With a
+    # polygon, (lat, lon) is its centre and radius_m the circle around it (the tile search and the
+    # nearness of addresses start there; the polygon decides who is inside).
+    polygon: Mapped[list[list[float]] | None] = mapped_column(JSON)
     urgency: Mapped[Urgency] = mapped_column(_enum(Urgency, "urgency"), default=Urgency.high)
     send_sms: Mapped[bool] = mapped_column(Boolean, default=True)
     send_voice: Mapped[bool] = mapped_column(Boolean, default=True)

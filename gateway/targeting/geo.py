@@ -109,3 +109,135 @@ class Circle:
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.closeness(lat, lon) <= self.h_max
+
+
+# --- polygons -------------------------------------------------------------------------------------
+
+# A point this close to an edge (in degrees, ~0.1 mm) lies on it, and on an edge counts as inside,
+# as on a circle's radius.
+EDGE_TOLERANCE_DEG = 1e-9
+_BANDS_PER_EDGE = 4  # latitude bands of the edge index per polygon edge: ~1–2 edges per band
+_MAX_BANDS = 4096
+
+LatLon = tuple[float, float]
+
+
+class Polygon:
+    """Membership test for a polygon drawn in latitude/longitude (CAP's convention: straight edges
+    between the corners, the ring closing itself). Concave shapes and points on an edge work.
+
+    Crossing-number test, with the edges indexed by latitude band so that a point looks only at
+    the few edges that span its latitude (a ~2 µs test however many corners the polygon has).
+    """
+
+    def __init__(self, corners: list[LatLon]):
+        ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+        self.corners = ring
+        self.edges = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+        self.lat_lo = min(p[0] for p in ring)
+        self.lat_hi = max(p[0] for p in ring)
+        self.lon_lo = min(p[1] for p in ring)
+        self.lon_hi = max(p[1] for p in ring)
+        self.bands = min(_MAX_BANDS, _BANDS_PER_EDGE * len(self.edges))
+        self.band_deg = (self.lat_hi - self.lat_lo) / self.bands or 1.0
+        index: list[list[tuple[float, float, float, float]]] = [[] for _ in range(self.bands)]
+        for (alat, alon), (blat, blon) in self.edges:
+            lo, hi = self._band(min(alat, blat)), self._band(max(alat, blat))
+            for band in range(lo, hi + 1):
+                index[band].append((alat, alon, blat, blon))
+        self.index = index
+
+    def _band(self, lat: float) -> int:
+        return min(self.bands - 1, max(0, int((lat - self.lat_lo) / self.band_deg)))
+
+    def contains(self, lat: float, lon: float) -> bool:
+        eps = EDGE_TOLERANCE_DEG
+        if not (
+            self.lat_lo - eps <= lat <= self.lat_hi + eps and self.lon_lo - eps <= lon <= self.lon_hi + eps
+        ):
+            return False
+        inside = False
+        for alat, alon, blat, blon in self.index[self._band(lat)]:
+            if alat == blat:  # an east–west edge: never crossed, only touched
+                if abs(lat - alat) <= eps and min(alon, blon) - eps <= lon <= max(alon, blon) + eps:
+                    return True
+                continue
+            if not (min(alat, blat) - eps <= lat <= max(alat, blat) + eps):
+                continue
+            cross = alon + (lat - alat) * (blon - alon) / (blat - alat)  # the edge's longitude here
+            if abs(cross - lon) <= eps:
+                return True
+            # Half-open in latitude, so a ray through a corner counts that corner once.
+            if (alat > lat) != (blat > lat) and cross > lon:
+                inside = not inside
+        return inside
+
+    def centre(self) -> LatLon:
+        """The mean of the corners: where the incident is taken to be (nearness, the CAP area)."""
+        return (
+            sum(p[0] for p in self.corners) / len(self.corners),
+            sum(p[1] for p in self.corners) / len(self.corners),
+        )
+
+    def enclosing_radius_m(self, lat: float, lon: float) -> float:
+        """A radius around (lat, lon) that holds the whole polygon: its farthest corner, with room
+        for the edges' being straight in degrees rather than great circles."""
+        return max(distance_m(lat, lon, p[0], p[1]) for p in self.corners) * 1.001 + 1.0
+
+    def tile_ranges(self) -> list[tuple[int, int]]:
+        """Inclusive tile-id ranges covering the polygon: per grid row, from the westernmost to the
+        easternmost point of the polygon within that row's band of latitude (which lie on its
+        edges). A concave polygon's gaps are over-selected; the exact test drops them."""
+        margin = EDGE_TOLERANCE_DEG * 10
+        row_lo = math.floor((self.lat_lo - margin + 90.0) / TILE_DEG)
+        row_hi = math.floor((self.lat_hi + margin + 90.0) / TILE_DEG)
+        ranges = []
+        for row in range(row_lo, row_hi + 1):
+            band_lo = row * TILE_DEG - 90.0 - margin
+            band_hi = (row + 1) * TILE_DEG - 90.0 + margin
+            lons = []
+            for (alat, alon), (blat, blon) in self.edges:
+                lo, hi = max(band_lo, min(alat, blat)), min(band_hi, max(alat, blat))
+                if lo > hi:
+                    continue
+                if alat == blat:
+                    lons += [alon, blon]
+                else:
+                    lons += [alon + (lat - alat) * (blon - alon) / (blat - alat) for lat in (lo, hi)]
+            if not lons:
+                continue
+            base = row * _COLS
+            col_lo = math.floor((min(lons) - margin + 180.0) / TILE_DEG)
+            col_hi = math.floor((max(lons) + margin + 180.0) / TILE_DEG)
+            ranges.append((base + max(col_lo, 0), base + min(col_hi, _COLS - 1)))
+        return ranges
+
+
+def crossing_edges(corners: list[LatLon]) -> tuple[int, int] | None:
+    """Two edges (their indexes) of the ring that cross each other, or None: such a shape has no
+    single inside to alert. Neighbouring edges share a corner and do not count."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+    n = len(ring)
+    edges = [(ring[i], ring[(i + 1) % n]) for i in range(n)]
+
+    def turn(a: LatLon, b: LatLon, c: LatLon) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the closing edge meets the first at corner 0
+            (a, b), (c, d) = edges[i], edges[j]
+            if turn(a, b, c) * turn(a, b, d) < 0 and turn(c, d, a) * turn(c, d, b) < 0:
+                return i, j
+    return None
+
+
+def ring_area_deg2(corners: list[LatLon]) -> float:
+    """The polygon's area in square degrees (shoelace): zero for a shape with no inside."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+    twice = sum(
+        ring[i][1] * ring[(i + 1) % len(ring)][0] - ring[(i + 1) % len(ring)][1] * ring[i][0]
+        for i in range(len(ring))
+    )
+    return abs(twice) / 2

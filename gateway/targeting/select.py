@@ -15,7 +15,7 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gateway.storage.models import Channel
-from gateway.targeting.geo import Circle
+from gateway.targeting.geo import Circle, LatLon, Polygon
 
 LOCAL_TZ = ZoneInfo("Europe/Amsterdam")
 
@@ -69,18 +69,31 @@ def select_recipients(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
+    polygon: list[LatLon] | None = None,
 ) -> list[Recipient]:
-    """Registrations in the circle, reachable now on an allowed channel, one per phone number."""
-    return one_per_number(eligible(registrations, Circle(lat, lon, radius_m), channels, now))
+    """Registrations in the area, reachable now on an allowed channel, one per phone number.
+
+    The area is the circle, or with `polygon` the polygon (lat, lon, radius_m then being a circle
+    around it whose centre is the incident: nearness is measured from there)."""
+    return one_per_number(eligible(registrations, Circle(lat, lon, radius_m), channels, now, _shape(polygon)))
+
+
+def _shape(polygon: list[LatLon] | None) -> Polygon | None:
+    return Polygon([(float(p[0]), float(p[1])) for p in polygon]) if polygon else None
 
 
 def eligible(
-    registrations: Iterable[Registration], circle: Circle, channels: Iterable[Channel], now: datetime
+    registrations: Iterable[Registration],
+    circle: Circle,
+    channels: Iterable[Channel],
+    now: datetime,
+    polygon: Polygon | None = None,
 ) -> Iterator[tuple[float, Registration]]:
     """(closeness, registration) for each registration that may be alerted at `now`.
 
-    Drops what lies outside the circle, is unsubscribed, paused, outside its receive window
-    (local time, so DST is handled by the zone database) or on a channel the action does not use.
+    Drops what lies outside the circle (and the polygon, if given), is unsubscribed, paused,
+    outside its receive window (local time, so DST is handled by the zone database) or on a
+    channel the action does not use.
     """
     local = now.astimezone(LOCAL_TZ)
     minute, today = local.hour * 60 + local.minute, local.date()
@@ -90,6 +103,7 @@ def eligible(
     # loop runs for every candidate row, ~100k for 5 km in a city.
     h_max, p0, cos_p0, lon0 = circle.h_max, circle.p, circle.cos_p, circle.lon
     sin, cos, radians = math.sin, math.cos, math.radians
+    in_polygon = polygon.contains if polygon is not None else None
     for reg in registrations:
         (_aid, _pid, _phone, channel, rlat, rlon, wstart, wend, pfrom, puntil, unsub, _lang) = reg
         if unsub or value_of(channel) not in allowed:
@@ -99,6 +113,8 @@ def eligible(
         s2 = sin(radians(rlon - lon0) / 2)
         h = s1 * s1 + cos_p0 * cos(p2) * s2 * s2
         if h > h_max:
+            continue
+        if in_polygon is not None and not in_polygon(rlat, rlon):
             continue
         if wstart is not None and not in_window(wstart, wend, minute):
             continue
@@ -124,11 +140,14 @@ def select_recipients_in_order(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
+    polygon: list[LatLon] | None = None,
 ) -> Iterator[Recipient]:
     """`select_recipients` for registrations sorted by phone number: each recipient as soon as
     its number's registrations have gone by (a launch queues its first recipients before the
     rest are decided)."""
-    return one_per_number_in_order(eligible(registrations, Circle(lat, lon, radius_m), channels, now))
+    return one_per_number_in_order(
+        eligible(registrations, Circle(lat, lon, radius_m), channels, now, _shape(polygon))
+    )
 
 
 def one_per_number_in_order(candidates: Iterable[tuple[float, Registration]]) -> Iterator[Recipient]:

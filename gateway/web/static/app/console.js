@@ -5,7 +5,7 @@ import {
 } from "./ui.js";
 
 const L = window.L;
-const state = { config: null, action: null, saving: Promise.resolve(), streams: [], tips: new Map() };
+const state = { config: null, action: null, saving: Promise.resolve(), streams: [], tips: new Map(), drawing: null };
 
 // --- the map -------------------------------------------------------------------------------
 
@@ -16,6 +16,8 @@ map.attributionControl.addAttribution("Grenzen: Natural Earth");
 const others = L.layerGroup().addTo(map);
 const circle = L.circle([0, 0], { radius: 1, color: "#154273", weight: 2, fillOpacity: 0.12 });
 const centre = L.circleMarker([0, 0], { radius: 6, color: "#154273", fillColor: "#e17000", fillOpacity: 1, weight: 2 });
+const area = L.polygon([], { color: "#154273", weight: 2, fillOpacity: 0.12 });
+const sketch = L.polyline([], { color: "#e17000", weight: 2, dashArray: "6 4" }); // a polygon being drawn
 
 async function drawBackground() {
   if (state.config.map_tiles_url) {
@@ -34,13 +36,16 @@ async function drawBackground() {
   }).addTo(map).bringToBack();
 }
 
+// The action's area: its drawn polygon, else its circle.
 function showCircle(action) {
+  circle.remove();
+  area.remove();
   if (!action || action.lat === undefined) {
-    circle.remove();
     centre.remove();
     return;
   }
-  circle.setLatLng([action.lat, action.lon]).setRadius(action.radius_m).addTo(map);
+  if (action.polygon) area.setLatLngs(action.polygon).addTo(map);
+  else circle.setLatLng([action.lat, action.lon]).setRadius(action.radius_m).addTo(map);
   centre.setLatLng([action.lat, action.lon]).addTo(map);
 }
 
@@ -48,8 +53,36 @@ map.on("click", (event) => {
   if (state.action && state.action.status !== "draft") return; // a launched action stays where it is
   const { lat, lng } = event.latlng;
   const spot = { lat: +lat.toFixed(6), lon: +lng.toFixed(6) };
+  if (state.drawing) {
+    state.drawing.push([spot.lat, spot.lon]);
+    sketch.setLatLngs(state.drawing).addTo(map);
+    $("#finish-area").disabled = state.drawing.length < 3;
+    $("#area-hint").textContent = `${state.drawing.length} ${state.drawing.length === 1 ? "hoek" : "hoeken"}; klik verder of sluit het gebied.`;
+    return;
+  }
   showCircle({ ...spot, radius_m: radius() });
   saveDraft(spot);
+});
+
+// Drawing an area: each click on the map adds a corner; closing it saves the polygon.
+function drawMode(on) {
+  state.drawing = on ? [] : null;
+  sketch.setLatLngs([]).remove();
+  $("#draw-area").hidden = on;
+  $("#finish-area").hidden = $("#cancel-area").hidden = !on;
+  $("#finish-area").disabled = true;
+  $("#area-hint").textContent = on ? "Klik op de kaart de hoeken van het gebied aan." : "";
+  map.getContainer().classList.toggle("drawing", on);
+}
+
+$("#draw-area").addEventListener("click", () => drawMode(true));
+$("#cancel-area").addEventListener("click", () => drawMode(false));
+$("#finish-area").addEventListener("click", () => {
+  const corners = state.drawing;
+  drawMode(false);
+  if (!corners || corners.length < 3) return;
+  showCircle({ lat: corners[0][0], lon: corners[0][1], polygon: corners });
+  saveDraft({ polygon: corners });
 });
 
 // --- the list of actions -------------------------------------------------------------------
@@ -68,7 +101,8 @@ async function loadActions() {
   if (!actions.length) list.append(h("li", { class: "muted" }, "Nog geen acties."));
   others.clearLayers();
   for (const a of actions.filter((x) => x.status === "open" && x.id !== state.action?.id)) {
-    L.circle([a.lat, a.lon], { radius: a.radius_m, color: "#e17000", weight: 1, fillOpacity: 0.05, interactive: false }).addTo(others);
+    const style = { color: "#e17000", weight: 1, fillOpacity: 0.05, interactive: false };
+    (a.polygon ? L.polygon(a.polygon, style) : L.circle([a.lat, a.lon], { radius: a.radius_m, ...style })).addTo(others);
   }
 }
 
@@ -77,6 +111,7 @@ function select(action) {
   state.streams = [];
   state.action = action;
   state.tips.clear();
+  drawMode(false);
   showCircle(action);
   if (!action || action.status === "draft") compose(action);
   else follow(action);
@@ -118,7 +153,7 @@ function saveDraft(changes) {
     const message = $("#compose-message");
     try {
       if (!state.action) {
-        if (changes.lat === undefined) return; // nothing to save until a place is chosen
+        if (changes.lat === undefined && !changes.polygon) return; // nothing to save until a place is chosen
         const description = $("#description").value.trim();
         if (!description) {
           say(message, "Vul eerst de beschrijving in.", "error");
@@ -126,7 +161,8 @@ function saveDraft(changes) {
         }
         state.action = await api("/api/v1/actions", {
           method: "POST",
-          json: { type: $("#type").value, description, radius_m: radius(), channels: channels(), ...changes },
+          // A circle: the place clicked with the slider's radius; or the drawn polygon alone.
+          json: { type: $("#type").value, description, channels: channels(), ...(changes.polygon ? {} : { radius_m: radius() }), ...changes },
         });
         $("#compose-title").textContent = `Concept #${state.action.id}`;
         loadActions();
@@ -134,6 +170,7 @@ function saveDraft(changes) {
         state.action = await api(`/api/v1/actions/${state.action.id}`, { method: "PATCH", json: changes });
       }
       say(message, "");
+      showCircle(state.action);
       $("#play").disabled = $("#launch").disabled = false;
       await refreshPreview();
     } catch (err) {
@@ -236,7 +273,8 @@ function showAction(action) {
   $("#live-title").append(" ", h("span", { class: `badge ${action.status}`, id: "live-status" }, STATUS[action.status]));
   $("#cap-link").href = `/api/v1/actions/${action.id}/cap`;
   $("#cap-link").setAttribute("download", `burgernet-actie-${action.action_code || action.id}.xml`);
-  $("#live-description").textContent = `${action.description} — gestart ${dateTime(action.launched_at)}, straal ${number(action.radius_m)} m`;
+  const where = action.polygon ? `getekend gebied (${action.polygon.length} hoeken)` : `straal ${number(action.radius_m)} m`;
+  $("#live-description").textContent = `${action.description} — gestart ${dateTime(action.launched_at)}, ${where}`;
   const closed = action.status === "closed";
   $("#live-open").hidden = closed;
   $("#live-closed").hidden = !closed;
