@@ -18,7 +18,8 @@ from gateway.api.schemas import (
     ImportRowError,
     ParticipantIn,
     ParticipantPublic,
-    hhmm,
+    WindowPublic,
+    window_dicts,
 )
 from gateway.errors import NotFound
 from gateway.storage.models import Address, Participant
@@ -36,6 +37,7 @@ CSV_COLUMNS = (
     "lat",
     "lon",
     "channel",
+    "windows",
     "window_start",
     "window_end",
 )
@@ -62,8 +64,7 @@ def public(p: Participant) -> ParticipantPublic:
                 lat=a.lat,
                 lon=a.lon,
                 channel=a.channel,
-                window_start=hhmm(a.window_start),
-                window_end=hhmm(a.window_end),
+                windows=[WindowPublic(**w) for w in window_dicts(a.windows)],
             )
             for a in p.addresses
         ],
@@ -71,7 +72,6 @@ def public(p: Participant) -> ParticipantPublic:
 
 
 def _address(a: AddressIn) -> Address:
-    start, end = a.window()
     return Address(
         country=a.country,
         postcode=a.postcode,
@@ -80,8 +80,7 @@ def _address(a: AddressIn) -> Address:
         lon=a.lon,
         tile=tile_of(a.lat, a.lon),
         channel=a.channel,
-        window_start=start,
-        window_end=end,
+        windows=a.windows_text(),
     )
 
 

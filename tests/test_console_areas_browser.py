@@ -5,7 +5,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 from test_console_browser import WAIT_MS, browser, live, log_in, page, shot  # noqa: F401
 
-from gateway.storage.models import Action, Message
+from gateway.storage.models import Action, Address, Message
 
 # A U over central Utrecht; two numbers in its western arm, one in its notch (outside it).
 U_SHAPE = [(52.080, 5.100), (52.100, 5.100), (52.100, 5.110), (52.085, 5.110), (52.085, 5.130), (52.100, 5.130), (52.100, 5.140), (52.080, 5.140)]  # fmt: skip
@@ -48,3 +48,46 @@ def test_centralist_draws_a_polygon_and_launches_in_it(live, page):  # noqa: F81
         assert sorted(s.scalars(select(Message.phone))) == ["+31610000001", "+31610000002", "+31610000004"]
     shot(page, "console-areas-2-launched")
     assert not page.problems, page.problems
+
+
+def test_municipality_gives_an_address_a_weekday_window(live, page):  # noqa: F811
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    page.click("#add-participant")
+    page.fill("#p-name", "Ruben Werkman")
+    page.fill("#p-phone", "06 1234 0010")
+    address = page.locator("#p-addresses fieldset").first
+    address.locator("[name=postcode]").fill("3511 AB")
+    address.locator("[name=house_number]").fill("7")
+    address.locator("[name=lat]").fill("52.0907")
+    address.locator("[name=lon]").fill("5.1214")
+    # Work: weekdays 08:00–17:30, and Friday night 22:00–02:00 (past midnight).
+    address.locator(".add-window").click()
+    office = address.locator(".window").nth(0)
+    for day in ("sa", "su"):
+        office.locator(f"[name=day-{day}]").uncheck()
+    office.locator("[name=start]").fill("08:00")
+    office.locator("[name=end]").fill("17:30")
+    address.locator(".add-window").click()
+    night = address.locator(".window").nth(1)
+    for day in ("mo", "tu", "we", "th", "sa", "su"):
+        night.locator(f"[name=day-{day}]").uncheck()
+    night.locator("[name=start]").fill("22:00")
+    night.locator("[name=end]").fill("2:00")  # wrong: told what is wrong
+    page.click("#p-save")
+    expect(page.locator("#participant-message")).to_contain_text("HH:MM", timeout=WAIT_MS)
+    night.locator("[name=end]").fill("02:00")
+    shot(page, "dashboard-weekday-window")
+    page.click("#p-save")
+    row = page.locator("#participants tbody tr", has_text="Ruben Werkman")
+    expect(row).to_be_visible(timeout=WAIT_MS)
+    with live.sessions() as s:
+        [stored] = s.scalars(select(Address.windows)).all()
+    assert stored == "mo-fr 08:00-17:30; fr 22:00-02:00"
+    # Opening it again shows the windows as stored.
+    row.get_by_role("button", name="Wijzigen").click()
+    windows = page.locator("#p-addresses .window")
+    expect(windows).to_have_count(2)
+    expect(windows.nth(1).locator("[name=day-fr]")).to_be_checked()
+    expect(windows.nth(1).locator("[name=day-sa]")).not_to_be_checked()
+    expect(windows.nth(1).locator("[name=end]")).to_have_value("02:00")
+    assert not [p for p in page.problems if "422" not in p], page.problems

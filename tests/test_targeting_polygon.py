@@ -17,8 +17,8 @@ NOON = datetime(2026, 1, 14, 13, 0, tzinfo=UTC)
 ALL = (Channel.sms, Channel.voice)
 
 
-def reg(aid, phone, lat, lon, channel="sms", window=(None, None), unsubscribed=False):
-    return Registration(aid, aid, phone, channel, lat, lon, *window, None, None, unsubscribed, "nl")
+def reg(aid, phone, lat, lon, channel="sms", windows=None, unsubscribed=False):
+    return Registration(aid, aid, phone, channel, lat, lon, windows, None, None, unsubscribed, "nl")
 
 
 def in_polygon(corners, regs, channels=ALL, now=NOON):
@@ -143,7 +143,7 @@ def test_the_circles_rules_hold_in_a_polygon():
     """One message per number (the address nearest the centre), windows, unsubscribed, channels."""
     home = reg(1, "+31600000001", 52.095, 5.105, channel="voice")
     work = reg(2, "+31600000001", 52.082, 5.120)  # the same number, nearer the centre
-    night_only = reg(3, "+31600000003", 52.095, 5.135, window=(22 * 60, 7 * 60))
+    night_only = reg(3, "+31600000003", 52.095, 5.135, windows="22:00-07:00")
     gone = reg(4, "+31600000004", 52.095, 5.135, unsubscribed=True)
     voice = reg(5, "+31600000005", 52.095, 5.135, channel="voice")
     regs = [home, work, night_only, gone, voice]

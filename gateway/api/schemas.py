@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -30,6 +31,7 @@ from gateway.storage.models import (
     TipChannel,
     Urgency,
 )
+from gateway.targeting import windows as receive
 from gateway.targeting.geo import crossing_edges, ring_area_deg2
 
 
@@ -305,6 +307,61 @@ class TipPublic(BaseModel):
 # --- participants ---------------------------------------------------------------------------
 
 
+Weekday = Literal["mo", "tu", "we", "th", "fr", "sa", "su"]
+
+
+class WindowIn(Strict):
+    """One receive window on chosen weekdays, local time (Europe/Amsterdam)."""
+
+    days: list[Weekday] = Field(
+        default=list(receive.DAYS),
+        min_length=1,
+        max_length=7,
+        description="The weekdays the window starts on (all when left out).",
+    )
+    start: str = Field(description="HH:MM, from.")
+    end: str = Field(
+        description="HH:MM, until (exclusive; 24:00 is midnight); earlier than start crosses midnight."
+    )
+
+    def window(self) -> receive.Window:
+        mask = 0
+        for day in self.days:
+            mask |= 1 << receive.DAYS.index(day)
+        [window] = receive.parse(f"{receive.format_days(mask)} {self.start}-{self.end}")
+        return window
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowIn:
+        for name in ("start", "end"):
+            if not re.fullmatch(r"[0-9]{2}:[0-9]{2}", getattr(self, name)):
+                raise ValueError(f"{name}: use 24-hour HH:MM, like 07:30")
+        self.window()  # ValueError says what is wrong
+        return self
+
+
+class WindowPublic(BaseModel):
+    days: list[Weekday]
+    start: str
+    end: str
+
+
+def window_dicts(text: str | None) -> list[dict]:
+    """Windows written as text (gateway.targeting.windows, the CSV column) as WindowIn fields."""
+    return [
+        {
+            "days": [day for k, day in enumerate(receive.DAYS) if w.days >> k & 1],
+            "start": f"{w.start // 60:02d}:{w.start % 60:02d}",
+            "end": f"{w.end // 60:02d}:{w.end % 60:02d}",
+        }
+        for w in receive.parse(text)
+    ]
+
+
+def _windows_from_text(value: object) -> object:
+    return window_dicts(value) if isinstance(value, str) else value
+
+
 class AddressIn(Strict):
     country: Literal["NL", "BE", "DE"] = "NL"
     postcode: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, max_length=8)]
@@ -314,7 +371,15 @@ class AddressIn(Strict):
     lat: Latitude
     lon: Longitude
     channel: Channel = Channel.sms
-    window_start: str | None = Field(None, description="Receive from HH:MM local time (with window_end).")
+    windows: Annotated[list[WindowIn] | None, BeforeValidator(_windows_from_text)] = Field(
+        None,
+        max_length=receive.MAX_WINDOWS,
+        description="When to receive: windows on chosen weekdays (none: always), or the same as one line "
+        "of text, e.g. 'mo-fr 08:00-17:30; sa,su 10:00-14:00' (docs/areas.md).",
+    )
+    window_start: str | None = Field(
+        None, description="Short for one window every day: receive from HH:MM local time (with window_end)."
+    )
     window_end: str | None = Field(
         None, description="Receive until HH:MM; earlier than the start crosses midnight."
     )
@@ -342,10 +407,16 @@ class AddressIn(Strict):
             raise ValueError("give both window_start and window_end, or neither")
         if start is not None and start == end:
             raise ValueError("window_start and window_end are equal; leave both out to receive always")
+        if start is not None and self.windows is not None:
+            raise ValueError("give windows, or window_start and window_end (one window every day), not both")
         return self
 
-    def window(self) -> tuple[int | None, int | None]:
-        return _minutes(self.window_start), _minutes(self.window_end)
+    def windows_text(self) -> str | None:
+        """The windows as stored (gateway.targeting.windows); None: always."""
+        start, end = _minutes(self.window_start), _minutes(self.window_end)
+        if start is not None and end is not None:
+            return receive.every_day(start, end)
+        return receive.format([w.window() for w in self.windows or []])
 
 
 class ParticipantIn(Strict):
@@ -384,8 +455,7 @@ class AddressPublic(BaseModel):
     lat: float
     lon: float
     channel: Channel
-    window_start: str | None
-    window_end: str | None
+    windows: list[WindowPublic] = Field(description="When to receive; empty: always.")
 
 
 class ParticipantPublic(BaseModel):

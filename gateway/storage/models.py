@@ -227,21 +227,14 @@ class Address(Base):
     # Spatial bucket for the radius search; see gateway.targeting.geo.tile_of.
     tile: Mapped[int] = mapped_column(Integer, index=True)
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
-    # Receive window in local minutes since midnight; start > end crosses midnight;
-    # both NULL means always.
-    window_start: Mapped[int | None] = mapped_column(SmallInteger)
-    window_end: Mapped[int | None] = mapped_column(SmallInteger)
+    # Receive windows per weekday in local time, as canonical text (gateway.targeting.windows),
+    # e.g. "mo-fr 08:00-17:30; sa,su 10:00-14:00"; NULL means always. Text rather than a table of
+    # windows: targeting reads it with the address row, and parses each distinct text once.
+    windows: Mapped[str | None] = mapped_column(String(300))
 
     participant: Mapped[Participant] = relationship(back_populates="addresses")
 
-    __table_args__ = (
-        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="latlon"),
-        CheckConstraint(
-            "(window_start IS NULL AND window_end IS NULL) OR "
-            "(window_start BETWEEN 0 AND 1439 AND window_end BETWEEN 0 AND 1440)",
-            name="window",
-        ),
-    )
+    __table_args__ = (CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="latlon"),)
 
 
 class Centralist(Base):

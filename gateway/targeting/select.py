@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.storage.models import Channel
 from gateway.targeting.geo import Circle, LatLon, Polygon
+from gateway.targeting.windows import week_minute, week_table
 
 LOCAL_TZ = ZoneInfo("Europe/Amsterdam")
 
@@ -29,8 +30,7 @@ class Registration(NamedTuple):
     channel: Channel | str
     lat: float
     lon: float
-    window_start: int | None
-    window_end: int | None
+    windows: str | None  # receive windows (gateway.targeting.windows); None: always
     pause_from: date | None
     pause_until: date | None
     unsubscribed: bool
@@ -44,15 +44,6 @@ class Recipient:
     participant_id: int
     address_id: int
     language: str
-
-
-def in_window(start: int | None, end: int | None, minute: int) -> bool:
-    """Whether local minute-of-day `minute` lies in [start, end); start > end crosses midnight."""
-    if start is None or end is None:
-        return True
-    if start <= end:
-        return start <= minute < end
-    return minute >= start or minute < end
 
 
 def is_paused(pause_from: date | None, pause_until: date | None, today: date) -> bool:
@@ -96,7 +87,7 @@ def eligible(
     channel the action does not use.
     """
     local = now.astimezone(LOCAL_TZ)
-    minute, today = local.hour * 60 + local.minute, local.date()
+    minute, today = week_minute(local), local.date()
     allowed = {Channel(c).value for c in channels}
     value_of = _VALUE.get
     # Circle.closeness inlined (the same arithmetic, so the same result to the last bit): this
@@ -105,7 +96,7 @@ def eligible(
     sin, cos, radians = math.sin, math.cos, math.radians
     in_polygon = polygon.contains if polygon is not None else None
     for reg in registrations:
-        (_aid, _pid, _phone, channel, rlat, rlon, wstart, wend, pfrom, puntil, unsub, _lang) = reg
+        (_aid, _pid, _phone, channel, rlat, rlon, windows, pfrom, puntil, unsub, _lang) = reg
         if unsub or value_of(channel) not in allowed:
             continue
         p2 = radians(rlat)
@@ -116,7 +107,7 @@ def eligible(
             continue
         if in_polygon is not None and not in_polygon(rlat, rlon):
             continue
-        if wstart is not None and not in_window(wstart, wend, minute):
+        if windows is not None and not week_table(windows)[minute]:
             continue
         if (pfrom is not None or puntil is not None) and is_paused(pfrom, puntil, today):
             continue
@@ -168,7 +159,7 @@ def one_per_number_in_order(candidates: Iterable[tuple[float, Registration]]) ->
 
 
 def _recipient(reg: Registration) -> Recipient:
-    return Recipient(reg[2], _MEMBER[reg[3]], reg[1], reg[0], reg[11])
+    return Recipient(reg[2], _MEMBER[reg[3]], reg[1], reg[0], reg[10])
 
 
 def _preference(h: float, reg: Registration) -> tuple[float, int, int]:
@@ -191,7 +182,7 @@ def one_per_number(candidates: Iterable[tuple[float, Registration]]) -> list[Rec
         held = held_for(phone)
         if held is not None and not key < held[0]:
             continue
-        best[phone] = (key, reg[1], reg[3], reg[11])
+        best[phone] = (key, reg[1], reg[3], reg[10])
     return [
         Recipient(phone, _MEMBER[channel], pid, key[2], language)
         for phone, (key, pid, channel, language) in best.items()

@@ -140,11 +140,27 @@ function addressFields(a = {}) {
       h("div", { class: "fixed" }, h("label", {}, "Kanaal"),
         h("select", { name: "channel" }, h("option", { value: "sms", selected: a.channel === "sms" }, "SMS"),
           h("option", { value: "voice", selected: a.channel === "voice" }, "spraak")))),
+    h("div", { class: "windows" }, ...(a.windows || []).map(windowFields)),
+    h("p", { class: "muted" }, "Zonder ontvangstvenster: altijd bereikbaar."),
     h("div", { class: "row" },
-      field("window_start", "Ontvangen van (UU:MM)", a.window_start, { maxlength: 5 }),
-      field("window_end", "tot (UU:MM)", a.window_end, { maxlength: 5 }),
-      h("button", { type: "button", class: "small fixed", onclick: () => fieldset.remove() }, "Verwijderen")));
+      h("button", { type: "button", class: "small fixed add-window", onclick: () => fieldset.querySelector(".windows").append(windowFields()) }, "Ontvangstvenster toevoegen"),
+      h("span", { class: "spacer" }),
+      h("button", { type: "button", class: "small fixed", onclick: () => fieldset.remove() }, "Adres verwijderen")));
   return fieldset;
+}
+
+// One receive window: the weekdays it starts on, from and until (local time; an end before the
+// start runs past midnight into the next day).
+const WEEKDAYS = { mo: "ma", tu: "di", we: "wo", th: "do", fr: "vr", sa: "za", su: "zo" };
+
+function windowFields(w = { days: Object.keys(WEEKDAYS), start: "", end: "" }) {
+  const row = h("div", { class: "row window" },
+    ...Object.entries(WEEKDAYS).map(([day, label]) =>
+      h("label", { class: "fixed day" }, h("input", { type: "checkbox", name: `day-${day}`, checked: w.days.includes(day) }), ` ${label}`)),
+    h("div", {}, h("label", {}, "van (UU:MM)"), h("input", { type: "text", name: "start", value: w.start, maxlength: 5, required: true })),
+    h("div", {}, h("label", {}, "tot (UU:MM)"), h("input", { type: "text", name: "end", value: w.end, maxlength: 5, required: true })),
+    h("button", { type: "button", class: "small fixed", onclick: () => row.remove() }, "×"));
+  return row;
 }
 
 function openDialog(p) {
@@ -170,7 +186,11 @@ function formBody() {
   const addresses = [...document.querySelectorAll("#p-addresses fieldset")].map((f) => {
     const a = { country: value(f, "country"), postcode: value(f, "postcode"), house_number: value(f, "house_number"),
       lat: Number(value(f, "lat").replace(",", ".")), lon: Number(value(f, "lon").replace(",", ".")), channel: value(f, "channel") };
-    if (value(f, "window_start") || value(f, "window_end")) Object.assign(a, { window_start: value(f, "window_start"), window_end: value(f, "window_end") });
+    const windows = [...f.querySelectorAll(".window")].map((row) => ({
+      days: Object.keys(WEEKDAYS).filter((day) => row.querySelector(`[name=day-${day}]`).checked),
+      start: value(row, "start"), end: value(row, "end"),
+    }));
+    if (windows.length) a.windows = windows;
     return a;
   });
   const body = { name: $("#p-name").value.trim(), phone: $("#p-phone").value.trim(), language: $("#p-language").value, addresses };
