@@ -1,11 +1,16 @@
 """The console's areas in Chromium: drawing a polygon and launching in it (see
 test_console_browser.py for the live server and the browser)."""
 
+from datetime import datetime, timedelta
+
+import pytest
+from map_fakes import Geocoder, TileServer
 from playwright.sync_api import expect
 from sqlalchemy import select
 from test_console_browser import WAIT_MS, browser, live, log_in, page, shot  # noqa: F401
 
-from gateway.storage.models import Action, Address, Message
+from gateway.storage.models import Action, Address, Message, Participant
+from gateway.targeting.select import LOCAL_TZ
 
 # A U over central Utrecht; two numbers in its western arm, one in its notch (outside it).
 U_SHAPE = [(52.080, 5.100), (52.100, 5.100), (52.100, 5.110), (52.085, 5.110), (52.085, 5.130), (52.100, 5.130), (52.100, 5.140), (52.080, 5.140)]  # fmt: skip
@@ -91,3 +96,87 @@ def test_municipality_gives_an_address_a_weekday_window(live, page):  # noqa: F8
     expect(windows.nth(1).locator("[name=day-sa]")).not_to_be_checked()
     expect(windows.nth(1).locator("[name=end]")).to_have_value("02:00")
     assert not [p for p in page.problems if "422" not in p], page.problems
+
+
+def test_municipality_sends_a_message_that_waits_for_windows(live, page):  # noqa: F811
+    live.world.call(
+        "admin",
+        "PUT",
+        f"/api/v1/municipalities/{live.world.utrecht.id}/boundary",
+        json={"polygon": [[52.03, 5.02], [52.14, 5.02], [52.14, 5.20], [52.03, 5.20]]},
+    )
+    live.world.register("+31610000001", "+31610000002")
+    with live.sessions() as s:  # the second only in a window three hours from now
+        later = datetime.now(LOCAL_TZ) + timedelta(hours=3)
+        address = s.scalars(
+            select(Address).join(Participant).where(Participant.phone == "+31610000002")
+        ).one()
+        address.windows = f"{later:%H}:00-{later + timedelta(hours=1):%H}:00"
+        s.commit()
+    log_in(page, live, "utrecht", r"/dashboard/$")
+    page.fill("#m-description", "Let op: inbrekers actief in de wijk. Sluit ramen en deuren.")
+    page.evaluate("() => messageMap.setView([52.0907, 5.1214], 13)")
+    point = page.evaluate("() => messageMap.latLngToContainerPoint([52.0907, 5.1214])")
+    page.locator("#m-map").click(position={"x": point["x"], "y": point["y"]})
+    page.click("#m-preview")
+    expect(page.locator("#m-total")).to_have_text("2", timeout=WAIT_MS)
+    expect(page.locator("#m-waiting")).to_have_text("1")
+    expect(page.locator("#m-sms")).to_have_text(
+        "Burgernet, gemeente Utrecht: Let op: inbrekers actief in de wijk. Sluit ramen en deuren."
+    )
+    page.click("#m-send")
+    expect(page.locator("#m-message")).to_have_text(
+        "Verstuurd: 2 ontvangers, van wie 1 zodra hun venster opent.", timeout=WAIT_MS
+    )
+    row = page.locator("#messages tbody tr").first
+    expect(row).to_contain_text("Let op: inbrekers")
+    expect(row.locator("[data-waiting]")).to_have_attribute("data-waiting", "1")
+    expect(row.locator("[data-released]")).to_have_attribute("data-released", "1")
+    shot(page, "dashboard-municipality-message")
+    with live.sessions() as s:
+        action = s.scalars(select(Action)).one()
+        assert (action.urgency.value, action.centralist_id, action.action_code) == ("routine", None, None)
+        assert s.scalars(select(Message.phone)).all() == ["+31610000001"]
+    # Outside the municipality: refused, and told why.
+    page.evaluate("() => messageMap.setView([52.156, 5.387], 13)")  # Amersfoort
+    point = page.evaluate("() => messageMap.latLngToContainerPoint([52.156, 5.387])")
+    page.locator("#m-map").click(position={"x": point["x"], "y": point["y"]})
+    page.click("#m-preview")
+    expect(page.locator("#m-message")).to_contain_text("reaches outside Utrecht", timeout=WAIT_MS)
+    assert [p for p in page.problems if "403" not in p] == [], page.problems
+
+
+@pytest.fixture
+def map_services():
+    tiles = TileServer()
+    geocoder = Geocoder({("3512JE", "10"): (52.0911, 5.1223)})
+    yield tiles, geocoder
+    tiles.stop()
+    geocoder.stop()
+
+
+def test_centralist_places_the_incident_by_address_on_a_street_map(live, page, map_services):  # noqa: F811
+    tiles, geocoder = map_services
+    live.settings.map_tiles_url = tiles.url
+    live.settings.geocoder_url = geocoder.url
+    live.world.register("+31610000001", "+31610000002", lat=52.0911, lon=5.1223)
+    log_in(page, live, "centralist", r"/console/$")
+    page.fill("#description", "Overval op een juwelier; twee mannen op een scooter richting het station.")
+    # An address nobody registered: the geocoder (PDOK Locatieserver's shape) knows it.
+    page.fill("#addr-postcode", "3512 JE")
+    page.fill("#addr-number", "10")
+    page.click("#addr-find")
+    expect(page.locator("#address-message")).to_contain_text("Teststraat 10", timeout=WAIT_MS)
+    expect(page.locator("#recipients")).to_have_text("2", timeout=WAIT_MS)
+    page.wait_for_function("() => [...document.querySelectorAll('.leaflet-tile')].some((t) => t.complete)")
+    assert any(p.endswith(".png") for p in tiles.requests)  # the base layer came from the tile server
+    path = shot(page, "console-address-on-street-map")
+    with live.sessions() as s:
+        action = s.scalars(select(Action)).one()
+        assert (action.lat, action.lon) == (52.0911, 5.1223)
+    # An unknown address: told, nothing moves.
+    page.fill("#addr-number", "99")
+    page.click("#addr-find")
+    expect(page.locator("#address-message")).to_contain_text("not found", timeout=WAIT_MS)
+    assert path.exists()
+    assert [p for p in page.problems if "404" not in p] == [], page.problems

@@ -2,8 +2,10 @@
 
 from sqlalchemy import text
 
+from gateway.actions.wording import template_problem
 from gateway.storage.db import make_engine
 from gateway.storage.migrate import downgrade, upgrade
+from gateway.storage.models import ActionType
 
 _ADDRESS = (
     "INSERT INTO address (id, participant_id, country, postcode, house_number, lat, lon, tile, channel, "
@@ -34,3 +36,13 @@ def test_existing_windows_become_every_day_and_come_back(empty_db):
         back = conn.execute(text("SELECT id, window_start, window_end FROM address ORDER BY id")).all()
     engine.dispose()
     assert back == [(1, 1320, 420), (2, None, None), (3, None, None), (4, 0, 1440)]
+
+
+def test_the_migration_ships_a_template_per_action_type(empty_db):
+    upgrade(empty_db)
+    engine = make_engine(empty_db)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT action_type, body FROM text_template")).all()
+    engine.dispose()
+    assert sorted(t for t, _ in rows) == sorted(t.value for t in ActionType)
+    assert all(template_problem(body) is None for _, body in rows)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain, islice
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import delete, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,7 @@ from gateway.storage.models import (
     Message,
     MessageStatus,
     Outcome,
+    WaitingRecipient,
     utcnow,
 )
 from gateway.targeting import Recipient, find_recipients, recipients_in_phone_order
@@ -188,6 +189,8 @@ def complete_fan_outs(session: Session, now: datetime, cutoff: datetime) -> list
             Bulletin.kind == BulletinKind.alert,
             Bulletin.fanned_out_at.is_(None),
             Bulletin.created_at < cutoff,
+            # A municipality's message still waiting for windows is not stalled (actions/messages.py).
+            ~exists().where(WaitingRecipient.bulletin_id == Bulletin.id),
         )
         .order_by(Bulletin.id)
         .with_for_update()
@@ -319,6 +322,20 @@ def close(
         .where(Message.action_id == action.id, Message.status == MessageStatus.queued)
         .values(status=MessageStatus.cancelled, detail="action closed before sending", final_at=now)
     )
+    if action.municipality_id is not None:
+        # A municipality's message: nobody still waiting for a window gets it, and it has no
+        # closing message — there was nothing to look out for (gateway/actions/messages.py).
+        alerts = select(Bulletin.id).where(
+            Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert
+        )
+        session.execute(delete(WaitingRecipient).where(WaitingRecipient.bulletin_id.in_(alerts)))
+        session.execute(
+            update(Bulletin)
+            .where(Bulletin.id.in_(alerts), Bulletin.fanned_out_at.is_(None))
+            .values(fanned_out_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return Queued(action.id)
     body = wording.closing_body(outcome, outcome_detail, note)
     bulletin = _bulletin(
         session,

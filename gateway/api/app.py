@@ -14,10 +14,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import housekeeping
+from gateway.actions import messages as municipality_messages
 from gateway.actions.fanout import repair
 from gateway.api.accesslog import AccessLog
 from gateway.api.deps import CALLER, authenticate_request
-from gateway.api.routes import actions, admin, media, participants, stats, tips, web
+from gateway.api.routes import actions, admin, media, messages, participants, stats, templates, tips, web
 from gateway.api.throttle import make_login_throttle
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError
@@ -72,6 +73,13 @@ def create_app(
                         "stats-rollup",
                         settings.stats_rollup_seconds,
                         lambda: housekeeping.roll_up_statistics(sessions, settings),
+                    )
+                ),
+                asyncio.create_task(
+                    housekeeping.run_periodically(
+                        "release-waiting",
+                        municipality_messages.RELEASE_SECONDS,
+                        lambda: municipality_messages.release_waiting(sessions, queue),
                     )
                 ),
                 asyncio.create_task(
@@ -146,7 +154,7 @@ def create_app(
             body["sms_binds"] = read_bind_health(queue.client, queue.prefix)
         return body
 
-    for module in (actions, participants, admin, stats, tips, media):
+    for module in (actions, messages, templates, participants, admin, stats, tips, media):
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequireCredentials)

@@ -19,7 +19,7 @@ from pydantic import (
 )
 
 from gateway import xmltext
-from gateway.actions.wording import OUTCOME_DETAILS
+from gateway.actions.wording import OUTCOME_DETAILS, template_problem
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
 from gateway.storage.models import (
     ActionStatus,
@@ -124,6 +124,15 @@ class Strict(BaseModel):
 # --- actions -------------------------------------------------------------------------------------
 
 
+def _not_null(value: object, info: ValidationInfo) -> object:
+    """An area field given as null is a mistake (leave it out for the other kind of area)."""
+    if value is None:
+        raise ValueError(
+            f"{info.field_name} is null; give a value, or leave it out for the other kind of area"
+        )
+    return value
+
+
 def _one_area(model):
     """RULE: an action's area is a circle (lat, lon, radius_m) or a polygon, never both."""
     circle = [name for name in ("lat", "lon", "radius_m") if getattr(model, name) is not None]
@@ -150,6 +159,8 @@ class ActionCreate(Strict):
     @classmethod
     def _unique(cls, value: list[Channel]) -> list[Channel]:
         return sorted(set(value), key=list(Channel).index)
+
+    _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
 
     @model_validator(mode="after")
     def _area(self) -> ActionCreate:
@@ -190,7 +201,9 @@ class ActionPublic(BaseModel):
     polygon: list[tuple[float, float]] | None = None
     urgency: Urgency
     channels: list[Channel]
-    centralist_id: int
+    centralist_id: int | None
+    municipality_id: int | None = Field(None, description="Set for a municipality's own message.")
+    tip_line: bool = Field(True, description="Whether its texts ask to call the tip line (with the code).")
     action_code: str | None
     status: ActionStatus
     created_at: datetime
@@ -201,6 +214,92 @@ class ActionPublic(BaseModel):
     outcome: Outcome | None
     outcome_detail: str | None
     outcome_note: str | None
+
+
+class MessageCreate(Strict):
+    """A municipality's own message: not time-critical, to an area inside the municipality."""
+
+    description: Text(1000) = Field(description="The message, in plain language.")
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
+    channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
+    tip_line: bool = Field(False, description="Ask for tips on 0800-0011 with an action code (default: no).")
+    municipality_id: Id | None = Field(None, description="Admins only; a municipality sends for itself.")
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return sorted(set(value), key=list(Channel).index)
+
+    _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
+
+    @model_validator(mode="after")
+    def _area(self) -> MessageCreate:
+        given = _one_area(self)
+        if self.polygon is None and len(given) < 3:
+            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
+            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        return self
+
+
+class MessagePublic(ActionPublic):
+    waiting: int = Field(0, description="Recipients whose message waits for their receive window.")
+    released: int = Field(0, description="Recipients whose message exists: sent, or on its way now.")
+
+
+class MessagePreview(BaseModel):
+    recipients: dict[str, int] = Field(description="Phone numbers it will reach per channel.")
+    total: int
+    waiting: int = Field(description="Of them, how many only when their receive window opens.")
+    sms: SmsPreview
+    spoken_text: str
+
+
+def _template_body(value: str) -> str:
+    problem = template_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class TemplateIn(Strict):
+    action_type: ActionType
+    name: Text(100)
+    body: Annotated[Text(1000), AfterValidator(_template_body)] = Field(
+        description="The text, with placeholders {who} {what} {where} {vehicle} {direction}."
+    )
+
+
+class TemplatePublic(TemplateIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    placeholders: list[str] = Field(description="The placeholders it asks for, in order.")
+
+
+class TemplateFill(Strict):
+    """What the centralist fills in; placeholders left out are left empty."""
+
+    who: Text(200) | None = None
+    what: Text(500) | None = None
+    where: Text(200) | None = None
+    vehicle: Text(200) | None = None
+    direction: Text(200) | None = None
+
+
+class TemplateFilled(BaseModel):
+    description: str = Field(description="The filled-in text, for the action's description.")
+
+
+class BoundaryIn(Strict):
+    polygon: PolygonIn
+
+
+class BoundaryPublic(BaseModel):
+    id: int
+    cbs_code: str
+    boundary: list[list[float]] | None
 
 
 class SmsPreview(BaseModel):
@@ -314,7 +413,7 @@ class WindowIn(Strict):
     """One receive window on chosen weekdays, local time (Europe/Amsterdam)."""
 
     days: list[Weekday] = Field(
-        default=list(receive.DAYS),
+        default=["mo", "tu", "we", "th", "fr", "sa", "su"],
         min_length=1,
         max_length=7,
         description="The weekdays the window starts on (all when left out).",

@@ -7,6 +7,7 @@ The exact distance is checked afterwards in Python, so the grid only has to over
 """
 
 import math
+from collections.abc import Sequence
 
 EARTH_RADIUS_M = 6_371_008.8  # mean earth radius (IUGG)
 TILE_DEG = 0.01  # ~1.1 km north–south, ~0.7 km east–west in the Netherlands
@@ -120,6 +121,8 @@ _BANDS_PER_EDGE = 4  # latitude bands of the edge index per polygon edge: ~1–2
 _MAX_BANDS = 4096
 
 LatLon = tuple[float, float]
+# Corners as they come from JSON or the database: [[lat, lon], …] or [(lat, lon), …].
+Corners = Sequence[Sequence[float]]
 
 
 class Polygon:
@@ -220,15 +223,12 @@ def crossing_edges(corners: list[LatLon]) -> tuple[int, int] | None:
     n = len(ring)
     edges = [(ring[i], ring[(i + 1) % n]) for i in range(n)]
 
-    def turn(a: LatLon, b: LatLon, c: LatLon) -> float:
-        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
-
     for i in range(n):
         for j in range(i + 2, n):
             if i == 0 and j == n - 1:
                 continue  # the closing edge meets the first at corner 0
             (a, b), (c, d) = edges[i], edges[j]
-            if turn(a, b, c) * turn(a, b, d) < 0 and turn(c, d, a) * turn(c, d, b) < 0:
+            if _turn(a, b, c) * _turn(a, b, d) < 0 and _turn(c, d, a) * _turn(c, d, b) < 0:
                 return i, j
     return None
 
@@ -241,3 +241,28 @@ def ring_area_deg2(corners: list[LatLon]) -> float:
         for i in range(len(ring))
     )
     return abs(twice) / 2
+
+
+def circle_corners(lat: float, lon: float, radius_m: float, corners: int = 64) -> list[LatLon]:
+    """A polygon that holds the circle: its corners a little beyond the radius, so that its
+    edges touch the circle rather than cut it (for asking whether a circle stays inside)."""
+    reach = radius_m / math.cos(math.pi / corners)
+    return [destination(lat, lon, 360.0 * k / corners, reach) for k in range(corners)]
+
+
+def polygon_inside(inner: list[LatLon], outer: Polygon) -> bool:
+    """Whether the polygon `inner` lies inside `outer` (touching its edges is inside): every
+    corner inside, and no edge of one properly crossing an edge of the other."""
+    if not all(outer.contains(lat, lon) for lat, lon in inner):
+        return False
+    ring = inner[:-1] if len(inner) > 1 and inner[0] == inner[-1] else inner
+    mine = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+    for a, b in mine:
+        for c, d in outer.edges:
+            if _turn(a, b, c) * _turn(a, b, d) < 0 and _turn(c, d, a) * _turn(c, d, b) < 0:
+                return False
+    return True
+
+
+def _turn(a: LatLon, b: LatLon, c: LatLon) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])

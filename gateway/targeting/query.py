@@ -3,13 +3,20 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import chain
+from typing import cast
 
 from sqlalchemy import Connection, String, literal_column, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
-from gateway.targeting.geo import LatLon, Polygon, tile_ranges
-from gateway.targeting.select import Recipient, select_recipients, select_recipients_in_order
+from gateway.targeting.geo import Corners, Polygon, tile_ranges
+from gateway.targeting.select import (
+    Recipient,
+    Registration,
+    select_recipients,
+    select_recipients_in_order,
+    select_waiting,
+)
 
 # Column order is Registration's. The channel comes back as its plain string value ('sms'), which
 # compares equal to the Channel member: skipping the Enum conversion per row saves ~1 µs a row.
@@ -38,7 +45,7 @@ def _registrations():
 
 
 def area_tile_ranges(
-    lat: float, lon: float, radius_m: float, polygon: list[LatLon] | None = None
+    lat: float, lon: float, radius_m: float, polygon: Corners | None = None
 ) -> list[tuple[int, int]]:
     """The tile ranges of the circle, or of the polygon when there is one (it lies inside the circle)."""
     if polygon:
@@ -46,13 +53,13 @@ def area_tile_ranges(
     return tile_ranges(lat, lon, radius_m)
 
 
-def registrations_in_tiles(lat: float, lon: float, radius_m: float, polygon: list[LatLon] | None = None):
+def registrations_in_tiles(lat: float, lon: float, radius_m: float, polygon: Corners | None = None):
     """SELECT of every registration whose address tile may overlap the area."""
     ranges = area_tile_ranges(lat, lon, radius_m, polygon)
     return _registrations().where(or_(*(Address.tile.between(lo, hi) for lo, hi in ranges)))
 
 
-def _registrations_in_tiles_union(lat: float, lon: float, radius_m: float, polygon: list[LatLon] | None):
+def _registrations_in_tiles_union(lat: float, lon: float, radius_m: float, polygon: Corners | None):
     """The same rows as `registrations_in_tiles`, as a UNION ALL of one range scan per grid row.
 
     SQLite runs the OR form as a MULTI-INDEX OR that collects and de-duplicates rowids first; the
@@ -65,9 +72,7 @@ def _registrations_in_tiles_union(lat: float, lon: float, radius_m: float, polyg
     return union_all(*(_registrations().where(Address.tile.between(lo, hi)) for lo, hi in ranges))
 
 
-def _tile_query(
-    dialect_name: str, lat: float, lon: float, radius_m: float, polygon: list[LatLon] | None = None
-):
+def _tile_query(dialect_name: str, lat: float, lon: float, radius_m: float, polygon: Corners | None = None):
     """The form of the tile query that `find_recipients` runs on this database."""
     if dialect_name == "sqlite":
         return _registrations_in_tiles_union(lat, lon, radius_m, polygon)
@@ -81,15 +86,32 @@ def find_recipients(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
-    polygon: list[LatLon] | None = None,
+    polygon: Corners | None = None,
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
     conn = _connection(db)
     stmt = _tile_query(conn.dialect.name, lat, lon, radius_m, polygon)
     # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
     # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
-    rows = chain.from_iterable(conn.execute(stmt).partitions(_BATCH))
+    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
     return select_recipients(rows, lat, lon, radius_m, channels, now, polygon)
+
+
+def find_waiting(
+    db: Session | Connection,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+    polygon: Corners | None = None,
+) -> list[tuple[Recipient, datetime]]:
+    """The recipients of a message that waits for their windows, each with when it is due
+    (see select_waiting)."""
+    conn = _connection(db)
+    stmt = _tile_query(conn.dialect.name, lat, lon, radius_m, polygon)
+    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
+    return select_waiting(rows, lat, lon, radius_m, channels, now, polygon)
 
 
 def recipients_in_phone_order(
@@ -99,7 +121,7 @@ def recipients_in_phone_order(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
-    polygon: list[LatLon] | None = None,
+    polygon: Corners | None = None,
 ) -> Iterator[Recipient]:
     """The same recipients as `find_recipients`, in phone-number order and decided lazily.
 

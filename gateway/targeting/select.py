@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from gateway.storage.models import Channel
-from gateway.targeting.geo import Circle, LatLon, Polygon
-from gateway.targeting.windows import week_minute, week_table
+from gateway.targeting.geo import Circle, Corners, Polygon
+from gateway.targeting.windows import next_open, week_minute, week_table
 
 LOCAL_TZ = ZoneInfo("Europe/Amsterdam")
 
@@ -60,7 +60,7 @@ def select_recipients(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
-    polygon: list[LatLon] | None = None,
+    polygon: Corners | None = None,
 ) -> list[Recipient]:
     """Registrations in the area, reachable now on an allowed channel, one per phone number.
 
@@ -69,7 +69,7 @@ def select_recipients(
     return one_per_number(eligible(registrations, Circle(lat, lon, radius_m), channels, now, _shape(polygon)))
 
 
-def _shape(polygon: list[LatLon] | None) -> Polygon | None:
+def _shape(polygon: Corners | None) -> Polygon | None:
     return Polygon([(float(p[0]), float(p[1])) for p in polygon]) if polygon else None
 
 
@@ -79,12 +79,15 @@ def eligible(
     channels: Iterable[Channel],
     now: datetime,
     polygon: Polygon | None = None,
+    *,
+    windows: bool = True,
 ) -> Iterator[tuple[float, Registration]]:
     """(closeness, registration) for each registration that may be alerted at `now`.
 
     Drops what lies outside the circle (and the polygon, if given), is unsubscribed, paused,
     outside its receive window (local time, so DST is handled by the zone database) or on a
-    channel the action does not use.
+    channel the action does not use. Without `windows` the receive windows are not looked at
+    (a message that waits for them, `select_waiting`).
     """
     local = now.astimezone(LOCAL_TZ)
     minute, today = week_minute(local), local.date()
@@ -96,7 +99,7 @@ def eligible(
     sin, cos, radians = math.sin, math.cos, math.radians
     in_polygon = polygon.contains if polygon is not None else None
     for reg in registrations:
-        (_aid, _pid, _phone, channel, rlat, rlon, windows, pfrom, puntil, unsub, _lang) = reg
+        (_aid, _pid, _phone, channel, rlat, rlon, wins, pfrom, puntil, unsub, _lang) = reg
         if unsub or value_of(channel) not in allowed:
             continue
         p2 = radians(rlat)
@@ -107,7 +110,7 @@ def eligible(
             continue
         if in_polygon is not None and not in_polygon(rlat, rlon):
             continue
-        if windows is not None and not week_table(windows)[minute]:
+        if wins is not None and windows and not week_table(wins)[minute]:
             continue
         if (pfrom is not None or puntil is not None) and is_paused(pfrom, puntil, today):
             continue
@@ -120,8 +123,8 @@ def eligible(
 _CHANNEL_RANK = {Channel.sms.value: 0, Channel.voice.value: 1}
 # Rows carry a Channel or its string value; dict lookups are much cheaper than `.value` or
 # `Channel(...)` on an enum (both are Python-level calls).
-_VALUE = {**{c: c.value for c in Channel}, **{c.value: c.value for c in Channel}}
-_MEMBER = {**{c: c for c in Channel}, **{c.value: c for c in Channel}}
+_VALUE: dict[Channel | str, str] = {**{c: c.value for c in Channel}, **{c.value: c.value for c in Channel}}
+_MEMBER: dict[Channel | str, Channel] = {**{c: c for c in Channel}, **{c.value: c for c in Channel}}
 
 
 def select_recipients_in_order(
@@ -131,7 +134,7 @@ def select_recipients_in_order(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
-    polygon: list[LatLon] | None = None,
+    polygon: Corners | None = None,
 ) -> Iterator[Recipient]:
     """`select_recipients` for registrations sorted by phone number: each recipient as soon as
     its number's registrations have gone by (a launch queues its first recipients before the
@@ -187,3 +190,30 @@ def one_per_number(candidates: Iterable[tuple[float, Registration]]) -> list[Rec
         Recipient(phone, _MEMBER[channel], pid, key[2], language)
         for phone, (key, pid, channel, language) in best.items()
     ]
+
+
+def select_waiting(
+    registrations: Iterable[Registration],
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+    polygon: Corners | None = None,
+) -> list[tuple[Recipient, datetime]]:
+    """The recipients of a message that waits for their windows instead of skipping them, each
+    with when it is due (UTC; `now` when a window is open now). One per number: the address
+    whose window opens first, then as `one_per_number`. An address with no window ever open is
+    left out; so is a participant paused today (she is asked again by the next message)."""
+    local = now.astimezone(LOCAL_TZ)
+    best: dict[str, tuple[tuple[datetime, float, int, int], Registration]] = {}
+    area = Circle(lat, lon, radius_m)
+    for h, reg in eligible(registrations, area, channels, now, _shape(polygon), windows=False):
+        opens = next_open(reg[6], local)
+        if opens is None:
+            continue
+        key = (opens.astimezone(UTC), *_preference(h, reg))
+        held = best.get(reg[2])
+        if held is None or key < held[0]:
+            best[reg[2]] = (key, reg)
+    return [(_recipient(reg), max(key[0], now.astimezone(UTC))) for key, reg in best.values()]

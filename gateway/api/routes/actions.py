@@ -80,7 +80,7 @@ def _check_action(settings: Settings, action: Action) -> None:
         raise Invalid(f"description too long for SMS: {exc}", field="description") from None
 
 
-def _place(action: Action, changes: dict) -> None:
+def place_area(action: Action, changes: dict) -> None:
     """Set the area from a body's polygon, or its circle fields (which replace a polygon)."""
     corners = changes.get("polygon")
     if corners is not None:
@@ -145,7 +145,7 @@ def _new_action(body: ActionCreate, owner: int) -> Action:
         send_voice="voice" in body.channels,
         centralist_id=owner,
     )
-    _place(action, body.model_dump(include={"lat", "lon", "radius_m", "polygon"}))
+    place_area(action, body.model_dump(include={"lat", "lon", "radius_m", "polygon"}))
     return action
 
 
@@ -188,7 +188,7 @@ def edit_action(
         )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     channels = changes.pop("channels", None)
-    _place(action, changes)
+    place_area(action, changes)
     for name, value in changes.items():
         if name not in ("lat", "lon", "radius_m", "polygon"):
             setattr(action, name, value)

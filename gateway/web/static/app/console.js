@@ -28,10 +28,12 @@ async function drawBackground() {
     hint.onAdd = () => h("div", { class: "map-hint" }, "Kaart zonder ondergrond (MAP_TILES_URL niet ingesteld): alleen landsgrenzen.");
     hint.addTo(map);
   }
-  // RULE: without a configured tile server the map is the bundled outline of NL, BE and DE.
+  // RULE: without a configured tile server the map is the bundled outline of NL, BE and DE; with
+  // one, the outline's borders stay drawn over the streets (unfilled, so the streets show).
+  const tiles = Boolean(state.config.map_tiles_url);
   const outline = await (await fetch("/static/geo/nl-be-de.geojson")).json();
   L.geoJSON(outline, {
-    style: (f) => ({ color: "#5f6b77", weight: 1, fillColor: f.properties.iso === "NL" ? "#ffffff" : "#eef1f4", fillOpacity: 1 }),
+    style: (f) => ({ color: "#5f6b77", weight: 1, fillColor: f.properties.iso === "NL" ? "#ffffff" : "#eef1f4", fillOpacity: tiles ? 0 : 1 }),
     interactive: false,
   }).addTo(map).bringToBack();
 }
@@ -49,9 +51,10 @@ function showCircle(action) {
   centre.setLatLng([action.lat, action.lon]).addTo(map);
 }
 
-map.on("click", (event) => {
+map.on("click", (event) => placeIncident(event.latlng.lat, event.latlng.lng));
+
+function placeIncident(lat, lng) {
   if (state.action && state.action.status !== "draft") return; // a launched action stays where it is
-  const { lat, lng } = event.latlng;
   const spot = { lat: +lat.toFixed(6), lon: +lng.toFixed(6) };
   if (state.drawing) {
     state.drawing.push([spot.lat, spot.lon]);
@@ -62,6 +65,21 @@ map.on("click", (event) => {
   }
   showCircle({ ...spot, radius_m: radius() });
   saveDraft(spot);
+}
+
+// The address from the 112 call (postcode + house number): a registered address, else the
+// configured geocoder, places the incident as a click there would.
+$("#address-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const message = $("#address-message");
+  try {
+    const place = await api(`/api/v1/console/geocode?${new URLSearchParams({ postcode: $("#addr-postcode").value, house_number: $("#addr-number").value })}`);
+    map.setView([place.lat, place.lon], Math.max(map.getZoom(), 15));
+    say(message, `${place.label} (${place.source === "registered" ? "geregistreerd adres" : "adreszoeker"})`, "ok");
+    placeIncident(place.lat, place.lon);
+  } catch (err) {
+    say(message, errorText(err), "error");
+  }
 });
 
 // Drawing an area: each click on the map adds a corner; closing it saves the polygon.
