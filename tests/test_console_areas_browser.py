@@ -180,3 +180,41 @@ def test_centralist_places_the_incident_by_address_on_a_street_map(live, page, m
     expect(page.locator("#address-message")).to_contain_text("not found", timeout=WAIT_MS)
     assert path.exists()
     assert [p for p in page.problems if "404" not in p] == [], page.problems
+
+
+def test_centralist_writes_the_description_from_a_template(live, page):  # noqa: F811
+    live.world.call(
+        "admin",
+        "POST",
+        "/api/v1/admin/templates",
+        expect=201,
+        json={
+            "action_type": "robbery",
+            "name": "Overval (test)",
+            "body": "Overval {where}. Gezocht: {who}. Gevlucht {direction} {vehicle}. {what}",
+        },
+    )
+    live.world.register("+31610000001")
+    log_in(page, live, "centralist", r"/console/$")
+    page.select_option("#type", "robbery")
+    page.click("#template-box summary")
+    page.select_option("#template", label="Overval (test)")
+    page.fill("#t-where", "op de juwelier aan de Oudegracht")
+    page.fill("#t-who", "twee mannen, zwarte jassen, een met rode pet")
+    page.fill("#t-vehicle", "op een grijze scooter")
+    page.click("#template-fill")
+    expect(page.locator("#description")).to_have_value(
+        "Overval op de juwelier aan de Oudegracht. Gezocht: twee mannen, zwarte jassen, een met rode pet. "
+        "Gevlucht op een grijze scooter.",
+        timeout=WAIT_MS,
+    )
+    page.evaluate("() => consoleMap.setView([52.0907, 5.1214], 13)")
+    _click_on_map(page, 52.0907, 5.1214)
+    # The preview as for any text: the SMS (and its parts) and the spoken script.
+    expect(page.locator("#sms-text")).to_contain_text("Overval op de juwelier", timeout=WAIT_MS)
+    expect(page.locator("#sms-meta")).to_contain_text("GSM 7-bit · 2 delen")
+    expect(page.locator("#spoken-text")).to_contain_text(
+        "Hier volgt een oproep voor Burgernet. Overval op de juwelier"
+    )
+    shot(page, "console-template")
+    assert not page.problems, page.problems

@@ -146,6 +146,7 @@ function compose(action) {
   $("#live").hidden = true;
   $("#compose-title").textContent = action ? `Concept #${action.id}` : "Nieuwe actie";
   $("#type").value = action?.type || "missing_person";
+  if (state.templates) loadTemplates();
   $("#description").value = action?.description || "";
   $("#ch-sms").checked = !action || action.channels.includes("sms");
   $("#ch-voice").checked = !action || action.channels.includes("voice");
@@ -212,7 +213,42 @@ $("#radius").addEventListener("input", () => {
   }
 });
 $("#description").addEventListener("input", saveDescription);
-$("#type").addEventListener("change", () => state.action && saveDraft({ type: $("#type").value }));
+$("#type").addEventListener("change", () => {
+  loadTemplates();
+  if (state.action) saveDraft({ type: $("#type").value });
+});
+
+// Templates: ready texts per action type (admins edit them); the centralist fills in the
+// placeholders and the text becomes the description, whose SMS parts and script the preview shows.
+const PLACEHOLDER_LABELS = { who: "Wie (signalement)", what: "Wat", where: "Waar", vehicle: "Voertuig", direction: "Richting" };
+
+async function loadTemplates() {
+  const templates = await api(`/api/v1/templates?action_type=${$("#type").value}`);
+  state.templates = new Map(templates.map((t) => [String(t.id), t]));
+  $("#template").replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
+  $("#template-box").hidden = !templates.length;
+  showTemplateFields();
+}
+
+function showTemplateFields() {
+  const template = state.templates?.get($("#template").value);
+  $("#template-fields").replaceChildren(...(template?.placeholders || []).map((name) =>
+    h("div", {}, h("label", { for: `t-${name}` }, PLACEHOLDER_LABELS[name] || name), h("input", { id: `t-${name}`, type: "text", maxlength: name === "what" ? 500 : 200 }))));
+}
+
+$("#template").addEventListener("change", showTemplateFields);
+$("#template-fill").addEventListener("click", async () => {
+  const template = state.templates?.get($("#template").value);
+  if (!template) return;
+  const values = Object.fromEntries(template.placeholders.map((name) => [name, $(`#t-${name}`).value.trim()]).filter(([, v]) => v));
+  try {
+    const filled = await api(`/api/v1/templates/${template.id}/fill`, { method: "POST", json: values });
+    $("#description").value = filled.description;
+    if (state.action) saveDraft({ description: filled.description });
+  } catch (err) {
+    say($("#compose-message"), errorText(err), "error");
+  }
+});
 for (const box of ["#ch-sms", "#ch-voice"]) {
   $(box).addEventListener("change", (event) => {
     if (!channels().length) {
@@ -458,6 +494,7 @@ async function start() {
   state.config = await api("/api/v1/console/config");
   $("#radius").max = Math.min(state.config.max_radius_m, 50000);
   fillSelect($("#type"), ACTION_TYPES);
+  await loadTemplates();
   fillSelect($("#outcome"), OUTCOMES);
   fillSelect($("#outcome-detail"), OUTCOME_DETAILS, "—");
   await drawBackground();
