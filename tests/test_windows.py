@@ -127,3 +127,9 @@ def test_targeting_uses_the_window_of_the_right_weekday():
         [r] = select_recipients([work, home], *UTRECHT, 1000, ALL, moment)
         assert r.channel == channel, moment
     assert not select_recipients([work], *UTRECHT, 1000, ALL, saturday_10)
+
+
+def test_unreadable_stored_windows_count_as_always_and_are_logged(caplog):
+    """Only a bug can store such text; a launch must not fail on it."""
+    assert w.open_at("06:00-24:30", local(2026, 11, 27, 3))
+    assert "unreadable receive windows '06:00-24:30'" in caplog.text

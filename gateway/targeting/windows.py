@@ -17,11 +17,13 @@ a few hundred distinct texts), so that targeting pays one dict lookup and one in
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
 
+log = logging.getLogger(__name__)
 DAYS = ("mo", "tu", "we", "th", "fr", "sa", "su")  # datetime.weekday() order
 _DUTCH = {"ma": "mo", "di": "tu", "wo": "we", "do": "th", "vr": "fr", "za": "sa", "zo": "su"}
 EVERY_DAY = 0b1111111
@@ -124,9 +126,17 @@ def every_day(start: int, end: int) -> str:
 
 @lru_cache(maxsize=4096)
 def week_table(text: str) -> bytes:
-    """For each minute of the week (Monday 00:00 first), 1 when a window is open."""
+    """For each minute of the week (Monday 00:00 first), 1 when a window is open.
+
+    Text that does not parse (it is checked on every way in, so only a bug puts it there) counts
+    as always open, with a warning: one bad address must not stop a launch for a missing child."""
+    try:
+        windows = parse(text)
+    except ValueError as exc:
+        log.warning("unreadable receive windows %r (%s): treated as always", text, exc)
+        return bytes([1]) * WEEK_MINUTES
     table = bytearray(WEEK_MINUTES)
-    for days, start, end in parse(text):
+    for days, start, end in windows:
         length = (end - start) % 1440 or 1440
         for day in range(7):
             if days >> day & 1:

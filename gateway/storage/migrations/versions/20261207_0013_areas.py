@@ -37,11 +37,11 @@ def _hhmm(minutes, dialect: str):
     """HH:MM of a minute count, in SQL (one UPDATE for every address, not a round trip each)."""
     if dialect == "postgresql":
         return (
-            sa.func.to_char(minutes / 60, "FM00")
+            sa.func.to_char(minutes // 60, "FM00")
             .op("||")(":")
             .op("||")(sa.func.to_char(minutes % 60, "FM00"))
         )
-    return sa.func.printf("%02d:%02d", minutes / 60, minutes % 60)
+    return sa.func.printf("%02d:%02d", minutes // 60, minutes % 60)
 
 
 def upgrade() -> None:
