@@ -8,6 +8,7 @@ The exact distance is checked afterwards in Python, so the grid only has to over
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 EARTH_RADIUS_M = 6_371_008.8  # mean earth radius (IUGG)
 TILE_DEG = 0.01  # ~1.1 km north–south, ~0.7 km east–west in the Netherlands
@@ -188,32 +189,68 @@ class Polygon:
         return max(distance_m(lat, lon, p[0], p[1]) for p in self.corners) * 1.001 + 1.0
 
     def tile_ranges(self) -> list[tuple[int, int]]:
-        """Inclusive tile-id ranges covering the polygon: per grid row, from the westernmost to the
-        easternmost point of the polygon within that row's band of latitude (which lie on its
-        edges). A concave polygon's gaps are over-selected; the exact test drops them."""
+        """Inclusive tile-id ranges covering the polygon: per grid row, the stretches of longitude
+        where the polygon is inside that row's band of latitude — several for a concave shape
+        (a U's notch is not read), so that the query over-selects little more than a circle's."""
         margin = EDGE_TOLERANCE_DEG * 10
         row_lo = math.floor((self.lat_lo - margin + 90.0) / TILE_DEG)
         row_hi = math.floor((self.lat_hi + margin + 90.0) / TILE_DEG)
         ranges = []
         for row in range(row_lo, row_hi + 1):
-            band_lo = row * TILE_DEG - 90.0 - margin
-            band_hi = (row + 1) * TILE_DEG - 90.0 + margin
-            lons = []
-            for (alat, alon), (blat, blon) in self.edges:
-                lo, hi = max(band_lo, min(alat, blat)), min(band_hi, max(alat, blat))
-                if lo > hi:
-                    continue
-                if alat == blat:
-                    lons += [alon, blon]
-                else:
-                    lons += [alon + (lat - alat) * (blon - alon) / (blat - alat) for lat in (lo, hi)]
-            if not lons:
-                continue
             base = row * _COLS
-            col_lo = math.floor((min(lons) - margin + 180.0) / TILE_DEG)
-            col_hi = math.floor((max(lons) + margin + 180.0) / TILE_DEG)
-            ranges.append((base + max(col_lo, 0), base + min(col_hi, _COLS - 1)))
+            band_lo = max(self.lat_lo, row * TILE_DEG - 90.0 - margin)
+            band_hi = min(self.lat_hi, (row + 1) * TILE_DEG - 90.0 + margin)
+            spans = sorted(
+                (
+                    max(0, math.floor((west - margin + 180.0) / TILE_DEG)),
+                    min(_COLS - 1, math.floor((east + margin + 180.0) / TILE_DEG)),
+                )
+                for west, east in self._spans(band_lo, band_hi)
+            )
+            for col_lo, col_hi in spans:
+                if ranges and ranges[-1][0] >= base and col_lo + base <= ranges[-1][1] + 1:
+                    ranges[-1] = (ranges[-1][0], max(ranges[-1][1], base + col_hi))
+                else:
+                    ranges.append((base + col_lo, base + col_hi))
         return ranges
+
+    def _spans(self, lat_lo: float, lat_hi: float) -> list[tuple[float, float]]:
+        """(west, east) stretches that together hold the polygon between two latitudes.
+
+        Between two consecutive corner latitudes the same edges cross every parallel, in the same
+        order (edges do not cross), so the inside is the same pairs of edges; each pair's stretch
+        over that slice runs from its western edge's westernmost to its eastern edge's easternmost
+        longitude (edges are straight)."""
+        cuts = sorted({lat_lo, lat_hi, *(p[0] for p in self.corners if lat_lo < p[0] < lat_hi)})
+        spans = []
+        for t0, t1 in pairwise(cuts):
+            mid = (t0 + t1) / 2
+            crossing = sorted(
+                (self._lon_at(edge, mid), edge)
+                for edge in self.edges
+                if min(edge[0][0], edge[1][0]) < mid < max(edge[0][0], edge[1][0])
+            )
+            for (_, west), (_, east) in zip(crossing[0::2], crossing[1::2]):
+                spans.append(
+                    (
+                        min(self._lon_at(west, t0), self._lon_at(west, t1)),
+                        max(self._lon_at(east, t0), self._lon_at(east, t1)),
+                    )
+                )
+        if not spans or lat_lo == lat_hi:  # a band that only touches a corner or an edge
+            spans += [
+                (min(a[1], b[1]), max(a[1], b[1]))
+                for a, b in self.edges
+                if lat_lo <= a[0] <= lat_hi or lat_lo <= b[0] <= lat_hi
+            ]
+        return spans
+
+    @staticmethod
+    def _lon_at(edge: tuple[LatLon, LatLon], lat: float) -> float:
+        (alat, alon), (blat, blon) = edge
+        if alat == blat:
+            return min(alon, blon)
+        return alon + (lat - alat) * (blon - alon) / (blat - alat)
 
 
 def crossing_edges(corners: list[LatLon]) -> tuple[int, int] | None:
