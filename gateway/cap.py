@@ -96,7 +96,7 @@ def export(
     base = identifier(action.id)
     sent_at = action.launched_at or action.created_at
     if action.status == ActionStatus.closed:
-        msg_type, ident, sent = "Cancel", f"{base}-closing", action.closed_at
+        msg_type, ident, sent = "Cancel", f"{base}-closing", action.closed_at or sent_at
     elif updates:
         msg_type, ident, sent = "Update", f"{base}-update-{updates}", sent_at
     else:
@@ -207,7 +207,7 @@ def parse(document: bytes) -> ImportedAlert:
         raise _invalid("the alert has no <info>: nothing to look out for", root.sourceline, field="info")
     parameters = {text(p, "c:valueName"): text(p, "c:value") for p in info.findall("c:parameter", {"c": NS})}
     categories = [c.text for c in info.findall("c:category", {"c": NS})]
-    action_type = parameters.get(P_TYPE)
+    action_type = parameters.get(P_TYPE) or ""
     if action_type not in ActionType.__members__:
         action_type = ActionType.missing_person.value if "Rescue" in categories else ActionType.other.value
     description = text(info, "c:description") or text(info, "c:headline")
@@ -216,8 +216,8 @@ def parse(document: bytes) -> ImportedAlert:
     lat, lon, radius_m, polygon = _area(info)
     channels = [c for c in (parameters.get(P_CHANNELS) or "sms,voice").split(",") if c in Channel.__members__]
     return ImportedAlert(
-        text(root, "c:identifier"),
-        text(root, "c:sender"),
+        text(root, "c:identifier") or "",  # the schema requires both
+        text(root, "c:sender") or "",
         action_type,
         description,
         lat,

@@ -6,9 +6,10 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.api.schemas import (
@@ -134,11 +135,12 @@ def search(
 
 def unsubscribe_number(session: Session, phone: str, now: datetime) -> int:
     """RULE: unsubscribing a number ends every registration of that number, in every municipality."""
-    return session.execute(
+    result = session.execute(
         update(Participant)
         .where(Participant.phone == phone, Participant.unsubscribed_at.is_(None))
         .values(unsubscribed_at=now, updated_at=now)
-    ).rowcount
+    )
+    return cast(CursorResult, result).rowcount
 
 
 def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRowError], int]:
@@ -177,7 +179,7 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
         person = {k: values[k] for k in ("name", "phone", "language") if values.get(k)}
         try:
             # Validate the row on its own so that an error names this line and field.
-            one = ParticipantIn(**person, addresses=[address])
+            one = ParticipantIn.model_validate({**person, "addresses": [address]})
         except ValidationError as exc:
             errors.extend(_row_errors(line, exc))
             continue
@@ -189,7 +191,7 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
     participants = []
     for line, person, addresses in groups.values():
         try:
-            participants.append((line, ParticipantIn(**person, addresses=addresses)))
+            participants.append((line, ParticipantIn.model_validate({**person, "addresses": addresses})))
         except ValidationError as exc:
             errors.extend(_row_errors(line, exc))
     return participants, errors, rows

@@ -195,7 +195,7 @@ class Polygon:
         margin = EDGE_TOLERANCE_DEG * 10
         row_lo = math.floor((self.lat_lo - margin + 90.0) / TILE_DEG)
         row_hi = math.floor((self.lat_hi + margin + 90.0) / TILE_DEG)
-        ranges = []
+        ranges: list[tuple[int, int]] = []
         for row in range(row_lo, row_hi + 1):
             base = row * _COLS
             band_lo = max(self.lat_lo, row * TILE_DEG - 90.0 - margin)
@@ -222,7 +222,7 @@ class Polygon:
         over that slice runs from its western edge's westernmost to its eastern edge's easternmost
         longitude (edges are straight)."""
         cuts = sorted({lat_lo, lat_hi, *(p[0] for p in self.corners if lat_lo < p[0] < lat_hi)})
-        spans = []
+        spans: list[tuple[float, float]] = []
         for t0, t1 in pairwise(cuts):
             mid = (t0 + t1) / 2
             crossing = sorted(

@@ -454,15 +454,13 @@ def import_cap(
     """A draft action from an OASIS CAP 1.2 alert (XML body); nothing is sent until it is launched."""
     alert = cap.parse(document)
     try:
-        body = ActionCreate(
-            type=alert.type,
-            description=alert.description,
-            channels=alert.channels,
-            **(
-                {"polygon": alert.polygon}
-                if alert.polygon
-                else {"lat": alert.lat, "lon": alert.lon, "radius_m": alert.radius_m}
-            ),
+        area = (
+            {"polygon": alert.polygon}
+            if alert.polygon
+            else {"lat": alert.lat, "lon": alert.lon, "radius_m": alert.radius_m}
+        )
+        body = ActionCreate.model_validate(
+            {"type": alert.type, "description": alert.description, "channels": alert.channels, **area}
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -496,6 +494,6 @@ def export_cap(action_id: ActionId, session: SessionDep, user: CentralistDep, se
         else None
     )
     return Response(
-        cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome),
+        cap.export(action, updates or 0, settings.cap_sender, settings.tip_line, outcome),
         media_type="application/xml",
     )
