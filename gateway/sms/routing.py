@@ -50,9 +50,11 @@ class Router:
 
     @functools.cached_property
     def _significant(self) -> int | None:
-        if not all(isinstance(route.filter, PrefixFilter) for route in self.routes):
+        filters = [route.filter for route in self.routes]
+        prefixes = [f.prefixes for f in filters if isinstance(f, PrefixFilter)]
+        if len(prefixes) < len(filters):
             return None
-        return max((len(p) for route in self.routes for p in route.filter.prefixes), default=0)
+        return max((len(p) for each in prefixes for p in each), default=0)
 
     def candidates(self, destination: str) -> list[str]:
         """Every bind that may carry a message to `destination`, best first."""
