@@ -52,7 +52,9 @@ def capture() -> tuple[bytes, bytes]:
 
     parts = cut(TEXT, 6)
     assert not isinstance(parts, str)
-    (submit,) = parts.pdus(P.Address("Burgernet", 5, 0), "+31620000001", 1)
+    (submit,) = P.Submits(parts.encoding, parts.chunks, P.Address("Burgernet", 5, 0)).pdus(
+        P.Address.e164("+31620000001"), 1
+    )
     with SmscSimulator() as sim, socket.create_connection(("127.0.0.1", sim.port), timeout=10) as sock:
         buffer = bytearray()
 

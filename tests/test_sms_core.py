@@ -311,6 +311,27 @@ def test_a_truncated_deliver_sm_is_refused_as_malformed(cut):
         P.read_deliver(_deliver_sm(0x04, 0, b"id:1 stat:DELIVRD")[:cut])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Burgernet: man met rode jas. Actiecode 4821.",
+        "Vermist: kind 🙂",
+        "Gezocht: man met rode jas, € 50 beloning. " * 8,
+        "Vermist 🙂 " * 40,
+    ],
+)
+@pytest.mark.parametrize("source", [P.Address("Burgernet", 5, 0), P.Address("3197010000000", 1, 1)])
+def test_submits_built_once_give_each_recipient_the_pdus_of_a_fresh_submit_sm(text, source):
+    encoded = split_sms(text)
+    chunks = P.encode_parts(encoded)
+    submits = P.Submits(encoded.encoding, chunks, source)
+    for phone, reference in (("+31612345678", 7), ("+3247012345", 255), ("+491701234567", 1)):
+        expected = P.submit_pdus(
+            encoded.encoding, P.user_data(chunks, reference), source, P.Address.e164(phone)
+        )
+        assert submits.pdus(P.Address.e164(phone), reference) == expected
+
+
 def test_a_submit_sm_resp_gives_its_message_id():
     body = b"6f3c2a\x00"
     raw = P.HEADER.pack(16 + len(body), 0x80000004, 0, 9) + body

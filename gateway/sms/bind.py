@@ -47,8 +47,6 @@ from .sending import BindEvents, OutMessage, RateLimit
 
 log = logging.getLogger(__name__)
 
-# The commands the reader tells apart for every message, as plain ints (cheaper to compare).
-SUBMIT_SM_RESP, GENERIC_NACK, DELIVER_SM = int(Cmd.SUBMIT_SM_RESP), int(Cmd.GENERIC_NACK), int(Cmd.DELIVER_SM)
 AUTH_STATUSES = {0x0E: "wrong password (ESME_RINVPASWD)", 0x0F: "unknown system_id (ESME_RINVSYSID)"}
 CONNECT_TIMEOUT = 10.0
 
@@ -107,11 +105,7 @@ class Bind:
 
     def submit(self, message: OutMessage) -> None:
         message.bind = self.name
-        if len(message.pdus) == 1:  # the common case, without a generator per message
-            if message.smsc_ids[0] is None:
-                self.ready.append((message, 0))
-        else:
-            self.ready.extend((message, i) for i in range(len(message.pdus)) if message.smsc_ids[i] is None)
+        self.ready.extend((message, i) for i, smsc_id in enumerate(message.smsc_ids) if smsc_id is None)
         self._wake.set()
 
     def backlog(self) -> int:
@@ -342,7 +336,7 @@ class Bind:
                     link.write(P.request_pdu("enquire_link", link.next_sequence()))
 
     async def _read(self, link: Link) -> None:
-        for_submit = (SUBMIT_SM_RESP, GENERIC_NACK)
+        for_submit = (Cmd.SUBMIT_SM_RESP, Cmd.GENERIC_NACK)
         while True:
             for raw in await link.read_pdus():
                 _, command, status, sequence = P.HEADER.unpack_from(raw)
@@ -351,7 +345,7 @@ class Bind:
                         self.sent.answered(sequence, time.monotonic())
                     entry = self.correlator.pop(sequence)
                     if entry is None:
-                        if command == GENERIC_NACK:
+                        if command == Cmd.GENERIC_NACK:
                             log.warning(
                                 "SMS bind %s: generic_nack %s for sequence %d",
                                 self.name,
@@ -362,8 +356,8 @@ class Bind:
                     self.window.release()
                     self._wake.set()
                     message, index = entry
-                    self._answered(message, index, status, raw if command == SUBMIT_SM_RESP else None)
-                elif command == DELIVER_SM:
+                    self._answered(message, index, status, raw if command == Cmd.SUBMIT_SM_RESP else None)
+                elif command == Cmd.DELIVER_SM:
                     self.events.deliver(self, raw, _responder(link, sequence))
                 elif command == Cmd.ENQUIRE_LINK_RESP:
                     link.enquiry_sent = None

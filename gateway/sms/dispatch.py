@@ -25,7 +25,7 @@ from .store import Claimed
 
 log = logging.getLogger(__name__)
 
-KEPT_TEXTS = 1000  # bulletins whose parts are kept: a worker sends a few at a time
+KEPT_TEXTS = 1000  # (bulletin, bind) pairs whose submits are kept: a worker sends a few at a time
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,6 @@ class Parts:
 
     encoding: str  # gsm7 / ucs2
     chunks: list[bytes]
-
-    def pdus(self, source: P.Address, phone: str, reference: int, receipt: bool = True) -> list[bytes]:
-        return P.submit_pdus(
-            self.encoding, P.user_data(self.chunks, reference), source, P.Address.e164(phone), receipt
-        )
 
 
 def cut(text: str, max_parts: int) -> Parts | str:
@@ -69,7 +64,7 @@ class Dispatcher:
         self.fail = fail  # (message id, reason): the message cannot go
         self.max_parts = max_parts
         self.parked: deque[Claimed] = deque()  # no bind up for them
-        self._parts: dict[int, Parts | str] = {}  # by bulletin id
+        self._submits: dict[tuple[int, str], P.Submits | str] = {}  # by bulletin id and bind
 
     def up(self, avoid: str | None = None) -> list[str]:
         return [name for name, b in self.binds.items() if b.up and name != avoid]
@@ -82,29 +77,33 @@ class Dispatcher:
         except NoRoute:
             self.parked.append(item)
             return
-        parts = self._parts_of(item)
-        if isinstance(parts, str):
-            self.fail(item.message_id, parts)
+        submits = self._submits_of(item, bind)
+        if isinstance(submits, str):
+            self.fail(item.message_id, submits)
             return
         # RULE: concatenation reference from the message id: two long messages to one phone
         # (alert, update) get different references.
-        message = OutMessage(
-            item.message_id, item.phone, parts.pdus(bind.source, item.phone, item.message_id % 255 + 1)
-        )
+        pdus = submits.pdus(P.Address.e164(item.phone), item.message_id % 255 + 1)
+        message = OutMessage(item.message_id, item.phone, pdus)
         if item.dispatched_before and self.limbo.takes(message):
             # Its worker died after dispatching it: the receipt may prove it already went.
             self.limbo.hold(bind, message, 0, fresh=True)
         else:
             bind.submit(message)
 
-    def _parts_of(self, item: Claimed) -> Parts | str:
-        parts = self._parts.get(item.bulletin_id)
-        if parts is None:
+    def _submits_of(self, item: Claimed, bind: Bind) -> P.Submits | str:
+        """The bulletin's submits from `bind`'s sender, or why its text cannot go."""
+        key = (item.bulletin_id, bind.name)
+        submits = self._submits.get(key)
+        if submits is None:
             parts = cut(item.text, self.max_parts)
-            if len(self._parts) >= KEPT_TEXTS:
-                self._parts.clear()
-            self._parts[item.bulletin_id] = parts
-        return parts
+            submits = (
+                parts if isinstance(parts, str) else P.Submits(parts.encoding, parts.chunks, bind.source)
+            )
+            if len(self._submits) >= KEPT_TEXTS:
+                self._submits.clear()
+            self._submits[key] = submits
+        return submits
 
     def dispatch_parked(self) -> None:
         for _ in range(len(self.parked)):
@@ -133,4 +132,6 @@ class Dispatcher:
             return
         bind = self.binds.get(bind_name or "") or next(iter(self.binds.values()))
         target = bind if bind.up else next((b for b in self.binds.values() if b.up), bind)
-        target.submit(OutMessage(None, phone, parts.pdus(bind.source, phone, 1, receipt=False)))
+        chunks = P.user_data(parts.chunks, 1)
+        pdus = P.submit_pdus(parts.encoding, chunks, bind.source, P.Address.e164(phone), receipt=False)
+        target.submit(OutMessage(None, phone, pdus))

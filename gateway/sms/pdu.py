@@ -2,7 +2,7 @@
 
 Outgoing texts are cut by gateway/sms/encoding.py and sent as concatenated SMS with a user data
 header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (FIELD-NOTES
-defect 3). Each message's PDUs are built with aiosmpplib's `SubmitSm` and sequence number 0;
+defect 3). Each message's PDUs are built by aiosmpplib's `SubmitSm`, with sequence number 0;
 `with_sequence` stamps the sequence of each (re)send into a copy. Incoming deliver_sm are read by
 `read_deliver` (see there why not by aiosmpplib's class).
 """
@@ -20,6 +20,7 @@ from aiosmpplib.protocol import (
     BindReceiver,
     BindTransceiver,
     BindTransmitter,
+    DeliverSmResp,
     EnquireLink,
     EnquireLinkResp,
     SmppMessage,
@@ -94,6 +95,41 @@ def submit_pdus(
     return out
 
 
+class Submits:
+    """The submit_sm of each part of one text from one source, to recipient after recipient.
+
+    Each part's `SubmitSm` is built once, its fields validated by its constructor; per recipient
+    only the destination and the user data (its concatenation reference) are set before `pdu()`.
+    Measured: 4 µs a single-part message, against 8 µs building a new `SubmitSm` each time — an
+    eighth of the worker's CPU a message in bench.sms.
+    """
+
+    def __init__(self, encoding: str, chunks: list[bytes], source: Address, receipt: bool = True) -> None:
+        self.chunks = chunks
+        self.messages = [
+            SubmitSm(
+                short_message="-",  # the real content is the pre-encoded user data (`pdus`)
+                source=source.smpp(),
+                destination=source.smpp(),  # set per recipient
+                esm_class=UDHI if len(chunks) > 1 else 0,
+                registered_delivery=REGISTERED_DELIVERY if receipt else 0,
+                encoding=_CODEC[encoding],
+                auto_message_payload=False,
+            )
+            for _ in chunks
+        ]
+
+    def pdus(self, destination: Address, reference: int) -> list[bytes]:
+        """The PDUs (sequence 0) to `destination`, concatenated with `reference`."""
+        phone = destination.smpp()
+        out = []
+        for message, data in zip(self.messages, user_data(self.chunks, reference), strict=True):
+            message.destination = phone
+            message.set_encoded_message(data)
+            out.append(message.pdu())
+        return out
+
+
 def bind_pdu(mode: str, system_id: str, password: str, system_type: str, sequence: int) -> bytes:
     """bind_transceiver / bind_transmitter / bind_receiver."""
     cls = {"transceiver": BindTransceiver, "transmitter": BindTransmitter, "receiver": BindReceiver}[mode]
@@ -109,23 +145,21 @@ def parse_header(header: bytes) -> tuple[int, int, int, int]:
 
 def parse_submit_resp(pdu: bytes) -> str:
     """The SMSC message id of a submit_sm_resp (a C-octet string after the header; some SMSCs
-    leave out its NUL). Read directly: one per part sent, aiosmpplib's decoder costs ~5 µs each."""
+    leave out its NUL). Not aiosmpplib's `SubmitSmResp.from_pdu`: without the NUL it drops the
+    id's last character."""
     end = pdu.find(0, PDU_HEADER_LENGTH)
     return pdu[PDU_HEADER_LENGTH : end if end >= 0 else len(pdu)].decode("latin-1")
 
 
-# deliver_sm_resp: the header and an empty message_id (a single NUL). One per receipt.
-_DELIVER_SM_RESP = struct.Struct("!IIIIx")
 _RESPONSES: dict[int, type[SmppMessage]] = {
+    SmppCommand.DELIVER_SM: DeliverSmResp,  # its message_id empty (a single NUL)
     SmppCommand.ENQUIRE_LINK: EnquireLinkResp,
     SmppCommand.UNBIND: UnbindResp,
 }
 
 
 def response_pdu(command: int, sequence: int, status: int = 0) -> bytes:
-    """The empty-bodied answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
-    if command == SmppCommand.DELIVER_SM:
-        return _DELIVER_SM_RESP.pack(_DELIVER_SM_RESP.size, SmppCommand.DELIVER_SM_RESP, status, sequence)
+    """The answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
     return _RESPONSES[command](sequence, SmppCommandStatus(status)).pdu()
 
 
@@ -193,8 +227,8 @@ def read_deliver(pdu: bytes) -> Deliver:
 
     The one parser for deliver_sm, receipts and MO alike — not aiosmpplib's `DeliverSm.from_pdu`:
     that decodes every vendor TLV as ASCII (a binary network_error_code makes a receipt
-    unreadable), reads a 16-bit concatenation reference as 32 bits, and costs ~40 µs a receipt
-    against ~2 µs here (measured, one receipt per part sent).
+    unreadable), reads a 16-bit concatenation reference as 32 bits, and costs 30 µs a receipt
+    against 1.3 µs here (measured; one receipt per part sent).
     """
     try:
         end = pdu.index(0, PDU_HEADER_LENGTH)  # service_type
