@@ -20,7 +20,6 @@ from aiosmpplib.protocol import (
     BindReceiver,
     BindTransceiver,
     BindTransmitter,
-    DeliverSmResp,
     EnquireLink,
     EnquireLinkResp,
     SmppMessage,
@@ -151,15 +150,19 @@ def parse_submit_resp(pdu: bytes) -> str:
     return pdu[PDU_HEADER_LENGTH : end if end >= 0 else len(pdu)].decode("latin-1")
 
 
+# deliver_sm_resp: the header and an empty message_id (a single NUL). Packed here, not built by
+# aiosmpplib's DeliverSmResp: one per receipt, 20,000 instructions less a message (bench.sms_hotpath).
+_DELIVER_SM_RESP = struct.Struct("!IIIIx")
 _RESPONSES: dict[int, type[SmppMessage]] = {
-    SmppCommand.DELIVER_SM: DeliverSmResp,  # its message_id empty (a single NUL)
     SmppCommand.ENQUIRE_LINK: EnquireLinkResp,
     SmppCommand.UNBIND: UnbindResp,
 }
 
 
 def response_pdu(command: int, sequence: int, status: int = 0) -> bytes:
-    """The answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
+    """The empty-bodied answer to a request the SMSC sent (deliver_sm, enquire_link, unbind)."""
+    if command == SmppCommand.DELIVER_SM:
+        return _DELIVER_SM_RESP.pack(_DELIVER_SM_RESP.size, SmppCommand.DELIVER_SM_RESP, status, sequence)
     return _RESPONSES[command](sequence, SmppCommandStatus(status)).pdu()
 
 
