@@ -1,10 +1,10 @@
 """SMPP PDUs in and out, through aiosmpplib's message classes and codecs.
 
 Outgoing texts are cut by gateway/sms/encoding.py and sent as concatenated SMS with a user data
-header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (FIELD-NOTES
-defect 3). Each message's PDUs are built by aiosmpplib's `SubmitSm`, with sequence number 0;
-`with_sequence` stamps the sequence of each (re)send into a copy. Incoming deliver_sm are read by
-`read_deliver` (see there why not by aiosmpplib's class).
+header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (in 0.7.4
+it raises UnboundLocalError and stops the ESME). Each message's PDUs are built by aiosmpplib's
+`SubmitSm`, with sequence number 0; `with_sequence` stamps the sequence of each (re)send into a
+copy. Incoming deliver_sm are read by `read_deliver` (see there why not by aiosmpplib's class).
 """
 
 from __future__ import annotations

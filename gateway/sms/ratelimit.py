@@ -191,7 +191,7 @@ class BindRateLimit:
         """
         if wanted < 1:
             raise ValueError(f"wanted must be at least 1, not {wanted!r}")
-        if self._window is None or self._script is None:
+        if self._window is None or self._script is None:  # unlimited: the two go together
             return wanted
         w, script = self._window, self._script
         while True:

@@ -50,11 +50,10 @@ class Router:
 
     @functools.cached_property
     def _significant(self) -> int | None:
-        filters = [route.filter for route in self.routes]
-        prefixes = [f.prefixes for f in filters if isinstance(f, PrefixFilter)]
-        if len(prefixes) < len(filters):
+        prefix_filters = [route.filter for route in self.routes if isinstance(route.filter, PrefixFilter)]
+        if len(prefix_filters) < len(self.routes):
             return None
-        return max((len(p) for each in prefixes for p in each), default=0)
+        return max((len(p) for f in prefix_filters for p in f.prefixes), default=0)
 
     def candidates(self, destination: str) -> list[str]:
         """Every bind that may carry a message to `destination`, best first."""
