@@ -49,7 +49,7 @@ CALL_IN_PROGRESS_LIMIT = timedelta(hours=2)
 # servers, or a short scrape interval, do not multiply the queries.
 CACHE_SECONDS = 10.0
 
-# --- what the code doing it updates (see the report's hooks) -------------------------------------
+# --- what the code doing it updates (the SMS worker, the voice lines, the IVR) ---------------------
 
 TIP_ROUTING_SECONDS = Histogram(
     "burgernet_tip_routing_seconds",

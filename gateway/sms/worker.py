@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import collector
+from gateway import collector, metrics
 from gateway.errors import brief
 from gateway.phone import masked
 from gateway.queue import WorkQueue, keep_up, upkeep
@@ -295,6 +295,8 @@ class SmsWorker:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(HEALTH_SECONDS)
+            for name, bind in self.binds.items():
+                metrics.SMS_WINDOW_IN_USE.labels(name).set(bind.window.in_flight)
             try:
                 await asyncio.to_thread(self.health.publish)
             except Exception as exc:
