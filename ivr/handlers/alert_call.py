@@ -172,7 +172,7 @@ def stream_file(agi: AGISession, audio: str, keys: str = _KEYS) -> tuple[int, in
     if code == 511:  # "Command Not Permitted on a dead channel"
         agi.hung_up = True
         raise AGIResultHangup("channel hung up")
-    if code != 200 or match[2] is None:
+    if match is None or code != 200 or match[2] is None:
         raise AGIUnknownError(code, f"unexpected answer to STREAM FILE: {line!r}")
     return int(match[2]), max(0, int(match[3] or 0))
 
