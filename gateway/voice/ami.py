@@ -4,7 +4,7 @@ Our own client on asyncio streams rather than pyst2's `asterisk.manager`: the vo
 asyncio and keeps hundreds of `Originate`s with `Async: true` in flight, each answered much later
 by an `OriginateResponse` event that only its ActionID ties back to the call. pyst2's manager runs
 its own reader thread, correlates nothing but the immediate response, and keeps only the last line
-of a multi-line `Output` (FIELD-NOTES). Here every action gets a generated ActionID, responses and
+of a multi-line `Output` (pyst2 0.5.1). Here every action gets a generated ActionID, responses and
 event lists (`CoreShowChannels`…) come back to the coroutine that sent them, and `originate()` /
 `wait_originate()` give each call its own outcome.
 
