@@ -21,7 +21,7 @@ __all__ = ["AGIResultHangup", "AGISession"]
 class _Lines:
     """Text lines from Asterisk: undecodable bytes replaced, `HANGUP` notices taken out."""
 
-    def __init__(self, raw: io.BufferedReader, session: AGISession):
+    def __init__(self, raw: io.BufferedIOBase, session: AGISession):
         self._raw, self._session = raw, session
 
     def readline(self) -> str:
@@ -44,7 +44,7 @@ class _Discard(io.TextIOBase):
 class AGISession(AGI):
     """One call's AGI session: pyst2's commands (`stream_file`, `get_data`, `set_variable`, …)."""
 
-    def __init__(self, rfile: io.BufferedReader, wfile: io.TextIOBase):
+    def __init__(self, rfile: io.BufferedIOBase, wfile: io.TextIOBase):
         # Deliberately not AGI.__init__ (SIGHUP handler, environment logged to stderr).
         self.stdin = _Lines(rfile, self)
         self.stdout = wfile

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 
 from gateway.config import Settings
@@ -15,6 +16,11 @@ from ivr.server import FastAGIServer
 
 log = logging.getLogger(__name__)
 CACHE_CHECK_SECONDS = 30
+# On SIGTERM: how long the AGI sessions in progress may take to finish. A session lasts as long as
+# a prompt or a code entry (the dialplan, not the IVR, holds the call while it rings a phone), and
+# a hangup handler's session a few milliseconds; what is still running after this is cut off
+# (the dialplan sends such a call to [agi_fail]).
+DRAIN_SECONDS = 20
 
 
 def make_context(settings: Settings) -> IvrContext:
@@ -56,8 +62,26 @@ def serve_ivr(settings: Settings, host: str, port: int) -> None:
             settings.ivr_allowed_hosts,
             ", ".join(sorted(server.handlers)),
         )
+        stop_on_sigterm(server)
         try:
             server.serve_forever()
+            server.server_close()  # new connections are refused from here on
+            log.info("stopping: %d AGI sessions in progress", server.in_progress)
+            if left := server.drain(DRAIN_SECONDS):
+                log.warning("stopping with %d AGI sessions still in progress after %d s", left, DRAIN_SECONDS)
         finally:
             stop.set()
             ctx.close()  # what is queued is written before the process ends
+
+
+def stop_on_sigterm(server: FastAGIServer) -> None:
+    """SIGTERM (and SIGINT) make `serve_forever` return: no new connection is accepted. The
+    handler only starts the shutdown: `shutdown()` waits for the serving loop, which runs in the
+    very thread the handler interrupts."""
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("%s received: accepting no more calls", signal.Signals(signum).name)
+        threading.Thread(target=server.shutdown, name="ivr-shutdown", daemon=True).start()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)

@@ -98,7 +98,26 @@ class FastAGIServer(socketserver.ThreadingTCPServer):
         self.allowed = None if allowed is None else tuple(allowed)
         self.stats = ServerStats()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self.in_progress = 0  # AGI sessions being served now (a seam for a calls-in-progress gauge)
         super().__init__(address, _Connection)
+
+    def process_request_thread(self, request, client_address) -> None:
+        with self._lock:
+            self.in_progress += 1
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self.in_progress -= 1
+                self._idle.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for the sessions in progress to end (after `shutdown()`:
+        no new ones start); the number still running then."""
+        with self._idle:
+            self._idle.wait_for(lambda: self.in_progress == 0, timeout)
+            return self.in_progress
 
     def verify_request(self, request, client_address) -> bool:
         """RULE: only the allowed Asterisk addresses reach the handlers."""

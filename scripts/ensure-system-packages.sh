@@ -8,6 +8,7 @@
 #   debootstrap, debian-archive-keyring
 #                                  to build the Debian sid chroot that runs the real Asterisk 22
 #   chromium                       the browser the console's Playwright tests drive (no browser download)
+#   sip-tester                     SIPp: the operator's trunk and the phones of the SIP tests (tests/sip)
 set -euo pipefail
 purpose="${1:-test}"
 case "$purpose" in demo|test) ;; *) echo "usage: $0 [demo|test]" >&2; exit 2 ;; esac
@@ -21,6 +22,7 @@ if [ "$purpose" = test ]; then
     command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
     [ -e /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
     [ -x /usr/bin/chromium ] || need+=(chromium)
+    command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

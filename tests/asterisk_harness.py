@@ -326,6 +326,9 @@ class AsteriskServer:
         # Dialplan globals kept across restarts (globals_local.conf, read at each start); a global
         # set over AMI (Setvar) is gone after a restart.
         self.globals: dict[str, str] = {}
+        # Files a test adds next to the configuration (e.g. a SIP trunk as pjsip_local.conf, made
+        # from asterisk/pjsip_trunk.conf.template), written at every start and reload.
+        self.local_files: dict[str, str] = {}
 
     # AMI connection details, for the tests' AMI clients.
     ami_host = property(lambda self: AMI_HOST)
@@ -451,6 +454,8 @@ class AsteriskServer:
             shutil.copy(self.test_contexts, etc / "extensions_test.conf")
         if self.globals:  # dialplans/globals.conf reads it last
             (etc / "globals_local.conf").write_text("".join(f"{k} = {v}\n" for k, v in self.globals.items()))
+        for name, text in self.local_files.items():
+            (etc / Path(name).name).write_text(text)
         users = etc / "manager_users.conf"
         users.write_text(
             "; Written by tests/asterisk_harness.py for this test run only.\n"

@@ -1,14 +1,19 @@
 """The tip line: routing rules (pure), the route cache (real Redis), and the FastAGI server with its
 handlers over a real socket, Asterisk's side played from the recorded transcripts' shapes."""
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from gateway.storage.models import MatchedBy, Tip
+from gateway.storage.models import MatchedBy, Tip, TipLeg
 from gateway.tipline.lookup import RouteCache, sync_action
 from gateway.tipline.routing import (
     OpenAlert,
@@ -19,6 +24,7 @@ from gateway.tipline.routing import (
     route_by_code,
     route_by_menu,
 )
+from gateway.tipline.tips import parse_legs, talk_seconds
 from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from ivr import simulator as agi_client
 from ivr.context import IvrContext
@@ -82,6 +88,34 @@ def test_codes():
     assert route_by_code("4821#", codes) == Route(Step.centralist, MatchedBy.action_code, A)
     assert route_by_code("1234", codes) is None
     assert route_by_code("", codes) is None
+
+
+# --- legs and talk time, pure ------------------------------------------------------------------------
+
+
+def test_the_talk_time_counts_from_the_answer_of_the_phone_put_through():
+    # As dialplans/lib.conf writes them: the centralist busy, then the meldkamer answers after 3.2 s
+    # of ringing and talks 5.1 s; the caller had been on the line for 40 s of prompts before.
+    legs = parse_legs(
+        "PJSIP/4021@mk|BUSY|1796640040.000||1796640040.250^"
+        "PJSIP/meldkamer@mk|ANSWER|1796640040.250|1796640043.450|1796640048.550^"
+    )
+    assert [(leg.dialed, leg.dial_status, leg.talk_seconds) for leg in legs] == [
+        ("PJSIP/4021@mk", "BUSY", None),
+        ("PJSIP/meldkamer@mk", "ANSWER", 5),
+    ]
+    assert legs[1].answered_at == datetime(2026, 12, 7, 10, 40, 43, 450000, tzinfo=UTC)
+    assert talk_seconds(legs) == 5
+    assert talk_seconds(parse_legs("PJSIP/4021@mk|NOANSWER|1796640040.000||1796640060.000^")) is None
+    assert parse_legs("") == ()
+
+
+@pytest.mark.parametrize(
+    "text", ["x|ANSWER|1^", "|ANSWER|1|2|3^", "x|ANSWER|soon||3^", "x|ANSWER|1|2|3|4^", "x||1||3^"]
+)
+def test_legs_the_dialplan_did_not_write_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_legs(text)
 
 
 # --- the route cache on a real Redis ---------------------------------------------------------------
@@ -164,10 +198,11 @@ def tip(api, call_id: str) -> Tip:
         return s.scalars(select(Tip).where(Tip.call_id == call_id)).one()
 
 
-def hangup(api, call_id: str, *args: str) -> None:
-    """The dialplan's hangup handler: its five arguments, then the token the call's first AGI set."""
+def hangup(api, call_id: str, *args: str, extra: str = "") -> None:
+    """The dialplan's hangup handler: its five arguments, the token the call's first AGI set, and
+    the legs (BN_LEGS, dialplans/lib.conf) when given."""
     env = agi_client.env_block("tipline_hangup", uniqueid=call_id)
-    args = (*args, *[""] * (5 - len(args)), api.ivr_ctx.call_token(call_id))
+    args = (*args, *[""] * (5 - len(args)), api.ivr_ctx.call_token(call_id), extra)
     env.update({f"agi_arg_{i}": a for i, a in enumerate(args, 1)})
     agi_client.call(api.ivr_port, env)
 
@@ -417,3 +452,93 @@ def test_a_hangup_record_must_carry_its_calls_token(ivr):
     )
     t = tip(ivr, "c9.1")
     assert (t.dial_status, t.talk_seconds) == ("ANSWER", 12) and t.ended_at is not None
+
+
+def test_the_hangup_records_every_leg_and_the_talk_time_from_the_answer(ivr):
+    register(ivr, "+31612345678")
+    launch(ivr)
+    commands = agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="legs.1"))
+    assert agi_client.variables(commands)["BN_DIAL"] == "PJSIP/4021@mk"
+    at = datetime.now(UTC).timestamp()
+    hangup(
+        ivr,
+        "legs.1",
+        "ANSWER",
+        "",  # no talk time from the dialplan: Dial()'s ANSWEREDTIME counts from the caller's answer
+        MELDKAMER,
+        "",
+        "",
+        extra=(
+            f"PJSIP/4021@mk|BUSY|{at:.3f}||{at + 0.2:.3f}^"
+            f"{MELDKAMER}|ANSWER|{at + 0.2:.3f}|{at + 4.1:.3f}|{at + 9.2:.3f}^"
+        ),
+    )
+    t = tip(ivr, "legs.1")
+    assert (t.dial_status, t.routed_to, t.talk_seconds) == ("ANSWER", MELDKAMER, 5)
+    with ivr.sessions() as s:
+        legs = s.scalars(select(TipLeg).where(TipLeg.call_id == "legs.1").order_by(TipLeg.leg)).all()
+    assert [(g.leg, g.dialed, g.dial_status, g.talk_seconds, g.answered_at is None) for g in legs] == [
+        (1, "PJSIP/4021@mk", "BUSY", None, True),
+        (2, MELDKAMER, "ANSWER", 5, False),
+    ]
+    assert abs(legs[1].answered_at.timestamp() - (at + 4.1)) < 0.01
+
+
+def test_garbled_legs_still_end_the_tip(ivr):
+    agi_client.call(ivr.ivr_port, tipline(callerid="0612345678", uniqueid="legs.2"))
+    hangup(ivr, "legs.2", "ANSWER", "7", MELDKAMER, "", "", extra="PJSIP/x|ANSWER|then^")
+    t = tip(ivr, "legs.2")
+    assert (t.dial_status, t.talk_seconds) == ("ANSWER", 7) and t.ended_at is not None
+
+
+def test_sigterm_lets_the_call_in_progress_finish_refuses_new_ones_and_exits_cleanly(api, db_url):
+    """`burgernet ivr` as a process: SIGTERM while a caller is keying the code."""
+    action = api.launch()
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": "", "ENVIRONMENT": "development"}
+    ivr = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "ivr", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                caller = socket.create_connection(("127.0.0.1", port), timeout=10)
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline and ivr.poll() is None, ivr.stdout.read()
+                time.sleep(0.1)
+        with caller:
+            env_lines = [f"{k}: {v}" for k, v in tipline(callerid="anonymous", uniqueid="term.1").items()]
+            caller.sendall(("\n".join(env_lines) + "\n\n").encode())
+            commands = caller.makefile("rb")
+            while not commands.readline().decode().startswith("GET DATA"):
+                caller.sendall(b"200 result=1\n")  # SET VARIABLE (the call token) and the like
+            ivr.send_signal(signal.SIGTERM)  # the caller is being asked for the code
+            deadline = time.monotonic() + 10
+            while True:  # the listening socket closes: a new call is refused
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    break
+                assert time.monotonic() < deadline, "still accepting calls after SIGTERM"
+                time.sleep(0.05)
+            assert ivr.poll() is None  # the call in progress holds the process
+            caller.sendall(f"200 result={action['action_code']}\n".encode())
+            rest = []
+            while line := commands.readline().decode():
+                rest.append(line.strip())
+                caller.sendall(b"200 result=1\n")
+        assert agi_client.variables(rest)["BN_DIAL"] == "PJSIP/4021@mk"
+        assert ivr.wait(20) == 0
+    finally:
+        if ivr.poll() is None:
+            ivr.kill()
+            ivr.wait()
+    with api.sessions() as s:
+        logged = s.scalars(select(Tip).where(Tip.call_id == "term.1")).one()
+    assert (logged.action_id, logged.matched_by) == (action["id"], MatchedBy.action_code)

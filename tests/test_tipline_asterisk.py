@@ -14,7 +14,7 @@ from asterisk_harness import RawAMI
 from sqlalchemy import select, update
 
 from gateway import prompts
-from gateway.storage.models import Centralist, MatchedBy, Tip
+from gateway.storage.models import Centralist, MatchedBy, Tip, TipLeg
 from gateway.tipline.lookup import RouteCache
 from gateway.tipline.tipstream import TipStream, TipStreamWriter
 from ivr.context import IvrContext
@@ -137,6 +137,41 @@ def test_a_participant_who_received_the_action_is_put_through_to_its_centralist(
     assert tip.participant_id is not None and tip.recording_path is None
 
 
+def legs(api, tip: Tip) -> list[tuple]:
+    with api.sessions() as s:
+        return [
+            (leg.dialed, leg.dial_status, leg.answered_at is not None)
+            for leg in s.scalars(select(TipLeg).where(TipLeg.call_id == tip.call_id).order_by(TipLeg.leg))
+        ]
+
+
+def test_the_talk_time_counts_from_the_centralists_answer_not_the_callers(tipline):
+    """A withheld caller listens to the code prompt and keys the code (Dial()'s ANSWEREDTIME
+    would count all that as talk); the centralist answers and hangs up after 5 s. Measured
+    against the AMI events of the same call: the answer (DialEnd) and the caller's hangup."""
+    events = RawAMI(tipline.asterisk.ami_host, tipline.asterisk.ami_port, timeout=60)
+    assert (
+        events.login(tipline.asterisk.ami_user, tipline.asterisk.ami_secret, "call")["Response"] == "Success"
+    )
+    try:
+        centralist_phone(tipline, ANSWERS)
+        tipline.ami.action("Setvar", ("Variable", "HOLD"), ("Value", "5"))  # the centralist's, inherited
+        action = launch(tipline)
+        dial_in(tipline, '"Anonymous" <anonymous>', dtmf=f"{action['action_code']}#", hold=30, delay=4)
+        events.wait_event("DialEnd", DialStatus="ANSWER", DestChannel=ANSWERS)  # not the caller's own
+        answered = time.time()
+        events.wait_event("Hangup", Channel=f"Local/{DID}@tipline-inbound")
+        ended = time.time()
+    finally:
+        events.close()
+        tipline.ami.action("Setvar", ("Variable", "HOLD"), ("Value", ""))
+    [tip] = finished_tips(tipline, 1)
+    assert (tip.matched_by, tip.dial_status) == (MatchedBy.action_code, "ANSWER")
+    assert abs(tip.talk_seconds - (ended - answered)) <= 1, (tip.talk_seconds, ended - answered)
+    assert (tip.ended_at - tip.received_at).total_seconds() > tip.talk_seconds + 4  # the prompt came first
+    assert legs(tipline, tip) == [(ANSWERS, "ANSWER", True)]
+
+
 def test_a_withheld_caller_keys_the_code_and_wrong_codes_end_at_the_meldkamer(tipline):
     centralist_phone(tipline, "Local/answer@test-endpoints/n")
     action = launch(tipline)
@@ -173,6 +208,7 @@ def test_an_unanswered_centralist_falls_back_to_the_meldkamer_and_then_to_a_voic
     dial_in(tipline, "<0612345678>", hold=12)
     [tip] = finished_tips(tipline, 1)
     assert (tip.action_id, tip.routed_to, tip.dial_status) == (action["id"], ANSWERS, "ANSWER")
+    assert legs(tipline, tip) == [(NEVER_ANSWERS, "NOANSWER", False), (ANSWERS, "ANSWER", True)]
 
     # Now nobody answers: not the centralist, not the meldkamer. The caller leaves a voice tip.
     tipline.ami.action("Setvar", ("Variable", "BN_MELDKAMER_DIAL"), ("Value", NEVER_ANSWERS))
@@ -186,6 +222,9 @@ def test_an_unanswered_centralist_falls_back_to_the_meldkamer_and_then_to_a_voic
         NEVER_ANSWERS,
         action["id"],
     )
+    # The centralist's phone is the meldkamer's now: rung once.
+    assert legs(tipline, second) == [(NEVER_ANSWERS, "NOANSWER", False)]
+    assert second.talk_seconds is None
     assert second.recording_path and second.recording_path.startswith(RECORDINGS)
     assert (tipline.asterisk.chroot / second.recording_path.lstrip("/")).is_file()
 

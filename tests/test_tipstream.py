@@ -18,10 +18,10 @@ import redis
 from polling import until
 from sqlalchemy import func, select
 
-from gateway.storage.models import MatchedBy, Tip
+from gateway.storage.models import MatchedBy, Tip, TipLeg
 from gateway.tipline.lookup import RouteCache
 from gateway.tipline.routing import OpenAlert, Route, Step
-from gateway.tipline.tips import CallEnded, CallOpened, record_calls
+from gateway.tipline.tips import CallEnded, CallOpened, Leg, record_calls
 from gateway.tipline.tipstream import TipStream, TipStreamWriter, decode, encode
 from ivr import simulator as agi_client
 from ivr.context import IvrContext
@@ -52,8 +52,20 @@ def a_call(call_id: str, action: OpenAlert | None) -> tuple[CallOpened, CallOpen
         dial_status="NOANSWER",
         routed_to=MELDKAMER,
         recording_path="/rec/x.wav",
+        legs=(
+            Leg("PJSIP/4021@mk", "BUSY", T0 + timedelta(seconds=10), None, T0 + timedelta(seconds=11)),
+            Leg(MELDKAMER, "NOANSWER", T0 + timedelta(seconds=11), None, T0 + timedelta(seconds=31)),
+        ),
     )
     return asked, routed, ended
+
+
+def legs(sessions, call_id: str) -> list[tuple]:
+    with sessions() as s:
+        return [
+            (leg.leg, leg.dialed, leg.dial_status, leg.talk_seconds)
+            for leg in s.scalars(select(TipLeg).where(TipLeg.call_id == call_id).order_by(TipLeg.leg))
+        ]
 
 
 def row(sessions, call_id: str) -> tuple:
@@ -98,6 +110,10 @@ def test_a_calls_records_in_any_order_and_twice_give_the_same_row(api):
             with api.sessions() as s, s.begin():
                 record_calls(s, [record])
         assert row(api.sessions, call_id) == expected, order
+        assert legs(api.sessions, call_id) == [
+            (1, "PJSIP/4021@mk", "BUSY", None),
+            (2, MELDKAMER, "NOANSWER", None),
+        ], order
 
 
 def test_an_end_without_opening_is_still_a_tip(api):
@@ -112,6 +128,21 @@ def test_records_survive_the_stream_encoding():
         *a_call("enc", action),
         CallOpened("enc2", "+31612345678", Route(Step.meldkamer), MELDKAMER, T0),
         CallEnded("enc3", T0),
+        CallEnded(
+            "enc4",
+            T0,
+            dial_status="ANSWER",
+            talk_seconds=5,
+            legs=(
+                Leg(
+                    "PJSIP/4021@mk",
+                    "ANSWER",
+                    T0,
+                    T0 + timedelta(milliseconds=2125),
+                    T0 + timedelta(seconds=7),
+                ),
+            ),
+        ),
     ):
         assert decode({k.encode(): v.encode() for k, v in encode(record).items()}) == record
     with pytest.raises((KeyError, ValueError)):

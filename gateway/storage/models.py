@@ -510,6 +510,26 @@ class Tip(Base):
     marked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class TipLeg(Base):
+    """One phone rung for a tip call, in order: a busy or unanswered centralist, then the meldkamer.
+
+    The tip keeps the last phone rung and the talk time of the leg that was answered; its legs
+    say how it got there."""
+
+    __tablename__ = "tip_leg"
+
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("tip.call_id", ondelete="CASCADE"), primary_key=True
+    )  # the tip's Asterisk uniqueid
+    leg: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # 1, 2, … in the order rung
+    dialed: Mapped[str] = mapped_column(String(200))
+    dial_status: Mapped[str] = mapped_column(String(20))  # ANSWER, BUSY, NOANSWER, CANCEL, …
+    rung_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    talk_seconds: Mapped[int | None] = mapped_column(Integer)  # from the answer, None if never answered
+
+
 # --- statistics ---------------------------------------------------------------------------------
 
 

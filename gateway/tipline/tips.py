@@ -5,22 +5,24 @@ hangup — reach SQL through a writer (a Redis stream and the `burgernet tip-wri
 the IVR's own writer thread without Redis), many calls to one statement. Writers may be several,
 records may be replayed after a crash and the opening and the end of a call may come from
 different IVR processes, so `record_calls` gives the same rows whatever the order of the records
-and however often each is applied.
+and however often each is applied. A call's end carries its legs — every phone rung, in order —
+which go to `tip_leg`; the tip's talk time is that of the answered leg, counted from the moment
+the centralist (or the meldkamer) picked up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import cast
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Table, case, func, insert, select
 from sqlalchemy.orm import Session
 
 from gateway.storage.db import upsert
-from gateway.storage.models import MatchedBy, Participant, Tip, TipChannel
+from gateway.storage.models import MatchedBy, Participant, Tip, TipChannel, TipLeg
 from gateway.tipline.routing import Route
 
 # The table, not the ORM class: a batch is one executemany without the ORM's bulk machinery.
@@ -42,6 +44,24 @@ class CallOpened:
 
 
 @dataclass(frozen=True, slots=True)
+class Leg:
+    """One phone rung for a call: from the dialplan's [put-through] (dialplans/lib.conf)."""
+
+    dialed: str
+    dial_status: str
+    rung_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime
+
+    @property
+    def talk_seconds(self) -> int | None:
+        """Seconds from the answer to the end, rounded; None when the phone never answered."""
+        if self.answered_at is None:
+            return None
+        return max(0, round((self.ended_at - self.answered_at).total_seconds()))
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The call hung up: what became of it (None: the dialplan did not say)."""
 
@@ -51,15 +71,65 @@ class CallEnded:
     talk_seconds: int | None = None
     routed_to: str | None = None  # the last phone rung (the meldkamer after a centralist, say)
     recording_path: str | None = None
+    legs: tuple[Leg, ...] = ()
 
 
 TipRecord = CallOpened | CallEnded
 
+# The dialplan's text of a call's legs: `dialed|status|rung|answered|ended^` per leg, times as epoch
+# seconds with milliseconds, `answered` empty when the phone never answered.
+_LEG_END, _FIELD = "^", "|"
+
+
+def parse_legs(text: str) -> tuple[Leg, ...]:
+    """The legs in the dialplan's text; ValueError when it is not that text."""
+    legs = []
+    for raw in text.split(_LEG_END):
+        if not raw:
+            continue
+        dialed, status, rung, answered, ended = raw.split(_FIELD)
+        if not dialed or not status:
+            raise ValueError(f"leg without a dial string or a status: {raw!r}")
+        legs.append(Leg(dialed, status, _epoch(rung), _epoch(answered) if answered else None, _epoch(ended)))
+    return tuple(legs)
+
+
+def format_legs(legs: Sequence[Leg]) -> str:
+    """The dialplan's text of `legs` (parse_legs reads it back)."""
+    return "".join(
+        _FIELD.join(
+            (
+                leg.dialed,
+                leg.dial_status,
+                _stamp(leg.rung_at),
+                "" if leg.answered_at is None else _stamp(leg.answered_at),
+                _stamp(leg.ended_at),
+            )
+        )
+        + _LEG_END
+        for leg in legs
+    )
+
+
+def talk_seconds(legs: Sequence[Leg]) -> int | None:
+    """A call's talk time: that of the leg that was answered (the dialplan stops ringing after it)."""
+    return next((leg.talk_seconds for leg in reversed(legs) if leg.answered_at is not None), None)
+
+
+def _epoch(text: str) -> datetime:
+    return datetime.fromtimestamp(float(text), UTC)
+
+
+def _stamp(at: datetime) -> str:
+    return f"{at.timestamp():.3f}"
+
 
 def record_calls(session: Session, records: Sequence[TipRecord]) -> None:
     """Apply tip records of calls, in any order and any number of times: the same rows result."""
+    endings = [r for r in records if isinstance(r, CallEnded)]
     record_openings(session, [r for r in records if isinstance(r, CallOpened)])
-    record_endings(session, [r for r in records if isinstance(r, CallEnded)])
+    record_endings(session, endings)
+    record_legs(session, endings)
 
 
 def record_openings(session: Session, openings: Sequence[CallOpened]) -> None:
@@ -188,3 +258,31 @@ def _endings_upsert(dialect: str):
             },
         },
     )
+
+
+def record_legs(session: Session, endings: Sequence[CallEnded]) -> None:
+    """The legs of ended calls (their tips exist: `record_endings` went first). A leg is final
+    when reported, so one applied again is left as it is."""
+    rows = {
+        (e.call_id, n): {
+            "call_id": e.call_id,
+            "leg": n,
+            "dialed": leg.dialed[:200],
+            "dial_status": leg.dial_status[:20],
+            "rung_at": leg.rung_at,
+            "answered_at": leg.answered_at,
+            "ended_at": leg.ended_at,
+            "talk_seconds": leg.talk_seconds,
+        }
+        for e in endings
+        for n, leg in enumerate(e.legs, 1)
+    }
+    if not rows:
+        return
+    known = session.execute(
+        select(TipLeg.call_id, TipLeg.leg).where(TipLeg.call_id.in_({call_id for call_id, _ in rows}))
+    ).all()
+    for call_id, leg in known:
+        rows.pop((call_id, leg), None)
+    if rows:
+        session.execute(insert(TipLeg), list(rows.values()))

@@ -16,7 +16,7 @@ Records are flat string fields (no pickles: both ends may run different versions
            alert the route cache holds for the caller. When `complete` is 1 the route follows
            from it by routing.route_by_caller, the same pure function the IVR decided with.
   opened   call, caller, at, step, matched, to, a:<action id> (the route's alert, if any)
-  ended    call, at, status, talk, to, recording
+  ended    call, at, status, talk, to, recording, legs (as the dialplan wrote them: tips.parse_legs)
 Records the writer cannot decode or the database refuses go to a dead-letter stream
 (`…tips:dead`, with the reason), so one bad record neither blocks the others nor is lost.
 """
@@ -41,7 +41,7 @@ from gateway.queue.streams import with_group
 from gateway.storage.models import MatchedBy
 from gateway.tipline.lookup import RouteCache, pack_alert, unpack_alert, unpack_codes
 from gateway.tipline.routing import OpenAlert, Route, Step, dial_for, route_by_caller
-from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, record_calls
+from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, format_legs, parse_legs, record_calls
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,7 @@ def encode(record: TipRecord) -> dict[str, str]:
         "talk": "" if record.talk_seconds is None else str(record.talk_seconds),
         "to": record.routed_to or "",
         "recording": record.recording_path or "",
+        "legs": format_legs(record.legs),
     }
 
 
@@ -187,6 +188,7 @@ def decode(raw: dict[bytes, bytes] | dict[str, str]) -> TipRecord:
             talk_seconds=int(talk) if talk else None,
             routed_to=f["to"] or None,
             recording_path=f["recording"] or None,
+            legs=parse_legs(f.get("legs", "")),  # absent in records of an IVR before legs
         )
     raise ValueError(f"unknown tip record kind {kind!r}")
 

@@ -21,14 +21,8 @@ from gateway.tts.audio import ASTERISK_RATE
 from ivr import variables as var
 from ivr.agi import AGIResultHangup, AGISession
 from ivr.context import IvrContext
-from ivr.handlers.alert_call import (
-    Listening,
-    alert_and_audio,
-    audio_missing,
-    audio_samples,
-    record_outcome,
-    stream_file,
-)
+from ivr.data import record_outcome
+from ivr.message import Listening, alert_and_audio, audio_missing, audio_samples, stream_file
 
 log = logging.getLogger(__name__)
 
