@@ -65,7 +65,7 @@ SMS_WINDOW_IN_USE = Gauge(
 ROLE = Info("burgernet_process", "Which gateway process this is")
 CALLS_HELD = Gauge(
     "burgernet_calls_held",
-    "Calls this process holds now: alert calls of a voice worker, tip calls of an IVR",
+    "Calls this process holds now: alert calls of a voice worker (alert), AGI sessions of an IVR (agi)",
     ["kind"],
 )
 

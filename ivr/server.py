@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from asterisk.agi import AGIException
 
+from gateway import metrics
 from ivr.agi import AGISession
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class _Connection(socketserver.StreamRequestHandler):
         self.connection.settimeout(self.server.first_line_timeout)
         wfile = self.connection.makefile("w", encoding="utf-8", newline="\n")
         self.server.count("calls")
+        held = metrics.CALLS_HELD.labels("agi")
+        held.inc()
         try:
             agi = AGISession(self.rfile, wfile)
             self.connection.settimeout(self.server.command_timeout)
@@ -69,6 +72,7 @@ class _Connection(socketserver.StreamRequestHandler):
                 getattr(locals().get("agi"), "script", "?"),
             )
         finally:
+            held.dec()
             try:
                 wfile.close()
             except OSError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+from gateway import metrics
 from gateway.tipline import tips
 from gateway.tipline.routing import (
     CODE_TRIES,
@@ -53,6 +54,8 @@ def tipline(agi: AGISession, ctx: IvrContext) -> None:
             route = _ask_code(agi, ctx, prompts, found.codes)
 
     dial = dial_for(route, meldkamer) or meldkamer
+    elapsed = (datetime.now(UTC) - received).total_seconds()
+    metrics.TIP_ROUTING_SECONDS.labels(route.matched_by.value).observe(elapsed)
     if asked or not found.logged:
         ctx.log(tips.CallOpened(call_id, caller, route, dial, received))
     agi.set_variable(var.DIAL, dial)

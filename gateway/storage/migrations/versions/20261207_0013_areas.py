@@ -7,7 +7,7 @@ An address's single window (window_start, window_end: local minutes) becomes the
 can hold: one window every day; anything else becomes "always" (NULL).
 
 Revision ID: 0013_areas
-Revises: 0011_smpp
+Revises: 0012_tip_legs
 Create Date: 2026-12-07
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 import gateway.storage.models
 
 revision = "0013_areas"
-down_revision = "0011_smpp"
+down_revision = "0012_tip_legs"
 branch_labels = None
 depends_on = None
 
