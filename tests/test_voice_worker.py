@@ -21,8 +21,9 @@ from gateway.config import get_settings
 from gateway.storage.models import Message, MessageStatus
 from gateway.tts import AudioCache, make_engines
 from gateway.voice.ami import AMIClient
+from gateway.voice.lines import RedisPool
 from gateway.voice.store import RetryVerdict
-from gateway.voice.worker import CUT_OFF, OUTCOME_UNKNOWN, VoiceWorker
+from gateway.voice.worker import CUT_OFF, OUTCOME_UNKNOWN, VoiceWorker, line_key
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -585,10 +586,11 @@ def test_the_worker_command_refuses_an_empty_ami_secret(monkeypatch, tmp_path):
 
 
 @postgresql_only
-def test_a_new_actions_first_call_takes_the_next_free_line(voice):
+@pytest.mark.parametrize("shared", [False, True], ids=["lines-in-process", "lines-in-redis"])
+def test_a_new_actions_first_call_takes_the_next_free_line(voice, shared, request):
     """Sixty calls queued for a robbery at a cap of five, the lines all busy; a missing person is
     launched: the very next call placed is hers, and while both wait she gets two lines in three
-    (8 : 4). Each number called once."""
+    (8 : 4). Each number called once. The same with the lines as leases in Redis."""
     theft = [f"+3161000{n:04d}" for n in range(60)]
     child = [f"+3162000{n:04d}" for n in range(6)]
     answering(voice, theft)  # launched: the robbery, at Utrecht
@@ -631,6 +633,10 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice):
             voice.asterisk.ami_secret,
         )
         await ami.connect()
+        lines = None
+        if shared:
+            redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("key_prefix")
+            lines = RedisPool(redis_url, line_key(prefix), lease_seconds=60)
         worker = VoiceWorker.from_settings(
             voice.settings,
             voice.sessions,
@@ -641,6 +647,7 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice):
             retries=0,
             dial_string=dial,
             asterisk_audio_dir=AUDIO_DIR,
+            lines=lines,
         )
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
