@@ -26,6 +26,8 @@ from typing import Protocol
 import redis
 import redis.asyncio
 
+from gateway.errors import brief
+
 log = logging.getLogger(__name__)
 
 
@@ -125,11 +127,17 @@ class RedisPool:
         try:
             await self.client.zrem(self.key, *leases)
         except redis.RedisError as exc:  # they lapse by themselves
-            log.warning("voice lines: giving back %d line(s) failed (%s); they lapse", len(leases), exc)
+            log.warning(
+                "voice lines: giving back %d line(s) failed (%s); they lapse", len(leases), brief(exc)
+            )
 
     async def renew(self, leases: list[str]) -> None:
-        if leases:
+        if not leases:
+            return
+        try:
             await self._renew(keys=[self.key], args=[self.lease_ms, *leases])
+        except redis.RedisError as exc:  # tried again at the next renewal, well within the lease
+            log.warning("voice lines: renewing %d lease(s) failed (%s)", len(leases), brief(exc))
 
     async def in_use(self) -> int:
         return int(await self._in_use(keys=[self.key]))
