@@ -202,28 +202,37 @@ class VoiceWorker:
         if not leases:
             return 0
         try:
+            calls: list[VoiceCall] = []
             if retries_only:
-                order = oldest_first(retries, len(leases))
-            else:
-                order = await asyncio.to_thread(self.plan, wanted, len(leases))
-            started, from_queue = 0, []
-            for flow in order:
-                if retries[flow]:
-                    retries[flow] -= 1
-                    self.lines.give(flow, leases.pop())
-                    started += 1
-                else:
-                    from_queue.append(flow)
-            if from_queue:
-                calls = await asyncio.to_thread(
-                    self.intake.take, len(from_queue), 0, self._claim, lambda _w, _n: from_queue
+                to_retries = oldest_first(retries, len(leases))
+            else:  # one thread hop: the worker's threads also write every call's outcome
+                to_retries, calls = await asyncio.to_thread(
+                    self._plan_and_claim, wanted, retries, len(leases)
                 )
-                for call in calls:
-                    self._start(call, Line(self.lines, leases.pop()), tasks)
-                started += len(calls)
-            return started
+            for flow in to_retries:
+                self.lines.give(flow, leases.pop())
+            for call in calls:
+                self._start(call, Line(self.lines, leases.pop()), tasks)
+            return len(to_retries) + len(calls)
         finally:
             await self.lines.release(leases)  # taken, but nothing came to use them
+
+    def _plan_and_claim(
+        self, wanted: Counter[int], retries: Counter[int], count: int
+    ) -> tuple[list[int], list[VoiceCall]]:
+        """The plan's order for `count` lines: the flows of the retries it picked, and the
+        messages claimed from the queue for the rest (in a thread)."""
+        to_retries: list[int] = []
+        from_queue: list[int] = []
+        for flow in self.plan(wanted, count):
+            if retries[flow]:
+                retries[flow] -= 1
+                to_retries.append(flow)
+            else:
+                from_queue.append(flow)
+        if not from_queue:
+            return to_retries, []
+        return to_retries, self.intake.take(len(from_queue), 0, self._claim, lambda _w, _n: from_queue)
 
     def _start(self, call: VoiceCall, line: Line, tasks: set[asyncio.Task]) -> None:
         self._in_hand.add(call.message_id)
