@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS        ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system demo-system services smsc-sim web lint test demo bench migrate serve ivr clean
+.PHONY: help venv system demo-system services smsc-sim web lint test compose-check demo bench migrate serve ivr clean
 
 help: ## List the targets
 	@echo "Burgernet gateway — make targets:"
@@ -62,6 +62,9 @@ lint: venv ## Check the code: ruff (lint and format); .ci/run runs it before the
 
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+compose-check: smsc-sim ## Run docker-compose.yml end to end (Docker, stand-in images, SMSC, SIPp); root, a few minutes
+	bash scripts/compose-check.sh
 
 demo: venv demo-system smsc-sim ## Run the embedded demo: SQLite file, in-process queue, SMS via the local SMSC simulator
 	$(BIN)/burgernet demo

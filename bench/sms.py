@@ -18,12 +18,17 @@
     simulator's JavaScript thread were ready to run but waited for a CPU (/proc/<pid>/schedstat).
     On a machine with few cores these decide the ratio: a window of 100 makes each submit's round
     trip the pace, and every wait for a CPU on either side lengthens it.
+(k) Kannel, the peer users would pick instead (bench/kannel.py: Debian's kannel, bearerbox +
+    smsbox, one SMPP smsc to the same simulator, max-pending-submits 100, receipts to a dlr-url),
+    N messages over concurrent HTTP sendsms, timed from the first request to the last receipt.
+    Printed: its rate and `vs_kannel` = gateway msg/s ÷ Kannel msg/s (goal >= 1.5). `--no-kannel`
+    leaves it out.
 (c) the same worker with the bind limited to 200 msg/s for `--rate-seconds`: the achieved rate
     over the full seconds (goal: within 2% of 200) and the most submits the SMSC counted in any
     one second (must be <= 200).
 
-Uses the PostgreSQL database `burgernet_bench_sms` (recreated each run) and Redis database 12
-(flushed). The machine is shared: figures are noisy; run it when nothing else is heavy.
+Uses the PostgreSQL database `burgernet_bench_sms` (BENCH_SMS_PG_DB; recreated each run) and Redis
+database 12 (BENCH_REDIS_URL; flushed). The machine is shared: figures are noisy; run it when nothing else is heavy.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from smsc_sim import SmscSimulator, process_cpu_seconds  # noqa: E402
 
+from bench.kannel import Kannel, KannelUnavailable, kannel_result  # noqa: E402
 from bench.pg import fresh_database  # noqa: E402
 from bench.smsc_reference import run_reference  # noqa: E402
 from gateway.actions import lifecycle  # noqa: E402
@@ -68,7 +74,7 @@ from gateway.storage.models import (  # noqa: E402
 )
 from gateway.targeting.geo import tile_of  # noqa: E402
 
-PG_DB = "burgernet_bench_sms"
+PG_DB = os.environ.get("BENCH_SMS_PG_DB", "burgernet_bench_sms")  # another name: runs side by side
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 CENTRE = (52.0907, 5.1214)
 BURGERNET = Path(sys.executable).with_name("burgernet")
@@ -347,6 +353,26 @@ def reference_run(sim, n: int) -> tuple[float, dict[str, float], float]:
     )
 
 
+def kannel_run(sim, n: int, logs: Path) -> float | None:
+    """Kannel's msg/s end to end through `sim`, or None (and why) when it cannot run here."""
+    print("(k) Kannel: HTTP sendsms → bearerbox → SMSC → receipts → dlr-url …", flush=True)
+    try:
+        with Kannel(sim.port, sim.system_id, sim.password, logs) as kannel:
+            started = {pid: process_cpu_seconds(pid) for pid in kannel.pids()}
+            result = kannel_result(kannel, n)
+            cpu = sum(process_cpu_seconds(pid) - before for pid, before in started.items())
+    except KannelUnavailable as exc:
+        print(f"    skipped: {exc}", flush=True)
+        return None
+    print(
+        f"    {result['rate']:,.0f} msg/s ({result['seconds']:.1f} s; all accepted by smsbox after "
+        f"{result['accepted_seconds']:.1f} s; {result['delivered']:,} delivered, {result['failed']} failed, "
+        f"{result['refused']} refused and sent again); bearerbox + smsbox CPU {1e6 * cpu / n:.0f} µs a message",
+        flush=True,
+    )
+    return result["rate"]
+
+
 def per_message(cpu: dict[str, float], n: int, seconds: float) -> str:
     """ "worker 51 µs, …" and how busy the machine's cores were."""
     parts = ", ".join(f"{name} {1e6 * t / n:.0f} µs" for name, t in cpu.items())
@@ -415,6 +441,7 @@ def main() -> None:
     parser.add_argument(
         "--rate-seconds", type=int, default=60, help="how long the rate test runs (default 60 s)"
     )
+    parser.add_argument("--no-kannel", action="store_true", help="leave out the Kannel row")
     args = parser.parse_args()
     n = args.n
     logs = ROOT / ".cache" / "bench"
@@ -461,6 +488,8 @@ def main() -> None:
             flush=True,
         )
         sim.reset()
+        kannel = None if args.no_kannel else kannel_run(sim, n, logs)
+        sim.reset()
         print("(a) the reference again …", flush=True)
         after, ref_cpu, ref_wait = reference_run(sim, n)
         reference = (before + after) / 2
@@ -489,6 +518,8 @@ def main() -> None:
         f"SMS n={n:,}: gateway {gateway['rate']:,.0f} msg/s vs node reference {reference:,.0f} msg/s: "
         f"ratio b/a {ratio:.2f} (goal >= 0.75)"
     )
+    if kannel is not None:
+        print(f"vs_kannel {gateway['rate'] / kannel:.2f} (gateway ÷ Kannel msg/s; goal >= 1.5)")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from gateway.storage.models import Address, Channel
 from gateway.targeting.geo import tile_ranges
 
 # The reference selects exactly the columns (and JOIN) of the tile query.
-from gateway.targeting.query import _registrations, _tile_query, find_recipients, registrations_in_tiles
+from gateway.targeting.query import _registrations, find_recipients, registrations_in_tiles
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DB = "burgernet_bench"
@@ -167,7 +167,7 @@ def _median_ms(fn, runs: int = RUNS) -> float:
 
 def explain(engine: Engine, radius_m: float) -> str:
     """The plan of the tile query exactly as find_recipients sends it on this backend."""
-    stmt = _tile_query(engine.dialect.name, *CENTRE, radius_m)
+    stmt = registrations_in_tiles(*CENTRE, radius_m)
     sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":

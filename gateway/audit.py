@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import AuditEvent, User, utcnow
@@ -78,6 +79,5 @@ def _midnight(day: date) -> datetime:
 
 def prune(session: Session, now: datetime, retention_days: int) -> int:
     """RULE: audit events are kept AUDIT_RETENTION_DAYS, then deleted. Returns how many went."""
-    return session.execute(
-        delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=retention_days))
-    ).rowcount
+    pruned = session.execute(delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=retention_days)))
+    return cast(CursorResult[Any], pruned).rowcount  # a DELETE's result; execute() is typed wider

@@ -12,8 +12,9 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from gateway.errors import Forbidden, Unauthenticated
@@ -130,11 +131,12 @@ def end_session(session: Session, secret: str, token: str, now: datetime) -> int
 
 def end_user_sessions(session: Session, user_id: int, now: datetime) -> int:
     """End every live session of a user (an admin's decision); returns how many were live."""
-    return session.execute(
+    ended = session.execute(
         update(UserSession)
         .where(UserSession.user_id == user_id, UserSession.ended_at.is_(None), UserSession.expires_at > now)
         .values(ended_at=now)
-    ).rowcount
+    )
+    return cast(CursorResult[Any], ended).rowcount  # an UPDATE's result; execute() is typed wider
 
 
 def require_role(user: User, *roles: Role) -> None:

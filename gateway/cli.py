@@ -29,6 +29,32 @@ def _sessions():
     return session_factory(make_engine(get_settings().sqlalchemy_url))
 
 
+def _logging() -> None:
+    """Log lines as LOG_FORMAT says (text, or JSON for a collector)."""
+    from gateway.logs import configure_logging
+
+    configure_logging(get_settings().log_format)
+
+
+def _metrics(role: str, port: int | None, *, sessions=None, queue=None) -> None:
+    """Serve this process's Prometheus endpoint (METRICS_HOST, METRICS_PORT or --metrics-port)."""
+    from gateway.metrics import collectors_for, serve_metrics
+
+    settings = get_settings()
+    serve_metrics(settings, role, collectors_for(role, settings, sessions, queue), port=port)
+
+
+def _exit_cleanly(*_) -> None:
+    """SIGTERM before a process installed its own drain: nothing under way yet, exit 0."""
+    raise SystemExit(0)
+
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(help="Port of this process's /metrics and /livez (default METRICS_PORT; 0: none)"),
+]
+
+
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "head") -> None:
     """Bring the database schema up to date (Alembic)."""
@@ -43,21 +69,74 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision")] = "
 def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (default API_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default API_PORT)")] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
-    """Serve the HTTP API (and, without Redis, the in-process queue and housekeeping)."""
-    import logging
+    """Serve the HTTP API (and, with HOUSEKEEPING_IN_API or without Redis, the periodic jobs).
+    SIGTERM: stop accepting, finish the requests under way and the jobs' current runs, exit."""
+    import signal
 
     import uvicorn
 
     from gateway.api.app import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     settings = get_settings()
+    app = create_app(settings)
+    _metrics("api", metrics_port, sessions=app.state.sessions, queue=app.state.queue)
+    # uvicorn drains on SIGTERM, then raises the signal again to the handler it found: this one,
+    # so that a drained API exits 0 (a SIGTERM before uvicorn listens ends it at once, also 0).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     # The app writes its own access log (gateway.api.accesslog): uvicorn's would hold full
-    # phone numbers and search terms from query strings.
+    # phone numbers and search terms from query strings. log_config=None: uvicorn's own lines
+    # go through our handler (LOG_FORMAT).
     uvicorn.run(
-        create_app(settings), host=host or settings.api_host, port=port or settings.api_port, access_log=False
+        app,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
     )
+
+
+@app.command()
+def housekeeping(metrics_port: MetricsPort = None) -> None:
+    """Run the periodic jobs (expiry, repair of launches and publishes, statistics roll-up,
+    pruning) until SIGTERM; only one process at a time works (a PostgreSQL advisory lock), so
+    two may run. Set HOUSEKEEPING_IN_API=false for the API when this runs."""
+    import asyncio
+    import signal
+
+    from gateway import housekeeping as jobs
+    from gateway.queue import MemoryQueue, make_queue
+    from gateway.tipline.lookup import RouteCache
+
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the loop's own handler finishes the jobs
+    settings = get_settings()
+    queue = make_queue(settings.redis_url)
+    if isinstance(queue, MemoryQueue):
+        typer.echo(
+            "configuration error: REDIS_URL is empty; with the in-process queue the API runs the jobs itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _logging()
+    sessions = _sessions()
+    route_cache = RouteCache(settings.redis_url)
+    _metrics("housekeeping", metrics_port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # finish the runs under way, then stop
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await jobs.run_housekeeping(
+            jobs.HousekeepingLock(sessions.kw["bind"]),
+            jobs.periodic_jobs(sessions, queue, settings, route_cache),
+            stop,
+            on_lead=lambda: asyncio.to_thread(jobs.startup_reconcile, sessions, queue, settings, route_cache),
+        )
+
+    asyncio.run(main())
 
 
 @app.command("create-admin")
@@ -133,15 +212,24 @@ def seed(
 def ivr(
     host: Annotated[str | None, typer.Option(help="Listen address (default IVR_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default IVR_PORT)")] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
-    """Serve the FastAGI server for the tip line (Asterisk: AGI(agi://host:port/tipline))."""
-    import logging
+    """Serve the FastAGI server for the tip line (Asterisk: AGI(agi://host:port/tipline)).
+    SIGTERM: stop serving, write what is queued, exit 0."""
+    import signal
 
     from ivr.main import serve_ivr
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
     settings = get_settings()
-    serve_ivr(settings, host or settings.ivr_host, port or settings.ivr_port)
+    _metrics("ivr", metrics_port, sessions=_sessions())
+    # SIGTERM as Ctrl-C: serve_forever ends with KeyboardInterrupt and serve_ivr closes its
+    # context on the way out (tip records still buffered are written).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        serve_ivr(settings, host or settings.ivr_host, port or settings.ivr_port)
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("tip-writer")
@@ -156,9 +244,9 @@ def tip_writer(
     check: Annotated[
         bool, typer.Option("--check", help="Only say whether the writer of this name is alive (health check)")
     ] = False,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Write the tip line's tip records from Redis to the database until stopped (needed with REDIS_URL)."""
-    import logging
     import signal
     import socket
     import threading
@@ -177,7 +265,8 @@ def tip_writer(
         alive = writer_alive(settings.redis_url, name)
         typer.echo(f"tip writer {name}: {'alive' if alive else 'not seen lately'}")
         raise typer.Exit(0 if alive else 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
+    _metrics("tip-writer", metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # finish the batch under way, then stop
         signal.signal(signum, lambda *_: stop.set())
@@ -221,8 +310,9 @@ def demo(
 ) -> None:
     """Run the demo: a synthetic region around Utrecht and one action from create to close."""
     from gateway.demo import run_demo
+    from ivr.demo_line import DemoTipLine  # the IVR depends on the gateway: wired here, at the top
 
-    run_demo(get_settings(), participants=participants, keep_serving=serve_after)
+    run_demo(get_settings(), DemoTipLine, participants=participants, keep_serving=serve_after)
 
 
 worker_app = typer.Typer(help="The channel workers (one process each).", no_args_is_help=True)
@@ -230,13 +320,15 @@ app.add_typer(worker_app, name="worker")
 
 
 @worker_app.command("voice")
-def worker_voice() -> None:
+def worker_voice(metrics_port: MetricsPort = None) -> None:
     """Place the spoken alert calls through Asterisk (AMI_HOST…; VOICE_* settings) until stopped."""
     import asyncio
-    import logging
+    import signal
 
+    from gateway.queue import make_queue
     from gateway.voice.worker import run_voice_worker
 
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the worker's own handler drains
     settings = get_settings()
     if not settings.ami_secret:
         typer.echo(
@@ -252,7 +344,8 @@ def worker_voice() -> None:
             err=True,
         )
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _logging()
+    _metrics("voice-worker", metrics_port, sessions=_sessions(), queue=make_queue(settings.redis_url))
     try:
         asyncio.run(run_voice_worker(settings))
     except KeyboardInterrupt:
@@ -264,15 +357,21 @@ def worker_sms(
     name: Annotated[
         str | None, typer.Option(help="Worker id in leases and the queue (default: sms-<host>-<pid>)")
     ] = None,
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Send SMS over the SMPP binds (SMS_BINDS / SMS_BINDS_FILE) and handle receipts and replies until stopped."""
     import asyncio
-    import logging
+    import signal
 
+    from gateway.queue import make_queue
     from gateway.sms.binds import BindConfigError
     from gateway.sms.worker import run_sms_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _exit_cleanly)  # until the worker's own handler drains
+    _logging()
+    settings = get_settings()
+    if settings.redis_url:
+        _metrics("sms-worker", metrics_port, queue=make_queue(settings.redis_url))
     try:
         asyncio.run(run_sms_worker(get_settings(), worker_id=name))
     except BindConfigError as exc:

@@ -1,4 +1,4 @@
-"""The garbage collector's settings for bulk work: the SMS worker's long run, a launch's fan-out.
+"""The garbage collector's settings for the SMS worker's long run.
 
 CPython's cyclic collector runs after every 700 net allocations of container objects and walks
 every young object still alive. Reference counting frees what this code makes (it builds no
@@ -9,15 +9,8 @@ objects stay alive on purpose each collection is work for nothing.
 from __future__ import annotations
 
 import gc
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 YOUNG_THRESHOLD = 20_000
-
-_lock = threading.Lock()
-_pausing = 0
-_was_enabled = True
 
 
 def settle_after_start_up() -> None:
@@ -31,23 +24,3 @@ def settle_after_start_up() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
-
-
-@contextmanager
-def paused() -> Iterator[None]:
-    """No cyclic collection during bulk work whose objects stay alive until it ends (a launch's
-    registrations, recipients and message ids: 100,000 of each). It resumes when the last such
-    job in the process ends, as it was; a few seconds' cyclic garbage of other threads waits."""
-    global _pausing, _was_enabled
-    with _lock:
-        if _pausing == 0:
-            _was_enabled = gc.isenabled()
-            gc.disable()
-        _pausing += 1
-    try:
-        yield
-    finally:
-        with _lock:
-            _pausing -= 1
-            if _pausing == 0 and _was_enabled:
-                gc.enable()

@@ -3,7 +3,7 @@
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,17 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+
+    # Operations (docs/operations.md). Each process serves Prometheus metrics and /livez on
+    # METRICS_HOST:METRICS_PORT (0: none) — never on the API's port; with a token, /metrics wants it.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: Annotated[int, Field(ge=0, lt=65536)] = 0
+    metrics_token: str = ""
+    # "json": one JSON object per log line (for a log collector); "text": plain lines.
+    log_format: Literal["text", "json"] = "text"
+    # Whether `burgernet serve` runs the periodic jobs itself; false when `burgernet housekeeping`
+    # runs as its own service (compose). The jobs take a lock, so two runners never work at once.
+    housekeeping_in_api: bool = True
 
     # Actions
     max_radius_m: int = Field(50_000, gt=0)

@@ -15,10 +15,13 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 import httpx
 import uvicorn
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import auth
 from gateway.api.app import create_app
@@ -32,20 +35,33 @@ from gateway.storage.db import make_engine, session_factory
 from gateway.storage.migrate import upgrade
 from gateway.storage.models import Bulletin, Centralist, Message, Role
 from gateway.tts import AudioCache
-from ivr import simulator
-from ivr.context import IvrContext
-from ivr.handlers import registry
-from ivr.server import FastAGIServer
 
 UTRECHT_CENTRAAL = (52.0894, 5.1101)
+
+
+class TipLine(Protocol):
+    """The tip line the demo calls (ivr.demo_line.DemoTipLine: the IVR depends on the gateway, so
+    the demo is handed it rather than importing it)."""
+
+    def call(self, caller: str, code: str, say: Callable[[str], None]) -> None:
+        """Two tip calls about the action with `code`, one from `caller`; their tips written."""
+
+    def stop(self) -> None: ...
 
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: bool = True) -> dict:
-    """Run the scripted action; returns what the API answered at each step (for tests)."""
+def run_demo(
+    settings: Settings,
+    tip_line: Callable[[sessionmaker[Session]], TipLine],
+    *,
+    participants: int = 5_000,
+    keep_serving: bool = True,
+) -> dict:
+    """Run the scripted action; returns what the API answered at each step (for tests).
+    `tip_line` starts the tip line on the demo's database (ivr.demo_line.DemoTipLine)."""
     db_file = settings.data_dir / "demo.db"
     for leftover in db_file.parent.glob(db_file.name + "*"):
         leftover.unlink()  # every demo starts from an empty database
@@ -85,9 +101,7 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
     _wait_until_up(base, server)
     _say(f"API on {base} — OpenAPI docs at {base}/docs")
 
-    ivr_ctx = IvrContext(sessions, cache=None)
-    ivr = FastAGIServer(("127.0.0.1", 0), registry(ivr_ctx))
-    ivr.start_in_background()
+    tips = tip_line(sessions)
     sms = DemoSms.start(sessions, queue, settings.sms_sender, settings.sms_max_parts)
     if sms is not None:
         _say(f"SMS: the SMS worker bound to the SMSC simulator on 127.0.0.1:{sms.sim.port}")
@@ -106,8 +120,7 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
             centralist_key,
             sessions,
             queue,
-            ivr.server_address[1],
-            ivr_ctx.tips.flush,
+            tips,
             AudioCache.from_settings(settings),
             sms,
             dry_run=_dry_run(sms, calls),
@@ -117,9 +130,7 @@ def run_demo(settings: Settings, *, participants: int = 5_000, keep_serving: boo
             sms.stop()
         if calls is not None:
             calls.stop()
-        ivr.shutdown()
-        ivr.server_close()
-        ivr_ctx.tips.close()
+        tips.stop()
 
     _say()
     _say(f"admin API key for trying the API at {base}/docs (development only):\n  {admin_key}")
@@ -204,37 +215,6 @@ def _wait_until_up(base: str, server: uvicorn.Server, timeout: float = 30) -> No
     raise RuntimeError(f"the API did not come up on {base} (is the port taken?)")
 
 
-def _tip_calls(ivr_port: int, caller: str, code: str) -> None:
-    """Two calls to 0800-0011 through the real FastAGI server, Asterisk's side simulated."""
-    meldkamer = "PJSIP/meldkamer@meldkamer"
-    args = {"agi_arg_1": meldkamer, "agi_arg_2": "/var/lib/burgernet/prompts"}
-    for n, (who, callerid, answer) in enumerate(
-        [
-            ("a participant who got the alert", caller, simulator.default_answer),
-            ("a withheld number, keying the action code", "anonymous", simulator.keys(code + "#")),
-        ],
-        1,
-    ):
-        call_id = f"demo-{n}"
-        env = simulator.env_block("tipline", callerid=callerid, uniqueid=call_id, **args)
-        set_by_ivr = simulator.variables(simulator.call(ivr_port, env, answer))
-        routed = set_by_ivr.get("BN_DIAL")
-        _say(f"   call from {who}: put through to {routed}")
-        # Asterisk's hangup handler: the centralist answered and they talked for a while.
-        hangup = simulator.env_block("tipline_hangup", uniqueid=call_id)
-        hangup.update(
-            {
-                "agi_arg_1": "ANSWER",
-                "agi_arg_2": str(30 + 15 * n),
-                "agi_arg_3": routed or "",
-                "agi_arg_4": "",
-                "agi_arg_5": "",
-                "agi_arg_6": set_by_ivr.get("BN_CALL_TOKEN", ""),
-            }
-        )
-        simulator.call(ivr_port, hangup)
-
-
 def _dry_run(sms: "DemoSms | None", calls: "_VoiceCalls | None") -> tuple[str, ...]:
     """The channels with no real peer in this demo: their messages go to the dry-run outbox."""
     return tuple(channel for channel, real in (("sms", sms), ("voice", calls)) if real is None)
@@ -245,8 +225,7 @@ def _scripted_action(
     key: str,
     sessions,
     queue,
-    ivr_port: int,
-    tips_written,
+    tips: TipLine,
     audio: AudioCache,
     sms: "DemoSms | None",
     dry_run: tuple[str, ...],
@@ -310,8 +289,7 @@ def _scripted_action(
     _say(f"   {outbox()}")
 
     _say("4. tips — calls to 0800-0011 through the FastAGI server")
-    _tip_calls(ivr_port, sample[0], code)
-    tips_written()
+    tips.call(sample[0], code, _say)
     steps["tips"] = call("GET", f"/api/v1/actions/{aid}/tips")
     for t in steps["tips"]:
         _say(

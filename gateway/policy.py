@@ -49,6 +49,11 @@ def require_own_municipality(user: User, municipality_id: int) -> None:
 # --- statistics -------------------------------------------------------------------------------------
 
 
+def own_municipality(session: Session, user: User) -> Municipality:
+    """A municipality user's municipality (the user table's check constraint says she has one)."""
+    return session.get_one(Municipality, user.municipality_id)
+
+
 @dataclass(frozen=True, slots=True)
 class VisibleGroups:
     """Which groups' figures a municipality user may see besides her own."""
@@ -63,7 +68,7 @@ def visible_groups(session: Session, user: User) -> VisibleGroups:
     neither the group nor the group minus a smaller one she sees reveals a single municipality."""
     if user.role != Role.municipality:
         return VisibleGroups(region=True, national=True)
-    own = session.get(Municipality, user.municipality_id)
+    own = own_municipality(session, user)
     # The region of every other municipality that has participants (a few hundred rows at most).
     regions = list(
         session.scalars(
@@ -88,7 +93,7 @@ def require_figures_allowed(
     only when `visible_groups` allows it. Centralists and admins see everything."""
     if user.role != Role.municipality:
         return
-    own = session.get(Municipality, user.municipality_id)
+    own = own_municipality(session, user)
     if municipality is not None:
         if municipality != own.cbs_code:
             raise Forbidden("a municipality sees its own figures and the regional and national averages only")

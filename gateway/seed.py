@@ -9,9 +9,9 @@ with a housemate who registered separately. ~30% of addresses have a receive win
 midnight), ~1% of participants are on holiday pause and ~1% have unsubscribed. Sign-ups
 (`created_at`) spread over eight years at a steadily growing rate, for the sign-up trend.
 
-It is fast because it never builds ORM objects: rows are generated as tuples in chunks, ids are
-assigned here (so addresses refer to participants without a round trip) and written with COPY on
-PostgreSQL and executemany on SQLite, all in one transaction.
+It never builds ORM objects: rows are generated as tuples in chunks, ids are assigned here (so
+addresses refer to participants without a round trip) and written as Core executemany INSERTs,
+all in one transaction.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import random
 from bisect import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, cast
 
-from sqlalchemy import Date, Engine, func, insert, select, text
+from sqlalchemy import Engine, Table, func, insert, select, text
 
-from gateway.storage.models import Address, Municipality, Participant, UTCDateTime
+from gateway.storage.models import Address, Municipality, Participant
 from gateway.targeting.geo import distance_m, tile_of
 from gateway.targeting.select import LOCAL_TZ
 
@@ -233,7 +233,7 @@ _DE_MOBILE = (
 _PERMUTE = 2_654_435_761  # prime, hence coprime with every space size (2^a·3^b·5^c)
 
 _CHUNK = 50_000
-_STAMPS = 16_384  # distinct sign-up moments, rendered once
+_STAMPS = 16_384  # distinct sign-up moments, drawn once
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,23 +273,19 @@ def seed(
         if not cities:
             raise ValueError(f"no municipality within {akm} km of ({alat}, {alon})")
 
+    # Ids are assigned here (addresses refer to participants without a round trip). PostgreSQL:
+    # keep other writers out until its sequences are moved on past them (SQLite has none).
     pg = engine.dialect.name == "postgresql"
     with engine.begin() as conn:
-        if pg:  # ids are assigned here: keep other writers out until the sequences are moved on
+        if pg:
             conn.execute(text("LOCK TABLE participant, address IN SHARE ROW EXCLUSIVE MODE"))
         muni_ids = _upsert_municipalities(conn, cities, now)
         first_pid = (conn.scalar(select(func.max(Participant.id))) or 0) + 1
         first_aid = (conn.scalar(select(func.max(Address.id))) or 0) + 1
-
-        gen = _Generator(
-            cities, [muni_ids[c.cbs] for c in cities], rng_seed, now, first_pid, first_aid, engine.dialect
-        )
-        if not pg:  # a bigger page cache while the indexes grow; the pooled connection gets its own back
-            cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-            conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MB
-        write = _pg_writer(conn) if pg else _sqlite_writer(conn)
+        gen = _Generator(cities, [muni_ids[c.cbs] for c in cities], rng_seed, now, first_pid, first_aid)
         for people, places in gen.chunks(participants):
-            write(people, places)
+            conn.execute(_PARTICIPANTS, [dict(zip(_P_COLS, row)) for row in people])
+            conn.execute(_ADDRESSES, [dict(zip(_A_COLS, row)) for row in places])
             if progress is not None:
                 progress(gen.participants)
         if pg and gen.participants:
@@ -297,13 +293,11 @@ def seed(
                 conn.execute(
                     text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}")
                 )
-        if not pg:
-            conn.exec_driver_sql(f"PRAGMA cache_size={int(cache_size)}")
     return SeedSummary(len(cities), gen.participants, gen.addresses, gen.shared, gen.foreign)
 
 
 def _upsert_municipalities(conn, cities: list[City], now: datetime) -> dict[str, int]:
-    table = Municipality.__table__
+    table = cast(Table, Municipality.__table__)
     have = dict(
         conn.execute(
             select(table.c.cbs_code, table.c.id).where(table.c.cbs_code.in_([c.cbs for c in cities]))
@@ -350,35 +344,8 @@ _A_COLS = (
 )
 
 
-def _pg_writer(conn):
-    """COPY in text format; every value is generated here, so none needs escaping but NULL."""
-    cur = conn.connection.driver_connection.cursor()
-
-    def lines(rows) -> str:
-        return "".join("\t".join(r"\N" if v is None else str(v) for v in row) + "\n" for row in rows)
-
-    def write(people, places):
-        with cur.copy(f"COPY participant ({', '.join(_P_COLS)}) FROM STDIN") as copy:
-            copy.write(lines(people))
-        with cur.copy(f"COPY address ({', '.join(_A_COLS)}) FROM STDIN") as copy:
-            copy.write(lines(places))
-
-    return write
-
-
-def _sqlite_writer(conn):
-    """executemany straight to the driver; values are pre-rendered by SQLAlchemy's own processors."""
-
-    def sql(table, cols):
-        return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-
-    p_sql, a_sql = sql("participant", _P_COLS), sql("address", _A_COLS)
-
-    def write(people, places):
-        conn.exec_driver_sql(p_sql, people)
-        conn.exec_driver_sql(a_sql, places)
-
-    return write
+_PARTICIPANTS = insert(cast(Table, Participant.__table__))
+_ADDRESSES = insert(cast(Table, Address.__table__))
 
 
 class _Space:
@@ -399,9 +366,9 @@ class _Space:
 
 
 class _Generator:
-    """Rows for `chunks()`, with every value already in the form its database column stores."""
+    """Rows for `chunks()`: participants in `_P_COLS` order, addresses in `_A_COLS` order."""
 
-    def __init__(self, cities, muni_ids, rng_seed, now, first_pid, first_aid, dialect):
+    def __init__(self, cities, muni_ids, rng_seed, now, first_pid, first_aid):
         self.rng = rng = random.Random(f"burgernet-seed:{rng_seed}:{first_pid}")
         self.cities, self.muni_ids = cities, muni_ids
         self.pid, self.aid = first_pid, first_aid
@@ -433,24 +400,12 @@ class _Generator:
             a: _Space("+31" + a, 9 - len(a), "23456789", first_pid, rng)
             for a in sorted({c.area for c in cities})
         }
-        # Timestamps and dates, rendered once by the column types' own bind processors.
-        if dialect.name == "postgresql":  # COPY text input
-
-            def stamp(dt: datetime) -> str:
-                return dt.astimezone(UTC).isoformat(sep=" ")
-
-            day = date.isoformat
-        else:  # exactly what SQLAlchemy itself would store ("YYYY-MM-DD HH:MM:SS.ffffff")
-            stamp = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
-            day = Date().dialect_impl(dialect).bind_processor(dialect)
-        self.stamp, self.day = stamp, day
         self.now = now
         # Sign-ups over eight years, at a rate that grew steadily (the sign-up trend's shape):
         # a creation time t in [0, T] with density ∝ t, i.e. T·sqrt(u).
         span = 8 * 365 * 86_400
         self.created = [
-            stamp(now - timedelta(seconds=int(span * (1.0 - math.sqrt(rng.random())))))
-            for _ in range(_STAMPS)
+            now - timedelta(seconds=int(span * (1.0 - math.sqrt(rng.random())))) for _ in range(_STAMPS)
         ]
         self.today = now.astimezone(LOCAL_TZ).date()
 
@@ -487,10 +442,10 @@ class _Generator:
         updated = created
         if r < 0.01:  # on holiday: a pause around today
             start = self.today + timedelta(days=rng.randrange(-14, 8))
-            pause_from, pause_until = self.day(start), self.day(start + timedelta(days=rng.randrange(3, 22)))
-            updated = max(created, self.stamp(self.now - timedelta(days=rng.randrange(1, 30))))
+            pause_from, pause_until = start, start + timedelta(days=rng.randrange(3, 22))
+            updated = max(created, self.now - timedelta(days=rng.randrange(1, 30)))
         elif r < 0.02:
-            unsub = self.stamp(self.now - timedelta(seconds=rng.randrange(3 * 365 * 86_400)))
+            unsub = self.now - timedelta(seconds=rng.randrange(3 * 365 * 86_400))
             updated = max(created, unsub)
         people.append(
             (

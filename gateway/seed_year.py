@@ -1,6 +1,6 @@
 """A year of national Burgernet activity on top of a seeded population (gateway.seed), for the
 statistics' benchmark and for demos: about 8,400 actions and 23 million messages, with tips and
-outcomes at the product's rates (PRODUCT.md §1, §3).
+outcomes at the rates the Burgernet programme reports, as listed below.
 
 - Actions: ~700 a month, launched through the year (more by day than by night) in a municipality
   chosen by population; types weighted as in practice; open 20–60 minutes, 3% expire without an
@@ -25,11 +25,14 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, Table, UniqueConstraint, text
 
 from gateway.seed import CITIES
 from gateway.storage.models import MESSAGE_FILLFACTOR, Message
+
+_MESSAGE = cast(Table, Message.__table__)
 
 TYPES = {  # action type: (share of actions, direct success rate)
     "missing_person": (0.20, 0.14),
@@ -98,7 +101,9 @@ def seed_year(
         first_action = (conn.execute(text("SELECT coalesce(max(id), 0) FROM action")).scalar_one()) + 1
         first_bulletin = (conn.execute(text("SELECT coalesce(max(id), 0) FROM bulletin")).scalar_one()) + 1
         plan = _plan(rng, cities, munis, centralists, start, actions, messages, first_action, first_bulletin)
-        cur = conn.connection.driver_connection.cursor()
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a live connection
+        cur = driver.cursor()
         _copy(
             cur,
             "action",
@@ -419,18 +424,18 @@ def _messages(conn, cur, reach: list, say) -> int:
 
 def _message_constraints() -> list[tuple[str, str]]:
     """(name, definition) of every constraint on `message` but its primary key."""
-    table = Message.__table__
+    table = _MESSAGE
     out = [
-        (c.name, f"UNIQUE ({', '.join(col.name for col in c.columns)})")
+        (str(c.name), f"UNIQUE ({', '.join(col.name for col in c.columns)})")
         for c in table.constraints
-        if c.__class__.__name__ == "UniqueConstraint"
+        if isinstance(c, UniqueConstraint)
     ]
     for c in table.foreign_key_constraints:
         columns = ", ".join(element.parent.name for element in c.elements)
         referred = ", ".join(element.column.name for element in c.elements)
         out.append(
             (
-                c.name,
+                str(c.name),
                 f"FOREIGN KEY ({columns}) REFERENCES {c.referred_table.name} ({referred})"
                 + (f" ON DELETE {c.ondelete}" if c.ondelete else ""),
             )
@@ -441,12 +446,12 @@ def _message_constraints() -> list[tuple[str, str]]:
 def _drop_message_indexes(conn) -> None:
     for name, _ in _message_constraints():
         conn.execute(text(f"ALTER TABLE message DROP CONSTRAINT {name}"))
-    for index in Message.__table__.indexes:
+    for index in _MESSAGE.indexes:
         conn.execute(text(f"DROP INDEX {index.name}"))
 
 
 def _restore_message_indexes(conn) -> None:
     for name, definition in _message_constraints():
         conn.execute(text(f"ALTER TABLE message ADD CONSTRAINT {name} {definition}"))
-    for index in Message.__table__.indexes:
+    for index in _MESSAGE.indexes:
         index.create(conn)

@@ -1,7 +1,7 @@
 """pyst2's AGI command layer over one FastAGI connection — its quirks worked around here only.
 
 pyst2 0.5.1 is written for AGI over stdin/stdout of a child process. Over a socket in a server
-it needs three fixes (FIELD-NOTES): its constructor installs a SIGHUP handler (only possible in
+it needs three fixes (found with Asterisk 22): its constructor installs a SIGHUP handler (only possible in
 the main thread) and writes the whole AGI environment, caller number included, to stderr; and the
 bare `HANGUP` line Asterisk sends when the caller hangs up is not a command result. Commands then
 answer `511` on the dead channel; here that becomes AGIResultHangup like any other hangup. And

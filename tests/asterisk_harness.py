@@ -7,7 +7,7 @@ runs Asterisk there. The chroot shares the host's network, so AMI (127.0.0.1:503
 servers started by the tests on 127.0.0.1 connect both ways. The ports are fixed by the project's
 configuration (AMI 5038, SIP 5060): one Asterisk at a time, concurrent test runs take turns.
 
-Needs root (debootstrap, chroot, mount). Pitfalls (FIELD-NOTES): sid's `Release` may be past its
+Needs root (debootstrap, chroot, mount). Pitfalls met: sid's `Release` may be past its
 Valid-Until; `<chroot>/var/run` is a symlink to the absolute `/run`, so run directories are made
 from inside the chroot; Asterisk must run as its own user (as root it cannot open its astdb).
 
@@ -238,7 +238,7 @@ def _install_packages(root: Path, log: Path) -> None:
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
-    # sid's Release file on a mirror can be past its Valid-Until date (FIELD-NOTES).
+    # sid's Release file on a mirror can be past its Valid-Until date.
     _run_logged(
         _in_chroot(root, "apt-get", "-q", "-o", "Acquire::Check-Valid-Until=false", "update"),
         log,

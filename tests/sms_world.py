@@ -98,7 +98,7 @@ def queue_messages(sessions, queue, action_id: int, bulletin_id: int, phones: li
 
 def statuses(sessions) -> Counter:
     with sessions() as s:
-        return Counter(dict(s.execute(select(Message.status, func.count()).group_by(Message.status))))
+        return Counter(dict(s.execute(select(Message.status, func.count()).group_by(Message.status)).all()))
 
 
 def bind_json(sim, **extra) -> str:

@@ -39,6 +39,8 @@ from gateway.storage.models import Participant, User
 # Reachable without a key, on purpose. A new public route must be added here deliberately.
 PUBLIC_PATHS = {
     "/health",
+    "/livez",  # liveness and readiness for orchestrators: no data, no credentials (docs/operations.md)
+    "/readyz",
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",

@@ -1,55 +1,17 @@
-"""gateway.collector: the collector paused around bulk work, and put back as it was."""
+"""gateway.collector: the SMS worker's collector settings, once its start-up is done."""
 
-import gc
-import threading
-
-from gateway import collector
+import subprocess
+import sys
 
 
-def test_paused_resumes_when_the_last_bulk_job_ends():
-    assert gc.isenabled()
-    with collector.paused():
-        assert not gc.isenabled()
-        with collector.paused():  # a fan-out's chunk inside a launch
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
-
-
-def test_paused_overlapping_in_two_threads():
-    """Two launches at once in the API's threads: collection resumes only after both."""
-    inside, release = threading.Event(), threading.Event()
-
-    def other_launch():
-        with collector.paused():
-            inside.set()
-            release.wait(5)
-
-    thread = threading.Thread(target=other_launch)
-    thread.start()
-    inside.wait(5)
-    with collector.paused():
-        pass
-    assert not gc.isenabled()  # the other one still runs
-    release.set()
-    thread.join(5)
-    assert gc.isenabled()
-
-
-def test_paused_leaves_a_disabled_collector_disabled():
-    gc.disable()
-    try:
-        with collector.paused():
-            pass
-        assert not gc.isenabled()
-    finally:
-        gc.enable()
-
-
-def test_paused_resumes_after_an_error():
-    try:
-        with collector.paused():
-            raise RuntimeError("the database went away")
-    except RuntimeError:
-        pass
-    assert gc.isenabled()
+def test_settle_after_start_up_freezes_start_up_and_collects_the_young_less_often():
+    # In a process of its own: the settings are the whole process's.
+    script = (
+        "import gc; from gateway import collector\n"
+        "older = gc.get_threshold()[1:]\n"
+        "collector.settle_after_start_up()\n"
+        "assert gc.get_freeze_count() > 0\n"
+        "assert gc.get_threshold() == (collector.YOUNG_THRESHOLD, *older)\n"
+        "assert gc.isenabled()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)

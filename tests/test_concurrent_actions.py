@@ -15,6 +15,7 @@ from collections import Counter
 
 import pytest
 import redis.asyncio as aredis
+from polling import until, until_async
 from sms_world import (
     all_final,
     bind_json,
@@ -24,11 +25,10 @@ from sms_world import (
     queue_messages,
     running,
     statuses,
-    until,
 )
 from sqlalchemy import update
 from test_sms_processes import all_final as proc_all_final
-from test_sms_processes import processes_world, start_worker, stop, wait_for
+from test_sms_processes import processes_world, start_worker, stop
 
 from gateway.queue import RedisStreamQueue
 from gateway.sms.ratelimit import BindRateLimit
@@ -99,12 +99,16 @@ def test_a_missing_child_goes_out_within_a_second_behind_a_backlog(
         try:
             worker = make_worker(sessions, queue, smsc, rate_limits=limits, bind={"rate_per_second": rate})
             async with running(worker):
-                await until(
-                    lambda: smsc.stats(destinations=False)["submits_accepted"] >= 300, 30, "300 accepted"
+                await until_async(
+                    lambda: smsc.stats(destinations=False)["submits_accepted"] >= 300,
+                    30,
+                    "300 accepted",
+                    0.1,
+                    blocking=True,
                 )
                 launched = time.time()
                 await asyncio.to_thread(action_with, sessions, queue, Urgency.critical, child_phones)
-                await until(all_final(sessions, 2700), 60, "2,700 final statuses")
+                await until_async(all_final(sessions, 2700), 60, "2,700 final statuses", 0.1, blocking=True)
             return launched
         finally:
             await client.aclose()
@@ -157,7 +161,9 @@ def test_three_urgencies_share_the_bind_by_weight_and_the_lowest_still_moves(
         try:
             worker = make_worker(sessions, queue, smsc, rate_limits=limits, bind={"rate_per_second": rate})
             async with running(worker):
-                await until(all_final(sessions, sum(sizes.values())), 60, "every message final")
+                await until_async(
+                    all_final(sessions, sum(sizes.values())), 60, "every message final", blocking=True
+                )
         finally:
             await client.aclose()
 
@@ -209,7 +215,7 @@ def test_two_worker_processes_share_the_bind_by_urgency_and_a_killed_one_loses_n
                 )
             )
         workers.append(start_worker(pg_url, url, binds, "sms-3", log, SMS_LEASE_SECONDS="3"))
-        wait_for(proc_all_final(sessions, 2600), 120, "2,600 final statuses")
+        until(proc_all_final(sessions, 2600), 120, "2,600 final statuses", every=0.2)
     finally:
         for proc in workers:
             stop(proc)

@@ -5,6 +5,7 @@ import socket
 
 from gateway.config import Settings
 from gateway.demo import run_demo
+from ivr.demo_line import DemoTipLine
 
 
 def free_port() -> int:
@@ -22,7 +23,7 @@ def test_the_demo_runs_an_action_from_create_to_close(tmp_path, capsys):
         tts_engines="espeak",
         ami_secret="",
     )
-    steps = run_demo(settings, participants=1_000, keep_serving=False)
+    steps = run_demo(settings, DemoTipLine, participants=1_000, keep_serving=False)
 
     reached = steps["preview"]["total"]
     assert reached > 0
@@ -65,7 +66,7 @@ def test_with_an_asterisk_configured_voice_is_not_dry_run(tmp_path, capsys):
         ami_secret="demo-secret",
         ami_port=free_port(),
     )
-    steps = run_demo(settings, participants=1_000, keep_serving=False)
+    steps = run_demo(settings, DemoTipLine, participants=1_000, keep_serving=False)
     out = capsys.readouterr().out
     assert f"calls placed through Asterisk at 127.0.0.1:{settings.ami_port}" in out
     assert "voice: cannot use Asterisk" in out and "demo-secret" not in out

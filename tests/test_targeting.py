@@ -4,12 +4,10 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
 
 from gateway.storage.models import Address, Channel, Municipality, Participant
 from gateway.targeting import Registration, find_recipients, recipients_in_phone_order, select_recipients
 from gateway.targeting.geo import destination, distance_m, tile_of, tile_ranges
-from gateway.targeting.query import LAUNCH_SORT_MEMORY
 from gateway.targeting.select import in_window, is_paused, select_recipients_in_order
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -282,16 +280,3 @@ def test_find_recipients_in_the_database(sessions):
     assert phones(got) == ["+31600000001", "+31600000003"]
     assert {r.phone: r.channel for r in got}["+31600000003"] == Channel.sms
     assert in_order == sorted(got, key=lambda r: r.phone)  # the launch's lazy form: the same recipients
-
-
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_the_launch_sort_gets_its_memory_for_its_transaction_only(sessions):
-    """A large launch's sort by phone number in memory, not spilled to disk at PostgreSQL's
-    default work_mem; the setting ends with the launch's transaction."""
-    with sessions() as s:
-        default = s.execute(text("SHOW work_mem")).scalar_one()
-        s.commit()
-        list(recipients_in_phone_order(s, *UTRECHT, 5000, ALL, NOON))
-        assert s.execute(text("SHOW work_mem")).scalar_one() == LAUNCH_SORT_MEMORY != default
-        s.commit()
-        assert s.execute(text("SHOW work_mem")).scalar_one() == default

@@ -24,7 +24,6 @@ from itertools import islice
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway import collector
 from gateway.actions import lifecycle
 from gateway.queue import WorkQueue, publish_messages, reconcile
 from gateway.storage.models import Bulletin
@@ -34,36 +33,39 @@ log = logging.getLogger(__name__)
 
 
 def commit_and_publish(
-    session: Session, sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued
+    session: Session,
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    queued: lifecycle.Queued,
+    route_cache: RouteCache | None = None,
 ) -> dict[str, int]:
-    """Commit the caller's step, put its messages on the queue and finish its fan-out; returns
-    how many messages were queued per channel. A failure after the commit (the database gone
-    midway) is logged, not raised: the step happened, and housekeeping completes the fan-out."""
+    """Commit the caller's step, put its messages on the queue, finish its fan-out and tell the
+    tip line (`route_cache`) once; returns how many messages were queued per channel. A failure
+    after the commit (the database gone midway) is logged, not raised: the step happened, and
+    housekeeping completes the fan-out."""
     session.commit()
     counts = {channel: len(ids) for channel, ids in queued.ids_by_channel.items()}
     publish_messages(sessions, queue, queued.ids_by_channel, queued.bulletin_id, last=not queued.rest)
-    if not queued.rest or queued.bulletin_id is None:
-        return counts
-    try:
-        _fan_out(sessions, queue, queued, counts)
-    except Exception:
-        log.exception(
-            "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
-            queued.action_id,
-            sum(counts.values()),
-        )
+    if queued.rest and queued.bulletin_id is not None:
+        try:
+            _fan_out(sessions, queue, queued, queued.bulletin_id, counts)
+        except Exception:
+            log.exception(
+                "action %d: the fan-out stopped after %d message(s); housekeeping completes it",
+                queued.action_id,
+                sum(counts.values()),
+            )
+    # Which numbers now lead to this action (or no longer do): the tip line must know at once.
+    sync_action(route_cache, session, queued.action_id)
     return counts
 
 
 def _fan_out(
-    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
-) -> None:
-    with collector.paused():  # the launch's recipients stay alive until the last chunk
-        _fan_out_chunks(sessions, queue, queued, counts)
-
-
-def _fan_out_chunks(
-    sessions: sessionmaker[Session], queue: WorkQueue, queued: lifecycle.Queued, counts: dict[str, int]
+    sessions: sessionmaker[Session],
+    queue: WorkQueue,
+    queued: lifecycle.Queued,
+    bulletin_id: int,
+    counts: dict[str, int],
 ) -> None:
     rest, size = iter(queued.rest), lifecycle.FAN_OUT_CHUNK
     rows = list(islice(rest, size))
@@ -71,18 +73,18 @@ def _fan_out_chunks(
         following = list(islice(rest, size))  # decided before this chunk commits: is it the last?
         now = datetime.now(UTC)
         with sessions() as session, session.begin():
-            chunk = lifecycle.fan_out_step(session, queued.bulletin_id, rows, now, last=not following)
+            chunk = lifecycle.fan_out_step(session, bulletin_id, rows, now, last=not following)
         if chunk is None:  # closed meanwhile, or completed by housekeeping
             log.info(
                 "action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",
                 queued.action_id,
                 sum(counts.values()),
             )
-            publish_messages(sessions, queue, {}, queued.bulletin_id)
+            publish_messages(sessions, queue, {}, bulletin_id)
             return
         for channel, ids in chunk.ids_by_channel.items():
             counts[channel] = counts.get(channel, 0) + len(ids)
-        publish_messages(sessions, queue, chunk.ids_by_channel, queued.bulletin_id, last=not following)
+        publish_messages(sessions, queue, chunk.ids_by_channel, bulletin_id, last=not following)
         rows = following
 
 

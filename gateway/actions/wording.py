@@ -6,19 +6,21 @@ historic voice alert ("Hier volgt een oproep voor Burgernet …") and reads the 
 digit, so it can be typed on a keypad.
 """
 
+from typing import Literal
+
 from gateway.storage.models import Outcome
 
 # How the tip line is said aloud: "nul-achthonderd, nul-nul-elf" is how the Dutch say 0800-0011.
 SPOKEN_TIP_LINE = "nul-achthonderd, nul-nul-elf"
 
-# What happened, as said in the closing message (outcome_detail → sentence).
-OUTCOME_SENTENCES = {
+# What happened (an action's outcome_detail), and as said in the closing message.
+OutcomeDetail = Literal["arrest", "person_found", "vehicle_found", "goods_found", "other"]
+OUTCOME_SENTENCES: dict[OutcomeDetail, str] = {
     "arrest": "Er is een verdachte aangehouden.",
     "person_found": "De vermiste persoon is gevonden.",
     "vehicle_found": "Het voertuig is gevonden.",
     "goods_found": "De gezochte goederen zijn gevonden.",
 }
-OUTCOME_DETAILS = (*OUTCOME_SENTENCES, "other")
 
 
 def spoken_digits(code: str) -> str:

@@ -1,7 +1,6 @@
 """The FastAPI application: wiring of settings, database, queue, routes and error handling."""
 
 import asyncio
-import contextlib
 import logging
 import traceback
 from contextlib import asynccontextmanager
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway import housekeeping
-from gateway.actions.fanout import repair
 from gateway.api.accesslog import AccessLog
 from gateway.api.deps import CALLER, authenticate_request
 from gateway.api.routes import actions, admin, media, participants, stats, tips, web
@@ -22,7 +20,7 @@ from gateway.api.throttle import make_login_throttle
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError
 from gateway.phone import mask_numbers
-from gateway.queue import RedisStreamQueue, WorkQueue, make_queue
+from gateway.queue import MemoryQueue, RedisStreamQueue, WorkQueue, make_queue
 from gateway.sms.health import read_bind_health
 from gateway.storage.db import make_engine, session_factory
 from gateway.tipline.lookup import RouteCache
@@ -47,44 +45,26 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        tasks = []
-        if housekeeping_jobs:
-            await asyncio.to_thread(housekeeping.startup_reconcile, sessions, queue, settings, route_cache)
-            tasks = [
-                asyncio.create_task(
-                    housekeeping.run_periodically(
-                        "expiry",
-                        settings.expiry_check_seconds,
-                        lambda: housekeeping.expire_actions(sessions, queue, route_cache=route_cache),
-                    )
-                ),
-                asyncio.create_task(
-                    housekeeping.run_periodically(
-                        "reconcile",
-                        settings.reconcile_interval_seconds,
-                        lambda: repair(
-                            sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache
-                        ),
-                    )
-                ),
-                asyncio.create_task(
-                    housekeeping.run_periodically(
-                        "stats-rollup",
-                        settings.stats_rollup_seconds,
-                        lambda: housekeeping.roll_up_statistics(sessions, settings),
-                    )
-                ),
-                asyncio.create_task(
-                    housekeeping.run_periodically(
-                        "prune", housekeeping.PRUNE_SECONDS, lambda: housekeeping.prune(sessions, settings)
-                    )
-                ),
-            ]
+        stop = asyncio.Event()
+        runner = None
+        if housekeeping_jobs and (settings.housekeeping_in_api or isinstance(queue, MemoryQueue)):
+            # An in-process queue lives only here: its start-up reconcile and repairs must too.
+            lock = housekeeping.HousekeepingLock(sessions.kw["bind"])
+            jobs = housekeeping.periodic_jobs(sessions, queue, settings, route_cache)
+            runner = asyncio.create_task(
+                housekeeping.run_housekeeping(
+                    lock,
+                    jobs,
+                    stop,
+                    on_lead=lambda: asyncio.to_thread(
+                        housekeeping.startup_reconcile, sessions, queue, settings, route_cache
+                    ),
+                )
+            )
         yield
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        stop.set()
+        if runner is not None:
+            await runner  # the jobs under way finish, the lock is released
 
     app = FastAPI(
         title="Burgernet telephony gateway",
@@ -133,9 +113,26 @@ def create_app(
             ]
         )
 
+    @app.get("/livez", tags=["health"])
+    def livez():
+        """Liveness: the process answers (no database, no Redis: a restart would not cure them)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    def readyz():
+        """Readiness: the database and the queue answer, so requests can be served; 503 if not."""
+        checks = {"database": _check(lambda: _ping_database(sessions))}
+        if isinstance(queue, RedisStreamQueue):
+            checks["redis"] = _check(queue.client.ping)
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+        )
+
     @app.get("/health", tags=["health"])
     def health():
-        """Liveness for load balancers and compose (no credentials, no personal data).
+        """Status for people and load balancers (no credentials, no personal data); fails (500)
+        when the database does not answer.
         `queue_backlog`: unacknowledged work-queue entries per channel (an SMS entry carries up
         to 100 message ids)."""
         with sessions() as session:
@@ -152,6 +149,20 @@ def create_app(
     app.add_middleware(RequireCredentials)
     app.add_middleware(AccessLog)  # outermost: it sees every answer, the 401s included
     return app
+
+
+def _ping_database(sessions: sessionmaker[Session]) -> None:
+    with sessions() as session:
+        session.execute(text("SELECT 1"))
+
+
+def _check(probe) -> str:
+    """ "ok", or the kind of error the probe raised (never its message: it may name hosts)."""
+    try:
+        probe()
+    except Exception as exc:  # whatever it is, the answer is "not ready"
+        return f"failed: {type(exc).__name__}"
+    return "ok"
 
 
 def _invalid(errors: list[dict]) -> JSONResponse:

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from gateway import xmltext
-from gateway.actions.wording import OUTCOME_DETAILS
+from gateway.actions.wording import OutcomeDetail
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
 from gateway.storage.models import (
     ActionStatus,
@@ -41,13 +41,16 @@ def _printable(value: str) -> str:
     return value
 
 
-def Text(max_length: int):
-    """Non-empty printable text, trimmed."""
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
-        AfterValidator(_printable),
-    ]
+def _trimmed(max_length: int) -> StringConstraints:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+
+
+# Non-empty printable text, trimmed, of at most so many characters. One alias per length: a type
+# checker reads an annotation as written, it does not run a function that would build one.
+Text100 = Annotated[str, _trimmed(100), AfterValidator(_printable)]
+Text200 = Annotated[str, _trimmed(200), AfterValidator(_printable)]
+Text500 = Annotated[str, _trimmed(500), AfterValidator(_printable)]
+Text1000 = Annotated[str, _trimmed(1000), AfterValidator(_printable)]
 
 
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]
@@ -94,7 +97,7 @@ class Strict(BaseModel):
 
 class ActionCreate(Strict):
     type: ActionType
-    description: Text(1000) = Field(description="What to look out for, in plain language.")
+    description: Text1000 = Field(description="What to look out for, in plain language.")
     lat: Latitude
     lon: Longitude
     radius_m: Radius
@@ -113,7 +116,7 @@ class ActionEdit(Strict):
     """Changes to a draft; fields left out stay as they are."""
 
     type: ActionType | None = None
-    description: Text(1000) | None = None
+    description: Text1000 | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
     radius_m: Radius | None = None
@@ -159,21 +162,21 @@ class PreviewPublic(BaseModel):
 
 
 class UpdateCreate(Strict):
-    text: Text(1000)
+    text: Text1000
 
 
 class CloseRequest(Strict):
     outcome: Outcome
-    outcome_detail: Literal[OUTCOME_DETAILS] | None = Field(None, description="What happened.")
-    note: Text(500) | None = Field(None, description="Told to participants instead of the standard sentence.")
+    outcome_detail: OutcomeDetail | None = Field(None, description="What happened.")
+    note: Text500 | None = Field(None, description="Told to participants instead of the standard sentence.")
 
 
 class OutcomeRequest(Strict):
     """The outcome of a closed action, set or corrected after the close."""
 
     outcome: Outcome
-    outcome_detail: Literal[OUTCOME_DETAILS] | None = Field(None, description="What happened.")
-    note: Text(500) | None = Field(None, description="Replaces the stored note when given.")
+    outcome_detail: OutcomeDetail | None = Field(None, description="What happened.")
+    note: Text500 | None = Field(None, description="Replaces the stored note when given.")
 
 
 class TipMark(Strict):
@@ -292,7 +295,7 @@ class AddressIn(Strict):
 
 
 class ParticipantIn(Strict):
-    name: Text(200)
+    name: Text200
     phone: str = Field(
         description="06…, +316…, 00316… or a foreign number with its country code.", max_length=32
     )
@@ -361,8 +364,8 @@ class ImportReport(BaseModel):
 
 class MunicipalityIn(Strict):
     cbs_code: Annotated[str, StringConstraints(pattern=r"^GM[0-9]{4}$")]
-    name: Text(100)
-    region: Text(100)
+    name: Text100
+    region: Text100
 
 
 class MunicipalityPublic(MunicipalityIn):
@@ -371,8 +374,8 @@ class MunicipalityPublic(MunicipalityIn):
 
 
 class CentralistIn(Strict):
-    name: Text(200)
-    meldkamer: Text(100)
+    name: Text200
+    meldkamer: Text100
     dial_string: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/@._:+-]{3,200}$")] = Field(
         description="Where tip calls ring, e.g. PJSIP/4021@meldkamer"
     )
@@ -384,7 +387,7 @@ class CentralistPublic(CentralistIn):
 
 
 class UserIn(Strict):
-    name: Text(200)
+    name: Text200
     role: Role
     municipality_id: Id | None = None
     centralist_id: Id | None = None

@@ -16,6 +16,7 @@ from .intake import Intake
 from .lease import (
     REQUEUED_DISPATCHED_DETAIL,
     Requeued,
+    claim,
     keep_up,
     mark_dispatched,
     renew,
@@ -24,7 +25,8 @@ from .lease import (
     worker_id,
 )
 from .memory import MemoryQueue
-from .reconcile import claim, publish_messages, reconcile
+from .publish import publish_messages
+from .reconcile import reconcile
 from .streams import RedisStreamQueue
 
 

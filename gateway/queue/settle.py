@@ -19,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from gateway.storage.db import rowcount
 from gateway.storage.models import Bulletin, Message, MessageStatus, utcnow
 
 OPEN = (MessageStatus.queued, MessageStatus.sending)
@@ -42,4 +43,4 @@ def settle(session: Session, now: datetime | None = None) -> int:
         .values(settled_at=now or utcnow())
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return rowcount(result)

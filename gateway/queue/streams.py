@@ -14,7 +14,7 @@ import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -184,11 +184,15 @@ class RedisStreamQueue:
         found = list(claimed[1] or ())
         # 2. New entries.
         if len(found) < n:
-            reply = with_group(
-                self.client,
-                key,
-                self.group,
-                lambda: self.client.xreadgroup(self.group, consumer, {key: ">"}, count=n - len(found)),
+            # RESP2, the protocol this client speaks, answers [[stream, entries], …] (RESP3 a dict).
+            reply = cast(
+                "list[list[Any]] | None",
+                with_group(
+                    self.client,
+                    key,
+                    self.group,
+                    lambda: self.client.xreadgroup(self.group, consumer, {key: ">"}, count=n - len(found)),
+                ),
             )
             for _stream, new in reply or ():
                 found += new

@@ -3,7 +3,7 @@
 The connection is the project's own asyncio code speaking through aiosmpplib's PDU classes and
 codecs (gateway/sms/pdu.py), not aiosmpplib's `ESME` loop: that loop writes one broker item at a
 time with a drain per PDU, has no window, checks response timeouts only while other traffic
-flows and does not re-send what a dropped connection swallowed (FIELD-NOTES defects 2, 4, 5) —
+flows and does not re-send what a dropped connection swallowed (0.7.4 across an SMSC restart: 1 in 3,000) —
 the measured ceiling with a window bolted on was ~0.6 of the node reference before any database
 work. Here:
 
@@ -569,7 +569,7 @@ class Bind:
                 self._first_written.clear()
             for message, index in self.correlator.expire(now):
                 self.window.release()
-                self._retry(message, index, "no response from the SMSC", transient=True)
+                self._retry(message, index, "no response from the SMSC")
             self.rate.tick(now)
             for link in links:
                 if link.enquiry_sent is not None:
@@ -656,12 +656,12 @@ class Bind:
                 )
             self.ready.appendleft((message, index))
         elif verdict is Verdict.transient:
-            self._retry(message, index, f"SMSC error {status_name(status)}", transient=True)
+            self._retry(message, index, f"SMSC error {status_name(status)}")
         else:
             message.done = True
             self.events.failed(self, message, f"rejected by the SMSC: {status_name(status)}")
 
-    def _retry(self, message: OutMessage, index: int, reason: str, transient: bool) -> None:
+    def _retry(self, message: OutMessage, index: int, reason: str) -> None:
         if message.done:
             return
         message.retries += 1

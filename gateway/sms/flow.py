@@ -22,12 +22,6 @@ class Window:
         self._room = asyncio.Event()
         self._room.set()
 
-    async def acquire(self) -> None:
-        while self.in_flight >= self.size:
-            self._room.clear()
-            await self._room.wait()
-        self.in_flight += 1
-
     async def room(self) -> int:
         """Wait until at least one more submit may be written; returns how many may."""
         while self.in_flight >= self.size:

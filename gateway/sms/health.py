@@ -25,24 +25,26 @@ class BindHealth:
         self.client = client
         self.prefix = prefix
         self.states: dict[str, dict[str, object]] = {}
-        self.set_aside: dict[str, object] = {"rows_set_aside": 0, "last_set_aside": None}
+        self.rows_set_aside = 0
+        self.last_set_aside: str | None = None
 
     def set(self, bind: str, state: str, detail: str) -> None:
         self.states[bind] = {
             "state": state,
             "detail": detail[:200],
             "since": round(time.time(), 3),
-            **self.set_aside,
+            **self._set_aside(),
         }
 
     def note_set_aside(self, reason: str) -> None:
         """One more row the database refused; `reason` the latest."""
-        self.set_aside = {
-            "rows_set_aside": int(self.set_aside["rows_set_aside"]) + 1,
-            "last_set_aside": reason[:200],
-        }
+        self.rows_set_aside += 1
+        self.last_set_aside = reason[:200]
         for value in self.states.values():
-            value.update(self.set_aside)
+            value.update(self._set_aside())
+
+    def _set_aside(self) -> dict[str, object]:
+        return {"rows_set_aside": self.rows_set_aside, "last_set_aside": self.last_set_aside}
 
     def publish(self) -> None:
         """Write every bind's state with a fresh TTL (blocking: run it in a thread)."""

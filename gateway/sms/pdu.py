@@ -1,8 +1,8 @@
 """SMPP PDUs in and out, through aiosmpplib's message classes and codecs.
 
 Outgoing texts are cut by gateway/sms/encoding.py and sent as concatenated SMS with a user data
-header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (FIELD-NOTES
-defect 3). Each part's PDU is built once with sequence number 0; `with_sequence` stamps the
+header (esm_class 0x40, an 8-bit reference), never through aiosmpplib's SAR path (in 0.7.4
+it raises UnboundLocalError and stops the ESME). Each part's PDU is built once with sequence number 0; `with_sequence` stamps the
 sequence of each (re)send into a copy.
 """
 

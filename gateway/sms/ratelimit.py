@@ -188,9 +188,9 @@ class BindRateLimit:
         """
         if wanted < 1:
             raise ValueError(f"wanted must be at least 1, not {wanted!r}")
-        if self._window is None:
+        if self._window is None or self._script is None:  # unlimited: the two go together
             return wanted
-        w = self._window
+        w, script = self._window, self._script
         while True:
             self._serial += 1
             member = f"{self._token}.{self._serial}"
@@ -200,7 +200,7 @@ class BindRateLimit:
             # Taken before the call: answers read while it is under way add new ones.
             late, self._late = self._late, {}
             try:
-                granted, wait_us, slot_us = await self._script(
+                granted, wait_us, slot_us = await script(
                     keys=self._keys,
                     args=[
                         wanted,

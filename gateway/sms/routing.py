@@ -50,9 +50,10 @@ class Router:
 
     @functools.cached_property
     def _significant(self) -> int | None:
-        if not all(isinstance(route.filter, PrefixFilter) for route in self.routes):
+        prefix_filters = [route.filter for route in self.routes if isinstance(route.filter, PrefixFilter)]
+        if len(prefix_filters) < len(self.routes):
             return None
-        return max((len(p) for route in self.routes for p in route.filter.prefixes), default=0)
+        return max((len(p) for f in prefix_filters for p in f.prefixes), default=0)
 
     def candidates(self, destination: str) -> list[str]:
         """Every bind that may carry a message to `destination`, best first."""

@@ -35,16 +35,16 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, case, or_, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Table, bindparam, case, or_, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import brief
-from gateway.queue import claim, mark_dispatched
-from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL
-from gateway.storage.db import pg_floats, pg_ints, pg_texts
+from gateway.queue.lease import REQUEUED_DISPATCHED_DETAIL, status_guard
+from gateway.storage import postgresql
+from gateway.storage.db import upsert
 from gateway.storage.models import Bulletin, Message, MessageStatus, SmsPart, utcnow
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 CHUNK = 1000
 StatStatus = Callable[[str], "tuple[MessageStatus | None, str]"]
 
-_message = Message.__table__
-_part = SmsPart.__table__
+_message = cast(Table, Message.__table__)
+_part = cast(Table, SmsPart.__table__)
 
 
 @dataclass(slots=True)  # not frozen: one per message, and a frozen __init__ costs ~2 µs more
@@ -66,18 +66,6 @@ class Claimed:
     text: str
     # Dispatched by a worker that died: it may already be at the SMSC.
     dispatched_before: bool = False
-
-
-# PostgreSQL: claim, dispatch mark and what sending needs in one statement (one round trip).
-# See gateway.queue.claim for the rule and reconcile.status_guard for `status || ''`. The
-# bulletin's text is not joined in: it would travel (and be decoded) once per message.
-_PG_CLAIM = text("""
-    UPDATE message
-       SET status = 'sending', attempts = attempts + 1, claimed_by = :worker, claimed_at = :now,
-           dispatched_at = :now
-     WHERE id = ANY(CAST(:ids AS bigint[])) AND status || '' = 'queued'
- RETURNING id, phone, bulletin_id, detail
-""")
 
 
 def claim_sms(
@@ -97,22 +85,12 @@ def claim_sms(
     now = utcnow()
     texts = {} if texts is None else texts
     with sessions() as session, session.begin():
-        if _postgres(session):
-            found = session.execute(
-                _PG_CLAIM, {"ids": pg_ints(sorted(set(message_ids))), "worker": worker, "now": now}
-            )
-            rows = found.cursor.fetchall()  # the driver's tuples: no conversion is needed, no Row
-            found.close()
+        # Claim, dispatch mark and what sending needs in one statement (see gateway.queue.claim
+        # for the rule). The bulletin's text is not returned: it would travel once per message.
+        if postgresql.is_postgresql(session):
+            rows = postgresql.claim_sms(session, message_ids, worker, now)
         else:
-            owned = claim(session, message_ids, worker)
-            if not owned:
-                return []
-            mark_dispatched(session, owned, worker, now)
-            rows = session.execute(
-                select(Message.id, Message.phone, Message.bulletin_id, Message.detail).where(
-                    Message.id.in_(owned)
-                )
-            ).all()
+            rows = [tuple(row) for row in session.execute(_claim(message_ids, worker, now))]
         if len(texts) > 1000:
             texts.clear()
         missing = {bid for _, _, bid, _ in rows} - texts.keys()
@@ -128,6 +106,21 @@ def claim_sms(
         Claimed(mid, phone, bid, texts[bid], detail == REQUEUED_DISPATCHED_DETAIL)
         for mid, phone, bid, detail in rows
     ]
+
+
+def _claim(message_ids: Sequence[int], worker: str, now: datetime):
+    return (
+        update(_message)
+        .where(_message.c.id.in_(sorted(set(message_ids))), status_guard(MessageStatus.queued))
+        .values(
+            status=MessageStatus.sending,
+            attempts=_message.c.attempts + 1,
+            claimed_by=worker,
+            claimed_at=now,
+            dispatched_at=now,
+        )
+        .returning(_message.c.id, _message.c.phone, _message.c.bulletin_id, _message.c.detail)
+    )
 
 
 @dataclass(slots=True)
@@ -346,94 +339,46 @@ def _write_once(
     return BatchResult([], 0, 0)
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-# PostgreSQL: a whole batch as arrays in one statement (one parse, one round trip), instead of
-# a statement with a bind parameter per value or a round trip per row; the arrays travel as
-# literals (gateway.storage.db.pg_ints …), timestamps as epoch seconds. Rows are joined to the
-# arrays by primary key (`m.id = v.id`): PostgreSQL looks each one up by its key — provided its
-# statistics know how big `message` is (see refresh_statistics_after_growth: with a table it
-# still thought small it scanned the whole table once per batch). `status || ''`: see
-# gateway.queue.reconcile.status_guard.
-# One statement for every outcome of a submit: `submitted` (final NULL), or final at once when
-# its receipt came before the write (Batch.fold) — the bulk of all status writes.
-_PG_SUBMITTED = text("""
-    UPDATE message AS m
-       SET status = :status, detail = :detail, provider_id = v.pid, sent_at = to_timestamp(v.sent),
-           final_at = to_timestamp(v.final)
-      FROM unnest(CAST(:ids AS bigint[]), CAST(:pids AS varchar[]), CAST(:ats AS float8[]),
-                  CAST(:finals AS float8[])) AS v(id, pid, sent, final)
-     WHERE m.id = v.id AND m.status || '' = 'sending'
-       AND (m.claimed_by = :worker OR m.claimed_by IS NULL)
-""")
-_PG_PARTS = text("""
-    INSERT INTO sms_part (operator, smsc_message_id, message_id, part, parts, bind, submitted_at)
-    SELECT * FROM unnest(CAST(:ops AS varchar[]), CAST(:sids AS varchar[]), CAST(:mids AS bigint[]),
-                         CAST(:part AS smallint[]), CAST(:parts AS smallint[]), CAST(:binds AS varchar[]),
-                         CAST(:ats AS timestamptz[]))
-        ON CONFLICT (operator, smsc_message_id) DO UPDATE
-       SET message_id = EXCLUDED.message_id, part = EXCLUDED.part, parts = EXCLUDED.parts, bind = EXCLUDED.bind,
-           submitted_at = EXCLUDED.submitted_at, stat = NULL, done_at = NULL
-""")
-_PG_FINAL = text("""
-    UPDATE message AS m
-       SET status = :status, detail = :detail,
-           final_at = (CAST(:ats AS timestamptz[]))[array_position(CAST(:ids AS bigint[]), m.id)]
-     WHERE m.id = ANY(CAST(:ids AS bigint[])) AND m.status || '' = 'submitted'
-""")
-
-
 def _write_submitted(session: Session, submitted: list[Submitted], worker: str) -> None:
-    # Grouped by outcome: `submitted` (waiting for receipts, so with its parts in the DLR map), or
-    # the final status a folded receipt gave.
-    groups: dict[tuple[MessageStatus, str | None], list[Submitted]] = defaultdict(list)
-    for s in submitted:
-        groups[(s.status or MessageStatus.submitted, s.detail)].append(s)
+    """`submitted` (waiting for receipts, so with its parts in the DLR map), or the final status a
+    folded receipt gave."""
+    rows = [
+        {
+            "mid": s.message_id,
+            "status": s.status or MessageStatus.submitted,
+            "detail": s.detail,
+            "pid": s.smsc_ids[0][:64],
+            "at": s.at,
+            "final": s.final_at,
+            "worker": worker,
+        }
+        for s in submitted
+    ]
     # RULE: the later submit wins an SMSC id seen before (module docstring), within a batch too.
     parts = list(
         {
-            (s.operator, smsc_id): (
-                s.operator,
-                smsc_id,
-                s.message_id,
-                index + 1,
-                len(s.smsc_ids),
-                s.bind,
-                s.at,
-            )
+            (s.operator, smsc_id): {
+                "operator": s.operator,
+                "smsc_message_id": smsc_id,
+                "message_id": s.message_id,
+                "part": index + 1,
+                "parts": len(s.smsc_ids),
+                "bind": s.bind,
+                "submitted_at": s.at,
+            }
             for s in submitted
             if s.status is None and not s.unmapped
             for index, smsc_id in enumerate(s.smsc_ids)
         }.values()
     )
-    if _postgres(session):
-        for (status, detail), group in groups.items():
-            session.execute(
-                _PG_SUBMITTED,
-                {
-                    "status": status.value,
-                    "detail": detail,
-                    "worker": worker,
-                    "ids": pg_ints(s.message_id for s in group),
-                    "pids": pg_texts(s.smsc_ids[0][:64] for s in group),
-                    "ats": pg_floats(s.at.timestamp() for s in group),
-                    "finals": pg_floats(s.final_at and s.final_at.timestamp() for s in group),
-                },
-            )
-        if parts:
-            columns = list(zip(*parts))
-            session.execute(
-                _PG_PARTS,
-                dict(zip(("ops", "sids", "mids", "part", "parts", "binds", "ats"), map(list, columns))),
-            )
+    if postgresql.is_postgresql(session):
+        postgresql.write_submitted(session, rows, parts, worker)
         return
     session.execute(
         update(_message)
         .where(
             _message.c.id == bindparam("mid"),
-            _message.c.status == MessageStatus.sending.value,
+            status_guard(MessageStatus.sending),
             or_(_message.c.claimed_by == bindparam("worker"), _message.c.claimed_by.is_(None)),
         )
         .values(
@@ -443,26 +388,14 @@ def _write_submitted(session: Session, submitted: list[Submitted], worker: str) 
             sent_at=bindparam("at"),
             final_at=bindparam("final"),
         ),
-        [
-            {
-                "mid": s.message_id,
-                "status": s.status or MessageStatus.submitted,
-                "detail": s.detail,
-                "pid": s.smsc_ids[0][:64],
-                "at": s.at,
-                "final": s.final_at,
-                "worker": worker,
-            }
-            for s in submitted
-        ],
+        rows,
     )
     if parts:
-        keys = ("operator", "smsc_message_id", "message_id", "part", "parts", "bind", "submitted_at")
-        session.execute(_sqlite_parts_upsert(), [dict(zip(keys, row)) for row in parts])
+        session.execute(_parts_upsert(session), parts)
 
 
-def _sqlite_parts_upsert():
-    insert = sqlite.insert(_part)
+def _parts_upsert(session: Session):
+    insert = upsert(session.get_bind().dialect.name, _part)
     new = insert.excluded
     return insert.on_conflict_do_update(
         index_elements=[_part.c.operator, _part.c.smsc_message_id],
@@ -476,16 +409,6 @@ def _sqlite_parts_upsert():
             "done_at": None,
         },
     )
-
-
-# One primary-key lookup per id (LATERAL), whatever the statistics say: `smsc_message_id = ANY(:sids)`
-# let PostgreSQL scan every part of the operator and test each against the whole array (its
-# generic plan, with no statistics yet on the growing table): 120 ms per batch at 9,000 parts.
-_PG_LOOKUP_PARTS = text("""
-    SELECT p.operator, p.smsc_message_id, p.message_id, p.part, p.parts
-      FROM unnest(CAST(:sids AS varchar[])) AS s(id)
-     CROSS JOIN LATERAL (SELECT * FROM sms_part WHERE operator = :op AND smsc_message_id = s.id) AS p
-""")
 
 
 def _lookup_parts(
@@ -502,8 +425,8 @@ def _lookup_parts(
     for operator, ids in by_operator.items():
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
-            if _postgres(session):
-                found = session.execute(_PG_LOOKUP_PARTS, {"op": operator, "sids": chunk})
+            if postgresql.is_postgresql(session):
+                found = postgresql.lookup_parts(session, operator, chunk)
             else:
                 found = session.execute(
                     columns.where(_part.c.operator == operator, _part.c.smsc_message_id.in_(chunk))
@@ -514,19 +437,18 @@ def _lookup_parts(
 
 
 def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: StatStatus) -> BatchResult:
-    rows = _lookup_parts(
+    found = _lookup_parts(
         session, {(r.operator, i) for r in receipts for i in (r.ids or (r.smsc_message_id,))}
     )
     # Each receipt under the id its part was stored with (the first spelling that is there).
     resolved: list[ReceiptIn] = []
     unknown: list[ReceiptIn] = []
     for r in receipts:
-        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in rows), None)
+        stored = next((i for i in (r.ids or (r.smsc_message_id,)) if (r.operator, i) in found), None)
         if stored is None:
             unknown.append(r)
         else:
             resolved.append(dataclasses.replace(r, smsc_message_id=stored))
-    found = rows
     known = resolved
     if not known:
         return BatchResult(unknown, 0, 0)
@@ -563,30 +485,22 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
         ):
             by_message[message_id].append((stat, parts))
         latest = {found[(r.operator, r.smsc_message_id)][0]: r for r in known}
-        for message_id, rows in by_message.items():
-            parts = rows[0][1]
-            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in rows]
+        for message_id, stats in by_message.items():
+            parts = stats[0][1]
+            verdicts = [stat_status(stat) if stat else (None, "") for stat, _ in stats]
             received = latest[message_id].received_at
             failed = [detail for status, detail in verdicts if status == MessageStatus.failed]
             if failed:
                 outcome[message_id] = (MessageStatus.failed, f"a part failed: {failed[0]}", received)
-            elif len(rows) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
+            elif len(stats) >= parts and all(status == MessageStatus.delivered for status, _ in verdicts):
                 outcome[message_id] = (MessageStatus.delivered, f"all {parts} parts delivered", received)
     # One UPDATE per (status, detail) — in practice "delivered" and a few failure reasons.
     groups: dict[tuple[MessageStatus, str | None], list[tuple[int, datetime]]] = defaultdict(list)
-    for message_id, (status, detail, at) in outcome.items():
-        groups[(status, (detail or "")[:200] or None)].append((message_id, at))
-    for (status, detail), members in groups.items():
-        if _postgres(session):
-            session.execute(
-                _PG_FINAL,
-                {
-                    "status": status.value,
-                    "detail": detail,
-                    "ids": [m for m, _ in members],
-                    "ats": [at for _, at in members],
-                },
-            )
+    for message_id, (status, why, at) in outcome.items():
+        groups[(status, (why or "")[:200] or None)].append((message_id, at))
+    for (status, final_detail), members in groups.items():
+        if postgresql.is_postgresql(session):
+            postgresql.write_final(session, status.value, final_detail, members)
             continue
         for start in range(0, len(members), CHUNK):
             chunk = members[start : start + CHUNK]
@@ -594,9 +508,9 @@ def _write_receipts(session: Session, receipts: list[ReceiptIn], stat_status: St
                 update(_message)
                 .where(
                     _message.c.id.in_([m for m, _ in chunk]),
-                    _message.c.status == MessageStatus.submitted.value,
+                    status_guard(MessageStatus.submitted),
                 )
-                .values(status=status, detail=detail, final_at=case(dict(chunk), value=_message.c.id))
+                .values(status=status, detail=final_detail, final_at=case(dict(chunk), value=_message.c.id))
             )
     delivered = sum(1 for s, _, _ in outcome.values() if s == MessageStatus.delivered)
     return BatchResult(unknown, delivered, len(outcome) - delivered)

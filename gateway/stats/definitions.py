@@ -100,7 +100,7 @@ class MessageCounts:
     pending: int = 0
 
 
-def success_rates(c: ActionCounts) -> dict:
+def success_rates(c: ActionCounts) -> dict[str, float | None]:
     """The rates that compare municipalities, regions and action types."""
     return {
         "actions_with_tip_share": rate(c.with_tip, c.actions),
@@ -109,7 +109,7 @@ def success_rates(c: ActionCounts) -> dict:
     }
 
 
-def summary(c: ActionCounts, m: MessageCounts) -> dict:
+def summary(c: ActionCounts, m: MessageCounts) -> dict[str, object]:
     """Every figure of the summary, from the counts."""
     sms_sent = m.sms_submitted + m.sms_delivered + m.sms_failed
     calls_placed = m.voice_answered + m.voice_failed
@@ -139,9 +139,6 @@ def summary(c: ActionCounts, m: MessageCounts) -> dict:
 # --- the sign-up trend -----------------------------------------------------------------------
 
 
-BUCKETS = ("month", "week")
-
-
 def bucket_of(day: date, bucket: str) -> str:
     """The label of the period a day falls in: 2026-01 for a month, the Monday 2026-01-05 for a week."""
     if bucket == "month":
@@ -151,7 +148,8 @@ def bucket_of(day: date, bucket: str) -> str:
 
 def buckets(period: Period, bucket: str) -> list[str]:
     """Every bucket label the period touches, in order (empty ones included)."""
-    labels, day = [], period.start
+    labels: list[str] = []
+    day = period.start
     while day <= period.end:
         label = bucket_of(day, bucket)
         if not labels or labels[-1] != label:
@@ -162,7 +160,7 @@ def buckets(period: Period, bucket: str) -> list[str]:
 
 def signup_series(
     period: Period, bucket: str, before: int, registered: dict[date, int], left: dict[date, int]
-) -> list[dict]:
+) -> list[dict[str, str | int]]:
     """Per bucket: participants registered, unsubscribed, and active at its end, from per-day counts.
 
     `before` is the number active when the period starts; `total` runs on from it. A deleted
@@ -174,7 +172,8 @@ def signup_series(
         for day, n in per_day.items():
             label = bucket_of(day, bucket)
             into[label] = into.get(label, 0) + n
-    total, series = before, []
+    total = before
+    series: list[dict[str, str | int]] = []
     for label in buckets(period, bucket):
         n, u = new.get(label, 0), gone.get(label, 0)
         total += n - u

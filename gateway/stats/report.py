@@ -129,7 +129,7 @@ def by_municipality(session: Session, user: User, filters: Filters, today: date)
         )
     region = filters.region
     if region is None and user.role == Role.municipality:
-        region = session.get(Municipality, user.municipality_id).region
+        region = policy.own_municipality(session, user).region
     visible = policy.visible_groups(session, user)
     national = query.area_counts(session, period, d.Area(), filters.action_type)
     regional = (

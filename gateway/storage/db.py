@@ -1,15 +1,11 @@
 """Engines and sessions: the only place that knows how to connect to the database."""
 
-import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
-from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import CursorResult, Engine, Result, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
-
-log = logging.getLogger(__name__)
 
 
 def make_engine(url: str, **kwargs) -> Engine:
@@ -41,81 +37,13 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work is committed when the block ends, rolled back on error."""
-    with factory() as session, session.begin():
-        yield session
+def upsert(dialect: str, table: Table):
+    """An INSERT that can take `.on_conflict_do_update(...)` on the database named `dialect`
+    (`session.get_bind().dialect.name`): SQLAlchemy builds ON CONFLICT, the same SQL on both of
+    ours, only through each dialect's own `insert`."""
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-# ANALYZE once rows added in one go exceed this share of what the statistics think the table holds.
-GROWTH_TO_ANALYZE = 0.2
-
-
-def refresh_statistics_after_growth(session: Session, table: str, added: int) -> None:
-    """Let PostgreSQL's planner know that `table` just grew by `added` rows (in this transaction).
-
-    Autovacuum notices a bulk insert only later. Until then a table that was small (a new
-    installation, the benchmarks) is still "small" to the planner, which then joins the workers'
-    batched key-lookups by scanning it whole once per batch: measured 40 µs per row written
-    instead of 13 for the first 100,000-recipient launch. ANALYZE in the same transaction sees the
-    new rows; it samples at most 30,000 rows, so it costs tens of milliseconds, and runs only
-    when the growth is large relative to the table.
-    """
-    if session.get_bind().dialect.name != "postgresql" or added < 1000:
-        return
-    known = session.execute(
-        text("SELECT reltuples FROM pg_class WHERE oid = CAST(:t AS regclass)"), {"t": table}
-    ).scalar()
-    if known is not None and known >= 0 and added <= GROWTH_TO_ANALYZE * known:
-        return
-    # ANALYZE waits for a VACUUM or ANALYZE of the table that holds its lock (autovacuum, another
-    # launch's ANALYZE until that launch commits). A launch must not wait for statistics: give
-    # up after a moment (the other one is refreshing them anyway).
-    previous = session.execute(text("SHOW lock_timeout")).scalar()
-    session.execute(text("SELECT set_config('lock_timeout', '200ms', true)"))
-    try:
-        with session.begin_nested():
-            session.execute(text(f"ANALYZE {table}"))
-    except OperationalError as exc:
-        log.info("statistics of %s not refreshed (table busy): %s", table, str(exc).splitlines()[0])
-    finally:
-        session.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": previous})
-
-
-# PostgreSQL array literals for `CAST(:p AS type[])`: one string parameter instead of a list.
-# psycopg dumps a list element by element in Python, which was a tenth of the SMS worker's CPU at
-# full speed; PostgreSQL parses the literal in C.
-
-
-def pg_ints(values: Iterable[int | None]) -> str:
-    """None is NULL (the same for pg_floats)."""
-    values = list(values)
-    if None in values:
-        return "{" + ",".join("NULL" if v is None else str(int(v)) for v in values) + "}"
-    return "{" + ",".join(map(str, map(int, values))) + "}"  # the common case: no Python loop
-
-
-def pg_floats(values: Iterable[float | None]) -> str:
-    return "{" + ",".join("NULL" if v is None else repr(float(v)) for v in values) + "}"
-
-
-def pg_texts(values: Iterable[str | None]) -> str:
-    """Each string quoted (backslash and double quote escaped); None is NULL."""
-    values = list(values)
-    if None in values:
-        return (
-            "{"
-            + ",".join(
-                "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                for v in values
-            )
-            + "}"
-        )
-    if not values:
-        return "{}"
-    # The common case, escaped all at once: joined by NUL, which no PostgreSQL text can hold.
-    joined = "\0".join(values)
-    if joined.count("\0") != len(values) - 1:
-        raise ValueError("a text for PostgreSQL holds a NUL character")
-    return '{"' + joined.replace("\\", "\\\\").replace('"', '\\"').replace("\0", '","') + '"}'
+def rowcount(result: Result) -> int:
+    """The rows an UPDATE or DELETE changed (Session.execute types its result as a plain Result)."""
+    return cast(CursorResult, result).rowcount or 0

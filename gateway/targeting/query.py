@@ -3,13 +3,14 @@
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from itertools import chain
+from typing import cast
 
-from sqlalchemy import Connection, String, literal_column, or_, select, type_coerce, union_all
+from sqlalchemy import Connection, String, literal_column, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
 from gateway.targeting.geo import tile_ranges
-from gateway.targeting.select import Recipient, select_recipients, select_recipients_in_order
+from gateway.targeting.select import Recipient, Registration, select_recipients, select_recipients_in_order
 
 # Column order is Registration's. The channel comes back as its plain string value ('sms'), which
 # compares equal to the Channel member: skipping the Enum conversion per row saves ~1 µs a row.
@@ -28,10 +29,6 @@ _REGISTRATION_COLUMNS = (
     Participant.language,
 )
 _BATCH = 2000
-_MAX_UNION = 200  # grid rows: a radius of ~110 km
-LAUNCH_SORT_MEMORY = (
-    "32MB"  # PostgreSQL work_mem for a launch's sort by phone number (recipients_in_phone_order)
-)
 
 
 def _registrations():
@@ -44,26 +41,6 @@ def registrations_in_tiles(lat: float, lon: float, radius_m: float):
     return _registrations().where(or_(*(Address.tile.between(lo, hi) for lo, hi in ranges)))
 
 
-def _registrations_in_tiles_union(lat: float, lon: float, radius_m: float):
-    """The same rows as `registrations_in_tiles`, as a UNION ALL of one range scan per grid row.
-
-    SQLite runs the OR form as a MULTI-INDEX OR that collects and de-duplicates rowids first; the
-    ranges never overlap, so UNION ALL can stream them straight from ix_address_tile (~20% faster
-    at 5 km). PostgreSQL prefers the OR (one BitmapOr, one heap pass), so it keeps that form.
-    """
-    ranges = tile_ranges(lat, lon, radius_m)
-    if len(ranges) > _MAX_UNION:  # SQLite allows 500 terms in a compound SELECT
-        return registrations_in_tiles(lat, lon, radius_m)
-    return union_all(*(_registrations().where(Address.tile.between(lo, hi)) for lo, hi in ranges))
-
-
-def _tile_query(dialect_name: str, lat: float, lon: float, radius_m: float):
-    """The form of the tile query that `find_recipients` runs on this database."""
-    if dialect_name == "sqlite":
-        return _registrations_in_tiles_union(lat, lon, radius_m)
-    return registrations_in_tiles(lat, lon, radius_m)
-
-
 def find_recipients(
     db: Session | Connection,
     lat: float,
@@ -74,11 +51,11 @@ def find_recipients(
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
     conn = _connection(db)
-    stmt = _tile_query(conn.dialect.name, lat, lon, radius_m)
+    stmt = registrations_in_tiles(lat, lon, radius_m)
     # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
     # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
     rows = chain.from_iterable(conn.execute(stmt).partitions(_BATCH))
-    return select_recipients(rows, lat, lon, radius_m, channels, now)
+    return select_recipients(cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now)
 
 
 def recipients_in_phone_order(
@@ -96,21 +73,8 @@ def recipients_in_phone_order(
     so a launch queues its first recipients without deciding all of them first (bench/sms: the
     first SMS of 100,000 at the SMSC ~0.4 s after the launch instead of ~0.9 s)."""
     conn = _connection(db)
-    stmt = _tile_query(conn.dialect.name, lat, lon, radius_m).order_by(literal_column("phone"))
-    if conn.dialect.name == "postgresql":
-        # At the default work_mem (4 MB) the sort of a large launch spills to disk: 100,000
-        # registrations took an external merge (EXPLAIN ANALYZE on bench.sms's database) and
-        # sort in memory at 32MB. For this transaction only.
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{LAUNCH_SORT_MEMORY}'")
-    result = conn.execute(stmt)
-    if conn.dialect.name == "postgresql":
-        # The driver's own tuples: none of these columns has a result conversion on psycopg
-        # (the channel comes as text, dates as dates), so Row objects would be built for nothing.
-        rows = result.cursor.fetchall()
-        result.close()
-    else:
-        rows = result.all()  # SQLite: dates arrive as text and need SQLAlchemy's conversion
-    return select_recipients_in_order(rows, lat, lon, radius_m, channels, now)
+    rows = conn.execute(registrations_in_tiles(lat, lon, radius_m).order_by(literal_column("phone"))).all()
+    return select_recipients_in_order(cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now)
 
 
 def _connection(db: Session | Connection) -> Connection:

@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
-import hiredis
 import redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,59 +46,11 @@ def unpack_codes(values: Iterable[bytes]) -> dict[str, OpenAlert]:
     return {a.action_code: a for a in alerts}
 
 
-class HotConnections:
-    """Redis connections for the tip line's round trips, one per call in flight, taken and given
-    back without redis-py's pool: that one polls each connection before use and records metrics
-    per command, three times the CPU of the round trip itself (bench/README.md). `call` raises
-    redis.RedisError like redis-py."""
-
-    def __init__(self, url: str, timeout: float):
-        pool = redis.ConnectionPool.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self._new = lambda: pool.connection_class(**pool.connection_kwargs)
-        self._idle: list[redis.Connection] = []  # append and pop are atomic: no lock needed
-
-    def call(self, *command):
-        packed = [hiredis.pack_command(command)]
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            return self._round_trip(self._new(), packed)  # connects on first use
-        try:
-            return self._round_trip(connection, packed)
-        except redis.ConnectionError:
-            # An idle connection Redis dropped (a restart, a timeout): once more on a new one.
-            # Had the command run after all, the tip record it appended twice is harmless.
-            return self._round_trip(self._new(), packed)
-
-    def _round_trip(self, connection: redis.Connection, packed: list[bytes]):
-        try:
-            connection.send_packed_command(packed)
-            reply = connection.read_response()
-        except redis.ResponseError:
-            self._idle.append(connection)  # Redis answered: the connection is fine
-            raise
-        except BaseException:
-            connection.disconnect()  # in an unknown state: not used again
-            raise
-        self._idle.append(connection)
-        return reply
-
-    def close(self) -> None:
-        while self._idle:
-            self._idle.pop().disconnect()
-
-
-def _fields(reply: dict | list) -> Iterable[tuple]:
-    """A hash's (field, value) pairs, as RESP3 (a map) or RESP2 (a flat list) gives them."""
-    return reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
-
-
 class RouteCache:
     """Number → open alerts, in Redis. Every method is safe to call when Redis is down."""
 
     def __init__(self, url: str, prefix: str = "burgernet:"):
         self.redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._hot = HotConnections(url, timeout=0.5)  # the lookups of calls
         self.prefix = prefix
         self._complete = f"{prefix}route:complete"
         self._codes = f"{prefix}route:codes"
@@ -148,10 +100,10 @@ class RouteCache:
         if not self._known_complete():
             return None
         try:
-            entries = _fields(self._hot.call("HGETALL", self._number(phone)))
+            entries = self.redis.hgetall(self._number(phone))
         except redis.RedisError:
             return None
-        return [unpack_alert(k, v) for k, v in entries]
+        return [unpack_alert(k, v) for k, v in entries.items()]
 
     def _known_complete(self) -> bool:
         # Asked of Redis at most once a second, not per call: one round trip less on the tip
@@ -160,7 +112,7 @@ class RouteCache:
         now = time.monotonic()
         if now - checked_at >= COMPLETE_CHECK_SECONDS:
             try:
-                answer = bool(self._hot.call("EXISTS", self._complete))
+                answer = bool(self.redis.exists(self._complete))
             except redis.RedisError:
                 answer = False
             self._complete_checked = (now, answer)
@@ -171,10 +123,10 @@ class RouteCache:
         if not self._known_complete():
             return None
         try:
-            entries = _fields(self._hot.call("HGETALL", self._codes))
+            entries = cast(dict[bytes, bytes], self.redis.hgetall(self._codes))  # no decode_responses
         except redis.RedisError:
             return None
-        return unpack_codes(value for _code, value in entries)
+        return unpack_codes(entries.values())
 
     def rebuild(self, session: Session) -> int:
         """Fill the cache from SQL with every open action's recipients; returns the numbers written."""
@@ -213,7 +165,6 @@ class RouteCache:
 
     def close(self) -> None:
         self.redis.close()
-        self._hot.close()
 
 
 # --- SQL: the source of truth, and the fallback -------------------------------------------------

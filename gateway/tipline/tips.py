@@ -14,17 +14,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from typing import cast
 
-from sqlalchemy import case, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, case, func, select
 from sqlalchemy.orm import Session
 
+from gateway.storage.db import upsert
 from gateway.storage.models import MatchedBy, Participant, Tip, TipChannel
 from gateway.tipline.routing import Route
 
-_UPSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 # The table, not the ORM class: a batch is one executemany without the ORM's bulk machinery.
-_TIP = Tip.__table__.c
+_TIP_TABLE = cast(Table, Tip.__table__)
+_TIP = _TIP_TABLE.c
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ def record_sms_tip(
 
 @cache  # built once per dialect: building it costs more CPU than running it for a batch
 def _openings_upsert(dialect: str):
-    insert = _UPSERT[dialect](Tip.__table__)
+    insert = upsert(dialect, _TIP_TABLE)
     new, old = insert.excluded, _TIP
     decided = new.routed_to.is_not(None)
     return insert.on_conflict_do_update(
@@ -175,7 +176,7 @@ def record_endings(session: Session, endings: Sequence[CallEnded]) -> None:
 
 @cache
 def _endings_upsert(dialect: str):
-    insert = _UPSERT[dialect](Tip.__table__)
+    insert = upsert(dialect, _TIP_TABLE)
     new = insert.excluded
     return insert.on_conflict_do_update(
         index_elements=[_TIP.call_id],

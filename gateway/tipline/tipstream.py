@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.config import Settings
 from gateway.queue.streams import with_group
 from gateway.storage.models import MatchedBy
-from gateway.tipline.lookup import HotConnections, RouteCache, pack_alert, unpack_alert, unpack_codes
+from gateway.tipline.lookup import RouteCache, pack_alert, unpack_alert, unpack_codes
 from gateway.tipline.routing import OpenAlert, Route, Step, dial_for, route_by_caller
 from gateway.tipline.tips import CallEnded, CallOpened, TipRecord, record_calls
 
@@ -95,7 +95,7 @@ class TipStream:
     def __init__(self, url: str, prefix: str = "burgernet:"):
         self.url, self.prefix = url, prefix
         self.key, self.dead_key = stream_key(prefix), f"{stream_key(prefix)}:dead"
-        self._connections = HotConnections(url, timeout=0.5)
+        self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._arrive_sha = hashlib.sha1(_ARRIVE.encode()).hexdigest()
 
     def arrive(
@@ -116,22 +116,24 @@ class TipStream:
             meldkamer,
         )
         try:
-            complete, any_open, flat, codes = self._connections.call(
+            complete, any_open, flat, codes = self._redis.execute_command(
                 "EVALSHA", self._arrive_sha, len(keys), *keys, *args
             )
         except redis.exceptions.NoScriptError:  # Redis restarted since: load the script once more
-            self._connections.call("SCRIPT", "LOAD", _ARRIVE)
-            complete, any_open, flat, codes = self._connections.call(
+            self._redis.execute_command("SCRIPT", "LOAD", _ARRIVE)
+            complete, any_open, flat, codes = self._redis.execute_command(
                 "EVALSHA", self._arrive_sha, len(keys), *keys, *args
             )
         alerts = [unpack_alert(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return Arrival(bool(complete), bool(any_open), alerts, unpack_codes(codes[1::2]))
 
     def append(self, record: TipRecord) -> None:
-        self._connections.call("XADD", self.key, "*", *itertools.chain.from_iterable(encode(record).items()))
+        self._redis.execute_command(
+            "XADD", self.key, "*", *itertools.chain.from_iterable(encode(record).items())
+        )
 
     def close(self) -> None:
-        self._connections.close()
+        self._redis.close()
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -164,7 +166,7 @@ def encode(record: TipRecord) -> dict[str, str]:
 
 def decode(raw: dict[bytes, bytes] | dict[str, str]) -> TipRecord:
     """A stream entry's record; KeyError or ValueError when it is not one."""
-    f = raw if all(isinstance(k, str) for k in raw) else {_text(k): _text(v) for k, v in raw.items()}
+    f = {_text(k): _text(v) for k, v in raw.items()}
     kind, call_id, at = f["kind"], f["call"], datetime.fromisoformat(f["at"])
     alerts = [unpack_alert(k[2:], v) for k, v in f.items() if k.startswith("a:")]
     if kind == "arrived":

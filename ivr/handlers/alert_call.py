@@ -234,7 +234,7 @@ def record_outcome(ctx: IvrContext, message_id: int, status: MessageStatus, deta
 
 
 def _open_tip(ctx: IvrContext, call_id: str, alert: Alert, dial: str) -> None:
-    """Pressing 2 is a tip about this action (PRODUCT §4.3); matched by the number we called."""
+    """Pressing 2 is a tip about this action (docs/voice.md); matched by the number we called."""
     now = datetime.now(UTC)
     route = Route(
         Step.centralist,

@@ -46,7 +46,6 @@ from gateway.storage.models import (
     Tip,
     Urgency,
 )
-from gateway.tipline.lookup import sync_action
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -200,9 +199,8 @@ def _commit_and_queue(
     action = _public(lifecycle.get_action(session, action_id, fresh=True))
     # Hand the ids to the workers only once they are committed (a launch's first recipients at
     # once, the rest chunk by chunk); housekeeping covers a crash in between.
-    counts = commit_and_publish(session, request.app.state.sessions, request.app.state.queue, queued)
-    # The tip line must know at once which numbers now lead to this action (or no longer do).
-    sync_action(request.app.state.route_cache, session, action_id)
+    state = request.app.state
+    counts = commit_and_publish(session, state.sessions, state.queue, queued, state.route_cache)
     return QueuedPublic(action=action, queued=counts)
 
 

@@ -68,6 +68,7 @@ def action_audio(
     else:
         stmt = stmt.where(Bulletin.kind == BulletinKind.alert)
     bulletin = session.scalars(stmt).first()
+    key: int | str  # the bulletin's id, or a draft preview's hash
     if bulletin is not None:
         key, text = bulletin.id, bulletin.spoken_text
     elif bulletin_id is not None:

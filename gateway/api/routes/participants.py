@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, UploadFile, status
 
 from gateway import audit, participants
 from gateway.api.deps import MunicipalityDep, SessionDep
-from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text
+from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text100
 from gateway.errors import Invalid
 from gateway.policy import require_own_municipality
 from gateway.storage.models import Municipality, Role, User
@@ -15,7 +15,7 @@ from gateway.storage.models import Municipality, Role, User
 router = APIRouter(prefix="/api/v1/participants", tags=["participants"])
 ParticipantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 MAX_CSV_BYTES = 20 * 1024 * 1024
-SearchText = Text(100)
+SearchText = Text100
 
 
 def _municipality_of(session, user: User, requested: int | None) -> int:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from gateway.api.deps import SessionDep, UserDep
-from gateway.api.schemas import Day, SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text
+from gateway.api.schemas import Day, SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text100
 from gateway.stats import report
 from gateway.stats.report import Filters
 from gateway.storage.models import ActionType
@@ -22,7 +22,7 @@ def filters(
     municipality: Annotated[
         str | None, Query(pattern=r"^GM[0-9]{4}$", description="CBS code, e.g. GM0344")
     ] = None,
-    region: Annotated[Text(100) | None, Query(description="Police region (Municipality.region)")] = None,
+    region: Annotated[Text100 | None, Query(description="Police region (Municipality.region)")] = None,
     action_type: Annotated[ActionType | None, Query()] = None,
 ) -> Filters:
     return Filters(from_, to, municipality, region, action_type)

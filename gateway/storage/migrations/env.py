@@ -7,7 +7,19 @@ from gateway.storage.db import make_engine
 from gateway.storage.models import Base
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+
+
+def _database_url() -> str:
+    """The URL gateway.storage.migrate set: alembic.ini itself names no database."""
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError(
+            "no database URL: run migrations with `burgernet migrate` (gateway.storage.migrate)"
+        )
+    return url
+
+
+url = _database_url()
 
 
 def run_offline() -> None:
