@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from bench.pg import fresh_database  # noqa: E402
 from bench.sms import draft_action, pg_backends, seed_participants  # noqa: E402
 from gateway.actions.lifecycle import _insert_messages  # noqa: E402
+from gateway.sms.receipts import judge_stat  # noqa: E402
 from gateway.sms.store import Batch, Submitted, claim_sms, write_batch  # noqa: E402
-from gateway.sms.worker import _judge_stat  # noqa: E402
 from gateway.storage.db import make_engine, session_factory  # noqa: E402
 from gateway.storage.models import MESSAGE_FILLFACTOR, Bulletin, BulletinKind, MessageStatus  # noqa: E402
 
@@ -115,7 +115,7 @@ def one_run(sessions, engine, recipients: list[tuple[str, int, str]]) -> dict[st
                     now,
                 )
             )
-        write_batch(sessions, batch, WORKER, _judge_stat)
+        write_batch(sessions, batch, WORKER, judge_stat)
     after_outcome = backend_cpu()
     upd1, hot1 = update_counts(engine)
     return {

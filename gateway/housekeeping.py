@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway import audit
 from gateway.actions import lifecycle
+from gateway.actions import messages as municipality_messages
 from gateway.actions.fanout import commit_and_publish, repair
 from gateway.config import Settings
 from gateway.queue import MemoryQueue, WorkQueue
@@ -186,6 +187,11 @@ def periodic_jobs(
             lambda: repair(sessions, queue, settings.reconcile_grace_seconds, route_cache=route_cache),
         ),
         ("stats-rollup", settings.stats_rollup_seconds, lambda: roll_up_statistics(sessions, settings)),
+        (
+            "release-waiting",
+            municipality_messages.RELEASE_SECONDS,
+            lambda: municipality_messages.release_waiting(sessions, queue),
+        ),
         ("prune", PRUNE_SECONDS, lambda: prune(sessions, settings)),
     ]
 

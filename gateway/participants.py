@@ -6,9 +6,10 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import datetime
+from typing import cast
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from gateway.api.schemas import (
@@ -18,7 +19,8 @@ from gateway.api.schemas import (
     ImportRowError,
     ParticipantIn,
     ParticipantPublic,
-    hhmm,
+    WindowPublic,
+    window_dicts,
 )
 from gateway.errors import NotFound
 from gateway.storage.models import Address, Participant
@@ -36,6 +38,7 @@ CSV_COLUMNS = (
     "lat",
     "lon",
     "channel",
+    "windows",
     "window_start",
     "window_end",
 )
@@ -62,8 +65,7 @@ def public(p: Participant) -> ParticipantPublic:
                 lat=a.lat,
                 lon=a.lon,
                 channel=a.channel,
-                window_start=hhmm(a.window_start),
-                window_end=hhmm(a.window_end),
+                windows=[WindowPublic(**w) for w in window_dicts(a.windows)],
             )
             for a in p.addresses
         ],
@@ -71,7 +73,6 @@ def public(p: Participant) -> ParticipantPublic:
 
 
 def _address(a: AddressIn) -> Address:
-    start, end = a.window()
     return Address(
         country=a.country,
         postcode=a.postcode,
@@ -80,8 +81,7 @@ def _address(a: AddressIn) -> Address:
         lon=a.lon,
         tile=tile_of(a.lat, a.lon),
         channel=a.channel,
-        window_start=start,
-        window_end=end,
+        windows=a.windows_text(),
     )
 
 
@@ -135,11 +135,12 @@ def search(
 
 def unsubscribe_number(session: Session, phone: str, now: datetime) -> int:
     """RULE: unsubscribing a number ends every registration of that number, in every municipality."""
-    return session.execute(
+    result = session.execute(
         update(Participant)
         .where(Participant.phone == phone, Participant.unsubscribed_at.is_(None))
         .values(unsubscribed_at=now, updated_at=now)
-    ).rowcount
+    )
+    return cast(CursorResult, result).rowcount
 
 
 def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRowError], int]:
@@ -178,7 +179,7 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
         person = {k: values[k] for k in ("name", "phone", "language") if values.get(k)}
         try:
             # Validate the row on its own so that an error names this line and field.
-            one = ParticipantIn(**person, addresses=[address])
+            one = ParticipantIn.model_validate({**person, "addresses": [address]})
         except ValidationError as exc:
             errors.extend(_row_errors(line, exc))
             continue
@@ -190,7 +191,7 @@ def parse_csv(text: str) -> tuple[list[tuple[int, ParticipantIn]], list[ImportRo
     participants = []
     for line, person, addresses in groups.values():
         try:
-            participants.append((line, ParticipantIn(**person, addresses=addresses)))
+            participants.append((line, ParticipantIn.model_validate({**person, "addresses": addresses})))
         except ValidationError as exc:
             errors.extend(_row_errors(line, exc))
     return participants, errors, rows

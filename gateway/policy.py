@@ -2,7 +2,8 @@
 
 Roles say which routes a caller reaches (gateway.api.deps); these rules say which rows:
 - an action is changed (edited, launched, updated, closed, its outcome set, its tips marked) by
-  the centralist who owns it, or an admin;
+  the centralist who owns it, or an admin; a municipality's own message by that municipality;
+- a municipality sends its messages to areas inside its own boundary only;
 - a municipality sees and changes only its own participants;
 - a municipality never learns another municipality's figures: not by asking for them, and not by
   taking a regional or national figure apart. A group's figures are shown to a municipality
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from gateway.errors import Forbidden
 from gateway.storage.models import Action, Municipality, Participant, Role, User
+from gateway.targeting.geo import Polygon, polygon_inside
 
 # Two others at least: with one, her own figures subtracted from the group's would be its figures.
 MIN_OTHER_MUNICIPALITIES = 2
@@ -31,9 +33,28 @@ def require_action_owner(user: User, action: Action | None) -> None:
     """RULE: an action is changed, closed and marked by the centralist who owns it, or an admin."""
     if user.role == Role.admin:
         return
+    if user.role == Role.municipality and action is not None and action.municipality_id is not None:
+        if action.municipality_id == user.municipality_id:
+            return
+        raise Forbidden("this message belongs to another municipality", reason="not-owner")
     if user.role != Role.centralist or action is None or action.centralist_id != user.centralist_id:
         raise Forbidden(
             "only the centralist who owns the action (or an admin) may change it", reason="not-owner"
+        )
+
+
+def require_inside_municipality(area: list[tuple[float, float]], municipality: Municipality) -> None:
+    """RULE: a municipality sends its own messages to areas inside its boundary only."""
+    if municipality.boundary is None:
+        raise Forbidden(
+            f"no boundary on file for {municipality.name}: an admin sets it before it can send messages",
+            reason="no-boundary",
+        )
+    if not polygon_inside(area, Polygon([(lat, lon) for lat, lon in municipality.boundary])):
+        raise Forbidden(
+            f"the area reaches outside {municipality.name}; a municipality sends messages inside its own "
+            "boundary only",
+            reason="outside-municipality",
         )
 
 

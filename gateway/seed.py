@@ -29,6 +29,7 @@ from sqlalchemy import Engine, Table, func, insert, select, text
 from gateway.storage.models import Address, Municipality, Participant
 from gateway.targeting.geo import distance_m, tile_of
 from gateway.targeting.select import LOCAL_TZ
+from gateway.targeting.windows import every_day
 
 __all__ = ["CITIES", "City", "SeedSummary", "seed"]
 
@@ -339,8 +340,7 @@ _A_COLS = (
     "lon",
     "tile",
     "channel",
-    "window_start",
-    "window_end",
+    "windows",
 )
 
 
@@ -487,11 +487,8 @@ class _Generator:
     def _address(self, pid: int, place, channel: str, places: list) -> None:
         postcode, house, lat, lon = place
         rng = self.rng
-        if rng.random() < 0.3:
-            ws, we = rng.choices(_WINDOWS, _WINDOW_WEIGHTS)[0]
-        else:
-            ws = we = None
-        places.append((self.aid, pid, "NL", postcode, house, lat, lon, tile_of(lat, lon), channel, ws, we))
+        windows = every_day(*rng.choices(_WINDOWS, _WINDOW_WEIGHTS)[0]) if rng.random() < 0.3 else None
+        places.append((self.aid, pid, "NL", postcode, house, lat, lon, tile_of(lat, lon), channel, windows))
         self.aid += 1
         self.addresses += 1
 

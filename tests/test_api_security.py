@@ -24,11 +24,15 @@ from gateway.api.routes.web import LoginRequest
 from gateway.api.schemas import (
     ActionCreate,
     ActionEdit,
+    BoundaryIn,
     CentralistIn,
     CloseRequest,
+    MessageCreate,
     MunicipalityIn,
     OutcomeRequest,
     ParticipantIn,
+    TemplateFill,
+    TemplateIn,
     TipMark,
     UpdateCreate,
     UrgencyChange,
@@ -56,11 +60,15 @@ SESSION_PATHS = {"/auth/login", "/auth/logout"}
 # Which roles each part of the API shuts out, by path prefix.
 ACTIONS = "/api/v1/actions"
 TIPS = "/api/v1/tips"  # marking: centralists and admins, like actions
+TEMPLATES = "/api/v1/templates"  # choosing and filling texts: centralists and admins
 PARTICIPANTS = "/api/v1/participants"
 AREA = "/api/v1/area"  # a municipality's view of the actions that reached its participants
+MESSAGES = "/api/v1/messages"  # a municipality's own messages: municipalities and admins
 ADMIN_ONLY = ("/api/v1/municipalities", "/api/v1/centralists", "/api/v1/users", "/api/v1/admin/")
 # Single admin-only routes inside another group's prefix.
 ADMIN_ONLY_PATHS = {"/api/v1/actions/{action_id}/urgency"}
+# Single centralist (and admin) routes outside /api/v1/actions: the console's address search.
+CENTRALIST_PATHS = {"/api/v1/console/geocode"}
 # Routes every authenticated role may use.
 ANY_ROLE = {
     "/api/v1/me",
@@ -96,6 +104,15 @@ BODY_BY_MODEL = {
     MunicipalityIn: {"cbs_code": "GM0307", "name": "Amersfoort", "region": "Midden-Nederland"},
     CentralistIn: {"name": "B. Eller", "meldkamer": "Midden-Nederland", "dial_string": "PJSIP/4022@mk"},
     UserIn: {"name": "nieuwe-gebruiker", "role": "admin"},
+    MessageCreate: {
+        "description": "Let op: inbraakgolf in de wijk.",
+        "lat": 52.09,
+        "lon": 5.12,
+        "radius_m": 500,
+    },
+    TemplateIn: {"action_type": "burglary", "name": "Inbraak kort", "body": "Inbraak {where}."},
+    TemplateFill: {"where": "aan de Oudegracht"},
+    BoundaryIn: {"polygon": [[52.0, 5.0], [52.2, 5.0], [52.2, 5.3], [52.0, 5.3]]},
 }
 CSV = "name,phone,postcode,house_number,lat,lon,channel\nJan Jansen,0612345678,3511 AB,12,52.09,5.12,sms\n"
 
@@ -149,9 +166,9 @@ def _roles_refused(path: str) -> set[str]:
     """Who must get 403 on `path`, by prefix; every API path must fall in a known group."""
     if path.startswith(ADMIN_ONLY) or path in ADMIN_ONLY_PATHS:
         return {"centralist", "utrecht"}
-    if path.startswith((ACTIONS, TIPS)):
+    if path.startswith((ACTIONS, TIPS, TEMPLATES)) or path in CENTRALIST_PATHS:
         return {"utrecht"}
-    if path.startswith((PARTICIPANTS, AREA)):
+    if path.startswith((PARTICIPANTS, AREA, MESSAGES)):
         return {"centralist"}
     assert path in ANY_ROLE or path in PUBLIC_PATHS | SESSION_PATHS, (
         f"{path} belongs to no access group; add its prefix to the role matrix in this file"

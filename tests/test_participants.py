@@ -37,8 +37,10 @@ def test_register_read_change_unsubscribe_delete(api):
     assert created["phone"] == "+31612345678"  # stored as E.164
     assert created["municipality_id"] == api.utrecht.id
     home, abroad = created["addresses"]
-    assert home["postcode"] == "3511 AB" and (home["window_start"], home["window_end"]) == ("22:00", "07:00")
-    assert abroad["country"] == "BE" and abroad["window_start"] is None
+    every_day = ["mo", "tu", "we", "th", "fr", "sa", "su"]
+    assert home["postcode"] == "3511 AB"
+    assert home["windows"] == [{"days": every_day, "start": "22:00", "end": "07:00"}]  # the short form
+    assert abroad["country"] == "BE" and abroad["windows"] == []
 
     pid = created["id"]
     assert api.call("utrecht", "GET", f"/api/v1/participants/{pid}") == created

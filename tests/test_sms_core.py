@@ -255,6 +255,62 @@ def test_a_long_text_goes_as_udh_parts_never_sar():
     assert P.parse_header(stamped[:16])[3] == 42 and stamped[16:] == pdus[0][16:]
 
 
+def _deliver_sm(esm_class: int, data_coding: int, short_message: bytes, tlvs: bytes = b"") -> bytes:
+    """A deliver_sm from +31612345678 to "Burgernet", as an SMSC sends it."""
+    body = (
+        b"\x00"  # service_type
+        + b"\x01\x0131612345678\x00"
+        + b"\x05\x00Burgernet\x00"
+        + bytes((esm_class, 0, 0))  # esm_class, protocol_id, priority_flag
+        + b"\x00\x00"  # schedule_delivery_time, validity_period
+        + bytes((0, 0, data_coding, 0, len(short_message)))
+        + short_message
+        + tlvs
+    )
+    return P.HEADER.pack(16 + len(body), 0x00000005, 0, 3) + body
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return tag.to_bytes(2, "big") + len(value).to_bytes(2, "big") + value
+
+
+def test_a_receipt_is_read_with_its_tlvs_even_a_binary_network_error_code():
+    text = b"id:6f3c2a sub:001 dlvrd:000 submit date:2612071830 done date:2612071831 stat:UNDELIV err:001"
+    tlvs = _tlv(0x001E, b"6f3c2a\x00") + _tlv(0x0427, b"\x05") + _tlv(0x0423, b"\x03\x00\xff")
+    message = P.read_deliver(_deliver_sm(0x04, 0, text, tlvs))
+    assert message.is_receipt and (message.source, message.source_ton) == ("31612345678", 1)
+    assert message.short_message == text
+    assert message.tlvs[0x001E] == b"6f3c2a\x00" and message.tlvs[0x0423] == b"\x03\x00\xff"
+
+
+@pytest.mark.parametrize(
+    ("udh", "expected"),
+    [
+        (bytes((5, 0, 3, 7, 2, 1)), (7, 1, 2)),  # IE 0x00: 8-bit reference
+        (bytes((6, 8, 4, 0x12, 0x34, 3, 2)), (0x1234, 2, 3)),  # IE 0x08: 16-bit reference
+    ],
+)
+def test_an_mo_part_gives_its_text_and_its_place_in_the_message(udh, expected):
+    message = P.read_deliver(_deliver_sm(0x40, 0, udh + b"Man bij de brug"))
+    assert not message.is_receipt
+    assert message.text() == "Man bij de brug" and message.concatenation() == expected
+
+
+def test_an_mo_message_in_ucs2_in_message_payload_or_in_sar_parts():
+    ucs2 = P.read_deliver(_deliver_sm(0, 8, "Kind 🙂".encode("utf-16-be")))
+    assert ucs2.text() == "Kind 🙂" and ucs2.concatenation() is None
+    payload = P.read_deliver(_deliver_sm(0, 0, b"", _tlv(0x0424, b"Lange tekst")))
+    assert payload.text() == "Lange tekst"
+    sar = _tlv(0x020C, b"\x00\x09") + _tlv(0x020E, b"\x02") + _tlv(0x020F, b"\x02")
+    assert P.read_deliver(_deliver_sm(0, 0, b"deel twee", sar)).concatenation() == (9, 2, 2)
+
+
+@pytest.mark.parametrize("cut", [20, 40])
+def test_a_truncated_deliver_sm_is_refused_as_malformed(cut):
+    with pytest.raises(ValueError):
+        P.read_deliver(_deliver_sm(0x04, 0, b"id:1 stat:DELIVRD")[:cut])
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -265,15 +321,15 @@ def test_a_long_text_goes_as_udh_parts_never_sar():
     ],
 )
 @pytest.mark.parametrize("source", [P.Address("Burgernet", 5, 0), P.Address("3197010000000", 1, 1)])
-def test_the_submit_template_gives_the_pdus_aiosmpplib_builds(text, source):
+def test_submits_built_once_give_each_recipient_the_pdus_of_a_fresh_submit_sm(text, source):
     encoded = split_sms(text)
     chunks = P.encode_parts(encoded)
-    template = P.SubmitTemplate.build(encoded.encoding, chunks, source)
+    submits = P.Submits(encoded.encoding, chunks, source)
     for phone, reference in (("+31612345678", 7), ("+3247012345", 255), ("+491701234567", 1)):
         expected = P.submit_pdus(
             encoded.encoding, P.user_data(chunks, reference), source, P.Address.e164(phone)
         )
-        assert template.pdus(phone.lstrip("+"), reference) == expected
+        assert submits.pdus(P.Address.e164(phone), reference) == expected
 
 
 def test_a_submit_sm_resp_gives_its_message_id():

@@ -286,8 +286,8 @@ def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
     from sms_world import open_action
     from sqlalchemy import insert
 
+    from gateway.sms.receipts import judge_stat
     from gateway.sms.store import Batch, ReceiptIn, Submitted, write_batch
-    from gateway.sms.worker import _judge_stat
     from gateway.storage.models import Message, SmsPart
 
     action, bulletin = open_action(sessions)
@@ -314,7 +314,7 @@ def test_two_submits_with_one_smsc_id_the_later_wins_its_receipts(sessions):
                 batch.add_submitted(row)
             else:
                 batch.receipts.append(row)
-        return write_batch(sessions, batch, "w", _judge_stat)
+        return write_batch(sessions, batch, "w", judge_stat)
 
     def delivered(smsc_id):
         return ReceiptIn("sim", smsc_id, "DELIVRD", MessageStatus.delivered, "delivered", T0, T0)

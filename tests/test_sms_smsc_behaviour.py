@@ -144,7 +144,7 @@ def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(
                 s.execute(Message.__table__.delete().where(Message.id == ids[3]))
                 s.commit()
             await until(all_final(sessions, 9), 20, "the other 9 final")
-            await until(lambda: worker.counts["set_aside"] == 1, 5, "the row set aside")
+            await until(lambda: worker.counts.set_aside == 1, 5, "the row set aside")
             # What the API's /health returns under sms_binds (gateway.api.app: read_bind_health).
             return await until(in_health, 5, "the set-aside row in /health")
 

@@ -87,7 +87,7 @@ def test_ten_thousand_while_the_smsc_drops_the_connection_twice(pg_sessions, que
     assert stats["submits_accepted"] == n
     assert final[MessageStatus.delivered] == n, final
     print(
-        f"\nafter 2 drops: {worker.proven_by_receipt} unanswered submits proven accepted by their receipt, "
+        f"\nafter 2 drops: {worker.limbo.proven} unanswered submits proven accepted by their receipt, "
         f"{worker.binds['sim1'].resent_after_drop} sent again"
     )
 
@@ -361,14 +361,14 @@ def test_a_receipt_for_an_unknown_id_is_logged_masked_and_ignored(sessions, queu
 
     async def scenario():
         worker = make_worker(sessions, queue, smsc)
-        worker.receipt_patience = timedelta(seconds=0.3)
+        worker.writer.receipt_patience = timedelta(seconds=0.3)
         async with running(worker):
             await until(submitted, 30, "the message submitted")
             with sessions() as s:  # the DLR map no longer knows the id
                 s.execute(SmsPart.__table__.delete())
                 s.commit()
             assert smsc.release_receipts() == 1
-            await until(lambda: worker.counts["receipts_unknown"] == 1, 10, "the unknown receipt given up")
+            await until(lambda: worker.counts.receipts_unknown == 1, 10, "the unknown receipt given up")
 
     with caplog.at_level("WARNING"):
         asyncio.run(scenario())

@@ -8,7 +8,8 @@ import pytest
 from gateway.storage.models import Address, Channel, Municipality, Participant
 from gateway.targeting import Registration, find_recipients, recipients_in_phone_order, select_recipients
 from gateway.targeting.geo import destination, distance_m, tile_of, tile_ranges
-from gateway.targeting.select import in_window, is_paused, select_recipients_in_order
+from gateway.targeting.select import is_paused, select_recipients_in_order
+from gateway.targeting.windows import every_day, week_table
 
 AMS = ZoneInfo("Europe/Amsterdam")
 UTRECHT = (52.0907, 5.1214)
@@ -28,7 +29,8 @@ def reg(
     unsubscribed=False,
     pid=None,
 ):
-    return Registration(aid, pid or aid, phone, channel, lat, lon, *window, *pause, unsubscribed, "nl")
+    windows = window if isinstance(window, str) else (None if window[0] is None else every_day(*window))
+    return Registration(aid, pid or aid, phone, channel, lat, lon, windows, *pause, unsubscribed, "nl")
 
 
 def phones(recipients):
@@ -108,7 +110,9 @@ def test_a_circle_across_the_german_border_reaches_both_sides():
     ],
 )
 def test_receive_windows(start, end, minute, inside):
-    assert in_window(start, end, minute) is inside
+    """An every-day window (the form every address had before weekdays), on a Wednesday."""
+    wednesday = 2 * 1440
+    assert start is None or week_table(every_day(start, end))[wednesday + minute] == inside
 
 
 def local(y, m, d, hh, mm=0):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import chain, islice
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +39,7 @@ from gateway.storage.models import (
     Message,
     MessageStatus,
     Outcome,
+    WaitingRecipient,
     utcnow,
 )
 from gateway.targeting import Recipient, find_recipients, recipients_in_phone_order
@@ -96,7 +97,9 @@ def get_action(session: Session, action_id: int, *, for_update: bool = False, fr
 
 
 def recipients(session: Session, action: Action, now: datetime) -> list[Recipient]:
-    return find_recipients(session, action.lat, action.lon, action.radius_m, action.channels, now)
+    return find_recipients(
+        session, action.lat, action.lon, action.radius_m, action.channels, now, action.polygon
+    )
 
 
 def preview(session: Session, action: Action, now: datetime, settings: Settings) -> Preview:
@@ -124,7 +127,7 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
     rows = (
         (r.phone, r.participant_id, r.channel)
         for r in recipients_in_phone_order(
-            session, action.lat, action.lon, action.radius_m, action.channels, now
+            session, action.lat, action.lon, action.radius_m, action.channels, now, action.polygon
         )
     )
     first = list(islice(rows, FAN_OUT_FIRST))
@@ -181,6 +184,8 @@ def complete_fan_outs(session: Session, now: datetime, cutoff: datetime) -> list
             Bulletin.kind == BulletinKind.alert,
             Bulletin.fanned_out_at.is_(None),
             Bulletin.created_at < cutoff,
+            # A municipality's message still waiting for windows is not stalled (actions/messages.py).
+            ~exists().where(WaitingRecipient.bulletin_id == Bulletin.id),
         )
         .order_by(Bulletin.id)
         .with_for_update()
@@ -317,6 +322,20 @@ def close(
         .where(Message.action_id == action.id, Message.status == MessageStatus.queued)
         .values(status=MessageStatus.cancelled, detail="action closed before sending", final_at=now)
     )
+    if action.municipality_id is not None:
+        # A municipality's message: nobody still waiting for a window gets it, and it has no
+        # closing message — there was nothing to look out for (gateway/actions/messages.py).
+        alerts = select(Bulletin.id).where(
+            Bulletin.action_id == action.id, Bulletin.kind == BulletinKind.alert
+        )
+        session.execute(delete(WaitingRecipient).where(WaitingRecipient.bulletin_id.in_(alerts)))
+        session.execute(
+            update(Bulletin)
+            .where(Bulletin.id.in_(alerts), Bulletin.fanned_out_at.is_(None))
+            .values(fanned_out_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return Queued(action.id)
     body = wording.closing_body(outcome, outcome_detail, note)
     assert action.action_code is not None  # it was open
     bulletin = _bulletin(

@@ -6,6 +6,7 @@ historic voice alert ("Hier volgt een oproep voor Burgernet …") and reads the 
 digit, so it can be typed on a keypad.
 """
 
+import re
 from typing import Literal
 
 from gateway.storage.models import Outcome
@@ -38,6 +39,18 @@ def alert_sms(description: str, code: str, tip_line: str) -> str:
 
 def alert_spoken(description: str, code: str) -> str:
     return f"Hier volgt een oproep voor Burgernet. {description.strip()} {_call_back(code)}"
+
+
+def message_sms(description: str, municipality: str, code: str | None, tip_line: str) -> str:
+    """A municipality's own message (not time-critical): no call to action unless it asks for
+    tips (`code`)."""
+    ask = f" Weet u meer? Bel gratis {tip_line}, actiecode {code}." if code else ""
+    return f"Burgernet, gemeente {municipality}: {description.strip()}{ask}"
+
+
+def message_spoken(description: str, municipality: str, code: str | None) -> str:
+    ask = f" {_call_back(code)}" if code else ""
+    return f"Hier volgt een bericht van Burgernet en de gemeente {municipality}. {description.strip()}{ask}"
 
 
 def update_sms(text: str, code: str, tip_line: str) -> str:
@@ -73,3 +86,39 @@ def unsubscribed_sms() -> str:
         "Burgernet: u bent afgemeld en ontvangt op dit nummer geen berichten van Burgernet meer. "
         "Weer meedoen? Meld u opnieuw aan bij uw gemeente."
     )
+
+
+# --- templates ------------------------------------------------------------------------------------
+
+# What a template may ask the centralist for, as placeholders in its text ({who} …).
+PLACEHOLDERS = {
+    "who": "wie (signalement of naam)",
+    "what": "wat (er gebeurde)",
+    "where": "waar (plaats, straat)",
+    "vehicle": "voertuig",
+    "direction": "richting (vluchtrichting)",
+}
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def template_problem(body: str) -> str | None:
+    """What is wrong with a template's text (an unknown or unclosed placeholder), or None."""
+    for name in _PLACEHOLDER.findall(body):
+        if name not in PLACEHOLDERS:
+            return f"unknown placeholder {{{name}}}; use {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+    if "{" in _PLACEHOLDER.sub("", body) or "}" in _PLACEHOLDER.sub("", body):
+        return "a { or } without its partner; placeholders look like {where}"
+    return None
+
+
+def fill_template(body: str, values: dict[str, str]) -> str:
+    """The template with its placeholders filled in. A sentence whose placeholders are all left
+    empty is left out (no "Gevlucht in richting ."); spaces are tidied."""
+    kept = []
+    for sentence in re.split(r"(?<=[.!?])\s+", body.strip()):
+        names = _PLACEHOLDER.findall(sentence)
+        if names and not any(values.get(n, "").strip() for n in names):
+            continue
+        kept.append(_PLACEHOLDER.sub(lambda m: values.get(m[1], "").strip(), sentence))
+    text = re.sub(r"[ \t]{2,}", " ", " ".join(kept))
+    return re.sub(r" +([.,;:!?])", r"\1", text).strip()

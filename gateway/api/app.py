@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gateway import housekeeping
 from gateway.api.accesslog import AccessLog
 from gateway.api.deps import CALLER, authenticate_request
-from gateway.api.routes import actions, admin, media, participants, stats, tips, web
+from gateway.api.routes import actions, admin, media, messages, participants, stats, templates, tips, web
 from gateway.api.throttle import make_login_throttle
 from gateway.config import Settings, get_settings
 from gateway.errors import GatewayError
@@ -143,7 +143,7 @@ def create_app(
             body["sms_binds"] = read_bind_health(queue.client, queue.prefix)
         return body
 
-    for module in (actions, participants, admin, stats, tips, media):
+    for module in (actions, messages, templates, participants, admin, stats, tips, media):
         app.include_router(module.router)
     web.mount(app)
     app.add_middleware(RequireCredentials)

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -18,7 +19,7 @@ from pydantic import (
 )
 
 from gateway import xmltext
-from gateway.actions.wording import OutcomeDetail
+from gateway.actions.wording import OutcomeDetail, template_problem
 from gateway.phone import BadPhoneNumber, is_mobile, to_e164
 from gateway.storage.models import (
     ActionStatus,
@@ -30,6 +31,8 @@ from gateway.storage.models import (
     TipChannel,
     Urgency,
 )
+from gateway.targeting import windows as receive
+from gateway.targeting.geo import crossing_edges, ring_area_deg2
 
 
 def _printable(value: str) -> str:
@@ -60,6 +63,35 @@ Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 # A whole number of metres, as JSON's integer: `true` or "100" is a mistake, not a radius.
 Radius = Annotated[
     int, Field(strict=True, gt=0, le=1_000_000, description="Radius in metres (at most MAX_RADIUS_M).")
+]
+MAX_CORNERS = 200
+
+
+def _ring(corners: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A polygon with an inside: the closing corner dropped, 3+ corners, no crossing edges."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else corners
+    if len(set(ring)) < 3:
+        raise ValueError("a polygon needs at least three different corners")
+    crossing = crossing_edges(ring)
+    if crossing is not None:
+        i, j = crossing
+        raise ValueError(
+            f"edges {i + 1} and {j + 1} of the polygon cross each other; draw it without crossings"
+        )
+    if ring_area_deg2(ring) < 1e-12:
+        raise ValueError("the polygon's corners lie on one line: it has no inside")
+    return ring
+
+
+PolygonIn = Annotated[
+    list[tuple[Latitude, Longitude]],
+    Field(
+        min_length=3,
+        max_length=MAX_CORNERS,
+        description="The area as corners [[lat, lon], …] (the ring closes itself); instead of lat, lon and "
+        "radius_m, which are then derived: its centre and the circle around it.",
+    ),
+    AfterValidator(_ring),
 ]
 # Days the API accepts (statistics periods, pauses): date arithmetic near year 1 or 9999
 # overflows, and no Burgernet data lies outside these.
@@ -95,12 +127,32 @@ class Strict(BaseModel):
 # --- actions -------------------------------------------------------------------------------------
 
 
+def _not_null(value: object, info: ValidationInfo) -> object:
+    """An area field given as null is a mistake (leave it out for the other kind of area)."""
+    if value is None:
+        raise ValueError(
+            f"{info.field_name} is null; give a value, or leave it out for the other kind of area"
+        )
+    return value
+
+
+def _one_area(model):
+    """RULE: an action's area is a circle (lat, lon, radius_m) or a polygon, never both."""
+    circle = [name for name in ("lat", "lon", "radius_m") if getattr(model, name) is not None]
+    if model.polygon is not None and circle:
+        raise ValueError(
+            f"give a circle (lat, lon, radius_m) or a polygon, not both ({', '.join(circle)} given)"
+        )
+    return circle
+
+
 class ActionCreate(Strict):
     type: ActionType
     description: Text1000 = Field(description="What to look out for, in plain language.")
-    lat: Latitude
-    lon: Longitude
-    radius_m: Radius
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
     channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
     centralist_id: Id | None = Field(
         None, description="Owner; admins must give it, centralists own their actions."
@@ -111,16 +163,33 @@ class ActionCreate(Strict):
     def _unique(cls, value: list[Channel]) -> list[Channel]:
         return sorted(set(value), key=list(Channel).index)
 
+    _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
+
+    @model_validator(mode="after")
+    def _area(self) -> ActionCreate:
+        given = _one_area(self)
+        if self.polygon is None and len(given) < 3:
+            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
+            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        return self
+
 
 class ActionEdit(Strict):
-    """Changes to a draft; fields left out stay as they are."""
+    """Changes to a draft; fields left out stay as they are. A polygon replaces the circle; a
+    circle's field (lat, lon, radius_m) replaces the polygon by the circle around it."""
 
     type: ActionType | None = None
     description: Text1000 | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
     radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
     channels: list[Channel] | None = Field(None, min_length=1, max_length=2)
+
+    @model_validator(mode="after")
+    def _area(self) -> ActionEdit:
+        _one_area(self)
+        return self
 
 
 class ActionPublic(BaseModel):
@@ -132,9 +201,12 @@ class ActionPublic(BaseModel):
     lat: float
     lon: float
     radius_m: int
+    polygon: list[tuple[float, float]] | None = None
     urgency: Urgency
     channels: list[Channel]
-    centralist_id: int
+    centralist_id: int | None
+    municipality_id: int | None = Field(None, description="Set for a municipality's own message.")
+    tip_line: bool = Field(True, description="Whether its texts ask to call the tip line (with the code).")
     action_code: str | None
     status: ActionStatus
     created_at: datetime
@@ -145,6 +217,92 @@ class ActionPublic(BaseModel):
     outcome: Outcome | None
     outcome_detail: str | None
     outcome_note: str | None
+
+
+class MessageCreate(Strict):
+    """A municipality's own message: not time-critical, to an area inside the municipality."""
+
+    description: Text1000 = Field(description="The message, in plain language.")
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    radius_m: Radius | None = None
+    polygon: PolygonIn | None = None
+    channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
+    tip_line: bool = Field(False, description="Ask for tips on 0800-0011 with an action code (default: no).")
+    municipality_id: Id | None = Field(None, description="Admins only; a municipality sends for itself.")
+
+    @field_validator("channels")
+    @classmethod
+    def _unique(cls, value: list[Channel]) -> list[Channel]:
+        return sorted(set(value), key=list(Channel).index)
+
+    _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
+
+    @model_validator(mode="after")
+    def _area(self) -> MessageCreate:
+        given = _one_area(self)
+        if self.polygon is None and len(given) < 3:
+            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
+            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        return self
+
+
+class MessagePublic(ActionPublic):
+    waiting: int = Field(0, description="Recipients whose message waits for their receive window.")
+    released: int = Field(0, description="Recipients whose message exists: sent, or on its way now.")
+
+
+class MessagePreview(BaseModel):
+    recipients: dict[str, int] = Field(description="Phone numbers it will reach per channel.")
+    total: int
+    waiting: int = Field(description="Of them, how many only when their receive window opens.")
+    sms: SmsPreview
+    spoken_text: str
+
+
+def _template_body(value: str) -> str:
+    problem = template_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class TemplateIn(Strict):
+    action_type: ActionType
+    name: Text100
+    body: Annotated[Text1000, AfterValidator(_template_body)] = Field(
+        description="The text, with placeholders {who} {what} {where} {vehicle} {direction}."
+    )
+
+
+class TemplatePublic(TemplateIn):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    placeholders: list[str] = Field(description="The placeholders it asks for, in order.")
+
+
+class TemplateFill(Strict):
+    """What the centralist fills in; placeholders left out are left empty."""
+
+    who: Text200 | None = None
+    what: Text500 | None = None
+    where: Text200 | None = None
+    vehicle: Text200 | None = None
+    direction: Text200 | None = None
+
+
+class TemplateFilled(BaseModel):
+    description: str = Field(description="The filled-in text, for the action's description.")
+
+
+class BoundaryIn(Strict):
+    polygon: PolygonIn
+
+
+class BoundaryPublic(BaseModel):
+    id: int
+    cbs_code: str
+    boundary: list[list[float]] | None
 
 
 class SmsPreview(BaseModel):
@@ -251,6 +409,61 @@ class TipPublic(BaseModel):
 # --- participants ---------------------------------------------------------------------------
 
 
+Weekday = Literal["mo", "tu", "we", "th", "fr", "sa", "su"]
+
+
+class WindowIn(Strict):
+    """One receive window on chosen weekdays, local time (Europe/Amsterdam)."""
+
+    days: list[Weekday] = Field(
+        default=["mo", "tu", "we", "th", "fr", "sa", "su"],
+        min_length=1,
+        max_length=7,
+        description="The weekdays the window starts on (all when left out).",
+    )
+    start: str = Field(description="HH:MM, from.")
+    end: str = Field(
+        description="HH:MM, until (exclusive; 24:00 is midnight); earlier than start crosses midnight."
+    )
+
+    def window(self) -> receive.Window:
+        mask = 0
+        for day in self.days:
+            mask |= 1 << receive.DAYS.index(day)
+        [window] = receive.parse(f"{receive.format_days(mask)} {self.start}-{self.end}")
+        return window
+
+    @model_validator(mode="after")
+    def _check(self) -> WindowIn:
+        for name in ("start", "end"):
+            if not re.fullmatch(r"[0-9]{2}:[0-9]{2}", getattr(self, name)):
+                raise ValueError(f"{name}: use 24-hour HH:MM, like 07:30")
+        self.window()  # ValueError says what is wrong
+        return self
+
+
+class WindowPublic(BaseModel):
+    days: list[Weekday]
+    start: str
+    end: str
+
+
+def window_dicts(text: str | None) -> list[dict]:
+    """Windows written as text (gateway.targeting.windows, the CSV column) as WindowIn fields."""
+    return [
+        {
+            "days": [day for k, day in enumerate(receive.DAYS) if w.days >> k & 1],
+            "start": f"{w.start // 60:02d}:{w.start % 60:02d}",
+            "end": f"{w.end // 60:02d}:{w.end % 60:02d}",
+        }
+        for w in receive.parse(text)
+    ]
+
+
+def _windows_from_text(value: object) -> object:
+    return window_dicts(value) if isinstance(value, str) else value
+
+
 class AddressIn(Strict):
     country: Literal["NL", "BE", "DE"] = "NL"
     postcode: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, max_length=8)]
@@ -260,7 +473,15 @@ class AddressIn(Strict):
     lat: Latitude
     lon: Longitude
     channel: Channel = Channel.sms
-    window_start: str | None = Field(None, description="Receive from HH:MM local time (with window_end).")
+    windows: Annotated[list[WindowIn] | None, BeforeValidator(_windows_from_text)] = Field(
+        None,
+        max_length=receive.MAX_WINDOWS,
+        description="When to receive: windows on chosen weekdays (none: always), or the same as one line "
+        "of text, e.g. 'mo-fr 08:00-17:30; sa,su 10:00-14:00' (docs/areas.md).",
+    )
+    window_start: str | None = Field(
+        None, description="Short for one window every day: receive from HH:MM local time (with window_end)."
+    )
     window_end: str | None = Field(
         None, description="Receive until HH:MM; earlier than the start crosses midnight."
     )
@@ -288,10 +509,16 @@ class AddressIn(Strict):
             raise ValueError("give both window_start and window_end, or neither")
         if start is not None and start == end:
             raise ValueError("window_start and window_end are equal; leave both out to receive always")
+        if start is not None and self.windows is not None:
+            raise ValueError("give windows, or window_start and window_end (one window every day), not both")
         return self
 
-    def window(self) -> tuple[int | None, int | None]:
-        return _minutes(self.window_start), _minutes(self.window_end)
+    def windows_text(self) -> str | None:
+        """The windows as stored (gateway.targeting.windows); None: always."""
+        start, end = _minutes(self.window_start), _minutes(self.window_end)
+        if start is not None and end is not None:
+            return receive.every_day(start, end)
+        return receive.format([w.window() for w in self.windows or []])
 
 
 class ParticipantIn(Strict):
@@ -330,8 +557,7 @@ class AddressPublic(BaseModel):
     lat: float
     lon: float
     channel: Channel
-    window_start: str | None
-    window_end: str | None
+    windows: list[WindowPublic] = Field(description="When to receive; empty: always.")
 
 
 class ParticipantPublic(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -124,7 +125,7 @@ def load_sms_config(
     binds_file: str,
     default_bind: str,
     sender: str = "Burgernet",
-    defaults: dict[str, object] | None = None,
+    defaults: Mapping[str, object] | None = None,
 ) -> SmsConfig:
     """Bind configuration from SMS_BINDS (JSON) or SMS_BINDS_FILE (TOML); raises BindConfigError.
 
@@ -150,7 +151,7 @@ def load_sms_config(
     if not isinstance(raw, list) or not raw:
         raise BindConfigError(f"{where} must be a non-empty list of binds")
     try:
-        binds = tuple(BindConfig(**({"source": sender} | (defaults or {}) | entry)) for entry in raw)
+        binds = tuple(BindConfig(**{"source": sender, **(defaults or {}), **entry}) for entry in raw)
         return SmsConfig(binds=binds, default_bind=default_bind or binds[0].name)
     except (ValidationError, TypeError) as exc:
         raise BindConfigError(f"{where}: {_without_input(exc)}") from None

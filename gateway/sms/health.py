@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import json
 import time
+from enum import StrEnum
 
 import redis
 
 TTL_SECONDS = 30
+
+
+class BindState(StrEnum):
+    bound = "bound"
+    unbound = "unbound"  # connecting, or connecting again after the connection ended
+    auth_failed = "auth_failed"  # the SMSC refused the bind's system_id or password
+    bind_refused = "bind_refused"  # the SMSC refused the bind for another reason
+    stopped = "stopped"
 
 
 def _key(prefix: str, bind: str) -> str:
@@ -28,7 +37,7 @@ class BindHealth:
         self.rows_set_aside = 0
         self.last_set_aside: str | None = None
 
-    def set(self, bind: str, state: str, detail: str) -> None:
+    def set(self, bind: str, state: BindState, detail: str) -> None:
         self.states[bind] = {
             "state": state,
             "detail": detail[:200],

@@ -11,15 +11,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from gateway.actions import wording
 from gateway.participants import unsubscribe_number
-from gateway.storage.models import MatchedBy, MessageStatus, Tip
-from gateway.tipline.lookup import alerts_for_sql
-from gateway.tipline.routing import caller_number
-from gateway.tipline.tips import record_sms_tip
+from gateway.storage.models import MessageStatus, Tip
+from gateway.tipline import caller_number, sms_tip
 
 # --- delivery receipts --------------------------------------------------------------------------
 
@@ -216,11 +215,17 @@ def mo_sender(source_addr: str, ton: int | None = None) -> str | None:
     return number
 
 
+class MoKind(StrEnum):
+    unsubscribed = "unsubscribed"  # a STOP
+    tip = "tip"
+    ignored = "ignored"  # an empty text
+
+
 @dataclass(frozen=True, slots=True)
 class MoOutcome:
     """What an MO message did: `reply` is the text to send back to the sender, if any."""
 
-    kind: str  # "unsubscribed", "tip" or "ignored"
+    kind: MoKind
     reply: str | None = None
     unsubscribed: int = 0  # registrations ended
     tip: Tip | None = None
@@ -229,23 +234,12 @@ class MoOutcome:
 def handle_mo(session: Session, sender_e164: str, text: str, now: datetime) -> MoOutcome:
     """STOP unsubscribes the number; any other text becomes an SMS tip. Does not commit.
 
-    The tip goes to the sender's most recent open action whose alert reached the number (the tip
-    line's own notion of "the action that called you"), or stays unmatched (no action) when there
-    is none. An empty text is ignored.
+    The tip line decides which action the tip goes to (gateway.tipline.sms_tip). An empty text is
+    ignored.
     """
     if is_stop(text):
         ended = unsubscribe_number(session, sender_e164, now)
-        return MoOutcome("unsubscribed", reply=wording.unsubscribed_sms(), unsubscribed=ended)
+        return MoOutcome(MoKind.unsubscribed, reply=wording.unsubscribed_sms(), unsubscribed=ended)
     if not (text or "").strip():
-        return MoOutcome("ignored")
-    alerts = alerts_for_sql(session, sender_e164)
-    latest = max(alerts, key=lambda a: (a.launched_at, a.action_id), default=None)
-    tip = record_sms_tip(
-        session,
-        sender_e164,
-        text,
-        now,
-        action_id=latest.action_id if latest else None,
-        matched_by=MatchedBy.caller_id if latest else MatchedBy.none,
-    )
-    return MoOutcome("tip", tip=tip)
+        return MoOutcome(MoKind.ignored)
+    return MoOutcome(MoKind.tip, tip=sms_tip(session, sender_e164, text, now))

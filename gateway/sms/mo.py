@@ -26,9 +26,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import CursorResult, and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.errors import brief
@@ -72,8 +72,8 @@ class Group:
         return and_(_row.sender == self.sender, _row.reference == self.reference, _row.total == self.total)
 
 
-class HandleMo(Protocol):
-    def __call__(self, session: Session, sender: str, text: str, now: datetime) -> MoOutcome: ...
+# (session, sender, text, now): an MO message's effect, not committed (gateway.sms.inbound.handle_mo)
+HandleMo = Callable[[Session, str, str, datetime], MoOutcome]
 
 
 # --- pure ------------------------------------------------------------------------------------
@@ -137,8 +137,11 @@ def take_group(session: Session, group: Group, now: datetime, complete_only: boo
     )
     if not rows or (complete_only and len(rows) < group.total):
         return None
-    taken = session.execute(
-        update(MoPartRow).where(group.where(), _row.handled_at.is_(None)).values(handled_at=now)
+    taken = cast(
+        "CursorResult[Any]",
+        session.execute(
+            update(MoPartRow).where(group.where(), _row.handled_at.is_(None)).values(handled_at=now)
+        ),
     )
     if taken.rowcount != len(rows):
         return None  # another worker's transaction took (some of) them meanwhile
@@ -157,7 +160,8 @@ def open_groups(session: Session) -> list[tuple[Group, int, datetime]]:
 
 def forget_handled(session: Session, before: datetime) -> int:
     """Delete parts handled before `before`; how many. Does not commit."""
-    return session.execute(delete(MoPartRow).where(_row.handled_at < before)).rowcount
+    deleted = cast("CursorResult[Any]", session.execute(delete(MoPartRow).where(_row.handled_at < before)))
+    return deleted.rowcount
 
 
 # --- the worker's side -----------------------------------------------------------------------

@@ -63,8 +63,11 @@ def _sum(column) -> ColumnElement[int]:
 
 
 def launched(period: Period, action_type: ActionType | None = None) -> Select:
-    """Ids of the actions launched in the period (of one type)."""
-    q = select(_a.c.id).where(_a.c.launched_at >= period.lower, _a.c.launched_at < period.upper)
+    """Ids of the police actions launched in the period (of one type); a municipality's own
+    messages are counted apart (GET /api/v1/messages)."""
+    q = select(_a.c.id).where(
+        _a.c.launched_at >= period.lower, _a.c.launched_at < period.upper, _a.c.municipality_id.is_(None)
+    )
     return q if action_type is None else q.where(_a.c.type == action_type)
 
 

@@ -12,6 +12,7 @@ import enum
 from datetime import UTC, date, datetime
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -178,6 +179,9 @@ class Municipality(Base):
     cbs_code: Mapped[str] = mapped_column(String(6), unique=True)  # e.g. GM0344
     name: Mapped[str] = mapped_column(String(100))
     region: Mapped[str] = mapped_column(String(100))  # police region / meldkamer area
+    # Its territory, [[lat, lon], …] (an admin sets it, e.g. from PDOK's gemeentegrenzen): a
+    # municipality's own messages go to areas inside it. NULL: it cannot send messages yet.
+    boundary: Mapped[list[list[float]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -226,21 +230,14 @@ class Address(Base):
     # Spatial bucket for the radius search; see gateway.targeting.geo.tile_of.
     tile: Mapped[int] = mapped_column(Integer, index=True)
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
-    # Receive window in local minutes since midnight; start > end crosses midnight;
-    # both NULL means always.
-    window_start: Mapped[int | None] = mapped_column(SmallInteger)
-    window_end: Mapped[int | None] = mapped_column(SmallInteger)
+    # Receive windows per weekday in local time, as canonical text (gateway.targeting.windows),
+    # e.g. "mo-fr 08:00-17:30; sa,su 10:00-14:00"; NULL means always. Text rather than a table of
+    # windows: targeting reads it with the address row, and parses each distinct text once.
+    windows: Mapped[str | None] = mapped_column(String(300))
 
     participant: Mapped[Participant] = relationship(back_populates="addresses")
 
-    __table_args__ = (
-        CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="latlon"),
-        CheckConstraint(
-            "(window_start IS NULL AND window_end IS NULL) OR "
-            "(window_start BETWEEN 0 AND 1439 AND window_end BETWEEN 0 AND 1440)",
-            name="window",
-        ),
-    )
+    __table_args__ = (CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="latlon"),)
 
 
 class Centralist(Base):
@@ -294,10 +291,19 @@ class Action(Base):
     lat: Mapped[float] = mapped_column(Float)
     lon: Mapped[float] = mapped_column(Float)
     radius_m: Mapped[int] = mapped_column(Integer)
+    # A drawn area: [[lat, lon], …], the ring closing itself. NULL: the area is the circle. With a
+    # polygon, (lat, lon) is its centre and radius_m the circle around it (the tile search and the
+    # nearness of addresses start there; the polygon decides who is inside).
+    polygon: Mapped[list[list[float]] | None] = mapped_column(JSON)
     urgency: Mapped[Urgency] = mapped_column(_enum(Urgency, "urgency"), default=Urgency.high)
     send_sms: Mapped[bool] = mapped_column(Boolean, default=True)
     send_voice: Mapped[bool] = mapped_column(Boolean, default=True)
-    centralist_id: Mapped[int] = mapped_column(ForeignKey("centralist.id"), index=True)
+    # Who owns it: a centralist (a police action), or a municipality (its own non-time-critical
+    # message, docs/areas.md: routine urgency, waits for each address's window, no tip line
+    # unless `tip_line`).
+    centralist_id: Mapped[int | None] = mapped_column(ForeignKey("centralist.id"), index=True)
+    municipality_id: Mapped[int | None] = mapped_column(ForeignKey("municipality.id"), index=True)
+    tip_line: Mapped[bool] = mapped_column(Boolean, default=True)  # its texts ask to call 0800-0011
     action_code: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[ActionStatus] = mapped_column(
         _enum(ActionStatus, "action_status"), default=ActionStatus.draft, index=True
@@ -311,7 +317,7 @@ class Action(Base):
     outcome_detail: Mapped[str | None] = mapped_column(String(40))  # arrest, person_found, …
     outcome_note: Mapped[str | None] = mapped_column(Text)
 
-    centralist: Mapped[Centralist] = relationship()
+    centralist: Mapped[Centralist | None] = relationship()
     bulletins: Mapped[list[Bulletin]] = relationship(back_populates="action", order_by="Bulletin.id")
 
     __table_args__ = (
@@ -325,6 +331,7 @@ class Action(Base):
         ),
         CheckConstraint("radius_m > 0", name="radius"),
         CheckConstraint("send_sms OR send_voice", name="channels"),
+        CheckConstraint("(centralist_id IS NULL) != (municipality_id IS NULL)", name="owner"),
     )
 
     @property
@@ -364,6 +371,35 @@ class Bulletin(Base):
         # What a message's (bulletin_id, action_id) refers to (see Message).
         UniqueConstraint("id", "action_id", name="uq_bulletin_id_action"),
     )
+
+
+class TextTemplate(Base):
+    """A ready text for one action type with placeholders ({who}, {what}, {where}, {vehicle},
+    {direction}) the centralist fills in (gateway/actions/wording.py); admins edit them."""
+
+    __tablename__ = "text_template"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action_type: Mapped[ActionType] = mapped_column(_enum(ActionType, "action_type"))
+    name: Mapped[str] = mapped_column(String(100))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (UniqueConstraint("action_type", "name", name="uq_text_template_type_name"),)
+
+
+class WaitingRecipient(Base):
+    """A recipient of a municipality's message whose receive windows are all closed: her message
+    is created when the first opens (`due_at`; gateway/actions/messages.py). The alert stays
+    unfinished (`fanned_out_at` NULL) while any wait."""
+
+    __tablename__ = "waiting_recipient"
+
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("bulletin.id", ondelete="CASCADE"), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16), primary_key=True)
+    participant_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 # Percent of each `message` page filled by inserts: the rest is for the status writes' new row

@@ -7,6 +7,8 @@ The exact distance is checked afterwards in Python, so the grid only has to over
 """
 
 import math
+from collections.abc import Sequence
+from itertools import pairwise
 
 EARTH_RADIUS_M = 6_371_008.8  # mean earth radius (IUGG)
 TILE_DEG = 0.01  # ~1.1 km north–south, ~0.7 km east–west in the Netherlands
@@ -109,3 +111,195 @@ class Circle:
 
     def contains(self, lat: float, lon: float) -> bool:
         return self.closeness(lat, lon) <= self.h_max
+
+
+# --- polygons -------------------------------------------------------------------------------------
+
+# A point this close to an edge (in degrees, ~0.1 mm) lies on it, and on an edge counts as inside,
+# as on a circle's radius.
+EDGE_TOLERANCE_DEG = 1e-9
+_BANDS_PER_EDGE = 4  # latitude bands of the edge index per polygon edge: ~1–2 edges per band
+_MAX_BANDS = 4096
+
+LatLon = tuple[float, float]
+# Corners as they come from JSON or the database: [[lat, lon], …] or [(lat, lon), …].
+Corners = Sequence[Sequence[float]]
+
+
+class Polygon:
+    """Membership test for a polygon drawn in latitude/longitude (CAP's convention: straight edges
+    between the corners, the ring closing itself). Concave shapes and points on an edge work.
+
+    Crossing-number test, with the edges indexed by latitude band so that a point looks only at
+    the few edges that span its latitude (a ~2 µs test however many corners the polygon has).
+    """
+
+    def __init__(self, corners: list[LatLon]):
+        ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+        self.corners = ring
+        self.edges = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+        self.lat_lo = min(p[0] for p in ring)
+        self.lat_hi = max(p[0] for p in ring)
+        self.lon_lo = min(p[1] for p in ring)
+        self.lon_hi = max(p[1] for p in ring)
+        self.bands = min(_MAX_BANDS, _BANDS_PER_EDGE * len(self.edges))
+        self.band_deg = (self.lat_hi - self.lat_lo) / self.bands or 1.0
+        index: list[list[tuple[float, float, float, float]]] = [[] for _ in range(self.bands)]
+        for (alat, alon), (blat, blon) in self.edges:
+            lo, hi = self._band(min(alat, blat)), self._band(max(alat, blat))
+            for band in range(lo, hi + 1):
+                index[band].append((alat, alon, blat, blon))
+        self.index = index
+
+    def _band(self, lat: float) -> int:
+        return min(self.bands - 1, max(0, int((lat - self.lat_lo) / self.band_deg)))
+
+    def contains(self, lat: float, lon: float) -> bool:
+        eps = EDGE_TOLERANCE_DEG
+        if not (
+            self.lat_lo - eps <= lat <= self.lat_hi + eps and self.lon_lo - eps <= lon <= self.lon_hi + eps
+        ):
+            return False
+        inside = False
+        for alat, alon, blat, blon in self.index[self._band(lat)]:
+            if alat == blat:  # an east–west edge: never crossed, only touched
+                if abs(lat - alat) <= eps and min(alon, blon) - eps <= lon <= max(alon, blon) + eps:
+                    return True
+                continue
+            if not (min(alat, blat) - eps <= lat <= max(alat, blat) + eps):
+                continue
+            cross = alon + (lat - alat) * (blon - alon) / (blat - alat)  # the edge's longitude here
+            if abs(cross - lon) <= eps:
+                return True
+            # Half-open in latitude, so a ray through a corner counts that corner once.
+            if (alat > lat) != (blat > lat) and cross > lon:
+                inside = not inside
+        return inside
+
+    def centre(self) -> LatLon:
+        """The mean of the corners: where the incident is taken to be (nearness, the CAP area)."""
+        return (
+            sum(p[0] for p in self.corners) / len(self.corners),
+            sum(p[1] for p in self.corners) / len(self.corners),
+        )
+
+    def enclosing_radius_m(self, lat: float, lon: float) -> float:
+        """A radius around (lat, lon) that holds the whole polygon: its farthest corner, with room
+        for the edges' being straight in degrees rather than great circles."""
+        return max(distance_m(lat, lon, p[0], p[1]) for p in self.corners) * 1.001 + 1.0
+
+    def tile_ranges(self) -> list[tuple[int, int]]:
+        """Inclusive tile-id ranges covering the polygon: per grid row, the stretches of longitude
+        where the polygon is inside that row's band of latitude — several for a concave shape
+        (a U's notch is not read), so that the query over-selects little more than a circle's."""
+        margin = EDGE_TOLERANCE_DEG * 10
+        row_lo = math.floor((self.lat_lo - margin + 90.0) / TILE_DEG)
+        row_hi = math.floor((self.lat_hi + margin + 90.0) / TILE_DEG)
+        ranges: list[tuple[int, int]] = []
+        for row in range(row_lo, row_hi + 1):
+            base = row * _COLS
+            band_lo = max(self.lat_lo, row * TILE_DEG - 90.0 - margin)
+            band_hi = min(self.lat_hi, (row + 1) * TILE_DEG - 90.0 + margin)
+            spans = sorted(
+                (
+                    max(0, math.floor((west - margin + 180.0) / TILE_DEG)),
+                    min(_COLS - 1, math.floor((east + margin + 180.0) / TILE_DEG)),
+                )
+                for west, east in self._spans(band_lo, band_hi)
+            )
+            for col_lo, col_hi in spans:
+                if ranges and ranges[-1][0] >= base and col_lo + base <= ranges[-1][1] + 1:
+                    ranges[-1] = (ranges[-1][0], max(ranges[-1][1], base + col_hi))
+                else:
+                    ranges.append((base + col_lo, base + col_hi))
+        return ranges
+
+    def _spans(self, lat_lo: float, lat_hi: float) -> list[tuple[float, float]]:
+        """(west, east) stretches that together hold the polygon between two latitudes.
+
+        Between two consecutive corner latitudes the same edges cross every parallel, in the same
+        order (edges do not cross), so the inside is the same pairs of edges; each pair's stretch
+        over that slice runs from its western edge's westernmost to its eastern edge's easternmost
+        longitude (edges are straight)."""
+        cuts = sorted({lat_lo, lat_hi, *(p[0] for p in self.corners if lat_lo < p[0] < lat_hi)})
+        spans: list[tuple[float, float]] = []
+        for t0, t1 in pairwise(cuts):
+            mid = (t0 + t1) / 2
+            crossing = sorted(
+                (self._lon_at(edge, mid), edge)
+                for edge in self.edges
+                if min(edge[0][0], edge[1][0]) < mid < max(edge[0][0], edge[1][0])
+            )
+            for (_, west), (_, east) in zip(crossing[0::2], crossing[1::2]):
+                spans.append(
+                    (
+                        min(self._lon_at(west, t0), self._lon_at(west, t1)),
+                        max(self._lon_at(east, t0), self._lon_at(east, t1)),
+                    )
+                )
+        if not spans or lat_lo == lat_hi:  # a band that only touches a corner or an edge
+            spans += [
+                (min(a[1], b[1]), max(a[1], b[1]))
+                for a, b in self.edges
+                if lat_lo <= a[0] <= lat_hi or lat_lo <= b[0] <= lat_hi
+            ]
+        return spans
+
+    @staticmethod
+    def _lon_at(edge: tuple[LatLon, LatLon], lat: float) -> float:
+        (alat, alon), (blat, blon) = edge
+        if alat == blat:
+            return min(alon, blon)
+        return alon + (lat - alat) * (blon - alon) / (blat - alat)
+
+
+def crossing_edges(corners: list[LatLon]) -> tuple[int, int] | None:
+    """Two edges (their indexes) of the ring that cross each other, or None: such a shape has no
+    single inside to alert. Neighbouring edges share a corner and do not count."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+    n = len(ring)
+    edges = [(ring[i], ring[(i + 1) % n]) for i in range(n)]
+
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the closing edge meets the first at corner 0
+            (a, b), (c, d) = edges[i], edges[j]
+            if _turn(a, b, c) * _turn(a, b, d) < 0 and _turn(c, d, a) * _turn(c, d, b) < 0:
+                return i, j
+    return None
+
+
+def ring_area_deg2(corners: list[LatLon]) -> float:
+    """The polygon's area in square degrees (shoelace): zero for a shape with no inside."""
+    ring = corners[:-1] if len(corners) > 1 and corners[0] == corners[-1] else list(corners)
+    twice = sum(
+        ring[i][1] * ring[(i + 1) % len(ring)][0] - ring[(i + 1) % len(ring)][1] * ring[i][0]
+        for i in range(len(ring))
+    )
+    return abs(twice) / 2
+
+
+def circle_corners(lat: float, lon: float, radius_m: float, corners: int = 64) -> list[LatLon]:
+    """A polygon that holds the circle: its corners a little beyond the radius, so that its
+    edges touch the circle rather than cut it (for asking whether a circle stays inside)."""
+    reach = radius_m / math.cos(math.pi / corners)
+    return [destination(lat, lon, 360.0 * k / corners, reach) for k in range(corners)]
+
+
+def polygon_inside(inner: list[LatLon], outer: Polygon) -> bool:
+    """Whether the polygon `inner` lies inside `outer` (touching its edges is inside): every
+    corner inside, and no edge of one properly crossing an edge of the other."""
+    if not all(outer.contains(lat, lon) for lat, lon in inner):
+        return False
+    ring = inner[:-1] if len(inner) > 1 and inner[0] == inner[-1] else inner
+    mine = [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+    for a, b in mine:
+        for c, d in outer.edges:
+            if _turn(a, b, c) * _turn(a, b, d) < 0 and _turn(c, d, a) * _turn(c, d, b) < 0:
+                return False
+    return True
+
+
+def _turn(a: LatLon, b: LatLon, c: LatLon) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])

@@ -1,4 +1,4 @@
-"""The SQL edge of targeting: fetch the registrations under the circle's tiles, then select."""
+"""The SQL edge of targeting: fetch the registrations under the area's tiles, then select."""
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -9,8 +9,14 @@ from sqlalchemy import Connection, String, literal_column, or_, select, type_coe
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
-from gateway.targeting.geo import tile_ranges
-from gateway.targeting.select import Recipient, Registration, select_recipients, select_recipients_in_order
+from gateway.targeting.geo import Corners, Polygon, tile_ranges
+from gateway.targeting.select import (
+    Recipient,
+    Registration,
+    select_recipients,
+    select_recipients_in_order,
+    select_waiting,
+)
 
 # Column order is Registration's. The channel comes back as its plain string value ('sms'), which
 # compares equal to the Channel member: skipping the Enum conversion per row saves ~1 µs a row.
@@ -21,8 +27,7 @@ _REGISTRATION_COLUMNS = (
     type_coerce(Address.channel, String).label("channel"),
     Address.lat,
     Address.lon,
-    Address.window_start,
-    Address.window_end,
+    Address.windows,
     Participant.pause_from,
     Participant.pause_until,
     Participant.unsubscribed_at.is_not(None),
@@ -35,9 +40,18 @@ def _registrations():
     return select(*_REGISTRATION_COLUMNS).join(Participant, Participant.id == Address.participant_id)
 
 
-def registrations_in_tiles(lat: float, lon: float, radius_m: float):
-    """SELECT of every registration whose address tile may overlap the circle."""
-    ranges = tile_ranges(lat, lon, radius_m)
+def area_tile_ranges(
+    lat: float, lon: float, radius_m: float, polygon: Corners | None = None
+) -> list[tuple[int, int]]:
+    """The tile ranges of the circle, or of the polygon when there is one (it lies inside the circle)."""
+    if polygon:
+        return Polygon([(float(p[0]), float(p[1])) for p in polygon]).tile_ranges()
+    return tile_ranges(lat, lon, radius_m)
+
+
+def registrations_in_tiles(lat: float, lon: float, radius_m: float, polygon: Corners | None = None):
+    """SELECT of every registration whose address tile may overlap the area."""
+    ranges = area_tile_ranges(lat, lon, radius_m, polygon)
     return _registrations().where(or_(*(Address.tile.between(lo, hi) for lo, hi in ranges)))
 
 
@@ -48,14 +62,32 @@ def find_recipients(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
+    polygon: Corners | None = None,
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
     conn = _connection(db)
-    stmt = registrations_in_tiles(lat, lon, radius_m)
+    stmt = registrations_in_tiles(lat, lon, radius_m, polygon)
     # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
     # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
-    rows = chain.from_iterable(conn.execute(stmt).partitions(_BATCH))
-    return select_recipients(cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now)
+    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
+    return select_recipients(rows, lat, lon, radius_m, channels, now, polygon)
+
+
+def find_waiting(
+    db: Session | Connection,
+    lat: float,
+    lon: float,
+    radius_m: float,
+    channels: Iterable[Channel],
+    now: datetime,
+    polygon: Corners | None = None,
+) -> list[tuple[Recipient, datetime]]:
+    """The recipients of a message that waits for their windows, each with when it is due
+    (see select_waiting)."""
+    conn = _connection(db)
+    stmt = registrations_in_tiles(lat, lon, radius_m, polygon)
+    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
+    return select_waiting(rows, lat, lon, radius_m, channels, now, polygon)
 
 
 def recipients_in_phone_order(
@@ -65,6 +97,7 @@ def recipients_in_phone_order(
     radius_m: float,
     channels: Iterable[Channel],
     now: datetime,
+    polygon: Corners | None = None,
 ) -> Iterator[Recipient]:
     """The same recipients as `find_recipients`, in phone-number order and decided lazily.
 
@@ -73,8 +106,11 @@ def recipients_in_phone_order(
     so a launch queues its first recipients without deciding all of them first (bench/sms: the
     first SMS of 100,000 at the SMSC ~0.4 s after the launch instead of ~0.9 s)."""
     conn = _connection(db)
-    rows = conn.execute(registrations_in_tiles(lat, lon, radius_m).order_by(literal_column("phone"))).all()
-    return select_recipients_in_order(cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now)
+    stmt = registrations_in_tiles(lat, lon, radius_m, polygon).order_by(literal_column("phone"))
+    rows = conn.execute(stmt).all()
+    return select_recipients_in_order(
+        cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now, polygon
+    )
 
 
 def _connection(db: Session | Connection) -> Connection:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import math
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -46,6 +47,7 @@ from gateway.storage.models import (
     Tip,
     Urgency,
 )
+from gateway.targeting.geo import Polygon
 
 router = APIRouter(prefix="/api/v1/actions", tags=["actions"])
 ActionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
@@ -56,19 +58,42 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _check_action(settings: Settings, radius_m: int, description: str) -> None:
+def _check_action(settings: Settings, action: Action) -> None:
     """Business limits that depend on configuration (the schema checks the rest)."""
-    if radius_m > settings.max_radius_m:
+    if action.radius_m > settings.max_radius_m:
+        if action.polygon:
+            raise Invalid(
+                f"the polygon reaches {action.radius_m} m from its centre, above the maximum radius of "
+                f"{settings.max_radius_m} m; draw a smaller area",
+                field="polygon",
+            )
         raise Invalid(
-            f"radius_m {radius_m} is above the maximum of {settings.max_radius_m} m", field="radius_m"
+            f"radius_m {action.radius_m} is above the maximum of {settings.max_radius_m} m", field="radius_m"
         )
     try:
         check_parts(
-            wording.alert_sms(description, lifecycle.CODE_PLACEHOLDER, settings.tip_line),
+            wording.alert_sms(action.description, lifecycle.CODE_PLACEHOLDER, settings.tip_line),
             settings.sms_max_parts,
         )
     except TextTooLong as exc:
         raise Invalid(f"description too long for SMS: {exc}", field="description") from None
+
+
+def place_area(action: Action, changes: dict) -> None:
+    """Set the area from a body's polygon, or its circle fields (which replace a polygon)."""
+    corners = changes.get("polygon")
+    if corners is not None:
+        polygon = Polygon([(lat, lon) for lat, lon in corners])
+        lat, lon = polygon.centre()
+        action.lat, action.lon = round(lat, 6), round(lon, 6)
+        action.radius_m = math.ceil(polygon.enclosing_radius_m(action.lat, action.lon))
+        action.polygon = [[lat, lon] for lat, lon in polygon.corners]
+        return
+    circle = {name: changes[name] for name in ("lat", "lon", "radius_m") if changes.get(name) is not None}
+    if circle:
+        for name, value in circle.items():
+            setattr(action, name, value)
+        action.polygon = None
 
 
 def _public(action: Action) -> ActionPublic:
@@ -99,25 +124,28 @@ def _owner(session: Session, user, centralist_id: int | None) -> int:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ActionPublic)
 def create_action(body: ActionCreate, session: SessionDep, user: CentralistDep, settings: SettingsDep):
-    """Create a draft action; nothing is sent until it is launched."""
-    _check_action(settings, body.radius_m, body.description)
+    """Create a draft action in a circle or a drawn polygon; nothing is sent until it is launched."""
     owner = _owner(session, user, body.centralist_id)
-    action = Action(
-        type=body.type,
-        urgency=Urgency.for_type(body.type),
-        description=body.description,
-        lat=body.lat,
-        lon=body.lon,
-        radius_m=body.radius_m,
-        send_sms="sms" in body.channels,
-        send_voice="voice" in body.channels,
-        centralist_id=owner,
-    )
+    action = _new_action(body, owner)
+    _check_action(settings, action)
     session.add(action)
     session.flush()
     audit.record(session, user, "action.create", "action", action.id)
     session.commit()
     return _public(action)
+
+
+def _new_action(body: ActionCreate, owner: int) -> Action:
+    action = Action(
+        type=body.type,
+        urgency=Urgency.for_type(body.type),
+        description=body.description,
+        send_sms="sms" in body.channels,
+        send_voice="voice" in body.channels,
+        centralist_id=owner,
+    )
+    place_area(action, body.model_dump(include={"lat", "lon", "radius_m", "polygon"}))
+    return action
 
 
 @router.get("", response_model=list[ActionPublic])
@@ -159,13 +187,15 @@ def edit_action(
         )
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     channels = changes.pop("channels", None)
+    place_area(action, changes)
     for name, value in changes.items():
-        setattr(action, name, value)
+        if name not in ("lat", "lon", "radius_m", "polygon"):
+            setattr(action, name, value)
     if "type" in changes:
         action.urgency = Urgency.for_type(action.type)
     if channels is not None:
         action.send_sms, action.send_voice = "sms" in channels, "voice" in channels
-    _check_action(settings, action.radius_m, action.description)
+    _check_action(settings, action)
     audit.record(
         session,
         user,
@@ -422,30 +452,20 @@ def import_cap(
     """A draft action from an OASIS CAP 1.2 alert (XML body); nothing is sent until it is launched."""
     alert = cap.parse(document)
     try:
-        body = ActionCreate(
-            type=alert.type,
-            description=alert.description,
-            lat=alert.lat,
-            lon=alert.lon,
-            radius_m=alert.radius_m,
-            channels=alert.channels,
+        area = (
+            {"polygon": alert.polygon}
+            if alert.polygon
+            else {"lat": alert.lat, "lon": alert.lon, "radius_m": alert.radius_m}
+        )
+        body = ActionCreate.model_validate(
+            {"type": alert.type, "description": alert.description, "channels": alert.channels, **area}
         )
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
+        field = ".".join(str(p) for p in first["loc"]) or "area"
         raise Invalid(f"CAP: {field}: {first['msg']}", field=field) from None
-    _check_action(settings, body.radius_m, body.description)
-    action = Action(
-        type=body.type,
-        urgency=Urgency.for_type(body.type),
-        description=body.description,
-        lat=body.lat,
-        lon=body.lon,
-        radius_m=body.radius_m,
-        send_sms="sms" in body.channels,
-        send_voice="voice" in body.channels,
-        centralist_id=_owner(session, user, centralist_id),
-    )
+    action = _new_action(body, _owner(session, user, centralist_id))
+    _check_action(settings, action)
     session.add(action)
     session.flush()
     audit.record(session, user, "action.create", "action", action.id, "from CAP")
@@ -472,6 +492,6 @@ def export_cap(action_id: ActionId, session: SessionDep, user: CentralistDep, se
         else None
     )
     return Response(
-        cap.export(action, updates, settings.cap_sender, settings.tip_line, outcome),
+        cap.export(action, updates or 0, settings.cap_sender, settings.tip_line, outcome),
         media_type="application/xml",
     )

@@ -125,7 +125,10 @@ def area_actions(
         raise Invalid("an admin must name the municipality_id", field="municipality_id")
     # RULE: as in the statistics, an action is in the area when its alert went to one of the
     # municipality's participants (gateway.stats.query.reach: the rollup for settled actions).
-    reach = stats_query.reach(session, select(Action.id).where(Action.launched_at.is_not(None)))
+    # Police actions only: its own messages are listed apart (GET /api/v1/messages).
+    reach = stats_query.reach(
+        session, select(Action.id).where(Action.launched_at.is_not(None), Action.municipality_id.is_(None))
+    )
     tips = select(Tip.action_id, func.count().label("tips")).group_by(Tip.action_id).subquery()
     rows = session.execute(
         select(Action, func.sum(reach.c.recipients), func.coalesce(func.max(tips.c.tips), 0))

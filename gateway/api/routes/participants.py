@@ -20,13 +20,14 @@ SearchText = Text100
 
 def _municipality_of(session, user: User, requested: int | None) -> int:
     """The municipality a write goes to: her own for a municipality user, the named one for an admin."""
-    if user.role == Role.municipality:
-        if requested not in (None, user.municipality_id):
+    own = user.municipality_id
+    if user.role == Role.municipality and own is not None:  # always set: ck_api_user_role_scope
+        if requested not in (None, own):
             raise Invalid(
                 "a municipality registers its own participants; leave municipality_id out",
                 field="municipality_id",
             )
-        return user.municipality_id
+        return own
     if requested is None:
         raise Invalid("an admin must name the municipality_id", field="municipality_id")
     if session.get(Municipality, requested) is None:

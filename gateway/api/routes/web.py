@@ -7,21 +7,22 @@ session cookie (gateway.auth.start_session), which logging out ends on the serve
 see the cookie or keep the key. Failed logins are rate-limited per client (gateway.api.throttle).
 """
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, StringConstraints
 
-from gateway import audit, auth
-from gateway.api.deps import SessionDep, SettingsDep, UserDep
-from gateway.api.schemas import MunicipalityPublic, Strict, UserPublic
+from gateway import audit, auth, geocode
+from gateway.api.deps import CentralistDep, SessionDep, SettingsDep, UserDep
+from gateway.api.schemas import POSTCODE_FORMATS, MunicipalityPublic, Strict, UserPublic
 from gateway.config import Settings
-from gateway.errors import Forbidden, Unauthenticated
+from gateway.errors import Forbidden, GatewayError, Invalid, NotFound, Unauthenticated
 from gateway.storage.models import Municipality, Role, User
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
@@ -43,8 +44,23 @@ class LoginPublic(BaseModel):
     expires_at: int = Field(description="When the session ends (Unix seconds).")
 
 
+class PlacePublic(BaseModel):
+    lat: float
+    lon: float
+    source: str = Field(description="registered (a participant's address) or geocoder (GEOCODER_URL).")
+    label: str
+
+
+class GeocoderDown(GatewayError):
+    status_code = 502
+    error_id = "geocoder-unavailable"
+
+
 class ConsoleConfig(BaseModel):
     map_tiles_url: str
+    geocoder: bool = Field(
+        False, description="Whether an address search beyond the registered addresses is configured."
+    )
     max_radius_m: int
     tip_line: str
     municipality: MunicipalityPublic | None = Field(description="A municipality user's own municipality.")
@@ -157,10 +173,38 @@ def console_config(user: UserDep, session: SessionDep, settings: SettingsDep):
     municipality = session.get(Municipality, user.municipality_id) if user.municipality_id else None
     return ConsoleConfig(
         map_tiles_url=settings.map_tiles_url,
+        geocoder=bool(settings.geocoder_url),
         max_radius_m=settings.max_radius_m,
         tip_line=settings.tip_line,
         municipality=MunicipalityPublic.model_validate(municipality) if municipality else None,
     )
+
+
+@config_router.get("/geocode", response_model=PlacePublic)
+def find_address(
+    user: CentralistDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    postcode: Annotated[str, Query(max_length=8)],
+    house_number: Annotated[str, Query(max_length=10)],
+):
+    """Where an address (Dutch postcode + house number) is, to place the incident: a registered
+    address first, then the configured geocoder (PDOK Locatieserver)."""
+    postcode = postcode.strip().upper()
+    pattern, example = POSTCODE_FORMATS["NL"]
+    if not pattern.match(postcode):
+        raise Invalid(f"{postcode!r} is not a Dutch postcode ({example})", field="postcode")
+    postcode = f"{postcode[:4]} {postcode[-2:]}"
+    house_number = house_number.strip()
+    if not re.fullmatch(r"[1-9][0-9]{0,4}( ?[A-Za-z0-9-]{1,4})?", house_number):
+        raise Invalid(f"{house_number!r} is not a house number (like 12 or 12A)", field="house_number")
+    try:
+        place = geocode.locate(session, settings.geocoder_url, postcode, house_number)
+    except geocode.GeocoderUnavailable:
+        raise GeocoderDown("the address search did not answer; click the place on the map") from None
+    if place is None:
+        raise NotFound(f"address {postcode} {house_number} not found; click the place on the map")
+    return PlacePublic(lat=place.lat, lon=place.lon, source=place.source, label=place.label)
 
 
 def mount(app: FastAPI) -> None:

@@ -5,7 +5,7 @@ import {
 } from "./ui.js";
 
 const L = window.L;
-const state = { config: null, action: null, saving: Promise.resolve(), streams: [], tips: new Map() };
+const state = { config: null, action: null, saving: Promise.resolve(), streams: [], tips: new Map(), drawing: null };
 
 // --- the map -------------------------------------------------------------------------------
 
@@ -16,6 +16,8 @@ map.attributionControl.addAttribution("Grenzen: Natural Earth");
 const others = L.layerGroup().addTo(map);
 const circle = L.circle([0, 0], { radius: 1, color: "#154273", weight: 2, fillOpacity: 0.12 });
 const centre = L.circleMarker([0, 0], { radius: 6, color: "#154273", fillColor: "#e17000", fillOpacity: 1, weight: 2 });
+const area = L.polygon([], { color: "#154273", weight: 2, fillOpacity: 0.12 });
+const sketch = L.polyline([], { color: "#e17000", weight: 2, dashArray: "6 4" }); // a polygon being drawn
 
 async function drawBackground() {
   if (state.config.map_tiles_url) {
@@ -26,30 +28,79 @@ async function drawBackground() {
     hint.onAdd = () => h("div", { class: "map-hint" }, "Kaart zonder ondergrond (MAP_TILES_URL niet ingesteld): alleen landsgrenzen.");
     hint.addTo(map);
   }
-  // RULE: without a configured tile server the map is the bundled outline of NL, BE and DE.
+  // RULE: without a configured tile server the map is the bundled outline of NL, BE and DE; with
+  // one, the outline's borders stay drawn over the streets (unfilled, so the streets show).
+  const tiles = Boolean(state.config.map_tiles_url);
   const outline = await (await fetch("/static/geo/nl-be-de.geojson")).json();
   L.geoJSON(outline, {
-    style: (f) => ({ color: "#5f6b77", weight: 1, fillColor: f.properties.iso === "NL" ? "#ffffff" : "#eef1f4", fillOpacity: 1 }),
+    style: (f) => ({ color: "#5f6b77", weight: 1, fillColor: f.properties.iso === "NL" ? "#ffffff" : "#eef1f4", fillOpacity: tiles ? 0 : 1 }),
     interactive: false,
   }).addTo(map).bringToBack();
 }
 
+// The action's area: its drawn polygon, else its circle.
 function showCircle(action) {
+  circle.remove();
+  area.remove();
   if (!action || action.lat === undefined) {
-    circle.remove();
     centre.remove();
     return;
   }
-  circle.setLatLng([action.lat, action.lon]).setRadius(action.radius_m).addTo(map);
+  if (action.polygon) area.setLatLngs(action.polygon).addTo(map);
+  else circle.setLatLng([action.lat, action.lon]).setRadius(action.radius_m).addTo(map);
   centre.setLatLng([action.lat, action.lon]).addTo(map);
 }
 
-map.on("click", (event) => {
+map.on("click", (event) => placeIncident(event.latlng.lat, event.latlng.lng));
+
+function placeIncident(lat, lng) {
   if (state.action && state.action.status !== "draft") return; // a launched action stays where it is
-  const { lat, lng } = event.latlng;
   const spot = { lat: +lat.toFixed(6), lon: +lng.toFixed(6) };
+  if (state.drawing) {
+    state.drawing.push([spot.lat, spot.lon]);
+    sketch.setLatLngs(state.drawing).addTo(map);
+    $("#finish-area").disabled = state.drawing.length < 3;
+    $("#area-hint").textContent = `${state.drawing.length} ${state.drawing.length === 1 ? "hoek" : "hoeken"}; klik verder of sluit het gebied.`;
+    return;
+  }
   showCircle({ ...spot, radius_m: radius() });
   saveDraft(spot);
+}
+
+// The address from the 112 call (postcode + house number): a registered address, else the
+// configured geocoder, places the incident as a click there would.
+$("#address-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const message = $("#address-message");
+  try {
+    const place = await api(`/api/v1/console/geocode?${new URLSearchParams({ postcode: $("#addr-postcode").value, house_number: $("#addr-number").value })}`);
+    map.setView([place.lat, place.lon], Math.max(map.getZoom(), 15));
+    say(message, `${place.label} (${place.source === "registered" ? "geregistreerd adres" : "adreszoeker"})`, "ok");
+    placeIncident(place.lat, place.lon);
+  } catch (err) {
+    say(message, errorText(err), "error");
+  }
+});
+
+// Drawing an area: each click on the map adds a corner; closing it saves the polygon.
+function drawMode(on) {
+  state.drawing = on ? [] : null;
+  sketch.setLatLngs([]).remove();
+  $("#draw-area").hidden = on;
+  $("#finish-area").hidden = $("#cancel-area").hidden = !on;
+  $("#finish-area").disabled = true;
+  $("#area-hint").textContent = on ? "Klik op de kaart de hoeken van het gebied aan." : "";
+  map.getContainer().classList.toggle("drawing", on);
+}
+
+$("#draw-area").addEventListener("click", () => drawMode(true));
+$("#cancel-area").addEventListener("click", () => drawMode(false));
+$("#finish-area").addEventListener("click", () => {
+  const corners = state.drawing;
+  drawMode(false);
+  if (!corners || corners.length < 3) return;
+  showCircle({ lat: corners[0][0], lon: corners[0][1], polygon: corners });
+  saveDraft({ polygon: corners });
 });
 
 // --- the list of actions -------------------------------------------------------------------
@@ -68,7 +119,8 @@ async function loadActions() {
   if (!actions.length) list.append(h("li", { class: "muted" }, "Nog geen acties."));
   others.clearLayers();
   for (const a of actions.filter((x) => x.status === "open" && x.id !== state.action?.id)) {
-    L.circle([a.lat, a.lon], { radius: a.radius_m, color: "#e17000", weight: 1, fillOpacity: 0.05, interactive: false }).addTo(others);
+    const style = { color: "#e17000", weight: 1, fillOpacity: 0.05, interactive: false };
+    (a.polygon ? L.polygon(a.polygon, style) : L.circle([a.lat, a.lon], { radius: a.radius_m, ...style })).addTo(others);
   }
 }
 
@@ -77,6 +129,7 @@ function select(action) {
   state.streams = [];
   state.action = action;
   state.tips.clear();
+  drawMode(false);
   showCircle(action);
   if (!action || action.status === "draft") compose(action);
   else follow(action);
@@ -93,6 +146,7 @@ function compose(action) {
   $("#live").hidden = true;
   $("#compose-title").textContent = action ? `Concept #${action.id}` : "Nieuwe actie";
   $("#type").value = action?.type || "missing_person";
+  if (state.templates) loadTemplates();
   $("#description").value = action?.description || "";
   $("#ch-sms").checked = !action || action.channels.includes("sms");
   $("#ch-voice").checked = !action || action.channels.includes("voice");
@@ -118,7 +172,7 @@ function saveDraft(changes) {
     const message = $("#compose-message");
     try {
       if (!state.action) {
-        if (changes.lat === undefined) return; // nothing to save until a place is chosen
+        if (changes.lat === undefined && !changes.polygon) return; // nothing to save until a place is chosen
         const description = $("#description").value.trim();
         if (!description) {
           say(message, "Vul eerst de beschrijving in.", "error");
@@ -126,7 +180,8 @@ function saveDraft(changes) {
         }
         state.action = await api("/api/v1/actions", {
           method: "POST",
-          json: { type: $("#type").value, description, radius_m: radius(), channels: channels(), ...changes },
+          // A circle: the place clicked with the slider's radius; or the drawn polygon alone.
+          json: { type: $("#type").value, description, channels: channels(), ...(changes.polygon ? {} : { radius_m: radius() }), ...changes },
         });
         $("#compose-title").textContent = `Concept #${state.action.id}`;
         loadActions();
@@ -134,6 +189,7 @@ function saveDraft(changes) {
         state.action = await api(`/api/v1/actions/${state.action.id}`, { method: "PATCH", json: changes });
       }
       say(message, "");
+      showCircle(state.action);
       $("#play").disabled = $("#launch").disabled = false;
       await refreshPreview();
     } catch (err) {
@@ -157,7 +213,42 @@ $("#radius").addEventListener("input", () => {
   }
 });
 $("#description").addEventListener("input", saveDescription);
-$("#type").addEventListener("change", () => state.action && saveDraft({ type: $("#type").value }));
+$("#type").addEventListener("change", () => {
+  loadTemplates();
+  if (state.action) saveDraft({ type: $("#type").value });
+});
+
+// Templates: ready texts per action type (admins edit them); the centralist fills in the
+// placeholders and the text becomes the description, whose SMS parts and script the preview shows.
+const PLACEHOLDER_LABELS = { who: "Wie (signalement)", what: "Wat", where: "Waar", vehicle: "Voertuig", direction: "Richting" };
+
+async function loadTemplates() {
+  const templates = await api(`/api/v1/templates?action_type=${$("#type").value}`);
+  state.templates = new Map(templates.map((t) => [String(t.id), t]));
+  $("#template").replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
+  $("#template-box").hidden = !templates.length;
+  showTemplateFields();
+}
+
+function showTemplateFields() {
+  const template = state.templates?.get($("#template").value);
+  $("#template-fields").replaceChildren(...(template?.placeholders || []).map((name) =>
+    h("div", {}, h("label", { for: `t-${name}` }, PLACEHOLDER_LABELS[name] || name), h("input", { id: `t-${name}`, type: "text", maxlength: name === "what" ? 500 : 200 }))));
+}
+
+$("#template").addEventListener("change", showTemplateFields);
+$("#template-fill").addEventListener("click", async () => {
+  const template = state.templates?.get($("#template").value);
+  if (!template) return;
+  const values = Object.fromEntries(template.placeholders.map((name) => [name, $(`#t-${name}`).value.trim()]).filter(([, v]) => v));
+  try {
+    const filled = await api(`/api/v1/templates/${template.id}/fill`, { method: "POST", json: values });
+    $("#description").value = filled.description;
+    if (state.action) saveDraft({ description: filled.description });
+  } catch (err) {
+    say($("#compose-message"), errorText(err), "error");
+  }
+});
 for (const box of ["#ch-sms", "#ch-voice"]) {
   $(box).addEventListener("change", (event) => {
     if (!channels().length) {
@@ -236,7 +327,8 @@ function showAction(action) {
   $("#live-title").append(" ", h("span", { class: `badge ${action.status}`, id: "live-status" }, STATUS[action.status]));
   $("#cap-link").href = `/api/v1/actions/${action.id}/cap`;
   $("#cap-link").setAttribute("download", `burgernet-actie-${action.action_code || action.id}.xml`);
-  $("#live-description").textContent = `${action.description} — gestart ${dateTime(action.launched_at)}, straal ${number(action.radius_m)} m`;
+  const where = action.polygon ? `getekend gebied (${action.polygon.length} hoeken)` : `straal ${number(action.radius_m)} m`;
+  $("#live-description").textContent = `${action.description} — gestart ${dateTime(action.launched_at)}, ${where}`;
   const closed = action.status === "closed";
   $("#live-open").hidden = closed;
   $("#live-closed").hidden = !closed;
@@ -402,6 +494,7 @@ async function start() {
   state.config = await api("/api/v1/console/config");
   $("#radius").max = Math.min(state.config.max_radius_m, 50000);
   fillSelect($("#type"), ACTION_TYPES);
+  await loadTemplates();
   fillSelect($("#outcome"), OUTCOMES);
   fillSelect($("#outcome-detail"), OUTCOME_DETAILS, "—");
   await drawBackground();

@@ -106,6 +106,81 @@ async function loadAreaActions() {
   if (!actions.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "muted" }, "Nog geen acties die deelnemers van deze gemeente bereikten.")));
 }
 
+// --- the municipality's own messages --------------------------------------------------------
+
+const L = window.L;
+const message = { map: null, circle: null, spot: null, draft: null, drafted: "" };
+
+function messageMap() {
+  const map = L.map("m-map", { center: [52.15, 5.4], zoom: 8, zoomSnap: 0.5 });
+  window.messageMap = map; // for the browser tests
+  if (state.config?.map_tiles_url) L.tileLayer(state.config.map_tiles_url, { maxZoom: 19 }).addTo(map);
+  fetch("/static/geo/nl-be-de.geojson").then((r) => r.json()).then((outline) => {
+    L.geoJSON(outline, { style: { color: "#5f6b77", weight: 1, fillColor: "#ffffff", fillOpacity: state.config?.map_tiles_url ? 0 : 1 }, interactive: false }).addTo(map).bringToBack();
+  });
+  message.circle = L.circle([0, 0], { radius: 1, color: "#154273", weight: 2, fillOpacity: 0.12 });
+  map.on("click", (event) => {
+    message.spot = { lat: +event.latlng.lat.toFixed(6), lon: +event.latlng.lng.toFixed(6) };
+    message.circle.setLatLng([message.spot.lat, message.spot.lon]).setRadius(Number($("#m-radius").value)).addTo(map);
+    $("#m-preview").disabled = false;
+  });
+  message.map = map;
+}
+
+function messageBody() {
+  return { description: $("#m-description").value.trim(), ...message.spot, radius_m: Number($("#m-radius").value), tip_line: $("#m-tip-line").checked };
+}
+
+$("#m-radius").addEventListener("input", () => {
+  const m = Number($("#m-radius").value);
+  $("#m-radius-label").textContent = m >= 1000 ? `${(m / 1000).toFixed(1).replace(".", ",")} km` : `${m} m`;
+  message.circle?.setRadius(m);
+});
+
+// A draft is made for each new preview (a message is not edited: what was previewed is sent).
+$("#m-preview").addEventListener("click", async () => {
+  const body = messageBody();
+  try {
+    message.draft = await api("/api/v1/messages", { method: "POST", json: body });
+    message.drafted = JSON.stringify(body);
+    const p = await api(`/api/v1/messages/${message.draft.id}/preview`);
+    $("#m-total").textContent = number(p.total);
+    $("#m-waiting").textContent = number(p.waiting);
+    $("#m-sms").textContent = p.sms.text;
+    $("#m-sms").classList.remove("muted");
+    $("#m-send").disabled = false;
+    say($("#m-message"), "");
+  } catch (err) {
+    $("#m-send").disabled = true;
+    say($("#m-message"), errorText(err), "error");
+  }
+});
+
+$("#m-send").addEventListener("click", async () => {
+  if (!message.draft || message.drafted !== JSON.stringify(messageBody())) {
+    return say($("#m-message"), "Het bericht is gewijzigd: bekijk eerst opnieuw het voorbeeld.", "error");
+  }
+  try {
+    const sent = await api(`/api/v1/messages/${message.draft.id}/send`, { method: "POST" });
+    message.draft = null;
+    $("#m-send").disabled = true;
+    say($("#m-message"), `Verstuurd: ${number(sent.released + sent.waiting)} ontvangers, van wie ${number(sent.waiting)} zodra hun venster opent.`, "ok");
+    await loadMessages();
+  } catch (err) {
+    say($("#m-message"), errorText(err), "error");
+  }
+});
+
+async function loadMessages() {
+  const list = (await api("/api/v1/messages?limit=50")).filter((m) => m.status !== "draft");
+  $("#messages tbody").replaceChildren(...list.map((m) =>
+    h("tr", { dataset: { messageId: m.id } },
+      h("td", {}, dateTime(m.launched_at)), h("td", {}, m.description),
+      h("td", {}, h("span", { class: `badge ${m.status}` }, STATUS[m.status])),
+      h("td", { dataset: { released: m.released } }, number(m.released)), h("td", { dataset: { waiting: m.waiting } }, number(m.waiting)))));
+  if (!list.length) $("#messages tbody").append(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nog geen berichten verstuurd.")));
+}
+
 // --- participants --------------------------------------------------------------------------
 
 async function loadParticipants() {
@@ -140,11 +215,27 @@ function addressFields(a = {}) {
       h("div", { class: "fixed" }, h("label", {}, "Kanaal"),
         h("select", { name: "channel" }, h("option", { value: "sms", selected: a.channel === "sms" }, "SMS"),
           h("option", { value: "voice", selected: a.channel === "voice" }, "spraak")))),
+    h("div", { class: "windows" }, ...(a.windows || []).map(windowFields)),
+    h("p", { class: "muted" }, "Zonder ontvangstvenster: altijd bereikbaar."),
     h("div", { class: "row" },
-      field("window_start", "Ontvangen van (UU:MM)", a.window_start, { maxlength: 5 }),
-      field("window_end", "tot (UU:MM)", a.window_end, { maxlength: 5 }),
-      h("button", { type: "button", class: "small fixed", onclick: () => fieldset.remove() }, "Verwijderen")));
+      h("button", { type: "button", class: "small fixed add-window", onclick: () => fieldset.querySelector(".windows").append(windowFields()) }, "Ontvangstvenster toevoegen"),
+      h("span", { class: "spacer" }),
+      h("button", { type: "button", class: "small fixed", onclick: () => fieldset.remove() }, "Adres verwijderen")));
   return fieldset;
+}
+
+// One receive window: the weekdays it starts on, from and until (local time; an end before the
+// start runs past midnight into the next day).
+const WEEKDAYS = { mo: "ma", tu: "di", we: "wo", th: "do", fr: "vr", sa: "za", su: "zo" };
+
+function windowFields(w = { days: Object.keys(WEEKDAYS), start: "", end: "" }) {
+  const row = h("div", { class: "row window" },
+    ...Object.entries(WEEKDAYS).map(([day, label]) =>
+      h("label", { class: "fixed day" }, h("input", { type: "checkbox", name: `day-${day}`, checked: w.days.includes(day) }), ` ${label}`)),
+    h("div", {}, h("label", {}, "van (UU:MM)"), h("input", { type: "text", name: "start", value: w.start, maxlength: 5, required: true })),
+    h("div", {}, h("label", {}, "tot (UU:MM)"), h("input", { type: "text", name: "end", value: w.end, maxlength: 5, required: true })),
+    h("button", { type: "button", class: "small fixed", onclick: () => row.remove() }, "×"));
+  return row;
 }
 
 function openDialog(p) {
@@ -170,7 +261,11 @@ function formBody() {
   const addresses = [...document.querySelectorAll("#p-addresses fieldset")].map((f) => {
     const a = { country: value(f, "country"), postcode: value(f, "postcode"), house_number: value(f, "house_number"),
       lat: Number(value(f, "lat").replace(",", ".")), lon: Number(value(f, "lon").replace(",", ".")), channel: value(f, "channel") };
-    if (value(f, "window_start") || value(f, "window_end")) Object.assign(a, { window_start: value(f, "window_start"), window_end: value(f, "window_end") });
+    const windows = [...f.querySelectorAll(".window")].map((row) => ({
+      days: Object.keys(WEEKDAYS).filter((day) => row.querySelector(`[name=day-${day}]`).checked),
+      start: value(row, "start"), end: value(row, "end"),
+    }));
+    if (windows.length) a.windows = windows;
     return a;
   });
   const body = { name: $("#p-name").value.trim(), phone: $("#p-phone").value.trim(), language: $("#p-language").value, addresses };
@@ -225,10 +320,12 @@ async function start() {
   state.me = await api("/api/v1/me");
   header(state.me, "Dashboard");
   const config = await api("/api/v1/console/config");
+  state.config = config;
   state.municipality = config.municipality;
+  messageMap();
   $("#municipality-name").textContent = state.municipality ? state.municipality.name : "(beheerder)";
   $("#period").addEventListener("change", loadFigures);
-  await Promise.all([loadParticipants(), loadAreaActions().catch((err) => say($("#stats-message"), errorText(err), "error")), loadFigures()]);
+  await Promise.all([loadParticipants(), loadMessages(), loadAreaActions().catch((err) => say($("#stats-message"), errorText(err), "error")), loadFigures()]);
   document.body.dataset.ready = "1";
 }
 
