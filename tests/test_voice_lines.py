@@ -101,3 +101,23 @@ def test_a_retry_waiting_for_a_line_gets_the_one_the_loop_gives_it():
         assert await waiting == line and not lines.waiting()
 
     run(scenario())
+
+
+def test_a_worker_that_got_no_line_gets_the_next_one_freed_even_one_another_freed(pool_of):
+    """A worker learns at once that its own call ended, another only at its next look: without
+    turns the first would keep every line. One that got no line has the next."""
+
+    async def scenario():
+        a, b = Lines(pool_of(), 2, "voice-a"), Lines(pool_of(), 2, "voice-b")
+        held = await a.take(2)
+        assert await b.take(1) == []  # every line is a's: b waits
+        await a.release(held[:1])
+        assert await a.take(1) == []  # a's own freed line, but b waited
+        assert len(await b.take(1)) == 1
+        assert await a.take(1) == []  # full again
+        await b.release(list(b.held))
+        assert len(await a.take(1)) == 1  # a waited meanwhile
+        await a.pool.close()
+        await b.pool.close()
+
+    run(scenario())

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,11 @@ def test_two_worker_processes_share_the_cap_and_a_killed_ones_lines_come_back(vo
     async def until(condition, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(condition):
-            assert time.monotonic() < deadline, f"gave up waiting for {what}\n{log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, (
+                f"gave up waiting for {what}: {final()} final, leases {client.zrange(line_key(), 0, -1)}, "
+                f"{Counter((m.status.value, m.detail) for m in messages(voice).values())}\n"
+                f"{log.read_text()[-3000:]}"
+            )
             await asyncio.sleep(0.1)
 
     async def scenario() -> tuple[float, float]:

@@ -8,6 +8,10 @@ leases are counted is a `LinePool`:
   matter). A take is one Lua script — drop the lapsed leases, count, add as many as the cap
   leaves — so two workers never both take the last line. A worker renews the leases of its calls
   every quarter lease (VOICE_LEASE_SECONDS); a dead worker's leases lapse and its lines come back.
+  Turns: a worker learns at once that one of its own calls ended, another only at its next look,
+  so the first would take every line it frees. A worker that got no line is therefore remembered
+  as waiting (`waits_ms`, renewed at each look), and nobody else takes a line until it had one:
+  each worker with work gets lines, at the price of a line idle until the waiter's next look.
 
 Not a semaphore: a semaphore serves its waiters first come, first served, so a retry of one
 action's busy numbers would take the next free line before another action's first call. Here a
@@ -73,19 +77,29 @@ class LocalPool:
         pass
 
 
-# KEYS[1]: the sorted set (lease → when it lapses, ms); ARGV: cap, lease ms, the leases wanted.
+# KEYS[1]: the sorted set (lease → when it lapses, ms), KEYS[2]: the worker waiting for a line;
+# ARGV: cap, lease ms, this worker, how long a wait is remembered (ms), the leases wanted.
 _TAKE = """
+local waiter = redis.call('GET', KEYS[2])
+if waiter and waiter ~= ARGV[3] then
+  return 0
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 local taken = 0
-for i = 3, #ARGV do
+for i = 5, #ARGV do
   if taken >= free then break end
   redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[i])
   taken = taken + 1
 end
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+if taken == 0 then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', tonumber(ARGV[4]))
+elseif waiter then
+  redis.call('DEL', KEYS[2])
+end
 return taken
 """
 # KEYS[1]: the sorted set; ARGV: lease ms, the leases renewed. Re-added if lapsed: the call is up.
@@ -109,8 +123,11 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 class RedisPool:
     """The lines of every voice worker on one trunk, as leases in Redis."""
 
-    def __init__(self, url: str, key: str, lease_seconds: float) -> None:
+    def __init__(
+        self, url: str, key: str, lease_seconds: float, owner: str = "", waits_ms: int = 3000
+    ) -> None:
         self.key, self.lease_ms = key, max(1, round(lease_seconds * 1000))
+        self.owner, self.waits_ms = owner or f"pool-{id(self):x}", waits_ms
         self.client = redis.asyncio.Redis.from_url(url, socket_connect_timeout=5)
         self._take = self.client.register_script(_TAKE)
         self._renew = self.client.register_script(_RENEW)
@@ -119,7 +136,8 @@ class RedisPool:
     async def take(self, leases: list[str], cap: int) -> int:
         if not leases:
             return 0
-        return int(await self._take(keys=[self.key], args=[cap, self.lease_ms, *leases]))
+        args: list[str | int] = [cap, self.lease_ms, self.owner, self.waits_ms, *leases]
+        return int(await self._take(keys=[self.key, f"{self.key}:waiting"], args=args))
 
     async def release(self, leases: list[str]) -> None:
         if not leases:

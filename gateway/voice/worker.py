@@ -147,7 +147,10 @@ class VoiceWorker:
         options.update(kw)
         if settings.redis_url and "lines" not in options:
             prefix = queue.prefix if isinstance(queue, RedisStreamQueue) else DEFAULT_PREFIX
-            options["lines"] = RedisPool(settings.redis_url, line_key(prefix), options["lease_seconds"])
+            owner = options.get("worker") or worker_id(CHANNEL)
+            options["lines"] = RedisPool(
+                settings.redis_url, line_key(prefix), options["lease_seconds"], owner
+            )
         return cls(sessions, queue, ami, audio, **options)
 
     # -- the loop --
