@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -403,6 +404,17 @@ class AsteriskServer:
         except BaseException:
             self.stop()
             raise
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Asterisk stopped dead inside the block (SIGSTOP): its sockets stay open, nothing answers."""
+        if self._process is None:
+            raise RuntimeError("Asterisk is not running")
+        os.killpg(self._process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.killpg(self._process.pid, signal.SIGCONT)
 
     def reload(self) -> str:
         """Re-install the project's configuration and `core reload`."""

@@ -1,4 +1,4 @@
-"""The AMI client (gateway/voice/ami.py) at three depths: message parsing without I/O; a fake
+"""The AMI client (gateway/voice/ami/) at three depths: message parsing without I/O; a fake
 Asterisk on a real loopback socket that answers with shapes recorded from Asterisk 22.10.1 (the
 ami-originate-*.txt transcripts); and the real Asterisk 22 of tests/asterisk_harness.py, restart
 included.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -623,6 +624,38 @@ def test_while_asterisk_is_down_actions_fail_at_once_and_the_client_comes_back()
     run(scenario())
 
 
+def test_a_connection_that_stops_answering_is_cut_by_the_keepalive_and_logged_in_again(caplog):
+    """The fake keeps the connection open but answers nothing any more (a hung Asterisk, state a
+    firewall dropped): the keepalive Ping goes unanswered, the connection is cut, what waited fails,
+    and the client logs in again. While the fake answered, the Pings kept the connection as it was."""
+    caplog.set_level(logging.WARNING, logger="gateway.voice.ami")
+
+    async def say_nothing(fake, action, writer):
+        pass
+
+    async def scenario():
+        reconnected = asyncio.Event()
+        async with fake_asterisk(
+            keepalive=0.2, keepalive_timeout=0.5, reconnect_delay=(0.05,), on_reconnect=reconnected.set
+        ) as (fake, client):
+            await until(lambda: len(fake.actions("Ping")) >= 3, what="three answered keepalive Pings")
+            assert client.reconnects == 0 and fake.logins == 1
+            fake.script.update(Ping=say_nothing, Command=say_nothing)
+            silent_from = time.monotonic()
+            with pytest.raises(AMIConnectionLost, match="keepalive"):  # waited without a timeout of its own
+                await client.action("Command", Command="core show uptime", timeout=60)
+            cut_after = time.monotonic() - silent_from
+            del fake.script["Ping"]  # the next connection answers again
+            await asyncio.wait_for(reconnected.wait(), 5)
+            assert client.connected and client.reconnects == 1 and fake.logins == 2
+            assert (await client.action("Ping"))["Ping"] == "Pong"
+            return cut_after
+
+    cut_after = asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert cut_after < 0.2 + 0.5 + 0.5, cut_after  # one interval and one Ping's timeout, with room
+    assert "no answer to a keepalive Ping within 0.5 s" in caplog.text
+
+
 def test_after_a_restart_the_client_is_connected_only_once_asterisk_has_fully_booted():
     """A starting Asterisk accepts logins before its dialplan is loaded; FullyBooted comes later."""
     booted = asyncio.Event()
@@ -902,3 +935,27 @@ def test_real_restart_the_client_reconnects_by_itself(asterisk):
             assert (await client.wait_originate(call, timeout=10)).success
 
     run(scenario(), timeout=45)
+
+
+def test_real_a_frozen_asterisk_is_noticed_by_the_keepalive(asterisk):
+    """Asterisk stopped dead (SIGSTOP: the socket stays open, nothing answers): the keepalive cuts
+    the connection within an interval and a Ping's timeout; once Asterisk runs again the client is
+    back by itself. Before that, over several intervals, the answered Pings changed nothing."""
+
+    async def scenario():
+        async with _real_client(
+            asterisk, keepalive=0.5, keepalive_timeout=1, connect_timeout=1, reconnect_delay=(0.2,)
+        ) as client:
+            await asyncio.sleep(2)  # four keepalive Pings, answered
+            assert client.connected and client.reconnects == 0
+            with asterisk.frozen():
+                frozen_at = time.monotonic()
+                await until(lambda: not client.connected, timeout=5, what="the keepalive cuts the connection")
+                noticed = time.monotonic() - frozen_at
+            await client.wait_connected(timeout=30)
+            assert client.reconnects == 1
+            assert (await client.action("Ping"))["Ping"] == "Pong"
+            return noticed
+
+    noticed = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert noticed < 0.5 + 1 + 1, noticed

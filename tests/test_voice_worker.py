@@ -1,4 +1,4 @@
-"""The voice worker (gateway/voice/worker.py) on the real parts: PostgreSQL, the real Asterisk 22
+"""The voice worker (gateway/voice/) on the real parts: PostgreSQL, the real Asterisk 22
 with dialplans/alert.conf, the real FastAGI server (the `alert_call` handler answers the call and
 records how far the participant listened), espeak-ng audio written into Asterisk's chroot.
 
@@ -21,7 +21,9 @@ from gateway.config import get_settings
 from gateway.storage.models import Message, MessageStatus
 from gateway.tts import AudioCache, make_engines
 from gateway.voice.ami import AMIClient
-from gateway.voice.worker import CUT_OFF, OUTCOME_UNKNOWN, VoiceWorker
+from gateway.voice.lines import RedisPool
+from gateway.voice.store import RetryVerdict
+from gateway.voice.worker import CUT_OFF, OUTCOME_UNKNOWN, VoiceWorker, line_key
 from ivr.context import IvrContext
 from ivr.handlers import registry
 from ivr.server import FastAGIServer
@@ -319,16 +321,16 @@ def test_a_busy_calls_slot_is_held_until_its_channel_is_gone_though_its_outcome_
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_retry_written_twice_is_counted_once(api):
-    """The worker writes again when the database did not answer (`_write`), and a commit may have
+    """The worker writes again when the database did not answer (gateway/voice/outcomes.py), and a commit may have
     gone through whose answer was lost: the retry's attempt is then written twice, counted once."""
     api.register("+31612000009", channel="voice")
     api.launch(channels=("voice",))
     worker = VoiceWorker(api.sessions, api.queue, AMIClient("127.0.0.1", 9, "unused", "unused"), audio=None)
     [delivery] = api.queue.consume("voice", "test", count=10, block_ms=0)
-    [call] = worker._claim([delivery.message_id])
+    [call] = worker.store.claim([delivery.message_id]).calls
     assert call.attempts == 1
-    assert worker._begin_retry(call.message_id, call.attempts) is True
-    assert worker._begin_retry(call.message_id, call.attempts) is True  # the repeat
+    assert worker.store.begin_retry(call.message_id, call.attempts) is RetryVerdict.allowed
+    assert worker.store.begin_retry(call.message_id, call.attempts) is RetryVerdict.allowed  # the repeat
     assert messages(api)["+31612000009"].attempts == 2
 
 
@@ -433,11 +435,11 @@ def test_the_database_dropping_the_workers_connections_loses_no_call(voice, capl
         worker = worker_for(
             voice, ami, endpoint_of, max_calls=4, ring_seconds=5, retries=2, retry_delay=1, lease_seconds=60
         )
-        worker.sessions = session_factory(engine)
+        worker.store.sessions = session_factory(engine)
         return worker
 
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.voice.worker"):
+        with caplog.at_level(logging.WARNING, logger="gateway.voice"):
             worker, got = run_worker(voice, make, len(phones), timeout=120, during=cut_connections)
     finally:
         engine.dispose()
@@ -584,10 +586,11 @@ def test_the_worker_command_refuses_an_empty_ami_secret(monkeypatch, tmp_path):
 
 
 @postgresql_only
-def test_a_new_actions_first_call_takes_the_next_free_line(voice):
+@pytest.mark.parametrize("shared", [False, True], ids=["lines-in-process", "lines-in-redis"])
+def test_a_new_actions_first_call_takes_the_next_free_line(voice, shared, request):
     """Sixty calls queued for a robbery at a cap of five, the lines all busy; a missing person is
     launched: the very next call placed is hers, and while both wait she gets two lines in three
-    (8 : 4). Each number called once."""
+    (8 : 4). Each number called once. The same with the lines as leases in Redis."""
     theft = [f"+3161000{n:04d}" for n in range(60)]
     child = [f"+3162000{n:04d}" for n in range(6)]
     answering(voice, theft)  # launched: the robbery, at Utrecht
@@ -630,6 +633,10 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice):
             voice.asterisk.ami_secret,
         )
         await ami.connect()
+        lines = None
+        if shared:
+            redis_url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("key_prefix")
+            lines = RedisPool(redis_url, line_key(prefix), lease_seconds=60)
         worker = VoiceWorker.from_settings(
             voice.settings,
             voice.sessions,
@@ -640,6 +647,7 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice):
             retries=0,
             dial_string=dial,
             asterisk_audio_dir=AUDIO_DIR,
+            lines=lines,
         )
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
