@@ -56,9 +56,10 @@ $(SMSC_MODULES): tests/smsc/package.json tests/smsc/package-lock.json
 	cd tests/smsc && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-lint: venv ## Check the code: ruff (lint and format); .ci/run runs it before the tests
+lint: venv ## Check the code: ruff (lint and format) and mypy (docs/development.md); .ci/run runs it first
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: venv system services smsc-sim ## Run the test suite against real PostgreSQL, Redis and Asterisk (PYTEST_ARGS=...)
 	$(BIN)/pytest $(PYTEST_ARGS)
