@@ -30,6 +30,7 @@ from typing import Protocol
 import redis
 import redis.asyncio
 
+from gateway import metrics
 from gateway.errors import brief
 
 log = logging.getLogger(__name__)
@@ -187,12 +188,14 @@ class Lines:
         wanted = [f"{self.owner}:{next(self._ids)}" for _ in range(min(count, self.cap))]
         taken = wanted[: await self.pool.take(wanted, self.cap)]
         self.held.update(taken)
+        metrics.CALLS_HELD.labels("alert").set(self.busy)
         return taken
 
     async def release(self, leases: list[str]) -> None:
         """Give these lines back (their calls ended, or they were not used)."""
         mine = [lease for lease in leases if lease in self.held]
         self.held.difference_update(mine)
+        metrics.CALLS_HELD.labels("alert").set(self.busy)
         await self.pool.release(mine)
         self.changed.set()
 
