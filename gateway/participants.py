@@ -12,7 +12,8 @@ from pydantic import ValidationError
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from gateway.api.schemas import (
+from gateway.errors import NotFound
+from gateway.registration import (
     AddressIn,
     AddressPublic,
     ImportReport,
@@ -22,7 +23,6 @@ from gateway.api.schemas import (
     WindowPublic,
     window_dicts,
 )
-from gateway.errors import NotFound
 from gateway.storage.models import Address, Participant
 from gateway.targeting.geo import tile_of
 

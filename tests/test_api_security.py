@@ -30,7 +30,6 @@ from gateway.api.schemas import (
     MessageCreate,
     MunicipalityIn,
     OutcomeRequest,
-    ParticipantIn,
     TemplateFill,
     TemplateIn,
     TipMark,
@@ -38,6 +37,7 @@ from gateway.api.schemas import (
     UrgencyChange,
     UserIn,
 )
+from gateway.registration import ParticipantIn
 from gateway.storage.models import Participant, User
 
 # Reachable without a key, on purpose. A new public route must be added here deliberately.

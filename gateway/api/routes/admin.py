@@ -13,8 +13,6 @@ from gateway.api.schemas import (
     AuditEventPublic,
     CentralistIn,
     CentralistPublic,
-    Day,
-    Id,
     MunicipalityIn,
     MunicipalityPublic,
     SessionsEnded,
@@ -23,6 +21,7 @@ from gateway.api.schemas import (
     UserPublic,
 )
 from gateway.errors import Conflict, Invalid, NotFound
+from gateway.fields import Day, Id
 from gateway.storage.models import Centralist, Municipality, Role, User
 
 router = APIRouter(prefix="/api/v1", tags=["administration"])

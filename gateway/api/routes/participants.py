@@ -7,9 +7,10 @@ from fastapi import APIRouter, Path, Query, UploadFile, status
 
 from gateway import audit, participants
 from gateway.api.deps import MunicipalityDep, SessionDep
-from gateway.api.schemas import ImportReport, ParticipantIn, ParticipantPublic, Text100
 from gateway.errors import Invalid
+from gateway.fields import Text100
 from gateway.policy import require_own_municipality
+from gateway.registration import ImportReport, ParticipantIn, ParticipantPublic
 from gateway.storage.models import Municipality, Role, User
 
 router = APIRouter(prefix="/api/v1/participants", tags=["participants"])

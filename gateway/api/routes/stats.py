@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from gateway.api.deps import SessionDep, UserDep
-from gateway.api.schemas import Day, SignupSeries, StatsByMunicipality, StatsByType, StatsSummary, Text100
+from gateway.api.schemas import SignupSeries, StatsByMunicipality, StatsByType, StatsSummary
+from gateway.fields import Day, Text100
 from gateway.stats import report
 from gateway.stats.report import Filters
 from gateway.storage.models import ActionType

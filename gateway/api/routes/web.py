@@ -20,9 +20,10 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from gateway import audit, auth, geocode
 from gateway.api.deps import CentralistDep, SessionDep, SettingsDep, UserDep
-from gateway.api.schemas import POSTCODE_FORMATS, MunicipalityPublic, Strict, UserPublic
+from gateway.api.schemas import MunicipalityPublic, UserPublic
 from gateway.config import Settings
 from gateway.errors import Forbidden, GatewayError, Invalid, NotFound, Unauthenticated
+from gateway.fields import POSTCODE_FORMATS, Strict
 from gateway.storage.models import Municipality, Role, User
 
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
