@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -135,18 +134,6 @@ async def running(worker: SmsWorker):
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-
-
-async def until(predicate, timeout: float, what: str, every: float = 0.1):
-    """Wait for a (blocking) predicate, run in a thread; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(predicate)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(every)
 
 
 def all_final(sessions, count: int):

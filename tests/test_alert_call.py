@@ -9,6 +9,7 @@ import re
 import time
 
 import pytest
+from polling import until
 from sqlalchemy import select, update
 
 from gateway.storage.models import (
@@ -348,24 +349,24 @@ def press(api, channel: str, digit: str) -> None:
 
 def final_message(api, timeout: float = 60) -> Message:
     """Wait (bounded) until the IVR recorded the call's outcome on the Message."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def recorded() -> Message | None:
         m = message(api, api.message.id)
-        if m.final_at is not None or time.monotonic() > deadline:
-            assert m.final_at is not None, f"no outcome recorded; Asterisk log:\n{api.asterisk._log_tail()}"
-            return m
-        time.sleep(0.2)
+        return m if m.final_at is not None else None
+
+    return until(
+        recorded, timeout, lambda: f"the call's outcome; Asterisk log:\n{api.asterisk._log_tail()}", every=0.2
+    )
 
 
 def finished_tip(api, timeout: float = 60) -> Tip:
-    deadline = time.monotonic() + timeout
-    while True:
+    def finished() -> Tip | None:
         with api.sessions() as s:
-            tip = s.scalars(select(Tip).where(Tip.ended_at.is_not(None))).one_or_none()
-        if tip is not None or time.monotonic() > deadline:
-            assert tip is not None, f"no finished tip; Asterisk log:\n{api.asterisk._log_tail()}"
-            return tip
-        time.sleep(0.2)
+            return s.scalars(select(Tip).where(Tip.ended_at.is_not(None))).one_or_none()
+
+    return until(
+        finished, timeout, lambda: f"a finished tip; Asterisk log:\n{api.asterisk._log_tail()}", every=0.2
+    )
 
 
 def events_until_hangup(api, channel: str) -> list[dict]:

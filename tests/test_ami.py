@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+from polling import until_async
 
 from gateway.voice.ami import (
     LINE_LIMIT,
@@ -35,16 +36,6 @@ CALLER = "0612345678"
 
 def run(scenario: Awaitable[None], timeout: float = 20) -> None:
     asyncio.run(asyncio.wait_for(scenario, timeout))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
-    """Poll `condition` every 50 ms until it holds (a bounded wait, never a fixed sleep)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"gave up after {timeout} s waiting for: {what}") from None
 
 
 # --- messages, no I/O --------------------------------------------------------------------------
@@ -613,7 +604,7 @@ def test_while_asterisk_is_down_actions_fail_at_once_and_the_client_comes_back()
     async def scenario():
         async with fake_asterisk(reconnect_delay=(0.05, 0.1, 0.2)) as (fake, client):
             await fake.go_down()
-            await until(lambda: not client.connected, what="client notices the drop")
+            await until_async(lambda: not client.connected, what="client notices the drop")
             with pytest.raises(AMIConnectionLost, match="not connected"):
                 await client.action("Ping")
             await asyncio.sleep(0.3)  # let a few reconnection attempts fail against the closed port
@@ -638,7 +629,7 @@ def test_a_connection_that_stops_answering_is_cut_by_the_keepalive_and_logged_in
         async with fake_asterisk(
             keepalive=0.2, keepalive_timeout=0.5, reconnect_delay=(0.05,), on_reconnect=reconnected.set
         ) as (fake, client):
-            await until(lambda: len(fake.actions("Ping")) >= 3, what="three answered keepalive Pings")
+            await until_async(lambda: len(fake.actions("Ping")) >= 3, what="three answered keepalive Pings")
             assert client.reconnects == 0 and fake.logins == 1
             fake.script.update(Ping=say_nothing, Command=say_nothing)
             silent_from = time.monotonic()
@@ -671,7 +662,7 @@ def test_after_a_restart_the_client_is_connected_only_once_asterisk_has_fully_bo
         async with fake_asterisk(reconnect_delay=(0.05,)) as (fake, client):
             fake.script["Login"] = login_while_booting
             fake.drop_connections()
-            await until(lambda: fake.logins == 2, what="the second login")
+            await until_async(lambda: fake.logins == 2, what="the second login")
             assert not client.connected
             with pytest.raises(TimeoutError):
                 await client.wait_connected(timeout=0.3)
@@ -706,7 +697,7 @@ def test_a_refused_login_on_reconnect_stops_the_client():
             stream = client.events()
             fake.secret = "rotated"
             fake.drop_connections()
-            await until(lambda: not client.connected, what="client notices the drop")
+            await until_async(lambda: not client.connected, what="client notices the drop")
             with pytest.raises(AMIAuthError):
                 await client.wait_connected(timeout=5)
             with pytest.raises(AMIAuthError):
@@ -766,7 +757,9 @@ def test_a_failing_event_hook_does_not_stop_the_reader(caplog):
 
             client.on_event = collect
             await client.originate("Local/answer@test-endpoints", application="Wait")
-            await until(lambda: seen.count("OriginateResponse") == 2, what="async hook saw both outcomes")
+            await until_async(
+                lambda: seen.count("OriginateResponse") == 2, what="async hook saw both outcomes"
+            )
 
     run(scenario())
     assert "a bug in a hook" in caplog.text
@@ -781,7 +774,7 @@ def test_close_fails_waiting_actions_and_ends_event_streams():
             fake.script["Status"] = never_answer
             waiting = asyncio.ensure_future(client.action("Status"))
             stream = client.events()
-            await until(lambda: fake.actions("Status"), what="Status sent")
+            await until_async(lambda: fake.actions("Status"), what="Status sent")
             await client.close()
             with pytest.raises(AMIConnectionLost):
                 await waiting
@@ -950,7 +943,9 @@ def test_real_a_frozen_asterisk_is_noticed_by_the_keepalive(asterisk):
             assert client.connected and client.reconnects == 0
             with asterisk.frozen():
                 frozen_at = time.monotonic()
-                await until(lambda: not client.connected, timeout=5, what="the keepalive cuts the connection")
+                await until_async(
+                    lambda: not client.connected, timeout=5, what="the keepalive cuts the connection"
+                )
                 noticed = time.monotonic() - frozen_at
             await client.wait_connected(timeout=30)
             assert client.reconnects == 1

@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 from conftest import UTRECHT, ApiWorld, _empty_tables
 from playwright.sync_api import expect, sync_playwright
+from polling import until
 from sqlalchemy import select
 
 from gateway.api.app import create_app
@@ -71,7 +72,7 @@ class LiveServer:
         import httpx
 
         self.client = httpx.Client(base_url=self.base, timeout=30)
-        _wait(lambda: self.server.started, "uvicorn did not start")
+        until(lambda: self.server.started, 15.0, "uvicorn to start")
         self.world = ApiWorld(self.client, self.sessions, self.queue, self.settings)
 
     def stop(self):
@@ -79,16 +80,6 @@ class LiveServer:
         self.thread.join(10)
         self.client.close()
         self.engine.dispose()
-
-
-def _wait(condition, message: str, timeout: float = 15.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 @pytest.fixture

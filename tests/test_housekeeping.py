@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from polling import until
 from sqlalchemy import select, text, update
 
 from gateway.housekeeping import HousekeepingLock, run_housekeeping
@@ -124,12 +125,12 @@ def test_burgernet_housekeeping_twice_expires_once_and_stops_on_sigterm(api, pg_
         for _ in range(2)
     ]
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def closed() -> bool:
             with api.sessions() as s:
-                if s.scalar(select(Action.status).where(Action.id == action["id"])) == ActionStatus.closed:
-                    break
-            time.sleep(0.2)
+                return s.scalar(select(Action.status).where(Action.id == action["id"])) == ActionStatus.closed
+
+        until(closed, 20, "the action closed", every=0.2)
         time.sleep(1)  # both have had several expiry rounds
     finally:
         for runner in runners:  # both at once: neither takes over from the other on the way out

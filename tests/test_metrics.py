@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 import redis.asyncio
+from polling import until
 from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
@@ -183,17 +184,15 @@ def _start(args: list[str], env: dict) -> subprocess.Popen:
 
 
 def _wait_for(url: str, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if process.poll() is not None:
             pytest.fail(f"process ended ({process.returncode}): {process.stderr.read()[-2000:]}")
         try:
-            if _get(url)[0] == 200:
-                return
+            return _get(url)[0] == 200
         except OSError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{url} did not answer in {timeout} s")
+            return False
+
+    until(answers, timeout, f"{url} to answer", every=0.1)
 
 
 def _stop(process: subprocess.Popen, timeout: float = 20) -> str:

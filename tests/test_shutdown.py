@@ -6,9 +6,10 @@ from __future__ import annotations
 import signal
 
 import pytest
+from polling import until
 from sms_world import bind_json, open_action, phone, queue_messages
 from sqlalchemy import func, select
-from test_sms_processes import REDIS_DB, processes_world, start_worker, wait_for
+from test_sms_processes import REDIS_DB, processes_world, start_worker
 
 from gateway.storage.models import Message, MessageStatus
 
@@ -61,7 +62,7 @@ def test_sms_worker_sigterm_while_binding_exits_0(world, pg_url, tmp_path):
     )
     worker = start_worker(pg_url, url, binds, "sms-unbound", log)
     try:
-        wait_for(lambda: "SMS bind x" in log.read_text(), 60, "the bind's first failure")
+        until(lambda: "SMS bind x" in log.read_text(), 60, "the bind's first failure", every=0.2)
         assert worker.poll() is None
         worker.send_signal(signal.SIGTERM)
         worker.wait(20)

@@ -17,6 +17,7 @@ import wave
 import pytest
 from asterisk_harness import RawAMI
 from phone_sounds import write_phone_sounds
+from polling import until
 from sip_harness import Sipp, audio_pcap, media, sipp_binary, trunk_config
 from sqlalchemy import select, update
 
@@ -123,14 +124,16 @@ def done(*sipps: Sipp, timeout: float = 90) -> None:
 
 
 def finished_tips(api, count: int, timeout: float = 30) -> list[Tip]:
-    deadline = time.monotonic() + timeout
-    while True:
+    tips: list[Tip] = []
+
+    def finished() -> bool:
         with api.sessions() as s:
-            tips = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.received_at)).all()
-        if len(tips) >= count or time.monotonic() > deadline:
-            assert len(tips) == count, f"{len(tips)} of {count} tips finished"
-            return list(tips)
-        time.sleep(0.2)
+            tips[:] = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.received_at)).all()
+        return len(tips) >= count
+
+    until(finished, timeout, lambda: f"{count} finished tips, {len(tips)} so far", every=0.2)
+    assert len(tips) == count, f"{len(tips)} of {count} tips finished"
+    return tips
 
 
 def legs(api, tip: Tip) -> list[tuple]:
@@ -330,14 +333,12 @@ def participant(api, pcap, lasts_ms: int, hold_ms: int) -> Sipp:
 
 
 def outcome(api, timeout: float = 60) -> Message:
-    deadline = time.monotonic() + timeout
-    while True:
+    def recorded() -> Message | None:
         with api.sessions() as s:
             message = s.get(Message, api.message.id)
-        if message.final_at is not None or time.monotonic() > deadline:
-            assert message.final_at is not None, "no outcome recorded"
-            return message
-        time.sleep(0.2)
+        return message if message.final_at is not None else None
+
+    return until(recorded, timeout, "the call's outcome", every=0.2)
 
 
 def test_a_participant_who_presses_2_is_put_through_to_the_centralist(alert):

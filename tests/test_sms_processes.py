@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import redis
 from conftest import _empty_tables
+from polling import until
 from sms_world import FINAL, bind_json, open_action, phone, queue_messages, statuses
 from sqlalchemy import select
 
@@ -67,17 +67,6 @@ def start_worker(
     )
 
 
-def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
 def all_final(sessions, n):
     return lambda: sum(statuses(sessions)[s] for s in FINAL) >= n
 
@@ -124,7 +113,7 @@ def test_sigkill_mid_dispatch_and_restart_nobody_lost_duplicates_within_the_boun
 
     second = start_worker(pg_url, url, binds, "sms-b", log, SMS_LEASE_SECONDS="3")
     try:
-        wait_for(all_final(sessions, n), 180, f"{n} final statuses")
+        until(all_final(sessions, n), 180, f"{n} final statuses", every=0.2)
     finally:
         stop(second)
     stats = smsc.stats()
@@ -164,7 +153,7 @@ def test_two_worker_processes_on_one_bind_keep_to_its_rate_and_send_nothing_twic
     try:
         smsc.wait_for(lambda s: len(s["binds"]) == 2, 30, "both workers bound")
         queue_messages(sessions, queue, action, bulletin, phones)
-        wait_for(all_final(sessions, n), 120, f"{n} final statuses")
+        until(all_final(sessions, n), 120, f"{n} final statuses", every=0.2)
     finally:
         for proc in workers:
             stop(proc)

@@ -10,7 +10,8 @@ import time
 
 import pytest
 import redis
-from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
+from polling import until_async
+from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses
 from sqlalchemy import select
 
 from gateway.phone import masked
@@ -61,7 +62,7 @@ def test_a_silent_smsc_is_found_by_our_enquire_link_and_the_bind_recovers(sessio
         )
         bind = worker.binds["sim1"]
         async with running(worker):
-            await until(lambda: bind.up, 10, "the bind")
+            await until_async(lambda: bind.up, 10, "the bind", every=0.1, blocking=True)
             await smsc.await_for(
                 lambda s: s["enquire_links_received"] >= 2, 10, "the worker's own enquire_links"
             )
@@ -75,7 +76,7 @@ def test_a_silent_smsc_is_found_by_our_enquire_link_and_the_bind_recovers(sessio
                 lambda s: any(b["id"] != first and not b["silent"] for b in s["binds"]), 10, "a new bind"
             )
             detected = time.monotonic() - silenced
-            await until(all_final(sessions, 20), 30, "20 final statuses")
+            await until_async(all_final(sessions, 20), 30, "20 final statuses", every=0.1, blocking=True)
         return detected, phones
 
     detected, phones = asyncio.run(scenario())
@@ -105,11 +106,15 @@ def test_ids_repeated_after_the_smscs_restart_do_not_stop_the_worker(sessions, q
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
             await asyncio.to_thread(queue_messages, sessions, queue, action, alert, phones)
-            await until(all_final(sessions, 30), 30, "the alert's 30 final statuses")
+            await until_async(
+                all_final(sessions, 30), 30, "the alert's 30 final statuses", every=0.1, blocking=True
+            )
             await asyncio.to_thread(smsc.restart)
             smsc.configure(receipt_delay_ms=300)
             await asyncio.to_thread(queue_messages, sessions, queue, action, update, phones)
-            await until(all_final(sessions, 60), 30, "the update's 30 final statuses")
+            await until_async(
+                all_final(sessions, 60), 30, "the update's 30 final statuses", every=0.1, blocking=True
+            )
 
     asyncio.run(scenario())
     assert statuses(sessions) == {MessageStatus.delivered: 60}
@@ -143,10 +148,12 @@ def test_a_row_the_database_refuses_is_set_aside_and_the_rest_is_written(
             with sessions() as s:  # before their responses (1 s): the message goes away
                 s.execute(Message.__table__.delete().where(Message.id == ids[3]))
                 s.commit()
-            await until(all_final(sessions, 9), 20, "the other 9 final")
-            await until(lambda: worker.counts.set_aside == 1, 5, "the row set aside")
+            await until_async(all_final(sessions, 9), 20, "the other 9 final", every=0.1, blocking=True)
+            await until_async(
+                lambda: worker.counts.set_aside == 1, 5, "the row set aside", every=0.1, blocking=True
+            )
             # What the API's /health returns under sms_binds (gateway.api.app: read_bind_health).
-            return await until(in_health, 5, "the set-aside row in /health")
+            return await until_async(in_health, 5, "the set-aside row in /health", every=0.1, blocking=True)
 
     def in_health():
         entry = read_bind_health(client, key_prefix).get("sim1", {})
@@ -185,7 +192,7 @@ def test_mo_parts_one_at_a_time_are_each_acknowledged_at_once(sessions, queue, s
         async with running(make_worker(sessions, queue, smsc)):
             await smsc.await_for(lambda s: s["binds"], 10, "the bind")
             reply = await smsc.asend_mo(phone(7), "3000", LONG_TIP, one_at_a_time=True, part_timeout_ms=5000)
-            await until(lambda: _mo_tips(sessions, phone(7)), 10, "the tip")
+            await until_async(lambda: _mo_tips(sessions, phone(7)), 10, "the tip", every=0.1, blocking=True)
         return reply
 
     reply = asyncio.run(scenario())
@@ -205,7 +212,13 @@ def test_a_part_sent_again_is_acknowledged_and_ignored(sessions, queue, smsc):
             before = await smsc.asend_mo(
                 phone(9), "3000", LONG_TIP, only_parts=[1, 1, 2], part_timeout_ms=3000
             )
-            await until(lambda: _mo_tips(sessions, phone(8)) and _mo_tips(sessions, phone(9)), 10, "the tips")
+            await until_async(
+                lambda: _mo_tips(sessions, phone(8)) and _mo_tips(sessions, phone(9)),
+                10,
+                "the tips",
+                every=0.1,
+                blocking=True,
+            )
         return after, before
 
     after, before = asyncio.run(scenario())
@@ -227,7 +240,9 @@ def test_an_incomplete_mo_message_is_handled_after_the_wait_and_says_so(sessions
             await smsc.await_for(lambda s: s["binds"], 10, "the bind")
             reply = await smsc.asend_mo(phone(10), "3000", text, only_parts=[1, 3], part_timeout_ms=3000)
             sent = time.monotonic()
-            await until(lambda: _mo_tips(sessions, phone(10)), 10, "the incomplete tip", every=0.05)
+            await until_async(
+                lambda: _mo_tips(sessions, phone(10)), 10, "the incomplete tip", every=0.05, blocking=True
+            )
             return reply, time.monotonic() - sent
 
     reply, took = asyncio.run(scenario())
@@ -248,7 +263,9 @@ def test_a_part_kept_before_the_worker_stopped_completes_its_message_after(sessi
                 phone(11), "3000", LONG_TIP, only_parts=parts, reference=99, part_timeout_ms=3000
             )
             if parts == [2]:
-                await until(lambda: _mo_tips(sessions, phone(11)), 10, "the tip")
+                await until_async(
+                    lambda: _mo_tips(sessions, phone(11)), 10, "the tip", every=0.1, blocking=True
+                )
             return reply
 
     first = asyncio.run(send([1]))

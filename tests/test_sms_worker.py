@@ -7,7 +7,8 @@ import logging
 
 import pytest
 import redis
-from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses, until
+from polling import until_async
+from sms_world import all_final, make_worker, open_action, phone, queue_messages, running, statuses
 from sqlalchemy import func, select, text
 
 from gateway.queue import RedisStreamQueue
@@ -41,7 +42,7 @@ def test_messages_are_submitted_and_delivered_with_receipts(sessions, queue, sms
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 200), 60, "200 final statuses")
+            await until_async(all_final(sessions, 200), 60, "200 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     stats = smsc.stats()
@@ -74,7 +75,7 @@ def test_ten_thousand_while_the_smsc_drops_the_connection_twice(pg_sessions, que
             await smsc.await_for(lambda s: s["drops"] >= 1, 120, "the first drop")
             smsc.configure(drop_after=3000)
             await smsc.await_for(lambda s: s["drops"] >= 2, 120, "the second drop")
-            await until(all_final(sessions, n), 180, f"{n} final statuses")
+            await until_async(all_final(sessions, n), 180, f"{n} final statuses", every=0.1, blocking=True)
         return worker
 
     worker = asyncio.run(scenario())
@@ -128,8 +129,10 @@ def test_the_database_dropping_the_workers_connections_loses_nothing(
                 )
                 # Right after the first cut the worker may hold no connection yet (it sends what it
                 # claimed before, and tries its write again a second later): cut once it has one.
-                await until(cut_connections, 10, "a connection of the worker's to cut", every=0.05)
-            await until(all_final(sessions, n), 120, f"{n} final statuses")
+                await until_async(
+                    cut_connections, 10, "a connection of the worker's to cut", every=0.05, blocking=True
+                )
+            await until_async(all_final(sessions, n), 120, f"{n} final statuses", every=0.1, blocking=True)
 
     with caplog.at_level(logging.WARNING, logger="gateway.sms.worker"):
         asyncio.run(scenario())
@@ -153,7 +156,7 @@ def test_a_claim_whose_answer_was_lost_goes_out_once_its_lease_runs_out(sessions
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc, lease_seconds=1, unanswered_grace=0.5)):
-            await until(all_final(sessions, 20), 30, "20 final statuses")
+            await until_async(all_final(sessions, 20), 30, "20 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     stats = smsc.stats()
@@ -170,7 +173,7 @@ def test_throttled_the_bind_backs_off_and_everything_still_goes(sessions, queue,
     async def scenario():
         worker = make_worker(sessions, queue, smsc)
         async with running(worker):
-            await until(all_final(sessions, 300), 90, "300 final statuses")
+            await until_async(all_final(sessions, 300), 90, "300 final statuses", every=0.1, blocking=True)
         return worker
 
     with caplog.at_level("WARNING"):
@@ -191,7 +194,7 @@ def test_message_queue_full_is_retried_too(sessions, queue, smsc):
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 50), 60, "50 final statuses")
+            await until_async(all_final(sessions, 50), 60, "50 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     assert statuses(sessions)[MessageStatus.delivered] == 50
@@ -208,7 +211,7 @@ def test_lost_responses_are_sent_again_after_the_timeout(sessions, queue, smsc):
     async def scenario():
         worker = make_worker(sessions, queue, smsc, bind={"response_timeout_seconds": 1})
         async with running(worker):
-            await until(all_final(sessions, 70), 60, "70 final statuses")
+            await until_async(all_final(sessions, 70), 60, "70 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     stats = smsc.stats()
@@ -226,7 +229,7 @@ def test_a_rejected_destination_fails_with_the_reason_and_an_undeliverable_recei
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 2), 30, "2 final statuses")
+            await until_async(all_final(sessions, 2), 30, "2 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     got = messages(sessions)
@@ -245,10 +248,12 @@ def test_a_wrong_password_is_reported_clearly_and_retried_with_backoff(
         bind = worker.binds["sim1"]
         bind.auth_backoff = type(bind.auth_backoff)(0.5, 2.0, 60.0)
         async with running(worker):
-            await until(
+            await until_async(
                 lambda: read_bind_health(client, key_prefix).get("sim1", {}).get("state") == "auth_failed",
                 10,
                 "health auth_failed",
+                every=0.1,
+                blocking=True,
             )
             await asyncio.sleep(3.2)  # backoff 0.5, 1, 2: about four attempts, not a loop
             api_health = await asyncio.to_thread(health_endpoint)
@@ -300,7 +305,7 @@ def test_long_dutch_and_emoji_texts_every_part_receipt_maps_to_the_message(sessi
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 2), 30, "2 final statuses")
+            await until_async(all_final(sessions, 2), 30, "2 final statuses", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     got = messages(sessions)
@@ -325,7 +330,7 @@ def test_one_failed_part_fails_the_concatenated_message(sessions, queue, smsc):
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 1), 30, "1 final status")
+            await until_async(all_final(sessions, 1), 30, "1 final status", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     m = messages(sessions)[phone(5)]
@@ -341,7 +346,7 @@ def test_a_text_over_the_part_limit_fails_with_the_reason(sessions, queue, smsc)
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc, max_parts=2)):
-            await until(all_final(sessions, 1), 30, "1 final status")
+            await until_async(all_final(sessions, 1), 30, "1 final status", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     m = messages(sessions)[phone(1)]
@@ -363,12 +368,18 @@ def test_a_receipt_for_an_unknown_id_is_logged_masked_and_ignored(sessions, queu
         worker = make_worker(sessions, queue, smsc)
         worker.writer.receipt_patience = timedelta(seconds=0.3)
         async with running(worker):
-            await until(submitted, 30, "the message submitted")
+            await until_async(submitted, 30, "the message submitted", every=0.1, blocking=True)
             with sessions() as s:  # the DLR map no longer knows the id
                 s.execute(SmsPart.__table__.delete())
                 s.commit()
             assert smsc.release_receipts() == 1
-            await until(lambda: worker.counts.receipts_unknown == 1, 10, "the unknown receipt given up")
+            await until_async(
+                lambda: worker.counts.receipts_unknown == 1,
+                10,
+                "the unknown receipt given up",
+                every=0.1,
+                blocking=True,
+            )
 
     with caplog.at_level("WARNING"):
         asyncio.run(scenario())
@@ -406,12 +417,18 @@ def test_stop_variants_unsubscribe_and_get_a_confirmation_and_a_sentence_with_st
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(lambda: smsc.stats()["binds"], 10, "the bind")
+            await until_async(lambda: smsc.stats()["binds"], 10, "the bind", every=0.1, blocking=True)
             for number, text in variants.items():
                 reply = await smsc.asend_mo(number, "3000", text)
                 assert reply["acked"], reply
             assert (await smsc.asend_mo(tip_number, "3000", "stop de man bij de brug!"))["acked"]
-            await until(lambda: all(smsc.texts(n) for n in variants), 20, "the confirmations")
+            await until_async(
+                lambda: all(smsc.texts(n) for n in variants),
+                20,
+                "the confirmations",
+                every=0.1,
+                blocking=True,
+            )
 
     asyncio.run(scenario())
     with sessions() as s:
@@ -439,9 +456,9 @@ def test_an_sms_tip_during_an_open_action_is_attached_to_it(sessions, queue, sms
 
     async def scenario():
         async with running(make_worker(sessions, queue, smsc)):
-            await until(all_final(sessions, 1), 30, "the alert delivered")
+            await until_async(all_final(sessions, 1), 30, "the alert delivered", every=0.1, blocking=True)
             assert (await smsc.asend_mo(phone(7), "3000", long_tip))["acked"]  # concatenated MO
-            await until(lambda: _tips(sessions), 20, "the tip")
+            await until_async(lambda: _tips(sessions), 20, "the tip", every=0.1, blocking=True)
 
     asyncio.run(scenario())
     (tip,) = _tips(sessions)

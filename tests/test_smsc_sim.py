@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from polling import until
 from smsc_sim import ControlError
 
 BIND_TRANSCEIVER, BIND_TRANSMITTER, BIND_RECEIVER = 0x09, 0x02, 0x01
@@ -403,14 +404,15 @@ def test_unreadable_udh_is_rejected_not_fatal(smsc, esme):
 
 
 def submit_until_accepted(client: RawEsme, deadline_s: float) -> list[int]:
-    statuses = []
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+    statuses: list[int] = []
+
+    def accepted() -> bool:
         client.submit("31612345678", gsm("x"), registered_delivery=0)
         statuses.append(client.read_command(SUBMIT_SM | RESP).status)
-        if statuses[-1] == ESME_ROK:
-            return statuses
-    raise AssertionError(f"never accepted: {statuses[-5:]}")
+        return statuses[-1] == ESME_ROK
+
+    until(accepted, deadline_s, lambda: f"an accepted submit, never accepted: {statuses[-5:]}", every=0)
+    return statuses
 
 
 @pytest.mark.parametrize(

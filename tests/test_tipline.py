@@ -7,10 +7,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from polling import until
 from sqlalchemy import select
 
 from gateway.storage.models import MatchedBy, Tip, TipLeg
@@ -504,14 +504,15 @@ def test_sigterm_lets_the_call_in_progress_finish_refuses_new_ones_and_exits_cle
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def connected() -> socket.socket | None:
             try:
-                caller = socket.create_connection(("127.0.0.1", port), timeout=10)
-                break
+                return socket.create_connection(("127.0.0.1", port), timeout=10)
             except ConnectionRefusedError:
-                assert time.monotonic() < deadline and ivr.poll() is None, ivr.stdout.read()
-                time.sleep(0.1)
+                assert ivr.poll() is None, ivr.stdout.read()
+                return None
+
+        caller = until(connected, 30, f"the IVR to accept calls on port {port}", every=0.1)
         with caller:
             env_lines = [f"{k}: {v}" for k, v in tipline(callerid="anonymous", uniqueid="term.1").items()]
             caller.sendall(("\n".join(env_lines) + "\n\n").encode())
@@ -519,14 +520,15 @@ def test_sigterm_lets_the_call_in_progress_finish_refuses_new_ones_and_exits_cle
             while not commands.readline().decode().startswith("GET DATA"):
                 caller.sendall(b"200 result=1\n")  # SET VARIABLE (the call token) and the like
             ivr.send_signal(signal.SIGTERM)  # the caller is being asked for the code
-            deadline = time.monotonic() + 10
-            while True:  # the listening socket closes: a new call is refused
+
+            def refused() -> bool:  # the listening socket closes: a new call is refused
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 except ConnectionRefusedError:
-                    break
-                assert time.monotonic() < deadline, "still accepting calls after SIGTERM"
-                time.sleep(0.05)
+                    return True
+                return False
+
+            until(refused, 10, "new calls refused after SIGTERM (still accepting them)")
             assert ivr.poll() is None  # the call in progress holds the process
             caller.sendall(f"200 result={action['action_code']}\n".encode())
             rest = []

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from asterisk_harness import RawAMI
+from polling import until
 from sqlalchemy import select, update
 
 from gateway import prompts
@@ -108,16 +109,23 @@ def dial_in(api, callerid: str, *, dtmf: str = "", hold: int = 6, delay: float =
 
 def finished_tips(api, count: int, timeout: float = 90) -> list[Tip]:
     """Wait until `count` tips are complete (their hangup was reported), and return them."""
-    deadline = time.monotonic() + timeout
-    while True:
+    done: list[Tip] = []
+
+    def finished() -> bool:
         with api.sessions() as s:
-            done = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.id)).all()
-        if len(done) >= count or time.monotonic() > deadline:
-            assert len(done) == count, (
-                f"{len(done)} of {count} tips finished; Asterisk log:\n{api.asterisk._log_tail()}"
-            )
-            return done
-        time.sleep(0.2)
+            done[:] = s.scalars(select(Tip).where(Tip.ended_at.is_not(None)).order_by(Tip.id)).all()
+        return len(done) >= count
+
+    until(
+        finished,
+        timeout,
+        lambda: f"{count} finished tips, {len(done)} so far; Asterisk log:\n{api.asterisk._log_tail()}",
+        every=0.2,
+    )
+    assert len(done) == count, (
+        f"{len(done)} of {count} tips finished; Asterisk log:\n{api.asterisk._log_tail()}"
+    )
+    return done
 
 
 @pytest.mark.parametrize("tipline", ["sql", "redis"], indirect=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 import test_voice_worker
+from polling import until_async
 from sqlalchemy import func, select
 from test_voice_worker import AUDIO_DIR, answering, messages
 
@@ -117,15 +118,13 @@ def test_two_worker_processes_share_the_cap_and_a_killed_ones_lines_come_back(vo
                 (up.add if event.name == "Newchannel" else up.discard)(event["Uniqueid"])
                 calls_up.append((time.monotonic(), len(up)))
 
-    async def until(condition, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not await asyncio.to_thread(condition):
-            assert time.monotonic() < deadline, (
-                f"gave up waiting for {what}: {final()} final, leases {client.zrange(line_key(), 0, -1)}, "
-                f"{Counter((m.status.value, m.detail) for m in messages(voice).values())}\n"
-                f"{log.read_text()[-3000:]}"
-            )
-            await asyncio.sleep(0.1)
+    def state(what: str):
+        """`what` and, at the moment of a timeout, the messages, the leases and the workers' log."""
+        return lambda: (
+            f"{what}: {final()} final, leases {client.zrange(line_key(), 0, -1)}, "
+            f"{Counter((m.status.value, m.detail) for m in messages(voice).values())}\n"
+            f"{log.read_text()[-3000:]}"
+        )
 
     async def scenario() -> tuple[float, float]:
         ami = AMIClient(asterisk.ami_host, asterisk.ami_port, asterisk.ami_user, asterisk.ami_secret)
@@ -141,16 +140,28 @@ def test_two_worker_processes_share_the_cap_and_a_killed_ones_lines_come_back(vo
                 on_a_line[:] = [w for w in workers if leases_of(w.pid)] if final() >= 6 else []
                 return bool(on_a_line)
 
-            await until(six_done_and_one_on_a_line, 90, "six calls done and a worker on a line")
+            await until_async(
+                six_done_and_one_on_a_line,
+                90,
+                state("six calls done and a worker on a line"),
+                every=0.1,
+                blocking=True,
+            )
             victim = on_a_line[0]
             victim.send_signal(signal.SIGKILL)  # with calls up: its leases stay in Redis
             victim.wait(10)
             killed_at = time.monotonic()
-            await until(
-                lambda: leases_of(victim.pid) == 0, 3 * LEASE_SECONDS, "the killed worker's lines to lapse"
+            await until_async(
+                lambda: leases_of(victim.pid) == 0,
+                3 * LEASE_SECONDS,
+                state("the killed worker's lines to lapse"),
+                every=0.1,
+                blocking=True,
             )
             lapsed_at = time.monotonic()
-            await until(lambda: final() == len(phones), 120, "every message final")
+            await until_async(
+                lambda: final() == len(phones), 120, state("every message final"), every=0.1, blocking=True
+            )
         finally:
             for worker in workers:
                 if worker.poll() is None:

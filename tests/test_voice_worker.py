@@ -13,6 +13,7 @@ import time
 from collections import Counter
 
 import pytest
+from polling import until_async
 from sqlalchemy import select, text
 from typer.testing import CliRunner
 
@@ -106,36 +107,55 @@ def worker_for(api, ami: AMIClient, endpoint_of: dict[str, str], **options) -> V
 
 async def until_final(api, count: int, timeout: float) -> dict[str, Message]:
     """Every message final (status and final_at set)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await asyncio.to_thread(messages, api)
-        done = [m for m in got.values() if m.final_at is not None]
-        if len(done) == count or time.monotonic() > deadline:
-            assert len(done) == count, (
-                f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}"
-            )
-            return got
-        await asyncio.sleep(0.3)
+    got: dict[str, Message] = {}
+
+    def all_final() -> bool:
+        got.clear()
+        got.update(messages(api))
+        return sum(m.final_at is not None for m in got.values()) == count
+
+    await until_async(
+        all_final,
+        timeout,
+        lambda: (
+            f"{count} final, {sum(m.final_at is not None for m in got.values())} so far: "
+            f"{sorted((m.status.value, m.detail) for m in got.values())}"
+        ),
+        every=0.3,
+        blocking=True,
+    )
+    return got
 
 
 async def until_all_final(api, count: int, timeout: float) -> dict[str, Message]:
     """Every message final and every answered one refined by the IVR ("listened …")."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await asyncio.to_thread(messages, api)
-        done = [
+    got: dict[str, Message] = {}
+
+    def final() -> list[Message]:
+        return [
             m
             for m in got.values()
             if m.final_at is not None and m.status in (MessageStatus.answered, MessageStatus.failed)
         ]
-        refined = all(m.detail != "answered" for m in done)
-        if (len(done) == count and refined) or time.monotonic() > deadline:
-            assert len(done) == count and refined, (
-                f"{len(done)} of {count} final: {sorted((m.status.value, m.detail) for m in got.values())}\n"
-                f"{api.asterisk._log_tail()}"
-            )
-            return got
-        await asyncio.sleep(0.3)
+
+    def all_final_and_refined() -> bool:
+        got.clear()
+        got.update(messages(api))
+        done = final()
+        return len(done) == count and all(m.detail != "answered" for m in done)
+
+    await until_async(
+        all_final_and_refined,
+        timeout,
+        lambda: (
+            f"{count} final and refined, {len(final())} final so far: "
+            f"{sorted((m.status.value, m.detail) for m in got.values())}\n"
+            f"{api.asterisk._log_tail()}"
+        ),
+        every=0.3,
+        blocking=True,
+    )
+    return got
 
 
 def run_worker(api, make_worker, count: int, timeout: float = 90, during=None):
@@ -520,10 +540,7 @@ def test_asterisk_restarted_mid_action(voice, moment):
         stop = asyncio.Event()
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
         try:
-            deadline = time.monotonic() + 60
-            while not await asyncio.to_thread(reached, moment):
-                assert time.monotonic() < deadline, f"three calls were not {moment} within 60 s"
-                await asyncio.sleep(0.05)
+            await until_async(lambda: reached(moment), 60, f"three calls {moment}", blocking=True)
 
             def while_down():  # everything after this line in the log rang after the restart
                 with open(asterisk.chroot / PHONE_LOG, "a") as log:
@@ -653,9 +670,12 @@ def test_a_new_actions_first_call_takes_the_next_free_line(voice, shared, reques
         running = asyncio.create_task(worker.run(stop, poll_ms=200))
         try:
             await launch_the_child(worker)
-            deadline = time.monotonic() + 120
-            while sum(phone in child for _, phone in placed) < len(child) and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
+            await until_async(
+                lambda: sum(phone in child for _, phone in placed) >= len(child),
+                120,
+                lambda: f"all {len(child)} of the child's calls placed (the last placed: {placed[-10:]})",
+                every=0.1,
+            )
         finally:
             stop.set()
             await asyncio.wait_for(running, 90)
