@@ -63,6 +63,14 @@ def _one_area(model):
     return circle
 
 
+def _whole_area(model):
+    """RULE: a new action or message names its whole area: a circle or a polygon."""
+    given = _one_area(model)
+    if model.polygon is None and len(given) < 3:
+        missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
+        raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+
+
 class ActionCreate(Strict):
     type: ActionType
     description: Text1000 = Field(description="What to look out for, in plain language.")
@@ -84,10 +92,7 @@ class ActionCreate(Strict):
 
     @model_validator(mode="after")
     def _area(self) -> ActionCreate:
-        given = _one_area(self)
-        if self.polygon is None and len(given) < 3:
-            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
-            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        _whole_area(self)
         return self
 
 
@@ -157,10 +162,7 @@ class MessageCreate(Strict):
 
     @model_validator(mode="after")
     def _area(self) -> MessageCreate:
-        given = _one_area(self)
-        if self.polygon is None and len(given) < 3:
-            missing = ", ".join(n for n in ("lat", "lon", "radius_m") if n not in given)
-            raise ValueError(f"give the area: a circle (lat, lon, radius_m; missing {missing}) or a polygon")
+        _whole_area(self)
         return self
 
 

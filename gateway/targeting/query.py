@@ -65,11 +65,7 @@ def find_recipients(
     polygon: Corners | None = None,
 ) -> list[Recipient]:
     """The recipients of an action at `now`: one per phone number (see select_recipients)."""
-    conn = _connection(db)
-    stmt = registrations_in_tiles(lat, lon, radius_m, polygon)
-    # In batches: iterating the result would fetch row by row (psycopg: ~3 µs a row), while
-    # fetching all at once keeps ~100k rows alive to be traversed by the garbage collector.
-    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
+    rows = _candidates(db, lat, lon, radius_m, polygon)
     return select_recipients(rows, lat, lon, radius_m, channels, now, polygon)
 
 
@@ -84,10 +80,18 @@ def find_waiting(
 ) -> list[tuple[Recipient, datetime]]:
     """The recipients of a message that waits for their windows, each with when it is due
     (see select_waiting)."""
-    conn = _connection(db)
-    stmt = registrations_in_tiles(lat, lon, radius_m, polygon)
-    rows = cast(Iterable[Registration], chain.from_iterable(conn.execute(stmt).partitions(_BATCH)))
+    rows = _candidates(db, lat, lon, radius_m, polygon)
     return select_waiting(rows, lat, lon, radius_m, channels, now, polygon)
+
+
+def _candidates(
+    db: Session | Connection, lat: float, lon: float, radius_m: float, polygon: Corners | None
+) -> Iterable[Registration]:
+    """The registrations in the area's tiles, streamed. In batches: iterating the result would
+    fetch row by row (psycopg: ~3 µs a row), while fetching all at once keeps ~100k rows alive to
+    be traversed by the garbage collector."""
+    result = _connection(db).execute(registrations_in_tiles(lat, lon, radius_m, polygon))
+    return cast(Iterable[Registration], chain.from_iterable(result.partitions(_BATCH)))
 
 
 def recipients_in_phone_order(
