@@ -63,6 +63,14 @@ def _one_area(model):
     return circle
 
 
+def _each_once(channels: list[Channel]) -> list[Channel]:
+    return sorted(set(channels), key=list(Channel).index)
+
+
+# The channels an action or message goes out on: each once, in Channel's order.
+Channels = Annotated[list[Channel], Field(min_length=1, max_length=2), AfterValidator(_each_once)]
+
+
 def _whole_area(model):
     """RULE: a new action or message names its whole area: a circle or a polygon."""
     given = _one_area(model)
@@ -78,15 +86,10 @@ class ActionCreate(Strict):
     lon: Longitude | None = None
     radius_m: Radius | None = None
     polygon: PolygonIn | None = None
-    channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
+    channels: Channels = Field(default=[Channel.sms, Channel.voice])
     centralist_id: Id | None = Field(
         None, description="Owner; admins must give it, centralists own their actions."
     )
-
-    @field_validator("channels")
-    @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
-        return sorted(set(value), key=list(Channel).index)
 
     _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
 
@@ -149,14 +152,9 @@ class MessageCreate(Strict):
     lon: Longitude | None = None
     radius_m: Radius | None = None
     polygon: PolygonIn | None = None
-    channels: list[Channel] = Field(default=[Channel.sms, Channel.voice], min_length=1, max_length=2)
+    channels: Channels = Field(default=[Channel.sms, Channel.voice])
     tip_line: bool = Field(False, description="Ask for tips on 0800-0011 with an action code (default: no).")
     municipality_id: Id | None = Field(None, description="Admins only; a municipality sends for itself.")
-
-    @field_validator("channels")
-    @classmethod
-    def _unique(cls, value: list[Channel]) -> list[Channel]:
-        return sorted(set(value), key=list(Channel).index)
 
     _given = field_validator("lat", "lon", "radius_m", "polygon", mode="before")(_not_null)
 
