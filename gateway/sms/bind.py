@@ -338,11 +338,13 @@ class Bind:
     async def _read(self, link: Link) -> None:
         for_submit = (Cmd.SUBMIT_SM_RESP, Cmd.GENERIC_NACK)
         while True:
-            for raw in await link.read_pdus():
+            pdus = await link.read_pdus()
+            arrived = time.monotonic()  # for all of them: handling the first ones takes a while
+            for raw in pdus:
                 _, command, status, sequence = P.HEADER.unpack_from(raw)
                 if command in for_submit:
                     if self.sent is not None:
-                        self.sent.answered(sequence, time.monotonic())
+                        self.sent.answered(sequence, arrived)
                     entry = self.correlator.pop(sequence)
                     if entry is None:
                         if command == Cmd.GENERIC_NACK:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNKNOWN_RECEIPT_PATIENCE = timedelta(seconds=10)
+GIL_SWITCH_SECONDS = 0.0005  # see run_sms_worker
 # Accepted submits not yet written, at most, in windows: a crash can make at most these (plus the
 # window in flight) arrive twice — unless their receipts prove them (see `unanswered`).
 UNRECORDED_PER_WINDOW = 10
@@ -366,6 +368,10 @@ async def run_sms_worker(
         for signum in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     collector.settle_after_start_up()
+    # The binds wake at their rate slots while the database writes run in threads; a thread holds
+    # the GIL for up to the switch interval (5 ms by default) before the event loop gets it back,
+    # and a batch written that late moves every slot after it (gateway/sms/ratelimit.py).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     log.info(
         "SMS worker %s: binds %s",
         worker.worker_id,
