@@ -130,9 +130,10 @@ def ensure_actions(engine) -> bool:
             )
             s.add(action)
             s.flush()
-            queued = lifecycle.launch(s, action.id, now, settings)
             # Every recipient's message in this one transaction (nothing is published here).
-            lifecycle.fan_out_step(s, queued.bulletin_id, queued.rest, now, last=True)
+            page: lifecycle.Queued | None = lifecycle.launch(s, action.id, now, settings)
+            while page is not None and page.fan_out_after is not None:
+                page = lifecycle.fan_out_step(s, page.bulletin_id, page.fan_out_after, now)
         s.commit()
     return False
 

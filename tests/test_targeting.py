@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.storage.models import Address, Channel, Municipality, Participant
-from gateway.targeting import Registration, find_recipients, recipients_in_phone_order, select_recipients
+from gateway.targeting import Registration, find_recipients, recipients_page, select_recipients
 from gateway.targeting.geo import destination, distance_m, tile_of, tile_ranges
-from gateway.targeting.select import is_paused, select_recipients_in_order
+from gateway.targeting.select import is_paused
 from gateway.targeting.windows import every_day, week_table
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -215,36 +215,6 @@ def test_at_equal_distance_sms_wins():
     assert [(r.address_id, r.channel) for r in got] == [(2, Channel.sms)]
 
 
-def test_in_phone_order_the_same_pick_is_made_as_it_streams():
-    """The launch's lazy form (one_per_number_in_order over rows sorted by phone) picks exactly
-    what the whole-set form picks, registration by registration."""
-    import random
-
-    rng = random.Random(7)
-    regs = []
-    for aid in range(1, 3001):
-        phone = f"+3160000{rng.randrange(800):04d}"  # ~4 registrations per number
-        # Few distinct distances, so ties between channels and addresses happen.
-        point = destination(*UTRECHT, rng.choice((0, 90, 180)), rng.choice((100, 700, 1500, 2500)))
-        regs.append(
-            reg(
-                aid,
-                phone,
-                *point,
-                channel=rng.choice(("sms", "voice")),
-                window=rng.choice(((None, None), (8 * 60, 9 * 60))),
-                pid=aid % 997 + 1,
-            )
-        )
-    rng.shuffle(regs)
-    whole = select_recipients(regs, *UTRECHT, 2000, ALL, NOON)
-    regs.sort(key=lambda r: r.phone)
-    streamed = list(select_recipients_in_order(regs, *UTRECHT, 2000, ALL, NOON))
-    assert streamed == sorted(whole, key=lambda r: r.phone)
-    assert len(streamed) > 500 and len({r.channel for r in streamed}) == 2
-    assert next(select_recipients_in_order(iter(regs), *UTRECHT, 2000, ALL, NOON)) == streamed[0]
-
-
 # --- the same through the database (PostgreSQL and SQLite) ------------------------------------------
 
 
@@ -280,7 +250,22 @@ def test_find_recipients_in_the_database(sessions):
         _register(s, m, "+31600000006", [(52.3676, 4.9041)])  # Amsterdam
         s.commit()
         got = find_recipients(s, *UTRECHT, 5000, ALL, NOON)
-        in_order = list(recipients_in_phone_order(s, *UTRECHT, 5000, ALL, NOON))
+        paged = {size: every_page(s, *UTRECHT, 5000, size) for size in (1, 2, 3, 4, 100)}
     assert phones(got) == ["+31600000001", "+31600000003"]
     assert {r.phone: r.channel for r in got}["+31600000003"] == Channel.sms
-    assert in_order == sorted(got, key=lambda r: r.phone)  # the launch's lazy form: the same recipients
+    # A launch's pages: the same recipients, each number's registrations read together (the
+    # three of +31600000003 in pages of 1 and 2 too).
+    by_phone = sorted(got, key=lambda r: r.phone)
+    assert all(sorted(pages, key=lambda r: r.phone) == by_phone for pages in paged.values()), paged
+
+
+def every_page(db, lat, lon, radius_m, size):
+    """The recipients of `recipients_page` from the first page to the last, as a launch's fan-out reads them."""
+    got, after = [], None
+    while True:
+        page = recipients_page(db, lat, lon, radius_m, ALL, NOON, after=after, size=size)
+        got.extend(page.recipients)
+        if page.last_phone is None:
+            return got
+        assert all(r.phone <= page.last_phone for r in page.recipients)
+        after = page.last_phone

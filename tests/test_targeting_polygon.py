@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.storage.models import Address, Channel, Municipality, Participant
-from gateway.targeting import Registration, find_recipients, recipients_in_phone_order, select_recipients
+from gateway.targeting import Registration, find_recipients, recipients_page, select_recipients
 from gateway.targeting.geo import Polygon, crossing_edges, distance_m, tile_of
 
 NOON = datetime(2026, 1, 14, 13, 0, tzinfo=UTC)
@@ -196,6 +196,11 @@ def test_find_recipients_in_a_polygon_in_the_database(sessions):
         lat, lon = shape.centre()
         radius = shape.enclosing_radius_m(lat, lon)
         got = find_recipients(s, lat, lon, radius, ALL, NOON, BAARLE)
-        in_order = list(recipients_in_phone_order(s, lat, lon, radius, ALL, NOON, BAARLE))
+        first = recipients_page(s, lat, lon, radius, ALL, NOON, BAARLE, after=None, size=2)
+        rest = recipients_page(s, lat, lon, radius, ALL, NOON, BAARLE, after=first.last_phone, size=100)
     assert sorted(r.phone for r in got) == ["+31611111111", "+31622222222", "+32470123456"]
-    assert in_order == sorted(got, key=lambda r: r.phone)
+    # A launch's pages (gateway.actions.lifecycle): the same recipients, the polygon applied to each.
+    assert rest.last_phone is None
+    assert sorted(first.recipients + rest.recipients, key=lambda r: r.phone) == sorted(
+        got, key=lambda r: r.phone
+    )

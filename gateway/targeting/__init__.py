@@ -1,14 +1,15 @@
 """Targeting: who gets an action (pure core in `select`, the SQL edge in `query`)."""
 
-from gateway.targeting.query import find_recipients, find_waiting, recipients_in_phone_order
+from gateway.targeting.query import Page, find_recipients, find_waiting, recipients_page
 from gateway.targeting.select import Recipient, Registration, select_recipients, select_waiting
 
 __all__ = [
+    "Page",
     "Recipient",
     "Registration",
     "find_recipients",
     "find_waiting",
-    "recipients_in_phone_order",
+    "recipients_page",
     "select_recipients",
     "select_waiting",
 ]

@@ -1,11 +1,12 @@
 """The SQL edge of targeting: fetch the registrations under the area's tiles, then select."""
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from typing import cast
 
-from sqlalchemy import Connection, String, literal_column, or_, select, type_coerce
+from sqlalchemy import Connection, String, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from gateway.storage.models import Address, Channel, Participant
@@ -14,7 +15,6 @@ from gateway.targeting.select import (
     Recipient,
     Registration,
     select_recipients,
-    select_recipients_in_order,
     select_waiting,
 )
 
@@ -94,7 +94,16 @@ def _candidates(
     return cast(Iterable[Registration], chain.from_iterable(result.partitions(_BATCH)))
 
 
-def recipients_in_phone_order(
+@dataclass(frozen=True)
+class Page:
+    """A stretch of an area's recipients in phone-number order, for a launch's fan-out."""
+
+    recipients: list[Recipient]
+    # The last number this page covers: the next page starts after it. None: the area's last page.
+    last_phone: str | None
+
+
+def recipients_page(
     db: Session | Connection,
     lat: float,
     lon: float,
@@ -102,19 +111,34 @@ def recipients_in_phone_order(
     channels: Iterable[Channel],
     now: datetime,
     polygon: Corners | None = None,
-) -> Iterator[Recipient]:
-    """The same recipients as `find_recipients`, in phone-number order and decided lazily.
+    *,
+    after: str | None,
+    size: int,
+) -> Page:
+    """The recipients (as `find_recipients` picks them) whose numbers sort after `after`, decided
+    from the next `size` or so registrations in phone-number order.
 
-    The rows are read now, within the caller's transaction (it may commit before the last
-    recipient is asked for); each number's recipient is decided when the iteration gets there,
-    so a launch queues its first recipients without deciding all of them first (bench/sms: the
-    first SMS of 100,000 at the SMSC ~0.4 s after the launch instead of ~0.9 s)."""
+    A launch queues its first page without reading the whole area (bench.contention, 100,000
+    recipients: the first page in ~0.07 s, the whole area in 0.3–0.5 s), and each later chunk of its
+    fan-out reads its own page in its own transaction. A page ends with a whole number: the
+    registrations of its last number are left to the next page unless the page is the area's last
+    (a number with more registrations than a page is read whole)."""
     conn = _connection(db)
-    stmt = registrations_in_tiles(lat, lon, radius_m, polygon).order_by(literal_column("phone"))
-    rows = conn.execute(stmt).all()
-    return select_recipients_in_order(
-        cast(Iterable[Registration], rows), lat, lon, radius_m, channels, now, polygon
-    )
+    stmt = registrations_in_tiles(lat, lon, radius_m, polygon).order_by(Participant.phone)
+    if after is not None:
+        stmt = stmt.where(Participant.phone > after)
+    while True:
+        rows = cast(list[Registration], conn.execute(stmt.limit(size)).all())
+        if len(rows) < size:
+            last_phone = None
+            break
+        last_phone = rows[-1][2]
+        whole = [row for row in rows if row[2] != last_phone]
+        if whole:
+            rows, last_phone = whole, whole[-1][2]
+            break
+        size *= 2  # one number fills the page: read it whole
+    return Page(select_recipients(rows, lat, lon, radius_m, channels, now, polygon), last_phone)
 
 
 def _connection(db: Session | Connection) -> Connection:

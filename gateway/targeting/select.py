@@ -127,40 +127,6 @@ _VALUE: dict[Channel | str, str] = {**{c: c.value for c in Channel}, **{c.value:
 _MEMBER: dict[Channel | str, Channel] = {**{c: c for c in Channel}, **{c.value: c for c in Channel}}
 
 
-def select_recipients_in_order(
-    registrations: Iterable[Registration],
-    lat: float,
-    lon: float,
-    radius_m: float,
-    channels: Iterable[Channel],
-    now: datetime,
-    polygon: Corners | None = None,
-) -> Iterator[Recipient]:
-    """`select_recipients` for registrations sorted by phone number: each recipient as soon as
-    its number's registrations have gone by (a launch queues its first recipients before the
-    rest are decided)."""
-    return one_per_number_in_order(
-        eligible(registrations, Circle(lat, lon, radius_m), channels, now, _shape(polygon))
-    )
-
-
-def one_per_number_in_order(candidates: Iterable[tuple[float, Registration]]) -> Iterator[Recipient]:
-    """`one_per_number` for candidates that come grouped by phone number: the same pick, yielded
-    as each number's group ends."""
-    phone: str | None = None
-    held: tuple[tuple[float, int, int], Registration] | None = None
-    for h, reg in candidates:
-        key = _preference(h, reg)
-        if reg[2] != phone:
-            if held is not None:
-                yield _recipient(held[1])
-            phone, held = reg[2], (key, reg)
-        elif key < held[0]:  # type: ignore[index]
-            held = (key, reg)
-    if held is not None:
-        yield _recipient(held[1])
-
-
 def _recipient(reg: Registration) -> Recipient:
     return Recipient(reg[2], _MEMBER[reg[3]], reg[1], reg[0], reg[10])
 
