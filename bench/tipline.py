@@ -133,7 +133,9 @@ def ensure_actions(engine) -> bool:
             # Every recipient's message in this one transaction (nothing is published here).
             page: lifecycle.Queued | None = lifecycle.launch(s, action.id, now, settings)
             while page is not None and page.fan_out_after is not None:
-                page = lifecycle.fan_out_step(s, page.bulletin_id, page.fan_out_after, now)
+                page = lifecycle.fan_out_step(
+                    s, page.bulletin_id, page.fan_out_after, now, size=lifecycle.FAN_OUT_LARGEST
+                )
         s.commit()
     return False
 

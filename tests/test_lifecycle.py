@@ -355,7 +355,7 @@ def queued_ids(queue, channel):
 @pytest.fixture
 def small_chunks(monkeypatch):
     monkeypatch.setattr(lifecycle, "FAN_OUT_FIRST", 3)
-    monkeypatch.setattr(lifecycle, "FAN_OUT_CHUNK", 4)
+    monkeypatch.setattr(lifecycle, "FAN_OUT_LARGEST", 4)
 
 
 def launch_first_chunk(api, action_id):
@@ -395,7 +395,7 @@ def test_an_interrupted_fan_out_is_completed_by_housekeeping(api, small_chunks, 
     action = new_action(api)
     queued = launch_first_chunk(api, action["id"])
     with api.sessions() as s, s.begin():  # one more chunk, committed but never published: the crash
-        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC))
+        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC), size=4)
     assert chunk.count > 0 and chunk.fan_out_after is not None
     created = queued.count + chunk.count
     assert len(messages(api, action["id"])) == created < 12
@@ -458,7 +458,10 @@ def test_a_close_during_the_fan_out_stops_it(api, small_chunks):
     queued = launch_first_chunk(api, action["id"])
     api.call("centralist", "POST", f"/api/v1/actions/{action['id']}/close", json={"outcome": "none"})
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC)) is None
+        assert (
+            lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC), size=4)
+            is None
+        )
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == queued.count and {st for _, _, st in alert} == {MessageStatus.cancelled}
     assert alert_bulletin(api, action["id"]).fanned_out_at is not None  # nothing left for housekeeping
@@ -480,14 +483,17 @@ def test_a_close_waits_for_the_chunk_being_created_and_cancels_it(api, small_chu
         closed.set()
 
     with api.sessions() as s, s.begin():
-        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC))
+        chunk = lifecycle.fan_out_step(s, queued.bulletin_id, queued.fan_out_after, datetime.now(UTC), size=4)
         closer = threading.Thread(target=close)
         closer.start()
         assert not closed.wait(0.5)  # held by this chunk's locks
     closer.join(10)
     assert closed.is_set() and chunk.count > 0
     with api.sessions() as s, s.begin():
-        assert lifecycle.fan_out_step(s, queued.bulletin_id, chunk.fan_out_after, datetime.now(UTC)) is None
+        assert (
+            lifecycle.fan_out_step(s, queued.bulletin_id, chunk.fan_out_after, datetime.now(UTC), size=4)
+            is None
+        )
     alert = messages(api, action["id"], BulletinKind.alert)
     assert len(alert) == queued.count + chunk.count and {st for _, _, st in alert} == {
         MessageStatus.cancelled

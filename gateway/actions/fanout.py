@@ -2,9 +2,9 @@
 
 A launch commits the action, its alert and the messages of its first page of recipients
 (gateway/actions/lifecycle.py); `commit_and_publish` publishes those at once — the workers start
-sending — and then creates the rest page by page (`FAN_OUT_CHUNK` registrations, each page
-targeted and created in its own transaction, published after its commit) while the first are
-going out. Measured with 100,000 recipients (bench.contention, quiet machine): the first SMS at
+sending — and then creates the rest page by page (each page twice the one before, up to
+`FAN_OUT_LARGEST` registrations, targeted and created in its own transaction, published after its
+commit) while the first are going out. Measured with 100,000 recipients (bench.contention, quiet machine): the first SMS at
 the SMSC 0.17 s after the launch (0.34–0.43 s when the whole area was read first, ~3 s when
 everything was created first).
 
@@ -69,9 +69,11 @@ def _fan_out(
     after: str | None,
     counts: dict[str, int],
 ) -> None:
+    size = lifecycle.FAN_OUT_FIRST
     while after is not None:
+        size = min(2 * size, lifecycle.FAN_OUT_LARGEST)
         with sessions() as session, session.begin():
-            page = lifecycle.fan_out_step(session, bulletin_id, after, datetime.now(UTC))
+            page = lifecycle.fan_out_step(session, bulletin_id, after, datetime.now(UTC), size=size)
         if page is None:  # closed meanwhile, or completed by housekeeping
             log.info(
                 "action %d: fan-out stopped after %d recipients (closed meanwhile, or completed by housekeeping)",

@@ -6,8 +6,8 @@ steps in one transaction; the ids they return are handed to the work queue after
 concurrent requests cannot both launch or both close an action.
 
 A launch creates the messages of its first page of recipients only (in phone-number order,
-decided from `FAN_OUT_FIRST` registrations); the rest come in pages of `FAN_OUT_CHUNK`, each
-targeted and created in its own transaction (`fan_out_step`), while the first are being sent.
+decided from `FAN_OUT_FIRST` registrations); the rest come in growing pages, each targeted and
+created in its own transaction (`fan_out_step`), while the first are being sent.
 `complete_fan_outs` finishes an alert whose launching process died midway.
 """
 
@@ -51,11 +51,14 @@ _CODE_TRIES = 50
 # What a draft shows where the code will go: same length, so the same SMS size.
 CODE_PLACEHOLDER = "#" * CODE_DIGITS
 _INSERT_CHUNK = 5_000
-# The registrations a launch targets itself, so that the workers start sending at once, and those
-# of each later chunk of the fan-out: 100,000 recipients in one transaction kept every SMS waiting
-# ~2 s, and reading the whole area first another ~0.2 s on a quiet machine (bench.contention).
+# The registrations a launch targets itself, so that the workers start sending at once (100,000
+# recipients in one transaction kept every SMS waiting ~2 s; reading the whole area first, another
+# 0.2-0.4 s: bench.contention). Each later page of the fan-out is twice the one before, up to
+# FAN_OUT_LARGEST: a page's read scans the area's candidates again (~0.15 s at 100,000, whatever
+# the page's size), while the pages before it keep the workers busy; and each page is one
+# transaction that a close waits for.
 FAN_OUT_FIRST = 2_000
-FAN_OUT_CHUNK = 10_000
+FAN_OUT_LARGEST = 32_000
 
 NewMessage = tuple[str, int | None, str]  # (phone, participant id, channel) of a message to create
 
@@ -138,9 +141,12 @@ def launch(session: Session, action_id: int, now: datetime, settings: Settings) 
     return queued
 
 
-def fan_out_step(session: Session, bulletin_id: int, after: str, now: datetime) -> Queued | None:
-    """Target and create the next page of a launch's alerts, the numbers after `after` (the
-    caller commits, then publishes); the alert's `fanned_out_at` is set with its last page.
+def fan_out_step(
+    session: Session, bulletin_id: int, after: str, now: datetime, *, size: int
+) -> Queued | None:
+    """Target and create the next page of a launch's alerts, the numbers after `after` decided from
+    `size` registrations (the caller commits, then publishes); the alert's `fanned_out_at` is set
+    with its last page.
 
     None when the fan-out is over without them: the action was closed meanwhile (no alert goes
     out after its closing), or `complete_fan_outs` finished it."""
@@ -159,7 +165,7 @@ def fan_out_step(session: Session, bulletin_id: int, after: str, now: datetime) 
         bulletin.fanned_out_at = now
         return None
     # Targeted as at the launch (pauses, time windows); the registrations are read as they are now.
-    page = _alert_page(session, action, action.launched_at or bulletin.created_at, after, FAN_OUT_CHUNK)
+    page = _alert_page(session, action, action.launched_at or bulletin.created_at, after, size)
     if page.last_phone is None:
         bulletin.fanned_out_at = now
     queued = _insert_messages(session, bulletin, _new_messages(page.recipients), now)
