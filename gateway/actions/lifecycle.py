@@ -53,10 +53,10 @@ CODE_PLACEHOLDER = "#" * CODE_DIGITS
 _INSERT_CHUNK = 5_000
 # The registrations a launch targets itself, so that the workers start sending at once (100,000
 # recipients in one transaction kept every SMS waiting ~2 s; reading the whole area first, another
-# 0.2-0.4 s: bench.contention). Each later page of the fan-out is twice the one before, up to
-# FAN_OUT_LARGEST: a page's read scans the area's candidates again (~0.15 s at 100,000, whatever
-# the page's size), while the pages before it keep the workers busy; and each page is one
-# transaction that a close waits for.
+# 0.2-0.5 s: bench.contention, bench.sms). Each later page of the fan-out is twice the one before,
+# up to FAN_OUT_LARGEST: a page's read scans the area's candidates again (~0.15 s at 100,000,
+# whatever the page's size), while the pages before it keep the workers busy; and each page is
+# one transaction that a close waits for.
 FAN_OUT_FIRST = 2_000
 FAN_OUT_LARGEST = 32_000
 
