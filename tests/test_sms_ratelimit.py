@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from gateway.sms.ratelimit import GUARD_S, BindRateLimit, window_for
+from gateway.sms.ratelimit import GUARD_S, BindRateLimit, SentBatches, window_for
 
 # One OS process sharing the bind: takes as fast as it is allowed until `until` (wall clock), then
 # prints its grants as JSON [[redis_time_s, granted], ...] plus how many take() calls it made.
@@ -209,3 +209,30 @@ def test_lateness_within_the_guard_costs_no_rate(redis_url, key_prefix):
     behind = sum(b - a - pace for a, b in itertools.pairwise(slots))
     assert behind < 0.005, f"the slots fell {behind * 1000:.1f} ms behind their pace"
     assert busiest_second(accepts) <= 200
+
+
+def test_a_batch_counts_as_accepted_when_its_last_answer_arrived():
+    """The bound a batch's entry is moved by is the arrival of its last PDU's answer, not less: a
+    quick answer to its first PDU (a short round trip) says nothing about the way back of the last
+    one, and taking it off put a batch before its real accept (202 at 200/s in a CI run)."""
+
+    class Recorded:
+        def __init__(self) -> None:
+            self.accepted_at: list[float] = []
+
+        def written(self, at: float) -> object:
+            return "grant"
+
+        def accepted(self, grant: object, at: float) -> None:
+            self.accepted_at.append(at)
+
+    limit = Recorded()
+    sent = SentBatches(limit)
+    sent.written(7, 10.000)  # a batch of PDUs 5, 6, 7
+    sent.answered(5, 10.0002)
+    sent.answered(6, 10.0051)
+    assert limit.accepted_at == []  # not before its last PDU is answered
+    sent.answered(7, 10.0123)
+    assert limit.accepted_at == [10.0123]
+    sent.answered(7, 10.0200)  # a stray answer to the same sequence: the batch was told once
+    assert limit.accepted_at == [10.0123]

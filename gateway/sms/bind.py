@@ -291,19 +291,18 @@ class Bind:
                 await asyncio.sleep(wait)
                 continue
             count = min(local, len(self.ready), window.size - window.in_flight)
-            first = sequence = None
+            sequence = None
             for _ in range(count):
                 message, index = self.ready.popleft()
                 if message.done:
                     continue
                 sequence = correlator.next_sequence()
-                first = first or sequence
                 writer.write(P.with_sequence(message.pdus[index], sequence))
                 correlator.put(sequence, (message, index), now)
                 window.in_flight += 1
             self.rate.note_sent(now, count)
             if self.sent is not None:
-                self.sent.written(first, sequence, time.monotonic())
+                self.sent.written(sequence, time.monotonic())
             await writer.drain()
 
     async def _keep(self, links: list[Link]) -> None:
