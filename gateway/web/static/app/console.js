@@ -223,7 +223,11 @@ $("#type").addEventListener("change", () => {
 const PLACEHOLDER_LABELS = { who: "Wie (signalement)", what: "Wat", where: "Waar", vehicle: "Voertuig", direction: "Richting" };
 
 async function loadTemplates() {
-  const templates = await api(`/api/v1/templates?action_type=${$("#type").value}`);
+  const type = $("#type").value;
+  const templates = await api(`/api/v1/templates?action_type=${type}`);
+  // The type changed while this was under way: the call for the new type shows its own (an answer
+  // for the type chosen before arriving last hid the new type's templates).
+  if (type !== $("#type").value) return;
   state.templates = new Map(templates.map((t) => [String(t.id), t]));
   $("#template").replaceChildren(...templates.map((t) => h("option", { value: t.id }, t.name)));
   $("#template-box").hidden = !templates.length;
