@@ -275,7 +275,7 @@ class SentBatches:
     def trim(self, in_flight: int) -> None:
         """Forget every batch once more are kept than can still be answered (some expired)."""
         if len(self._grants) > in_flight:
-            self._grants.clear()
+            self.clear()
 
     def clear(self) -> None:
         self._grants.clear()
